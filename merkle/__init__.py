@@ -1,0 +1,69 @@
+"""merkle: content-addressed integrity for large ML models and datasets.
+
+The data flow, one module per arrow::
+
+    directory --walk--> files --engine (threads, chunked reads)--> leaf hashes
+      --tree--> file roots --manifest--> dataset root (+ leaf sidecar)
+      --verify--> Report (=, *, -, +, ! per file)
+
+Typical use::
+
+    import merkle
+    m = merkle.build("model/")            # Manifest, immutable and validated
+    m.save("model.merkle.json")           # + model.merkle.json.leaves
+    report = merkle.verify("model/", "model.merkle.json")
+    if not report:
+        print(report.summary())
+    report.raise_for_failure()            # the raising form of the same check
+"""
+
+from __future__ import annotations
+
+from .builder import build
+from .engine import FileDigest, Progress
+from .errors import (
+    FormatError,
+    IntegrityError,
+    MerkleError,
+    PathError,
+    ProofError,
+    SourceError,
+    UnsupportedError,
+    UsageError,
+)
+from .hashfile import hash_file, hash_paths, hash_stream
+from .hashing import ALGORITHMS, DEFAULT_ALGORITHM, Algorithm
+from .layers import LeafLayers
+from .manifest import DEFAULT_CHUNK_SIZE, FileEntry, Manifest
+from .report import Outcome, Report, Status
+from .verify import verify
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ALGORITHMS",
+    "DEFAULT_ALGORITHM",
+    "DEFAULT_CHUNK_SIZE",
+    "Algorithm",
+    "FileDigest",
+    "FileEntry",
+    "FormatError",
+    "IntegrityError",
+    "LeafLayers",
+    "Manifest",
+    "MerkleError",
+    "Outcome",
+    "PathError",
+    "Progress",
+    "ProofError",
+    "Report",
+    "SourceError",
+    "Status",
+    "UnsupportedError",
+    "UsageError",
+    "build",
+    "hash_file",
+    "hash_paths",
+    "hash_stream",
+    "verify",
+]

@@ -1,0 +1,58 @@
+"""Building a manifest: walk -> hash -> file entries -> dataset root."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from .engine import Progress, hash_files
+from .errors import SourceError
+from .hashing import DEFAULT_ALGORITHM, Algorithm, tree_hasher
+from .layers import LeafLayers
+from .manifest import DEFAULT_CHUNK_SIZE, DEFAULT_EXCLUDES, FileEntry, Manifest, check_chunk_size
+from .paths import case_collision
+from .walk import walk
+
+
+def exclusions(exclude: Sequence[str], default_excludes: bool) -> tuple[str, ...]:
+    base = DEFAULT_EXCLUDES if default_excludes else ()
+    return tuple(dict.fromkeys((*base, *exclude)))
+
+
+def build(
+    path: str | os.PathLike[str],
+    *,
+    algorithm: Algorithm = DEFAULT_ALGORITHM,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    exclude: Sequence[str] = (),
+    default_excludes: bool = True,
+    follow_symlinks: bool = False,
+    jobs: int | None = None,
+    progress: Progress | None = None,
+) -> Manifest:
+    """Hash every file under directory `path` into a Manifest (with its leaf
+    layers attached, for `Manifest.save` to write beside it).
+
+    Raises SourceError, naming the file, if anything in the tree cannot be
+    hashed faithfully: a refused symlink, a FIFO, an unreadable file, a file
+    that changes while it is read."""
+    hasher = tree_hasher(algorithm)
+    check_chunk_size(chunk_size)
+    patterns = exclusions(exclude, default_excludes)
+    listing = walk(path, patterns, follow_symlinks)
+    root = os.fspath(path)
+    if listing.problems:
+        first = listing.problems[0]
+        more = len(listing.problems) - 1
+        tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+        raise SourceError(first.reason + tail, os.path.join(root, first.path))
+    clash = case_collision(f.path for f in listing.files)
+    if clash:
+        raise SourceError(f"{clash[0]!r} and {clash[1]!r} differ only in case", root)
+    digests = hash_files(listing.files, hasher, chunk_size, jobs, progress, follow_symlinks)
+    for d in digests:
+        if d.error is not None:
+            raise d.error
+    entries = [FileEntry(d.path, d.size, d.root) for d in digests]
+    layers = LeafLayers({d.path: d.leaves for d in digests if len(d.leaves) > len(d.root)})
+    return Manifest.create(entries, algorithm, chunk_size, patterns, layers)

@@ -1,0 +1,121 @@
+"""The `merkle` command line.  Exit codes: 0 verified, 1 integrity failure,
+2 usage error or unreadable input (docs/cli.md)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+from ..errors import MerkleError
+from ..hashing import ALGORITHMS, DEFAULT_ALGORITHM
+from ..manifest import DEFAULT_CHUNK_SIZE
+from . import commands
+
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def parse_size(text: str) -> int:
+    """'1048576', '1M', '1MiB', '64k' -> bytes (binary units)."""
+    m = re.fullmatch(r"\s*(\d+)\s*([kmg]?)(i?b)?\s*", text, re.IGNORECASE)
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (examples: 1048576, 1M, 4MiB)")
+    return int(m.group(1)) * _UNITS[m.group(2).lower()]
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"not a positive integer: {text!r}")
+    return value
+
+
+def _common(p: argparse.ArgumentParser, hashing: bool = True) -> None:
+    if hashing:
+        p.add_argument("--algorithm", choices=ALGORITHMS, default=DEFAULT_ALGORITHM, help="hash function (default: %(default)s)")
+        p.add_argument("--chunk-size", type=parse_size, default=DEFAULT_CHUNK_SIZE, metavar="SIZE",
+                       help="chunk size, a power of two from 1K to 1G (default: 1M)")
+    p.add_argument("--jobs", "-j", type=positive_int, default=None, metavar="N", help="worker threads (default: one per CPU)")
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar; print only problems")
+
+
+def _walk_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                   help="skip names (or, with a '/', relative paths) matching GLOB; repeatable")
+    p.add_argument("--follow-symlinks", action="store_true",
+                   help="follow symbolic links that resolve inside the root (refused by default)")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="merkle",
+        description="Chunked Merkle manifests for models and datasets: build, verify, hash.",
+        epilog="Exit status: 0 verified, 1 integrity failure, 2 usage error or unreadable input.",
+    )
+    parser.add_argument("--version", action="version", version=f"merkle {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("build", help="hash a directory into a manifest")
+    p.add_argument("path", metavar="PATH", help="directory to hash")
+    p.add_argument("-o", "--output", metavar="MANIFEST", help="manifest file to write (default: stdout); "
+                   "the leaf sidecar goes to MANIFEST.leaves")
+    p.add_argument("--no-default-excludes", action="store_true", help="do not skip .git")
+    _walk_options(p)
+    _common(p)
+    p.set_defaults(run=commands.build)
+
+    p = sub.add_parser("verify", help="check a directory against a manifest")
+    p.add_argument("path", metavar="PATH", help="directory to check")
+    p.add_argument("manifest", metavar="MANIFEST", help="manifest written by 'merkle build'")
+    p.add_argument("--allow-extra", action="store_true", help="files the manifest does not list are not a failure")
+    _walk_options(p)
+    _common(p, hashing=False)
+    p.set_defaults(run=commands.verify)
+
+    p = sub.add_parser("hash", help="print the Merkle root of files, like b3sum")
+    p.add_argument("files", nargs="+", metavar="FILE", help="files to hash ('-' for stdin); with --check, sums files")
+    p.add_argument("--check", "-c", action="store_true", help="read 'ROOT  PATH' lines from FILEs and check them")
+    _common(p)
+    p.set_defaults(run=commands.hash_)
+
+    p = sub.add_parser("demo", help="build, verify, tamper and re-verify a small generated model")
+    p.add_argument("directory", nargs="?", help="where to put the example (default: a temporary directory)")
+    p.set_defaults(run=commands.demo, json=False, quiet=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.run(args))
+    except MerkleError as e:
+        print(f"merkle: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("merkle: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 2
+    except OSError as e:
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"merkle: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # a bug: one line, not a traceback, unless asked
+        if os.environ.get("MERKLE_DEBUG"):
+            raise
+        print(f"merkle: internal error: {type(e).__name__}: {e} (set MERKLE_DEBUG=1 for a traceback)", file=sys.stderr)
+        return 2
+

@@ -1,0 +1,53 @@
+"""Every exception merkle raises, split by cause.
+
+The CLI maps each class to an exit code: integrity and signature failures
+exit 1 (the data is not what was signed); bad input, unreadable sources and
+usage errors exit 2 (we could not decide).
+"""
+
+from __future__ import annotations
+
+
+class MerkleError(Exception):
+    """Base class. `path` names the file, manifest or URL concerned, if any."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = path
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class UsageError(MerkleError):
+    """The caller asked for something impossible (bad option, bad value)."""
+
+
+class FormatError(MerkleError):
+    """A manifest, sidecar or sums file is malformed or hostile."""
+
+
+class UnsupportedError(FormatError):
+    """Well-formed, but names a version or algorithm this build refuses."""
+
+
+class PathError(FormatError):
+    """A path is not canonical or would escape the checked root."""
+
+
+class SourceError(MerkleError):
+    """Input could not be read as expected: missing, unreadable, special
+    file, refused symlink, or changed while it was being hashed."""
+
+
+class IntegrityError(MerkleError):
+    """Content does not match what the manifest or proof commits to."""
+
+    exit_code = 1
+
+
+class ProofError(IntegrityError):
+    """An inclusion or consistency proof does not verify."""

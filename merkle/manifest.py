@@ -1,0 +1,271 @@
+"""The manifest: a typed, immutable, strictly parsed commitment to a tree.
+
+A manifest lists every file (canonical path, size, Merkle root of its chunks)
+and the dataset root: the Merkle root over one leaf per file, in path order,
+each leaf encoding (path, size, chunk size, file root) unambiguously
+(docs/format.md, rules D1-D4).  Construction validates everything, including
+that the dataset root matches the entries, so a Manifest object is always
+consistent.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Final
+
+from . import _json, tree
+from .errors import FormatError, UnsupportedError
+from .hashing import ALGORITHMS, DEFAULT_ALGORITHM, DIGEST_SIZE, Algorithm, TreeHasher, tree_hasher
+from .paths import case_collision, path_problem
+
+if TYPE_CHECKING:
+    from .layers import LeafLayers
+
+FORMAT: Final = "merkle-manifest-v1"
+DEFAULT_CHUNK_SIZE: Final = 1 << 20
+MIN_CHUNK_SIZE: Final = 1 << 10
+MAX_CHUNK_SIZE: Final = 1 << 30
+MAX_MANIFEST_BYTES: Final = 1 << 30
+MAX_FILE_SIZE: Final = (1 << 63) - 1
+DEFAULT_EXCLUDES: Final[tuple[str, ...]] = (".git",)
+SIDECAR_SUFFIX: Final = ".leaves"
+
+_KEYS: Final = ("format", "algorithm", "chunk_size", "exclude", "root", "files")
+_ENTRY_KEYS: Final = ("path", "size", "root")
+
+
+def check_chunk_size(chunk_size: int) -> int:
+    if (
+        not isinstance(chunk_size, int)
+        or isinstance(chunk_size, bool)
+        or chunk_size < MIN_CHUNK_SIZE
+        or chunk_size > MAX_CHUNK_SIZE
+        or chunk_size & (chunk_size - 1)
+    ):
+        raise FormatError(
+            f"chunk size {chunk_size!r} must be a power of two from {MIN_CHUNK_SIZE} to {MAX_CHUNK_SIZE}"
+        )
+    return chunk_size
+
+
+def chunk_count(size: int, chunk_size: int) -> int:
+    """Number of chunks of a file: 0 for an empty file, the last may be short."""
+    return -(-size // chunk_size)
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One file: canonical relative path, byte size, Merkle root of its chunks."""
+
+    path: str
+    size: int
+    root: bytes
+
+    def leaf_data(self, chunk_size: int) -> bytes:
+        """The dataset-tree leaf: u32 len(path) | path | u64 size | u64 chunk_size | root."""
+        p = self.path.encode("utf-8")
+        return (
+            len(p).to_bytes(4, "big")
+            + p
+            + self.size.to_bytes(8, "big")
+            + chunk_size.to_bytes(8, "big")
+            + self.root
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "size": self.size, "root": self.root.hex()}
+
+
+def dataset_root(hasher: TreeHasher, chunk_size: int, files: Sequence[FileEntry]) -> bytes:
+    return tree.root(hasher, [hasher.leaf(f.leaf_data(chunk_size)) for f in files])
+
+
+def _check_entries(files: Sequence[FileEntry]) -> None:
+    previous = None
+    for f in files:
+        problem = path_problem(f.path) if isinstance(f.path, str) else "path is not a string"
+        if problem:
+            raise FormatError(f"file path {f.path!r}: {problem}")
+        if not isinstance(f.size, int) or isinstance(f.size, bool) or not 0 <= f.size <= MAX_FILE_SIZE:
+            raise FormatError(f"file {f.path!r}: size {f.size!r} is not a byte count")
+        if not isinstance(f.root, bytes) or len(f.root) != DIGEST_SIZE:
+            raise FormatError(f"file {f.path!r}: root is not a {DIGEST_SIZE}-byte digest")
+        if previous is not None and f.path <= previous:
+            what = "duplicate path" if f.path == previous else "paths not in sorted order at"
+            raise FormatError(f"{what} {f.path!r}")
+        previous = f.path
+    clash = case_collision(f.path for f in files)
+    if clash:
+        raise FormatError(f"paths {clash[0]!r} and {clash[1]!r} differ only in case")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A validated manifest.  Build one with `Manifest.create`, `merkle.build`,
+    `Manifest.from_json` or `Manifest.load`; each checks every rule."""
+
+    algorithm: Algorithm
+    chunk_size: int
+    files: tuple[FileEntry, ...]
+    root: bytes
+    exclude: tuple[str, ...] = DEFAULT_EXCLUDES
+    layers: LeafLayers | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in ALGORITHMS:
+            raise UnsupportedError(f"unsupported algorithm {self.algorithm!r}")
+        check_chunk_size(self.chunk_size)
+        if not all(isinstance(p, str) and p and "\x00" not in p for p in self.exclude):
+            raise FormatError("exclude patterns must be non-empty strings")
+        _check_entries(self.files)
+        if dataset_root(self.hasher, self.chunk_size, self.files) != self.root:
+            raise FormatError("dataset root does not match the file entries")
+        if self.layers is not None:
+            self.layers.check(self)
+
+    @classmethod
+    def create(
+        cls,
+        files: Iterable[FileEntry],
+        algorithm: Algorithm = DEFAULT_ALGORITHM,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        exclude: Sequence[str] = DEFAULT_EXCLUDES,
+        layers: LeafLayers | None = None,
+    ) -> Manifest:
+        """A manifest over `files` (any order), computing the dataset root."""
+        ordered = tuple(sorted(files, key=lambda f: f.path))
+        _check_entries(ordered)
+        root = dataset_root(tree_hasher(algorithm), check_chunk_size(chunk_size), ordered)
+        return cls(algorithm, chunk_size, ordered, root, tuple(exclude), layers)
+
+    @cached_property
+    def hasher(self) -> TreeHasher:
+        return tree_hasher(self.algorithm)
+
+    @cached_property
+    def _by_path(self) -> dict[str, FileEntry]:
+        return {f.path: f for f in self.files}
+
+    def entry(self, path: str) -> FileEntry | None:
+        return self._by_path.get(path)
+
+    def index(self, path: str) -> int:
+        """Position of `path` in the dataset tree (its leaf index)."""
+        import bisect
+
+        i = bisect.bisect_left(self.files, path, key=lambda f: f.path)
+        if i == len(self.files) or self.files[i].path != path:
+            raise KeyError(path)
+        return i
+
+    @property
+    def total_size(self) -> int:
+        return sum(f.size for f in self.files)
+
+    # -- JSON ---------------------------------------------------------------
+
+    def to_json(self) -> bytes:
+        """Canonical bytes: fixed key order, one file entry per line."""
+        head = {
+            "format": FORMAT,
+            "algorithm": self.algorithm,
+            "chunk_size": self.chunk_size,
+            "exclude": list(self.exclude),
+            "root": self.root.hex(),
+        }
+        lines = ",\n".join(_json.dumps(f.to_dict()) for f in self.files)
+        body = _json.dumps(head)[:-1] + ',"files":[' + ("\n" + lines + "\n" if lines else "") + "]}\n"
+        return body.encode("utf-8")
+
+    @classmethod
+    def from_json(cls, data: bytes, source: str = "manifest") -> Manifest:
+        """Parse and validate; FormatError (naming `source`) on any problem."""
+        doc = _json.loads(data, source, MAX_MANIFEST_BYTES)
+        try:
+            return cls._from_doc(doc)
+        except FormatError as e:
+            raise type(e)(e.message, source) from e
+
+    @classmethod
+    def _from_doc(cls, doc: Any) -> Manifest:
+        if not isinstance(doc, dict):
+            raise FormatError("top level is not a JSON object")
+        fmt = doc.get("format")
+        if fmt != FORMAT:
+            raise UnsupportedError(f"unsupported manifest format {fmt!r} (expected {FORMAT!r})")
+        _exact_keys(doc, _KEYS, "manifest")
+        algorithm = doc["algorithm"]
+        if algorithm not in ALGORITHMS:
+            raise UnsupportedError(f"unsupported algorithm {algorithm!r}")
+        exclude = doc["exclude"]
+        if not isinstance(exclude, list) or not all(isinstance(p, str) for p in exclude):
+            raise FormatError("'exclude' must be a list of strings")
+        files = doc["files"]
+        if not isinstance(files, list):
+            raise FormatError("'files' must be a list")
+        entries = []
+        for i, item in enumerate(files):
+            if not isinstance(item, dict):
+                raise FormatError(f"files[{i}] is not an object")
+            _exact_keys(item, _ENTRY_KEYS, f"files[{i}]")
+            if not isinstance(item["path"], str):
+                raise FormatError(f"files[{i}].path is not a string")
+            entries.append(FileEntry(item["path"], item["size"], _hex_digest(item["root"], f"files[{i}].root")))
+        return cls(
+            algorithm=algorithm,
+            chunk_size=doc["chunk_size"],
+            files=tuple(entries),
+            root=_hex_digest(doc["root"], "root"),
+            exclude=tuple(exclude),
+        )
+
+    # -- files --------------------------------------------------------------
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], layers: bool = True) -> Manifest:
+        """Read a manifest file and, if present beside it, its leaf sidecar
+        (which must authenticate against the manifest's roots)."""
+        from .layers import LeafLayers
+        from .sources.local import read_capped
+
+        name = os.fspath(path)
+        manifest = cls.from_json(read_capped(name, MAX_MANIFEST_BYTES), name)
+        sidecar = name + SIDECAR_SUFFIX
+        if layers and os.path.exists(sidecar):
+            data = read_capped(sidecar, LeafLayers.expected_size(manifest))
+            loaded = LeafLayers.from_bytes(data, manifest, sidecar)
+            manifest = cls(
+                manifest.algorithm, manifest.chunk_size, manifest.files, manifest.root, manifest.exclude, loaded
+            )
+        return manifest
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the manifest (and its sidecar, if it has leaf layers) atomically."""
+        from .sources.local import write_atomic
+
+        name = os.fspath(path)
+        if self.layers is not None:
+            write_atomic(name + SIDECAR_SUFFIX, self.layers.to_bytes(self))
+        write_atomic(name, self.to_json())
+
+
+def _exact_keys(obj: dict[str, Any], keys: Sequence[str], where: str) -> None:
+    unknown = sorted(set(obj) - set(keys))
+    if unknown:
+        raise FormatError(f"{where}: unknown key {unknown[0]!r}")
+    missing = [k for k in keys if k not in obj]
+    if missing:
+        raise FormatError(f"{where}: missing key {missing[0]!r}")
+
+
+def _hex_digest(value: Any, where: str) -> bytes:
+    if (
+        not isinstance(value, str)
+        or len(value) != 2 * DIGEST_SIZE
+        or value.strip("0123456789abcdef")
+    ):
+        raise FormatError(f"{where}: not a {2 * DIGEST_SIZE}-digit lower-case hex digest")
+    return bytes.fromhex(value)

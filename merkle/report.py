@@ -1,0 +1,118 @@
+"""Verification results: one Outcome per path and a Report over them.
+
+Symbols follow `rclone check --combined`: `=` ok, `*` differs, `-` missing,
+`+` extra, `!` error.  `bool(report)` says whether everything verified;
+`report.raise_for_failure()` is the raising form of the same check.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import IntegrityError, SourceError
+
+
+class Status(enum.Enum):
+    OK = "="
+    MISMATCH = "*"
+    MISSING = "-"
+    EXTRA = "+"
+    ERROR = "!"
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    path: str
+    status: Status
+    detail: str = ""
+
+    def line(self) -> str:
+        return f"{self.status.value} {self.path}" + (f"  ({self.detail})" if self.detail else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"path": self.path, "status": self.status.label}
+        if self.detail:
+            out["detail"] = self.detail
+        return out
+
+
+@dataclass(frozen=True)
+class Report:
+    """What `merkle.verify` found.  Truthy exactly when the tree verified."""
+
+    root: bytes
+    algorithm: str
+    outcomes: tuple[Outcome, ...]
+    allow_extra: bool = False
+    bytes_hashed: int = 0
+    seconds: float = 0.0
+    counts: Counter[Status] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "counts", Counter(o.status for o in self.outcomes))
+
+    def _fails(self, o: Outcome) -> bool:
+        return o.status is not Status.OK and not (o.status is Status.EXTRA and self.allow_extra)
+
+    @property
+    def failures(self) -> tuple[Outcome, ...]:
+        return tuple(o for o in self.outcomes if self._fails(o))
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    @property
+    def exit_code(self) -> int:
+        """0 verified; 1 some content is wrong, missing or extra; 2 only
+        errors (something could not be read, so nothing was decided)."""
+        failures = self.failures
+        if not failures:
+            return 0
+        return 2 if all(o.status is Status.ERROR for o in failures) else 1
+
+    def summary(self) -> str:
+        c = self.counts
+        files = len(self.outcomes) - c[Status.EXTRA]
+        head = "verified" if self.ok else "FAILED"
+        rate = f" at {self.bytes_hashed / self.seconds / 1e9:.2f} GB/s" if self.seconds > 0 else ""
+        extra = f"{c[Status.EXTRA]} extra" + (" (allowed)" if self.allow_extra and c[Status.EXTRA] else "")
+        return (
+            f"{head}: {c[Status.OK]} of {files} files ok, {c[Status.MISMATCH]} differ, "
+            f"{c[Status.MISSING]} missing, {extra}, {c[Status.ERROR]} errors; "
+            f"{self.bytes_hashed} bytes hashed in {self.seconds:.2f} s{rate}"
+        )
+
+    def raise_for_failure(self) -> None:
+        """Raise IntegrityError (or SourceError when only reads failed) unless ok."""
+        failures = self.failures
+        if not failures:
+            return
+        first = failures[0]
+        message = f"{len(failures)} problem(s), first: {first.status.label}" + (
+            f" ({first.detail})" if first.detail else ""
+        )
+        if self.exit_code == 2:
+            raise SourceError(message, first.path)
+        raise IntegrityError(message, first.path)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "root": self.root.hex(),
+            "algorithm": self.algorithm,
+            "counts": {s.label: self.counts[s] for s in Status},
+            "bytes_hashed": self.bytes_hashed,
+            "seconds": round(self.seconds, 6),
+            "files": [o.to_dict() for o in self.outcomes],
+        }

@@ -1,0 +1,1 @@
+"""Where bytes come from.  Only this package and the engine open files."""

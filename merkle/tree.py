@@ -1,0 +1,196 @@
+"""Pure Merkle tree code: roots, levels, proofs and proof checking.
+
+The tree is RFC 6962 / RFC 9162's: for n > 1 leaves the left subtree holds the
+largest power of two of leaves smaller than n.  Building it bottom up, pairing
+neighbours and carrying an odd last node up unchanged, gives the same tree, so
+`levels()[k][i]` is the root of leaves [i * 2**k, min((i + 1) * 2**k, n)).
+
+Proof checking follows RFC 9162 sections 2.1.3.2 (inclusion) and 2.1.4.2
+(consistency) step by step.  Every hash handed in must be exactly the digest
+size; anything else is rejected, never padded or truncated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .errors import ProofError
+from .hashing import DIGEST_SIZE, TreeHasher
+
+Level = list[bytes]
+
+
+def split_leaves(leaves: bytes | bytearray | memoryview, size: int = DIGEST_SIZE) -> list[bytes]:
+    """Cut a concatenation of leaf hashes into a list of hashes."""
+    if len(leaves) % size:
+        raise ValueError(f"leaf bytes: length {len(leaves)} is not a multiple of {size}")
+    mv = memoryview(leaves)
+    return [bytes(mv[i : i + size]) for i in range(0, len(mv), size)]
+
+
+def _parent_level(hasher: TreeHasher, level: Sequence[bytes]) -> Level:
+    node = hasher.node
+    up = [node(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+    if len(level) % 2:
+        up.append(level[-1])
+    return up
+
+
+def root(hasher: TreeHasher, leaves: Sequence[bytes]) -> bytes:
+    """The Merkle Tree Hash of a list of leaf hashes (H("") when empty)."""
+    if not leaves:
+        return hasher.empty()
+    level = list(leaves)
+    while len(level) > 1:
+        level = _parent_level(hasher, level)
+    return level[0]
+
+
+def levels(hasher: TreeHasher, leaves: Sequence[bytes]) -> list[Level]:
+    """Every level of the tree, leaves first, root last (one level when n <= 1)."""
+    out = [list(leaves)]
+    while len(out[-1]) > 1:
+        out.append(_parent_level(hasher, out[-1]))
+    return out
+
+
+def inclusion_proof(tree: Sequence[Level], index: int) -> list[bytes]:
+    """The audit path of leaf `index`, bottom up (RFC 9162 2.1.3.1)."""
+    size = len(tree[0])
+    if not 0 <= index < size:
+        raise ValueError(f"leaf index {index} out of range for tree size {size}")
+    proof = []
+    for level in tree[:-1]:
+        sibling = index ^ 1
+        if sibling < len(level):
+            proof.append(level[sibling])
+        index >>= 1
+    return proof
+
+
+def _subtree(hasher: TreeHasher, tree: Sequence[Level], start: int, end: int) -> bytes:
+    """MTH of leaves [start, end), taken from the stored levels when aligned."""
+    width = end - start
+    k = (width - 1).bit_length()  # smallest k with 2**k >= width
+    if start % (1 << k) == 0 and (width == 1 << k or end == len(tree[0])):
+        return tree[k][start >> k]
+    split = 1 << ((width - 1).bit_length() - 1)
+    return hasher.node(
+        _subtree(hasher, tree, start, start + split), _subtree(hasher, tree, start + split, end)
+    )
+
+
+def consistency_proof(hasher: TreeHasher, tree: Sequence[Level], size1: int) -> list[bytes]:
+    """The proof that the first `size1` leaves are a prefix (RFC 9162 2.1.4.1)."""
+    size2 = len(tree[0])
+    if not 0 < size1 <= size2:
+        raise ValueError(f"consistency: size1 {size1} must be in 1..{size2}")
+    proof: list[bytes] = []
+
+    def subproof(m: int, start: int, end: int, complete: bool) -> None:
+        n = end - start
+        if m == n:
+            if not complete:
+                proof.append(_subtree(hasher, tree, start, end))
+            return
+        k = 1 << ((n - 1).bit_length() - 1)
+        if m <= k:
+            subproof(m, start, start + k, complete)
+            proof.append(_subtree(hasher, tree, start + k, end))
+        else:
+            subproof(m - k, start + k, end, False)
+            proof.append(_subtree(hasher, tree, start, start + k))
+
+    subproof(size1, 0, size2, True)
+    return proof
+
+
+def _check_hash(what: str, value: bytes) -> None:
+    if len(value) != DIGEST_SIZE:
+        raise ProofError(f"{what} is {len(value)} bytes, want {DIGEST_SIZE}")
+
+
+def root_from_inclusion(
+    hasher: TreeHasher, index: int, size: int, leaf_hash: bytes, proof: Sequence[bytes]
+) -> bytes:
+    """The root that `proof` implies for leaf `index` of a tree of `size` leaves."""
+    # RFC 9162 2.1.3.2, steps numbered as there.
+    if not 0 <= index < size:  # 1.
+        raise ProofError(f"leaf index {index} out of range for tree size {size}")
+    _check_hash("leaf hash", leaf_hash)
+    fn, sn, r = index, size - 1, leaf_hash  # 2., 3.
+    for i, p in enumerate(proof):  # 4.
+        _check_hash(f"proof[{i}]", p)
+        if sn == 0:  # 4a.
+            raise ProofError(f"proof too long: {len(proof)} hashes for index {index} of {size}")
+        if fn & 1 or fn == sn:  # 4b.
+            r = hasher.node(p, r)
+            if not fn & 1:
+                while not (fn & 1 or fn == 0):
+                    fn >>= 1
+                    sn >>= 1
+        else:  # 4c.
+            r = hasher.node(r, p)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:  # 5.
+        raise ProofError(f"proof too short: {len(proof)} hashes for index {index} of {size}")
+    return r
+
+
+def verify_inclusion(
+    hasher: TreeHasher, index: int, size: int, leaf_hash: bytes, proof: Sequence[bytes], root: bytes
+) -> None:
+    """Raise ProofError unless `proof` shows leaf `index` is in the tree `root`."""
+    _check_hash("root", root)
+    got = root_from_inclusion(hasher, index, size, leaf_hash, proof)
+    if got != root:
+        raise ProofError(f"inclusion proof gives root {got.hex()}, want {root.hex()}")
+
+
+def verify_consistency(
+    hasher: TreeHasher, size1: int, size2: int, root1: bytes, root2: bytes, proof: Sequence[bytes]
+) -> None:
+    """Raise ProofError unless tree (size1, root1) is a prefix of (size2, root2)."""
+    # RFC 9162 2.1.4.2, steps numbered as there.  size1 = 0 is refused: a
+    # proof from the empty tree proves nothing.
+    _check_hash("root1", root1)
+    _check_hash("root2", root2)
+    for i, p in enumerate(proof):
+        _check_hash(f"proof[{i}]", p)
+    if size1 == 0 or size1 > size2:
+        raise ProofError(f"consistency: size1 {size1} must be in 1..{size2}")
+    if size1 == size2:
+        if proof:
+            raise ProofError("consistency: sizes are equal but the proof is not empty")
+        if root1 != root2:
+            raise ProofError("consistency: sizes are equal but the roots differ")
+        return
+    path = list(proof)
+    if size1 & (size1 - 1) == 0:  # 2. size1 is a power of two
+        path.insert(0, root1)
+    if not path:
+        raise ProofError("consistency: empty proof")
+    fn, sn = size1 - 1, size2 - 1  # 3., 4.
+    while fn & 1:  # 5.
+        fn >>= 1
+        sn >>= 1
+    fr = sr = path[0]  # 6.
+    for c in path[1:]:  # 7.
+        if sn == 0:  # 7a.
+            raise ProofError("consistency: proof too long")
+        if fn & 1 or fn == sn:  # 7b.
+            fr = hasher.node(c, fr)
+            sr = hasher.node(c, sr)
+            if not fn & 1:
+                while not (fn & 1 or fn == 0):
+                    fn >>= 1
+                    sn >>= 1
+        else:  # 7c.
+            sr = hasher.node(sr, c)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:  # 8.
+        raise ProofError("consistency: proof too short")
+    if fr != root1 or sr != root2:
+        raise ProofError("consistency: proof does not match the roots")

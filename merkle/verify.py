@@ -1,0 +1,94 @@
+"""Verifying a directory against a manifest: parse -> walk -> rehash -> Report."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+
+from .engine import Progress, hash_files
+from .hashing import DIGEST_SIZE
+from .manifest import FileEntry, Manifest
+from .report import Outcome, Report, Status
+from .walk import WalkedFile, walk
+
+
+def verify(
+    path: str | os.PathLike[str],
+    manifest: Manifest | str | os.PathLike[str],
+    *,
+    allow_extra: bool = False,
+    exclude: Sequence[str] = (),
+    follow_symlinks: bool = False,
+    jobs: int | None = None,
+    progress: Progress | None = None,
+) -> Report:
+    """Check every file under `path` against `manifest` (a Manifest or the
+    path of a manifest file).  Closed world: files the manifest does not list
+    are EXTRA and fail unless `allow_extra`.  Never raises for a bad file; it
+    is reported.  Raises FormatError for a bad manifest, SourceError when
+    `path` itself cannot be read."""
+    started = time.perf_counter()
+    if not isinstance(manifest, Manifest):
+        manifest = Manifest.load(manifest)
+    listing = walk(path, (*manifest.exclude, *exclude), follow_symlinks)
+    present = {f.path: f for f in listing.files}
+    outcomes: list[Outcome] = []
+    to_hash: list[tuple[FileEntry, WalkedFile]] = []
+
+    problems = {p.path: p.reason for p in listing.problems}
+    for entry in manifest.files:
+        found = present.pop(entry.path, None)
+        if found is None:
+            reason = problems.pop(entry.path, None)
+            if reason is None:
+                outcomes.append(Outcome(entry.path, Status.MISSING))
+            else:
+                outcomes.append(Outcome(entry.path, Status.ERROR, reason))
+        elif found.size != entry.size:
+            outcomes.append(Outcome(entry.path, Status.MISMATCH, f"size {found.size}, expected {entry.size}"))
+        else:
+            to_hash.append((entry, found))
+    for extra in present.values():
+        outcomes.append(Outcome(extra.path, Status.EXTRA))
+    for where, reason in problems.items():
+        status = Status.ERROR if reason.startswith("cannot list") else Status.EXTRA
+        if status is Status.ERROR or not allow_extra:
+            outcomes.append(Outcome(where, status, reason))
+
+    digests = hash_files([w for _, w in to_hash], manifest.hasher, manifest.chunk_size, jobs, progress, follow_symlinks)
+    hashed = 0
+    for (entry, _), digest in zip(to_hash, digests):
+        if digest.error is not None:
+            outcomes.append(Outcome(entry.path, Status.ERROR, digest.error.message))
+            continue
+        hashed += entry.size
+        if digest.root == entry.root:
+            outcomes.append(Outcome(entry.path, Status.OK))
+        else:
+            outcomes.append(Outcome(entry.path, Status.MISMATCH, _diff_detail(manifest, entry, digest.leaves)))
+    outcomes.sort(key=lambda o: o.path)
+    return Report(
+        manifest.root,
+        manifest.algorithm,
+        tuple(outcomes),
+        allow_extra,
+        hashed,
+        time.perf_counter() - started,
+    )
+
+
+def _diff_detail(manifest: Manifest, entry: FileEntry, leaves: bytes) -> str:
+    """Which chunks differ, when the leaf sidecar lets us say."""
+    if manifest.layers is None:
+        return "content differs"
+    expected = b"".join(manifest.layers.leaf_hashes(entry, manifest.chunk_size))
+    bad = [
+        i
+        for i in range(len(leaves) // DIGEST_SIZE)
+        if leaves[i * DIGEST_SIZE : (i + 1) * DIGEST_SIZE] != expected[i * DIGEST_SIZE : (i + 1) * DIGEST_SIZE]
+    ]
+    total = len(expected) // DIGEST_SIZE
+    shown = ", ".join(str(i) for i in bad[:5]) + (", ..." if len(bad) > 5 else "")
+    first = bad[0] * manifest.chunk_size if bad else 0
+    return f"{len(bad)} of {total} chunks differ: {shown}; first bad byte range starts at {first}"

@@ -1,0 +1,143 @@
+"""Walking a local directory: deterministic, filtered, and never blocking.
+
+Rules (docs/format.md, W1-W6): files are listed in code-point order of their
+canonical relative path; excluded names are pruned; symbolic links are refused
+unless asked for, and then only followed when they resolve inside the root;
+FIFOs, sockets and devices are reported, never opened.  Problems are collected
+(not raised) so that `verify` can report each one against its path.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+
+from .errors import SourceError
+from .manifest import DEFAULT_EXCLUDES
+from .paths import path_problem
+from .sources.local import kind_of
+
+
+@dataclass(frozen=True)
+class WalkedFile:
+    path: str
+    """Canonical relative path ('/'-separated)."""
+    abspath: str
+    """What to open (the link target when a symlink was followed)."""
+    size: int
+    identity: tuple[int, int, int, int]
+    """(device, inode, size, mtime_ns) when listed: a change means the file
+    changed between listing and hashing."""
+
+
+@dataclass(frozen=True)
+class WalkProblem:
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+@dataclass
+class Walk:
+    root: str
+    files: list[WalkedFile] = field(default_factory=list)
+    problems: list[WalkProblem] = field(default_factory=list)
+
+
+def identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def is_excluded(relpath: str, name: str, patterns: Sequence[str]) -> bool:
+    """A pattern without '/' matches a file or directory name at any depth;
+    a pattern with '/' matches the whole relative path ('*' crosses '/')."""
+    for pattern in patterns:
+        target = relpath if "/" in pattern else name
+        if fnmatchcase(target, pattern.strip("/") if "/" in pattern else pattern):
+            return True
+    return False
+
+
+def walk(
+    root: str | os.PathLike[str],
+    exclude: Sequence[str] = DEFAULT_EXCLUDES,
+    follow_symlinks: bool = False,
+) -> Walk:
+    """List the regular files under directory `root`."""
+    top = os.fspath(root)
+    try:
+        st = os.stat(top)
+    except OSError as e:
+        raise SourceError(e.strerror or str(e), top) from e
+    if not stat.S_ISDIR(st.st_mode):
+        raise SourceError(f"{kind_of(st.st_mode)}, expected a directory", top)
+    real_root = os.path.realpath(top)
+    result = Walk(top)
+    seen_dirs = {(st.st_dev, st.st_ino)}
+    stack: list[tuple[str, str]] = [("", top)]
+    while stack:
+        prefix, directory = stack.pop()
+        try:
+            with os.scandir(directory) as it:
+                entries = list(it)
+        except OSError as e:
+            result.problems.append(WalkProblem(prefix.rstrip("/") or ".", f"cannot list: {e.strerror or e}"))
+            continue
+        for entry in entries:
+            rel = prefix + entry.name
+            if is_excluded(rel, entry.name, exclude):
+                continue
+            problem = path_problem(rel)
+            if problem:
+                result.problems.append(WalkProblem(ascii(rel)[1:-1], f"unsupported file name: {problem}"))
+                continue
+            try:
+                _visit(entry, rel, real_root, follow_symlinks, seen_dirs, stack, result)
+            except OSError as e:
+                result.problems.append(WalkProblem(rel, e.strerror or str(e)))
+    result.files.sort(key=lambda f: f.path)
+    result.problems.sort(key=lambda p: p.path)
+    return result
+
+
+def _visit(
+    entry: os.DirEntry[str],
+    rel: str,
+    real_root: str,
+    follow_symlinks: bool,
+    seen_dirs: set[tuple[int, int]],
+    stack: list[tuple[str, str]],
+    result: Walk,
+) -> None:
+    path = entry.path
+    st = entry.stat(follow_symlinks=False)
+    if stat.S_ISLNK(st.st_mode):
+        if not follow_symlinks:
+            result.problems.append(WalkProblem(rel, "symbolic link refused (use --follow-symlinks)"))
+            return
+        target = os.path.realpath(path)
+        if os.path.commonpath([real_root, target]) != real_root:
+            result.problems.append(WalkProblem(rel, "symbolic link points outside the root"))
+            return
+        try:
+            st = os.stat(target)
+        except OSError:
+            result.problems.append(WalkProblem(rel, "broken symbolic link"))
+            return
+        path = target
+    if stat.S_ISDIR(st.st_mode):
+        key = (st.st_dev, st.st_ino)
+        if key in seen_dirs:
+            result.problems.append(WalkProblem(rel, "directory loop through a symbolic link"))
+            return
+        seen_dirs.add(key)
+        stack.append((rel + "/", path))
+    elif stat.S_ISREG(st.st_mode):
+        result.files.append(WalkedFile(rel, path, st.st_size, identity(st)))
+    else:
+        result.problems.append(WalkProblem(rel, f"{kind_of(st.st_mode)}, not a regular file"))
