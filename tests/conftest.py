@@ -1,0 +1,48 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 60, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real `merkle` program in a child process."""
+    env = dict(os.environ, PYTHONWARNINGS="error::ResourceWarning")
+    return subprocess.run(
+        [sys.executable, "-m", "merkle", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        input=stdin.decode() if stdin is not None else None,
+    )
+
+
+@pytest.fixture
+def cli():
+    return run_cli
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path) -> Path:
+    """A small model-shaped tree: multi-chunk weights, small configs, a subdir,
+    an empty file and a non-ASCII name."""
+    d = tmp_path / "model"
+    (d / "1_Pooling").mkdir(parents=True)
+    (d / "config.json").write_text('{"hidden_size": 384}\n')
+    (d / "1_Pooling" / "config.json").write_text('{"pooling_mode_mean_tokens": true}\n')
+    (d / "model.safetensors").write_bytes(os.urandom(3 * 4096 + 17))
+    (d / "empty.txt").write_bytes(b"")
+    (d / "vocabulário.txt").write_text("a\nb\n", encoding="utf-8")
+    return d
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+    err = result.stderr.strip()
+    assert "Traceback" not in result.stderr
+    assert err.startswith("merkle: error: "), err
+    assert len(err.splitlines()) == 1, err
+    for needle in needles:
+        assert needle in err, (needle, err)

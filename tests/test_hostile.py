@@ -1,0 +1,287 @@
+"""Bad and hostile input: one clear line naming the file, the documented exit
+code, no traceback, no hang, nothing half-written."""
+
+import json
+import os
+import re
+import socket
+from pathlib import Path
+
+import pytest
+
+import merkle
+from merkle.engine import hash_files
+from merkle.errors import FormatError, PathError, UnsupportedError
+from merkle.hashing import tree_hasher
+from merkle.walk import walk
+
+from conftest import assert_one_line_error
+
+
+@pytest.fixture
+def manifest_doc(model_dir, tmp_path):
+    m = tmp_path / "good.json"
+    merkle.build(model_dir, chunk_size=4096).save(m)
+    return json.loads(m.read_text())
+
+
+def _mutations(doc):
+    """(name, expected message, raw manifest bytes): each breaks one rule."""
+
+    def dump(d):
+        return json.dumps(d).encode()
+
+    def with_files(fn):
+        d = json.loads(json.dumps(doc))
+        fn(d["files"])
+        return dump(d)
+
+    def with_top(key, value):
+        d = dict(doc)
+        d[key] = value
+        return dump(d)
+
+    def set_path(p):
+        return with_files(lambda fs: fs[0].__setitem__("path", p))
+
+    raw = dump(doc)
+    yield "duplicate-key", "duplicate key", raw[:-1] + b', "root": "' + doc["root"].encode() + b'"}'
+    yield "nan-size", "NaN", raw.replace(f'"size": {doc["files"][0]["size"]}'.encode(), b'"size": NaN', 1)
+    yield "float-size", "non-integer", raw.replace(f'"size": {doc["files"][0]["size"]}'.encode(), b'"size": 1.5', 1)
+    yield "infinity", "Infinity", raw.replace(b'"chunk_size": 4096', b'"chunk_size": Infinity')
+    yield "not-json", "invalid JSON", b"{not json"
+    yield "not-utf8", "not UTF-8", b'{"format": "\xff"}'
+    yield "not-object", "not a JSON object", b"[]"
+    yield "deep-nesting", "nested too deeply", b"[" * 100000 + b"]" * 100000
+    yield "unknown-format", "unsupported manifest format", with_top("format", "merkle-manifest-v2")
+    yield "unknown-algorithm", "unsupported algorithm", with_top("algorithm", "md5")
+    yield "unknown-key", "unknown key", with_top("comment", "hi")
+    yield "chunk-not-power-of-two", "power of two", with_top("chunk_size", 4095)
+    yield "chunk-bool", "power of two", with_top("chunk_size", True)
+    yield "upper-hex-root", "lower-case hex", with_top("root", doc["root"].upper())
+    yield "short-root", "lower-case hex", with_top("root", doc["root"][:-2])
+    yield "root-mismatch", "does not match", with_top("root", "0" * 64)
+    yield "path-dotdot", "'..' component", set_path("../etc/passwd")
+    yield "path-absolute", "absolute path", set_path("/etc/passwd")
+    yield "path-backslash", "backslash", set_path("a\\b")
+    yield "path-nul", "control character", set_path("a\x00b")
+    yield "path-empty-part", "empty path component", set_path("a//b")
+    yield "path-dot", "'.' or '..' component", set_path("./a")
+    yield "path-empty", "empty path", set_path("")
+    yield "path-nfd", "NFC", set_path("vocabula\u0301rio.txt")
+    yield "path-not-string", "not a string", set_path(7)
+    yield "negative-size", "not a byte count", with_files(lambda fs: fs[0].__setitem__("size", -1))
+    yield "bool-size", "not a byte count", with_files(lambda fs: fs[0].__setitem__("size", True))
+    yield "duplicate-path", "duplicate path", with_files(lambda fs: fs.insert(1, dict(fs[0])))
+    yield "unsorted", "not in sorted order", with_files(lambda fs: fs.reverse())
+    yield "case-collision", "differ only in case", with_files(
+        lambda fs: (fs.append({**fs[-1], "path": fs[-1]["path"].upper()}), fs.sort(key=lambda f: f["path"]))
+    )
+    yield "entry-unknown-key", "unknown key 'mode'", with_files(lambda fs: fs[0].__setitem__("mode", 420))
+    yield "entry-missing-key", "missing key 'root'", with_files(lambda fs: fs[0].pop("root"))
+
+
+_SHAPE = {"format": "", "algorithm": "", "chunk_size": 4096, "exclude": [], "root": "",
+          "files": [{"path": "a", "size": 1, "root": ""}]}
+MUTATIONS = [name for name, _, _ in _mutations(_SHAPE)]
+
+
+@pytest.mark.parametrize("name", MUTATIONS)
+def test_hostile_manifest_is_refused(cli, model_dir, tmp_path, manifest_doc, name):
+    (message, raw), = [(m, raw) for n, m, raw in _mutations(manifest_doc) if n == name]
+    bad = tmp_path / f"{name}.json"
+    bad.write_bytes(raw)
+    with pytest.raises(FormatError, match=re.escape(message)):
+        merkle.Manifest.load(bad)
+    r = cli("verify", str(model_dir), str(bad))
+    assert r.returncode == 2, (name, r.stdout, r.stderr)
+    assert_one_line_error(r, str(bad), message)
+
+
+def test_unknown_version_and_algorithm_are_unsupported(manifest_doc):
+    for key, value in (("format", "merkle-manifest-v9"), ("algorithm", "sha1")):
+        with pytest.raises(UnsupportedError):
+            merkle.Manifest.from_json(json.dumps({**manifest_doc, key: value}).encode())
+
+
+def test_escaping_paths_are_path_errors(manifest_doc):
+    doc = json.loads(json.dumps(manifest_doc))
+    doc["files"][0]["path"] = "../x"
+    with pytest.raises(FormatError, match=r"'\.' or '\.\.' component"):
+        merkle.Manifest.from_json(json.dumps(doc).encode())
+    with pytest.raises(PathError):
+        merkle.paths.check_path("../x")
+
+
+def test_oversized_manifest_is_refused_before_parsing(tmp_path, monkeypatch):
+    big = tmp_path / "big.json"
+    big.write_bytes(b" " * 2048)
+    monkeypatch.setattr(merkle.manifest, "MAX_MANIFEST_BYTES", 1024)
+    with pytest.raises(FormatError, match="limit"):
+        merkle.Manifest.load(big)
+
+
+def test_tampered_sidecar_is_refused(cli, model_dir, tmp_path):
+    m = tmp_path / "m.json"
+    merkle.build(model_dir, chunk_size=4096).save(m)
+    side = tmp_path / "m.json.leaves"
+    data = bytearray(side.read_bytes())
+    data[-1] ^= 1
+    side.write_bytes(bytes(data))
+    r = cli("verify", str(model_dir), str(m))
+    assert r.returncode == 2
+    assert_one_line_error(r, "m.json.leaves", "does not match its root")
+    side.write_bytes(bytes(data[:-32]))
+    assert_one_line_error(cli("verify", str(model_dir), str(m)), "m.json.leaves")
+
+
+def test_fifo_in_tree_fails_build_without_hanging_or_writing(cli, model_dir, tmp_path):
+    os.mkfifo(model_dir / "pipe")
+    m = tmp_path / "m.json"
+    r = cli("build", str(model_dir), "-o", str(m), timeout=20)
+    assert r.returncode == 2
+    assert_one_line_error(r, "pipe", "FIFO")
+    assert sorted(os.listdir(tmp_path)) == ["model"]
+
+
+def test_fifo_in_place_of_a_listed_file_is_an_error_not_a_hang(cli, model_dir, tmp_path):
+    m = tmp_path / "m.json"
+    merkle.build(model_dir).save(m)
+    (model_dir / "config.json").unlink()
+    os.mkfifo(model_dir / "config.json")
+    r = cli("verify", str(model_dir), str(m), timeout=20)
+    assert r.returncode == 2
+    assert "! config.json  (a FIFO, not a regular file)" in r.stdout.splitlines()
+
+
+def test_socket_and_device_are_refused(model_dir):
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.bind(str(model_dir / "sock"))
+        listing = walk(model_dir)
+        assert [(p.path, p.reason) for p in listing.problems] == [("sock", "a socket, not a regular file")]
+    finally:
+        s.close()
+    r = merkle.hash_paths(["/dev/null"])
+    assert r[0].error is not None and "character device" in r[0].error.message
+
+
+def test_symlinks_refused_by_default_and_never_followed_out(cli, model_dir, tmp_path):
+    outside = tmp_path / "secret.txt"
+    outside.write_text("secret")
+    (model_dir / "inside-link").symlink_to(model_dir / "config.json")
+    m = tmp_path / "m.json"
+    r = cli("build", str(model_dir), "-o", str(m))
+    assert r.returncode == 2
+    assert_one_line_error(r, "inside-link", "symbolic link refused")
+    r = cli("build", str(model_dir), "-o", str(m), "--follow-symlinks")
+    assert r.returncode == 0, r.stderr
+    assert '"inside-link"' in m.read_text()
+    (model_dir / "escape").symlink_to(outside)
+    r = cli("build", str(model_dir), "-o", str(tmp_path / "m2.json"), "--follow-symlinks")
+    assert r.returncode == 2
+    assert_one_line_error(r, "escape", "outside the root")
+
+
+def test_directory_symlink_loop_is_reported(model_dir):
+    (model_dir / "loop").symlink_to(model_dir)
+    listing = walk(model_dir, follow_symlinks=True)
+    assert any(p.path == "loop" for p in listing.problems)
+
+
+def test_missing_path_and_missing_manifest(cli, model_dir, tmp_path):
+    r = cli("build", str(tmp_path / "nope"), "-o", str(tmp_path / "m.json"))
+    assert r.returncode == 2
+    assert_one_line_error(r, "nope", "No such file")
+    r = cli("verify", str(model_dir), str(tmp_path / "nope.json"))
+    assert r.returncode == 2
+    assert_one_line_error(r, "nope.json")
+    r = cli("build", str(model_dir / "config.json"), "-o", str(tmp_path / "m.json"))
+    assert_one_line_error(r, "config.json", "expected a directory")
+
+
+def test_unwritable_output_leaves_nothing(cli, model_dir, tmp_path):
+    r = cli("build", str(model_dir), "-o", str(tmp_path / "no" / "such" / "dir" / "m.json"))
+    assert r.returncode == 2
+    assert_one_line_error(r, "m.json", "cannot write")
+
+
+def test_file_changed_after_listing_is_an_error(model_dir):
+    listing = walk(model_dir)
+    target = model_dir / "model.safetensors"
+    with open(target, "ab") as f:
+        f.write(b"more")
+    digests = hash_files(listing.files, tree_hasher("blake3"), 4096)
+    bad = [d for d in digests if d.error is not None]
+    assert [d.path for d in bad] == ["model.safetensors"]
+    assert "changed" in bad[0].error.message
+
+
+def test_file_replaced_after_listing_is_an_error(model_dir):
+    listing = walk(model_dir)
+    target = model_dir / "config.json"
+    target.unlink()
+    target.write_text('{"hidden_size": 384}\n')  # same content, new inode
+    digests = hash_files(listing.files, tree_hasher("blake3"), 4096)
+    assert [d.path for d in digests if d.error is not None] == ["config.json"]
+
+
+def test_unsupported_names_are_reported_not_skipped(model_dir):
+    (model_dir / "back\\slash").write_text("x")
+    (model_dir / "new\nline").write_text("x")
+    nfd = "cafe\u0301"
+    (model_dir / nfd).write_text("x")
+    listing = walk(model_dir)
+    reasons = sorted(p.reason for p in listing.problems)
+    assert len(reasons) == 3
+    assert all(r.startswith("unsupported file name") for r in reasons)
+    with pytest.raises(merkle.SourceError, match="unsupported file name"):
+        merkle.build(model_dir)
+
+
+def test_non_utf8_name_is_reported(model_dir):
+    os.close(os.open(os.path.join(os.fsencode(model_dir), b"bad\xffname"), os.O_CREAT | os.O_WRONLY))
+    listing = walk(model_dir)
+    assert [p.reason for p in listing.problems] == ["unsupported file name: not valid UTF-8"]
+
+
+def test_case_collision_refused_at_build(model_dir):
+    (model_dir / "CONFIG.json").write_text("{}")
+    with pytest.raises(merkle.SourceError, match="differ only in case"):
+        merkle.build(model_dir)
+
+
+def test_malformed_sums_file(cli, tmp_path):
+    sums = tmp_path / "SUMS"
+    sums.write_text("deadbeef  file\n")
+    r = cli("hash", "--check", str(sums))
+    assert r.returncode == 2
+    assert_one_line_error(r, "SUMS", "line 1")
+
+
+def test_hash_missing_file_is_exit_2_and_others_still_print(cli, tmp_path):
+    good = tmp_path / "good"
+    good.write_bytes(b"data")
+    r = cli("hash", str(tmp_path / "missing"), str(good))
+    assert r.returncode == 2
+    assert r.stdout.strip().endswith(str(good))
+    assert "missing: No such file" in r.stderr
+
+
+def test_read_error_keeps_its_cause(tmp_path):
+    with pytest.raises(merkle.SourceError) as info:
+        merkle.hash_file(tmp_path / "absent")
+    assert "absent" in str(info.value)
+
+
+def test_directory_as_manifest(cli, model_dir):
+    r = cli("verify", str(model_dir), str(model_dir))
+    assert r.returncode == 2
+    assert_one_line_error(r, "a directory")
+
+
+def test_empty_dir_of_walk_is_fine(tmp_path: Path):
+    d = tmp_path / "empty"
+    d.mkdir()
+    m = merkle.build(d)
+    assert m.files == () and merkle.verify(d, m)
