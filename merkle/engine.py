@@ -180,8 +180,9 @@ def _hash_unit(
         offset = first * chunk_size
         buffer_size = len(view)
         leaves = entry.leaves
+        new_leaf = hasher.leaf_hasher
         for index in range(first, first + count):
-            h = hasher.leaf_hasher()
+            h = new_leaf()
             remaining = min(chunk_size, size - offset)
             while remaining:
                 got = os.preadv(fd, [view[: min(buffer_size, remaining)]], offset)
@@ -190,10 +191,10 @@ def _hash_unit(
                 h.update(view[:got])
                 offset += got
                 remaining -= got
-                progress.bytes += got
             leaves[index * DIGEST_SIZE : (index + 1) * DIGEST_SIZE] = h.digest()
-        if first + count == entry.chunks and os.pread(fd, 1, size):
-            raise SourceError(f"file grew while hashing (more than {size} bytes)", src.path)
+        progress.bytes += offset - first * chunk_size
+        # A size or mtime change shows here; growth after our last read
+        # changes st_size, so no extra read past the end is needed.
         if identity(os.fstat(fd)) != src.identity:
             raise SourceError("changed while hashing", src.path)
     except OSError as e:
