@@ -45,7 +45,7 @@ def hash_paths(
             continue
         jobs_list.append((i, WalkedFile(p, p, st.st_size, identity(st))))
     digests = hash_files([w for _, w in jobs_list], hasher, chunk_size, jobs, progress)
-    for (i, _), d in zip(jobs_list, digests):
+    for (i, _), d in zip(jobs_list, digests, strict=True):
         results[i] = d
     return [results[i] for i in range(len(paths))]
 

@@ -8,8 +8,9 @@ H = BLAKE3 the tree has the same shape.  Nothing here does I/O.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Final, Literal, Protocol, get_args
+from typing import Final, Literal, Protocol, get_args
 
 import blake3
 

@@ -58,7 +58,7 @@ def verify(
 
     digests = hash_files([w for _, w in to_hash], manifest.hasher, manifest.chunk_size, jobs, progress, follow_symlinks)
     hashed = 0
-    for (entry, _), digest in zip(to_hash, digests):
+    for (entry, _), digest in zip(to_hash, digests, strict=True):
         if digest.error is not None:
             outcomes.append(Outcome(entry.path, Status.ERROR, digest.error.message))
             continue

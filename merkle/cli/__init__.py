@@ -38,10 +38,12 @@ def positive_int(text: str) -> int:
 
 def _common(p: argparse.ArgumentParser, hashing: bool = True) -> None:
     if hashing:
-        p.add_argument("--algorithm", choices=ALGORITHMS, default=DEFAULT_ALGORITHM, help="hash function (default: %(default)s)")
+        p.add_argument("--algorithm", choices=ALGORITHMS, default=DEFAULT_ALGORITHM,
+                       help="hash function (default: %(default)s)")
         p.add_argument("--chunk-size", type=parse_size, default=DEFAULT_CHUNK_SIZE, metavar="SIZE",
                        help="chunk size, a power of two from 1K to 1G (default: 1M)")
-    p.add_argument("--jobs", "-j", type=positive_int, default=None, metavar="N", help="worker threads (default: one per CPU)")
+    p.add_argument("--jobs", "-j", type=positive_int, default=None, metavar="N",
+                   help="worker threads (default: one per CPU)")
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar; print only problems")
 

@@ -134,7 +134,7 @@ def _check_sums(args: argparse.Namespace) -> int:
         close(progress)
     failed = unreadable = 0
     rows = []
-    for (want, path), d in zip(expected, digests):
+    for (want, path), d in zip(expected, digests, strict=True):
         if d.error is not None:
             unreadable += 1
             rows.append({"path": path, "ok": False, "error": d.error.message})
