@@ -79,16 +79,19 @@ def verify(
 
 
 def _diff_detail(manifest: Manifest, entry: FileEntry, leaves: bytes) -> str:
-    """Which chunks differ, when the leaf sidecar lets us say."""
+    """Which chunks differ, as byte ranges, when the leaf sidecar lets us say."""
     if manifest.layers is None:
         return "content differs"
-    expected = b"".join(manifest.layers.leaf_hashes(entry, manifest.chunk_size))
-    bad = [
-        i
-        for i in range(len(leaves) // DIGEST_SIZE)
-        if leaves[i * DIGEST_SIZE : (i + 1) * DIGEST_SIZE] != expected[i * DIGEST_SIZE : (i + 1) * DIGEST_SIZE]
-    ]
-    total = len(expected) // DIGEST_SIZE
-    shown = ", ".join(str(i) for i in bad[:5]) + (", ..." if len(bad) > 5 else "")
-    first = bad[0] * manifest.chunk_size if bad else 0
-    return f"{len(bad)} of {total} chunks differ: {shown}; first bad byte range starts at {first}"
+    expected = manifest.layers.leaf_hashes(entry, manifest.chunk_size)
+    got = [leaves[i : i + DIGEST_SIZE] for i in range(0, len(leaves), DIGEST_SIZE)]
+    bad = [i for i, (a, b) in enumerate(zip(got, expected, strict=True)) if a != b]
+    ranges: list[list[int]] = []
+    for i in bad:
+        if ranges and ranges[-1][1] == i:
+            ranges[-1][1] = i + 1
+        else:
+            ranges.append([i, i + 1])
+    cs = manifest.chunk_size
+    shown = ", ".join(f"{a * cs}-{min(b * cs, entry.size)}" for a, b in ranges[:3])
+    more = f" and {len(ranges) - 3} more ranges" if len(ranges) > 3 else ""
+    return f"{len(bad)} of {len(expected)} chunks differ, bytes {shown}{more}"

@@ -58,7 +58,7 @@ def test_mismatch_names_the_chunk_from_the_sidecar(cli, model_dir, tmp_path):
     doc = json.loads(r.stdout)
     (entry,) = [f for f in doc["files"] if f["status"] == "mismatch"]
     assert entry["path"] == "model.safetensors"
-    assert "1 of 4 chunks differ: 2" in entry["detail"]
+    assert entry["detail"] == "1 of 4 chunks differ, bytes 8192-12288"
 
 
 def test_missing_and_extra_files(cli, model_dir, tmp_path):
