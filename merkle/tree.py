@@ -153,11 +153,9 @@ def verify_consistency(
 ) -> None:
     """Raise ProofError unless tree (size1, root1) is a prefix of (size2, root2)."""
     # RFC 9162 2.1.4.2, steps numbered as there.  size1 = 0 is refused: a
-    # proof from the empty tree proves nothing.
-    _check_hash("root1", root1)
-    _check_hash("root2", root2)
-    for i, p in enumerate(proof):
-        _check_hash(f"proof[{i}]", p)
+    # proof from the empty tree proves nothing.  Equal sizes only compare the
+    # roots (as RFC 9162 and its reference vectors do); every hash that
+    # enters a computation must be exactly the digest size.
     if size1 == 0 or size1 > size2:
         raise ProofError(f"consistency: size1 {size1} must be in 1..{size2}")
     if size1 == size2:
@@ -166,6 +164,10 @@ def verify_consistency(
         if root1 != root2:
             raise ProofError("consistency: sizes are equal but the roots differ")
         return
+    _check_hash("root1", root1)
+    _check_hash("root2", root2)
+    for i, p in enumerate(proof):
+        _check_hash(f"proof[{i}]", p)
     path = list(proof)
     if size1 & (size1 - 1) == 0:  # 2. size1 is a power of two
         path.insert(0, root1)
