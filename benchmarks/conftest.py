@@ -1,0 +1,88 @@
+"""Fixtures shared by the benchmark suites, and the summary table at the end.
+
+Every timed benchmark goes through `measure`, which runs the function with
+benchmark.pedantic and records its median here too, so the table of GB/s and
+ratios is computed from this run alone (also with --benchmark-disable: one
+run, no warm-up).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+import pytest
+from pytest_benchmark.fixture import BenchmarkFixture
+
+from . import datasets, table
+from .settings import SEED, Settings, from_env
+
+TIMINGS = pytest.StashKey[list[table.Timing]]()
+MEMORY = pytest.StashKey[list[table.Memory]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[TIMINGS] = []
+    config.stash[MEMORY] = []
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    s = from_env(config.rootpath)
+    return (f"merkle benchmarks: {s.mode} mode, one file of {s.big_size >> 20} MiB, {s.small_count} small files, "
+            f"{s.rounds} rounds; data in {s.data_dir}")
+
+
+@pytest.fixture(scope="session")
+def settings(pytestconfig: pytest.Config) -> Settings:
+    return from_env(pytestconfig.rootpath)
+
+
+@pytest.fixture(scope="session")
+def big_file(settings: Settings) -> datasets.BigFile:
+    return datasets.big_file(settings.data_dir, settings.big_size, SEED)
+
+
+@pytest.fixture(scope="session")
+def small_files(settings: Settings) -> datasets.SmallFiles:
+    return datasets.small_files(settings.data_dir, settings.small_count, settings.small_min, settings.small_max, SEED)
+
+
+@pytest.fixture
+def measure(benchmark: BenchmarkFixture, settings: Settings, pytestconfig: pytest.Config) -> Callable[..., None]:
+    """measure(case, tool, fn, nbytes): time fn and record its median."""
+
+    def run(case: str, tool: str, fn: Callable[[], object], nbytes: int) -> None:
+        times: list[float] = []
+
+        def timed() -> None:
+            started = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - started)
+
+        benchmark.extra_info.update(case=case, tool=tool, bytes=nbytes)
+        benchmark.pedantic(timed, rounds=settings.rounds, iterations=1, warmup_rounds=settings.warmup)
+        kept = times[settings.warmup : settings.warmup + settings.rounds] or times  # disabled: one call
+        median = statistics.median(kept)
+        benchmark.extra_info["gb_per_s"] = round(nbytes / median / 1e9, 3)
+        pytestconfig.stash[TIMINGS].append(table.Timing(case, tool, median, len(kept), nbytes))
+
+    return run
+
+
+@pytest.fixture
+def record_memory(pytestconfig: pytest.Config) -> Callable[[table.Memory], None]:
+    return pytestconfig.stash[MEMORY].append
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-benchmark's tables
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    timings, memory = config.stash.get(TIMINGS, []), config.stash.get(MEMORY, [])
+    if not (timings or memory):
+        return
+    s = from_env(config.rootpath)
+    terminalreporter.section(f"merkle vs peers ({s.mode} mode, medians of this run)")
+    for line in table.render(timings, memory):
+        terminalreporter.write_line(line)
+    table.write_json(s.out, s.mode, timings, memory)
+    terminalreporter.write_line(f"\ntable written to {s.out}")

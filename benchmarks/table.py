@@ -1,0 +1,119 @@
+"""The summary table: medians from this run turned into GB/s and ratios.
+
+Ratios compare tools measured in the same run (figures move 5-20% between
+runs, DESIGN.md section 6): "x b3sum" is this tool's speed over default
+multi-threaded b3sum's on the same case; "x openssl" is filled in for the
+sha256 rows, whose fair peer is `openssl dgst -sha256`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+B3SUM = "b3sum"
+OPENSSL = "openssl dgst -sha256"
+MEMORY_GOAL = 200_000_000  # bytes of RssAnon, whatever the file size
+
+
+@dataclass(frozen=True)
+class Timing:
+    case: str
+    tool: str
+    median: float  # seconds
+    runs: int
+    bytes: int
+
+    @property
+    def rate(self) -> float:
+        return self.bytes / self.median / 1e9
+
+
+@dataclass(frozen=True)
+class Memory:
+    tool: str
+    file_bytes: int
+    rss_anon: int
+    hwm: int
+    samples: int
+
+
+def rows(timings: list[Timing]) -> list[dict[str, object]]:
+    """One dict per timing with GB/s and ratios, in run order."""
+    rates = {(t.case, t.tool): t.rate for t in timings}
+    out = []
+    for t in timings:
+        b3 = rates.get((t.case, B3SUM))
+        ossl = rates.get((t.case, OPENSSL)) if "sha256" in t.tool else None
+        out.append({
+            **asdict(t),
+            "gb_per_s": round(t.rate, 3),
+            "x_b3sum": round(t.rate / b3, 2) if b3 else None,
+            "x_openssl": round(t.rate / ossl, 2) if ossl else None,
+        })
+    return out
+
+
+def render(timings: list[Timing], memory: list[Memory]) -> list[str]:
+    lines = []
+    if timings:
+        head = f"{'case':<16} {'tool':<34} {'median s':>9} {'runs':>4} {'GB/s':>6} {'x b3sum':>7} {'x openssl':>9}"
+        lines += [head, "-" * len(head)]
+        for r in rows(timings):
+            lines.append(
+                f"{r['case']:<16} {r['tool']:<34} {r['median']:>9.3f} {r['runs']:>4} {r['gb_per_s']:>6.2f}"
+                f" {_ratio(r['x_b3sum']):>7} {_ratio(r['x_openssl']):>9}"
+            )
+    if memory:
+        head = f"{'peak memory':<34} {'file MB':>8} {'RssAnon MB':>10} {'VmHWM MB':>9} {'samples':>7}"
+        head += f"  goal RssAnon < {MEMORY_GOAL // 1_000_000} MB"
+        lines += ["", head, "-" * len(head)]
+        for m in memory:
+            verdict = "ok" if m.rss_anon < MEMORY_GOAL else "OVER"
+            if not m.hwm:
+                verdict = "exited before a sample"
+            elif not m.tool.startswith("merkle"):
+                verdict = "(reference)"
+            lines.append(
+                f"{m.tool:<34} {m.file_bytes / 1e6:>8.0f} {_mb(m.rss_anon, m.hwm):>10} {_mb(m.hwm, m.hwm):>9}"
+                f" {m.samples:>7}  {verdict}"
+            )
+    return lines
+
+
+def _mb(value: int, seen: int) -> str:
+    return f"{value / 1e6:.1f}" if seen else "-"
+
+
+def _ratio(value: object) -> str:
+    return f"{value:.2f}x" if isinstance(value, float) else "-"
+
+
+def write_json(path: Path, mode: str, timings: list[Timing], memory: list[Memory]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {"mode": mode, "machine": machine(), "timings": rows(timings), "memory": [asdict(m) for m in memory]}
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def machine() -> dict[str, object]:
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), "")
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
+    return {
+        "cpus": len(os.sched_getaffinity(0)),
+        "cpu_model": model,
+        "avx512f": "avx512f" in flags,
+        "sha_ni": "sha_ni" in flags,
+        "b3sum": _version(["b3sum", "--version"]),
+        "openssl": _version(["openssl", "version"]),
+    }
+
+
+def _version(argv: list[str]) -> str | None:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True).stdout.strip() or None
+    except OSError:
+        return None
