@@ -66,7 +66,7 @@ class LeafLayers:
             data = self.leaves.get(entry.path)
             if data is None or len(data) != n * DIGEST_SIZE:
                 raise FormatError(f"leaf layer of {entry.path!r} has the wrong length")
-            if tree.root(hasher, tree.split_leaves(data)) != entry.root:
+            if tree.root_of_bytes(hasher, data) != entry.root:
                 raise FormatError(f"leaf layer of {entry.path!r} does not match its root")
 
     def to_bytes(self, manifest: Manifest) -> bytes:

@@ -11,6 +11,7 @@ consistent.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from . import _json, tree
 from .errors import FormatError, UnsupportedError
-from .hashing import ALGORITHMS, DEFAULT_ALGORITHM, DIGEST_SIZE, Algorithm, TreeHasher, tree_hasher
+from .hashing import ALGORITHMS, DEFAULT_ALGORITHM, DIGEST_SIZE, LEAF_PREFIX, Algorithm, TreeHasher, tree_hasher
 from .paths import case_collision, path_problem
 
 if TYPE_CHECKING:
@@ -80,7 +81,11 @@ class FileEntry:
 
 
 def dataset_root(hasher: TreeHasher, chunk_size: int, files: Sequence[FileEntry]) -> bytes:
-    return tree.root(hasher, [hasher.leaf(f.leaf_data(chunk_size)) for f in files])
+    builder = tree.RootBuilder(hasher)
+    add, new = builder.add, hasher.new
+    for f in files:  # hasher.leaf(f.leaf_data(chunk_size)), inlined: this runs per file
+        add(new(LEAF_PREFIX + f.leaf_data(chunk_size)).digest())
+    return builder.root()
 
 
 def _check_entries(files: Sequence[FileEntry]) -> None:
@@ -105,7 +110,9 @@ def _check_entries(files: Sequence[FileEntry]) -> None:
 @dataclass(frozen=True)
 class Manifest:
     """A validated manifest.  Build one with `Manifest.create`, `merkle.build`,
-    `Manifest.from_json` or `Manifest.load`; each checks every rule."""
+    `Manifest.from_json` or `Manifest.load`; each checks every rule.  The
+    constructor recomputes the dataset root and refuses a `root` that differs
+    (an empty `root` asks it to fill in the computed one)."""
 
     algorithm: Algorithm
     chunk_size: int
@@ -121,7 +128,10 @@ class Manifest:
         if not all(isinstance(p, str) and p and "\x00" not in p for p in self.exclude):
             raise FormatError("exclude patterns must be non-empty strings")
         _check_entries(self.files)
-        if dataset_root(self.hasher, self.chunk_size, self.files) != self.root:
+        computed = dataset_root(self.hasher, self.chunk_size, self.files)
+        if self.root == b"":  # Manifest.create: the root is ours to compute
+            object.__setattr__(self, "root", computed)
+        elif computed != self.root:
             raise FormatError("dataset root does not match the file entries")
         if self.layers is not None:
             self.layers.check(self)
@@ -137,9 +147,7 @@ class Manifest:
     ) -> Manifest:
         """A manifest over `files` (any order), computing the dataset root."""
         ordered = tuple(sorted(files, key=lambda f: f.path))
-        _check_entries(ordered)
-        root = dataset_root(tree_hasher(algorithm), check_chunk_size(chunk_size), ordered)
-        return cls(algorithm, chunk_size, ordered, root, tuple(exclude), layers)
+        return cls(algorithm, chunk_size, ordered, b"", tuple(exclude), layers)
 
     @cached_property
     def hasher(self) -> TreeHasher:
@@ -207,10 +215,12 @@ class Manifest:
         if not isinstance(files, list):
             raise FormatError("'files' must be a list")
         entries = []
+        keyset = set(_ENTRY_KEYS)
         for i, item in enumerate(files):
             if not isinstance(item, dict):
                 raise FormatError(f"files[{i}] is not an object")
-            _exact_keys(item, _ENTRY_KEYS, f"files[{i}]")
+            if item.keys() != keyset:
+                _exact_keys(item, _ENTRY_KEYS, f"files[{i}]")
             if not isinstance(item["path"], str):
                 raise FormatError(f"files[{i}].path is not a string")
             entries.append(FileEntry(item["path"], item["size"], _hex_digest(item["root"], f"files[{i}].root")))
@@ -261,11 +271,10 @@ def _exact_keys(obj: dict[str, Any], keys: Sequence[str], where: str) -> None:
         raise FormatError(f"{where}: missing key {missing[0]!r}")
 
 
+_HEX_DIGEST: Final = re.compile(f"[0-9a-f]{{{2 * DIGEST_SIZE}}}")
+
+
 def _hex_digest(value: Any, where: str) -> bytes:
-    if (
-        not isinstance(value, str)
-        or len(value) != 2 * DIGEST_SIZE
-        or value.strip("0123456789abcdef")
-    ):
+    if not isinstance(value, str) or not _HEX_DIGEST.fullmatch(value):
         raise FormatError(f"{where}: not a {2 * DIGEST_SIZE}-digit lower-case hex digest")
     return bytes.fromhex(value)

@@ -46,6 +46,46 @@ def root(hasher: TreeHasher, leaves: Sequence[bytes]) -> bytes:
     return level[0]
 
 
+class RootBuilder:
+    """The root of leaves fed one at a time, in O(log n) memory: a stack of
+    perfect-subtree roots, one per set bit of the count so far."""
+
+    def __init__(self, hasher: TreeHasher) -> None:
+        self._hasher = hasher
+        self._stack: list[bytes] = []
+        self.count = 0
+
+    def add(self, leaf_hash: bytes) -> None:
+        node = self._hasher.node
+        h = leaf_hash
+        i = self.count
+        while i & 1:  # each trailing one bit completes a perfect subtree
+            h = node(self._stack.pop(), h)
+            i >>= 1
+        self._stack.append(h)
+        self.count += 1
+
+    def root(self) -> bytes:
+        if not self._stack:
+            return self._hasher.empty()
+        node = self._hasher.node
+        r = self._stack[-1]
+        for left in reversed(self._stack[:-1]):
+            r = node(left, r)
+        return r
+
+
+def root_of_bytes(hasher: TreeHasher, leaves: bytes | bytearray | memoryview) -> bytes:
+    """The root over a concatenation of leaf hashes, without a list of them."""
+    if len(leaves) % DIGEST_SIZE:
+        raise ValueError(f"leaf bytes: length {len(leaves)} is not a multiple of {DIGEST_SIZE}")
+    builder = RootBuilder(hasher)
+    mv = memoryview(leaves)
+    for i in range(0, len(mv), DIGEST_SIZE):
+        builder.add(bytes(mv[i : i + DIGEST_SIZE]))
+    return builder.root()
+
+
 def levels(hasher: TreeHasher, leaves: Sequence[bytes]) -> list[Level]:
     """Every level of the tree, leaves first, root last (one level when n <= 1)."""
     out = [list(leaves)]

@@ -9,15 +9,16 @@ FIFOs, sockets and devices are reported, never opened.  Problems are collected
 
 from __future__ import annotations
 
+import fnmatch
 import os
+import re
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from fnmatch import fnmatchcase
 
 from .errors import SourceError
 from .manifest import DEFAULT_EXCLUDES
-from .paths import path_problem
+from .paths import MAX_PATH_BYTES, name_problem, path_problem
 from .sources.local import kind_of
 
 
@@ -53,14 +54,24 @@ def identity(st: os.stat_result) -> tuple[int, int, int, int]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def is_excluded(relpath: str, name: str, patterns: Sequence[str]) -> bool:
+class Excluder:
     """A pattern without '/' matches a file or directory name at any depth;
     a pattern with '/' matches the whole relative path ('*' crosses '/')."""
-    for pattern in patterns:
-        target = relpath if "/" in pattern else name
-        if fnmatchcase(target, pattern.strip("/") if "/" in pattern else pattern):
-            return True
-    return False
+
+    def __init__(self, patterns: Sequence[str]) -> None:
+        def compiled(ps: list[str]) -> re.Pattern[str] | None:
+            return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in ps)) if ps else None
+
+        self._names = compiled([p for p in patterns if "/" not in p])
+        self._paths = compiled([p.strip("/") for p in patterns if "/" in p])
+
+    def __call__(self, relpath: str, name: str) -> bool:
+        return bool(
+            (self._names is not None and self._names.match(name))
+            or (self._paths is not None and self._paths.match(relpath))
+        )
+
+
 
 
 def walk(
@@ -77,6 +88,7 @@ def walk(
     if not stat.S_ISDIR(st.st_mode):
         raise SourceError(f"{kind_of(st.st_mode)}, expected a directory", top)
     real_root = os.path.realpath(top)
+    excluded = Excluder(exclude)
     result = Walk(top)
     seen_dirs = {(st.st_dev, st.st_ino)}
     stack: list[tuple[str, str]] = [("", top)]
@@ -90,9 +102,11 @@ def walk(
             continue
         for entry in entries:
             rel = prefix + entry.name
-            if is_excluded(rel, entry.name, exclude):
+            if excluded(rel, entry.name):
                 continue
-            problem = path_problem(rel)
+            problem = name_problem(entry.name)
+            if problem is None and len(rel) * 4 > MAX_PATH_BYTES:
+                problem = path_problem(rel)
             if problem:
                 result.problems.append(WalkProblem(ascii(rel)[1:-1], f"unsupported file name: {problem}"))
                 continue
