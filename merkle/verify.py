@@ -36,25 +36,28 @@ def verify(
     outcomes: list[Outcome] = []
     to_hash: list[tuple[FileEntry, WalkedFile]] = []
 
-    problems = {p.path: p.reason for p in listing.problems}
+    problems = {p.path: p for p in listing.problems}
     for entry in manifest.files:
         found = present.pop(entry.path, None)
         if found is None:
-            reason = problems.pop(entry.path, None)
-            if reason is None:
+            problem = problems.pop(entry.path, None)
+            if problem is None:
                 outcomes.append(Outcome(entry.path, Status.MISSING))
             else:
-                outcomes.append(Outcome(entry.path, Status.ERROR, reason))
+                outcomes.append(Outcome(entry.path, Status.ERROR, problem.reason))
         elif found.size != entry.size:
             outcomes.append(Outcome(entry.path, Status.MISMATCH, f"size {found.size}, expected {entry.size}"))
         else:
             to_hash.append((entry, found))
     for extra in present.values():
         outcomes.append(Outcome(extra.path, Status.EXTRA))
-    for where, reason in problems.items():
-        status = Status.ERROR if reason.startswith("cannot list") else Status.EXTRA
-        if status is Status.ERROR or not allow_extra:
-            outcomes.append(Outcome(where, status, reason))
+    for problem in problems.values():
+        # Something unhashable that the manifest does not list is extra; an
+        # unreadable directory may hide listed files, so it is an error.
+        if problem.unlisted:
+            outcomes.append(Outcome(problem.path, Status.ERROR, problem.reason))
+        elif not allow_extra:
+            outcomes.append(Outcome(problem.path, Status.EXTRA, problem.reason))
 
     digests = hash_files([w for _, w in to_hash], manifest.hasher, manifest.chunk_size, jobs, progress, follow_symlinks)
     hashed = 0

@@ -38,6 +38,8 @@ class WalkedFile:
 class WalkProblem:
     path: str
     reason: str
+    unlisted: bool = False
+    """A directory that could not be listed: what it holds is unknown."""
 
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"
@@ -98,7 +100,7 @@ def walk(
             with os.scandir(directory) as it:
                 entries = list(it)
         except OSError as e:
-            result.problems.append(WalkProblem(prefix.rstrip("/") or ".", f"cannot list: {e.strerror or e}"))
+            result.problems.append(WalkProblem(prefix.rstrip("/") or ".", f"cannot list: {e.strerror or e}", True))
             continue
         for entry in entries:
             rel = prefix + entry.name
@@ -147,7 +149,7 @@ def _visit(
     if stat.S_ISDIR(st.st_mode):
         key = (st.st_dev, st.st_ino)
         if key in seen_dirs:
-            result.problems.append(WalkProblem(rel, "directory loop through a symbolic link"))
+            result.problems.append(WalkProblem(rel, "directory reached twice through a symbolic link"))
             return
         seen_dirs.add(key)
         stack.append((rel + "/", path))
