@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from . import tree
 from .errors import SourceError
-from .hashing import DIGEST_SIZE, TreeHasher
+from .hashing import DIGEST_SIZE, Hasher, TreeHasher
 from .manifest import chunk_count
 from .sources.local import open_regular
 from .walk import WalkedFile, identity
@@ -198,33 +198,108 @@ def _hash_run(
     follow_symlinks: bool,
 ) -> bytes:
     """Leaf hashes of chunks [first, first + count) of one file."""
-    fd, st = open_regular(src.abspath, follow_symlinks)
-    try:
-        if identity(st) != src.identity:
-            raise SourceError("changed between listing and hashing", src.path)
-        size = src.size
-        offset = start = first * chunk_size
-        buffer_size = len(view)
-        new_leaf = hasher.leaf_hasher
+    with _Opened(src, follow_symlinks) as fd:
+        offset = first * chunk_size
         out = []
         for _ in range(count):
-            h = new_leaf()
-            remaining = min(chunk_size, size - offset)
-            while remaining:
-                got = os.preadv(fd, [view[: min(buffer_size, remaining)]], offset)
-                if got == 0:
-                    raise SourceError(f"short read: end of file at byte {offset}, expected {size} bytes", src.path)
-                h.update(view[:got])
-                offset += got
-                remaining -= got
+            h = hasher.leaf_hasher()
+            length = min(chunk_size, src.size - offset)
+            _feed(fd, src, offset, length, h, view)
+            offset += length
             out.append(h.digest())
-        progress.bytes += offset - start
-        # A size or mtime change shows here; growth after our last read
-        # changes st_size, so no extra read past the end is needed.
-        if identity(os.fstat(fd)) != src.identity:
-            raise SourceError("changed while hashing", src.path)
+        progress.bytes += offset - first * chunk_size
         return b"".join(out)
-    except OSError as e:
-        raise SourceError(f"read error: {e.strerror or e}", src.path) from e
-    finally:
-        os.close(fd)
+
+
+def digest_files(
+    files: Sequence[WalkedFile],
+    new: Callable[[], Hasher],
+    jobs: int | None = None,
+    progress: Progress | None = None,
+    follow_symlinks: bool = True,
+) -> list[FileDigest]:
+    """Plain whole-file digests (no tree), one file per unit, in parallel:
+    what OpenSSF model-signing's `files` serialization records."""
+    progress = progress or Progress()
+    progress.total_bytes = sum(f.size for f in files)
+    progress.total_files = len(files)
+    results: list[FileDigest | None] = [None] * len(files)
+    feed = iter(range(len(files)))
+    lock = threading.Lock()
+    stop = threading.Event()
+    crashed: list[BaseException] = []
+
+    def worker() -> None:
+        buffer = mmap.mmap(-1, MAX_BUFFER)
+        view = memoryview(buffer)
+        try:
+            while not stop.is_set():
+                with lock:
+                    i = next(feed, None)
+                if i is None:
+                    return
+                src = files[i]
+                try:
+                    with _Opened(src, follow_symlinks) as fd:
+                        h = new()
+                        _feed(fd, src, 0, src.size, h, view)
+                        results[i] = FileDigest(src.path, src.size, h.digest())
+                        progress.bytes += src.size
+                except SourceError as e:
+                    results[i] = FileDigest(src.path, src.size, error=e)
+                progress.files += 1
+        except BaseException as e:  # a bug: hand it to the main thread
+            crashed.append(e)
+            stop.set()
+        finally:
+            view.release()
+            buffer.close()
+
+    _run(worker, min(jobs or default_jobs(), max(1, len(files))), stop, progress)
+    if crashed:
+        raise crashed[0]
+    return [r for r in results if r is not None]
+
+
+class _Opened:
+    """A file opened for hashing, checked against what the walk saw: on entry
+    (same device, inode, size, mtime) and on exit (still the same, so nothing
+    changed while we read).  OSError becomes a SourceError naming the file."""
+
+    def __init__(self, src: WalkedFile, follow_symlinks: bool) -> None:
+        self.src = src
+        self.follow = follow_symlinks
+        self.fd = -1
+
+    def __enter__(self) -> int:
+        self.fd, st = open_regular(self.src.abspath, self.follow)
+        if identity(st) != self.src.identity:
+            os.close(self.fd)
+            raise SourceError("changed between listing and hashing", self.src.path)
+        return self.fd
+
+    def __exit__(self, kind: object, error: object, tb: object) -> None:
+        try:
+            if error is None and identity(os.fstat(self.fd)) != self.src.identity:
+                # A size or mtime change shows here; growth after our last
+                # read changes st_size, so no read past the end is needed.
+                raise SourceError("changed while hashing", self.src.path)
+        except OSError as e:
+            raise SourceError(f"read error: {e.strerror or e}", self.src.path) from e
+        finally:
+            os.close(self.fd)
+        if isinstance(error, OSError):
+            raise SourceError(f"read error: {error.strerror or error}", self.src.path) from error
+
+
+def _feed(fd: int, src: WalkedFile, offset: int, length: int, h: Hasher, view: memoryview) -> None:
+    """Hash bytes [offset, offset + length) of `fd` through the aligned buffer;
+    a short read is an error, never a shorter chunk."""
+    buffer_size = len(view)
+    while length:
+        got = os.preadv(fd, [view[: min(buffer_size, length)]], offset)
+        if got == 0:
+            raise SourceError(f"short read: end of file at byte {offset}, expected {src.size} bytes", src.path)
+        h.update(view[:got])
+        offset += got
+        length -= got

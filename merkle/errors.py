@@ -51,3 +51,15 @@ class IntegrityError(MerkleError):
 
 class ProofError(IntegrityError):
     """An inclusion or consistency proof does not verify."""
+
+
+class SignatureError(IntegrityError):
+    """A signature, key, certificate or trust rule check failed."""
+
+
+class BundleError(SignatureError, FormatError):
+    """A bundle or statement is malformed: it cannot be trusted (exit 1)."""
+
+
+class PolicyError(SignatureError):
+    """Signed and valid, but refused by policy: rollback, expiry, license."""

@@ -76,8 +76,9 @@ def read_capped(path: str, max_bytes: int) -> bytes:
         os.close(fd)
 
 
-def write_atomic(path: str, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file and a rename."""
+def write_atomic(path: str, data: bytes, mode: int = 0o666) -> None:
+    """Write `data` to `path` through a temporary file and a rename
+    (`mode` is masked by the umask, as open() would)."""
     directory = os.path.dirname(os.path.abspath(path))
     try:
         fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
@@ -86,7 +87,7 @@ def write_atomic(path: str, data: bytes) -> None:
     try:
         umask = os.umask(0)
         os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)
+        os.fchmod(fd, mode & ~umask)
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
