@@ -175,16 +175,21 @@ class Manifest:
 
     # -- JSON ---------------------------------------------------------------
 
-    def to_json(self) -> bytes:
-        """Canonical bytes: fixed key order, one file entry per line."""
-        head = {
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest as a JSON-ready dict (what a signed statement carries)."""
+        return {
             "format": FORMAT,
             "algorithm": self.algorithm,
             "chunk_size": self.chunk_size,
             "exclude": list(self.exclude),
             "root": self.root.hex(),
+            "files": [f.to_dict() for f in self.files],
         }
-        lines = ",\n".join(_json.dumps(f.to_dict()) for f in self.files)
+
+    def to_json(self) -> bytes:
+        """Canonical bytes: fixed key order, one file entry per line."""
+        head = self.to_dict()
+        lines = ",\n".join(_json.dumps(f) for f in head.pop("files"))
         body = _json.dumps(head)[:-1] + ',"files":[' + ("\n" + lines + "\n" if lines else "") + "]}\n"
         return body.encode("utf-8")
 
@@ -193,12 +198,13 @@ class Manifest:
         """Parse and validate; FormatError (naming `source`) on any problem."""
         doc = _json.loads(data, source, MAX_MANIFEST_BYTES)
         try:
-            return cls._from_doc(doc)
+            return cls.from_doc(doc)
         except FormatError as e:
             raise type(e)(e.message, source) from e
 
     @classmethod
-    def _from_doc(cls, doc: Any) -> Manifest:
+    def from_doc(cls, doc: Any) -> Manifest:
+        """Validate an already parsed JSON document (see `from_json`)."""
         if not isinstance(doc, dict):
             raise FormatError("top level is not a JSON object")
         fmt = doc.get("format")
@@ -238,19 +244,23 @@ class Manifest:
     def load(cls, path: str | os.PathLike[str], layers: bool = True) -> Manifest:
         """Read a manifest file and, if present beside it, its leaf sidecar
         (which must authenticate against the manifest's roots)."""
-        from .layers import LeafLayers
         from .sources.local import read_capped
 
         name = os.fspath(path)
         manifest = cls.from_json(read_capped(name, MAX_MANIFEST_BYTES), name)
-        sidecar = name + SIDECAR_SUFFIX
-        if layers and os.path.exists(sidecar):
-            data = read_capped(sidecar, LeafLayers.expected_size(manifest))
-            loaded = LeafLayers.from_bytes(data, manifest, sidecar)
-            manifest = cls(
-                manifest.algorithm, manifest.chunk_size, manifest.files, manifest.root, manifest.exclude, loaded
-            )
-        return manifest
+        return manifest.with_sidecar(name + SIDECAR_SUFFIX) if layers else manifest
+
+    def with_sidecar(self, sidecar: str) -> Manifest:
+        """This manifest with the leaf layers read from `sidecar`, if that
+        file exists; FormatError if it does not authenticate."""
+        from .layers import LeafLayers
+        from .sources.local import read_capped
+
+        if not os.path.exists(sidecar):
+            return self
+        data = read_capped(sidecar, LeafLayers.expected_size(self))
+        loaded = LeafLayers.from_bytes(data, self, sidecar)
+        return Manifest(self.algorithm, self.chunk_size, self.files, self.root, self.exclude, loaded)
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the manifest (and its sidecar, if it has leaf layers) atomically."""

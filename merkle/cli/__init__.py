@@ -13,7 +13,8 @@ from .. import __version__
 from ..errors import MerkleError
 from ..hashing import ALGORITHMS, DEFAULT_ALGORITHM
 from ..manifest import DEFAULT_CHUNK_SIZE
-from . import commands
+from ..signing import KEY_TYPES
+from . import commands, signing
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 
@@ -69,17 +70,52 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="MANIFEST", help="manifest file to write (default: stdout); "
                    "the leaf sidecar goes to MANIFEST.leaves")
     p.add_argument("--no-default-excludes", action="store_true", help="do not skip .git")
+    p.add_argument("--sign", metavar="KEY", help="sign with this private key; -o then names the bundle")
+    p.add_argument("--format", choices=("merkle", "oms"), default="merkle",
+                   help="with --sign: merkle statement (default) or an OpenSSF model-signing bundle")
+    signing.add_sign_options(p)
+    signing.add_store_option(p)
     _walk_options(p)
     _common(p)
     p.set_defaults(run=commands.build)
 
-    p = sub.add_parser("verify", help="check a directory against a manifest")
+    p = sub.add_parser("verify", help="check a directory against a manifest or signed bundles")
     p.add_argument("path", metavar="PATH", help="directory to check")
-    p.add_argument("manifest", metavar="MANIFEST", help="manifest written by 'merkle build'")
+    p.add_argument("sources", nargs="+", metavar="MANIFEST|BUNDLE",
+                   help="a manifest written by 'merkle build', or one or more signed bundles")
     p.add_argument("--allow-extra", action="store_true", help="files the manifest does not list are not a failure")
+    signing.add_trust_options(p)
     _walk_options(p)
     _common(p, hashing=False)
     p.set_defaults(run=commands.verify)
+
+    p = sub.add_parser("keygen", help="write a new signing key pair: KEY and KEY.pub")
+    p.add_argument("-o", "--output", required=True, metavar="KEY", help="private key file (public key: KEY.pub)")
+    p.add_argument("--type", choices=KEY_TYPES, default="ecdsa-p256", help="key type (default: %(default)s)")
+    p.add_argument("--encrypt", action="store_true",
+                   help="encrypt the private key (passphrase from $MERKLE_KEY_PASSPHRASE or a prompt)")
+    p.set_defaults(run=signing.keygen)
+
+    p = sub.add_parser("sign", help="sign a manifest, or co-sign a bundle's statement")
+    p.add_argument("document", metavar="MANIFEST|BUNDLE")
+    p.add_argument("--key", required=True, metavar="KEY", help="private key")
+    p.add_argument("-o", "--output", required=True, metavar="BUNDLE", help="bundle to write")
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    signing.add_sign_options(p)
+    signing.add_store_option(p)
+    p.set_defaults(run=signing.sign)
+
+    p = sub.add_parser("store", help="list or show attestations kept in the store")
+    store_sub = p.add_subparsers(dest="store_command", metavar="ACTION", required=True)
+    q = store_sub.add_parser("list", help="every bundle kept")
+    signing.add_store_option(q)
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(run=signing.store_list)
+    q = store_sub.add_parser("show", help="bundles by id prefix, dataset root or subject name")
+    q.add_argument("ref", metavar="REF")
+    signing.add_store_option(q)
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(run=signing.store_show)
 
     p = sub.add_parser("hash", help="print the Merkle root of files, like b3sum")
     p.add_argument("files", nargs="+", metavar="FILE", help="files to hash ('-' for stdin); with --check, sums files")

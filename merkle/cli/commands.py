@@ -3,84 +3,102 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from typing import Any
 
 from ..builder import build as build_manifest
-from ..errors import FormatError
+from ..errors import FormatError, UsageError
 from ..hashfile import format_sum, hash_paths, hash_stream, parse_sums
 from ..manifest import MAX_MANIFEST_BYTES, Manifest, check_chunk_size
+from ..signed import load_document, verify_signed
 from ..sources.local import read_capped
 from ..verify import verify as verify_tree
+from .output import emit_json
 from .progress import close, make_progress
-
-
-def _emit_json(doc: Any) -> None:
-    sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+from .signing import describe, sign_built, store_for, trust_policy, verified_dict
 
 
 def build(args: argparse.Namespace) -> int:
     check_chunk_size(args.chunk_size)
-    progress = make_progress("hashing", args.quiet or args.json)
+    if args.format == "oms" and not args.sign:
+        raise UsageError("--format oms writes a signed bundle: add --sign KEY")
     started = time.perf_counter()
-    try:
-        manifest = build_manifest(
-            args.path,
-            algorithm=args.algorithm,
-            chunk_size=args.chunk_size,
-            exclude=args.exclude,
-            default_excludes=not args.no_default_excludes,
-            follow_symlinks=args.follow_symlinks,
-            jobs=args.jobs,
-            progress=progress,
-        )
-    finally:
-        close(progress)
-    seconds = time.perf_counter() - started
-    if args.output and args.output != "-":
-        manifest.save(args.output)
+    manifest = None
+    if args.format == "merkle":
+        progress = make_progress("hashing", args.quiet or args.json)
+        try:
+            manifest = build_manifest(
+                args.path,
+                algorithm=args.algorithm,
+                chunk_size=args.chunk_size,
+                exclude=args.exclude,
+                default_excludes=not args.no_default_excludes,
+                follow_symlinks=args.follow_symlinks,
+                jobs=args.jobs,
+                progress=progress,
+            )
+        finally:
+            close(progress)
+    if args.sign:
+        verified = sign_built(args, manifest)
+        root, files, total = verified.root_hex, len(verified.manifest.files if verified.manifest else
+                                                    verified.oms.resources if verified.oms else ()), None
+        if manifest is not None:
+            total = manifest.total_size
     else:
-        sys.stdout.buffer.write(manifest.to_json())
-        sys.stdout.flush()
-    total = manifest.total_size
-    if args.json and args.output not in (None, "-"):
-        _emit_json({
-            "manifest": args.output,
-            "root": manifest.root.hex(),
-            "algorithm": manifest.algorithm,
-            "chunk_size": manifest.chunk_size,
-            "files": len(manifest.files),
-            "bytes": total,
-            "seconds": round(seconds, 6),
-        })
+        assert manifest is not None
+        if args.output and args.output != "-":
+            manifest.save(args.output)
+        else:
+            sys.stdout.buffer.write(manifest.to_json())
+            sys.stdout.flush()
+        root, files, total = manifest.root.hex(), len(manifest.files), manifest.total_size
+    seconds = time.perf_counter() - started
+    to_file = args.output not in (None, "-")
+    if args.json and to_file:
+        emit_json({"output": args.output, "root": root, "format": args.format, "algorithm": args.algorithm,
+                   "chunk_size": args.chunk_size, "files": files, "bytes": total, "seconds": round(seconds, 6),
+                   "signed": bool(args.sign)})
     elif not args.quiet:
-        rate = f" ({total / seconds / 1e9:.2f} GB/s)" if seconds > 0 else ""
-        where = f" -> {args.output}" if args.output not in (None, "-") else ""
-        print(f"{manifest.root.hex()}  {args.path}", file=sys.stderr if where == "" else sys.stdout)
-        print(f"merkle: {len(manifest.files)} files, {total} bytes in {seconds:.2f} s{rate}{where}", file=sys.stderr)
+        print(f"{root}  {args.path}", file=sys.stdout if to_file else sys.stderr)
+        rate = f" ({total / seconds / 1e9:.2f} GB/s)" if total and seconds > 0 else ""
+        size = f", {total} bytes" if total is not None else ""
+        print(f"merkle: {files} files{size} in {seconds:.2f} s{rate}" + (f" -> {args.output}" if to_file else ""),
+              file=sys.stderr)
     return 0
 
 
 def verify(args: argparse.Namespace) -> int:
-    manifest = Manifest.load(args.manifest)
+    docs = [load_document(p) for p in args.sources]
+    bundles = [(d[0], d[1], p) for d, p in zip(docs, args.sources, strict=True) if not isinstance(d, Manifest)]
+    manifests = [d for d in docs if isinstance(d, Manifest)]
+    trusted = bool(args.key or args.ca)
+    if manifests and (bundles or len(manifests) > 1):
+        raise UsageError("give one manifest, or one or more bundles")
+    if manifests and trusted:
+        raise UsageError(f"{args.sources[0]} is an unsigned manifest: --key/--ca apply to signed bundles")
+    if bundles and not trusted:
+        raise UsageError("a signed bundle is only as good as the key that checks it: add --key PUB or --ca CERT")
     progress = make_progress("verifying", args.quiet or args.json)
+    verified = None
     try:
-        report = verify_tree(
-            args.path,
-            manifest,
-            allow_extra=args.allow_extra,
-            exclude=args.exclude,
-            follow_symlinks=args.follow_symlinks,
-            jobs=args.jobs,
-            progress=progress,
-        )
+        if bundles:
+            verified, report = verify_signed(
+                args.path, bundles, trust_policy(args), store=store_for(args), allow_extra=args.allow_extra,
+                exclude=args.exclude, follow_symlinks=args.follow_symlinks, jobs=args.jobs, progress=progress)
+        else:
+            report = verify_tree(args.path, manifests[0], allow_extra=args.allow_extra, exclude=args.exclude,
+                                 follow_symlinks=args.follow_symlinks, jobs=args.jobs, progress=progress)
     finally:
         close(progress)
     if args.json:
-        _emit_json(report.to_dict())
+        doc = report.to_dict()
+        doc["signature"] = verified_dict(verified) if verified else None
+        emit_json(doc)
     else:
+        if verified is not None:
+            print(f"merkle: {describe(verified)}", file=sys.stderr)
         for outcome in report.outcomes:
             if not args.quiet or outcome in report.failures:
                 print(outcome.line())
@@ -115,7 +133,7 @@ def hash_(args: argparse.Namespace) -> int:
         if not args.json:
             print(format_sum(root, name))
     if args.json:
-        _emit_json({"algorithm": args.algorithm, "chunk_size": args.chunk_size, "files": results})
+        emit_json({"algorithm": args.algorithm, "chunk_size": args.chunk_size, "files": results})
     return status
 
 
@@ -149,7 +167,7 @@ def _check_sums(args: argparse.Namespace) -> int:
         if not args.json and (not args.quiet or "FAILED" in line):
             print(line)
     if args.json:
-        _emit_json({"ok": not (failed or unreadable), "files": rows})
+        emit_json({"ok": not (failed or unreadable), "files": rows})
     if failed or unreadable:
         print(f"merkle: WARNING: {failed} computed roots did NOT match, {unreadable} files could not be read",
               file=sys.stderr)

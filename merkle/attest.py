@@ -1,0 +1,176 @@
+"""Signed manifests: in-toto statements over a manifest, signed in DSSE
+envelopes inside Sigstore bundles, and the checks that open them.
+
+Verification order (docs/signing.md):
+  1. shape of each bundle (size capped before decoding; strict JSON);
+  2. each signature against the trusted keys or CA (algorithms pinned);
+  3. every bundle carries the same payload bytes (no mix-and-match), and
+     at least `threshold` distinct trusted signers;
+  4. only then the payload is parsed: statement, subject, predicate;
+  5. subject digest equals the manifest's recomputed root;
+  6. policy: not expired, not older than a version already seen.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from . import oms
+from .envelope import PAYLOAD_TYPE, Bundle, Statement, pae
+from .errors import BundleError, FormatError, PolicyError, SignatureError, UsageError
+from .manifest import Manifest
+from .signing import PrivateKey, Signer, TrustPolicy, key_id, sign_bytes
+
+PREDICATE_TYPE: Final = "https://merkle.dev/manifest/v1"
+TIME_FORMAT: Final = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def digest_key(algorithm: str) -> str:
+    """The subject digest key for a dataset root: `merkle-blake3`, `merkle-sha256`."""
+    return f"merkle-{algorithm}"
+
+
+def format_time(when: datetime.datetime) -> str:
+    return when.astimezone(datetime.timezone.utc).strftime(TIME_FORMAT)
+
+
+def parse_time(text: Any, where: str) -> datetime.datetime:
+    if not isinstance(text, str):
+        raise BundleError(f"{where} is not a time string")
+    try:
+        return datetime.datetime.strptime(text, TIME_FORMAT).replace(tzinfo=datetime.timezone.utc)
+    except ValueError as e:
+        raise BundleError(f"{where} {text!r} is not a UTC time like 2027-01-31T00:00:00Z") from e
+
+
+@dataclass(frozen=True)
+class Verified:
+    """A statement whose signatures checked out, parsed and shape-checked.
+    Exactly one of `manifest` (merkle format) and `oms` is set."""
+
+    name: str
+    version: int
+    expires: datetime.datetime | None
+    signers: tuple[Signer, ...]
+    payload: bytes
+    manifest: Manifest | None = None
+    oms: oms.OmsStatement | None = None
+
+    @property
+    def root_hex(self) -> str:
+        if self.manifest is not None:
+            return self.manifest.root.hex()
+        assert self.oms is not None
+        return self.oms.subject_digest.hex()
+
+    @property
+    def payload_digest(self) -> str:
+        return hashlib.sha256(self.payload).hexdigest()
+
+
+def statement(
+    manifest: Manifest, name: str, version: int = 1, expires: datetime.datetime | None = None
+) -> Statement:
+    if not name:
+        raise UsageError("a signed manifest needs a subject name")
+    if version < 1:
+        raise UsageError("version must be a positive integer")
+    predicate: dict[str, Any] = {"manifest": manifest.to_dict(), "version": version}
+    if expires is not None:
+        predicate["expires"] = format_time(expires)
+    return Statement(((name, {digest_key(manifest.algorithm): manifest.root.hex()}),), PREDICATE_TYPE, predicate)
+
+
+def sign_statement(stmt: Statement, key: PrivateKey, certificates: Sequence[bytes] = ()) -> Bundle:
+    payload = stmt.to_payload()
+    return sign_payload(payload, key, certificates)
+
+
+def sign_payload(payload: bytes, key: PrivateKey, certificates: Sequence[bytes] = ()) -> Bundle:
+    """A bundle over exactly these payload bytes (co-signers sign the same bytes)."""
+    signature = sign_bytes(key, pae(PAYLOAD_TYPE, payload))
+    public = key.public_key()
+    kid = key_id(public)
+    return Bundle(
+        payload=payload,
+        payload_type=PAYLOAD_TYPE,
+        signature=signature,
+        keyid="" if certificates else kid,
+        key_hint="" if certificates else kid,
+        certificates=tuple(certificates),
+    )
+
+
+def sign(
+    manifest: Manifest,
+    key: PrivateKey,
+    *,
+    name: str,
+    version: int = 1,
+    expires: datetime.datetime | None = None,
+    certificates: Sequence[bytes] = (),
+) -> Bundle:
+    """Sign `manifest` as subject `name` at `version` (rollback protection
+    compares versions per name), valid until `expires` when given."""
+    return sign_statement(statement(manifest, name, version, expires), key, certificates)
+
+
+def open_bundles(
+    bundles: Sequence[tuple[Bundle, str]],
+    policy: TrustPolicy,
+    now: datetime.datetime | None = None,
+) -> Verified:
+    """Steps 2-6 above for bundles already shape-checked (step 1)."""
+    if not bundles:
+        raise UsageError("no bundle given")
+    signers = [policy.check(bundle, source) for bundle, source in bundles]  # 2.
+    payload = bundles[0][0].payload
+    for bundle, source in bundles[1:]:  # 3.
+        if bundle.payload != payload:
+            raise SignatureError("bundles sign different statements; co-signers must sign the same one", source)
+    distinct = {s.key_id for s in signers}
+    if len(distinct) < policy.threshold:
+        raise SignatureError(
+            f"{len(distinct)} distinct trusted signer(s), {policy.threshold} required", bundles[-1][1]
+        )
+    source = bundles[0][1]
+    stmt = Statement.from_payload(payload, source)  # 4.
+    try:
+        verified = _interpret(stmt, tuple(signers), payload)
+    except FormatError as e:
+        raise BundleError(e.message, source) from e
+    if verified.expires is not None:  # 6. (rollback needs the store: see store.py)
+        moment = now or datetime.datetime.now(datetime.timezone.utc)
+        if moment > verified.expires:
+            raise PolicyError(f"statement for {verified.name!r} expired at {format_time(verified.expires)}", source)
+    return verified
+
+
+def _interpret(stmt: Statement, signers: tuple[Signer, ...], payload: bytes) -> Verified:
+    if stmt.predicate_type == oms.PREDICATE_TYPE:
+        parsed = oms.OmsStatement.from_statement(stmt)
+        return Verified(parsed.name, 0, None, signers, payload, oms=parsed)
+    if stmt.predicate_type != PREDICATE_TYPE:
+        raise BundleError(f"unsupported predicateType {stmt.predicate_type!r}")
+    if len(stmt.subjects) != 1:
+        raise BundleError("a merkle statement has exactly one subject")
+    name, digests = stmt.subjects[0]
+    pred = stmt.predicate
+    if not {"manifest", "version"} <= set(pred) <= {"manifest", "version", "expires"}:
+        raise BundleError("predicate must have manifest, version and optionally expires")
+    version = pred["version"]
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise BundleError("predicate version must be a positive integer")
+    expires = parse_time(pred["expires"], "predicate expires") if "expires" in pred else None
+    manifest = Manifest.from_doc(pred["manifest"])  # 5. recomputes the root
+    want = digests.get(digest_key(manifest.algorithm))
+    if want != manifest.root.hex():
+        raise BundleError(f"subject digest {digest_key(manifest.algorithm)} does not match the manifest root")
+    if not name:
+        raise BundleError("subject name is empty")
+    return Verified(name, version, expires, signers, payload, manifest=manifest)
+
