@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from .. import attest, oms
 from ..attest import Verified
@@ -126,6 +127,8 @@ def sign_built(args: argparse.Namespace, manifest: Manifest | None) -> Verified:
     key = load_private_key(args.sign)
     certs = _certificates(args, key)
     if args.format == "oms":
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise UsageError("OpenSSF model-signing verifies ECDSA keys only: use an ecdsa-p256/p384 key", args.sign)
         ignore = []
         inside = os.path.relpath(os.path.abspath(args.output), os.path.abspath(args.path))
         if not inside.startswith(".." + os.sep) and inside != "..":
