@@ -81,10 +81,10 @@ class Bundle:
 
     @classmethod
     def from_json(cls, data: bytes, source: str = "bundle") -> Bundle:
-        """Check the bundle's shape; FormatError (naming `source`) otherwise."""
-        doc = _json.loads(data, source, MAX_BUNDLE_BYTES)
+        """Check the bundle's shape; BundleError (naming `source`) otherwise:
+        malformed JSON included, since a bundle is trusted or it is not."""
         try:
-            return cls._from_doc(doc)
+            return cls._from_doc(_json.loads(data, source, MAX_BUNDLE_BYTES))
         except FormatError as e:
             raise BundleError(e.message, source) from e
 

@@ -14,26 +14,26 @@ from collections.abc import Sequence
 from . import _json, oms
 from .attest import Verified, open_bundles
 from .engine import Progress
-from .envelope import MAX_BUNDLE_BYTES, Bundle
-from .errors import BundleError, FormatError
+from .envelope import Bundle
+from .errors import FormatError
 from .manifest import MAX_MANIFEST_BYTES, SIDECAR_SUFFIX, Manifest
 from .report import Report
-from .signing import TrustPolicy
+from .signing import TrustPolicy, read_bundle_bytes
 from .sources.local import read_capped
 from .store import Store
 from .verify import verify
 
 
-def load_document(path: str) -> Manifest | tuple[Bundle, bytes]:
+def load_document(path: str, bundle: bool = False) -> Manifest | tuple[Bundle, bytes]:
     """Read a manifest or a bundle, telling them apart by shape: a bundle
-    has a `mediaType`.  Bundles come back unverified, with their bytes."""
-    cap = max(MAX_MANIFEST_BYTES, MAX_BUNDLE_BYTES)
-    data = read_capped(path, cap)
-    try:
-        doc = _json.loads(data, path, cap)
-    except FormatError as e:
-        looks_like_bundle = b'"mediaType"' in data[:4096] or b'"dsseEnvelope"' in data
-        raise (BundleError(e.message, path) if looks_like_bundle else e) from e
+    has a `mediaType`.  With `bundle=True` (a key or CA was given) the file
+    can only be a bundle: it is capped at the bundle limit before decoding
+    and anything else is a BundleError.  Bundles come back unverified."""
+    if bundle:
+        raw = read_bundle_bytes(path)
+        return Bundle.from_json(raw, path), raw
+    data = read_capped(path, MAX_MANIFEST_BYTES)
+    doc = _json.loads(data, path, MAX_MANIFEST_BYTES)
     if isinstance(doc, dict) and ("mediaType" in doc or "dsseEnvelope" in doc):
         return Bundle.from_json(data, path), data
     try:

@@ -126,18 +126,22 @@ def passphrase_from_environment(prompt: str, confirm: bool = False) -> bytes | N
 
 
 def load_private_key(path: str) -> PrivateKey:
+    """A PEM private key (PKCS#8 or traditional OpenSSL), asking for the
+    passphrase only if the key turns out to be encrypted."""
     data = read_capped(path, MAX_KEY_BYTES)
-    encrypted = b"ENCRYPTED" in data.split(b"\n", 1)[0]
-    passphrase = None
-    if encrypted:
-        passphrase = passphrase_from_environment(f"Passphrase for {path}: ")
-        if passphrase is None:
-            raise UsageError(f"key is encrypted: set {PASSPHRASE_ENV} (stdin is not a terminal)", path)
     try:
-        key = serialization.load_pem_private_key(data, passphrase)
-    except (ValueError, TypeError, UnsupportedAlgorithm) as e:
-        reason = "wrong passphrase or not a PEM private key" if encrypted else "not a PEM private key"
-        raise FormatError(reason, path) from e
+        try:
+            key = serialization.load_pem_private_key(data, None)
+        except TypeError:  # encrypted: cryptography wants a password
+            passphrase = passphrase_from_environment(f"Passphrase for {path}: ")
+            if passphrase is None:
+                raise UsageError(f"key is encrypted: set {PASSPHRASE_ENV} (stdin is not a terminal)", path) from None
+            try:
+                key = serialization.load_pem_private_key(data, passphrase)
+            except (ValueError, TypeError) as e:
+                raise FormatError("wrong passphrase, or not a PEM private key", path) from e
+    except (ValueError, UnsupportedAlgorithm) as e:
+        raise FormatError("not a PEM private key", path) from e
     if not isinstance(key, (ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey)):
         raise SignatureError(f"key type {type(key).__name__} is not allowed", path)
     _check_public(key.public_key(), path)
@@ -253,10 +257,14 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
         return False
 
 
-def read_bundle(path: str) -> Bundle:
-    """Read and shape-check a bundle file (size capped before decoding)."""
+def read_bundle_bytes(path: str) -> bytes:
+    """A bundle file's bytes, refused over the size cap before any decoding."""
     try:
-        data = read_capped(path, MAX_BUNDLE_BYTES)
+        return read_capped(path, MAX_BUNDLE_BYTES)
     except FormatError as e:
         raise BundleError(e.message, path) from e
-    return Bundle.from_json(data, path)
+
+
+def read_bundle(path: str) -> Bundle:
+    """Read and shape-check a bundle file (size capped before decoding)."""
+    return Bundle.from_json(read_bundle_bytes(path), path)

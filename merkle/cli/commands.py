@@ -70,10 +70,10 @@ def build(args: argparse.Namespace) -> int:
 
 
 def verify(args: argparse.Namespace) -> int:
-    docs = [load_document(p) for p in args.sources]
+    trusted = bool(args.key or args.ca)
+    docs = [load_document(p, bundle=trusted) for p in args.sources]
     bundles = [(d[0], d[1], p) for d, p in zip(docs, args.sources, strict=True) if not isinstance(d, Manifest)]
     manifests = [d for d in docs if isinstance(d, Manifest)]
-    trusted = bool(args.key or args.ca)
     if manifests and (bundles or len(manifests) > 1):
         raise UsageError("give one manifest, or one or more bundles")
     if manifests and trusted:
