@@ -6,7 +6,9 @@ from pathlib import Path
 import pytest
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 60, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, cwd: Path | None = None, timeout: float = 60, stdin: bytes | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the real `merkle` program in a child process."""
     env = dict(os.environ, PYTHONWARNINGS="error::ResourceWarning")
     return subprocess.run(

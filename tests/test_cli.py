@@ -5,7 +5,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from conftest import assert_one_line_error
 
 CHUNK = "4K"
@@ -163,7 +162,9 @@ def test_hash_of_stdin_matches_hash_of_file(cli, tmp_path):
     import subprocess
     import sys
 
-    r = subprocess.run([sys.executable, "-m", "merkle", "hash", "-", "--chunk-size", CHUNK], input=data, capture_output=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "merkle", "hash", "-", "--chunk-size", CHUNK], input=data, capture_output=True
+    )
     assert r.stdout.decode().split()[0] == from_file
 
 

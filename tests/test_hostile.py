@@ -8,14 +8,13 @@ import socket
 from pathlib import Path
 
 import pytest
+from conftest import assert_one_line_error
 
 import merkle
 from merkle.engine import hash_files
 from merkle.errors import FormatError, PathError, UnsupportedError
 from merkle.hashing import tree_hasher
 from merkle.walk import walk
-
-from conftest import assert_one_line_error
 
 
 @pytest.fixture
