@@ -3,7 +3,7 @@
 A manifest lists every file (canonical path, size, Merkle root of its chunks)
 and the dataset root: the Merkle root over one leaf per file, in path order,
 each leaf encoding (path, size, chunk size, file root) unambiguously
-(docs/format.md, rules D1-D4).  Construction validates everything, including
+(docs/format.md, rules D1-D2).  Construction validates everything, including
 that the dataset root matches the entries, so a Manifest object is always
 consistent.
 """

@@ -10,7 +10,7 @@ from .engine import Progress, hash_files
 from .hashing import DIGEST_SIZE
 from .manifest import FileEntry, Manifest
 from .report import Outcome, Report, Status
-from .walk import WalkedFile, walk
+from .walk import Excluder, WalkedFile, walk
 
 
 def verify(
@@ -31,8 +31,10 @@ def verify(
     started = time.perf_counter()
     if not isinstance(manifest, Manifest):
         manifest = Manifest.load(manifest)
-    listing = walk(path, (*manifest.exclude, *exclude), follow_symlinks)
+    listing = walk(path, manifest.exclude, follow_symlinks)
+    ignored = Excluder(exclude)  # the caller's exclusions only hide extras
     present = {f.path: f for f in listing.files}
+    unreadable = tuple(p.path + "/" for p in listing.problems if p.unreadable_dir)
     outcomes: list[Outcome] = []
     to_hash: list[tuple[FileEntry, WalkedFile]] = []
 
@@ -41,7 +43,9 @@ def verify(
         found = present.pop(entry.path, None)
         if found is None:
             problem = problems.pop(entry.path, None)
-            if problem is None:
+            if problem is None and entry.path.startswith(unreadable):
+                outcomes.append(Outcome(entry.path, Status.ERROR, "inside a directory that cannot be listed"))
+            elif problem is None:
                 outcomes.append(Outcome(entry.path, Status.MISSING))
             else:
                 outcomes.append(Outcome(entry.path, Status.ERROR, problem.reason))
@@ -50,11 +54,14 @@ def verify(
         else:
             to_hash.append((entry, found))
     for extra in present.values():
-        outcomes.append(Outcome(extra.path, Status.EXTRA))
+        if not ignored.covers(extra.path):
+            outcomes.append(Outcome(extra.path, Status.EXTRA))
     for problem in problems.values():
+        if ignored.covers(problem.path):
+            continue
         # Something unhashable that the manifest does not list is extra; an
         # unreadable directory may hide listed files, so it is an error.
-        if problem.unlisted:
+        if problem.unreadable_dir:
             outcomes.append(Outcome(problem.path, Status.ERROR, problem.reason))
         elif not allow_extra:
             outcomes.append(Outcome(problem.path, Status.EXTRA, problem.reason))

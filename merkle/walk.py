@@ -1,6 +1,6 @@
 """Walking a local directory: deterministic, filtered, and never blocking.
 
-Rules (docs/format.md, W1-W6): files are listed in code-point order of their
+Rules (docs/format.md, W1-W4): files are listed in code-point order of their
 canonical relative path; excluded names are pruned; symbolic links are refused
 unless asked for, and then only followed when they resolve inside the root;
 FIFOs, sockets and devices are reported, never opened.  Problems are collected
@@ -29,16 +29,16 @@ class WalkedFile:
     abspath: str
     """What to open (the link target when a symlink was followed)."""
     size: int
-    identity: tuple[int, int, int, int]
-    """(device, inode, size, mtime_ns) when listed: a change means the file
-    changed between listing and hashing."""
+    identity: tuple[int, int, int, int, int]
+    """(device, inode, size, mtime_ns, ctime_ns) when listed: a change means
+    the file changed between listing and hashing."""
 
 
 @dataclass(frozen=True)
 class WalkProblem:
     path: str
     reason: str
-    unlisted: bool = False
+    unreadable_dir: bool = False
     """A directory that could not be listed: what it holds is unknown."""
 
     def __str__(self) -> str:
@@ -52,8 +52,9 @@ class Walk:
     problems: list[WalkProblem] = field(default_factory=list)
 
 
-def identity(st: os.stat_result) -> tuple[int, int, int, int]:
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+def identity(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    # ctime too: a writer that restores mtime (touch -d) still moves ctime.
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 class Excluder:
@@ -73,7 +74,10 @@ class Excluder:
             or (self._paths is not None and self._paths.match(relpath))
         )
 
-
+    def covers(self, relpath: str) -> bool:
+        """Whether the walk would skip `relpath`: it or a parent directory matches."""
+        parts = relpath.split("/")
+        return any(self("/".join(parts[: i + 1]), parts[i]) for i in range(len(parts)))
 
 
 def walk(
@@ -100,7 +104,10 @@ def walk(
             with os.scandir(directory) as it:
                 entries = list(it)
         except OSError as e:
-            result.problems.append(WalkProblem(prefix.rstrip("/") or ".", f"cannot list: {e.strerror or e}", True))
+            if not prefix:  # the root itself: nothing can be decided
+                raise SourceError(f"cannot list: {e.strerror or e}", top) from e
+            reason = f"cannot list: {e.strerror or e}"
+            result.problems.append(WalkProblem(prefix.rstrip("/"), reason, unreadable_dir=True))
             continue
         for entry in entries:
             rel = prefix + entry.name

@@ -99,8 +99,9 @@ def verify(args: argparse.Namespace) -> int:
     else:
         if verified is not None:
             print(f"merkle: {describe(verified)}", file=sys.stderr)
+        failures = set(report.failures)
         for outcome in report.outcomes:
-            if not args.quiet or outcome in report.failures:
+            if not args.quiet or outcome in failures:
                 print(outcome.line())
         print(f"merkle: {report.summary()}", file=sys.stderr)
     return report.exit_code

@@ -9,7 +9,9 @@ import tempfile
 
 from ..errors import FormatError, SourceError
 
-_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+_OPEN_FLAGS = (
+    os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+)
 
 
 def kind_of(mode: int) -> str:
@@ -21,10 +23,11 @@ def kind_of(mode: int) -> str:
         (stat.S_ISCHR, "a character device"),
         (stat.S_ISBLK, "a block device"),
         (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISREG, "a regular file"),
     ):
         if test(mode):
             return name
-    return "not a regular file"
+    return "an unknown kind of file"
 
 
 def open_regular(path: str, follow_symlinks: bool = True) -> tuple[int, os.stat_result]:
@@ -76,9 +79,23 @@ def read_capped(path: str, max_bytes: int) -> bytes:
         os.close(fd)
 
 
+def check_output(path: str) -> None:
+    """Refuse to replace anything but a regular file: renaming over a device,
+    FIFO, symlink or directory would destroy it rather than write to it."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise SourceError(f"cannot write: {e.strerror or e}", path) from e
+    if not stat.S_ISREG(st.st_mode):
+        raise SourceError(f"cannot write: {kind_of(st.st_mode)} is in the way (only regular files are replaced)", path)
+
+
 def write_atomic(path: str, data: bytes, mode: int = 0o666) -> None:
     """Write `data` to `path` through a temporary file and a rename
     (`mode` is masked by the umask, as open() would)."""
+    check_output(path)
     directory = os.path.dirname(os.path.abspath(path))
     try:
         fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
