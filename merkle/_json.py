@@ -26,6 +26,14 @@ def _no_float(text: str) -> Any:
     raise FormatError(f"unexpected non-integer number {text}")
 
 
+def _bounded_int(text: str) -> int:
+    # Every integer we accept fits in 64 bits; a 5,000-digit one is an attack
+    # (and past 4,300 digits int() itself refuses).
+    if len(text.lstrip("-")) > 20:
+        raise FormatError(f"integer with {len(text)} digits is out of range")
+    return int(text)
+
+
 def loads(data: bytes, what: str, max_bytes: int) -> Any:
     """Parse `data` strictly; errors name `what` (a file name or URL)."""
     if len(data) > max_bytes:
@@ -37,6 +45,7 @@ def loads(data: bytes, what: str, max_bytes: int) -> Any:
             object_pairs_hook=_no_duplicates,
             parse_constant=_no_constant,
             parse_float=_no_float,
+            parse_int=_bounded_int,
         )
     except FormatError as e:
         raise FormatError(e.message, what) from e

@@ -19,7 +19,7 @@ from .errors import BundleError, FormatError
 BUNDLE_MEDIA_TYPE: Final = "application/vnd.dev.sigstore.bundle.v0.3+json"
 PAYLOAD_TYPE: Final = "application/vnd.in-toto+json"
 STATEMENT_TYPE: Final = "https://in-toto.io/Statement/v1"
-MAX_BUNDLE_BYTES: Final = 512 << 20
+MAX_BUNDLE_BYTES: Final = 256 << 20
 _BUNDLE_KEYS: Final = {"mediaType", "verificationMaterial", "dsseEnvelope"}
 _OPTIONAL_MATERIAL: Final = {"tlogEntries", "timestampVerificationData"}
 

@@ -63,3 +63,7 @@ class BundleError(SignatureError, FormatError):
 
 class PolicyError(SignatureError):
     """Signed and valid, but refused by policy: rollback, expiry, license."""
+
+
+class SidecarWarning(UserWarning):
+    """A leaf sidecar was stale or damaged and has been ignored."""

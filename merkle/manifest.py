@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Final
 
 from . import _json, tree
-from .errors import FormatError, UnsupportedError
+from .errors import FormatError, SidecarWarning, SourceError, UnsupportedError
 from .hashing import ALGORITHMS, DEFAULT_ALGORITHM, DIGEST_SIZE, LEAF_PREFIX, Algorithm, TreeHasher, tree_hasher
 from .paths import case_collision, path_problem
 
@@ -29,7 +30,9 @@ FORMAT: Final = "merkle-manifest-v1"
 DEFAULT_CHUNK_SIZE: Final = 1 << 20
 MIN_CHUNK_SIZE: Final = 1 << 10
 MAX_CHUNK_SIZE: Final = 1 << 30
-MAX_MANIFEST_BYTES: Final = 1 << 30
+MAX_MANIFEST_BYTES: Final = 256 << 20  # about two million entries; JSON decoding needs ~10x this
+MAX_EXCLUDES: Final = 1024
+MAX_PATTERN_LENGTH: Final = 4096
 MAX_FILE_SIZE: Final = (1 << 63) - 1
 DEFAULT_EXCLUDES: Final[tuple[str, ...]] = (".git",)
 SIDECAR_SUFFIX: Final = ".leaves"
@@ -125,8 +128,10 @@ class Manifest:
         if self.algorithm not in ALGORITHMS:
             raise UnsupportedError(f"unsupported algorithm {self.algorithm!r}")
         check_chunk_size(self.chunk_size)
-        if not all(isinstance(p, str) and p and "\x00" not in p for p in self.exclude):
-            raise FormatError("exclude patterns must be non-empty strings")
+        if len(self.exclude) > MAX_EXCLUDES:
+            raise FormatError(f"more than {MAX_EXCLUDES} exclude patterns")
+        if not all(isinstance(p, str) and 0 < len(p) <= MAX_PATTERN_LENGTH and "\x00" not in p for p in self.exclude):
+            raise FormatError(f"exclude patterns must be non-empty strings of at most {MAX_PATTERN_LENGTH} characters")
         _check_entries(self.files)
         computed = dataset_root(self.hasher, self.chunk_size, self.files)
         if self.root == b"":  # Manifest.create: the root is ours to compute
@@ -258,18 +263,27 @@ class Manifest:
 
         if not os.path.exists(sidecar):
             return self
-        data = read_capped(sidecar, LeafLayers.expected_size(self))
-        loaded = LeafLayers.from_bytes(data, self, sidecar)
+        try:
+            data = read_capped(sidecar, LeafLayers.expected_size(self))
+            loaded = LeafLayers.from_bytes(data, self, sidecar)
+        except (FormatError, SourceError) as e:
+            # Derived data: a stale or damaged sidecar costs detail, not the check.
+            warnings.warn(SidecarWarning(f"{e} (ignored)"), stacklevel=2)
+            return self
         return Manifest(self.algorithm, self.chunk_size, self.files, self.root, self.exclude, loaded)
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the manifest (and its sidecar, if it has leaf layers) atomically."""
-        from .sources.local import write_atomic
+        from .sources.local import check_output, write_atomic
 
         name = os.fspath(path)
+        check_output(name)
+        check_output(name + SIDECAR_SUFFIX)
+        write_atomic(name, self.to_json())
         if self.layers is not None:
             write_atomic(name + SIDECAR_SUFFIX, self.layers.to_bytes(self))
-        write_atomic(name, self.to_json())
+        elif os.path.exists(name + SIDECAR_SUFFIX):
+            os.unlink(name + SIDECAR_SUFFIX)  # a stale sidecar would only be ignored
 
 
 def _exact_keys(obj: dict[str, Any], keys: Sequence[str], where: str) -> None:

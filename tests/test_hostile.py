@@ -120,18 +120,53 @@ def test_oversized_manifest_is_refused_before_parsing(tmp_path, monkeypatch):
         merkle.Manifest.load(big)
 
 
-def test_tampered_sidecar_is_refused(cli, model_dir, tmp_path):
+def test_tampered_sidecar_is_ignored_with_a_warning(cli, model_dir, tmp_path):
+    """S3: the sidecar is derived data; one that does not authenticate is
+    ignored (with a one-line warning), and the content check still runs."""
     m = tmp_path / "m.json"
     merkle.build(model_dir, chunk_size=4096).save(m)
     side = tmp_path / "m.json.leaves"
     data = bytearray(side.read_bytes())
     data[-1] ^= 1
     side.write_bytes(bytes(data))
+    with pytest.warns(merkle.errors.SidecarWarning, match="does not match its root"):
+        assert merkle.Manifest.load(m).layers is None
     r = cli("verify", str(model_dir), str(m))
-    assert r.returncode == 2
-    assert_one_line_error(r, "m.json.leaves", "does not match its root")
+    assert r.returncode == 0, r.stderr
+    warning = [line for line in r.stderr.splitlines() if "warning" in line]
+    assert len(warning) == 1 and "m.json.leaves" in warning[0] and "(ignored)" in warning[0]
     side.write_bytes(bytes(data[:-32]))
-    assert_one_line_error(cli("verify", str(model_dir), str(m)), "m.json.leaves")
+    (model_dir / "config.json").write_text("tampered")
+    r = cli("verify", str(model_dir), str(m))
+    assert r.returncode == 1 and "* config.json  (size 8, expected 21)" in r.stdout
+
+
+def test_stale_sidecar_after_rebuild_to_stdout(cli, model_dir, tmp_path):
+    m = tmp_path / "m.json"
+    merkle.build(model_dir, chunk_size=4096).save(m)
+    (model_dir / "model.safetensors").write_bytes(os.urandom(5 * 4096))
+    r = cli("build", str(model_dir), "--chunk-size", "4K", "-q")
+    m.write_text(r.stdout)
+    r = cli("verify", str(model_dir), str(m))
+    assert r.returncode == 0 and "(ignored)" in r.stderr
+
+
+def test_build_refuses_to_replace_special_files(cli, model_dir, tmp_path):
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    r = cli("build", str(model_dir), "-o", str(fifo), timeout=20)
+    assert r.returncode == 2
+    assert_one_line_error(r, "out.fifo", "a FIFO is in the way")
+    assert fifo.is_fifo() and not (tmp_path / "out.fifo.leaves").exists()
+    link = tmp_path / "link.json"
+    link.symlink_to(tmp_path / "elsewhere.json")
+    r = cli("build", str(model_dir), "-o", str(link))
+    assert_one_line_error(r, "link.json", "symbolic link is in the way")
+    assert link.is_symlink()
+    (tmp_path / "adir").mkdir()
+    r = cli("build", str(model_dir), "-o", str(tmp_path / "adir"))
+    assert_one_line_error(r, "adir", "directory is in the way")
+    assert not (tmp_path / "adir.leaves").exists()
 
 
 def test_fifo_in_tree_fails_build_without_hanging_or_writing(cli, model_dir, tmp_path):

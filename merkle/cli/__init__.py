@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import sys
+import warnings
 from collections.abc import Sequence
 
 from .. import __version__
@@ -129,7 +131,18 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _warn(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+          file: object = None, line: str | None = None) -> None:
+    print(f"merkle: warning: {message}", file=sys.stderr)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds through finally: temporary files go
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    warnings.showwarning = _warn
+    signal.signal(signal.SIGTERM, _terminate)
     parser = make_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):
