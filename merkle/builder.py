@@ -52,7 +52,7 @@ def build(
     digests = hash_files(listing.files, hasher, chunk_size, jobs, progress, follow_symlinks)
     for d in digests:
         if d.error is not None:
-            raise d.error
+            raise SourceError(d.error.message, os.path.join(root, d.path)) from d.error
     entries = [FileEntry(d.path, d.size, d.root) for d in digests]
     layers = LeafLayers({d.path: d.leaves for d in digests if len(d.leaves) > len(d.root)})
     return Manifest.create(entries, algorithm, chunk_size, patterns, layers)

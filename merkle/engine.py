@@ -207,6 +207,8 @@ def _hash_run(
             _feed(fd, src, offset, length, h, view)
             offset += length
             out.append(h.digest())
+        if first + count == chunks:
+            _check_end(fd, src)
         progress.bytes += offset - first * chunk_size
         return b"".join(out)
 
@@ -243,6 +245,7 @@ def digest_files(
                     with _Opened(src, follow_symlinks) as fd:
                         h = new()
                         _feed(fd, src, 0, src.size, h, view)
+                        _check_end(fd, src)
                         results[i] = FileDigest(src.path, src.size, h.digest())
                         progress.bytes += src.size
                 except SourceError as e:
@@ -303,3 +306,10 @@ def _feed(fd: int, src: WalkedFile, offset: int, length: int, h: Hasher, view: m
         h.update(view[:got])
         offset += got
         length -= got
+
+
+def _check_end(fd: int, src: WalkedFile) -> None:
+    """Bytes past the listed size mean a file whose size lies (procfs, some
+    network file systems) or that grew: never hash a prefix of it."""
+    if os.pread(fd, 1, src.size):
+        raise SourceError(f"has bytes past its listed size of {src.size}", src.path)

@@ -19,7 +19,10 @@ class MerkleError(Exception):
         self.path = path
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.message}" if self.path else self.message
+        # Paths come from users and file systems: escape control characters so
+        # that an error is always one line and cannot forge another.
+        where = self.path if self.path is None or self.path.isprintable() else ascii(self.path)[1:-1]
+        return f"{where}: {self.message}" if where else self.message
 
 
 class UsageError(MerkleError):

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import BinaryIO
 
 from . import tree
-from .engine import FileDigest, Progress, hash_files
+from .engine import MAX_BUFFER, FileDigest, Progress, hash_files
 from .errors import FormatError, SourceError
 from .hashing import DEFAULT_ALGORITHM, DIGEST_SIZE, Algorithm, tree_hasher
 from .manifest import DEFAULT_CHUNK_SIZE, check_chunk_size
@@ -33,7 +33,7 @@ def hash_paths(
     check_chunk_size(chunk_size)
     hasher = tree_hasher(algorithm)
     results: dict[int, FileDigest] = {}
-    jobs_list: list[tuple[int, WalkedFile]] = []
+    listed: list[tuple[int, WalkedFile]] = []
     for i, p in enumerate(paths):
         try:
             st = os.stat(p)
@@ -43,9 +43,9 @@ def hash_paths(
         if not stat.S_ISREG(st.st_mode):
             results[i] = FileDigest(p, 0, error=SourceError(f"{kind_of(st.st_mode)}, not a regular file", p))
             continue
-        jobs_list.append((i, WalkedFile(p, p, st.st_size, identity(st))))
-    digests = hash_files([w for _, w in jobs_list], hasher, chunk_size, jobs, progress)
-    for (i, _), d in zip(jobs_list, digests, strict=True):
+        listed.append((i, WalkedFile(p, p, st.st_size, identity(st))))
+    digests = hash_files([w for _, w in listed], hasher, chunk_size, jobs, progress)
+    for (i, _), d in zip(listed, digests, strict=True):
         results[i] = d
     return [results[i] for i in range(len(paths))]
 
@@ -66,20 +66,21 @@ def hash_stream(
     """The Merkle root of everything `stream` yields (one pass, one chunk of memory)."""
     check_chunk_size(chunk_size)
     hasher = tree_hasher(algorithm)
-    leaves = []
-    buffer = bytearray(chunk_size)
-    view = memoryview(buffer)
+    builder = tree.RootBuilder(hasher)
+    view = memoryview(bytearray(min(chunk_size, MAX_BUFFER)))
     while True:
+        h = hasher.leaf_hasher()
         filled = 0
         while filled < chunk_size:
-            got = stream.readinto(view[filled:])  # type: ignore[attr-defined]
+            got = stream.readinto(view[: min(len(view), chunk_size - filled)])  # type: ignore[attr-defined]
             if not got:
                 break
+            h.update(view[:got])
             filled += got
         if filled:
-            leaves.append(hasher.leaf(view[:filled]))
+            builder.add(h.digest())
         if filled < chunk_size:
-            return tree.root(hasher, leaves)
+            return builder.root()
 
 
 def escape_path(path: str) -> tuple[str, bool]:
@@ -116,7 +117,9 @@ def format_sum(root: bytes, path: str) -> str:
 def parse_sums(text: str, source: str) -> list[tuple[bytes, str]]:
     """Parse `ROOT  PATH` lines; FormatError naming the line on any problem."""
     out = []
-    for number, line in enumerate(text.splitlines(), 1):
+    # Only '\n' ends a line: splitlines() would also split names holding '\r'
+    # or U+2028, which `hash` writes unescaped (b3sum does the same).
+    for number, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         escaped = line.startswith("\\")

@@ -16,6 +16,9 @@ from .errors import PathError
 
 MAX_PATH_BYTES = 4096
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Explicit embeddings, overrides and isolates: they can make a listing show
+# a name other than the one on disk.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 def name_problem(name: str) -> str | None:
@@ -31,6 +34,8 @@ def name_problem(name: str) -> str | None:
             return "not valid UTF-8"
         if not unicodedata.is_normalized("NFC", name):
             return "not in Unicode NFC form"
+        if any(unicodedata.category(c) == "Cc" or c in _BIDI_CONTROLS for c in name):
+            return "contains a control or bidirectional formatting character"
     if _CONTROL.search(name):
         return "contains a control character"
     if "\\" in name:

@@ -89,7 +89,7 @@ class Report:
         extra = f"{c[Status.EXTRA]} extra" + (" (allowed)" if self.allow_extra and c[Status.EXTRA] else "")
         return (
             f"{head}: {c[Status.OK]} of {files} files ok, {c[Status.MISMATCH]} differ, "
-            f"{c[Status.MISSING]} missing, {extra}, {c[Status.ERROR]} errors; "
+            f"{c[Status.MISSING]} missing, {extra}, {c[Status.ERROR]} error{'' if c[Status.ERROR] == 1 else 's'}; "
             f"{self.bytes_hashed} bytes hashed in {self.seconds:.2f} s{rate}"
         )
 

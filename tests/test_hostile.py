@@ -5,6 +5,8 @@ import json
 import os
 import re
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -319,3 +321,57 @@ def test_empty_dir_of_walk_is_fine(tmp_path: Path):
     d.mkdir()
     m = merkle.build(d)
     assert m.files == () and merkle.verify(d, m)
+
+
+def test_manifest_written_inside_the_tree_excludes_itself(cli, model_dir):
+    out = model_dir / "MANIFEST.json"
+    r = cli("build", str(model_dir), "-o", str(out), "--chunk-size", "4K")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(out.read_text())
+    assert "MANIFEST.json" not in [f["path"] for f in doc["files"]]
+    assert doc["exclude"][-2:] == ["/MANIFEST.json", "/MANIFEST.json.leaves"]
+    r = cli("verify", str(model_dir), str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_build_json_needs_an_output_file(cli, model_dir):
+    r = cli("build", str(model_dir), "--json")
+    assert r.returncode == 2
+    assert_one_line_error(r, "--json")
+
+
+def test_sums_names_with_carriage_return_round_trip(cli, tmp_path):
+    odd = tmp_path / "a\rb\u2028c"
+    odd.write_bytes(b"x")
+    sums = tmp_path / "SUMS"
+    with open(sums, "wb") as out:  # raw bytes: text-mode capture would turn '\r' into '\n'
+        subprocess.run([sys.executable, "-m", "merkle", "hash", str(odd)], stdout=out, check=True)
+    r = cli("hash", "-c", str(sums))
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_error_messages_stay_on_one_line(cli, tmp_path):
+    r = cli("hash", str(tmp_path / "no\nsuch"))
+    assert r.returncode == 2
+    assert len(r.stderr.strip().splitlines()) == 1 and "no\\nsuch" in r.stderr
+
+
+def test_file_with_bytes_past_its_listed_size_is_an_error():
+    # procfs reports size 0 for files that have content.
+    (d,) = merkle.hash_paths(["/proc/self/status"])
+    assert d.error is not None and "past its listed size" in d.error.message
+
+
+def test_bidi_and_c1_control_names_are_refused(model_dir):
+    (model_dir / "evil\u202etxt.exe").write_text("x")
+    (model_dir / "c1\u0085name").write_text("x")
+    reasons = sorted(p.reason for p in walk(model_dir).problems)
+    assert reasons == ["unsupported file name: contains a control or bidirectional formatting character"] * 2
+
+
+def test_build_error_names_the_file_under_the_root(model_dir, tmp_path):
+    listing_root = str(model_dir)
+    os.mkfifo(model_dir / "late")  # walk sees it: the message must name model/late
+    with pytest.raises(merkle.SourceError) as info:
+        merkle.build(listing_root)
+    assert str(info.value).startswith(os.path.join(listing_root, "late"))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import glob
+import os
 import sys
 import time
 from typing import Any
@@ -10,7 +12,7 @@ from typing import Any
 from ..builder import build as build_manifest
 from ..errors import FormatError, UsageError
 from ..hashfile import format_sum, hash_paths, hash_stream, parse_sums
-from ..manifest import MAX_MANIFEST_BYTES, Manifest, check_chunk_size
+from ..manifest import MAX_MANIFEST_BYTES, SIDECAR_SUFFIX, Manifest, check_chunk_size
 from ..signed import load_document, verify_signed
 from ..sources.local import read_capped
 from ..verify import verify as verify_tree
@@ -23,6 +25,11 @@ def build(args: argparse.Namespace) -> int:
     check_chunk_size(args.chunk_size)
     if args.format == "oms" and not args.sign:
         raise UsageError("--format oms writes a signed bundle: add --sign KEY")
+    if args.json and args.output in (None, "-"):
+        raise UsageError("--json prints a summary on stdout: write the manifest with -o FILE")
+    exclude = list(args.exclude)
+    if args.output not in (None, "-") and args.format == "merkle":
+        exclude += _output_inside(args.path, args.output)
     started = time.perf_counter()
     manifest = None
     if args.format == "merkle":
@@ -32,7 +39,7 @@ def build(args: argparse.Namespace) -> int:
                 args.path,
                 algorithm=args.algorithm,
                 chunk_size=args.chunk_size,
-                exclude=args.exclude,
+                exclude=exclude,
                 default_excludes=not args.no_default_excludes,
                 follow_symlinks=args.follow_symlinks,
                 jobs=args.jobs,
@@ -67,6 +74,16 @@ def build(args: argparse.Namespace) -> int:
         print(f"merkle: {files} files{size} in {seconds:.2f} s{rate}" + (f" -> {args.output}" if to_file else ""),
               file=sys.stderr)
     return 0
+
+
+def _output_inside(tree: str, output: str) -> list[str]:
+    """Exclusions for a manifest written inside the tree it describes (its
+    own bytes, and its sidecar's, cannot be in it), anchored at the root."""
+    rel = os.path.relpath(os.path.realpath(output), os.path.realpath(tree))
+    if rel == os.curdir or rel.split(os.sep)[0] == os.pardir:
+        return []
+    escaped = glob.escape(rel.replace(os.sep, "/"))
+    return ["/" + escaped, "/" + escaped + SIDECAR_SUFFIX]
 
 
 def verify(args: argparse.Namespace) -> int:
