@@ -23,6 +23,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from . import tree
 from .errors import SourceError
@@ -32,6 +33,7 @@ from .sources.local import open_regular
 from .walk import WalkedFile, identity
 
 UNIT_BYTES = 8 << 20
+T = TypeVar("T")
 MAX_BUFFER = 4 << 20
 
 
@@ -96,11 +98,7 @@ def hash_files(
     progress.total_bytes = sum(f.size for f in files)
     progress.total_files = len(files)
 
-    feed = iter(units)
     lock = threading.Lock()
-    stop = threading.Event()
-    crashed: list[BaseException] = []
-    buffer_size = min(chunk_size, MAX_BUFFER)
 
     def finish(i: int, data: bytes) -> None:
         src = files[i]
@@ -112,38 +110,58 @@ def hash_files(
             results[i] = FileDigest(src.path, src.size, root, data)
         progress.files += 1
 
+    def handle(unit: tuple[int, int, int], view: memoryview) -> None:
+        i, first, count = unit
+        if count == counts[i]:  # the whole file in one unit
+            try:
+                finish(i, _hash_run(files[i], first, count, counts[i], hasher, chunk_size, view, progress,
+                                    follow_symlinks))
+            except SourceError as e:
+                errors[i] = e
+                finish(i, b"")
+            return
+        if i not in errors:
+            try:
+                part = _hash_run(files[i], first, count, counts[i], hasher, chunk_size, view, progress,
+                                 follow_symlinks)
+                leaves[i][first * DIGEST_SIZE : first * DIGEST_SIZE + len(part)] = part
+            except SourceError as e:
+                errors.setdefault(i, e)
+        with lock:
+            pending[i] -= 1
+            last = pending[i] == 0
+        if last:
+            data = bytes(leaves[i])
+            leaves[i] = bytearray()  # one copy, not two
+            finish(i, data)
+
+    _parallel(units, handle, jobs, min(chunk_size, MAX_BUFFER), progress)
+    done = [r for r in results if r is not None]
+    assert len(done) == len(files), "engine lost a file"
+    return done
+
+
+def _parallel(
+    items: Sequence[T], handle: Callable[[T, memoryview], None], jobs: int, buffer_size: int, progress: Progress
+) -> None:
+    """Run `handle(item, buffer)` over `items` on long-lived worker threads,
+    each with its own page-aligned buffer.  A bug in a worker stops the
+    others and is raised here; Ctrl-C stops them too."""
+    feed = iter(items)
+    lock = threading.Lock()
+    stop = threading.Event()
+    crashed: list[BaseException] = []
+
     def worker() -> None:
         buffer = mmap.mmap(-1, buffer_size)
         view = memoryview(buffer)
         try:
             while not stop.is_set():
                 with lock:
-                    unit = next(feed, None)
-                if unit is None:
+                    item = next(feed, None)
+                if item is None:
                     return
-                i, first, count = unit
-                if count == counts[i]:  # the whole file in one unit
-                    try:
-                        finish(i, _hash_run(files[i], first, count, counts[i], hasher, chunk_size, view, progress,
-                                            follow_symlinks))
-                    except SourceError as e:
-                        errors[i] = e
-                        finish(i, b"")
-                    continue
-                if i not in errors:
-                    try:
-                        part = _hash_run(files[i], first, count, counts[i], hasher, chunk_size, view, progress,
-                                         follow_symlinks)
-                        leaves[i][first * DIGEST_SIZE : first * DIGEST_SIZE + len(part)] = part
-                    except SourceError as e:
-                        errors.setdefault(i, e)
-                with lock:
-                    pending[i] -= 1
-                    last = pending[i] == 0
-                if last:
-                    data = bytes(leaves[i])
-                    leaves[i] = bytearray()  # one copy, not two
-                    finish(i, data)
+                handle(item, view)
         except BaseException as e:  # a bug: hand it to the main thread
             crashed.append(e)
             stop.set()
@@ -151,12 +169,9 @@ def hash_files(
             view.release()
             buffer.close()
 
-    _run(worker, min(jobs, max(1, len(units))), stop, progress)
+    _run(worker, min(jobs, max(1, len(items))), stop, progress)
     if crashed:
         raise crashed[0]
-    done = [r for r in results if r is not None]
-    assert len(done) == len(files), "engine lost a file"
-    return done
 
 
 SWITCH_INTERVAL = 0.0005
@@ -226,41 +241,21 @@ def digest_files(
     progress.total_bytes = sum(f.size for f in files)
     progress.total_files = len(files)
     results: list[FileDigest | None] = [None] * len(files)
-    feed = iter(range(len(files)))
-    lock = threading.Lock()
-    stop = threading.Event()
-    crashed: list[BaseException] = []
 
-    def worker() -> None:
-        buffer = mmap.mmap(-1, MAX_BUFFER)
-        view = memoryview(buffer)
+    def handle(i: int, view: memoryview) -> None:
+        src = files[i]
         try:
-            while not stop.is_set():
-                with lock:
-                    i = next(feed, None)
-                if i is None:
-                    return
-                src = files[i]
-                try:
-                    with _Opened(src, follow_symlinks) as fd:
-                        h = new()
-                        _feed(fd, src, 0, src.size, h, view)
-                        _check_end(fd, src)
-                        results[i] = FileDigest(src.path, src.size, h.digest())
-                        progress.bytes += src.size
-                except SourceError as e:
-                    results[i] = FileDigest(src.path, src.size, error=e)
-                progress.files += 1
-        except BaseException as e:  # a bug: hand it to the main thread
-            crashed.append(e)
-            stop.set()
-        finally:
-            view.release()
-            buffer.close()
+            with _Opened(src, follow_symlinks) as fd:
+                h = new()
+                _feed(fd, src, 0, src.size, h, view)
+                _check_end(fd, src)
+                results[i] = FileDigest(src.path, src.size, h.digest())
+                progress.bytes += src.size
+        except SourceError as e:
+            results[i] = FileDigest(src.path, src.size, error=e)
+        progress.files += 1
 
-    _run(worker, min(jobs or default_jobs(), max(1, len(files))), stop, progress)
-    if crashed:
-        raise crashed[0]
+    _parallel(range(len(files)), handle, jobs or default_jobs(), MAX_BUFFER, progress)
     return [r for r in results if r is not None]
 
 
