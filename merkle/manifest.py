@@ -10,6 +10,7 @@ consistent.
 
 from __future__ import annotations
 
+import bisect
 import os
 import re
 import warnings
@@ -163,12 +164,11 @@ class Manifest:
         return {f.path: f for f in self.files}
 
     def entry(self, path: str) -> FileEntry | None:
+        """The entry for `path`, or None when the manifest does not list it."""
         return self._by_path.get(path)
 
     def index(self, path: str) -> int:
         """Position of `path` in the dataset tree (its leaf index)."""
-        import bisect
-
         i = bisect.bisect_left(self.files, path, key=lambda f: f.path)
         if i == len(self.files) or self.files[i].path != path:
             raise KeyError(path)
@@ -176,6 +176,7 @@ class Manifest:
 
     @property
     def total_size(self) -> int:
+        """Bytes in all listed files."""
         return sum(f.size for f in self.files)
 
     # -- JSON ---------------------------------------------------------------

@@ -16,6 +16,8 @@ from .errors import IntegrityError, SourceError
 
 
 class Status(enum.Enum):
+    """Per-path verdict; the value is the symbol printed before the path."""
+
     OK = "="
     MISMATCH = "*"
     MISSING = "-"
@@ -29,6 +31,8 @@ class Status(enum.Enum):
 
 @dataclass(frozen=True)
 class Outcome:
+    """One path's verdict, with a human reason when it is not OK."""
+
     path: str
     status: Status
     detail: str = ""
@@ -63,6 +67,7 @@ class Report:
 
     @property
     def failures(self) -> tuple[Outcome, ...]:
+        """Outcomes that make the report fail (allowed extras do not)."""
         return tuple(o for o in self.outcomes if self._fails(o))
 
     @property
@@ -82,6 +87,7 @@ class Report:
         return 2 if all(o.status is Status.ERROR for o in failures) else 1
 
     def summary(self) -> str:
+        """One line: verdict, counts, bytes hashed and speed."""
         c = self.counts
         files = len(self.outcomes) - c[Status.EXTRA]
         head = "verified" if self.ok else "FAILED"

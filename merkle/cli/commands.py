@@ -158,7 +158,9 @@ def hash_(args: argparse.Namespace) -> int:
 def _check_sums(args: argparse.Namespace) -> int:
     expected: list[tuple[bytes, str]] = []
     for sums in args.files:
-        text = (sys.stdin.buffer.read(MAX_MANIFEST_BYTES + 1) if sums == "-" else read_capped(sums, MAX_MANIFEST_BYTES))
+        text = sys.stdin.buffer.read(MAX_MANIFEST_BYTES + 1) if sums == "-" else read_capped(sums, MAX_MANIFEST_BYTES)
+        if len(text) > MAX_MANIFEST_BYTES:
+            raise FormatError(f"larger than the {MAX_MANIFEST_BYTES}-byte limit", sums)
         try:
             expected += parse_sums(text.decode("utf-8"), sums)
         except UnicodeDecodeError as e:
