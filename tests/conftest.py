@@ -48,3 +48,12 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: st
     assert len(err.splitlines()) == 1, err
     for needle in needles:
         assert needle in err, (needle, err)
+
+
+def statuses(stdout: str) -> dict[str, str]:
+    """{path: symbol} from `merkle verify` lines like '* a.bin  (detail)'."""
+    out = {}
+    for line in stdout.splitlines():
+        symbol, _, rest = line.partition(" ")
+        out[rest.split("  (")[0]] = symbol
+    return out

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import assert_one_line_error, run_cli
+from conftest import assert_one_line_error, run_cli, statuses
 
 MODEL_SIGNING = Path(sys.executable).parent / "model_signing"
 OMS_PREDICATE = "https://model_signing/signature/v1.0"
@@ -68,13 +68,6 @@ def merkle_oms(cli, model: Path, key: Path, out: Path) -> Path:
     assert r.returncode == 0, r.stderr
     return out
 
-
-def statuses(stdout: str) -> dict[str, str]:
-    out = {}
-    for line in stdout.splitlines():
-        symbol, _, rest = line.partition(" ")
-        out[rest.split("  (")[0]] = symbol
-    return out
 
 
 def statement(bundle: Path) -> dict:

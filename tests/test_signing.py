@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import assert_one_line_error, run_cli
+from conftest import assert_one_line_error, run_cli, statuses
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
@@ -102,14 +102,6 @@ def signed_bundle(cli, model_dir, key, out, *extra):
     assert r.returncode == 0, r.stderr
     return out
 
-
-def statuses(stdout: str) -> dict[str, str]:
-    """{path: symbol} from `merkle verify` lines like '* a.bin  (detail)'."""
-    out = {}
-    for line in stdout.splitlines():
-        symbol, _, rest = line.partition(" ")
-        out[rest.split("  (")[0]] = symbol
-    return out
 
 
 def flip_byte(path: Path, offset: int = 0) -> None:
