@@ -24,27 +24,14 @@ from .envelope import PAYLOAD_TYPE, Bundle, Statement, pae
 from .errors import BundleError, FormatError, PolicyError, SignatureError, UsageError
 from .manifest import Manifest
 from .signing import PrivateKey, Signer, TrustPolicy, key_id, sign_bytes
+from .timestamps import format_time, parse_time
 
 PREDICATE_TYPE: Final = "https://merkle.dev/manifest/v1"
-TIME_FORMAT: Final = "%Y-%m-%dT%H:%M:%SZ"
 
 
 def digest_key(algorithm: str) -> str:
     """The subject digest key for a dataset root: `merkle-blake3`, `merkle-sha256`."""
     return f"merkle-{algorithm}"
-
-
-def format_time(when: datetime.datetime) -> str:
-    return when.astimezone(datetime.timezone.utc).strftime(TIME_FORMAT)
-
-
-def parse_time(text: Any, where: str) -> datetime.datetime:
-    if not isinstance(text, str):
-        raise BundleError(f"{where} is not a time string")
-    try:
-        return datetime.datetime.strptime(text, TIME_FORMAT).replace(tzinfo=datetime.timezone.utc)
-    except ValueError as e:
-        raise BundleError(f"{where} {text!r} is not a UTC time like 2027-01-31T00:00:00Z") from e
 
 
 @dataclass(frozen=True)

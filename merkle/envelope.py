@@ -202,3 +202,18 @@ class Statement:
             "predicate": self.predicate,
         }
         return _json.dumps(doc).encode("utf-8")
+
+
+def read_bundle_bytes(path: str) -> bytes:
+    """A bundle file's bytes, refused over the size cap before any decoding."""
+    from .sources.local import read_capped
+
+    try:
+        return read_capped(path, MAX_BUNDLE_BYTES)
+    except FormatError as e:
+        raise BundleError(e.message, path) from e
+
+
+def read_bundle(path: str) -> Bundle:
+    """Read and shape-check a bundle file (size capped before decoding)."""
+    return Bundle.from_json(read_bundle_bytes(path), path)

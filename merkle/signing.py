@@ -24,8 +24,8 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from .envelope import MAX_BUNDLE_BYTES, Bundle
-from .errors import BundleError, FormatError, SignatureError, UsageError
+from .envelope import Bundle
+from .errors import FormatError, SignatureError, UsageError
 from .sources.local import read_capped, write_atomic
 
 KeyType = Literal["ecdsa-p256", "ecdsa-p384", "ed25519"]
@@ -255,16 +255,3 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
         return True
     except (ValueError, TypeError, InvalidSignature):
         return False
-
-
-def read_bundle_bytes(path: str) -> bytes:
-    """A bundle file's bytes, refused over the size cap before any decoding."""
-    try:
-        return read_capped(path, MAX_BUNDLE_BYTES)
-    except FormatError as e:
-        raise BundleError(e.message, path) from e
-
-
-def read_bundle(path: str) -> Bundle:
-    """Read and shape-check a bundle file (size capped before decoding)."""
-    return Bundle.from_json(read_bundle_bytes(path), path)

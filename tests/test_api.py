@@ -126,3 +126,20 @@ def test_unknown_algorithm_is_unsupported(tmp_path):
         merkle.build(tmp_path, algorithm="md5")  # type: ignore[arg-type]
     with pytest.raises(merkle.FormatError, match="power of two"):
         merkle.build(tmp_path, chunk_size=1000)
+
+
+def test_hashing_commands_do_not_load_cryptography():
+    """Start-up is part of every `merkle hash`: signing code loads on demand."""
+    import subprocess
+    import sys
+
+    code = "import sys, merkle.cli; print('cryptography' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_cli_key_types_match_the_signing_module():
+    from merkle.cli.options import KEY_TYPES
+    from merkle.signing import KEY_TYPES as SIGNING_KEY_TYPES
+
+    assert KEY_TYPES == SIGNING_KEY_TYPES

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
 import merkle
-from merkle import attest, envelope, signed, signing
+from merkle import attest, documents, envelope
 from merkle.errors import BundleError
 
 PASS_ENV = "MERKLE_KEY_PASSPHRASE"
@@ -470,34 +470,32 @@ def test_secp256k1_signed_bundle_is_refused_even_if_the_signature_is_valid(cli, 
 def test_oversized_bundle_is_refused_before_decoding(tmp_path, monkeypatch, cli, model_dir, keys):
     cap = 4096
     monkeypatch.setattr(envelope, "MAX_BUNDLE_BYTES", cap)
-    monkeypatch.setattr(signing, "MAX_BUNDLE_BYTES", cap)
     real = signed_bundle(cli, model_dir, keys["k1"], tmp_path / "b.json")
     data = real.read_bytes()
     assert len(data) < cap
     exact = tmp_path / "exact.json"
     exact.write_bytes(data + b" " * (cap - len(data)))
-    assert signing.read_bundle(str(exact)).payload == payload_of(read_doc(real))
+    assert envelope.read_bundle(str(exact)).payload == payload_of(read_doc(real))
     over = tmp_path / "over.json"
     over.write_bytes(data + b" " * (cap + 1 - len(data)))
     with pytest.raises(BundleError, match="limit") as e:
-        signing.read_bundle(str(over))
+        envelope.read_bundle(str(over))
     assert e.value.path == str(over)
     deep = tmp_path / "deep.json"
     deep.write_bytes(b"[" * (cap + 1))  # would recurse if it were decoded
     with pytest.raises(BundleError, match="limit"):
-        signing.read_bundle(str(deep))
+        envelope.read_bundle(str(deep))
 
 
 def test_oversized_bundle_is_refused_before_decoding_on_the_cli_path(tmp_path, monkeypatch):
-    """`merkle verify --key` reads bundles through signed.load_document: the bundle
+    """`merkle verify --key` reads bundles through documents.load_document: the bundle
     cap must hold there too, before the JSON is decoded (docs/signing.md V1)."""
     cap = 4096
     monkeypatch.setattr(envelope, "MAX_BUNDLE_BYTES", cap)
-    monkeypatch.setattr(signing, "MAX_BUNDLE_BYTES", cap)
     deep = tmp_path / "deep.json"
     deep.write_bytes(b'{"mediaType":' + b"[" * cap)
     with pytest.raises(BundleError, match="limit"):
-        signed.load_document(str(deep), bundle=True)
+        documents.load_document(str(deep), bundle=True)
 
 
 # -- rollback and freeze ----------------------------------------------------------------

@@ -9,14 +9,14 @@ import re
 import signal
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .. import __version__
 from ..errors import MerkleError
 from ..hashing import ALGORITHMS, DEFAULT_ALGORITHM
 from ..manifest import DEFAULT_CHUNK_SIZE
-from ..signing import KEY_TYPES
-from . import commands, signing
+from . import commands, options
+from .options import KEY_TYPES
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 
@@ -58,6 +58,19 @@ def _walk_options(p: argparse.ArgumentParser) -> None:
                    help="follow symbolic links that resolve inside the root (refused by default)")
 
 
+def _signing(name: str) -> Callable[[argparse.Namespace], int]:
+    """A subcommand of cli/signing.py, imported when it runs (it pulls in
+    `cryptography`, which the hashing commands do not need)."""
+
+    def run(args: argparse.Namespace) -> int:
+        from . import signing
+
+        result: int = getattr(signing, name)(args)
+        return result
+
+    return run
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="merkle",
@@ -75,8 +88,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--sign", metavar="KEY", help="sign with this private key; -o then names the bundle")
     p.add_argument("--format", choices=("merkle", "oms"), default="merkle",
                    help="with --sign: merkle statement (default) or an OpenSSF model-signing bundle")
-    signing.add_sign_options(p)
-    signing.add_store_option(p)
+    options.add_sign_options(p)
+    options.add_store_option(p)
     _walk_options(p)
     _common(p)
     p.set_defaults(run=commands.build)
@@ -86,7 +99,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("sources", nargs="+", metavar="MANIFEST|BUNDLE",
                    help="a manifest written by 'merkle build', or one or more signed bundles")
     p.add_argument("--allow-extra", action="store_true", help="files the manifest does not list are not a failure")
-    signing.add_trust_options(p)
+    options.add_trust_options(p)
     _walk_options(p)
     _common(p, hashing=False)
     p.set_defaults(run=commands.verify)
@@ -96,28 +109,28 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--type", choices=KEY_TYPES, default="ecdsa-p256", help="key type (default: %(default)s)")
     p.add_argument("--encrypt", action="store_true",
                    help="encrypt the private key (passphrase from $MERKLE_KEY_PASSPHRASE or a prompt)")
-    p.set_defaults(run=signing.keygen)
+    p.set_defaults(run=_signing("keygen"))
 
     p = sub.add_parser("sign", help="sign a manifest, or co-sign a bundle's statement")
     p.add_argument("document", metavar="MANIFEST|BUNDLE")
     p.add_argument("--key", required=True, metavar="KEY", help="private key")
     p.add_argument("-o", "--output", required=True, metavar="BUNDLE", help="bundle to write")
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
-    signing.add_sign_options(p)
-    signing.add_store_option(p)
-    p.set_defaults(run=signing.sign)
+    options.add_sign_options(p)
+    options.add_store_option(p)
+    p.set_defaults(run=_signing("sign"))
 
     p = sub.add_parser("store", help="list or show attestations kept in the store")
     store_sub = p.add_subparsers(dest="store_command", metavar="ACTION", required=True)
     q = store_sub.add_parser("list", help="every bundle kept")
-    signing.add_store_option(q)
+    options.add_store_option(q)
     q.add_argument("--json", action="store_true")
-    q.set_defaults(run=signing.store_list)
+    q.set_defaults(run=_signing("store_list"))
     q = store_sub.add_parser("show", help="bundles by id prefix, dataset root or subject name")
     q.add_argument("ref", metavar="REF")
-    signing.add_store_option(q)
+    options.add_store_option(q)
     q.add_argument("--json", action="store_true")
-    q.set_defaults(run=signing.store_show)
+    q.set_defaults(run=_signing("store_show"))
 
     p = sub.add_parser("hash", help="print the Merkle root of files, like b3sum")
     p.add_argument("files", nargs="+", metavar="FILE", help="files to hash ('-' for stdin); with --check, sums files")

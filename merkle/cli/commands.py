@@ -10,15 +10,14 @@ import time
 from typing import Any
 
 from ..builder import build as build_manifest
+from ..documents import load_document
 from ..errors import FormatError, UsageError
 from ..hashfile import format_sum, hash_paths, hash_stream, parse_sums
 from ..manifest import MAX_MANIFEST_BYTES, SIDECAR_SUFFIX, Manifest, check_chunk_size
-from ..signed import load_document, verify_signed
 from ..sources.local import read_capped
 from ..verify import verify as verify_tree
 from .output import emit_json
 from .progress import close, make_progress
-from .signing import describe, sign_built, store_for, trust_policy, verified_dict
 
 
 def build(args: argparse.Namespace) -> int:
@@ -48,6 +47,8 @@ def build(args: argparse.Namespace) -> int:
         finally:
             close(progress)
     if args.sign:
+        from .signing import sign_built
+
         verified = sign_built(args, manifest)
         root, files, total = verified.root_hex, len(verified.manifest.files if verified.manifest else
                                                     verified.oms.resources if verified.oms else ()), None
@@ -101,6 +102,9 @@ def verify(args: argparse.Namespace) -> int:
     verified = None
     try:
         if bundles:
+            from ..signed import verify_signed
+            from .signing import store_for, trust_policy
+
             verified, report = verify_signed(
                 args.path, bundles, trust_policy(args), store=store_for(args), allow_extra=args.allow_extra,
                 exclude=args.exclude, follow_symlinks=args.follow_symlinks, jobs=args.jobs, progress=progress)
@@ -111,10 +115,15 @@ def verify(args: argparse.Namespace) -> int:
         close(progress)
     if args.json:
         doc = report.to_dict()
-        doc["signature"] = verified_dict(verified) if verified else None
+        if verified is not None:
+            from .signing import verified_dict
+
+            doc["signature"] = verified_dict(verified)
         emit_json(doc)
     else:
         if verified is not None:
+            from .signing import describe
+
             print(f"merkle: {describe(verified)}", file=sys.stderr)
         failures = set(report.failures)
         for outcome in report.outcomes:

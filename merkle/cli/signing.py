@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import os
-import re
 import sys
 from typing import Any
 
@@ -15,10 +13,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from .. import attest, oms
 from ..attest import Verified
+from ..documents import load_document
 from ..envelope import Bundle, Statement
 from ..errors import UsageError
 from ..manifest import SIDECAR_SUFFIX, Manifest
-from ..signed import load_document
 from ..signing import (
     PrivateKey,
     TrustPolicy,
@@ -32,46 +30,8 @@ from ..signing import (
 )
 from ..sources.local import write_atomic
 from ..store import Store
+from ..timestamps import format_time
 from .output import emit_json
-
-_DURATION = re.compile(r"(\d+)([dhm])")
-
-
-def parse_expiry(text: str) -> datetime.datetime:
-    """'2027-01-31T00:00:00Z', or a duration from now: '90d', '12h', '30m'."""
-    m = _DURATION.fullmatch(text.strip())
-    now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
-    if m:
-        unit = {"d": "days", "h": "hours", "m": "minutes"}[m.group(2)]
-        return now + datetime.timedelta(**{unit: int(m.group(1))})
-    try:
-        return attest.parse_time(text, "--expires")
-    except Exception as e:
-        raise argparse.ArgumentTypeError(f"not a time or duration: {text!r} (2027-01-31T00:00:00Z or 90d)") from e
-
-
-def add_sign_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--name", help="subject name (default: the directory or manifest name)")
-    p.add_argument("--version", dest="statement_version", type=int, default=1, metavar="N",
-                   help="statement version; verifiers refuse versions older than one they have seen (default: 1)")
-    p.add_argument("--expires", type=parse_expiry, metavar="WHEN",
-                   help="expiry: a UTC time (2027-01-31T00:00:00Z) or a duration (90d)")
-    p.add_argument("--cert", metavar="PEM", help="signing certificate for KEY (the bundle then carries X.509)")
-    p.add_argument("--cert-chain", action="append", default=[], metavar="PEM",
-                   help="intermediate certificates, leaf's issuer first; repeatable")
-
-
-def add_trust_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--key", action="append", default=[], metavar="PUB", help="trusted public key; repeatable")
-    p.add_argument("--ca", action="append", default=[], metavar="PEM", help="trusted CA certificates; repeatable")
-    p.add_argument("--threshold", type=int, default=1, metavar="K",
-                   help="require K distinct trusted signers across the bundles (default: 1)")
-    add_store_option(p)
-    p.add_argument("--no-store", action="store_true", help="neither read nor update the attestation store")
-
-
-def add_store_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--store", metavar="DIR", help="attestation store (default: $MERKLE_STORE or ~/.cache/merkle)")
 
 
 def trust_policy(args: argparse.Namespace) -> TrustPolicy:
@@ -211,7 +171,7 @@ def describe(verified: Verified) -> str:
     signers = ", ".join(f"{s.key_id[:16]} ({s.algorithm}{', ' + s.subject if s.subject else ''})"
                         for s in verified.signers)
     kind = "OpenSSF model-signing statement" if verified.oms else f"version {verified.version}"
-    expires = f", expires {attest.format_time(verified.expires)}" if verified.expires else ""
+    expires = f", expires {format_time(verified.expires)}" if verified.expires else ""
     return f"signature ok: {verified.name!r} {kind}{expires}, signed by {signers}"
 
 
@@ -220,7 +180,7 @@ def verified_dict(verified: Verified) -> dict[str, Any]:
         "name": verified.name,
         "format": "oms" if verified.oms else "merkle",
         "version": verified.version,
-        "expires": attest.format_time(verified.expires) if verified.expires else None,
+        "expires": format_time(verified.expires) if verified.expires else None,
         "signers": [{"key_id": s.key_id, "algorithm": s.algorithm, "subject": s.subject} for s in verified.signers],
     }
 

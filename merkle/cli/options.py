@@ -1,0 +1,52 @@
+"""Options shared by subcommands.  This module must stay light: it is
+imported for every command, and `cryptography` is imported only by the
+commands that sign or check signatures."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import re
+
+from ..errors import BundleError
+from ..timestamps import parse_time
+
+KEY_TYPES = ("ecdsa-p256", "ecdsa-p384", "ed25519")  # merkle.signing.KeyType; a test keeps them equal
+_DURATION = re.compile(r"(\d+)([dhm])")
+
+
+def parse_expiry(text: str) -> datetime.datetime:
+    """'2027-01-31T00:00:00Z', or a duration from now: '90d', '12h', '30m'."""
+    m = _DURATION.fullmatch(text.strip())
+    now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    if m:
+        unit = {"d": "days", "h": "hours", "m": "minutes"}[m.group(2)]
+        return now + datetime.timedelta(**{unit: int(m.group(1))})
+    try:
+        return parse_time(text, "--expires")
+    except BundleError as e:
+        raise argparse.ArgumentTypeError(f"not a time or duration: {text!r} (2027-01-31T00:00:00Z or 90d)") from e
+
+
+def add_sign_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--name", help="subject name (default: the directory or manifest name)")
+    p.add_argument("--version", dest="statement_version", type=int, default=1, metavar="N",
+                   help="statement version; verifiers refuse versions older than one they have seen (default: 1)")
+    p.add_argument("--expires", type=parse_expiry, metavar="WHEN",
+                   help="expiry: a UTC time (2027-01-31T00:00:00Z) or a duration (90d)")
+    p.add_argument("--cert", metavar="PEM", help="signing certificate for KEY (the bundle then carries X.509)")
+    p.add_argument("--cert-chain", action="append", default=[], metavar="PEM",
+                   help="intermediate certificates, leaf's issuer first; repeatable")
+
+
+def add_trust_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--key", action="append", default=[], metavar="PUB", help="trusted public key; repeatable")
+    p.add_argument("--ca", action="append", default=[], metavar="PEM", help="trusted CA certificates; repeatable")
+    p.add_argument("--threshold", type=int, default=1, metavar="K",
+                   help="require K distinct trusted signers across the bundles (default: 1)")
+    add_store_option(p)
+    p.add_argument("--no-store", action="store_true", help="neither read nor update the attestation store")
+
+
+def add_store_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", metavar="DIR", help="attestation store (default: $MERKLE_STORE or ~/.cache/merkle)")
