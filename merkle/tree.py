@@ -108,7 +108,7 @@ def inclusion_proof(tree: Sequence[Level], index: int) -> list[bytes]:
     return proof
 
 
-def _subtree(hasher: TreeHasher, tree: Sequence[Level], start: int, end: int) -> bytes:
+def subtree_root(hasher: TreeHasher, tree: Sequence[Level], start: int, end: int) -> bytes:
     """MTH of leaves [start, end), taken from the stored levels when aligned."""
     width = end - start
     k = (width - 1).bit_length()  # smallest k with 2**k >= width
@@ -116,7 +116,7 @@ def _subtree(hasher: TreeHasher, tree: Sequence[Level], start: int, end: int) ->
         return tree[k][start >> k]
     split = 1 << ((width - 1).bit_length() - 1)
     return hasher.node(
-        _subtree(hasher, tree, start, start + split), _subtree(hasher, tree, start + split, end)
+        subtree_root(hasher, tree, start, start + split), subtree_root(hasher, tree, start + split, end)
     )
 
 
@@ -131,15 +131,15 @@ def consistency_proof(hasher: TreeHasher, tree: Sequence[Level], size1: int) -> 
         n = end - start
         if m == n:
             if not complete:
-                proof.append(_subtree(hasher, tree, start, end))
+                proof.append(subtree_root(hasher, tree, start, end))
             return
         k = 1 << ((n - 1).bit_length() - 1)
         if m <= k:
             subproof(m, start, start + k, complete)
-            proof.append(_subtree(hasher, tree, start + k, end))
+            proof.append(subtree_root(hasher, tree, start + k, end))
         else:
             subproof(m - k, start + k, end, False)
-            proof.append(_subtree(hasher, tree, start, start + k))
+            proof.append(subtree_root(hasher, tree, start, start + k))
 
     subproof(size1, 0, size2, True)
     return proof
