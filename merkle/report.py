@@ -23,6 +23,7 @@ class Status(enum.Enum):
     MISSING = "-"
     EXTRA = "+"
     ERROR = "!"
+    ABSENT = "~"  # not on disk, and allowed to be (--sparse)
 
     @property
     def label(self) -> str:
@@ -63,7 +64,9 @@ class Report:
         object.__setattr__(self, "counts", Counter(o.status for o in self.outcomes))
 
     def _fails(self, o: Outcome) -> bool:
-        return o.status is not Status.OK and not (o.status is Status.EXTRA and self.allow_extra)
+        if o.status is Status.EXTRA:
+            return not self.allow_extra
+        return o.status not in (Status.OK, Status.ABSENT)
 
     @property
     def failures(self) -> tuple[Outcome, ...]:
@@ -89,10 +92,12 @@ class Report:
     def summary(self) -> str:
         """One line: verdict, counts, bytes hashed and speed."""
         c = self.counts
-        files = len(self.outcomes) - c[Status.EXTRA]
+        files = len(self.outcomes) - c[Status.EXTRA] - c[Status.ABSENT]
         head = "verified" if self.ok else "FAILED"
         rate = f" at {self.bytes_hashed / self.seconds / 1e9:.2f} GB/s" if self.seconds > 0 else ""
         extra = f"{c[Status.EXTRA]} extra" + (" (allowed)" if self.allow_extra and c[Status.EXTRA] else "")
+        if c[Status.ABSENT]:
+            extra += f", {c[Status.ABSENT]} absent (sparse)"
         return (
             f"{head}: {c[Status.OK]} of {files} files ok, {c[Status.MISMATCH]} differ, "
             f"{c[Status.MISSING]} missing, {extra}, {c[Status.ERROR]} error{'' if c[Status.ERROR] == 1 else 's'}; "

@@ -7,6 +7,7 @@ manifest, not the subject, not the sidecar of leaf hashes.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 from collections.abc import Sequence
@@ -15,11 +16,34 @@ from . import oms
 from .attest import Verified, open_bundles
 from .engine import Progress
 from .envelope import Bundle
+from .errors import UsageError
 from .manifest import SIDECAR_SUFFIX
 from .report import Report
 from .signing import TrustPolicy
 from .store import Store
 from .verify import verify
+
+
+def open_trusted(
+    bundles: Sequence[tuple[Bundle, bytes, str]],
+    policy: TrustPolicy,
+    store: Store | None = None,
+    now: datetime.datetime | None = None,
+) -> Verified:
+    """Signatures, statement and policy (expiry, and rollback when a store
+    is given); the bundles are remembered in the store.  For a merkle
+    statement, `Verified.manifest` carries the sidecar's leaf layers when the
+    sidecar beside the first bundle authenticates against the signed roots."""
+    verified = open_bundles([(b, src) for b, _, src in bundles], policy, now)
+    first_source = bundles[0][2]
+    if store is not None:
+        store.check_version(verified, first_source)
+        for _, data, _ in bundles:
+            store.add(data, verified)
+    if verified.manifest is not None:
+        layered = verified.manifest.with_sidecar(first_source + SIDECAR_SUFFIX)
+        verified = dataclasses.replace(verified, manifest=layered)
+    return verified
 
 
 def verify_signed(
@@ -34,23 +58,20 @@ def verify_signed(
     jobs: int | None = None,
     progress: Progress | None = None,
     now: datetime.datetime | None = None,
+    sparse: bool = False,
+    only: Sequence[str] | None = None,
 ) -> tuple[Verified, Report]:
     """Check signatures and policy, then the content under `path`.
 
     Raises SignatureError/BundleError/PolicyError (exit 1) before any byte of
     content is read when the bundles cannot be trusted."""
-    verified = open_bundles([(b, src) for b, _, src in bundles], policy, now)
-    first_source = bundles[0][2]
-    if store is not None:
-        store.check_version(verified, first_source)
+    verified = open_trusted(bundles, policy, store, now)
     if verified.manifest is not None:
-        manifest = verified.manifest.with_sidecar(first_source + SIDECAR_SUFFIX)
-        report = verify(path, manifest, allow_extra=allow_extra, exclude=exclude,
-                        follow_symlinks=follow_symlinks, jobs=jobs, progress=progress)
+        report = verify(path, verified.manifest, allow_extra=allow_extra, exclude=exclude,
+                        follow_symlinks=follow_symlinks, jobs=jobs, progress=progress, sparse=sparse, only=only)
     else:
         assert verified.oms is not None
+        if sparse or only is not None:
+            raise UsageError("--sparse and --files need a merkle bundle; OpenSSF bundles are checked whole")
         report = oms.verify(path, verified.oms, jobs=jobs, progress=progress)
-    if store is not None:
-        for _, data, _ in bundles:
-            store.add(data, verified)
     return verified, report

@@ -22,12 +22,18 @@ def verify(
     follow_symlinks: bool = False,
     jobs: int | None = None,
     progress: Progress | None = None,
+    sparse: bool = False,
+    only: Sequence[str] | None = None,
 ) -> Report:
     """Check every file under `path` against `manifest` (a Manifest or the
     path of a manifest file).  Closed world: files the manifest does not list
     are EXTRA and fail unless `allow_extra`.  Never raises for a bad file; it
     is reported.  Raises FormatError for a bad manifest, SourceError when
-    `path` itself cannot be read."""
+    `path` itself cannot be read.
+
+    `sparse`: listed files absent on disk are ABSENT, not a failure (a
+    partial checkout).  `only`: check just these listed paths; nothing else
+    is reported, and a name the manifest does not list is an error."""
     started = time.perf_counter()
     if not isinstance(manifest, Manifest):
         manifest = Manifest.load(manifest)
@@ -39,14 +45,22 @@ def verify(
     to_hash: list[tuple[FileEntry, WalkedFile]] = []
 
     problems = {p.path: p for p in listing.problems}
-    for entry in manifest.files:
+    entries: Sequence[FileEntry] = manifest.files
+    if only is not None:
+        wanted = dict.fromkeys(only)
+        entries = [e for e in manifest.files if e.path in wanted]
+        listed = {e.path for e in entries}
+        outcomes += [Outcome(p, Status.ERROR, "not listed in the manifest") for p in wanted if p not in listed]
+        present = {p: f for p, f in present.items() if p in listed}
+        problems = {p: v for p, v in problems.items() if p in listed}
+    for entry in entries:
         found = present.pop(entry.path, None)
         if found is None:
             problem = problems.pop(entry.path, None)
             if problem is None and entry.path.startswith(unreadable):
                 outcomes.append(Outcome(entry.path, Status.ERROR, "inside a directory that cannot be listed"))
             elif problem is None:
-                outcomes.append(Outcome(entry.path, Status.MISSING))
+                outcomes.append(Outcome(entry.path, Status.ABSENT if sparse else Status.MISSING))
             else:
                 outcomes.append(Outcome(entry.path, Status.ERROR, problem.reason))
         elif found.size != entry.size:

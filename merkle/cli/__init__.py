@@ -58,6 +58,12 @@ def _walk_options(p: argparse.ArgumentParser) -> None:
                    help="follow symbolic links that resolve inside the root (refused by default)")
 
 
+def _range(text: str) -> tuple[int, int]:
+    from .partial import parse_range
+
+    return parse_range(text)
+
+
 def _signing(name: str) -> Callable[[argparse.Namespace], int]:
     """A subcommand of cli/signing.py, imported when it runs (it pulls in
     `cryptography`, which the hashing commands do not need)."""
@@ -99,6 +105,15 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("sources", nargs="+", metavar="MANIFEST|BUNDLE",
                    help="a manifest written by 'merkle build', or one or more signed bundles")
     p.add_argument("--allow-extra", action="store_true", help="files the manifest does not list are not a failure")
+    p.add_argument("--sparse", action="store_true",
+                   help="listed files absent on disk are reported absent (~), not a failure")
+    p.add_argument("--files", nargs="+", metavar="NAME", help="check only these listed paths")
+    p.add_argument("--file", metavar="NAME", help="check one listed file (PATH is the tree or the file itself)")
+    p.add_argument("--range", type=_range, metavar="START:END",
+                   help="with --file: check only these bytes (half-open; 1M suffixes), reading only their chunks")
+    p.add_argument("--tensor", metavar="TENSOR", help="with --file: a safetensors file's header and this tensor")
+    p.add_argument("--repair", action="store_true",
+                   help="with --file: good, bad and missing chunks, and the byte ranges to fetch again")
     options.add_trust_options(p)
     _walk_options(p)
     _common(p, hashing=False)

@@ -98,8 +98,24 @@ def verify(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.sources[0]} is an unsigned manifest: --key/--ca apply to signed bundles")
     if bundles and not trusted:
         raise UsageError("a signed bundle is only as good as the key that checks it: add --key PUB or --ca CERT")
-    progress = make_progress("verifying", args.quiet or args.json)
+    if (args.range or args.tensor or args.repair) and not args.file:
+        raise UsageError("--range, --tensor and --repair need --file NAME")
+    if args.file and (args.sparse or args.files):
+        raise UsageError("--file checks one file; --sparse and --files are for trees")
     verified = None
+    if args.file:
+        from . import partial
+
+        manifest, signature = manifests[0] if manifests else None, None
+        if bundles:
+            from ..signed import open_trusted
+            from .signing import store_for, trust_policy, verified_dict
+
+            verified = open_trusted(bundles, trust_policy(args), store_for(args))
+            manifest, signature = verified.manifest, verified_dict(verified)
+        return partial.run(args, manifest, signature)
+    progress = make_progress("verifying", args.quiet or args.json)
+    only = args.files or None
     try:
         if bundles:
             from ..signed import verify_signed
@@ -107,10 +123,12 @@ def verify(args: argparse.Namespace) -> int:
 
             verified, report = verify_signed(
                 args.path, bundles, trust_policy(args), store=store_for(args), allow_extra=args.allow_extra,
-                exclude=args.exclude, follow_symlinks=args.follow_symlinks, jobs=args.jobs, progress=progress)
+                exclude=args.exclude, follow_symlinks=args.follow_symlinks, jobs=args.jobs, progress=progress,
+                sparse=args.sparse, only=only)
         else:
             report = verify_tree(args.path, manifests[0], allow_extra=args.allow_extra, exclude=args.exclude,
-                                 follow_symlinks=args.follow_symlinks, jobs=args.jobs, progress=progress)
+                                 follow_symlinks=args.follow_symlinks, jobs=args.jobs, progress=progress,
+                                 sparse=args.sparse, only=only)
     finally:
         close(progress)
     if args.json:

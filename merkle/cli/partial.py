@@ -1,0 +1,114 @@
+"""`merkle verify ... --file NAME [--range S:E | --tensor T | --repair]`:
+one file of a (signed) manifest, in whole or in part."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+from typing import Any
+
+from .. import tree
+from ..errors import FormatError, IntegrityError, UsageError
+from ..manifest import Manifest
+from ..partial import FileAuth, repair_plan, verify_range
+from ..reader import VerifiedReader
+from ..sources.ranged import Counting, open_source
+from ..tensors import read_header, tensor_info
+from .output import emit_json
+
+
+def parse_range(text: str) -> tuple[int, int]:
+    """'START:END' (half-open, bytes; binary suffixes allowed) -> (start, end)."""
+    from . import parse_size
+
+    start, sep, end = text.partition(":")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"not a range: {text!r} (START:END, e.g. 0:1M)")
+    a, b = parse_size(start or "0"), parse_size(end)
+    if b < a:
+        raise argparse.ArgumentTypeError(f"range end {b} is before its start {a}")
+    return a, b
+
+
+def file_location(args: argparse.Namespace) -> str:
+    """PATH is the file itself, or the tree root that holds NAME."""
+    path: str = os.fspath(args.path)
+    name: str = args.file
+    return os.path.join(path, *name.split("/")) if os.path.isdir(path) else path
+
+
+def verify_file(args: argparse.Namespace, manifest: Manifest, signature: dict[str, Any] | None) -> int:
+    if sum(bool(x) for x in (args.range, args.tensor, args.repair)) > 1:
+        raise UsageError("choose one of --range, --tensor, --repair")
+    where = file_location(args)
+    auth = FileAuth.of(manifest, args.file)
+    index = manifest.index(args.file)
+    # The entry itself is proved a member of the signed dataset tree (RFC 9162).
+    leaves = [manifest.hasher.leaf(f.leaf_data(manifest.chunk_size)) for f in manifest.files]
+    proof = tree.inclusion_proof(tree.levels(manifest.hasher, leaves), index)
+    tree.verify_inclusion(manifest.hasher, index, len(leaves), leaves[index], proof, manifest.root)
+    source = Counting(open_source(where))
+    try:
+        if args.repair:
+            return _repair(args, source, auth, where, signature)
+        if args.tensor:
+            return _tensor(args, source, auth, where, signature)
+        start, end = args.range if args.range else (0, auth.entry.size)
+        check = verify_range(source, auth, start, end - start)
+    finally:
+        source.close()
+    doc = {**check.to_dict(), "dataset_index": index, "dataset_proof_hashes": len(proof)}
+    if args.json:
+        emit_json({**doc, "signature": signature})
+    else:
+        print(f"= {args.file} [{start}, {end})  (chunks {check.first_chunk}-{check.last_chunk - 1} of "
+              f"{auth.chunks} verified; {check.bytes_read} bytes read)")
+    return 0
+
+
+def _tensor(args: argparse.Namespace, source: Counting, auth: FileAuth, where: str,
+            signature: dict[str, Any] | None) -> int:
+    # The header is read through verification too (its chunks only); the
+    # reader is not closed here: the caller closes the shared source.
+    f = io.BufferedReader(VerifiedReader(source, auth), buffer_size=io.DEFAULT_BUFFER_SIZE)
+    n, header = read_header(f, auth.entry.size, where)
+    info = tensor_info(n, header, args.tensor, auth.entry.size, where)
+    check = verify_range(source, auth, info.start, info.end - info.start)
+    if args.json:
+        emit_json({**check.to_dict(), "tensor": info.name, "dtype": info.dtype, "shape": list(info.shape),
+                   "bytes_read_total": source.bytes_read, "signature": signature})
+    else:
+        print(f"= {args.file} tensor {info.name} {info.dtype}{list(info.shape)} bytes [{info.start}, {info.end})  "
+              f"(header and tensor verified; {source.bytes_read} bytes read of {auth.entry.size})")
+    return 0
+
+
+def _repair(args: argparse.Namespace, source: Counting, auth: FileAuth, where: str,
+            signature: dict[str, Any] | None) -> int:
+    plan = repair_plan(source, auth, where if os.path.isfile(where) else None)
+    if args.json:
+        emit_json({**plan.to_dict(), "signature": signature})
+    else:
+        c = plan.counts()
+        symbol = "=" if plan.ok else "*"
+        print(f"{symbol} {args.file}  ({c['good']} good, {c['bad']} bad, {c['missing']} missing of {auth.chunks} "
+              f"chunks; local {plan.local_size} of {plan.size} bytes)")
+        for a, b in plan.fetch:
+            print(f"fetch {a}-{b}")
+    return 0 if plan.ok else 1
+
+
+def run(args: argparse.Namespace, manifest: Manifest | None, signature: dict[str, Any] | None) -> int:
+    if manifest is None:
+        raise UsageError("--file needs a merkle manifest or bundle (OpenSSF bundles carry no chunk tree)")
+    try:
+        return verify_file(args, manifest, signature)
+    except (IntegrityError, FormatError) as e:
+        if args.json:
+            emit_json({"path": args.file, "ok": False, "error": str(e), "signature": signature})
+        else:
+            print(f"* {args.file}  ({e.message})")
+        print(f"merkle: FAILED: {e}", file=sys.stderr)
+        return 1

@@ -1,0 +1,160 @@
+"""`merkle.open`: a read-only file object that verifies every chunk before
+any of its bytes reach the caller.
+
+A chunk is read whole, hashed, and checked against the file's authenticated
+leaf hash; only then are its bytes copied out (or, for reads that cover whole
+chunks, left in the caller's buffer, which is wiped if the check fails).  The
+last good chunk is cached, so small sequential reads cost one check per
+chunk.  A mismatch raises ChunkError naming the file and the chunk.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from .errors import IntegrityError, UsageError
+from .manifest import Manifest
+from .partial import ChunkError, FileAuth
+from .sources.ranged import RangeSource, open_source
+
+
+class VerifiedReader(io.RawIOBase):
+    def __init__(self, source: RangeSource, auth: FileAuth) -> None:
+        super().__init__()
+        size = source.size()
+        if size != auth.entry.size:
+            source.close()
+            raise IntegrityError(f"file is {size} bytes, signed {auth.entry.size}", auth.name)
+        self._source = source
+        self._auth = auth
+        self._pos = 0
+        self._cached = -1
+        self._chunk = bytearray(auth.chunk_size if auth.chunks > 0 else 0)
+        self.name = auth.name
+
+    # -- io.RawIOBase -------------------------------------------------------
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._auth.entry.size}.get(whence)
+        if base is None:
+            raise ValueError(f"invalid whence {whence}")
+        if base + offset < 0:
+            raise ValueError("negative seek position")
+        self._pos = base + offset
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        self._check_open()
+        out = memoryview(buffer).cast("B")
+        size = self._auth.entry.size
+        cs = self._auth.chunk_size
+        done = 0
+        while done < len(out) and self._pos < size:
+            index, within = divmod(self._pos, cs)
+            start, end = self._auth.chunk_span(index)
+            want = min(len(out) - done, end - self._pos)
+            if within == 0 and want == end - start and index != self._cached:
+                self._verified_into(index, out[done : done + want])  # straight into the caller's buffer
+            else:
+                self._load(index)
+                out[done : done + want] = self._chunk[within : within + want]
+            done += want
+            self._pos += want
+        return done
+
+    def readall(self) -> bytes:
+        chunks: list[bytes] = []
+        while True:
+            part = self.read(max(self._auth.chunk_size, 1 << 20))
+            if not part:
+                return b"".join(chunks)
+            chunks.append(part)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._source.close()
+        super().close()
+
+    # -- verification -------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ValueError("I/O operation on closed file")
+
+    def _verified_into(self, index: int, view: memoryview) -> None:
+        start, _ = self._auth.chunk_span(index)
+        got = self._source.read_into(start, view)
+        try:
+            if got != len(view):
+                raise ChunkError(f"chunk {index} is short: the file ends before its signed size",
+                                 self.name, index)
+            self._auth.check(index, [self._auth.hasher.leaf(view)])
+        except IntegrityError:
+            view[:] = bytes(len(view))  # no unverified byte stays with the caller
+            raise
+
+    def _load(self, index: int) -> None:
+        if index == self._cached:
+            return
+        self._cached = -1
+        start, end = self._auth.chunk_span(index)
+        self._verified_into(index, memoryview(self._chunk)[: end - start])
+        self._cached = index
+
+
+def open(  # noqa: A001 - the name users expect, like io.open
+    path_or_url: str | os.PathLike[str],
+    source: Manifest | str | os.PathLike[str],
+    *,
+    name: str,
+    keys: Sequence[str] = (),
+    cas: Sequence[str] = (),
+    storage_options: dict[str, Any] | None = None,
+) -> io.BufferedReader:
+    """Open file `name` of a signed (or plain) manifest for verified reading.
+
+    `path_or_url` is the file itself (a local path or an fsspec URL).
+    `source` is a Manifest, a manifest file, or a bundle file; a bundle needs
+    `keys` (public key files) or `cas` (CA certificate files) and is checked
+    before anything else.  The leaf sidecar beside the manifest or bundle
+    must authenticate for files of more than one chunk."""
+    manifest = _trusted_manifest(source, keys, cas)
+    auth = FileAuth.of(manifest, name)
+    raw = VerifiedReader(open_source(os.fspath(path_or_url), storage_options), auth)
+    return io.BufferedReader(raw, buffer_size=max(io.DEFAULT_BUFFER_SIZE, min(auth.chunk_size, 1 << 20)))
+
+
+def _trusted_manifest(source: Manifest | str | os.PathLike[str], keys: Sequence[str], cas: Sequence[str]) -> Manifest:
+    if isinstance(source, Manifest):
+        return source
+    from .documents import load_document
+    from .manifest import SIDECAR_SUFFIX
+
+    path = os.fspath(source)
+    doc = load_document(path, bundle=bool(keys or cas))
+    if isinstance(doc, Manifest):
+        if keys or cas:
+            raise UsageError("an unsigned manifest cannot be checked with keys", path)
+        return doc
+    if not (keys or cas):
+        raise UsageError("a signed bundle needs keys= or cas= to be trusted", path)
+    from .attest import open_bundles
+    from .signing import TrustPolicy, load_certificates, load_public_key
+
+    policy = TrustPolicy(tuple(load_public_key(k) for k in keys), tuple(load_certificates(list(cas))))
+    verified = open_bundles([(doc[0], path)], policy)
+    if verified.manifest is None:
+        raise UsageError("verified reads need a merkle bundle (OpenSSF bundles carry no chunk tree)", path)
+    return verified.manifest.with_sidecar(path + SIDECAR_SUFFIX)
