@@ -15,6 +15,11 @@ Typical use::
     if not report:
         print(report.summary())
     report.raise_for_failure()            # the raising form of the same check
+
+    with merkle.open("model/model.safetensors", "model.bundle.json",
+                     name="model.safetensors", keys=["release.pub"]) as f:
+        f.seek(1 << 30)
+        data = f.read(4096)               # every byte verified before it is returned
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ from .hashfile import hash_file, hash_paths, hash_stream
 from .hashing import ALGORITHMS, DEFAULT_ALGORITHM, Algorithm
 from .layers import LeafLayers
 from .manifest import DEFAULT_CHUNK_SIZE, FileEntry, Manifest
+from .proofs import RangeProof, range_proof
+from .reader import open
 from .report import Outcome, Report, Status
 from .verify import verify
 
@@ -65,5 +72,8 @@ __all__ = [
     "hash_file",
     "hash_paths",
     "hash_stream",
+    "open",
+    "range_proof",
+    "RangeProof",
     "verify",
 ]
