@@ -100,7 +100,7 @@ class VerifiedReader(io.RawIOBase):
             if got != len(view):
                 raise ChunkError(f"chunk {index} is short: the file ends before its signed size",
                                  self.name, index)
-            self._auth.check(index, [self._auth.hasher.leaf(view)])
+            self._auth.check_leaves(index, [self._auth.hasher.leaf(view)])
         except IntegrityError:
             view[:] = bytes(len(view))  # no unverified byte stays with the caller
             raise
