@@ -22,7 +22,7 @@ from typing import Any, Final
 from . import oms
 from .envelope import PAYLOAD_TYPE, Bundle, Statement, pae
 from .errors import BundleError, FormatError, PolicyError, SignatureError, UsageError
-from .manifest import Manifest
+from .manifest import Manifest, Summary
 from .signing import PrivateKey, Signer, TrustPolicy, key_id, sign_bytes
 from .timestamps import format_time, parse_time
 
@@ -46,11 +46,14 @@ class Verified:
     payload: bytes
     manifest: Manifest | None = None
     oms: oms.OmsStatement | None = None
+    summary: Summary | None = None
+    """Set for every merkle statement; `manifest` is None for a compact one
+    until the manifest beside the bundle is matched to it."""
 
     @property
     def root_hex(self) -> str:
-        if self.manifest is not None:
-            return self.manifest.root.hex()
+        if self.summary is not None:
+            return self.summary.root.hex()
         assert self.oms is not None
         return self.oms.subject_digest.hex()
 
@@ -60,13 +63,21 @@ class Verified:
 
 
 def statement(
-    manifest: Manifest, name: str, version: int = 1, expires: datetime.datetime | None = None
+    manifest: Manifest,
+    name: str,
+    version: int = 1,
+    expires: datetime.datetime | None = None,
+    compact: bool = False,
 ) -> Statement:
+    """The statement to sign.  `compact` signs the summary (root and
+    parameters) instead of every entry: small for a million files; the
+    manifest then travels beside the bundle, authenticated by the root."""
     if not name:
         raise UsageError("a signed manifest needs a subject name")
     if version < 1:
         raise UsageError("version must be a positive integer")
-    predicate: dict[str, Any] = {"manifest": manifest.to_dict(), "version": version}
+    body = {"summary": manifest.summary.to_dict()} if compact else {"manifest": manifest.to_dict()}
+    predicate: dict[str, Any] = {**body, "version": version}
     if expires is not None:
         predicate["expires"] = format_time(expires)
     return Statement(((name, {digest_key(manifest.algorithm): manifest.root.hex()}),), PREDICATE_TYPE, predicate)
@@ -100,10 +111,11 @@ def sign(
     version: int = 1,
     expires: datetime.datetime | None = None,
     certificates: Sequence[bytes] = (),
+    compact: bool = False,
 ) -> Bundle:
     """Sign `manifest` as subject `name` at `version` (rollback protection
     compares versions per name), valid until `expires` when given."""
-    return sign_statement(statement(manifest, name, version, expires), key, certificates)
+    return sign_statement(statement(manifest, name, version, expires, compact), key, certificates)
 
 
 def open_bundles(
@@ -147,17 +159,19 @@ def _interpret(stmt: Statement, signers: tuple[Signer, ...], payload: bytes) -> 
         raise BundleError("a merkle statement has exactly one subject")
     name, digests = stmt.subjects[0]
     pred = stmt.predicate
-    if not {"manifest", "version"} <= set(pred) <= {"manifest", "version", "expires"}:
-        raise BundleError("predicate must have manifest, version and optionally expires")
+    body = {"manifest", "summary"} & set(pred)
+    if len(body) != 1 or not set(pred) - body <= {"version", "expires"} or "version" not in pred:
+        raise BundleError("predicate must have manifest or summary, version, and optionally expires")
     version = pred["version"]
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise BundleError("predicate version must be a positive integer")
     expires = parse_time(pred["expires"], "predicate expires") if "expires" in pred else None
-    manifest = Manifest.from_doc(pred["manifest"])  # 5. recomputes the root
-    want = digests.get(digest_key(manifest.algorithm))
-    if want != manifest.root.hex():
-        raise BundleError(f"subject digest {digest_key(manifest.algorithm)} does not match the manifest root")
+    manifest = Manifest.from_doc(pred["manifest"]) if "manifest" in pred else None  # 5. recomputes the root
+    summary = manifest.summary if manifest is not None else Summary.from_doc(pred["summary"])
+    want = digests.get(digest_key(summary.algorithm))
+    if want != summary.root.hex():
+        raise BundleError(f"subject digest {digest_key(summary.algorithm)} does not match the manifest root")
     if not name:
         raise BundleError("subject name is empty")
-    return Verified(name, version, expires, signers, payload, manifest=manifest)
+    return Verified(name, version, expires, signers, payload, manifest=manifest, summary=summary)
 

@@ -37,6 +37,7 @@ MAX_PATTERN_LENGTH: Final = 4096
 MAX_FILE_SIZE: Final = (1 << 63) - 1
 DEFAULT_EXCLUDES: Final[tuple[str, ...]] = (".git",)
 SIDECAR_SUFFIX: Final = ".leaves"
+MANIFEST_SUFFIX: Final = ".manifest"  # beside a compact bundle
 
 _KEYS: Final = ("format", "algorithm", "chunk_size", "exclude", "root", "files")
 _ENTRY_KEYS: Final = ("path", "size", "root")
@@ -112,6 +113,42 @@ def _check_entries(files: Sequence[FileEntry]) -> None:
 
 
 @dataclass(frozen=True)
+class Summary:
+    """What a compact signed statement commits to: the dataset root and the
+    parameters a file proof is checked with (docs/partial.md, rule C1)."""
+
+    algorithm: Algorithm
+    chunk_size: int
+    exclude: tuple[str, ...]
+    root: bytes
+    files: int
+    total_size: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT, "algorithm": self.algorithm, "chunk_size": self.chunk_size,
+                "exclude": list(self.exclude), "root": self.root.hex(), "files": self.files,
+                "total_size": self.total_size}
+
+    @classmethod
+    def from_doc(cls, doc: Any) -> Summary:
+        if not isinstance(doc, dict):
+            raise FormatError("summary is not an object")
+        if doc.get("format") != FORMAT:
+            raise UnsupportedError(f"unsupported manifest format {doc.get('format')!r}")
+        _exact_keys(doc, ("format", "algorithm", "chunk_size", "exclude", "root", "files", "total_size"), "summary")
+        if doc["algorithm"] not in ALGORITHMS:
+            raise UnsupportedError(f"unsupported algorithm {doc['algorithm']!r}")
+        counts = (doc["files"], doc["total_size"])
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts):
+            raise FormatError("summary files and total_size must be counts")
+        exclude = doc["exclude"]
+        if not isinstance(exclude, list) or not all(isinstance(p, str) for p in exclude):
+            raise FormatError("summary exclude must be a list of strings")
+        return cls(doc["algorithm"], check_chunk_size(doc["chunk_size"]), tuple(exclude),
+                   _hex_digest(doc["root"], "summary root"), doc["files"], doc["total_size"])
+
+
+@dataclass(frozen=True)
 class Manifest:
     """A validated manifest.  Build one with `Manifest.create`, `merkle.build`,
     `Manifest.from_json` or `Manifest.load`; each checks every rule.  The
@@ -173,6 +210,10 @@ class Manifest:
         if i == len(self.files) or self.files[i].path != path:
             raise KeyError(path)
         return i
+
+    @property
+    def summary(self) -> Summary:
+        return Summary(self.algorithm, self.chunk_size, self.exclude, self.root, len(self.files), self.total_size)
 
     @property
     def total_size(self) -> int:

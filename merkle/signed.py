@@ -16,8 +16,8 @@ from . import oms
 from .attest import Verified, open_bundles
 from .engine import Progress
 from .envelope import Bundle
-from .errors import UsageError
-from .manifest import SIDECAR_SUFFIX
+from .errors import BundleError, FormatError, UsageError
+from .manifest import MANIFEST_SUFFIX, SIDECAR_SUFFIX, Manifest, Summary
 from .report import Report
 from .signing import TrustPolicy
 from .store import Store
@@ -40,10 +40,26 @@ def open_trusted(
         store.check_version(verified, first_source)
         for _, data, _ in bundles:
             store.add(data, verified)
-    if verified.manifest is not None:
-        layered = verified.manifest.with_sidecar(first_source + SIDECAR_SUFFIX)
-        verified = dataclasses.replace(verified, manifest=layered)
+    manifest = verified.manifest
+    if manifest is None and verified.summary is not None:
+        manifest = _beside(verified.summary, first_source + MANIFEST_SUFFIX)
+    if manifest is not None:
+        verified = dataclasses.replace(verified, manifest=manifest.with_sidecar(first_source + SIDECAR_SUFFIX))
     return verified
+
+
+def _beside(summary: Summary, path: str) -> Manifest | None:
+    """The manifest kept beside a compact bundle, if any: accepted only when
+    it is exactly the one the signed summary describes."""
+    if not os.path.exists(path):
+        return None
+    try:
+        manifest = Manifest.load(path, layers=False)
+    except FormatError as e:
+        raise BundleError(f"manifest beside the bundle is unusable: {e.message}", path) from e
+    if manifest.summary != summary:
+        raise BundleError("manifest beside the bundle is not the one the signed summary describes", path)
+    return manifest
 
 
 def verify_signed(
@@ -66,6 +82,10 @@ def verify_signed(
     Raises SignatureError/BundleError/PolicyError (exit 1) before any byte of
     content is read when the bundles cannot be trusted."""
     verified = open_trusted(bundles, policy, store, now)
+    if verified.summary is not None and verified.manifest is None:
+        raise UsageError(
+            f"a compact bundle needs its manifest ({bundles[0][2]}{MANIFEST_SUFFIX}) to check a tree; "
+            "check single files with --proof")
     if verified.manifest is not None:
         report = verify(path, verified.manifest, allow_extra=allow_extra, exclude=exclude,
                         follow_symlinks=follow_symlinks, jobs=jobs, progress=progress, sparse=sparse, only=only)

@@ -86,7 +86,7 @@ class Store:
     def check_version(self, verified: Verified, source: str) -> None:
         """Refuse a statement older than one already seen for its name, or
         the same version with another root (a freeze or mix attack)."""
-        if verified.manifest is None:
+        if verified.summary is None:
             return  # OMS statements carry no version
         seen = self._read_index()["highest"].get(verified.name)
         if not seen:
@@ -106,7 +106,7 @@ class Store:
         """Keep a verified bundle (idempotent) and record its version."""
         bundle_id = hashlib.sha256(bundle_bytes).hexdigest()
         path = os.path.join(self.dir, "bundles", bundle_id + ".json")
-        kind = "merkle" if verified.manifest is not None else "oms"
+        kind = "merkle" if verified.summary is not None else "oms"
         entry = Entry(bundle_id, verified.name, verified.root_hex, verified.version, kind,
                       tuple(s.key_id for s in verified.signers), path)
         with self._locked() as index:

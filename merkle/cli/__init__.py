@@ -94,6 +94,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--sign", metavar="KEY", help="sign with this private key; -o then names the bundle")
     p.add_argument("--format", choices=("merkle", "oms"), default="merkle",
                    help="with --sign: merkle statement (default) or an OpenSSF model-signing bundle")
+    p.add_argument("--compact", action="store_true",
+                   help="with --sign: sign only the root and parameters; the manifest goes to BUNDLE.manifest")
     options.add_sign_options(p)
     options.add_store_option(p)
     _walk_options(p)
@@ -114,10 +116,18 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--tensor", metavar="TENSOR", help="with --file: a safetensors file's header and this tensor")
     p.add_argument("--repair", action="store_true",
                    help="with --file: good, bad and missing chunks, and the byte ranges to fetch again")
+    p.add_argument("--proof", metavar="PROOF",
+                   help="check the single file PATH with a file proof ('merkle prove') against the bundle's root")
     options.add_trust_options(p)
     _walk_options(p)
     _common(p, hashing=False)
     p.set_defaults(run=commands.verify)
+
+    p = sub.add_parser("prove", help="write the proof that one file belongs to a manifest's dataset root")
+    p.add_argument("manifest", metavar="MANIFEST")
+    p.add_argument("name", metavar="NAME", help="the file's path in the manifest")
+    p.add_argument("-o", "--output", metavar="PROOF", help="proof file to write (default: stdout)")
+    p.set_defaults(run=commands.prove)
 
     p = sub.add_parser("keygen", help="write a new signing key pair: KEY and KEY.pub")
     p.add_argument("-o", "--output", required=True, metavar="KEY", help="private key file (public key: KEY.pub)")

@@ -24,6 +24,8 @@ def build(args: argparse.Namespace) -> int:
     check_chunk_size(args.chunk_size)
     if args.format == "oms" and not args.sign:
         raise UsageError("--format oms writes a signed bundle: add --sign KEY")
+    if args.compact and (not args.sign or args.format != "merkle"):
+        raise UsageError("--compact signs a merkle summary: it needs --sign and --format merkle")
     if args.json and args.output in (None, "-"):
         raise UsageError("--json prints a summary on stdout: write the manifest with -o FILE")
     exclude = list(args.exclude)
@@ -50,10 +52,9 @@ def build(args: argparse.Namespace) -> int:
         from .signing import sign_built
 
         verified = sign_built(args, manifest)
-        root, files, total = verified.root_hex, len(verified.manifest.files if verified.manifest else
-                                                    verified.oms.resources if verified.oms else ()), None
-        if manifest is not None:
-            total = manifest.total_size
+        root = verified.root_hex
+        files = verified.summary.files if verified.summary else len(verified.oms.resources if verified.oms else ())
+        total = manifest.total_size if manifest is not None else None
     else:
         assert manifest is not None
         if args.output and args.output != "-":
@@ -103,6 +104,17 @@ def verify(args: argparse.Namespace) -> int:
     if args.file and (args.sparse or args.files):
         raise UsageError("--file checks one file; --sparse and --files are for trees")
     verified = None
+    if args.proof:
+        if not bundles or args.file or args.sparse or args.files:
+            raise UsageError("--proof checks one file (PATH) against a signed bundle: give a bundle and --key")
+        from ..signed import open_trusted
+        from . import partial
+        from .signing import store_for, trust_policy, verified_dict
+
+        verified = open_trusted(bundles, trust_policy(args), store_for(args))
+        if verified.summary is None:
+            raise UsageError("--proof needs a merkle bundle")
+        return partial.verify_with_proof(args, verified.summary, verified_dict(verified))
     if args.file:
         from . import partial
 
@@ -226,3 +238,16 @@ def demo(args: argparse.Namespace) -> int:
 
     return run(args.directory)
 
+
+
+def prove(args: argparse.Namespace) -> int:
+    """`merkle prove MANIFEST NAME -o PROOF`: a file proof for one entry."""
+    from ..fileproof import prove as make_proof
+    from ..sources.local import write_atomic
+
+    proof = make_proof(Manifest.load(args.manifest, layers=False), args.name)
+    if args.output in (None, "-"):
+        sys.stdout.buffer.write(proof.to_json())
+    else:
+        write_atomic(args.output, proof.to_json())
+    return 0

@@ -9,9 +9,10 @@ import os
 import sys
 from typing import Any
 
-from .. import tree
 from ..errors import FormatError, IntegrityError, UsageError
-from ..manifest import Manifest
+from ..fileproof import FileProof, prove
+from ..hashfile import hash_file
+from ..manifest import Manifest, Summary
 from ..partial import FileAuth, repair_plan, verify_range
 from ..reader import VerifiedReader
 from ..sources.ranged import Counting, open_source
@@ -44,11 +45,9 @@ def verify_file(args: argparse.Namespace, manifest: Manifest, signature: dict[st
         raise UsageError("choose one of --range, --tensor, --repair")
     where = file_location(args)
     auth = FileAuth.of(manifest, args.file)
-    index = manifest.index(args.file)
     # The entry itself is proved a member of the signed dataset tree (RFC 9162).
-    leaves = [manifest.hasher.leaf(f.leaf_data(manifest.chunk_size)) for f in manifest.files]
-    proof = tree.inclusion_proof(tree.levels(manifest.hasher, leaves), index)
-    tree.verify_inclusion(manifest.hasher, index, len(leaves), leaves[index], proof, manifest.root)
+    membership = prove(manifest, args.file)
+    membership.verify(manifest.summary)
     source = Counting(open_source(where))
     try:
         if args.repair:
@@ -59,7 +58,7 @@ def verify_file(args: argparse.Namespace, manifest: Manifest, signature: dict[st
         check = verify_range(source, auth, start, end - start)
     finally:
         source.close()
-    doc = {**check.to_dict(), "dataset_index": index, "dataset_proof_hashes": len(proof)}
+    doc = {**check.to_dict(), "dataset_index": membership.index, "dataset_proof_hashes": len(membership.hashes)}
     if args.json:
         emit_json({**doc, "signature": signature})
     else:
@@ -112,3 +111,34 @@ def run(args: argparse.Namespace, manifest: Manifest | None, signature: dict[str
             print(f"* {args.file}  ({e.message})")
         print(f"merkle: FAILED: {e}", file=sys.stderr)
         return 1
+
+
+def verify_with_proof(args: argparse.Namespace, summary: Summary, signature: dict[str, Any] | None) -> int:
+    """A single file against a signed dataset root, with a file proof and no
+    manifest: the proof shows the entry is in the signed tree, then the
+    file's bytes must hash to the entry."""
+    from ..sources.local import read_capped
+
+    proof = FileProof.from_json(read_capped(args.proof, 1 << 20), args.proof)
+    path = os.fspath(args.path)
+    try:
+        proof.verify(summary)
+        root = hash_file(path, summary.algorithm, summary.chunk_size)
+        size = os.stat(path).st_size
+        if size != proof.entry.size or root != proof.entry.root:
+            what = f"size {size}, signed {proof.entry.size}" if size != proof.entry.size else "content differs"
+            raise IntegrityError(what, path)
+    except IntegrityError as e:
+        if args.json:
+            emit_json({"path": proof.entry.path, "ok": False, "error": str(e), "signature": signature})
+        else:
+            print(f"* {proof.entry.path}  ({e.message})")
+        print(f"merkle: FAILED: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        emit_json({"path": proof.entry.path, "ok": True, "index": proof.index, "tree_size": proof.tree_size,
+                   "proof_hashes": len(proof.hashes), "signature": signature})
+    else:
+        print(f"= {proof.entry.path}  (file {proof.index + 1} of {proof.tree_size} in the signed dataset; "
+              f"{len(proof.hashes)}-hash proof)")
+    return 0

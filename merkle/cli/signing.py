@@ -16,7 +16,7 @@ from ..attest import Verified
 from ..documents import load_document
 from ..envelope import Bundle, Statement
 from ..errors import UsageError
-from ..manifest import SIDECAR_SUFFIX, Manifest
+from ..manifest import MANIFEST_SUFFIX, SIDECAR_SUFFIX, Manifest
 from ..signing import (
     PrivateKey,
     TrustPolicy,
@@ -99,7 +99,9 @@ def sign_built(args: argparse.Namespace, manifest: Manifest | None) -> Verified:
     assert manifest is not None
     name = args.name or os.path.basename(os.path.abspath(args.path))
     bundle = attest.sign(manifest, key, name=name, version=args.statement_version, expires=args.expires,
-                         certificates=certs)
+                         certificates=certs, compact=args.compact)
+    if args.compact:
+        write_atomic(args.output + MANIFEST_SUFFIX, manifest.to_json())
     return write_signed(args, bundle, key, manifest)
 
 

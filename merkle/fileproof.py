@@ -1,0 +1,72 @@
+"""A file proof: one file's entry and its RFC 9162 inclusion proof in the
+dataset tree.  With a (compact) signed statement it checks a single file of
+a million-file dataset without the manifest (docs/partial.md, rules C1-C3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+from . import _json, tree
+from .errors import FormatError, IntegrityError, ProofError
+from .hashing import tree_hasher
+from .manifest import FileEntry, Manifest, Summary, _exact_keys, _hex_digest
+
+FORMAT: Final = "merkle-file-proof-v1"
+MAX_PROOF_BYTES: Final = 1 << 20
+_KEYS: Final = ("format", "path", "size", "root", "index", "tree_size", "proof")
+
+
+@dataclass(frozen=True)
+class FileProof:
+    entry: FileEntry
+    index: int
+    tree_size: int
+    hashes: tuple[bytes, ...]
+
+    def verify(self, summary: Summary) -> None:
+        """ProofError unless the entry is leaf `index` of the signed dataset tree."""
+        if self.tree_size != summary.files:
+            raise ProofError(f"proof is for a tree of {self.tree_size} files, the signed one has {summary.files}")
+        hasher = tree_hasher(summary.algorithm)
+        leaf = hasher.leaf(self.entry.leaf_data(summary.chunk_size))
+        tree.verify_inclusion(hasher, self.index, self.tree_size, leaf, list(self.hashes), summary.root)
+
+    def to_json(self) -> bytes:
+        doc = {"format": FORMAT, **self.entry.to_dict(), "index": self.index, "tree_size": self.tree_size,
+               "proof": [h.hex() for h in self.hashes]}
+        return (_json.dumps(doc) + "\n").encode("utf-8")
+
+    @classmethod
+    def from_json(cls, data: bytes, source: str = "proof") -> FileProof:
+        doc = _json.loads(data, source, MAX_PROOF_BYTES)
+        try:
+            return cls._from_doc(doc)
+        except FormatError as e:
+            raise FormatError(e.message, source) from e
+
+    @classmethod
+    def _from_doc(cls, doc: Any) -> FileProof:
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            raise FormatError(f"not a merkle file proof (format {FORMAT!r})")
+        _exact_keys(doc, _KEYS, "file proof")
+        numbers = (doc["size"], doc["index"], doc["tree_size"])
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in numbers):
+            raise FormatError("size, index and tree_size must be counts")
+        if not isinstance(doc["path"], str) or not isinstance(doc["proof"], list) or len(doc["proof"]) > 64:
+            raise FormatError("path must be a string and proof a list of at most 64 hashes")
+        entry = FileEntry(doc["path"], doc["size"], _hex_digest(doc["root"], "root"))
+        hashes = tuple(_hex_digest(h, f"proof[{i}]") for i, h in enumerate(doc["proof"]))
+        return cls(entry, doc["index"], doc["tree_size"], hashes)
+
+
+def prove(manifest: Manifest, path: str) -> FileProof:
+    """The proof that `path`'s entry is in `manifest`'s dataset tree."""
+    entry = manifest.entry(path)
+    if entry is None:
+        raise IntegrityError("not listed in the manifest", path)
+    hasher = manifest.hasher
+    leaves = [hasher.leaf(f.leaf_data(manifest.chunk_size)) for f in manifest.files]
+    index = manifest.index(path)
+    return FileProof(entry, index, len(leaves), tuple(tree.inclusion_proof(tree.levels(hasher, leaves), index)))
