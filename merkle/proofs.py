@@ -11,7 +11,8 @@ data).  For a single leaf the hashes are those of the RFC 9162 audit path
 (which lists them bottom up and is checked with RFC 9162's algorithm by
 `tree.verify_inclusion`).  The shape depends only
 on (n, start, end), so a proof carries no directions and a proof for
-another range, size or root cannot verify.
+another range or root cannot verify.  A root does not record its leaf count
+(nor does RFC 9162's): callers take n from signed data (the file's size).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from .errors import IntegrityError, UsageError
+from .errors import BundleError, IntegrityError, MerkleError, UsageError
 from .manifest import Manifest
 from .partial import ChunkError, FileAuth
 from .sources.ranged import RangeSource, open_source
@@ -65,11 +65,16 @@ class VerifiedReader(io.RawIOBase):
             index, within = divmod(self._pos, cs)
             start, end = self._auth.chunk_span(index)
             want = min(len(out) - done, end - self._pos)
-            if within == 0 and want == end - start and index != self._cached:
-                self._verified_into(index, out[done : done + want])  # straight into the caller's buffer
-            else:
-                self._load(index)
-                out[done : done + want] = self._chunk[within : within + want]
+            try:
+                if within == 0 and want == end - start and index != self._cached:
+                    self._verified_into(index, out[done : done + want])  # straight into the caller's buffer
+                else:
+                    self._load(index)
+                    out[done : done + want] = self._chunk[within : within + want]
+            except IntegrityError:
+                if done:  # hand out the good bytes; the bad chunk raises on the next read
+                    return done
+                raise
             done += want
             self._pos += want
         return done
@@ -143,7 +148,12 @@ def _trusted_manifest(source: Manifest | str | os.PathLike[str], keys: Sequence[
     from .manifest import SIDECAR_SUFFIX
 
     path = os.fspath(source)
-    doc = load_document(path, bundle=bool(keys or cas))
+    try:
+        doc = load_document(path, bundle=bool(keys or cas))
+    except BundleError:
+        if _is_manifest(path):
+            raise UsageError("an unsigned manifest cannot be checked with keys", path) from None
+        raise
     if isinstance(doc, Manifest):
         if keys or cas:
             raise UsageError("an unsigned manifest cannot be checked with keys", path)
@@ -158,3 +168,11 @@ def _trusted_manifest(source: Manifest | str | os.PathLike[str], keys: Sequence[
     if verified.manifest is None:
         raise UsageError("verified reads need a merkle bundle (OpenSSF bundles carry no chunk tree)", path)
     return verified.manifest.with_sidecar(path + SIDECAR_SUFFIX)
+
+
+def _is_manifest(path: str) -> bool:
+    try:
+        Manifest.load(path, layers=False)
+        return True
+    except MerkleError:
+        return False

@@ -4,7 +4,6 @@ one file of a (signed) manifest, in whole or in part."""
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import sys
 from typing import Any
@@ -69,15 +68,25 @@ def verify_file(args: argparse.Namespace, manifest: Manifest, signature: dict[st
 
 def _tensor(args: argparse.Namespace, source: Counting, auth: FileAuth, where: str,
             signature: dict[str, Any] | None) -> int:
-    # The header is read through verification too (its chunks only); the
-    # reader is not closed here: the caller closes the shared source.
-    f = io.BufferedReader(VerifiedReader(source, auth), buffer_size=io.DEFAULT_BUFFER_SIZE)
+    # Header, then tensor, through one unbuffered verified reader: exactly
+    # the chunks that hold them are read (a chunk shared by both, once).
+    raw = VerifiedReader(source, auth)
+    f: Any = raw
     n, header = read_header(f, auth.entry.size, where)
     info = tensor_info(n, header, args.tensor, auth.entry.size, where)
-    check = verify_range(source, auth, info.start, info.end - info.start)
+    raw.seek(info.start)
+    view = memoryview(bytearray(min(max(auth.chunk_size, 1 << 16), 1 << 20)))
+    remaining = info.end - info.start
+    while remaining:
+        got = raw.readinto(view[: min(len(view), remaining)])
+        if not got:
+            raise IntegrityError("ends before the tensor does", where)
+        remaining -= got
+    first, last = info.start // auth.chunk_size, -(-info.end // auth.chunk_size)
     if args.json:
-        emit_json({**check.to_dict(), "tensor": info.name, "dtype": info.dtype, "shape": list(info.shape),
-                   "bytes_read_total": source.bytes_read, "signature": signature})
+        emit_json({"path": auth.name, "ok": True, "tensor": info.name, "dtype": info.dtype,
+                   "shape": list(info.shape), "offset": info.start, "length": info.end - info.start,
+                   "chunks": [first, last], "bytes_read_total": source.bytes_read, "signature": signature})
     else:
         print(f"= {args.file} tensor {info.name} {info.dtype}{list(info.shape)} bytes [{info.start}, {info.end})  "
               f"(header and tensor verified; {source.bytes_read} bytes read of {auth.entry.size})")
