@@ -23,7 +23,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from . import tree
 from .errors import SourceError
@@ -70,17 +70,21 @@ class Progress:
 
 
 def hash_files(
-    files: Sequence[WalkedFile],
+    files: Sequence[Listed],
     hasher: TreeHasher,
     chunk_size: int,
     jobs: int | None = None,
     progress: Progress | None = None,
-    follow_symlinks: bool = True,
+    follow_symlinks: bool = False,
+    opener: Opener | None = None,
 ) -> list[FileDigest]:
     """Hash every file into chunk leaves and a root, in parallel.
 
-    Per-file problems come back as FileDigest.error; only bugs raise."""
+    Per-file problems come back as FileDigest.error; only bugs raise.
+    `opener` reads one listed object (default: local files, refusing
+    symlinks unless `follow_symlinks`)."""
     jobs = jobs or default_jobs()
+    opener = opener or local_opener(follow_symlinks)
     progress = progress or Progress()
     group = max(1, UNIT_BYTES // chunk_size)
     counts = [chunk_count(f.size, chunk_size) for f in files]
@@ -114,16 +118,16 @@ def hash_files(
         i, first, count = unit
         if count == counts[i]:  # the whole file in one unit
             try:
-                finish(i, _hash_run(files[i], first, count, counts[i], hasher, chunk_size, view, progress,
-                                    follow_symlinks))
+                finish(i, _hash_run(opener(files[i]), files[i], first, count, counts[i], hasher, chunk_size,
+                                    view, progress))
             except SourceError as e:
                 errors[i] = e
                 finish(i, b"")
             return
         if i not in errors:
             try:
-                part = _hash_run(files[i], first, count, counts[i], hasher, chunk_size, view, progress,
-                                 follow_symlinks)
+                part = _hash_run(opener(files[i]), files[i], first, count, counts[i], hasher, chunk_size,
+                                 view, progress)
                 leaves[i][first * DIGEST_SIZE : first * DIGEST_SIZE + len(part)] = part
             except SourceError as e:
                 errors.setdefault(i, e)
@@ -202,7 +206,8 @@ def _run(worker: Callable[[], None], count: int, stop: threading.Event, progress
 
 
 def _hash_run(
-    src: WalkedFile,
+    reader: UnitReader,
+    src: Listed,
     first: int,
     count: int,
     chunks: int,
@@ -210,34 +215,35 @@ def _hash_run(
     chunk_size: int,
     view: memoryview,
     progress: Progress,
-    follow_symlinks: bool,
 ) -> bytes:
     """Leaf hashes of chunks [first, first + count) of one file."""
-    with _Opened(src, follow_symlinks) as fd:
+    with reader:
         offset = first * chunk_size
         out = []
         for _ in range(count):
             h = hasher.leaf_hasher()
             length = min(chunk_size, src.size - offset)
-            _feed(fd, src, offset, length, h, view)
+            _feed(reader, src, offset, length, h, view)
             offset += length
             out.append(h.digest())
         if first + count == chunks:
-            _check_end(fd, src)
+            reader.check_end()
         progress.bytes += offset - first * chunk_size
         return b"".join(out)
 
 
 def digest_files(
-    files: Sequence[WalkedFile],
+    files: Sequence[Listed],
     new: Callable[[], Hasher],
     jobs: int | None = None,
     progress: Progress | None = None,
-    follow_symlinks: bool = True,
+    follow_symlinks: bool = False,
+    opener: Opener | None = None,
 ) -> list[FileDigest]:
     """Plain whole-file digests (no tree), one file per unit, in parallel:
     what OpenSSF model-signing's `files` serialization records."""
     progress = progress or Progress()
+    opener = opener or local_opener(follow_symlinks)
     progress.total_bytes = sum(f.size for f in files)
     progress.total_files = len(files)
     results: list[FileDigest | None] = [None] * len(files)
@@ -245,10 +251,10 @@ def digest_files(
     def handle(i: int, view: memoryview) -> None:
         src = files[i]
         try:
-            with _Opened(src, follow_symlinks) as fd:
+            with opener(src) as reader:
                 h = new()
-                _feed(fd, src, 0, src.size, h, view)
-                _check_end(fd, src)
+                _feed(reader, src, 0, src.size, h, view)
+                reader.check_end()
                 results[i] = FileDigest(src.path, src.size, h.digest())
                 progress.bytes += src.size
         except SourceError as e:
@@ -259,28 +265,61 @@ def digest_files(
     return [r for r in results if r is not None]
 
 
-class _Opened:
+class Listed(Protocol):
+    """What the engine hashes: a listed file or object."""
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def abspath(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+
+
+class UnitReader(Protocol):
+    """Reads one listed object for one work unit: a context manager that
+    checks on entry and exit that the object is still the one listed."""
+
+    def __enter__(self) -> UnitReader: ...
+    def __exit__(self, kind: object, error: object, tb: object) -> None: ...
+    def read_into(self, offset: int, view: memoryview) -> int: ...
+    def check_end(self) -> None:
+        """After the last byte: no byte past the listed size."""
+
+
+Opener = Callable[[Listed], UnitReader]
+
+
+class LocalReader:
     """A file opened for hashing, checked against what the walk saw: on entry
-    (same device, inode, size, mtime) and on exit (still the same, so nothing
-    changed while we read).  OSError becomes a SourceError naming the file."""
+    (same device, inode, size, mtime, ctime) and on exit (still the same, so
+    nothing changed while we read).  OSError becomes a SourceError naming the
+    file."""
 
     def __init__(self, src: WalkedFile, follow_symlinks: bool) -> None:
         self.src = src
         self.follow = follow_symlinks
         self.fd = -1
 
-    def __enter__(self) -> int:
+    def __enter__(self) -> LocalReader:
         self.fd, st = open_regular(self.src.abspath, self.follow)
         if identity(st) != self.src.identity:
             os.close(self.fd)
             raise SourceError("changed between listing and hashing", self.src.path)
-        return self.fd
+        return self
+
+    def read_into(self, offset: int, view: memoryview) -> int:
+        return os.preadv(self.fd, [view], offset)
+
+    def check_end(self) -> None:
+        # Bytes past the listed size mean a file whose size lies (procfs,
+        # some network file systems) or that grew: never hash a prefix of it.
+        if os.pread(self.fd, 1, self.src.size):
+            raise SourceError(f"has bytes past its listed size of {self.src.size}", self.src.path)
 
     def __exit__(self, kind: object, error: object, tb: object) -> None:
         try:
             if error is None and identity(os.fstat(self.fd)) != self.src.identity:
-                # A size or mtime change shows here; growth after our last
-                # read changes st_size, so no read past the end is needed.
                 raise SourceError("changed while hashing", self.src.path)
         except OSError as e:
             raise SourceError(f"read error: {e.strerror or e}", self.src.path) from e
@@ -290,21 +329,22 @@ class _Opened:
             raise SourceError(f"read error: {error.strerror or error}", self.src.path) from error
 
 
-def _feed(fd: int, src: WalkedFile, offset: int, length: int, h: Hasher, view: memoryview) -> None:
-    """Hash bytes [offset, offset + length) of `fd` through the aligned buffer;
-    a short read is an error, never a shorter chunk."""
+def local_opener(follow_symlinks: bool) -> Opener:
+    def open_local(src: Listed) -> UnitReader:
+        assert isinstance(src, WalkedFile)
+        return LocalReader(src, follow_symlinks)
+
+    return open_local
+
+
+def _feed(reader: UnitReader, src: Listed, offset: int, length: int, h: Hasher, view: memoryview) -> None:
+    """Hash bytes [offset, offset + length) through the aligned buffer; a
+    short read is an error, never a shorter chunk."""
     buffer_size = len(view)
     while length:
-        got = os.preadv(fd, [view[: min(buffer_size, length)]], offset)
+        got = reader.read_into(offset, view[: min(buffer_size, length)])
         if got == 0:
-            raise SourceError(f"short read: end of file at byte {offset}, expected {src.size} bytes", src.path)
+            raise SourceError(f"short read: end of data at byte {offset}, expected {src.size} bytes", src.path)
         h.update(view[:got])
         offset += got
         length -= got
-
-
-def _check_end(fd: int, src: WalkedFile) -> None:
-    """Bytes past the listed size mean a file whose size lies (procfs, some
-    network file systems) or that grew: never hash a prefix of it."""
-    if os.pread(fd, 1, src.size):
-        raise SourceError(f"has bytes past its listed size of {src.size}", src.path)

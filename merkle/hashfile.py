@@ -44,7 +44,7 @@ def hash_paths(
             results[i] = FileDigest(p, 0, error=SourceError(f"{kind_of(st.st_mode)}, not a regular file", p))
             continue
         listed.append((i, WalkedFile(p, p, st.st_size, identity(st))))
-    digests = hash_files([w for _, w in listed], hasher, chunk_size, jobs, progress)
+    digests = hash_files([w for _, w in listed], hasher, chunk_size, jobs, progress, follow_symlinks=True)
     for (i, _), d in zip(listed, digests, strict=True):
         results[i] = d
     return [results[i] for i in range(len(paths))]
