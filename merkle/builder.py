@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import Any
 
 from .engine import Progress, hash_files
 from .errors import SourceError
 from .hashing import DEFAULT_ALGORITHM, Algorithm, tree_hasher
 from .layers import LeafLayers
+from .listing import list_source
 from .manifest import DEFAULT_CHUNK_SIZE, DEFAULT_EXCLUDES, FileEntry, Manifest, check_chunk_size
 from .paths import case_collision
-from .walk import walk
 
 
 def exclusions(exclude: Sequence[str], default_excludes: bool) -> tuple[str, ...]:
@@ -29,9 +30,12 @@ def build(
     follow_symlinks: bool = False,
     jobs: int | None = None,
     progress: Progress | None = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> Manifest:
-    """Hash every file under directory `path` into a Manifest (with its leaf
-    layers attached, for `Manifest.save` to write beside it).
+    """Hash every file under directory `path` (or every object under an
+    fsspec URL such as s3://bucket/prefix) into a Manifest, with its leaf
+    layers (and, for object stores, per-object metadata) attached for
+    `Manifest.save` to write beside it.
 
     Raises SourceError, naming the file, if anything in the tree cannot be
     hashed faithfully: a refused symlink, a FIFO, an unreadable file, a file
@@ -39,20 +43,21 @@ def build(
     hasher = tree_hasher(algorithm)
     check_chunk_size(chunk_size)
     patterns = exclusions(exclude, default_excludes)
-    listing = walk(path, patterns, follow_symlinks)
+    listing = list_source(path, patterns, follow_symlinks, storage_options)
     root = os.fspath(path)
     if listing.problems:
         first = listing.problems[0]
         more = len(listing.problems) - 1
         tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-        raise SourceError(first.reason + tail, os.path.join(root, first.path))
+        raise SourceError(first.reason + tail, root.rstrip("/") + "/" + first.path)
     clash = case_collision(f.path for f in listing.files)
     if clash:
         raise SourceError(f"{clash[0]!r} and {clash[1]!r} differ only in case", root)
-    digests = hash_files(listing.files, hasher, chunk_size, jobs, progress, follow_symlinks)
+    digests = hash_files(listing.files, hasher, chunk_size, jobs or listing.jobs, progress, opener=listing.opener)
     for d in digests:
         if d.error is not None:
-            raise SourceError(d.error.message, os.path.join(root, d.path)) from d.error
+            raise SourceError(d.error.message, root.rstrip("/") + "/" + d.path) from d.error
     entries = [FileEntry(d.path, d.size, d.root) for d in digests]
     layers = LeafLayers({d.path: d.leaves for d in digests if len(d.leaves) > len(d.root)})
-    return Manifest.create(entries, algorithm, chunk_size, patterns, layers)
+    manifest = Manifest.create(entries, algorithm, chunk_size, patterns, layers)
+    return manifest.with_metadata(listing.metadata) if listing.metadata else manifest

@@ -25,4 +25,4 @@ def load_document(path: str, bundle: bool = False) -> Manifest | tuple[Bundle, b
         manifest = Manifest.from_doc(doc)
     except FormatError as e:
         raise type(e)(e.message, path) from e
-    return manifest.with_sidecar(path + SIDECAR_SUFFIX)
+    return manifest.with_sidecar(path + SIDECAR_SUFFIX).with_metadata_from(path)

@@ -11,10 +11,11 @@ consistent.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import os
 import re
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Final
@@ -38,6 +39,7 @@ MAX_FILE_SIZE: Final = (1 << 63) - 1
 DEFAULT_EXCLUDES: Final[tuple[str, ...]] = (".git",)
 SIDECAR_SUFFIX: Final = ".leaves"
 MANIFEST_SUFFIX: Final = ".manifest"  # beside a compact bundle
+METADATA_SUFFIX: Final = ".objects.json"  # object-store metadata, for audit --fast
 
 _KEYS: Final = ("format", "algorithm", "chunk_size", "exclude", "root", "files")
 _ENTRY_KEYS: Final = ("path", "size", "root")
@@ -161,6 +163,9 @@ class Manifest:
     root: bytes
     exclude: tuple[str, ...] = DEFAULT_EXCLUDES
     layers: LeafLayers | None = field(default=None, compare=False, repr=False)
+    metadata: Mapping[str, Mapping[str, Any]] | None = field(default=None, compare=False, repr=False)
+    """Object-store metadata seen at build time (size, ETag, VersionId) by
+    path: unsigned, for `audit --fast` only (MANIFEST.objects.json)."""
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
@@ -295,7 +300,23 @@ class Manifest:
 
         name = os.fspath(path)
         manifest = cls.from_json(read_capped(name, MAX_MANIFEST_BYTES), name)
-        return manifest.with_sidecar(name + SIDECAR_SUFFIX) if layers else manifest
+        return manifest.with_sidecar(name + SIDECAR_SUFFIX).with_metadata_from(name) if layers else manifest
+
+    def with_metadata_from(self, path: str) -> Manifest:
+        """This manifest with the object metadata kept beside `path`, if any
+        (unsigned: used only by `audit --fast`, which says so)."""
+        from .sources.local import read_capped
+
+        sidecar = path + METADATA_SUFFIX
+        if not os.path.exists(sidecar):
+            return self
+        doc = _json.loads(read_capped(sidecar, MAX_MANIFEST_BYTES), sidecar, MAX_MANIFEST_BYTES)
+        if not isinstance(doc, dict) or not all(isinstance(v, dict) for v in doc.values()):
+            raise FormatError("object metadata must map paths to objects", sidecar)
+        return self.with_metadata(doc)
+
+    def with_metadata(self, metadata: Mapping[str, Mapping[str, Any]] | None) -> Manifest:
+        return dataclasses.replace(self, metadata=metadata)
 
     def with_sidecar(self, sidecar: str) -> Manifest:
         """This manifest with the leaf layers read from `sidecar`, if that
@@ -312,7 +333,7 @@ class Manifest:
             # Derived data: a stale or damaged sidecar costs detail, not the check.
             warnings.warn(SidecarWarning(f"{e} (ignored)"), stacklevel=2)
             return self
-        return Manifest(self.algorithm, self.chunk_size, self.files, self.root, self.exclude, loaded)
+        return dataclasses.replace(self, layers=loaded)
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the manifest (and its sidecar, if it has leaf layers) atomically."""
@@ -322,6 +343,8 @@ class Manifest:
         check_output(name)
         check_output(name + SIDECAR_SUFFIX)
         write_atomic(name, self.to_json())
+        if self.metadata is not None:
+            write_atomic(name + METADATA_SUFFIX, (_json.dumps(dict(self.metadata)) + "\n").encode())
         if self.layers is not None:
             write_atomic(name + SIDECAR_SUFFIX, self.layers.to_bytes(self))
         elif os.path.exists(name + SIDECAR_SUFFIX):

@@ -11,6 +11,7 @@ import dataclasses
 import datetime
 import os
 from collections.abc import Sequence
+from typing import Any
 
 from . import oms
 from .attest import Verified, open_bundles
@@ -44,7 +45,8 @@ def open_trusted(
     if manifest is None and verified.summary is not None:
         manifest = _beside(verified.summary, first_source + MANIFEST_SUFFIX)
     if manifest is not None:
-        verified = dataclasses.replace(verified, manifest=manifest.with_sidecar(first_source + SIDECAR_SUFFIX))
+        layered = manifest.with_sidecar(first_source + SIDECAR_SUFFIX).with_metadata_from(first_source)
+        verified = dataclasses.replace(verified, manifest=layered)
     return verified
 
 
@@ -76,6 +78,7 @@ def verify_signed(
     now: datetime.datetime | None = None,
     sparse: bool = False,
     only: Sequence[str] | None = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> tuple[Verified, Report]:
     """Check signatures and policy, then the content under `path`.
 
@@ -88,7 +91,8 @@ def verify_signed(
             "check single files with --proof")
     if verified.manifest is not None:
         report = verify(path, verified.manifest, allow_extra=allow_extra, exclude=exclude,
-                        follow_symlinks=follow_symlinks, jobs=jobs, progress=progress, sparse=sparse, only=only)
+                        follow_symlinks=follow_symlinks, jobs=jobs, progress=progress, sparse=sparse, only=only,
+                        storage_options=storage_options)
     else:
         assert verified.oms is not None
         if sparse or only is not None:

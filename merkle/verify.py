@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
+from typing import Any
 
-from .engine import Progress, hash_files
+from .engine import Listed, Progress, hash_files
 from .hashing import DIGEST_SIZE
+from .listing import list_source
 from .manifest import FileEntry, Manifest
 from .report import Outcome, Report, Status
-from .walk import Excluder, WalkedFile, walk
+from .walk import Excluder
 
 
 def verify(
@@ -24,6 +26,7 @@ def verify(
     progress: Progress | None = None,
     sparse: bool = False,
     only: Sequence[str] | None = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> Report:
     """Check every file under `path` against `manifest` (a Manifest or the
     path of a manifest file).  Closed world: files the manifest does not list
@@ -37,12 +40,12 @@ def verify(
     started = time.perf_counter()
     if not isinstance(manifest, Manifest):
         manifest = Manifest.load(manifest)
-    listing = walk(path, manifest.exclude, follow_symlinks)
+    listing = list_source(path, manifest.exclude, follow_symlinks, storage_options)
     ignored = Excluder(exclude)  # the caller's exclusions only hide extras
     present = {f.path: f for f in listing.files}
     unreadable = tuple(p.path + "/" for p in listing.problems if p.unreadable_dir)
     outcomes: list[Outcome] = []
-    to_hash: list[tuple[FileEntry, WalkedFile]] = []
+    to_hash: list[tuple[FileEntry, Listed]] = []
 
     problems = {p.path: p for p in listing.problems}
     entries: Sequence[FileEntry] = manifest.files
@@ -80,7 +83,8 @@ def verify(
         elif not allow_extra:
             outcomes.append(Outcome(problem.path, Status.EXTRA, problem.reason))
 
-    digests = hash_files([w for _, w in to_hash], manifest.hasher, manifest.chunk_size, jobs, progress, follow_symlinks)
+    digests = hash_files([w for _, w in to_hash], manifest.hasher, manifest.chunk_size, jobs or listing.jobs, progress,
+                         opener=listing.opener)
     hashed = 0
     for (entry, _), digest in zip(to_hash, digests, strict=True):
         if digest.error is not None:

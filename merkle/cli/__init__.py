@@ -51,6 +51,12 @@ def _common(p: argparse.ArgumentParser, hashing: bool = True) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar; print only problems")
 
 
+def _storage_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="fsspec storage option for URL paths (JSON values allowed, e.g. "
+                        "client_kwargs='{\"endpoint_url\": \"http://127.0.0.1:9000\"}'); repeatable")
+
+
 def _walk_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exclude", action="append", default=[], metavar="GLOB",
                    help="skip names (or, with a '/', relative paths) matching GLOB; repeatable")
@@ -98,6 +104,7 @@ def make_parser() -> argparse.ArgumentParser:
                    help="with --sign: sign only the root and parameters; the manifest goes to BUNDLE.manifest")
     options.add_sign_options(p)
     options.add_store_option(p)
+    _storage_option(p)
     _walk_options(p)
     _common(p)
     p.set_defaults(run=commands.build)
@@ -119,9 +126,24 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--proof", metavar="PROOF",
                    help="check the single file PATH with a file proof ('merkle prove') against the bundle's root")
     options.add_trust_options(p)
+    _storage_option(p)
     _walk_options(p)
     _common(p, hashing=False)
     p.set_defaults(run=commands.verify)
+
+    p = sub.add_parser("audit", help="what was added, removed or changed in a dataset since it was signed")
+    p.add_argument("path", metavar="URL", help="dataset root: an fsspec URL (s3://bucket/prefix) or a directory")
+    p.add_argument("sources", nargs="+", metavar="MANIFEST|BUNDLE")
+    depth = p.add_mutually_exclusive_group()
+    depth.add_argument("--sample", type=float, metavar="FRACTION",
+                       help="check a random FRACTION of all chunks against their proofs, not every byte")
+    depth.add_argument("--fast", action="store_true",
+                       help="compare only size, ETag and VersionId recorded at build time (not cryptographic)")
+    p.add_argument("--seed", type=int, default=None, help="random seed for --sample (default: random)")
+    options.add_trust_options(p)
+    _storage_option(p)
+    _common(p, hashing=False)
+    p.set_defaults(run=commands.audit)
 
     p = sub.add_parser("prove", help="write the proof that one file belongs to a manifest's dataset root")
     p.add_argument("manifest", metavar="MANIFEST")

@@ -15,6 +15,7 @@ from ..errors import FormatError, UsageError
 from ..hashfile import format_sum, hash_paths, hash_stream, parse_sums
 from ..manifest import MAX_MANIFEST_BYTES, SIDECAR_SUFFIX, Manifest, check_chunk_size
 from ..sources.local import read_capped
+from ..sources.remote import is_url, parse_storage_options
 from ..verify import verify as verify_tree
 from .output import emit_json
 from .progress import close, make_progress
@@ -29,7 +30,7 @@ def build(args: argparse.Namespace) -> int:
     if args.json and args.output in (None, "-"):
         raise UsageError("--json prints a summary on stdout: write the manifest with -o FILE")
     exclude = list(args.exclude)
-    if args.output not in (None, "-") and args.format == "merkle":
+    if args.output not in (None, "-") and args.format == "merkle" and not is_url(args.path):
         exclude += _output_inside(args.path, args.output)
     started = time.perf_counter()
     manifest = None
@@ -45,6 +46,7 @@ def build(args: argparse.Namespace) -> int:
                 follow_symlinks=args.follow_symlinks,
                 jobs=args.jobs,
                 progress=progress,
+                storage_options=parse_storage_options(args.storage_option),
             )
         finally:
             close(progress)
@@ -136,11 +138,12 @@ def verify(args: argparse.Namespace) -> int:
             verified, report = verify_signed(
                 args.path, bundles, trust_policy(args), store=store_for(args), allow_extra=args.allow_extra,
                 exclude=args.exclude, follow_symlinks=args.follow_symlinks, jobs=args.jobs, progress=progress,
-                sparse=args.sparse, only=only)
+                sparse=args.sparse, only=only, storage_options=parse_storage_options(args.storage_option))
         else:
             report = verify_tree(args.path, manifests[0], allow_extra=args.allow_extra, exclude=args.exclude,
                                  follow_symlinks=args.follow_symlinks, jobs=args.jobs, progress=progress,
-                                 sparse=args.sparse, only=only)
+                                 sparse=args.sparse, only=only,
+                                 storage_options=parse_storage_options(args.storage_option))
     finally:
         close(progress)
     if args.json:
@@ -251,3 +254,61 @@ def prove(args: argparse.Namespace) -> int:
     else:
         write_atomic(args.output, proof.to_json())
     return 0
+
+
+def audit(args: argparse.Namespace) -> int:
+    """`merkle audit URL SOURCE`: added (+), removed (-), modified (*) and
+    unchanged (=) objects, at the depth asked for."""
+    import random
+
+    from .. import audit as audits
+
+    trusted = bool(args.key or args.ca)
+    docs = [load_document(p, bundle=trusted) for p in args.sources]
+    bundles = [(d[0], d[1], p) for d, p in zip(docs, args.sources, strict=True) if not isinstance(d, Manifest)]
+    manifests = [d for d in docs if isinstance(d, Manifest)]
+    if bundles and not trusted:
+        raise UsageError("a signed bundle is only as good as the key that checks it: add --key PUB or --ca CERT")
+    if manifests and (bundles or len(manifests) > 1 or trusted):
+        raise UsageError("give one manifest, or one or more bundles with --key/--ca")
+    signature = None
+    if bundles:
+        from ..signed import open_trusted
+        from .signing import describe, store_for, trust_policy, verified_dict
+
+        verified = open_trusted(bundles, trust_policy(args), store_for(args))
+        if verified.manifest is None:
+            raise UsageError("audit needs the manifest: a merkle bundle, or a compact one with BUNDLE.manifest")
+        manifest, signature = verified.manifest, verified_dict(verified)
+        if not args.json:
+            print(f"merkle: {describe(verified)}", file=sys.stderr)
+    else:
+        manifest = manifests[0]
+    options = parse_storage_options(args.storage_option)
+    sample = None
+    if args.fast:
+        report = audits.audit_fast(args.path, manifest, options)
+        mode = "fast: metadata only (size, ETag, VersionId), NOT a cryptographic check"
+    elif args.sample is not None:
+        seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
+        report, sample = audits.audit_sample(args.path, manifest, args.sample, seed, options, args.jobs)
+        mode = f"sample: {sample.statement()}"
+    else:
+        progress = make_progress("auditing", args.quiet or args.json)
+        try:
+            report = audits.audit_full(args.path, manifest, options, args.jobs, progress)
+        finally:
+            close(progress)
+        mode = "full: every byte rehashed"
+    if args.json:
+        doc = report.to_dict()
+        doc.update(mode=mode.split(":", 1)[0], signature=signature, sample=sample.to_dict() if sample else None)
+        emit_json(doc)
+    else:
+        failures = set(report.failures)
+        for outcome in report.outcomes:
+            if not args.quiet or outcome in failures:
+                print(outcome.line())
+        print(f"merkle: audit {mode}", file=sys.stderr)
+        print(f"merkle: {report.summary()}", file=sys.stderr)
+    return report.exit_code

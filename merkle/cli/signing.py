@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import sys
 from typing import Any
@@ -16,7 +17,7 @@ from ..attest import Verified
 from ..documents import load_document
 from ..envelope import Bundle, Statement
 from ..errors import UsageError
-from ..manifest import MANIFEST_SUFFIX, SIDECAR_SUFFIX, Manifest
+from ..manifest import MANIFEST_SUFFIX, METADATA_SUFFIX, SIDECAR_SUFFIX, Manifest
 from ..signing import (
     PrivateKey,
     TrustPolicy,
@@ -75,6 +76,8 @@ def write_signed(args: argparse.Namespace, bundle: Bundle, key: PrivateKey, mani
     data = bundle.to_json()
     if manifest is not None and manifest.layers is not None:
         write_atomic(output + SIDECAR_SUFFIX, manifest.layers.to_bytes(manifest))
+    if manifest is not None and manifest.metadata:
+        write_atomic(output + METADATA_SUFFIX, (json.dumps(dict(manifest.metadata)) + "\n").encode())
     write_atomic(output, data)
     store = Store(args.store)
     store.add(data, verified)

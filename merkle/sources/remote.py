@@ -1,0 +1,171 @@
+"""Object stores and other fsspec file systems: listing a prefix and reading
+objects in ranges, with retries, for the same engine that hashes local files.
+
+An object is read in ranged requests no larger than the engine's buffer, so
+no object is ever held whole; bytes in flight are bounded by workers x buffer.
+A read that fails transiently is retried with exponential backoff; an object
+whose ETag, version or size changes between listing and the end of hashing
+is an error, never a verified result.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import SourceError, UsageError
+from ..paths import path_problem
+from ..walk import Excluder, WalkProblem
+
+RETRIES = 5
+BACKOFF = 0.2
+
+
+def is_url(path: str) -> bool:
+    return "://" in path and not path.startswith("file://")
+
+
+def parse_storage_options(pairs: Sequence[str]) -> dict[str, Any]:
+    """`key=value` pairs; a value that parses as JSON (numbers, true, objects
+    like {"endpoint_url": ...}) is taken as JSON, anything else as text."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--storage-option wants KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+@dataclass(frozen=True)
+class RemoteObject:
+    path: str
+    """Canonical path relative to the listed prefix."""
+    abspath: str
+    """The file system's own path (bucket/key)."""
+    size: int
+    etag: str | None
+    version_id: str | None
+
+    def metadata(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"size": self.size}
+        if self.etag:
+            out["etag"] = self.etag
+        if self.version_id:
+            out["version_id"] = self.version_id
+        return out
+
+
+def filesystem(url: str, storage_options: dict[str, Any] | None) -> tuple[Any, str]:
+    try:
+        import fsspec
+    except ImportError as e:
+        raise UsageError("reading URLs needs fsspec: pip install 'merkle[s3]'") from e
+    try:
+        fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    except ImportError as e:
+        raise UsageError(f"{e} (pip install 'merkle[s3]' for s3://)") from e
+    except ValueError as e:
+        raise UsageError(f"cannot open {url}: {e}") from e
+    return fs, root.rstrip("/")
+
+
+def _describe(e: BaseException) -> str:
+    name = type(e).__name__
+    if name in ("NoCredentialsError", "PartialCredentialsError"):
+        return "no credentials found (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile)"
+    if isinstance(e, FileNotFoundError):
+        return "no such bucket, prefix or object"
+    if isinstance(e, PermissionError):
+        return "access denied"
+    return str(e) or name
+
+
+def list_objects(
+    url: str, exclude: Sequence[str], storage_options: dict[str, Any] | None = None
+) -> tuple[Any, list[RemoteObject], list[WalkProblem]]:
+    """Every object under `url`, sorted by canonical relative path."""
+    fs, root = filesystem(url, storage_options)
+    try:
+        fs.invalidate_cache(root)  # a cached listing would hide changes
+        if not fs.exists(root):
+            raise FileNotFoundError(root)
+        infos = fs.find(root, detail=True, withdirs=False)
+    except Exception as e:  # botocore and aiohttp raise many types; name the cause
+        raise SourceError(_describe(e), url) from e
+    excluded = Excluder(exclude)
+    objects, problems = [], []
+    for abspath, info in infos.items():
+        rel = abspath[len(root) :].lstrip("/") if abspath != root else abspath.rsplit("/", 1)[-1]
+        if info.get("type", "file") != "file" or excluded.covers(rel):
+            continue
+        problem = path_problem(rel)
+        if problem:
+            problems.append(WalkProblem(ascii(rel)[1:-1], f"unsupported object name: {problem}"))
+            continue
+        etag = info.get("ETag") or info.get("etag")
+        version = info.get("VersionId") or info.get("version_id")
+        objects.append(RemoteObject(rel, abspath, int(info["size"]), etag, version))
+    objects.sort(key=lambda o: o.path)
+    return fs, objects, problems
+
+
+class RemoteReader:
+    """Ranged, retried reads of one object; `check_end` refreshes its
+    metadata and refuses a change since listing."""
+
+    def __init__(self, fs: Any, obj: RemoteObject) -> None:
+        self.fs = fs
+        self.obj = obj
+
+    def __enter__(self) -> RemoteReader:
+        return self
+
+    def __exit__(self, kind: object, error: object, tb: object) -> None:
+        pass
+
+    def read_into(self, offset: int, view: memoryview) -> int:
+        end = min(offset + len(view), self.obj.size)
+        if end <= offset:
+            return 0
+        data = self._retry(lambda: self.fs.cat_file(self.obj.abspath, start=offset, end=end), f"read at {offset}")
+        if len(data) > len(view):
+            raise SourceError(f"server returned {len(data)} bytes for a {len(view)}-byte range", self.obj.path)
+        view[: len(data)] = data
+        return len(data)
+
+    def check_end(self) -> None:
+        info = self._retry(lambda: self.fs.info(self.obj.abspath, refresh=True), "re-reading metadata")
+        now = (int(info["size"]), info.get("ETag") or info.get("etag"), info.get("VersionId") or info.get("version_id"))
+        then = (self.obj.size, self.obj.etag, self.obj.version_id)
+        if now != then:
+            raise SourceError("object changed while hashing (size, ETag or version)", self.obj.path)
+
+    def _retry(self, call: Any, what: str) -> Any:
+        delay = BACKOFF
+        for attempt in range(RETRIES + 1):
+            try:
+                return call()
+            except FileNotFoundError as e:
+                raise SourceError("object deleted while hashing", self.obj.path) from e
+            except Exception as e:  # transient: connection reset, 5xx, timeouts
+                if attempt == RETRIES:
+                    raise SourceError(f"{what} failed after {RETRIES + 1} attempts: {_describe(e)}",
+                                      self.obj.path) from e
+                time.sleep(delay)
+                delay *= 2
+        raise AssertionError("unreachable")
+
+
+def remote_opener(fs: Any) -> Any:
+    def open_remote(src: Any) -> RemoteReader:
+        assert isinstance(src, RemoteObject)
+        return RemoteReader(fs, src)
+
+    return open_remote
