@@ -6,7 +6,8 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from .engine import Progress, hash_files
+from .checkpoint import hash_resumable
+from .engine import Progress
 from .errors import SourceError
 from .hashing import DEFAULT_ALGORITHM, Algorithm, tree_hasher
 from .layers import LeafLayers
@@ -31,6 +32,7 @@ def build(
     jobs: int | None = None,
     progress: Progress | None = None,
     storage_options: dict[str, Any] | None = None,
+    checkpoint: str | None = None,
 ) -> Manifest:
     """Hash every file under directory `path` (or every object under an
     fsspec URL such as s3://bucket/prefix) into a Manifest, with its leaf
@@ -39,7 +41,11 @@ def build(
 
     Raises SourceError, naming the file, if anything in the tree cannot be
     hashed faithfully: a refused symlink, a FIFO, an unreadable file, a file
-    that changes while it is read."""
+    that changes while it is read.
+
+    With `checkpoint` (a file path), finished objects are recorded as they
+    complete and an interrupted build rerun with the same path reuses them;
+    the checkpoint is deleted once the manifest is built."""
     hasher = tree_hasher(algorithm)
     check_chunk_size(chunk_size)
     patterns = exclusions(exclude, default_excludes)
@@ -53,10 +59,15 @@ def build(
     clash = case_collision(f.path for f in listing.files)
     if clash:
         raise SourceError(f"{clash[0]!r} and {clash[1]!r} differ only in case", root)
-    digests = hash_files(listing.files, hasher, chunk_size, jobs or listing.jobs, progress, opener=listing.opener)
-    for d in digests:
-        if d.error is not None:
-            raise SourceError(d.error.message, root.rstrip("/") + "/" + d.path) from d.error
+    digests, state = hash_resumable(listing.files, hasher, chunk_size, checkpoint, jobs or listing.jobs, progress,
+                                    listing.opener)
+    try:
+        for d in digests:
+            if d.error is not None:
+                raise SourceError(d.error.message, root.rstrip("/") + "/" + d.path) from d.error
+    finally:
+        if state is not None:
+            state.close(finished=False)
     entries = [FileEntry(d.path, d.size, d.root) for d in digests]
     layers = LeafLayers({d.path: d.leaves for d in digests if len(d.leaves) > len(d.root)})
     manifest = Manifest.create(entries, algorithm, chunk_size, patterns, layers)

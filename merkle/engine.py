@@ -77,6 +77,7 @@ def hash_files(
     progress: Progress | None = None,
     follow_symlinks: bool = False,
     opener: Opener | None = None,
+    on_done: Callable[[FileDigest], None] | None = None,
 ) -> list[FileDigest]:
     """Hash every file into chunk leaves and a root, in parallel.
 
@@ -113,6 +114,9 @@ def hash_files(
             root = data if counts[i] == 1 else tree.root_of_bytes(hasher, data)
             results[i] = FileDigest(src.path, src.size, root, data)
         progress.files += 1
+        done = results[i]
+        if on_done is not None and done is not None:
+            on_done(done)
 
     def handle(unit: tuple[int, int, int], view: memoryview) -> None:
         i, first, count = unit

@@ -7,7 +7,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from .engine import Listed, Progress, hash_files
+from .checkpoint import hash_resumable
+from .engine import Listed, Progress
 from .hashing import DIGEST_SIZE
 from .listing import list_source
 from .manifest import FileEntry, Manifest
@@ -27,6 +28,7 @@ def verify(
     sparse: bool = False,
     only: Sequence[str] | None = None,
     storage_options: dict[str, Any] | None = None,
+    checkpoint: str | None = None,
 ) -> Report:
     """Check every file under `path` against `manifest` (a Manifest or the
     path of a manifest file).  Closed world: files the manifest does not list
@@ -83,8 +85,10 @@ def verify(
         elif not allow_extra:
             outcomes.append(Outcome(problem.path, Status.EXTRA, problem.reason))
 
-    digests = hash_files([w for _, w in to_hash], manifest.hasher, manifest.chunk_size, jobs or listing.jobs, progress,
-                         opener=listing.opener)
+    digests, state = hash_resumable([w for _, w in to_hash], manifest.hasher, manifest.chunk_size, checkpoint,
+                                    jobs or listing.jobs, progress, listing.opener)
+    if state is not None:
+        state.close(finished=True)
     hashed = 0
     for (entry, _), digest in zip(to_hash, digests, strict=True):
         if digest.error is not None:

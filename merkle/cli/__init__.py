@@ -140,6 +140,8 @@ def make_parser() -> argparse.ArgumentParser:
     depth.add_argument("--fast", action="store_true",
                        help="compare only size, ETag and VersionId recorded at build time (not cryptographic)")
     p.add_argument("--seed", type=int, default=None, help="random seed for --sample (default: random)")
+    p.add_argument("--checkpoint", metavar="FILE",
+                   help="record finished objects in FILE; a rerun after an interruption skips them")
     options.add_trust_options(p)
     _storage_option(p)
     _common(p, hashing=False)

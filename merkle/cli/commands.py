@@ -11,14 +11,16 @@ from typing import Any
 
 from ..builder import build as build_manifest
 from ..documents import load_document
-from ..errors import FormatError, UsageError
+from ..errors import FormatError, SourceError, UsageError
 from ..hashfile import format_sum, hash_paths, hash_stream, parse_sums
 from ..manifest import MAX_MANIFEST_BYTES, SIDECAR_SUFFIX, Manifest, check_chunk_size
-from ..sources.local import read_capped
+from ..sources.local import check_output, read_capped
 from ..sources.remote import is_url, parse_storage_options
 from ..verify import verify as verify_tree
 from .output import emit_json
 from .progress import close, make_progress
+
+CHECKPOINT_SUFFIX = ".checkpoint"
 
 
 def build(args: argparse.Namespace) -> int:
@@ -32,6 +34,11 @@ def build(args: argparse.Namespace) -> int:
     exclude = list(args.exclude)
     if args.output not in (None, "-") and args.format == "merkle" and not is_url(args.path):
         exclude += _output_inside(args.path, args.output)
+    checkpoint = None
+    if args.output not in (None, "-"):
+        _writable(args.output)
+        # An interrupted build to a file resumes from OUTPUT.checkpoint.
+        checkpoint = args.output + CHECKPOINT_SUFFIX
     started = time.perf_counter()
     manifest = None
     if args.format == "merkle":
@@ -47,6 +54,7 @@ def build(args: argparse.Namespace) -> int:
                 jobs=args.jobs,
                 progress=progress,
                 storage_options=parse_storage_options(args.storage_option),
+                checkpoint=checkpoint,
             )
         finally:
             close(progress)
@@ -65,6 +73,8 @@ def build(args: argparse.Namespace) -> int:
             sys.stdout.buffer.write(manifest.to_json())
             sys.stdout.flush()
         root, files, total = manifest.root.hex(), len(manifest.files), manifest.total_size
+    if checkpoint and os.path.exists(checkpoint):
+        os.unlink(checkpoint)  # the output is written: nothing left to resume
     seconds = time.perf_counter() - started
     to_file = args.output not in (None, "-")
     if args.json and to_file:
@@ -80,14 +90,24 @@ def build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _writable(output: str) -> None:
+    """Fail before hours of hashing, not after: the output's directory must
+    exist, and nothing but a regular file may stand at the output path."""
+    directory = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(directory):
+        raise SourceError(f"cannot write: no directory {directory}", output)
+    check_output(output)
+
+
 def _output_inside(tree: str, output: str) -> list[str]:
     """Exclusions for a manifest written inside the tree it describes (its
-    own bytes, and its sidecar's, cannot be in it), anchored at the root."""
+    own bytes, its sidecar's and its checkpoint's cannot be in it), anchored
+    at the root."""
     rel = os.path.relpath(os.path.realpath(output), os.path.realpath(tree))
     if rel == os.curdir or rel.split(os.sep)[0] == os.pardir:
         return []
     escaped = glob.escape(rel.replace(os.sep, "/"))
-    return ["/" + escaped, "/" + escaped + SIDECAR_SUFFIX]
+    return ["/" + escaped + suffix for suffix in ("", SIDECAR_SUFFIX, CHECKPOINT_SUFFIX)]
 
 
 def verify(args: argparse.Namespace) -> int:
@@ -296,7 +316,7 @@ def audit(args: argparse.Namespace) -> int:
     else:
         progress = make_progress("auditing", args.quiet or args.json)
         try:
-            report = audits.audit_full(args.path, manifest, options, args.jobs, progress)
+            report = audits.audit_full(args.path, manifest, options, args.jobs, progress, args.checkpoint)
         finally:
             close(progress)
         mode = "full: every byte rehashed"

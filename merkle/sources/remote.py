@@ -53,6 +53,11 @@ class RemoteObject:
     etag: str | None
     version_id: str | None
 
+    @property
+    def identity(self) -> tuple[int, str | None, str | None]:
+        """What must not change between listing and hashing (and resuming)."""
+        return (self.size, self.etag, self.version_id)
+
     def metadata(self) -> dict[str, Any]:
         out: dict[str, Any] = {"size": self.size}
         if self.etag:
