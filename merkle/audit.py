@@ -169,8 +169,9 @@ def _chunk_leaf(opener: Opener, obj: Listed, manifest: Manifest, index: int) -> 
 
 
 def audit_full(url: str, manifest: Manifest, storage_options: dict[str, Any] | None = None,
-               jobs: int | None = None, progress: Progress | None = None, checkpoint: str | None = None) -> Report:
+               jobs: int | None = None, progress: Progress | None = None, checkpoint: str | None = None,
+               dask: Any = None) -> Report:
     """Every byte rehashed; with `checkpoint`, a rerun after an interruption
     skips objects already hashed in the same state (same ETag, version, size)."""
     return verify(url, manifest, storage_options=storage_options, jobs=jobs, progress=progress,
-                  checkpoint=checkpoint)
+                  checkpoint=checkpoint, dask=dask)

@@ -33,6 +33,7 @@ def build(
     progress: Progress | None = None,
     storage_options: dict[str, Any] | None = None,
     checkpoint: str | None = None,
+    dask: Any = None,
 ) -> Manifest:
     """Hash every file under directory `path` (or every object under an
     fsspec URL such as s3://bucket/prefix) into a Manifest, with its leaf
@@ -45,7 +46,10 @@ def build(
 
     With `checkpoint` (a file path), finished objects are recorded as they
     complete and an interrupted build rerun with the same path reuses them;
-    the checkpoint is deleted once the manifest is built."""
+    the checkpoint is deleted once the manifest is built.
+
+    With `dask` (a dask.distributed Client), hashing runs on the cluster;
+    the manifest is identical to a local build."""
     hasher = tree_hasher(algorithm)
     check_chunk_size(chunk_size)
     patterns = exclusions(exclude, default_excludes)
@@ -59,8 +63,13 @@ def build(
     clash = case_collision(f.path for f in listing.files)
     if clash:
         raise SourceError(f"{clash[0]!r} and {clash[1]!r} differ only in case", root)
-    digests, state = hash_resumable(listing.files, hasher, chunk_size, checkpoint, jobs or listing.jobs, progress,
-                                    listing.opener)
+    if dask is not None:
+        from .distributed import hash_on_cluster
+
+        digests, state = hash_on_cluster(dask, listing.files, algorithm, chunk_size, listing.fs_spec), None
+    else:
+        digests, state = hash_resumable(listing.files, hasher, chunk_size, checkpoint, jobs or listing.jobs,
+                                        progress, listing.opener)
     try:
         for d in digests:
             if d.error is not None:

@@ -23,6 +23,8 @@ class Listing:
     jobs: int | None = None
     metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per-object store metadata (size, ETag, VersionId) for --fast audits."""
+    fs_spec: tuple[str, dict[str, Any]] | None = None
+    """(protocol, storage options) to rebuild the file system elsewhere (Dask)."""
 
 
 def list_source(
@@ -38,6 +40,8 @@ def list_source(
         from .sources.remote import list_objects, remote_opener
 
         fs, objects, problems = list_objects(name, exclude, storage_options)
-        return Listing(objects, problems, remote_opener(fs), REMOTE_JOBS, {o.path: o.metadata() for o in objects})
+        protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+        return Listing(objects, problems, remote_opener(fs), REMOTE_JOBS, {o.path: o.metadata() for o in objects},
+                       (protocol, dict(storage_options or {})))
     listing = walk(name.removeprefix("file://"), exclude, follow_symlinks)
     return Listing(listing.files, listing.problems, local_opener(follow_symlinks))

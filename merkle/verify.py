@@ -29,6 +29,7 @@ def verify(
     only: Sequence[str] | None = None,
     storage_options: dict[str, Any] | None = None,
     checkpoint: str | None = None,
+    dask: Any = None,
 ) -> Report:
     """Check every file under `path` against `manifest` (a Manifest or the
     path of a manifest file).  Closed world: files the manifest does not list
@@ -85,10 +86,16 @@ def verify(
         elif not allow_extra:
             outcomes.append(Outcome(problem.path, Status.EXTRA, problem.reason))
 
-    digests, state = hash_resumable([w for _, w in to_hash], manifest.hasher, manifest.chunk_size, checkpoint,
-                                    jobs or listing.jobs, progress, listing.opener)
-    if state is not None:
-        state.close(finished=True)
+    if dask is not None:
+        from .distributed import hash_on_cluster
+
+        digests = hash_on_cluster(dask, [w for _, w in to_hash], manifest.algorithm, manifest.chunk_size,
+                                  listing.fs_spec)
+    else:
+        digests, state = hash_resumable([w for _, w in to_hash], manifest.hasher, manifest.chunk_size, checkpoint,
+                                        jobs or listing.jobs, progress, listing.opener)
+        if state is not None:
+            state.close(finished=True)
     hashed = 0
     for (entry, _), digest in zip(to_hash, digests, strict=True):
         if digest.error is not None:

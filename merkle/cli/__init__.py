@@ -57,6 +57,11 @@ def _storage_option(p: argparse.ArgumentParser) -> None:
                         "client_kwargs='{\"endpoint_url\": \"http://127.0.0.1:9000\"}'); repeatable")
 
 
+def _dask_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dask", metavar="ADDRESS", help="hash on a dask.distributed cluster (scheduler address, "
+                   "or 'local' for a cluster on this machine); the result is identical to a local run")
+
+
 def _walk_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exclude", action="append", default=[], metavar="GLOB",
                    help="skip names (or, with a '/', relative paths) matching GLOB; repeatable")
@@ -105,6 +110,7 @@ def make_parser() -> argparse.ArgumentParser:
     options.add_sign_options(p)
     options.add_store_option(p)
     _storage_option(p)
+    _dask_option(p)
     _walk_options(p)
     _common(p)
     p.set_defaults(run=commands.build)
@@ -144,6 +150,7 @@ def make_parser() -> argparse.ArgumentParser:
                    help="record finished objects in FILE; a rerun after an interruption skips them")
     options.add_trust_options(p)
     _storage_option(p)
+    _dask_option(p)
     _common(p, hashing=False)
     p.set_defaults(run=commands.audit)
 

@@ -55,6 +55,7 @@ def build(args: argparse.Namespace) -> int:
                 progress=progress,
                 storage_options=parse_storage_options(args.storage_option),
                 checkpoint=checkpoint,
+                dask=_dask_client(args),
             )
         finally:
             close(progress)
@@ -88,6 +89,14 @@ def build(args: argparse.Namespace) -> int:
         print(f"merkle: {files} files{size} in {seconds:.2f} s{rate}" + (f" -> {args.output}" if to_file else ""),
               file=sys.stderr)
     return 0
+
+
+def _dask_client(args: argparse.Namespace) -> Any:
+    if not getattr(args, "dask", None):
+        return None
+    from ..distributed import client_for
+
+    return client_for(args.dask)
 
 
 def _writable(output: str) -> None:
@@ -316,7 +325,8 @@ def audit(args: argparse.Namespace) -> int:
     else:
         progress = make_progress("auditing", args.quiet or args.json)
         try:
-            report = audits.audit_full(args.path, manifest, options, args.jobs, progress, args.checkpoint)
+            report = audits.audit_full(args.path, manifest, options, args.jobs, progress, args.checkpoint,
+                                       _dask_client(args))
         finally:
             close(progress)
         mode = "full: every byte rehashed"
