@@ -41,7 +41,7 @@ class Bar(Progress):
         line = (
             f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {fraction * 100:5.1f}% "
             f"{_size(self.bytes)}/{_size(self.total_bytes)} {_size(rate)}/s "
-            f"{self.files}/{self.total_files} files"
+            f"{self.files}/{self.total_files} files ({self.files / elapsed if elapsed else 0:.0f}/s)"
         )
         self.stream.write(line + "\x1b[K")
         self.stream.flush()
