@@ -18,8 +18,10 @@ B3SUM = "b3sum"
 OPENSSL = "openssl dgst -sha256"
 WHOLE_FILE = "verify whole file"
 READ_AND_HASH = "read + hash, unverified"
+S3FS_READ = "s3fs parallel read"
 # The tool each case's "x ref" column divides by (b3sum unless named here).
-REFERENCES = {"range in a big file": WHOLE_FILE, "sequential read": READ_AND_HASH}
+REFERENCES = {"range in a big file": WHOLE_FILE, "sequential read": READ_AND_HASH,
+              "s3 small objects": S3FS_READ, "s3 large objects": S3FS_READ}
 MEMORY_GOAL = 200_000_000  # bytes of RssAnon, whatever the file size
 
 

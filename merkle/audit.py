@@ -17,9 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .engine import Listed, Opener, Progress
-from .errors import UsageError
-from .hashing import DIGEST_SIZE
+from .engine import Listed, Opener, Progress, feed_hasher
+from .errors import SourceError, UsageError
 from .listing import list_source
 from .manifest import FileEntry, Manifest, chunk_count
 from .report import Outcome, Report, Status
@@ -136,11 +135,15 @@ def audit_sample(
             raise UsageError("--sample needs the leaf sidecar (MANIFEST.leaves) beside the manifest or bundle")
         leaves = manifest.layers.leaf_hashes(entry, manifest.chunk_size) if manifest.layers else [entry.root] * n
         bad = []
-        for index in chosen:
-            leaf = _chunk_leaf(listing.opener, obj, manifest, index)
-            hashed += min(manifest.chunk_size, entry.size - index * manifest.chunk_size)
-            if leaf != leaves[index]:
-                bad.append(index)
+        try:
+            for index in chosen:
+                leaf = _chunk_leaf(listing.opener, obj, manifest, index)
+                hashed += min(manifest.chunk_size, entry.size - index * manifest.chunk_size)
+                if leaf != leaves[index]:
+                    bad.append(index)
+        except SourceError as e:
+            outcomes.append(Outcome(entry.path, Status.ERROR, e.message))
+            continue
         if bad:
             shown = ", ".join(map(str, bad[:MAX_SAMPLE_SHOWN]))
             outcomes.append(Outcome(entry.path, Status.MISMATCH, f"sampled chunk(s) {shown} differ"))
@@ -153,19 +156,15 @@ def audit_sample(
 
 
 def _chunk_leaf(opener: Opener, obj: Listed, manifest: Manifest, index: int) -> bytes:
+    """Leaf hash of one chunk, read through the object's reader; a short or
+    failed read raises SourceError (an error, never a verdict on content)."""
     start = index * manifest.chunk_size
     length = min(manifest.chunk_size, obj.size - start)
-    view = memoryview(bytearray(min(length, 4 << 20)))
+    view = memoryview(bytearray(min(max(length, 1), 4 << 20)))
     h = manifest.hasher.leaf_hasher()
     with opener(obj) as reader:
-        done = 0
-        while done < length:
-            got = reader.read_into(start + done, view[: min(len(view), length - done)])
-            if not got:
-                break
-            h.update(view[:got])
-            done += got
-    return h.digest() if done == length else b"\x00" * DIGEST_SIZE
+        feed_hasher(reader, obj, start, length, h, view)
+    return h.digest()
 
 
 def audit_full(url: str, manifest: Manifest, storage_options: dict[str, Any] | None = None,

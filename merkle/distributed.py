@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import tree
-from .engine import FileDigest, Listed, LocalReader, _feed
+from .engine import FileDigest, Listed, LocalReader, feed_hasher
 from .errors import SourceError, UsageError
 from .hashing import DIGEST_SIZE, tree_hasher
 from .manifest import chunk_count
@@ -62,7 +62,7 @@ def hash_task(
                 for _ in range(count):
                     h = hasher.leaf_hasher()
                     length = min(chunk_size, item.size - offset)
-                    _feed(reader, item, offset, length, h, view)
+                    feed_hasher(reader, item, offset, length, h, view)
                     offset += length
                     leaves.append(h.digest())
                 if first + count == chunk_count(item.size, chunk_size):

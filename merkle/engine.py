@@ -175,7 +175,10 @@ def _parallel(
             stop.set()
         finally:
             view.release()
-            buffer.close()
+            try:
+                buffer.close()
+            except BufferError:  # an error kept for its report may still hold a slice; GC frees it
+                pass
 
     _run(worker, min(jobs, max(1, len(items))), stop, progress)
     if crashed:
@@ -227,7 +230,7 @@ def _hash_run(
         for _ in range(count):
             h = hasher.leaf_hasher()
             length = min(chunk_size, src.size - offset)
-            _feed(reader, src, offset, length, h, view)
+            feed_hasher(reader, src, offset, length, h, view)
             offset += length
             out.append(h.digest())
         if first + count == chunks:
@@ -257,7 +260,7 @@ def digest_files(
         try:
             with opener(src) as reader:
                 h = new()
-                _feed(reader, src, 0, src.size, h, view)
+                feed_hasher(reader, src, 0, src.size, h, view)
                 reader.check_end()
                 results[i] = FileDigest(src.path, src.size, h.digest())
                 progress.bytes += src.size
@@ -341,7 +344,7 @@ def local_opener(follow_symlinks: bool) -> Opener:
     return open_local
 
 
-def _feed(reader: UnitReader, src: Listed, offset: int, length: int, h: Hasher, view: memoryview) -> None:
+def feed_hasher(reader: UnitReader, src: Listed, offset: int, length: int, h: Hasher, view: memoryview) -> None:
     """Hash bytes [offset, offset + length) through the aligned buffer; a
     short read is an error, never a shorter chunk."""
     buffer_size = len(view)

@@ -133,23 +133,39 @@ class RemoteReader:
         return self
 
     def __exit__(self, kind: object, error: object, tb: object) -> None:
-        pass
+        # Every unit, not just the last: units of one object run on several
+        # workers, and each must have read the object that was listed.
+        if error is None:
+            self._same_object()
 
     def read_into(self, offset: int, view: memoryview) -> int:
         end = min(offset + len(view), self.obj.size)
         if end <= offset:
             return 0
-        data = self._retry(lambda: self.fs.cat_file(self.obj.abspath, start=offset, end=end), f"read at {offset}")
+        kwargs: dict[str, Any] = {}
+        if self.obj.version_id and getattr(self.fs, "version_aware", False):
+            kwargs["version_id"] = self.obj.version_id  # pinned: an overwrite cannot mix in
+
+        def fetch() -> bytes:
+            data: bytes = self.fs.cat_file(self.obj.abspath, start=offset, end=end, **kwargs)
+            if not data:  # the object is longer than this: an empty body is a fault, not an end
+                raise ConnectionError(f"empty response for bytes {offset}-{end}")
+            return data
+
+        data = self._retry(fetch, f"read at {offset}")
         if len(data) > len(view):
             raise SourceError(f"server returned {len(data)} bytes for a {len(view)}-byte range", self.obj.path)
         view[: len(data)] = data
         return len(data)
 
     def check_end(self) -> None:
+        """Nothing to do: the listed size bounds every read, and each unit
+        compares the object's metadata when it ends."""
+
+    def _same_object(self) -> None:
         info = self._retry(lambda: self.fs.info(self.obj.abspath, refresh=True), "re-reading metadata")
         now = (int(info["size"]), info.get("ETag") or info.get("etag"), info.get("VersionId") or info.get("version_id"))
-        then = (self.obj.size, self.obj.etag, self.obj.version_id)
-        if now != then:
+        if now != self.obj.identity:
             raise SourceError("object changed while hashing (size, ETag or version)", self.obj.path)
 
     def _retry(self, call: Any, what: str) -> Any:
