@@ -22,6 +22,7 @@ from ..walk import Excluder, WalkProblem
 
 RETRIES = 5
 BACKOFF = 0.2
+WINDOW = 4 << 20  # bytes per ranged GET of a large object; in flight <= workers x WINDOW
 
 
 def is_url(path: str) -> bool:
@@ -128,6 +129,8 @@ class RemoteReader:
     def __init__(self, fs: Any, obj: RemoteObject) -> None:
         self.fs = fs
         self.obj = obj
+        self._window = b""
+        self._window_start = 0
 
     def __enter__(self) -> RemoteReader:
         return self
@@ -139,9 +142,25 @@ class RemoteReader:
             self._same_object()
 
     def read_into(self, offset: int, view: memoryview) -> int:
-        end = min(offset + len(view), self.obj.size)
-        if end <= offset:
+        """Objects larger than WINDOW are fetched a WINDOW at a time (requests
+        cost more than bytes, and chunks are often smaller); smaller objects
+        exactly as asked.  A short body just ends the window early."""
+        if offset >= self.obj.size or not len(view):
             return 0
+        if self.obj.size <= WINDOW:
+            return self._copy(self._fetch(offset, min(offset + len(view), self.obj.size)), view)
+        inside = offset - self._window_start
+        if not 0 <= inside < len(self._window):
+            self._window = self._fetch(offset, min(offset + max(WINDOW, len(view)), self.obj.size))
+            self._window_start, inside = offset, 0
+        return self._copy(self._window[inside : inside + len(view)], view)
+
+    @staticmethod
+    def _copy(data: bytes, view: memoryview) -> int:
+        view[: len(data)] = data
+        return len(data)
+
+    def _fetch(self, offset: int, end: int) -> bytes:
         kwargs: dict[str, Any] = {}
         if self.obj.version_id and getattr(self.fs, "version_aware", False):
             kwargs["version_id"] = self.obj.version_id  # pinned: an overwrite cannot mix in
@@ -152,11 +171,10 @@ class RemoteReader:
                 raise ConnectionError(f"empty response for bytes {offset}-{end}")
             return data
 
-        data = self._retry(fetch, f"read at {offset}")
-        if len(data) > len(view):
-            raise SourceError(f"server returned {len(data)} bytes for a {len(view)}-byte range", self.obj.path)
-        view[: len(data)] = data
-        return len(data)
+        data: bytes = self._retry(fetch, f"read at {offset}")
+        if len(data) > end - offset:
+            raise SourceError(f"server returned {len(data)} bytes for a {end - offset}-byte range", self.obj.path)
+        return data
 
     def check_end(self) -> None:
         """Nothing to do: the listed size bounds every read, and each unit
