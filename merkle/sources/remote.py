@@ -153,10 +153,10 @@ class RemoteReader:
         if not 0 <= inside < len(self._window):
             self._window = self._fetch(offset, min(offset + max(WINDOW, len(view)), self.obj.size))
             self._window_start, inside = offset, 0
-        return self._copy(self._window[inside : inside + len(view)], view)
+        return self._copy(memoryview(self._window)[inside : inside + len(view)], view)
 
     @staticmethod
-    def _copy(data: bytes, view: memoryview) -> int:
+    def _copy(data: bytes | memoryview, view: memoryview) -> int:
         view[: len(data)] = data
         return len(data)
 
