@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import tree
-from .engine import FileDigest, Listed, LocalReader, feed_hasher
+from .engine import FileDigest, Listed, LocalReader, Progress, hash_run
 from .errors import SourceError, UsageError
 from .hashing import DIGEST_SIZE, tree_hasher
 from .manifest import chunk_count
@@ -56,18 +56,9 @@ def hash_task(
     out: list[tuple[str, int, bytes | str]] = []
     for item, first, count in work:
         try:
-            with _reader(item, fs_spec) as reader:
-                leaves = []
-                offset = first * chunk_size
-                for _ in range(count):
-                    h = hasher.leaf_hasher()
-                    length = min(chunk_size, item.size - offset)
-                    feed_hasher(reader, item, offset, length, h, view)
-                    offset += length
-                    leaves.append(h.digest())
-                if first + count == chunk_count(item.size, chunk_size):
-                    reader.check_end()
-            out.append((item.path, first, b"".join(leaves)))
+            leaves = hash_run(_reader(item, fs_spec), item, first, count, chunk_count(item.size, chunk_size),
+                              hasher, chunk_size, view, Progress())
+            out.append((item.path, first, leaves))
         except SourceError as e:
             out.append((item.path, first, e.message))
     return out

@@ -122,7 +122,7 @@ def hash_files(
         i, first, count = unit
         if count == counts[i]:  # the whole file in one unit
             try:
-                finish(i, _hash_run(opener(files[i]), files[i], first, count, counts[i], hasher, chunk_size,
+                finish(i, hash_run(opener(files[i]), files[i], first, count, counts[i], hasher, chunk_size,
                                     view, progress))
             except SourceError as e:
                 errors[i] = e
@@ -130,7 +130,7 @@ def hash_files(
             return
         if i not in errors:
             try:
-                part = _hash_run(opener(files[i]), files[i], first, count, counts[i], hasher, chunk_size,
+                part = hash_run(opener(files[i]), files[i], first, count, counts[i], hasher, chunk_size,
                                  view, progress)
                 leaves[i][first * DIGEST_SIZE : first * DIGEST_SIZE + len(part)] = part
             except SourceError as e:
@@ -212,7 +212,7 @@ def _run(worker: Callable[[], None], count: int, stop: threading.Event, progress
         sys.setswitchinterval(interval)
 
 
-def _hash_run(
+def hash_run(
     reader: UnitReader,
     src: Listed,
     first: int,
