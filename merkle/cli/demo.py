@@ -14,6 +14,7 @@ import tempfile
 import blake3
 
 from ..builder import build
+from ..manifest import Manifest
 from ..verify import verify
 
 WEIGHT_BYTES = 24 << 20
@@ -73,8 +74,51 @@ def run(directory: str | None) -> int:
         for o in tampered.outcomes:
             print(f"   {o.line()}")
         print(f"   {tampered.summary()}")
-        caught = bool(report) and not tampered and tampered.exit_code == 1
+        ranges_ok = _partial_checks(manifest, target, offset)
+        signed_ok = _signature_check(manifest)
+        caught = bool(report) and not tampered and tampered.exit_code == 1 and ranges_ok and signed_ok
         print("The tampered byte was caught." if caught else "UNEXPECTED: the demo did not behave as documented.")
         if directory:
             print(f"Files kept in {base}")
         return 0 if caught else 1
+
+
+def _partial_checks(manifest: Manifest, target: str, offset: int) -> bool:
+    """Byte ranges and a repair plan: only the chunks asked for are read."""
+    from ..errors import IntegrityError
+    from ..partial import FileAuth, repair_plan, verify_range
+    from ..sources.ranged import Counting, LocalFile
+
+    auth = FileAuth.of(manifest, "model.safetensors")
+    source = Counting(LocalFile(target))
+    check = verify_range(source, auth, 0, 1 << 20)
+    print(f"6. merkle verify ... --file model.safetensors --range 0:1M   -> ok, {source.bytes_read} bytes read")
+    try:
+        verify_range(source, auth, offset - 10, 20)
+        caught = False
+    except IntegrityError as e:
+        print(f"   --range covering the flipped byte   -> {e.message}")
+        caught = True
+    plan = repair_plan(source, auth)
+    print(f"   --repair: fetch again {', '.join(f'bytes {a}-{b}' for a, b in plan.fetch)}")
+    source.close()
+    return check.bytes_read == 1 << 20 and caught and len(plan.fetch) == 1
+
+
+def _signature_check(manifest: Manifest) -> bool:
+    """Sign the manifest and open the bundle with the public key, as a
+    consumer would (keys are generated for the demo and thrown away)."""
+    from .. import attest, signing
+    from ..errors import SignatureError
+
+    key, stranger = signing.generate(), signing.generate()
+    bundle = attest.sign(manifest, key, name="demo-model", version=1)
+    verified = attest.open_bundles([(bundle, "demo bundle")], signing.TrustPolicy(keys=(key.public_key(),)))
+    print(f"7. merkle build --sign KEY; merkle verify --key KEY.pub   -> signature ok, signed by "
+          f"{verified.signers[0].key_id[:16]} ({verified.signers[0].algorithm})")
+    try:
+        attest.open_bundles([(bundle, "demo bundle")], signing.TrustPolicy(keys=(stranger.public_key(),)))
+        return False
+    except SignatureError as e:
+        print(f"   with another key   -> {e.message}")
+        return True
