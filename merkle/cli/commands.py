@@ -119,7 +119,9 @@ def _output_inside(tree: str, output: str) -> list[str]:
     return ["/" + escaped + suffix for suffix in ("", SIDECAR_SUFFIX, CHECKPOINT_SUFFIX)]
 
 
-def verify(args: argparse.Namespace) -> int:
+def _documents(args: argparse.Namespace) -> tuple[list[Manifest], list[tuple[Any, bytes, str]]]:
+    """The sources of verify and audit: one unsigned manifest, or one or
+    more bundles with the keys or CAs that must have signed them."""
     trusted = bool(args.key or args.ca)
     docs = [load_document(p, bundle=trusted) for p in args.sources]
     bundles = [(d[0], d[1], p) for d, p in zip(docs, args.sources, strict=True) if not isinstance(d, Manifest)]
@@ -130,6 +132,11 @@ def verify(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.sources[0]} is an unsigned manifest: --key/--ca apply to signed bundles")
     if bundles and not trusted:
         raise UsageError("a signed bundle is only as good as the key that checks it: add --key PUB or --ca CERT")
+    return manifests, bundles
+
+
+def verify(args: argparse.Namespace) -> int:
+    manifests, bundles = _documents(args)
     if (args.range or args.tensor or args.repair) and not args.file:
         raise UsageError("--range, --tensor and --repair need --file NAME")
     if args.file and (args.sparse or args.files):
@@ -292,14 +299,7 @@ def audit(args: argparse.Namespace) -> int:
 
     from .. import audit as audits
 
-    trusted = bool(args.key or args.ca)
-    docs = [load_document(p, bundle=trusted) for p in args.sources]
-    bundles = [(d[0], d[1], p) for d, p in zip(docs, args.sources, strict=True) if not isinstance(d, Manifest)]
-    manifests = [d for d in docs if isinstance(d, Manifest)]
-    if bundles and not trusted:
-        raise UsageError("a signed bundle is only as good as the key that checks it: add --key PUB or --ca CERT")
-    if manifests and (bundles or len(manifests) > 1 or trusted):
-        raise UsageError("give one manifest, or one or more bundles with --key/--ca")
+    manifests, bundles = _documents(args)
     signature = None
     if bundles:
         from ..signed import open_trusted
