@@ -57,3 +57,23 @@ def statuses(stdout: str) -> dict[str, str]:
         symbol, _, rest = line.partition(" ")
         out[rest.split("  (")[0]] = symbol
     return out
+
+
+@pytest.fixture(scope="module")
+def endpoint():
+    """A real S3 endpoint: moto's server on 127.0.0.1, with dummy credentials
+    in the environment (children inherit them) for the module's tests."""
+    moto_server = pytest.importorskip("moto.server")  # a test extra: CI runs these
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v

@@ -13,23 +13,6 @@ s3fs = pytest.importorskip("s3fs")  # installed by the test extras; CI runs thes
 moto_server = pytest.importorskip("moto.server")
 
 
-@pytest.fixture(scope="module")
-def endpoint():
-    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-
-
 @pytest.fixture
 def s3(endpoint, tmp_path, monkeypatch):
     monkeypatch.setenv("MERKLE_STORE", str(tmp_path / "store"))
