@@ -11,7 +11,7 @@ consistent.
 from __future__ import annotations
 
 import bisect
-import dataclasses
+import copy
 import os
 import re
 import warnings
@@ -316,11 +316,22 @@ class Manifest:
         return self.with_metadata(doc)
 
     def with_metadata(self, metadata: Mapping[str, Mapping[str, Any]] | None) -> Manifest:
-        return dataclasses.replace(self, metadata=metadata)
+        return self._attached(metadata=metadata)
+
+    def _attached(self, **derived: Any) -> Manifest:
+        """A copy with derived data (layers, metadata) attached.  The entries
+        and root are this manifest's, already validated, so the constructor's
+        checks (a full recomputation of the dataset root) are not run again;
+        leaf layers are checked by LeafLayers.from_bytes before they get here."""
+        twin = copy.copy(self)
+        for name, value in derived.items():
+            object.__setattr__(twin, name, value)
+        return twin
 
     def with_sidecar(self, sidecar: str) -> Manifest:
         """This manifest with the leaf layers read from `sidecar`, if that
-        file exists; FormatError if it does not authenticate."""
+        file exists and authenticates; a sidecar that does not is ignored
+        with a SidecarWarning (format rule S3)."""
         from .layers import LeafLayers
         from .sources.local import read_capped
 
@@ -333,7 +344,7 @@ class Manifest:
             # Derived data: a stale or damaged sidecar costs detail, not the check.
             warnings.warn(SidecarWarning(f"{e} (ignored)"), stacklevel=2)
             return self
-        return dataclasses.replace(self, layers=loaded)
+        return self._attached(layers=loaded)
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the manifest (and its sidecar, if it has leaf layers) atomically."""
