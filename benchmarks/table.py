@@ -19,9 +19,11 @@ OPENSSL = "openssl dgst -sha256"
 WHOLE_FILE = "verify whole file"
 READ_AND_HASH = "read + hash, unverified"
 S3FS_READ = "s3fs parallel read"
+HF_SERIAL = "huggingface_hub verify (serial)"
 # The tool each case's "x ref" column divides by (b3sum unless named here).
 REFERENCES = {"range in a big file": WHOLE_FILE, "sequential read": READ_AND_HASH,
-              "s3 small objects": S3FS_READ, "s3 large objects": S3FS_READ}
+              "s3 small objects": S3FS_READ, "s3 large objects": S3FS_READ,
+              "hf snapshot": HF_SERIAL}
 MEMORY_GOAL = 200_000_000  # bytes of RssAnon, whatever the file size
 
 

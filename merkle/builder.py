@@ -34,6 +34,8 @@ def build(
     storage_options: dict[str, Any] | None = None,
     checkpoint: str | None = None,
     dask: Any = None,
+    revision: str | None = None,
+    repo_id: str | None = None,
 ) -> Manifest:
     """Hash every file under directory `path` (or every object under an
     fsspec URL such as s3://bucket/prefix) into a Manifest, with its leaf
@@ -49,11 +51,17 @@ def build(
     the checkpoint is deleted once the manifest is built.
 
     With `dask` (a dask.distributed Client), hashing runs on the cluster;
-    the manifest is identical to a local build."""
+    the manifest is identical to a local build.
+
+    A Hugging Face cache folder, snapshot or local_dir checkout is built as
+    such (docs/hf.md): the manifest records the repository and revision
+    (`revision` picks a cache snapshot; `repo_id` names a local_dir's
+    repository) and each file's Hub identity, recomputed from its content;
+    a file whose content does not match it is an IntegrityError."""
     hasher = tree_hasher(algorithm)
     check_chunk_size(chunk_size)
     patterns = exclusions(exclude, default_excludes)
-    listing = list_source(path, patterns, follow_symlinks, storage_options)
+    listing = list_source(path, patterns, follow_symlinks, storage_options, revision, repo_id)
     root = os.fspath(path)
     if listing.problems:
         first = listing.problems[0]
@@ -77,7 +85,13 @@ def build(
     finally:
         if state is not None:
             state.close(finished=False)
-    entries = [FileEntry(d.path, d.size, d.root) for d in digests]
+    hub: dict[str, tuple[str, str]] = {}
+    if listing.hf is not None:
+        from .hf.check import hub_identities
+
+        hub = hub_identities(listing.hf, jobs, progress)
+    entries = [FileEntry(d.path, d.size, d.root, hub.get(d.path)) for d in digests]
     layers = LeafLayers({d.path: d.leaves for d in digests if len(d.leaves) > len(d.root)})
-    manifest = Manifest.create(entries, algorithm, chunk_size, patterns, layers)
+    origin = listing.hf.origin if listing.hf is not None else None
+    manifest = Manifest.create(entries, algorithm, chunk_size, patterns, layers, origin)
     return manifest.with_metadata(listing.metadata) if listing.metadata else manifest

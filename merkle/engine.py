@@ -241,14 +241,15 @@ def hash_run(
 
 def digest_files(
     files: Sequence[Listed],
-    new: Callable[[], Hasher],
+    new: Callable[[Listed], Hasher],
     jobs: int | None = None,
     progress: Progress | None = None,
     follow_symlinks: bool = False,
     opener: Opener | None = None,
 ) -> list[FileDigest]:
     """Plain whole-file digests (no tree), one file per unit, in parallel:
-    what OpenSSF model-signing's `files` serialization records."""
+    what OpenSSF model-signing's `files` serialization records, or a Hub
+    identity.  `new(file)` makes the hasher for one file."""
     progress = progress or Progress()
     opener = opener or local_opener(follow_symlinks)
     progress.total_bytes = sum(f.size for f in files)
@@ -259,7 +260,7 @@ def digest_files(
         src = files[i]
         try:
             with opener(src) as reader:
-                h = new()
+                h = new(src)
                 feed_hasher(reader, src, 0, src.size, h, view)
                 reader.check_end()
                 results[i] = FileDigest(src.path, src.size, h.digest())

@@ -34,8 +34,9 @@ class FileProof:
         tree.verify_inclusion(hasher, self.index, self.tree_size, leaf, list(self.hashes), summary.root)
 
     def to_json(self) -> bytes:
-        doc = {"format": FORMAT, **self.entry.to_dict(), "index": self.index, "tree_size": self.tree_size,
-               "proof": [h.hex() for h in self.hashes]}
+        e = self.entry
+        doc = {"format": FORMAT, "path": e.path, "size": e.size, "root": e.root.hex(), "index": self.index,
+               "tree_size": self.tree_size, "proof": [h.hex() for h in self.hashes]}
         return (_json.dumps(doc) + "\n").encode("utf-8")
 
     @classmethod

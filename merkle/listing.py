@@ -7,10 +7,13 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .engine import Listed, Opener, local_opener
 from .walk import WalkProblem, walk
+
+if TYPE_CHECKING:
+    from .hf.layout import Checkout
 
 REMOTE_JOBS = 16  # network reads wait, they do not compute: more workers than cores
 
@@ -25,6 +28,8 @@ class Listing:
     """Per-object store metadata (size, ETag, VersionId) for --fast audits."""
     fs_spec: tuple[str, dict[str, Any]] | None = None
     """(protocol, storage options) to rebuild the file system elsewhere (Dask)."""
+    hf: Checkout | None = None
+    """Set when the source is a Hugging Face cache snapshot or local_dir."""
 
 
 def list_source(
@@ -32,7 +37,12 @@ def list_source(
     exclude: Sequence[str],
     follow_symlinks: bool = False,
     storage_options: dict[str, Any] | None = None,
+    revision: str | None = None,
+    repo: str | None = None,
 ) -> Listing:
+    """List `path`.  A Hugging Face cache folder, snapshot or local_dir is
+    recognised and listed as such (`revision` picks a cache snapshot, `repo`
+    names a local_dir's repository): see merkle.hf.layout."""
     from .sources.remote import is_url
 
     name = os.fspath(path)
@@ -43,5 +53,15 @@ def list_source(
         protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
         return Listing(objects, problems, remote_opener(fs), REMOTE_JOBS, {o.path: o.metadata() for o in objects},
                        (protocol, dict(storage_options or {})))
-    listing = walk(name.removeprefix("file://"), exclude, follow_symlinks)
+    local = name.removeprefix("file://")
+    from .hf.layout import excluded, open_checkout
+
+    checkout = open_checkout(local, revision, repo)
+    if checkout is not None:  # snapshot files are links into blobs/: opened there, confined to it
+        checkout = excluded(checkout, tuple(exclude))
+        problems = checkout.problems + [WalkProblem(p, f"broken link: blobs/{b} does not exist")
+                                        for p, b in checkout.broken.items()]
+        problems.sort(key=lambda p: p.path)
+        return Listing([f.walked for f in checkout.files], problems, local_opener(False), hf=checkout)
+    listing = walk(local, exclude, follow_symlinks)
     return Listing(listing.files, listing.problems, local_opener(follow_symlinks))

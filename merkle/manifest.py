@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from .layers import LeafLayers
 
 FORMAT: Final = "merkle-manifest-v1"
+FORMAT_V2: Final = "merkle-manifest-v2"  # v1 + `origin` and per-file `hub` (rules M6-M8)
+FORMATS: Final = (FORMAT, FORMAT_V2)
 DEFAULT_CHUNK_SIZE: Final = 1 << 20
 MIN_CHUNK_SIZE: Final = 1 << 10
 MAX_CHUNK_SIZE: Final = 1 << 30
@@ -42,7 +44,16 @@ MANIFEST_SUFFIX: Final = ".manifest"  # beside a compact bundle
 METADATA_SUFFIX: Final = ".objects.json"  # object-store metadata, for audit --fast
 
 _KEYS: Final = ("format", "algorithm", "chunk_size", "exclude", "root", "files")
+_KEYS_V2: Final = ("format", "algorithm", "chunk_size", "exclude", "origin", "root", "files")
 _ENTRY_KEYS: Final = ("path", "size", "root")
+_ENTRY_KEYS_HUB: Final = ("path", "size", "root", "hub")
+_ORIGIN_KEYS: Final = ("type", "repo", "repo_type", "revision")
+REPO_TYPES: Final = ("model", "dataset", "space")
+HUB_KINDS: Final = {"sha256": 64, "gitBlob": 40}
+"""A file's identity on the Hugging Face Hub: the LFS object id (SHA-256 of
+the content) or the git blob id (SHA-1 of "blob N\\0" + content)."""
+_REVISION: Final = re.compile("[0-9a-f]{40}")
+_REPO_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?")
 
 
 def check_chunk_size(chunk_size: int) -> int:
@@ -71,6 +82,10 @@ class FileEntry:
     path: str
     size: int
     root: bytes
+    hub: tuple[str, str] | None = None
+    """(kind, lower-case hex) from HUB_KINDS: the file's Hugging Face Hub
+    identity, signed with the manifest (rule M7) but not part of the
+    dataset root."""
 
     def leaf_data(self, chunk_size: int) -> bytes:
         """The dataset-tree leaf: u32 len(path) | path | u64 size | u64 chunk_size | root."""
@@ -84,7 +99,60 @@ class FileEntry:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "size": self.size, "root": self.root.hex()}
+        out: dict[str, Any] = {"path": self.path, "size": self.size, "root": self.root.hex()}
+        if self.hub is not None:
+            out["hub"] = {self.hub[0]: self.hub[1]}
+        return out
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a manifest's files come from (rule M6): a Hugging Face Hub
+    repository at one commit.  `repo` is None when the checkout does not
+    say (a local_dir) and the builder was not told."""
+
+    revision: str
+    repo: str | None = None
+    repo_type: str = "model"
+    type: str = "huggingface"
+
+    def __post_init__(self) -> None:
+        if self.type != "huggingface":
+            raise UnsupportedError(f"unsupported origin type {self.type!r}")
+        if not isinstance(self.revision, str) or not _REVISION.fullmatch(self.revision):
+            raise FormatError(f"origin revision {self.revision!r} is not a 40-digit lower-case commit hash")
+        if self.repo is not None and (not isinstance(self.repo, str) or not _REPO_ID.fullmatch(self.repo)
+                                      or ".." in self.repo or "--" in self.repo):
+            raise FormatError(f"origin repo {self.repo!r} is not a Hub repository id")
+        if self.repo_type not in REPO_TYPES:
+            raise FormatError(f"origin repo_type {self.repo_type!r} is not one of {', '.join(REPO_TYPES)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "repo": self.repo, "repo_type": self.repo_type, "revision": self.revision}
+
+    @classmethod
+    def from_doc(cls, doc: Any) -> Origin:
+        if not isinstance(doc, dict):
+            raise FormatError("origin is not an object")
+        _exact_keys(doc, _ORIGIN_KEYS, "origin")
+        return cls(doc["revision"], doc["repo"], doc["repo_type"], doc["type"])
+
+    def describe(self) -> str:
+        return f"{self.repo or '(unnamed ' + self.repo_type + ' repo)'}@{self.revision}"
+
+
+def check_hub(value: Any, where: str) -> tuple[str, str]:
+    """Parse a `hub` identity: an object with exactly one key of HUB_KINDS."""
+    if isinstance(value, tuple) and len(value) == 2:
+        value = {value[0]: value[1]}
+    if not isinstance(value, dict) or len(value) != 1:
+        raise FormatError(f"{where}: hub must be an object with one of {', '.join(HUB_KINDS)}")
+    ((kind, digest),) = value.items()
+    if kind not in HUB_KINDS:
+        raise FormatError(f"{where}: unknown hub identity {kind!r}")
+    if not isinstance(digest, str) or not re.fullmatch(f"[0-9a-f]{{{HUB_KINDS[kind]}}}", digest):
+        raise FormatError(f"{where}: hub {kind} is not {HUB_KINDS[kind]} lower-case hex digits")
+    return kind, digest
 
 
 def dataset_root(hasher: TreeHasher, chunk_size: int, files: Sequence[FileEntry]) -> bytes:
@@ -105,6 +173,8 @@ def _check_entries(files: Sequence[FileEntry]) -> None:
             raise FormatError(f"file {f.path!r}: size {f.size!r} is not a byte count")
         if not isinstance(f.root, bytes) or len(f.root) != DIGEST_SIZE:
             raise FormatError(f"file {f.path!r}: root is not a {DIGEST_SIZE}-byte digest")
+        if f.hub is not None and check_hub(f.hub, f"file {f.path!r}") != f.hub:
+            raise FormatError(f"file {f.path!r}: hub identity is not a (kind, hex) pair")
         if previous is not None and f.path <= previous:
             what = "duplicate path" if f.path == previous else "paths not in sorted order at"
             raise FormatError(f"{what} {f.path!r}")
@@ -117,7 +187,8 @@ def _check_entries(files: Sequence[FileEntry]) -> None:
 @dataclass(frozen=True)
 class Summary:
     """What a compact signed statement commits to: the dataset root and the
-    parameters a file proof is checked with (docs/partial.md, rule C1)."""
+    parameters a file proof is checked with (docs/partial.md, rule C1), and
+    the origin when there is one (per-file Hub identities are not in it)."""
 
     algorithm: Algorithm
     chunk_size: int
@@ -125,19 +196,25 @@ class Summary:
     root: bytes
     files: int
     total_size: int
+    origin: Origin | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": FORMAT, "algorithm": self.algorithm, "chunk_size": self.chunk_size,
-                "exclude": list(self.exclude), "root": self.root.hex(), "files": self.files,
-                "total_size": self.total_size}
+        out: dict[str, Any] = {"format": FORMAT if self.origin is None else FORMAT_V2, "algorithm": self.algorithm,
+                               "chunk_size": self.chunk_size, "exclude": list(self.exclude)}
+        if self.origin is not None:
+            out["origin"] = self.origin.to_dict()
+        return {**out, "root": self.root.hex(), "files": self.files, "total_size": self.total_size}
 
     @classmethod
     def from_doc(cls, doc: Any) -> Summary:
         if not isinstance(doc, dict):
             raise FormatError("summary is not an object")
-        if doc.get("format") != FORMAT:
+        if doc.get("format") not in FORMATS:
             raise UnsupportedError(f"unsupported manifest format {doc.get('format')!r}")
-        _exact_keys(doc, ("format", "algorithm", "chunk_size", "exclude", "root", "files", "total_size"), "summary")
+        keys = ["format", "algorithm", "chunk_size", "exclude", "root", "files", "total_size"]
+        if doc["format"] == FORMAT_V2:
+            keys.insert(4, "origin")
+        _exact_keys(doc, keys, "summary")
         if doc["algorithm"] not in ALGORITHMS:
             raise UnsupportedError(f"unsupported algorithm {doc['algorithm']!r}")
         counts = (doc["files"], doc["total_size"])
@@ -146,8 +223,9 @@ class Summary:
         exclude = doc["exclude"]
         if not isinstance(exclude, list) or not all(isinstance(p, str) for p in exclude):
             raise FormatError("summary exclude must be a list of strings")
+        origin = Origin.from_doc(doc["origin"]) if doc["format"] == FORMAT_V2 else None
         return cls(doc["algorithm"], check_chunk_size(doc["chunk_size"]), tuple(exclude),
-                   _hex_digest(doc["root"], "summary root"), doc["files"], doc["total_size"])
+                   _hex_digest(doc["root"], "summary root"), doc["files"], doc["total_size"], origin)
 
 
 @dataclass(frozen=True)
@@ -166,6 +244,8 @@ class Manifest:
     metadata: Mapping[str, Mapping[str, Any]] | None = field(default=None, compare=False, repr=False)
     """Object-store metadata seen at build time (size, ETag, VersionId) by
     path: unsigned, for `audit --fast` only (MANIFEST.objects.json)."""
+    origin: Origin | None = None
+    """The Hugging Face repository and commit the files come from (M6)."""
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
@@ -183,6 +263,8 @@ class Manifest:
             raise FormatError("dataset root does not match the file entries")
         if self.layers is not None:
             self.layers.check(self)
+        if self.origin is not None and not isinstance(self.origin, Origin):
+            raise FormatError("origin is not an Origin")
 
     @classmethod
     def create(
@@ -192,10 +274,11 @@ class Manifest:
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         exclude: Sequence[str] = DEFAULT_EXCLUDES,
         layers: LeafLayers | None = None,
+        origin: Origin | None = None,
     ) -> Manifest:
         """A manifest over `files` (any order), computing the dataset root."""
         ordered = tuple(sorted(files, key=lambda f: f.path))
-        return cls(algorithm, chunk_size, ordered, b"", tuple(exclude), layers)
+        return cls(algorithm, chunk_size, ordered, b"", tuple(exclude), layers, origin=origin)
 
     @cached_property
     def hasher(self) -> TreeHasher:
@@ -218,7 +301,20 @@ class Manifest:
 
     @property
     def summary(self) -> Summary:
-        return Summary(self.algorithm, self.chunk_size, self.exclude, self.root, len(self.files), self.total_size)
+        return Summary(self.algorithm, self.chunk_size, self.exclude, self.root, len(self.files), self.total_size,
+                       self.origin)
+
+    @property
+    def format(self) -> str:
+        """v1 unless the manifest records an origin or Hub identities (M6)."""
+        return FORMAT_V2 if self.origin is not None or any(f.hub for f in self.files) else FORMAT
+
+    def without_hub(self) -> Manifest:
+        """The same manifest without per-file Hub identities: what a compact
+        statement vouches for (the summary does not carry them)."""
+        if not any(f.hub for f in self.files):
+            return self
+        return self._attached(files=tuple(FileEntry(f.path, f.size, f.root) for f in self.files))
 
     @property
     def total_size(self) -> int:
@@ -229,14 +325,18 @@ class Manifest:
 
     def to_dict(self) -> dict[str, Any]:
         """The manifest as a JSON-ready dict (what a signed statement carries)."""
-        return {
-            "format": FORMAT,
+        fmt = self.format
+        out: dict[str, Any] = {
+            "format": fmt,
             "algorithm": self.algorithm,
             "chunk_size": self.chunk_size,
             "exclude": list(self.exclude),
-            "root": self.root.hex(),
-            "files": [f.to_dict() for f in self.files],
         }
+        if fmt == FORMAT_V2:
+            out["origin"] = None if self.origin is None else self.origin.to_dict()
+        out["root"] = self.root.hex()
+        out["files"] = [f.to_dict() for f in self.files]
+        return out
 
     def to_json(self) -> bytes:
         """Canonical bytes: fixed key order, one file entry per line."""
@@ -260,9 +360,10 @@ class Manifest:
         if not isinstance(doc, dict):
             raise FormatError("top level is not a JSON object")
         fmt = doc.get("format")
-        if fmt != FORMAT:
-            raise UnsupportedError(f"unsupported manifest format {fmt!r} (expected {FORMAT!r})")
-        _exact_keys(doc, _KEYS, "manifest")
+        if fmt not in FORMATS:
+            raise UnsupportedError(f"unsupported manifest format {fmt!r} (expected {FORMAT!r} or {FORMAT_V2!r})")
+        v2 = fmt == FORMAT_V2
+        _exact_keys(doc, _KEYS_V2 if v2 else _KEYS, "manifest")
         algorithm = doc["algorithm"]
         if algorithm not in ALGORITHMS:
             raise UnsupportedError(f"unsupported algorithm {algorithm!r}")
@@ -273,22 +374,31 @@ class Manifest:
         if not isinstance(files, list):
             raise FormatError("'files' must be a list")
         entries = []
-        keyset = set(_ENTRY_KEYS)
+        keyset, hubset = set(_ENTRY_KEYS), set(_ENTRY_KEYS_HUB)
         for i, item in enumerate(files):
             if not isinstance(item, dict):
                 raise FormatError(f"files[{i}] is not an object")
-            if item.keys() != keyset:
+            keys = item.keys()
+            hub = None
+            if v2 and keys == hubset:
+                hub = check_hub(item["hub"], f"files[{i}]")
+            elif keys != keyset:
                 _exact_keys(item, _ENTRY_KEYS, f"files[{i}]")
             if not isinstance(item["path"], str):
                 raise FormatError(f"files[{i}].path is not a string")
-            entries.append(FileEntry(item["path"], item["size"], _hex_digest(item["root"], f"files[{i}].root")))
-        return cls(
+            entries.append(FileEntry(item["path"], item["size"], _hex_digest(item["root"], f"files[{i}].root"), hub))
+        origin = Origin.from_doc(doc["origin"]) if v2 and doc["origin"] is not None else None
+        manifest = cls(
             algorithm=algorithm,
             chunk_size=doc["chunk_size"],
             files=tuple(entries),
             root=_hex_digest(doc["root"], "root"),
             exclude=tuple(exclude),
+            origin=origin,
         )
+        if v2 and manifest.format != FORMAT_V2:
+            raise FormatError(f"{FORMAT_V2} without an origin or any hub identity: write it as {FORMAT}")
+        return manifest
 
     # -- files --------------------------------------------------------------
 
@@ -326,6 +436,8 @@ class Manifest:
         twin = copy.copy(self)
         for name, value in derived.items():
             object.__setattr__(twin, name, value)
+        if "files" in derived:
+            twin.__dict__.pop("_by_path", None)
         return twin
 
     def with_sidecar(self, sidecar: str) -> Manifest:

@@ -1,7 +1,8 @@
 """Verification results: one Outcome per path and a Report over them.
 
 Symbols follow `rclone check --combined`: `=` ok, `*` differs, `-` missing,
-`+` extra, `!` error.  `bool(report)` says whether everything verified;
+`+` extra, `!` error; merkle adds `~` absent (allowed: a sparse checkout) and
+`%` partial (an unfinished download).  `bool(report)` says whether everything verified;
 `report.raise_for_failure()` is the raising form of the same check.
 """
 
@@ -24,6 +25,7 @@ class Status(enum.Enum):
     EXTRA = "+"
     ERROR = "!"
     ABSENT = "~"  # not on disk, and allowed to be (--sparse)
+    PARTIAL = "%"  # an unfinished download (merkle hf verify)
 
     @property
     def label(self) -> str:
@@ -98,6 +100,8 @@ class Report:
         extra = f"{c[Status.EXTRA]} extra" + (" (allowed)" if self.allow_extra and c[Status.EXTRA] else "")
         if c[Status.ABSENT]:
             extra += f", {c[Status.ABSENT]} absent (sparse)"
+        if c[Status.PARTIAL]:
+            extra += f", {c[Status.PARTIAL]} partial"
         return (
             f"{head}: {c[Status.OK]} of {files} files ok, {c[Status.MISMATCH]} differ, "
             f"{c[Status.MISSING]} missing, {extra}, {c[Status.ERROR]} error{'' if c[Status.ERROR] == 1 else 's'}; "

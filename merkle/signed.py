@@ -61,7 +61,7 @@ def _beside(summary: Summary, path: str) -> Manifest | None:
         raise BundleError(f"manifest beside the bundle is unusable: {e.message}", path) from e
     if manifest.summary != summary:
         raise BundleError("manifest beside the bundle is not the one the signed summary describes", path)
-    return manifest
+    return manifest.without_hub()  # the summary does not vouch for per-file Hub identities
 
 
 def verify_signed(
@@ -79,6 +79,7 @@ def verify_signed(
     sparse: bool = False,
     only: Sequence[str] | None = None,
     storage_options: dict[str, Any] | None = None,
+    revision: str | None = None,
 ) -> tuple[Verified, Report]:
     """Check signatures and policy, then the content under `path`.
 
@@ -92,7 +93,7 @@ def verify_signed(
     if verified.manifest is not None:
         report = verify(path, verified.manifest, allow_extra=allow_extra, exclude=exclude,
                         follow_symlinks=follow_symlinks, jobs=jobs, progress=progress, sparse=sparse, only=only,
-                        storage_options=storage_options)
+                        storage_options=storage_options, revision=revision)
     else:
         assert verified.oms is not None
         if sparse or only is not None:

@@ -30,6 +30,7 @@ def verify(
     storage_options: dict[str, Any] | None = None,
     checkpoint: str | None = None,
     dask: Any = None,
+    revision: str | None = None,
 ) -> Report:
     """Check every file under `path` against `manifest` (a Manifest or the
     path of a manifest file).  Closed world: files the manifest does not list
@@ -39,11 +40,16 @@ def verify(
 
     `sparse`: listed files absent on disk are ABSENT, not a failure (a
     partial checkout).  `only`: check just these listed paths; nothing else
-    is reported, and a name the manifest does not list is an error."""
+    is reported, and a name the manifest does not list is an error.
+
+    A git-lfs pointer file standing in for a listed file (a clone made
+    without git-lfs, a failed smudge) is not downloaded, not corrupt: ABSENT
+    with `sparse`, MISSING otherwise.  `revision` picks the snapshot of a
+    Hugging Face cache folder."""
     started = time.perf_counter()
     if not isinstance(manifest, Manifest):
         manifest = Manifest.load(manifest)
-    listing = list_source(path, manifest.exclude, follow_symlinks, storage_options)
+    listing = list_source(path, manifest.exclude, follow_symlinks, storage_options, revision)
     ignored = Excluder(exclude)  # the caller's exclusions only hide extras
     present = {f.path: f for f in listing.files}
     unreadable = tuple(p.path + "/" for p in listing.problems if p.unreadable_dir)
@@ -70,7 +76,11 @@ def verify(
             else:
                 outcomes.append(Outcome(entry.path, Status.ERROR, problem.reason))
         elif found.size != entry.size:
-            outcomes.append(Outcome(entry.path, Status.MISMATCH, f"size {found.size}, expected {entry.size}"))
+            if _is_pointer_to(found, entry):
+                outcomes.append(Outcome(entry.path, Status.ABSENT if sparse else Status.MISSING,
+                                        "git-lfs pointer: content not downloaded"))
+            else:
+                outcomes.append(Outcome(entry.path, Status.MISMATCH, f"size {found.size}, expected {entry.size}"))
         else:
             to_hash.append((entry, found))
     for extra in present.values():
@@ -115,6 +125,22 @@ def verify(
         hashed,
         time.perf_counter() - started,
     )
+
+
+def _is_pointer_to(found: Listed, entry: FileEntry) -> bool:
+    """A local file that is the git-lfs pointer of this entry's content: its
+    size field matches, and its object id too when the manifest records the
+    file's Hub identity."""
+    from .hf.check import read_pointer
+    from .hf.hub import MAX_POINTER_SIZE, SHA256
+    from .walk import WalkedFile
+
+    if not isinstance(found, WalkedFile) or found.size >= MAX_POINTER_SIZE:
+        return False
+    pointer = read_pointer(found.abspath)
+    if pointer is None or pointer[1] != entry.size:
+        return False
+    return entry.hub is None or entry.hub == (SHA256, pointer[0])
 
 
 def _diff_detail(manifest: Manifest, entry: FileEntry, leaves: bytes) -> str:

@@ -54,7 +54,7 @@ def _mutations(doc):
     yield "not-utf8", "not UTF-8", b'{"format": "\xff"}'
     yield "not-object", "not a JSON object", b"[]"
     yield "deep-nesting", "nested too deeply", b"[" * 100000 + b"]" * 100000
-    yield "unknown-format", "unsupported manifest format", with_top("format", "merkle-manifest-v2")
+    yield "unknown-format", "unsupported manifest format", with_top("format", "merkle-manifest-v3")
     yield "unknown-algorithm", "unsupported algorithm", with_top("algorithm", "md5")
     yield "unknown-key", "unknown key", with_top("comment", "hi")
     yield "chunk-not-power-of-two", "power of two", with_top("chunk_size", 4095)
@@ -80,6 +80,34 @@ def _mutations(doc):
     )
     yield "entry-unknown-key", "unknown key 'mode'", with_files(lambda fs: fs[0].__setitem__("mode", 420))
     yield "entry-missing-key", "missing key 'root'", with_files(lambda fs: fs[0].pop("root"))
+    # v2 fields (origin, hub) are refused in a v1 manifest, and checked in a v2 one (rules M6-M8).
+    sha = "ab" * 32
+    origin = {"type": "huggingface", "repo": "org/name", "repo_type": "model", "revision": "0" * 40}
+
+    def v2(fn=None, top=None):
+        d = json.loads(json.dumps(doc))
+        d = {"format": "merkle-manifest-v2", **{k: v for k, v in d.items() if k != "format"}}
+        d = {k: d[k] for k in ("format", "algorithm", "chunk_size", "exclude")} | {"origin": origin} | {
+            "root": d["root"], "files": d["files"]}
+        for k, v in (top or {}).items():
+            d[k] = v
+        if fn:
+            fn(d["files"])
+        return dump(d)
+
+    yield "v1-with-origin", "unknown key 'origin'", with_top("origin", origin)
+    yield "v1-with-hub", "unknown key 'hub'", with_files(lambda fs: fs[0].__setitem__("hub", {"sha256": sha}))
+    yield "v2-missing-origin", "missing key 'origin'", v2(top={"origin": None}).replace(b'"origin": null, ', b"")
+    yield "v2-nothing-new", "without an origin or any hub", v2(top={"origin": None})
+    yield "v2-origin-type", "unsupported origin type", v2(top={"origin": {**origin, "type": "git"}})
+    yield "v2-origin-revision", "commit hash", v2(top={"origin": {**origin, "revision": "main"}})
+    yield "v2-origin-repo", "repository id", v2(top={"origin": {**origin, "repo": "../../etc"}})
+    yield "v2-origin-repo-type", "repo_type", v2(top={"origin": {**origin, "repo_type": "bucket"}})
+    yield "v2-origin-extra", "unknown key 'url'", v2(top={"origin": {**origin, "url": "x"}})
+    yield "v2-hub-kind", "unknown hub identity 'md5'", v2(lambda fs: fs[0].__setitem__("hub", {"md5": sha[:32]}))
+    yield "v2-hub-two", "one of", v2(lambda fs: fs[0].__setitem__("hub", {"sha256": sha, "gitBlob": sha[:40]}))
+    yield "v2-hub-short", "64 lower-case hex", v2(lambda fs: fs[0].__setitem__("hub", {"sha256": sha[:40]}))
+    yield "v2-hub-upper", "40 lower-case hex", v2(lambda fs: fs[0].__setitem__("hub", {"gitBlob": "AB" * 20}))
 
 
 _SHAPE = {"format": "", "algorithm": "", "chunk_size": 4096, "exclude": [], "root": "",

@@ -15,7 +15,7 @@ from .. import __version__
 from ..errors import MerkleError
 from ..hashing import ALGORITHMS, DEFAULT_ALGORITHM
 from ..manifest import DEFAULT_CHUNK_SIZE
-from . import commands, options
+from . import commands, hf, options
 from .options import KEY_TYPES
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
@@ -109,6 +109,9 @@ def make_parser() -> argparse.ArgumentParser:
                    help="with --sign: sign only the root and parameters; the manifest goes to BUNDLE.manifest")
     options.add_sign_options(p)
     options.add_store_option(p)
+    hf.add_options(p)
+    p.add_argument("--repo-id", metavar="ORG/NAME",
+                   help="Hugging Face local_dir checkout: the repository to record (a cache folder names its own)")
     _storage_option(p)
     _dask_option(p)
     _walk_options(p)
@@ -131,6 +134,8 @@ def make_parser() -> argparse.ArgumentParser:
                    help="with --file: good, bad and missing chunks, and the byte ranges to fetch again")
     p.add_argument("--proof", metavar="PROOF",
                    help="check the single file PATH with a file proof ('merkle prove') against the bundle's root")
+    hf.add_license_option(p)
+    hf.add_options(p)
     options.add_trust_options(p)
     _storage_option(p)
     _walk_options(p)
@@ -187,6 +192,20 @@ def make_parser() -> argparse.ArgumentParser:
     options.add_store_option(q)
     q.add_argument("--json", action="store_true")
     q.set_defaults(run=_signing("store_show"))
+
+    p = sub.add_parser("hf", help="Hugging Face checkouts: verify a cache folder, snapshot or local_dir offline")
+    hf_sub = p.add_subparsers(dest="hf_command", metavar="ACTION", required=True)
+    q = hf_sub.add_parser("verify", help="check every downloaded file against the Hub's own identity (sha256 for "
+                          "LFS files, git blob id otherwise), offline; name missing, partial and corrupt files")
+    q.add_argument("path", metavar="PATH", help="models--ORG--NAME cache folder, one of its snapshots, or a local_dir")
+    hf.add_options(q)
+    q.add_argument("--require-all", action="store_true",
+                   help="files of the revision that are not downloaded fail (default: a sparse checkout is fine)")
+    q.add_argument("--xet", action="store_true",
+                   help="also recompute Xet hashes where the tree listing has them (needs hf_xet)")
+    hf.add_license_option(q)
+    _common(q, hashing=False)
+    q.set_defaults(run=hf.hf_verify)
 
     p = sub.add_parser("hash", help="print the Merkle root of files, like b3sum")
     p.add_argument("files", nargs="+", metavar="FILE", help="files to hash ('-' for stdin); with --check, sums files")

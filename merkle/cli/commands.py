@@ -56,6 +56,8 @@ def build(args: argparse.Namespace) -> int:
                 storage_options=parse_storage_options(args.storage_option),
                 checkpoint=checkpoint,
                 dask=_dask_client(args),
+                revision=args.revision,
+                repo_id=args.repo_id,
             )
         finally:
             close(progress)
@@ -141,6 +143,8 @@ def verify(args: argparse.Namespace) -> int:
         raise UsageError("--range, --tensor and --repair need --file NAME")
     if args.file and (args.sparse or args.files):
         raise UsageError("--file checks one file; --sparse and --files are for trees")
+    if args.allow_license and (args.file or args.proof):
+        raise UsageError("--allow-license applies to a tree: it reads README.md after verifying it")
     verified = None
     if args.proof:
         if not bundles or args.file or args.sparse or args.files:
@@ -174,32 +178,29 @@ def verify(args: argparse.Namespace) -> int:
             verified, report = verify_signed(
                 args.path, bundles, trust_policy(args), store=store_for(args), allow_extra=args.allow_extra,
                 exclude=args.exclude, follow_symlinks=args.follow_symlinks, jobs=args.jobs, progress=progress,
-                sparse=args.sparse, only=only, storage_options=parse_storage_options(args.storage_option))
+                sparse=args.sparse, only=only, storage_options=parse_storage_options(args.storage_option),
+                revision=args.revision)
         else:
             report = verify_tree(args.path, manifests[0], allow_extra=args.allow_extra, exclude=args.exclude,
                                  follow_symlinks=args.follow_symlinks, jobs=args.jobs, progress=progress,
                                  sparse=args.sparse, only=only,
-                                 storage_options=parse_storage_options(args.storage_option))
+                                 storage_options=parse_storage_options(args.storage_option), revision=args.revision)
     finally:
         close(progress)
-    if args.json:
-        doc = report.to_dict()
-        if verified is not None:
-            from .signing import verified_dict
+    from .hf import print_report, verify_license
 
-            doc["signature"] = verified_dict(verified)
-        emit_json(doc)
-    else:
-        if verified is not None:
-            from .signing import describe
+    manifest = verified.manifest if verified is not None else manifests[0]
+    code, extra, note = verify_license(args, report, manifest)
+    head = None
+    if verified is not None:
+        from .signing import describe, verified_dict
 
-            print(f"merkle: {describe(verified)}", file=sys.stderr)
-        failures = set(report.failures)
-        for outcome in report.outcomes:
-            if not args.quiet or outcome in failures:
-                print(outcome.line())
-        print(f"merkle: {report.summary()}", file=sys.stderr)
-    return report.exit_code
+        extra["signature"] = verified_dict(verified)
+        head = describe(verified)
+    print_report(args, report, extra, head)
+    if note and not args.json:
+        print(f"merkle: {note}", file=sys.stderr)
+    return code
 
 
 def hash_(args: argparse.Namespace) -> int:

@@ -1,0 +1,106 @@
+"""`merkle hf verify`, and the license policy of `merkle verify`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from ..errors import MerkleError, UsageError
+from ..manifest import Manifest
+from ..report import Report
+from .output import emit_json
+from .progress import close, make_progress
+
+
+def add_options(p: argparse.ArgumentParser) -> None:
+    """Options build and verify share for Hugging Face checkouts."""
+    p.add_argument("--revision", metavar="REV",
+                   help="Hugging Face cache folder: the snapshot to use (commit or ref; default: refs/main)")
+
+
+def add_license_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-license", action="append", metavar="IDS",
+                   help="require README.md's license (model card front matter) to be one of these comma-separated "
+                        "ids, read only after README.md verified; fails closed")
+
+
+def print_report(args: argparse.Namespace, report: Report, doc_extra: dict[str, Any] | None = None,
+                 head: str | None = None) -> None:
+    """The report as verify prints it: JSON, or one line per file and a summary."""
+    if args.json:
+        emit_json({**report.to_dict(), **(doc_extra or {})})
+        return
+    if head:
+        print(f"merkle: {head}", file=sys.stderr)
+    failures = set(report.failures)
+    for outcome in report.outcomes:
+        if not args.quiet or outcome in failures:
+            print(outcome.line())
+    print(f"merkle: {report.summary()}", file=sys.stderr)
+
+
+def hf_verify(args: argparse.Namespace) -> int:
+    from ..hf import hub_readme_license, verify_checkout
+
+    allowed = _allowed(args)
+    progress = make_progress("verifying", args.quiet or args.json)
+    try:
+        report = verify_checkout(args.path, revision=args.revision, require_all=args.require_all, xet=args.xet,
+                                 jobs=args.jobs, progress=progress)
+    finally:
+        close(progress)
+    checkout = report.checkout
+    assert checkout is not None
+    extra: dict[str, Any] = {}
+    code = report.exit_code
+    lines = []
+    if checkout.tree is None:
+        lines.append(f"no tree listing for {checkout.revision or 'this checkout'}: files that were never downloaded "
+                     "cannot be named")
+    if len(checkout.revisions) > 1:
+        lines.append("files were downloaded at " + ", ".join(f"{c[:12]} ({n})" for c, n in
+                                                              checkout.revisions.most_common()))
+    if allowed:
+        code, extra["license"], note = _apply(lambda: hub_readme_license(checkout, allowed), report, code)
+        lines.append(note)
+    print_report(args, report, extra, checkout.describe())
+    if not args.json:
+        for line in lines:
+            print(f"merkle: {line}", file=sys.stderr)
+    return code
+
+
+def _allowed(args: argparse.Namespace) -> tuple[str, ...]:
+    if not getattr(args, "allow_license", None):
+        return ()
+    from ..hf.license import parse_allowed
+
+    return parse_allowed(args.allow_license)
+
+
+def _apply(check: Any, report: Report, code: int) -> tuple[int, dict[str, Any], str]:
+    """Run a license check after a verification: only when it passed (the
+    card's bytes must be verified first); its failure decides the exit code."""
+    if not report.ok:
+        return code, {"checked": False}, "license not checked: verification failed"
+    try:
+        licenses = check()
+    except MerkleError as e:
+        return e.exit_code, {"checked": True, "ok": False, "error": str(e)}, f"error: {e}"
+    return code, {"checked": True, "ok": True, "licenses": list(licenses)}, f"license {', '.join(licenses)} allowed"
+
+
+def verify_license(args: argparse.Namespace, report: Report, manifest: Manifest | None) -> tuple[int, dict[str, Any],
+                                                                                               str | None]:
+    """`merkle verify --allow-license`: (exit code, JSON part, line to print)."""
+    allowed = _allowed(args)
+    if not allowed:
+        return report.exit_code, {}, None
+    if manifest is None:
+        raise UsageError("--allow-license needs a merkle manifest or bundle")
+    from ..hf import readme_license
+
+    code, doc, note = _apply(lambda: readme_license(args.path, manifest, allowed, args.revision), report,
+                             report.exit_code)
+    return code, {"license": doc}, note

@@ -1,0 +1,97 @@
+"""Hugging Face checkouts: the cache, its snapshots and local_dir downloads.
+
+    checkout on disk -> layout (links, blob names, trees/<commit>.json,
+    download metadata) -> Hub identities (sha256 / git blob id) -> Report
+
+`verify_checkout` checks every present file offline against the Hub's own
+identities; `merkle.build` on a checkout records the repository, revision
+and those identities in the manifest; `readme_license` applies a license
+policy to a README.md whose bytes were verified first.  docs/hf.md has the
+rules.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+
+from ..errors import IntegrityError, PolicyError
+from ..manifest import Manifest
+from ..sources.local import open_regular
+from .check import HubReport, verify_checkout
+from .hub import git_blob_id
+from .layout import Checkout, open_checkout
+from .license import MAX_README_BYTES, README, check_license, parse_allowed
+
+__all__ = ["Checkout", "HubReport", "check_license", "open_checkout", "parse_allowed", "readme_license",
+           "hub_readme_license", "verify_checkout"]
+
+
+def _readme_location(path: str, checkout: Checkout | None) -> str | None:
+    if checkout is not None:
+        found = [f.walked.abspath for f in checkout.files if f.path == README]
+        return found[0] if found else None
+    candidate = os.path.join(path, README)
+    return candidate if os.path.lexists(candidate) else None
+
+
+def _read_readme(location: str) -> bytes:
+    from ..errors import FormatError, SourceError
+
+    fd, st = open_regular(location, follow_symlinks=False)
+    try:
+        if st.st_size > MAX_README_BYTES:
+            raise FormatError(f"larger than the {MAX_README_BYTES}-byte limit for a model card", README)
+        data = os.read(fd, MAX_README_BYTES + 1)
+        while len(data) < st.st_size:
+            more = os.read(fd, MAX_README_BYTES + 1 - len(data))
+            if not more:
+                break
+            data += more
+        return data
+    except OSError as e:
+        raise SourceError(e.strerror or str(e), README) from e
+    finally:
+        os.close(fd)
+
+
+def readme_license(path: str | os.PathLike[str], manifest: Manifest, allowed: Sequence[str],
+                   revision: str | None = None) -> tuple[str, ...]:
+    """Apply a license policy to the README.md under `path`, after checking
+    the very bytes parsed against `manifest` (which the caller has verified
+    the signature of).  Fails closed: PolicyError when README.md is not in
+    the manifest or not on disk, IntegrityError when it does not match."""
+    from ..hashfile import hash_stream
+
+    name = os.fspath(path)
+    entry = manifest.entry(README)
+    if entry is None:
+        raise PolicyError("README.md is not in the manifest: the license cannot be established", name)
+    location = _readme_location(name, open_checkout(name, revision))
+    if location is None:
+        raise PolicyError("README.md is not present: the license cannot be checked", name)
+    data = _read_readme(location)
+    if len(data) != entry.size or hash_stream(io.BytesIO(data), manifest.algorithm, manifest.chunk_size) != entry.root:
+        raise IntegrityError("README.md does not match the manifest: its license is not read", name)
+    return check_license(data, allowed)
+
+
+def hub_readme_license(checkout: Checkout, allowed: Sequence[str]) -> tuple[str, ...]:
+    """The same policy against a checkout's Hub identity for README.md (its
+    git blob id, from the tree listing or the blob name)."""
+    from .hub import SHA256
+
+    found = [f for f in checkout.files if f.path == README]
+    if not found:
+        raise PolicyError("README.md is not present: the license cannot be checked", checkout.root)
+    expected = checkout.expected(found[0])
+    if expected is None:
+        raise PolicyError("nothing records README.md's Hub identity: its license is not read", checkout.root)
+    data = _read_readme(found[0].walked.abspath)
+    import hashlib
+
+    got = hashlib.sha256(data).hexdigest() if expected[0] == SHA256 else git_blob_id(data)
+    if got != expected[1]:
+        raise IntegrityError("README.md does not match its Hub identity: its license is not read", checkout.root)
+    return check_license(data, allowed)

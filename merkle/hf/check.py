@@ -1,0 +1,242 @@
+"""`merkle hf verify`: every present file against the Hub's own identity,
+offline (docs/hf.md, rules HF6-HF9).
+
+Per file, the expected identity comes from the revision's tree listing when
+the checkout keeps one, else from the blob name (cache) or the download
+metadata (local_dir); the layout's own claims are cross-checked against the
+listing without reading content.  Content is hashed in parallel, in chunks,
+largest files first, through the engine's page-aligned buffers.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ..engine import FileDigest, Progress, digest_files
+from ..errors import IntegrityError, MerkleError, SourceError, UsageError
+from ..report import Outcome, Report, Status
+from ..sources.local import open_regular
+from .hub import GIT_BLOB, MAX_POINTER_SIZE, SHA256, HubId, hub_id_of_etag, new_hasher, parse_lfs_pointer
+from .layout import Checkout, HfFile, open_checkout
+
+_KIND_NAMES = {SHA256: "sha256", GIT_BLOB: "git blob id"}
+
+
+@dataclass(frozen=True)
+class HubReport(Report):
+    """A Report whose files were checked against Hub identities; `checkout`
+    says what was found on disk."""
+
+    checkout: Checkout | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        del out["root"]
+        co = self.checkout
+        if co is not None:
+            out["checkout"] = {"kind": co.kind, "repo": co.repo, "repo_type": co.repo_type, "revision": co.revision,
+                               "tree_listing": co.tree is not None}
+        return out
+
+
+def verify_checkout(
+    path: str | os.PathLike[str],
+    *,
+    revision: str | None = None,
+    require_all: bool = False,
+    xet: bool = False,
+    jobs: int | None = None,
+    progress: Progress | None = None,
+) -> HubReport:
+    """Check a cache repo folder, a snapshot or a local_dir checkout against
+    the Hub identities it records.  Files the revision lists but that are not
+    downloaded are ABSENT (MISSING with `require_all`); unfinished downloads
+    are PARTIAL; git-lfs pointer files count as not downloaded.  With `xet`,
+    files the tree listing gives a Xet hash are also checked with hf_xet."""
+    started = time.perf_counter()
+    name = os.fspath(path)
+    checkout = open_checkout(name, revision)
+    if checkout is None:
+        raise UsageError("not a Hugging Face cache folder, snapshot or local_dir checkout", name)
+    if xet:
+        _hf_xet()
+    absent = Status.MISSING if require_all else Status.ABSENT
+    outcomes: list[Outcome] = [Outcome(p.path, Status.ERROR, p.reason) for p in checkout.problems]
+    to_hash: list[tuple[HfFile, HubId, str]] = []
+    for f in checkout.files:
+        outcome = _precheck(checkout, f, absent)
+        if isinstance(outcome, Outcome):
+            outcomes.append(outcome)
+        else:
+            to_hash.append((f, *outcome))
+    outcomes += _not_present(checkout, absent)
+
+    to_hash.sort(key=lambda item: -item[0].walked.size)  # largest first: the long hashes start early
+    kinds = {f.path: hub[0] for f, hub, _ in to_hash}
+    digests = digest_files([f.walked for f, _, _ in to_hash], lambda src: new_hasher(kinds[src.path], src.size),
+                           jobs, progress)
+    passed: list[HfFile] = []
+    for (f, hub, source), d in zip(to_hash, digests, strict=True):
+        outcome = _judge(f, hub, source, d, absent)
+        outcomes.append(outcome)
+        if outcome.status is Status.OK:
+            passed.append(f)
+    if xet:
+        outcomes = _check_xet(checkout, passed, outcomes)
+    outcomes.sort(key=lambda o: o.path)
+    return HubReport(b"", "hub", tuple(outcomes), bytes_hashed=sum(f.walked.size for f, _, _ in to_hash),
+                     seconds=time.perf_counter() - started, checkout=checkout)
+
+
+def _precheck(checkout: Checkout, f: HfFile, absent: Status) -> Outcome | tuple[HubId, str]:
+    """What `f` must hash to and who says so, or an outcome decided without
+    reading its content."""
+    claimed = hub_id_of_etag(f.etag) if f.etag is not None else None
+    where = "its blob name" if checkout.kind == "cache" else "its download metadata"
+    if f.etag is not None and claimed is None:
+        return Outcome(f.path, Status.ERROR, f"blob name {f.etag[:80]!r} is not a content address")
+    if checkout.tree is None:
+        if claimed is None:
+            detail = "no tree listing or download metadata names it" if checkout.kind == "local_dir" else \
+                "not a link to a blob, and no tree listing to check it against"
+            return Outcome(f.path, Status.EXTRA if checkout.kind == "local_dir" else Status.ERROR, detail)
+        return claimed, where
+    entry = checkout.tree.get(f.path)
+    if entry is None:
+        return Outcome(f.path, Status.EXTRA, f"not in the tree listing of {checkout.revision}")
+    problem = entry.inconsistency()
+    if problem:
+        return Outcome(f.path, Status.ERROR, problem)
+    same_revision = checkout.kind == "cache" or f.revision == checkout.revision
+    if claimed is not None and claimed != entry.hub_id and same_revision:
+        return Outcome(f.path, Status.MISMATCH, f"{where} says {_KIND_NAMES[claimed[0]]} {claimed[1]}, "
+                                                f"the tree listing {_KIND_NAMES[entry.hub_id[0]]} {entry.hub_id[1]}")
+    if f.walked.size != entry.size:
+        pointer = _pointer(f, entry.hub_id, entry.size)
+        if pointer is not None:
+            return Outcome(f.path, absent if pointer else Status.MISMATCH,
+                           "git-lfs pointer: content not downloaded" if pointer else "git-lfs pointer to other content")
+        return Outcome(f.path, Status.MISMATCH, f"size {f.walked.size}, the tree listing says {entry.size}")
+    return entry.hub_id, "the tree listing"
+
+
+def _pointer(f: HfFile, hub: HubId, size: int | None) -> bool | None:
+    """For a file that does not match: True when it is the git-lfs pointer
+    of exactly the expected content, False for a pointer to other content,
+    None when it is no pointer at all."""
+    if hub[0] != SHA256 or f.walked.size >= MAX_POINTER_SIZE:
+        return None
+    parsed = read_pointer(f.walked.abspath)
+    if parsed is None:
+        return None
+    return parsed[0] == hub[1] and (size is None or parsed[1] == size)
+
+
+def read_pointer(path: str) -> tuple[str, int] | None:
+    try:
+        fd, _ = open_regular(path)
+    except SourceError:
+        return None
+    try:
+        return parse_lfs_pointer(os.read(fd, MAX_POINTER_SIZE))
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _judge(f: HfFile, hub: HubId, source: str, d: FileDigest, absent: Status) -> Outcome:
+    if d.error is not None:
+        return Outcome(f.path, Status.ERROR, d.error.message)
+    got = d.root.hex()
+    if got == hub[1]:
+        return Outcome(f.path, Status.OK)
+    pointer = _pointer(f, hub, None)
+    if pointer:
+        return Outcome(f.path, absent, "git-lfs pointer: content not downloaded")
+    if pointer is False:
+        return Outcome(f.path, Status.MISMATCH, "git-lfs pointer to other content")
+    return Outcome(f.path, Status.MISMATCH, f"content {_KIND_NAMES[hub[0]]} {got}, {source} says {hub[1]}")
+
+
+def _not_present(checkout: Checkout, absent: Status) -> list[Outcome]:
+    """Files the revision has that are not on disk: unfinished, broken or
+    simply not downloaded."""
+    out = [Outcome(p.path, Status.PARTIAL, _partial_detail(p.have, p.size, p.location)) for p in checkout.partials]
+    seen = {o.path for o in out} | {f.path for f in checkout.files} | {p.path for p in checkout.problems}
+    for path, blob in checkout.broken.items():
+        out.append(Outcome(path, Status.ERROR, f"broken link: blobs/{blob} does not exist"))
+        seen.add(path)
+    expected = set(checkout.known)
+    if checkout.tree is not None:
+        expected |= checkout.tree.keys()
+    out += [Outcome(p, absent, "not downloaded") for p in sorted(expected - seen)]
+    return out
+
+
+def _partial_detail(have: int, size: int | None, location: str) -> str:
+    of = f" of {size}" if size is not None else ""
+    return f"unfinished download: {have}{of} bytes in {location}"
+
+
+def _hf_xet() -> Any:
+    try:
+        import hf_xet
+    except ImportError as e:
+        raise UsageError("--xet needs hf_xet: pip install 'merkle[hf]'") from e
+    return hf_xet
+
+
+def _check_xet(checkout: Checkout, passed: list[HfFile], outcomes: list[Outcome]) -> list[Outcome]:
+    """Recompute the Xet hash of every passed file the listing gives one for."""
+    tree = checkout.tree or {}
+    todo = [f for f in passed if f.path in tree and tree[f.path].xet_hash]
+    if not todo:
+        return outcomes
+    try:
+        results = _hf_xet().hash_files([f.walked.abspath for f in todo])
+    except Exception as e:  # hf_xet raises its own types; a read error here is not a verdict
+        return outcomes + [Outcome(todo[0].path, Status.ERROR, f"hf_xet could not hash: {e}")]
+    wrong = {}
+    for f, info in zip(todo, results, strict=True):
+        want = tree[f.path].xet_hash
+        if info.hash != want:
+            detail = f"content xet hash {info.hash}, the tree listing says {want}"
+            wrong[f.path] = Outcome(f.path, Status.MISMATCH, detail)
+    return [wrong.get(o.path, o) for o in outcomes]
+
+
+
+def hub_identities(checkout: Checkout, jobs: int | None = None, progress: Progress | None = None) -> dict[str, HubId]:
+    """Every present file's Hub identity, recomputed from its content and
+    required to equal what the checkout claims for it (a signed manifest
+    vouches only for identities checked this way).  IntegrityError names the
+    first file that does not match; files the Hub does not name get none."""
+    todo = []
+    for f in checkout.files:
+        outcome = _precheck(checkout, f, Status.MISSING)
+        if isinstance(outcome, Outcome):
+            if outcome.status is Status.EXTRA and checkout.kind == "local_dir":
+                continue  # a file of the user's, not of the repository: signed without a Hub identity
+            raise _refusal(outcome)
+        todo.append((f, *outcome))
+    todo.sort(key=lambda item: -item[0].walked.size)
+    kinds = {f.path: hub[0] for f, hub, _ in todo}
+    digests = digest_files([f.walked for f, _, _ in todo], lambda src: new_hasher(kinds[src.path], src.size),
+                           jobs, progress)
+    found: dict[str, HubId] = {}
+    for (f, hub, source), d in zip(todo, digests, strict=True):
+        outcome = _judge(f, hub, source, d, Status.MISSING)
+        if outcome.status is not Status.OK:
+            raise _refusal(outcome)
+        found[f.path] = hub
+    return found
+
+
+def _refusal(outcome: Outcome) -> MerkleError:
+    what = "does not match its Hub identity" if outcome.status is Status.MISMATCH else outcome.status.label
+    error: type[MerkleError] = SourceError if outcome.status is Status.ERROR else IntegrityError
+    return error(f"{what}: {outcome.detail} (see merkle hf verify)", outcome.path)

@@ -1,0 +1,99 @@
+"""License policy: the `license:` of a model card, read only from verified bytes
+(docs/hf.md, rules L1-L4).
+
+A Hub model card is README.md with YAML front matter between `---` lines;
+its `license` is an id such as `mit` or `apache-2.0`, or `other` with
+`license_name` (and `license_link`) naming it.  The caller hands over bytes
+that have already been checked against a signed manifest or a Hub identity;
+nothing here reads a file, so what is parsed is exactly what was verified.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
+
+from ..errors import FormatError, PolicyError, UsageError
+
+README: Final = "README.md"
+MAX_README_BYTES: Final = 16 << 20
+MAX_FRONT_MATTER: Final = 1 << 20
+_FRONT: Final = re.compile(rb"\A(?:\xef\xbb\xbf)?[ \t\r\n]*---[ \t]*\r?\n(.*?)(?:\r?\n)?^---[ \t]*(?:\r?\n|\Z)",
+                           re.DOTALL | re.MULTILINE)
+_LICENSE_ID: Final = re.compile(r"[a-z0-9][a-z0-9.+_-]{0,127}")
+
+
+def parse_allowed(text: str | Iterable[str]) -> tuple[str, ...]:
+    """`mit,apache-2.0` (or several such options) as normalised license ids."""
+    items = [text] if isinstance(text, str) else list(text)
+    allowed = tuple(dict.fromkeys(p.strip().lower() for item in items for p in item.split(",") if p.strip()))
+    if not allowed:
+        raise UsageError("--allow-license needs at least one license id")
+    bad = [a for a in allowed if not _LICENSE_ID.fullmatch(a)]
+    if bad:
+        raise UsageError(f"{bad[0]!r} is not a license id (such as mit or apache-2.0)")
+    return allowed
+
+
+def front_matter(data: bytes, source: str = README) -> dict[str, Any]:
+    """The model card's YAML metadata; {} when it has none.  FormatError,
+    naming `source`, when the front matter is not YAML or not a mapping."""
+    m = _FRONT.match(data)
+    if m is None:
+        return {}
+    block = m.group(1)
+    if len(block) > MAX_FRONT_MATTER:
+        raise FormatError(f"front matter is larger than {MAX_FRONT_MATTER} bytes", source)
+    try:
+        import yaml
+    except ImportError as e:
+        raise UsageError("reading a model card's license needs PyYAML: pip install 'merkle[hf]'") from e
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        meta = yaml.load(block.decode("utf-8"), Loader=loader)  # noqa: S506 - a safe loader
+    except UnicodeDecodeError as e:
+        raise FormatError(f"front matter is not UTF-8 (byte {e.start})", source) from e
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 2}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or type(e).__name__
+        raise FormatError(f"front matter is not valid YAML{where}: {problem}", source) from e
+    except RecursionError as e:
+        raise FormatError("front matter is nested too deeply", source) from e
+    if meta is None:
+        return {}
+    if not isinstance(meta, dict):
+        raise FormatError("front matter is not a mapping of keys to values", source)
+    return meta
+
+
+def card_licenses(meta: dict[str, Any], source: str = README) -> tuple[str, ...]:
+    """The license ids a model card declares; `other` resolves to its
+    `license_name` when it has one.  PolicyError when there is none."""
+    value = meta.get("license")
+    if value is None or value == "" or value == []:
+        raise PolicyError("model card declares no license (no 'license:' in its front matter)", source)
+    values = value if isinstance(value, list) else [value]
+    if not all(isinstance(v, str) and v.strip() for v in values):
+        raise FormatError("'license' must be a license id or a list of them", source)
+    out = []
+    for v in values:
+        v = v.strip().lower()
+        if v == "other":
+            name = meta.get("license_name")
+            if isinstance(name, str) and name.strip():
+                v = name.strip().lower()
+        out.append(v)
+    return tuple(dict.fromkeys(out))
+
+
+def check_license(readme: bytes, allowed: Sequence[str], source: str = README) -> tuple[str, ...]:
+    """The card's licenses when every one is in `allowed` (a dual-licensed
+    card lists several: all must be acceptable); PolicyError otherwise.
+    Fails closed: no front matter or no license field is a refusal."""
+    licenses = card_licenses(front_matter(readme, source), source)
+    refused = [lic for lic in licenses if lic not in allowed]
+    if refused:
+        raise PolicyError(f"license {', '.join(refused)} is not allowed (allowed: {', '.join(allowed)})", source)
+    return licenses
