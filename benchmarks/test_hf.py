@@ -81,7 +81,7 @@ def build_snapshot(data_dir: Path, shard_size: int) -> Snapshot:
         entries = {}
         files = {f"model-0000{i + 1}-of-00003.safetensors": (shard_size, True) for i in range(3)}
         files.update({name: (size, False) for name, size in SMALL.items()})
-        for n, (name, (size, lfs)) in enumerate(sorted(files.items())):
+        for name, (size, lfs) in sorted(files.items()):
             seed = SEED + name.encode()
             pieces = (datasets.random_bytes(seed, min(datasets.PIECE, size - o), o)
                       for o in range(0, size, datasets.PIECE))

@@ -8,7 +8,7 @@ from typing import Any
 
 from .checkpoint import hash_resumable
 from .engine import Progress
-from .errors import SourceError
+from .errors import SourceError, UsageError
 from .hashing import DEFAULT_ALGORITHM, Algorithm, tree_hasher
 from .layers import LeafLayers
 from .listing import list_source
@@ -36,6 +36,7 @@ def build(
     dask: Any = None,
     revision: str | None = None,
     repo_id: str | None = None,
+    repo_type: str | None = None,
 ) -> Manifest:
     """Hash every file under directory `path` (or every object under an
     fsspec URL such as s3://bucket/prefix) into a Manifest, with its leaf
@@ -55,14 +56,25 @@ def build(
 
     A Hugging Face cache folder, snapshot or local_dir checkout is built as
     such (docs/hf.md): the manifest records the repository and revision
-    (`revision` picks a cache snapshot; `repo_id` names a local_dir's
-    repository) and each file's Hub identity, recomputed from its content;
+    (`revision` picks a cache snapshot; `repo_id` and `repo_type` name a
+    local_dir's repository) and each file's Hub identity, recomputed from its content;
     a file whose content does not match it is an IntegrityError."""
     hasher = tree_hasher(algorithm)
     check_chunk_size(chunk_size)
     patterns = exclusions(exclude, default_excludes)
-    listing = list_source(path, patterns, follow_symlinks, storage_options, revision, repo_id)
+    from .hf.layout import HF_DIR, HfOptions
+
+    hf_options = HfOptions(revision, repo_id, repo_type)
+    listing = list_source(path, patterns, follow_symlinks, storage_options, hf_options)
     root = os.fspath(path)
+    if listing.hf is None and (revision or repo_id or repo_type):
+        raise UsageError("--revision, --repo-id and --repo-type apply to Hugging Face checkouts", root)
+    if listing.hf is not None and listing.hf.kind == "local_dir":
+        # Recorded, so that any verifier (an older merkle, a plain copy) leaves the bookkeeping out too.
+        patterns = (*patterns, HF_DIR)
+        if repo_id and listing.hf.revision is None:
+            raise UsageError("--repo-id: the checkout's revision is unknown (no download metadata or tree listing "
+                             "names one), so no origin can be recorded; pass --revision", root)
     if listing.problems:
         first = listing.problems[0]
         more = len(listing.problems) - 1

@@ -4,6 +4,7 @@ reads them."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from .engine import Listed, Opener, local_opener
 from .walk import WalkProblem, walk
 
 if TYPE_CHECKING:
-    from .hf.layout import Checkout
+    from .hf.layout import Checkout, HfOptions
 
 REMOTE_JOBS = 16  # network reads wait, they do not compute: more workers than cores
 
@@ -37,12 +38,12 @@ def list_source(
     exclude: Sequence[str],
     follow_symlinks: bool = False,
     storage_options: dict[str, Any] | None = None,
-    revision: str | None = None,
-    repo: str | None = None,
+    hf: HfOptions | None = None,
 ) -> Listing:
     """List `path`.  A Hugging Face cache folder, snapshot or local_dir is
-    recognised and listed as such (`revision` picks a cache snapshot, `repo`
-    names a local_dir's repository): see merkle.hf.layout."""
+    recognised and listed as such unless `hf.enabled` is False (see
+    merkle.hf.layout: snapshot files are opened in blobs/, a local_dir's
+    .cache/huggingface is not part of the tree)."""
     from .sources.remote import is_url
 
     name = os.fspath(path)
@@ -54,9 +55,10 @@ def list_source(
         return Listing(objects, problems, remote_opener(fs), REMOTE_JOBS, {o.path: o.metadata() for o in objects},
                        (protocol, dict(storage_options or {})))
     local = name.removeprefix("file://")
-    from .hf.layout import excluded, open_checkout
+    from .hf.layout import HfOptions, excluded, open_checkout
 
-    checkout = open_checkout(local, revision, repo)
+    options = dataclasses.replace(hf or HfOptions(), follow_symlinks=follow_symlinks)
+    checkout = open_checkout(local, options)
     if checkout is not None:  # snapshot files are links into blobs/: opened there, confined to it
         checkout = excluded(checkout, tuple(exclude))
         problems = checkout.problems + [WalkProblem(p, f"broken link: blobs/{b} does not exist")

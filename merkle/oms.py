@@ -22,9 +22,10 @@ from typing import Any, Final
 from .engine import Progress, digest_files
 from .envelope import Statement
 from .errors import BundleError, SourceError
+from .hf.layout import HF_DIR, HfOptions
+from .listing import list_source
 from .paths import path_problem
 from .report import Outcome, Report, Status
-from .walk import walk
 
 PREDICATE_TYPE: Final = "https://model_signing/signature/v1.0"
 DEFAULT_IGNORES: Final = (".git", ".gitignore", ".gitattributes", ".github")
@@ -120,7 +121,9 @@ def build(
 ) -> OmsStatement:
     """Hash a model directory the way `model_signing sign` does."""
     ignores = tuple(dict.fromkeys((*ignore_paths, *DEFAULT_IGNORES)))
-    listing = walk(path, _excludes(ignores))
+    listing = list_source(path, _excludes(ignores))
+    if listing.hf is not None and listing.hf.kind == "local_dir":
+        ignores = (*ignores, HF_DIR)  # so that model_signing leaves the download bookkeeping out too
     if listing.problems:
         first = listing.problems[0]
         raise SourceError(first.reason, os.path.join(os.fspath(path), first.path))
@@ -141,7 +144,7 @@ def verify(
 ) -> Report:
     """Rehash the model and compare with an OMS statement (closed world)."""
     started = time.perf_counter()
-    listing = walk(path, _excludes(stmt.ignore_paths))
+    listing = list_source(path, _excludes(stmt.ignore_paths), hf=HfOptions(bookkeeping=False))
     present = {f.path: f for f in listing.files}
     expected = dict(stmt.resources)
     outcomes = [Outcome(p.path, Status.ERROR if p.path in expected else Status.EXTRA, p.reason)

@@ -9,6 +9,7 @@ from typing import Any
 
 from .checkpoint import hash_resumable
 from .engine import Listed, Progress
+from .errors import UsageError
 from .hashing import DIGEST_SIZE
 from .listing import list_source
 from .manifest import FileEntry, Manifest
@@ -49,7 +50,12 @@ def verify(
     started = time.perf_counter()
     if not isinstance(manifest, Manifest):
         manifest = Manifest.load(manifest)
-    listing = list_source(path, manifest.exclude, follow_symlinks, storage_options, revision)
+    from .hf.layout import HfOptions
+
+    hf = HfOptions(revision, bookkeeping=False, enabled=hf_layout_applies(manifest))
+    listing = list_source(path, manifest.exclude, follow_symlinks, storage_options, hf)
+    if listing.hf is None and revision:
+        raise UsageError("--revision applies to Hugging Face cache folders", os.fspath(path))
     ignored = Excluder(exclude)  # the caller's exclusions only hide extras
     present = {f.path: f for f in listing.files}
     unreadable = tuple(p.path + "/" for p in listing.problems if p.unreadable_dir)
@@ -76,11 +82,8 @@ def verify(
             else:
                 outcomes.append(Outcome(entry.path, Status.ERROR, problem.reason))
         elif found.size != entry.size:
-            if _is_pointer_to(found, entry):
-                outcomes.append(Outcome(entry.path, Status.ABSENT if sparse else Status.MISSING,
-                                        "git-lfs pointer: content not downloaded"))
-            else:
-                outcomes.append(Outcome(entry.path, Status.MISMATCH, f"size {found.size}, expected {entry.size}"))
+            outcomes.append(_pointer_outcome(found, entry, sparse)
+                            or Outcome(entry.path, Status.MISMATCH, f"size {found.size}, expected {entry.size}"))
         else:
             to_hash.append((entry, found))
     for extra in present.values():
@@ -127,20 +130,40 @@ def verify(
     )
 
 
-def _is_pointer_to(found: Listed, entry: FileEntry) -> bool:
-    """A local file that is the git-lfs pointer of this entry's content: its
-    size field matches, and its object id too when the manifest records the
-    file's Hub identity."""
+_BOOKKEEPING = (".cache/huggingface/", "snapshots/", "blobs/", "refs/", "trees/")
+
+
+def hf_layout_applies(manifest: Manifest) -> bool:
+    """Read a Hugging Face checkout as one (snapshot links opened in blobs/,
+    .cache/huggingface left out) unless the manifest was built over the raw
+    folders: by an older merkle, or from a plain copy."""
+    if manifest.origin is not None:
+        return True
+    return not any(f.path.startswith(_BOOKKEEPING) for f in manifest.files)
+
+
+def _pointer_outcome(found: Listed, entry: FileEntry, sparse: bool) -> Outcome | None:
+    """For a local file whose size differs: a verdict when it is a git-lfs
+    pointer (docs/hf.md, HF8).  A pointer to this entry's content (size
+    field, and object id = the signed Hub identity) is not downloaded:
+    ABSENT with `sparse`, else MISSING.  Without a Hub identity to check the
+    object id against it is MISSING even when sparse; to other content,
+    MISMATCH."""
     from .hf.check import read_pointer
     from .hf.hub import MAX_POINTER_SIZE, SHA256
     from .walk import WalkedFile
 
     if not isinstance(found, WalkedFile) or found.size >= MAX_POINTER_SIZE:
-        return False
+        return None
     pointer = read_pointer(found.abspath)
-    if pointer is None or pointer[1] != entry.size:
-        return False
-    return entry.hub is None or entry.hub == (SHA256, pointer[0])
+    if pointer is None:
+        return None
+    if pointer[1] != entry.size or (entry.hub is not None and entry.hub != (SHA256, pointer[0])):
+        return Outcome(entry.path, Status.MISMATCH, "git-lfs pointer to other content")
+    if entry.hub is None:
+        return Outcome(entry.path, Status.MISSING, "git-lfs pointer: content not downloaded (its object id cannot "
+                                                   "be checked: the manifest records no Hub identity)")
+    return Outcome(entry.path, Status.ABSENT if sparse else Status.MISSING, "git-lfs pointer: content not downloaded")
 
 
 def _diff_detail(manifest: Manifest, entry: FileEntry, leaves: bytes) -> str:

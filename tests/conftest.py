@@ -22,6 +22,16 @@ def run_cli(
     )
 
 
+@pytest.fixture(autouse=True)
+def private_store(tmp_path, monkeypatch):
+    """Every test gets its own attestation store (children inherit the
+    environment) and no key passphrase; nothing touches ~/.cache."""
+    store = tmp_path / "store"
+    monkeypatch.setenv("MERKLE_STORE", str(store))
+    monkeypatch.delenv("MERKLE_KEY_PASSPHRASE", raising=False)
+    return store
+
+
 @pytest.fixture
 def cli():
     return run_cli

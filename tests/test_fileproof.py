@@ -9,11 +9,6 @@ import pytest
 from conftest import assert_one_line_error
 
 
-@pytest.fixture(autouse=True)
-def private_store(tmp_path, monkeypatch):
-    monkeypatch.setenv("MERKLE_STORE", str(tmp_path / "store"))
-
-
 @pytest.fixture
 def key(cli, tmp_path):
     assert cli("keygen", "-o", str(tmp_path / "k")).returncode == 0

@@ -16,12 +16,6 @@ MODEL_SIGNING = Path(sys.executable).parent / "model_signing"
 OMS_PREDICATE = "https://model_signing/signature/v1.0"
 
 
-@pytest.fixture(autouse=True)
-def private_store(tmp_path, monkeypatch):
-    monkeypatch.setenv("MERKLE_STORE", str(tmp_path / "store"))
-    monkeypatch.delenv("MERKLE_KEY_PASSPHRASE", raising=False)
-
-
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory):
     d = tmp_path_factory.mktemp("keys")

@@ -31,15 +31,6 @@ CS = 64 * KiB  # chunk size of most tests here
 SHA = tree_hasher("sha256")
 
 
-@pytest.fixture(autouse=True)
-def private_store(tmp_path, monkeypatch):
-    """Every test gets its own attestation store; nothing touches ~/.cache."""
-    store = tmp_path / "store"
-    monkeypatch.setenv("MERKLE_STORE", str(store))
-    monkeypatch.delenv("MERKLE_KEY_PASSPHRASE", raising=False)
-    return store
-
-
 @pytest.fixture(scope="module")
 def key(tmp_path_factory):
     """An ECDSA key pair written by the real `merkle keygen`."""

@@ -20,13 +20,6 @@ from merkle.sources.ranged import Counting, LocalFile
 CS = 4096
 
 
-@pytest.fixture(autouse=True)
-def private_store(tmp_path, monkeypatch):
-    """Every test gets its own attestation store; nothing touches ~/.cache."""
-    monkeypatch.setenv("MERKLE_STORE", str(tmp_path / "store"))
-    monkeypatch.delenv("MERKLE_KEY_PASSPHRASE", raising=False)
-
-
 @pytest.fixture(scope="module")
 def signed(tmp_path_factory):
     """A tree, its plain manifest (+ sidecar) and a signed bundle (+ sidecar)."""

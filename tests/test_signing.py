@@ -30,15 +30,6 @@ MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 
 
-@pytest.fixture(autouse=True)
-def private_store(tmp_path, monkeypatch):
-    """Every test gets its own attestation store; nothing touches ~/.cache."""
-    store = tmp_path / "store"
-    monkeypatch.setenv("MERKLE_STORE", str(store))
-    monkeypatch.delenv(PASS_ENV, raising=False)
-    return store
-
-
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory):
     """Three ECDSA P-256 key pairs written by the real `merkle keygen`."""

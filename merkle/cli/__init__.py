@@ -112,6 +112,8 @@ def make_parser() -> argparse.ArgumentParser:
     hf.add_options(p)
     p.add_argument("--repo-id", metavar="ORG/NAME",
                    help="Hugging Face local_dir checkout: the repository to record (a cache folder names its own)")
+    p.add_argument("--repo-type", choices=("model", "dataset", "space"),
+                   help="Hugging Face local_dir checkout: the kind of repository (default: model)")
     _storage_option(p)
     _dask_option(p)
     _walk_options(p)
@@ -197,7 +199,10 @@ def make_parser() -> argparse.ArgumentParser:
     hf_sub = p.add_subparsers(dest="hf_command", metavar="ACTION", required=True)
     q = hf_sub.add_parser("verify", help="check every downloaded file against the Hub's own identity (sha256 for "
                           "LFS files, git blob id otherwise), offline; name missing, partial and corrupt files")
-    q.add_argument("path", metavar="PATH", help="models--ORG--NAME cache folder, one of its snapshots, or a local_dir")
+    q.add_argument("path", metavar="PATH|ORG/NAME", help="models--ORG--NAME cache folder, one of its snapshots, a "
+                   "local_dir, or a repository id to find in the cache ($HF_HUB_CACHE, else ~/.cache/huggingface/hub)")
+    q.add_argument("--repo-type", choices=("model", "dataset", "space"), help="with ORG/NAME: the kind of repository")
+    q.add_argument("--cache-dir", metavar="DIR", help="with ORG/NAME: the cache to look in")
     hf.add_options(q)
     q.add_argument("--require-all", action="store_true",
                    help="files of the revision that are not downloaded fail (default: a sparse checkout is fine)")

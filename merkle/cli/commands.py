@@ -11,7 +11,7 @@ from typing import Any
 
 from ..builder import build as build_manifest
 from ..documents import load_document
-from ..errors import FormatError, SourceError, UsageError
+from ..errors import FormatError, IntegrityError, SourceError, UsageError
 from ..hashfile import format_sum, hash_paths, hash_stream, parse_sums
 from ..manifest import MAX_MANIFEST_BYTES, SIDECAR_SUFFIX, Manifest, check_chunk_size
 from ..sources.local import check_output, read_capped
@@ -58,7 +58,12 @@ def build(args: argparse.Namespace) -> int:
                 dask=_dask_client(args),
                 revision=args.revision,
                 repo_id=args.repo_id,
+                repo_type=args.repo_type,
             )
+        except IntegrityError:
+            if checkpoint and os.path.exists(checkpoint):
+                os.unlink(checkpoint)  # refused, not interrupted: nothing to resume
+            raise
         finally:
             close(progress)
     if args.sign:
@@ -194,8 +199,8 @@ def verify(args: argparse.Namespace) -> int:
         close(progress)
     from .hf import print_report, verify_license
 
-    manifest = verified.manifest if verified is not None else manifests[0]
-    code, extra, note = verify_license(args, report, manifest)
+    signed = (verified.manifest or verified.oms) if verified is not None else manifests[0]
+    code, extra, note = verify_license(args, report, signed)
     head = None
     if verified is not None:
         from .signing import describe, verified_dict

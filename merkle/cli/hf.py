@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 from typing import Any
 
 from ..errors import MerkleError, UsageError
 from ..manifest import Manifest
+from ..oms import OmsStatement
 from ..report import Report
 from .output import emit_json
 from .progress import close, make_progress
+
+REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?")
 
 
 def add_options(p: argparse.ArgumentParser) -> None:
@@ -44,9 +49,16 @@ def hf_verify(args: argparse.Namespace) -> int:
     from ..hf import hub_readme_license, verify_checkout
 
     allowed = _allowed(args)
+    path = args.path
+    if not os.path.exists(path) and REPO_ID.fullmatch(path):
+        from ..hf.layout import cache_folder_of
+
+        path = cache_folder_of(path, args.repo_type, args.cache_dir)
+    elif args.repo_type or args.cache_dir:
+        raise UsageError("--repo-type and --cache-dir find a repository id (ORG/NAME) in the cache; PATH is a path")
     progress = make_progress("verifying", args.quiet or args.json)
     try:
-        report = verify_checkout(args.path, revision=args.revision, require_all=args.require_all, xet=args.xet,
+        report = verify_checkout(path, revision=args.revision, require_all=args.require_all, xet=args.xet,
                                  jobs=args.jobs, progress=progress)
     finally:
         close(progress)
@@ -91,14 +103,13 @@ def _apply(check: Any, report: Report, code: int) -> tuple[int, dict[str, Any], 
     return code, {"checked": True, "ok": True, "licenses": list(licenses)}, f"license {', '.join(licenses)} allowed"
 
 
-def verify_license(args: argparse.Namespace, report: Report, manifest: Manifest | None) -> tuple[int, dict[str, Any],
-                                                                                               str | None]:
+def verify_license(args: argparse.Namespace, report: Report, manifest: Manifest | OmsStatement | None
+                   ) -> tuple[int, dict[str, Any], str | None]:
     """`merkle verify --allow-license`: (exit code, JSON part, line to print)."""
     allowed = _allowed(args)
     if not allowed:
         return report.exit_code, {}, None
-    if manifest is None:
-        raise UsageError("--allow-license needs a merkle manifest or bundle")
+    assert manifest is not None
     from ..hf import readme_license
 
     code, doc, note = _apply(lambda: readme_license(args.path, manifest, allowed, args.revision), report,

@@ -33,10 +33,20 @@ def parse_range(text: str) -> tuple[int, int]:
 
 
 def file_location(args: argparse.Namespace) -> str:
-    """PATH is the file itself, or the tree root that holds NAME."""
+    """PATH is the file itself, or the tree root that holds NAME (for a
+    Hugging Face cache folder or snapshot: its blob, reached through the
+    checks of docs/hf.md HF3)."""
     path: str = os.fspath(args.path)
     name: str = args.file
-    return os.path.join(path, *name.split("/")) if os.path.isdir(path) else path
+    if not os.path.isdir(path):
+        return path
+    from ..hf.layout import HfOptions, open_checkout
+
+    checkout = open_checkout(path, HfOptions(getattr(args, "revision", None), bookkeeping=False))
+    if checkout is not None and checkout.kind == "cache":
+        found = [f.walked.abspath for f in checkout.files if f.path == name]
+        return found[0] if found else os.path.join(checkout.root, *name.split("/"))
+    return os.path.join(path, *name.split("/"))
 
 
 def verify_file(args: argparse.Namespace, manifest: Manifest, signature: dict[str, Any] | None) -> int:

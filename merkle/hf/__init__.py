@@ -12,17 +12,22 @@ rules.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from ..errors import IntegrityError, PolicyError
 from ..manifest import Manifest
 from ..sources.local import open_regular
 from .check import HubReport, verify_checkout
 from .hub import git_blob_id
-from .layout import Checkout, open_checkout
+from .layout import Checkout, HfOptions, open_checkout
 from .license import MAX_README_BYTES, README, check_license, parse_allowed
+
+if TYPE_CHECKING:
+    from ..oms import OmsStatement
 
 __all__ = ["Checkout", "HubReport", "check_license", "open_checkout", "parse_allowed", "readme_license",
            "hub_readme_license", "verify_checkout"]
@@ -56,23 +61,36 @@ def _read_readme(location: str) -> bytes:
         os.close(fd)
 
 
-def readme_license(path: str | os.PathLike[str], manifest: Manifest, allowed: Sequence[str],
+def readme_license(path: str | os.PathLike[str], manifest: Manifest | OmsStatement, allowed: Sequence[str],
                    revision: str | None = None) -> tuple[str, ...]:
     """Apply a license policy to the README.md under `path`, after checking
-    the very bytes parsed against `manifest` (which the caller has verified
-    the signature of).  Fails closed: PolicyError when README.md is not in
-    the manifest or not on disk, IntegrityError when it does not match."""
+    the very bytes parsed against `manifest` (a merkle manifest or an OpenSSF
+    model-signing statement, whose signature the caller has verified).
+    Fails closed: PolicyError when README.md is not in the manifest or not on
+    disk, IntegrityError when it does not match."""
     from ..hashfile import hash_stream
+    from ..oms import OmsStatement
+    from ..verify import hf_layout_applies
 
     name = os.fspath(path)
-    entry = manifest.entry(README)
-    if entry is None:
+    if isinstance(manifest, OmsStatement):
+        digest = dict(manifest.resources).get(README)
+        size, enabled = None, True
+    else:
+        entry = manifest.entry(README)
+        digest, size, enabled = (entry.root, entry.size, hf_layout_applies(manifest)) if entry else (None, None, True)
+    if digest is None:
         raise PolicyError("README.md is not in the manifest: the license cannot be established", name)
-    location = _readme_location(name, open_checkout(name, revision))
+    checkout = open_checkout(name, HfOptions(revision, bookkeeping=False, enabled=enabled))
+    location = _readme_location(name, checkout)
     if location is None:
         raise PolicyError("README.md is not present: the license cannot be checked", name)
     data = _read_readme(location)
-    if len(data) != entry.size or hash_stream(io.BytesIO(data), manifest.algorithm, manifest.chunk_size) != entry.root:
+    if isinstance(manifest, OmsStatement):
+        good = hashlib.sha256(data).digest() == digest
+    else:
+        good = len(data) == size and hash_stream(io.BytesIO(data), manifest.algorithm, manifest.chunk_size) == digest
+    if not good:
         raise IntegrityError("README.md does not match the manifest: its license is not read", name)
     return check_license(data, allowed)
 
@@ -89,8 +107,6 @@ def hub_readme_license(checkout: Checkout, allowed: Sequence[str]) -> tuple[str,
     if expected is None:
         raise PolicyError("nothing records README.md's Hub identity: its license is not read", checkout.root)
     data = _read_readme(found[0].walked.abspath)
-    import hashlib
-
     got = hashlib.sha256(data).hexdigest() if expected[0] == SHA256 else git_blob_id(data)
     if got != expected[1]:
         raise IntegrityError("README.md does not match its Hub identity: its license is not read", checkout.root)

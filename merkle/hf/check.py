@@ -20,7 +20,7 @@ from ..errors import IntegrityError, MerkleError, SourceError, UsageError
 from ..report import Outcome, Report, Status
 from ..sources.local import open_regular
 from .hub import GIT_BLOB, MAX_POINTER_SIZE, SHA256, HubId, hub_id_of_etag, new_hasher, parse_lfs_pointer
-from .layout import Checkout, HfFile, open_checkout
+from .layout import Checkout, HfFile, HfOptions, open_checkout
 
 _KIND_NAMES = {SHA256: "sha256", GIT_BLOB: "git blob id"}
 
@@ -58,7 +58,7 @@ def verify_checkout(
     files the tree listing gives a Xet hash are also checked with hf_xet."""
     started = time.perf_counter()
     name = os.fspath(path)
-    checkout = open_checkout(name, revision)
+    checkout = open_checkout(name, HfOptions(revision))
     if checkout is None:
         raise UsageError("not a Hugging Face cache folder, snapshot or local_dir checkout", name)
     if xet:
@@ -94,6 +94,8 @@ def verify_checkout(
 def _precheck(checkout: Checkout, f: HfFile, absent: Status) -> Outcome | tuple[HubId, str]:
     """What `f` must hash to and who says so, or an outcome decided without
     reading its content."""
+    if f.path in checkout.bad_metadata:
+        return Outcome(f.path, Status.ERROR, checkout.bad_metadata[f.path])
     claimed = hub_id_of_etag(f.etag) if f.etag is not None else None
     where = "its blob name" if checkout.kind == "cache" else "its download metadata"
     if f.etag is not None and claimed is None:
@@ -110,8 +112,10 @@ def _precheck(checkout: Checkout, f: HfFile, absent: Status) -> Outcome | tuple[
     problem = entry.inconsistency()
     if problem:
         return Outcome(f.path, Status.ERROR, problem)
-    same_revision = checkout.kind == "cache" or f.revision == checkout.revision
-    if claimed is not None and claimed != entry.hub_id and same_revision:
+    if claimed is not None and claimed != entry.hub_id and f.revision not in (None, checkout.revision):
+        return Outcome(f.path, Status.MISMATCH, f"downloaded at revision {f.revision}, which has other content "
+                                                f"than {checkout.revision}")
+    if claimed is not None and claimed != entry.hub_id:
         return Outcome(f.path, Status.MISMATCH, f"{where} says {_KIND_NAMES[claimed[0]]} {claimed[1]}, "
                                                 f"the tree listing {_KIND_NAMES[entry.hub_id[0]]} {entry.hub_id[1]}")
     if f.walked.size != entry.size:
@@ -165,11 +169,13 @@ def _judge(f: HfFile, hub: HubId, source: str, d: FileDigest, absent: Status) ->
 def _not_present(checkout: Checkout, absent: Status) -> list[Outcome]:
     """Files the revision has that are not on disk: unfinished, broken or
     simply not downloaded."""
-    out = [Outcome(p.path, Status.PARTIAL, _partial_detail(p.have, p.size, p.location)) for p in checkout.partials]
-    seen = {o.path for o in out} | {f.path for f in checkout.files} | {p.path for p in checkout.problems}
-    for path, blob in checkout.broken.items():
-        out.append(Outcome(path, Status.ERROR, f"broken link: blobs/{blob} does not exist"))
-        seen.add(path)
+    out = [Outcome(path, Status.ERROR, f"broken link: blobs/{blob} does not exist")
+           for path, blob in checkout.broken.items()]
+    seen = set(checkout.broken) | {f.path for f in checkout.files} | {p.path for p in checkout.problems}
+    for p in checkout.partials:
+        if p.path not in seen:
+            out.append(Outcome(p.path, Status.PARTIAL, _partial_detail(p.have, p.size, p.location)))
+            seen.add(p.path)
     expected = set(checkout.known)
     if checkout.tree is not None:
         expected |= checkout.tree.keys()
@@ -199,7 +205,8 @@ def _check_xet(checkout: Checkout, passed: list[HfFile], outcomes: list[Outcome]
     try:
         results = _hf_xet().hash_files([f.walked.abspath for f in todo])
     except Exception as e:  # hf_xet raises its own types; a read error here is not a verdict
-        return outcomes + [Outcome(todo[0].path, Status.ERROR, f"hf_xet could not hash: {e}")]
+        failed = {f.path: Outcome(f.path, Status.ERROR, f"hf_xet could not hash the batch: {e}") for f in todo}
+        return [failed.get(o.path, o) for o in outcomes]
     wrong = {}
     for f, info in zip(todo, results, strict=True):
         want = tree[f.path].xet_hash

@@ -38,13 +38,30 @@ from .hub import GIT_BLOB, SHA256, HubId, git_blob_id, hub_id_of_etag, lfs_point
 CACHE_FOLDER: Final = re.compile(r"(models|datasets|spaces)--(.+)")
 COMMIT: Final = re.compile("[0-9a-f]{40}")
 HF_DIR: Final = ".cache/huggingface"
-MAX_TREE_BYTES: Final = 256 << 20
+MAX_TREE_BYTES: Final = 64 << 20  # about 300,000 entries; JSON decoding needs ~10x this
 MAX_METADATA_BYTES: Final = 4096
 MAX_REF_BYTES: Final = 256
 _INCOMPLETE: Final = re.compile(r"(?P<etag>[0-9a-f]{40}|[0-9a-f]{64})(?:\.[0-9a-f]{8})?\.incomplete")
 _LOCAL_INCOMPLETE: Final = re.compile(
     r"(?P<tag>[A-Za-z0-9_-]{27}=)\.(?P<etag>[0-9a-f]{40}|[0-9a-f]{64})(?:\.[0-9a-f]{8})?\.incomplete")
 _XET_NAME: Final = re.compile("[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class HfOptions:
+    """How to read a Hugging Face checkout.  `revision` picks a cache
+    snapshot or a local_dir's revision; `repo` and `repo_type` name a
+    local_dir's repository (a cache folder names its own); `bookkeeping`
+    reads tree listings and download metadata (off when only the files
+    matter: checking against a manifest); `enabled` False lists the path as
+    a plain directory."""
+
+    revision: str | None = None
+    repo: str | None = None
+    repo_type: str | None = None
+    bookkeeping: bool = True
+    enabled: bool = True
+    follow_symlinks: bool = False
 
 
 @dataclass(frozen=True)
@@ -121,6 +138,8 @@ class Checkout:
     """local_dir: how many files each download metadata commit covers."""
     known: dict[str, HubId] = field(default_factory=dict)
     """Files the download metadata names, present or not (local_dir)."""
+    bad_metadata: dict[str, str] = field(default_factory=dict)
+    """Present files whose download metadata is unusable: path -> reason."""
 
     @property
     def origin(self) -> Origin | None:
@@ -141,53 +160,98 @@ class Checkout:
         return f"Hugging Face {what} of {repo} at {self.revision or 'an unknown revision'}"
 
 
-def open_checkout(path: str, revision: str | None = None, repo: str | None = None) -> Checkout | None:
+def open_checkout(path: str, options: HfOptions | None = None) -> Checkout | None:
     """The checkout at `path` (a cache repo folder, one of its snapshots, or a
-    local_dir), or None when `path` is none of these."""
+    local_dir), or None when `path` is none of these.  Bookkeeping folders
+    that are symbolic links are not followed: nothing outside the checkout
+    (or, for the cache, its repo folder and shared blob store) is read."""
+    opts = options or HfOptions()
     name = os.fspath(path).removeprefix("file://")
-    if not os.path.isdir(name):
+    if not opts.enabled or not os.path.isdir(name):
         return None
+    if opts.repo is not None:
+        check_repo_id(opts.repo)
     real = os.path.realpath(name)
     parent = os.path.dirname(real)
     if _is_repo_folder(real):
-        folder, snapshot = real, None
+        folder, revision = real, opts.revision
     elif os.path.basename(parent) == "snapshots" and _is_repo_folder(os.path.dirname(parent)):
         folder, snapshot = os.path.dirname(parent), os.path.basename(real)
-        if revision is not None and revision != snapshot:
-            raise UsageError(f"--revision {revision} does not match the snapshot {snapshot}", name)
         if not COMMIT.fullmatch(snapshot):
             raise FormatError("snapshot folder is not named by a 40-digit commit hash", name)
+        if opts.revision is not None and _resolve_revision(folder, opts.revision) != snapshot:
+            raise UsageError(f"--revision {opts.revision} is not this snapshot ({snapshot})", name)
         revision = snapshot
-    elif os.path.isdir(os.path.join(name, HF_DIR)):
-        return _open_local_dir(name, revision, repo)
+    elif _real_dir(os.path.join(name, ".cache")) and _real_dir(os.path.join(name, HF_DIR)):
+        return _open_local_dir(name, opts)
     else:
         return None
-    return _open_cache(name, folder, revision, repo)
+    return _open_cache(name, folder, revision, opts)
+
+
+def hub_cache_dir() -> str:
+    """Where huggingface_hub keeps its cache: $HF_HUB_CACHE, else
+    $HUGGINGFACE_HUB_CACHE, else $HF_HOME/hub, else
+    ${XDG_CACHE_HOME:-~/.cache}/huggingface/hub."""
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "huggingface")
+    cache = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE") or os.path.join(home, "hub")
+    return os.path.expandvars(os.path.expanduser(cache))
+
+
+def cache_folder_of(repo: str, repo_type: str | None = None, cache_dir: str | None = None) -> str:
+    """`ORG/NAME` -> its repo folder in the cache (`models--ORG--NAME`)."""
+    check_repo_id(repo)
+    cache = cache_dir or hub_cache_dir()
+    folder = os.path.join(cache, f"{repo_type or 'model'}s--" + repo.replace("/", "--"))
+    if not os.path.isdir(folder):
+        raise SourceError(f"{repo} is not in the Hugging Face cache (no {folder})", repo)
+    return folder
+
+
+def check_repo_id(repo: str) -> None:
+    try:
+        Origin("0" * 40, repo)
+    except FormatError as e:
+        raise UsageError(f"--repo-id: {e.message}") from e
+
+
+def _real_dir(path: str) -> bool:
+    """A directory that is not a symbolic link."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _is_repo_folder(path: str) -> bool:
-    return bool(CACHE_FOLDER.fullmatch(os.path.basename(path))) and os.path.isdir(os.path.join(path, "snapshots"))
+    return bool(CACHE_FOLDER.fullmatch(os.path.basename(path))) and _real_dir(os.path.join(path, "snapshots"))
 
 
 # -- the cache ---------------------------------------------------------------
 
 
-def _open_cache(shown: str, folder: str, revision: str | None, repo: str | None) -> Checkout:
+def _open_cache(shown: str, folder: str, revision: str | None, opts: HfOptions) -> Checkout:
     m = CACHE_FOLDER.fullmatch(os.path.basename(folder))
     assert m is not None
     repo_type = m[1][:-1]
     named = m[2].replace("--", "/")
-    if repo is not None and repo != named:
-        raise UsageError(f"--repo-id {repo} does not match the cache folder's repository {named}", shown)
+    if opts.repo is not None and opts.repo != named:
+        raise UsageError(f"--repo-id {opts.repo} does not match the cache folder's repository {named}", shown)
+    if opts.repo_type is not None and opts.repo_type != repo_type:
+        raise UsageError(f"--repo-type {opts.repo_type} does not match the cache folder's ({repo_type})", shown)
     commit = _resolve_revision(folder, revision)
     snapshot = os.path.join(folder, "snapshots", commit)
-    if not os.path.isdir(snapshot):
-        raise SourceError(f"no snapshot for revision {commit}", folder)
+    if not _real_dir(snapshot):
+        what = "is a symbolic link" if os.path.islink(snapshot) else "does not exist"
+        raise SourceError(f"snapshot of revision {commit} {what}", folder)
     checkout = Checkout("cache", snapshot, named, repo_type, commit)
-    checkout.tree_path = os.path.join(folder, "trees", commit + ".json")
-    checkout.tree = read_tree(checkout.tree_path)
-    _walk_snapshot(checkout, os.path.join(os.path.realpath(folder), "blobs"))
-    _cache_partials(checkout, os.path.join(folder, "blobs"))
+    if opts.bookkeeping and _real_dir(os.path.join(folder, "trees")):
+        checkout.tree_path = os.path.join(folder, "trees", commit + ".json")
+        checkout.tree = read_tree(checkout.tree_path)
+    _walk_snapshot(checkout, os.path.join(folder, "blobs"))
+    if opts.bookkeeping and _real_dir(os.path.join(folder, "blobs")):
+        _cache_partials(checkout, os.path.join(folder, "blobs"))
     return checkout
 
 
@@ -201,8 +265,8 @@ def _resolve_revision(folder: str, revision: str | None) -> str:
     if problem:
         raise UsageError(f"revision {ref!r}: {problem}", folder)
     ref_file = os.path.join(folder, "refs", ref)
-    if os.path.isfile(ref_file):
-        text = read_capped(ref_file, MAX_REF_BYTES).decode("utf-8", "replace").strip()
+    if _real_dir(os.path.join(folder, "refs")) and os.path.isfile(ref_file) and not os.path.islink(ref_file):
+        text = read_capped(ref_file, MAX_REF_BYTES, follow_symlinks=False).decode("utf-8", "replace").strip()
         if not COMMIT.fullmatch(text):
             raise FormatError("ref does not hold a 40-digit commit hash", ref_file)
         return text
@@ -268,8 +332,8 @@ def _visit_snapshot_link(checkout: Checkout, link: str, rel: str, blobs: str) ->
         checkout.problems.append(WalkProblem(rel, "snapshot link points outside the cache folder's blobs/"))
         return
     etag = os.path.basename(named)
-    if target != named and not _in_shared_store(target, os.path.dirname(os.path.dirname(blobs))):
-        checkout.problems.append(WalkProblem(rel, f"blob {etag[:80]} links outside the cache"))
+    if os.path.dirname(target) != blobs and not _in_shared_store(target, os.path.dirname(os.path.dirname(blobs))):
+        checkout.problems.append(WalkProblem(rel, f"blob {etag[:80]} links outside blobs/ and the shared Xet store"))
         return
     try:
         blob = os.stat(target, follow_symlinks=False)
@@ -277,7 +341,7 @@ def _visit_snapshot_link(checkout: Checkout, link: str, rel: str, blobs: str) ->
         checkout.broken[rel] = etag
         return
     if not stat.S_ISREG(blob.st_mode):
-        checkout.problems.append(WalkProblem(rel, f"blob {etag[:80]} is a {kind_of(blob.st_mode)}, not a regular file"))
+        checkout.problems.append(WalkProblem(rel, f"blob {etag[:80]} is {kind_of(blob.st_mode)}, not a regular file"))
         return
     checkout.files.append(HfFile(WalkedFile(rel, target, blob.st_size, identity(blob)), etag))
 
@@ -293,12 +357,16 @@ def _in_shared_store(path: str, cache: str) -> bool:
 
 
 def _cache_partials(checkout: Checkout, blobs: str) -> None:
-    """Unfinished downloads in blobs/, named by the file they were for."""
+    """Unfinished downloads in blobs/, named by the file they were for.  A
+    leftover of an attempt that was retried (its blob or file is complete)
+    is not a partial download; without a tree listing, one that no present
+    file explains is reported under its own name."""
     try:
         names = [n for n in os.listdir(blobs) if n.endswith(".incomplete")]
     except OSError:
         return
-    present = {f.path for f in checkout.files}
+    present = {f.path for f in checkout.files} | set(checkout.broken)
+    done = {f.etag for f in checkout.files if f.etag}
     wanted: dict[str, str] = {}
     if checkout.tree is not None:
         for entry in checkout.tree.values():
@@ -314,32 +382,43 @@ def _cache_partials(checkout: Checkout, blobs: str) -> None:
         owner = wanted.get(m["etag"]) if m else None
         if owner is not None and checkout.tree is not None:
             checkout.partials.append(Partial(owner, location, have, checkout.tree[owner].size))
-        elif checkout.tree is None:  # no listing to say whose it is: it could be this revision's
+        elif checkout.tree is None and not (m and (m["etag"] in done or os.path.exists(os.path.join(blobs, m[1])))):
             checkout.partials.append(Partial(location, location, have))
 
 
 # -- local_dir ---------------------------------------------------------------
 
 
-def _open_local_dir(root: str, revision: str | None, repo: str | None) -> Checkout:
-    listing = walk(root, (".git", HF_DIR))
-    checkout = Checkout("local_dir", root, repo, "model", None, problems=listing.problems)
-    download = os.path.join(root, HF_DIR, "download")
-    meta = _read_download_metadata(download, checkout)
+def _open_local_dir(root: str, opts: HfOptions) -> Checkout:
+    listing = walk(root, (".git", HF_DIR), opts.follow_symlinks)
+    checkout = Checkout("local_dir", root, opts.repo, opts.repo_type or "model", None, problems=listing.problems)
+    hf_dir = os.path.join(root, HF_DIR)
+    download = os.path.join(hf_dir, "download")
+    meta = _read_download_metadata(download, checkout) if opts.bookkeeping and _real_dir(download) else {}
     for f in listing.files:
         etag, commit = meta.get(f.path, (None, None))
         checkout.files.append(HfFile(f, etag, commit))
-    if revision is None and len(checkout.revisions) == 1:
-        (revision,) = checkout.revisions
-    elif revision is None:
-        revision = _only_tree(os.path.join(root, HF_DIR, "trees")) if not checkout.revisions else None
-    elif not COMMIT.fullmatch(revision):
-        raise UsageError(f"--revision for a local_dir checkout must be a 40-digit commit hash, not {revision!r}", root)
-    checkout.revision = revision
+    trees = os.path.join(hf_dir, "trees")
+    has_trees = opts.bookkeeping and _real_dir(trees)
+    revision = opts.revision
     if revision is not None:
-        checkout.tree_path = os.path.join(root, HF_DIR, "trees", revision + ".json")
+        if not COMMIT.fullmatch(revision):
+            raise UsageError(f"--revision for a local_dir checkout must be a 40-digit commit hash, not {revision!r}",
+                             root)
+        if revision not in checkout.revisions and not (has_trees and os.path.exists(os.path.join(trees, revision
+                                                                                                 + ".json"))):
+            raise UsageError(f"--revision {revision}: no download metadata or tree listing of this checkout names it",
+                             root)
+    elif len(checkout.revisions) == 1:
+        (revision,) = checkout.revisions
+    elif not checkout.revisions and has_trees:
+        revision = _only_tree(trees)
+    checkout.revision = revision
+    if revision is not None and has_trees:
+        checkout.tree_path = os.path.join(trees, revision + ".json")
         checkout.tree = read_tree(checkout.tree_path)
-    _local_partials(checkout, download)
+    if opts.bookkeeping and _real_dir(download):
+        _local_partials(checkout, download)
     return checkout
 
 
@@ -362,14 +441,14 @@ def _read_download_metadata(download: str, checkout: Checkout) -> dict[str, tupl
         path = m.path[: -len(".metadata")]
         where = f"{HF_DIR}/download/{m.path}"
         try:
-            lines = read_capped(m.abspath, MAX_METADATA_BYTES).decode("utf-8").split("\n")
+            lines = read_capped(m.abspath, MAX_METADATA_BYTES, follow_symlinks=False).decode("utf-8").split("\n")
             commit, etag, stamp = lines[0].strip(), lines[1].strip(), lines[2].strip()
             float(stamp)
         except (UnicodeDecodeError, IndexError, ValueError, FormatError, SourceError):
-            checkout.problems.append(WalkProblem(path, f"download metadata {where} is malformed"))
+            checkout.bad_metadata[path] = f"download metadata {where} is malformed"
             continue
         if not COMMIT.fullmatch(commit) or hub_id_of_etag(etag) is None:
-            checkout.problems.append(WalkProblem(path, f"download metadata {where} does not hold a commit and etag"))
+            checkout.bad_metadata[path] = f"download metadata {where} does not hold a commit and etag"
             continue
         found[path] = (etag, commit)
         checkout.revisions[commit] += 1
@@ -387,9 +466,12 @@ def incomplete_key(path: str, etag: str) -> tuple[str, str, str]:
 
 
 def _local_partials(checkout: Checkout, download: str) -> None:
-    if not os.path.isdir(download):
-        return
+    """Unfinished local_dir downloads, named by their file when it is not
+    present.  Leftovers of retried attempts (the file is there) are not
+    partial; ones no listed file explains are reported only when there is no
+    tree listing to tell which revision they belong to."""
     present = {f.path for f in checkout.files}
+    done = {f.etag for f in checkout.files if f.etag}
     expected = dict(checkout.known)
     if checkout.tree is not None:
         expected.update((p, e.hub_id) for p, e in checkout.tree.items())
@@ -401,6 +483,8 @@ def _local_partials(checkout: Checkout, download: str) -> None:
             continue
         owner = wanted.get((directory, m["tag"], m["etag"]))
         location = f"{HF_DIR}/download/{f.path}"
+        if owner is None and (checkout.tree is not None or m["etag"] in done):
+            continue
         size = checkout.tree[owner].size if owner and checkout.tree and owner in checkout.tree else None
         checkout.partials.append(Partial(owner or location, location, f.size, size))
 
@@ -418,7 +502,7 @@ def read_tree(path: str) -> dict[str, TreeEntry] | None:
     FormatError naming the file for anything malformed or hostile."""
     if not os.path.exists(path):
         return None
-    doc = _json.loads(read_capped(path, MAX_TREE_BYTES), path, MAX_TREE_BYTES)
+    doc = _json.loads(read_capped(path, MAX_TREE_BYTES, follow_symlinks=False), path, MAX_TREE_BYTES)
     try:
         return parse_tree(doc)
     except FormatError as e:
@@ -432,9 +516,9 @@ def parse_tree(doc: Any) -> dict[str, TreeEntry]:
         raise UnsupportedError(f"format_version {doc.get('format_version')!r} is not supported (expected 1)")
     entries: dict[str, TreeEntry] = {}
     for name, info in doc["files"].items():
-        problem = path_problem(name)
-        if problem:
-            raise FormatError(f"path {name!r}: {problem}")
+        problem = path_problem(name) if isinstance(name, str) else "not a string"
+        if problem and not problem.startswith("not in Unicode NFC"):  # the Hub allows other forms: never opened
+            raise FormatError(f"path {ascii(name)}: {problem}")
         if not isinstance(info, dict):
             raise FormatError(f"{name}: entry is not an object")
         for key, kind in _ENTRY_TYPES.items():
@@ -459,4 +543,6 @@ def excluded(checkout: Checkout, patterns: tuple[str, ...]) -> Checkout:
     skip = Excluder(patterns)
     checkout.files = [f for f in checkout.files if not skip.covers(f.path)]
     checkout.problems = [p for p in checkout.problems if not skip.covers(p.path)]
+    checkout.broken = {p: b for p, b in checkout.broken.items() if not skip.covers(p)}
+    checkout.partials = [p for p in checkout.partials if not skip.covers(p.path)]
     return checkout

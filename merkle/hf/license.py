@@ -21,18 +21,19 @@ MAX_README_BYTES: Final = 16 << 20
 MAX_FRONT_MATTER: Final = 1 << 20
 _FRONT: Final = re.compile(rb"\A(?:\xef\xbb\xbf)?[ \t\r\n]*---[ \t]*\r?\n(.*?)(?:\r?\n)?^---[ \t]*(?:\r?\n|\Z)",
                            re.DOTALL | re.MULTILINE)
-_LICENSE_ID: Final = re.compile(r"[a-z0-9][a-z0-9.+_-]{0,127}")
+_LICENSE_ID: Final = re.compile(r"(other:)?[a-z0-9][a-z0-9.+_-]{0,127}")
 
 
 def parse_allowed(text: str | Iterable[str]) -> tuple[str, ...]:
-    """`mit,apache-2.0` (or several such options) as normalised license ids."""
+    """`mit,apache-2.0` (or several such options) as normalised license ids;
+    `other:NAME` allows a custom license (`license: other`, `license_name: NAME`)."""
     items = [text] if isinstance(text, str) else list(text)
     allowed = tuple(dict.fromkeys(p.strip().lower() for item in items for p in item.split(",") if p.strip()))
     if not allowed:
         raise UsageError("--allow-license needs at least one license id")
     bad = [a for a in allowed if not _LICENSE_ID.fullmatch(a)]
     if bad:
-        raise UsageError(f"{bad[0]!r} is not a license id (such as mit or apache-2.0)")
+        raise UsageError(f"{bad[0]!r} is not a license id (such as mit, apache-2.0 or other:NAME)")
     return allowed
 
 
@@ -69,8 +70,9 @@ def front_matter(data: bytes, source: str = README) -> dict[str, Any]:
 
 
 def card_licenses(meta: dict[str, Any], source: str = README) -> tuple[str, ...]:
-    """The license ids a model card declares; `other` resolves to its
-    `license_name` when it has one.  PolicyError when there is none."""
+    """The license ids a model card declares; `other` with a `license_name`
+    becomes `other:NAME`, so a custom license never passes for a standard id
+    of the same name.  PolicyError when there is none."""
     value = meta.get("license")
     if value is None or value == "" or value == []:
         raise PolicyError("model card declares no license (no 'license:' in its front matter)", source)
@@ -83,7 +85,7 @@ def card_licenses(meta: dict[str, Any], source: str = README) -> tuple[str, ...]
         if v == "other":
             name = meta.get("license_name")
             if isinstance(name, str) and name.strip():
-                v = name.strip().lower()
+                v = "other:" + name.strip().lower()
         out.append(v)
     return tuple(dict.fromkeys(out))
 

@@ -55,9 +55,9 @@ def _os_reason(e: OSError) -> str:
     return e.strerror or str(e)
 
 
-def read_capped(path: str, max_bytes: int) -> bytes:
+def read_capped(path: str, max_bytes: int, follow_symlinks: bool = True) -> bytes:
     """The whole of a small regular file; FormatError if over `max_bytes`."""
-    fd, st = open_regular(path)
+    fd, st = open_regular(path, follow_symlinks)
     try:
         if st.st_size > max_bytes:
             raise FormatError(f"{st.st_size} bytes, larger than the {max_bytes}-byte limit", path)
