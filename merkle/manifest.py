@@ -21,6 +21,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, Final
 
 from . import _json, tree
+from ._native import CODES, native
 from .errors import FormatError, SidecarWarning, SourceError, UnsupportedError
 from .hashing import ALGORITHMS, DEFAULT_ALGORITHM, DIGEST_SIZE, LEAF_PREFIX, Algorithm, TreeHasher, tree_hasher
 from .paths import case_collision, path_problem
@@ -156,6 +157,15 @@ def check_hub(value: Any, where: str) -> tuple[str, str]:
 
 
 def dataset_root(hasher: TreeHasher, chunk_size: int, files: Sequence[FileEntry]) -> bytes:
+    """The root over the files' dataset leaves (D1-D2); native when the C
+    extension is built (ext/_merkle.c dataset_root)."""
+    if native is not None:
+        root: bytes = native.dataset_root(CODES[hasher.name], chunk_size, files)
+        return root
+    return dataset_root_pure(hasher, chunk_size, files)
+
+
+def dataset_root_pure(hasher: TreeHasher, chunk_size: int, files: Sequence[FileEntry]) -> bytes:
     builder = tree.RootBuilder(hasher)
     add, new = builder.add, hasher.new
     for f in files:  # hasher.leaf(f.leaf_data(chunk_size)), inlined: this runs per file

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ._native import CODES, native
 from .errors import ProofError
 from .hashing import DIGEST_SIZE, TreeHasher
 
@@ -76,7 +77,18 @@ class RootBuilder:
 
 
 def root_of_bytes(hasher: TreeHasher, leaves: bytes | bytearray | memoryview) -> bytes:
-    """The root over a concatenation of leaf hashes, without a list of them."""
+    """The root over a concatenation of leaf hashes, without a list of them
+    (native when the C extension is built: ext/_merkle.c root_of_leaves)."""
+    if native is not None:
+        if len(leaves) % DIGEST_SIZE:
+            raise ValueError(f"leaf bytes: length {len(leaves)} is not a multiple of {DIGEST_SIZE}")
+        root: bytes = native.root_of_leaves(CODES[hasher.name], leaves)
+        return root
+    return root_of_bytes_pure(hasher, leaves)
+
+
+def root_of_bytes_pure(hasher: TreeHasher, leaves: bytes | bytearray | memoryview) -> bytes:
+    """The pure twin of root_of_bytes."""
     if len(leaves) % DIGEST_SIZE:
         raise ValueError(f"leaf bytes: length {len(leaves)} is not a multiple of {DIGEST_SIZE}")
     builder = RootBuilder(hasher)

@@ -88,6 +88,12 @@ def _signing(name: str) -> Callable[[argparse.Namespace], int]:
     return run
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from .doctor import doctor
+
+    return doctor(args)
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="merkle",
@@ -217,6 +223,11 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", "-c", action="store_true", help="read 'ROOT  PATH' lines from FILEs and check them")
     _common(p)
     p.set_defaults(run=commands.hash_)
+
+    p = sub.add_parser("doctor", help="which implementation runs the hot paths (C extension or pure Python), "
+                       "the blake3 build and the CPU features seen")
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    p.set_defaults(run=_doctor)
 
     p = sub.add_parser("demo", help="build, verify, tamper and re-verify a small generated model")
     p.add_argument("directory", nargs="?", help="where to put the example (default: a temporary directory)")

@@ -1,0 +1,285 @@
+/* BLAKE3 (hash mode, 32-byte output), portable C, written from the BLAKE3
+ * specification (O'Connor, Aumasson, Neves, Wilcox-O'Hearn, 2020): compression
+ * function section 2.2, chunks section 2.4, tree section 2.5.  Used by
+ * merkle's extension where per-call overhead, not bulk speed, decides:
+ * node hashes (65-byte inputs) and small leaves.  Bulk leaves of large files
+ * stay with the blake3 package's SIMD code. */
+#ifndef MERKLE_BLAKE3_PORTABLE_H
+#define MERKLE_BLAKE3_PORTABLE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#define MB3_BLOCK 64
+#define MB3_CHUNK 1024
+#define MB3_CHUNK_START 1u
+#define MB3_CHUNK_END 2u
+#define MB3_PARENT 4u
+#define MB3_ROOT 8u
+
+static const uint32_t mb3_iv[8] = {0x6A09E667u, 0xBB67AE85u, 0x3C6EF372u, 0xA54FF53Au,
+                                   0x510E527Fu, 0x9B05688Cu, 0x1F83D9ABu, 0x5BE0CD19u};
+static const uint8_t mb3_perm[16] = {2, 6, 3, 10, 7, 0, 4, 13, 1, 11, 12, 5, 9, 14, 15, 8};
+
+static inline uint32_t mb3_rotr(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
+
+static inline uint32_t mb3_load32(const uint8_t *p) {
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+static inline void mb3_store32(uint8_t *p, uint32_t w) {
+    p[0] = (uint8_t)w; p[1] = (uint8_t)(w >> 8); p[2] = (uint8_t)(w >> 16); p[3] = (uint8_t)(w >> 24);
+}
+
+#define MB3_G(a, b, c, d, x, y)                   \
+    do {                                          \
+        s[a] = s[a] + s[b] + (x);                 \
+        s[d] = mb3_rotr(s[d] ^ s[a], 16);         \
+        s[c] = s[c] + s[d];                       \
+        s[b] = mb3_rotr(s[b] ^ s[c], 12);         \
+        s[a] = s[a] + s[b] + (y);                 \
+        s[d] = mb3_rotr(s[d] ^ s[a], 8);          \
+        s[c] = s[c] + s[d];                       \
+        s[b] = mb3_rotr(s[b] ^ s[c], 7);          \
+    } while (0)
+
+/* The compression function; writes the new chaining value (8 words) to out. */
+static void mb3_compress(const uint32_t cv[8], const uint8_t block[MB3_BLOCK], uint64_t counter,
+                         uint32_t block_len, uint32_t flags, uint32_t out[8]) {
+    uint32_t m[16], t[16], s[16];
+    for (int i = 0; i < 16; i++) m[i] = mb3_load32(block + 4 * i);
+    for (int i = 0; i < 8; i++) s[i] = cv[i];
+    s[8] = mb3_iv[0]; s[9] = mb3_iv[1]; s[10] = mb3_iv[2]; s[11] = mb3_iv[3];
+    s[12] = (uint32_t)counter; s[13] = (uint32_t)(counter >> 32); s[14] = block_len; s[15] = flags;
+    for (int r = 0; r < 7; r++) {
+        MB3_G(0, 4, 8, 12, m[0], m[1]);
+        MB3_G(1, 5, 9, 13, m[2], m[3]);
+        MB3_G(2, 6, 10, 14, m[4], m[5]);
+        MB3_G(3, 7, 11, 15, m[6], m[7]);
+        MB3_G(0, 5, 10, 15, m[8], m[9]);
+        MB3_G(1, 6, 11, 12, m[10], m[11]);
+        MB3_G(2, 7, 8, 13, m[12], m[13]);
+        MB3_G(3, 4, 9, 14, m[14], m[15]);
+        if (r < 6) {
+            for (int i = 0; i < 16; i++) t[i] = m[mb3_perm[i]];
+            memcpy(m, t, sizeof m);
+        }
+    }
+    for (int i = 0; i < 8; i++) out[i] = s[i] ^ s[i + 8];
+}
+
+/* A pending output: compressed with ROOT when it turns out to be the root. */
+typedef struct {
+    uint32_t cv[8];
+    uint8_t block[MB3_BLOCK];
+    uint64_t counter;
+    uint32_t block_len, flags;
+} mb3_output;
+
+static void mb3_chunk_output(const uint8_t *data, size_t len, uint64_t index, mb3_output *o) {
+    /* len is 0..1024; every block but the last is compressed now. */
+    uint32_t cv[8];
+    memcpy(cv, mb3_iv, sizeof cv);
+    size_t blocks = len == 0 ? 1 : (len + MB3_BLOCK - 1) / MB3_BLOCK;
+    for (size_t b = 0; b + 1 < blocks; b++) {
+        uint32_t flags = b == 0 ? MB3_CHUNK_START : 0;
+        mb3_compress(cv, data + b * MB3_BLOCK, index, MB3_BLOCK, flags, cv);
+    }
+    size_t last = (blocks - 1) * MB3_BLOCK;
+    memset(o->block, 0, MB3_BLOCK);
+    memcpy(o->block, data + last, len - last);
+    memcpy(o->cv, cv, sizeof cv);
+    o->counter = index;
+    o->block_len = (uint32_t)(len - last);
+    o->flags = (blocks == 1 ? MB3_CHUNK_START : 0) | MB3_CHUNK_END;
+}
+
+static void mb3_parent_output(const uint32_t left[8], const uint32_t right[8], mb3_output *o) {
+    for (int i = 0; i < 8; i++) {
+        mb3_store32(o->block + 4 * i, left[i]);
+        mb3_store32(o->block + 32 + 4 * i, right[i]);
+    }
+    memcpy(o->cv, mb3_iv, sizeof o->cv);
+    o->counter = 0;
+    o->block_len = MB3_BLOCK;
+    o->flags = MB3_PARENT;
+}
+
+static inline void mb3_output_cv(const mb3_output *o, uint32_t out[8]) {
+    mb3_compress(o->cv, o->block, o->counter, o->block_len, o->flags, out);
+}
+
+
+/* ---- eight chunks at once (AVX2), from the same specification: the
+ * compression function on 8 independent chunks, one per 32-bit lane.  Used
+ * for full chunks that are neither the first nor the last of an input. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define MB3_HAVE_X86 1
+
+static uint8_t mb3_schedule[7][16];
+
+static void mb3_init_schedule(void) {
+    for (int i = 0; i < 16; i++) mb3_schedule[0][i] = (uint8_t)i;
+    for (int r = 1; r < 7; r++)
+        for (int i = 0; i < 16; i++) mb3_schedule[r][i] = mb3_schedule[r - 1][mb3_perm[i]];
+}
+
+__attribute__((target("avx2"))) static inline void mb3_transpose8(__m256i v[8]) {
+    __m256i t0 = _mm256_unpacklo_epi32(v[0], v[1]), t1 = _mm256_unpackhi_epi32(v[0], v[1]);
+    __m256i t2 = _mm256_unpacklo_epi32(v[2], v[3]), t3 = _mm256_unpackhi_epi32(v[2], v[3]);
+    __m256i t4 = _mm256_unpacklo_epi32(v[4], v[5]), t5 = _mm256_unpackhi_epi32(v[4], v[5]);
+    __m256i t6 = _mm256_unpacklo_epi32(v[6], v[7]), t7 = _mm256_unpackhi_epi32(v[6], v[7]);
+    __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);
+    __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);
+    __m256i u4 = _mm256_unpacklo_epi64(t4, t6), u5 = _mm256_unpackhi_epi64(t4, t6);
+    __m256i u6 = _mm256_unpacklo_epi64(t5, t7), u7 = _mm256_unpackhi_epi64(t5, t7);
+    v[0] = _mm256_permute2x128_si256(u0, u4, 0x20);
+    v[1] = _mm256_permute2x128_si256(u1, u5, 0x20);
+    v[2] = _mm256_permute2x128_si256(u2, u6, 0x20);
+    v[3] = _mm256_permute2x128_si256(u3, u7, 0x20);
+    v[4] = _mm256_permute2x128_si256(u0, u4, 0x31);
+    v[5] = _mm256_permute2x128_si256(u1, u5, 0x31);
+    v[6] = _mm256_permute2x128_si256(u2, u6, 0x31);
+    v[7] = _mm256_permute2x128_si256(u3, u7, 0x31);
+}
+
+#define MB3_ROTR_SHIFT(x, n) _mm256_or_si256(_mm256_srli_epi32((x), (n)), _mm256_slli_epi32((x), 32 - (n)))
+#define MB3_VG(a, b, c, d, x, y)                                           \
+    do {                                                                   \
+        v[a] = _mm256_add_epi32(_mm256_add_epi32(v[a], v[b]), (x));        \
+        v[d] = _mm256_shuffle_epi8(_mm256_xor_si256(v[d], v[a]), rot16);   \
+        v[c] = _mm256_add_epi32(v[c], v[d]);                               \
+        v[b] = MB3_ROTR_SHIFT(_mm256_xor_si256(v[b], v[c]), 12);           \
+        v[a] = _mm256_add_epi32(_mm256_add_epi32(v[a], v[b]), (y));        \
+        v[d] = _mm256_shuffle_epi8(_mm256_xor_si256(v[d], v[a]), rot8);    \
+        v[c] = _mm256_add_epi32(v[c], v[d]);                               \
+        v[b] = MB3_ROTR_SHIFT(_mm256_xor_si256(v[b], v[c]), 7);            \
+    } while (0)
+
+/* The chaining values of 8 full chunks (chunk[j] has chunk index counter + j). */
+__attribute__((target("avx2"))) static void mb3_hash8_avx2(const uint8_t *const chunk[8], uint64_t counter,
+                                                            uint32_t out[8][8]) {
+    const __m256i rot16 = _mm256_setr_epi8(2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13,
+                                           2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
+    const __m256i rot8 = _mm256_setr_epi8(1, 2, 3, 0, 5, 6, 7, 4, 9, 10, 11, 8, 13, 14, 15, 12,
+                                          1, 2, 3, 0, 5, 6, 7, 4, 9, 10, 11, 8, 13, 14, 15, 12);
+    uint32_t lo[8], hi[8];
+    for (int j = 0; j < 8; j++) {
+        lo[j] = (uint32_t)(counter + (uint64_t)j);
+        hi[j] = (uint32_t)((counter + (uint64_t)j) >> 32);
+    }
+    const __m256i clo = _mm256_loadu_si256((const __m256i *)lo), chi = _mm256_loadu_si256((const __m256i *)hi);
+    __m256i h[8], m[16], v[16];
+    for (int i = 0; i < 8; i++) h[i] = _mm256_set1_epi32((int)mb3_iv[i]);
+    for (int b = 0; b < MB3_CHUNK / MB3_BLOCK; b++) {
+        for (int j = 0; j < 8; j++) {
+            m[j] = _mm256_loadu_si256((const __m256i *)(chunk[j] + b * MB3_BLOCK));
+            m[8 + j] = _mm256_loadu_si256((const __m256i *)(chunk[j] + b * MB3_BLOCK + 32));
+        }
+        mb3_transpose8(m);
+        mb3_transpose8(m + 8);
+        uint32_t flags = (b == 0 ? MB3_CHUNK_START : 0) | (b == MB3_CHUNK / MB3_BLOCK - 1 ? MB3_CHUNK_END : 0);
+        for (int i = 0; i < 8; i++) v[i] = h[i];
+        for (int i = 0; i < 4; i++) v[8 + i] = _mm256_set1_epi32((int)mb3_iv[i]);
+        v[12] = clo;
+        v[13] = chi;
+        v[14] = _mm256_set1_epi32(MB3_BLOCK);
+        v[15] = _mm256_set1_epi32((int)flags);
+        for (int r = 0; r < 7; r++) {
+            const uint8_t *s = mb3_schedule[r];
+            MB3_VG(0, 4, 8, 12, m[s[0]], m[s[1]]);
+            MB3_VG(1, 5, 9, 13, m[s[2]], m[s[3]]);
+            MB3_VG(2, 6, 10, 14, m[s[4]], m[s[5]]);
+            MB3_VG(3, 7, 11, 15, m[s[6]], m[s[7]]);
+            MB3_VG(0, 5, 10, 15, m[s[8]], m[s[9]]);
+            MB3_VG(1, 6, 11, 12, m[s[10]], m[s[11]]);
+            MB3_VG(2, 7, 8, 13, m[s[12]], m[s[13]]);
+            MB3_VG(3, 4, 9, 14, m[s[14]], m[s[15]]);
+        }
+        for (int i = 0; i < 8; i++) h[i] = _mm256_xor_si256(v[i], v[i + 8]);
+    }
+    mb3_transpose8(h);
+    for (int j = 0; j < 8; j++) _mm256_storeu_si256((__m256i *)out[j], h[j]);
+}
+
+static int mb3_avx2 = -1;
+
+static inline int mb3_use_avx2(void) {
+    if (mb3_avx2 < 0) {
+        mb3_init_schedule();
+        __builtin_cpu_init();
+        mb3_avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
+    }
+    return mb3_avx2;
+}
+#else
+#define MB3_HAVE_X86 0
+static inline int mb3_use_avx2(void) { return 0; }
+#endif
+
+/* BLAKE3 of (prefix byte, if prefix >= 0) || data, 32 bytes into out.
+ * The prefix lets a leaf or node be hashed without copying its input. */
+static void mb3_hash(int prefix, const uint8_t *data, size_t len, uint8_t out[32]) {
+    size_t total = len + (prefix >= 0 ? 1 : 0);
+    uint32_t stack[64][8];
+    int depth = 0;
+    uint8_t chunk[MB3_CHUNK];
+    mb3_output o;
+    uint64_t n = total == 0 ? 1 : (total + MB3_CHUNK - 1) / MB3_CHUNK;
+    int simd = mb3_use_avx2();
+    for (uint64_t i = 0; i < n;) {
+        uint32_t cvs[8][8];
+        int got = 0;
+#if MB3_HAVE_X86
+        if (simd && i + 8 < n && !(prefix >= 0 && i == 0)) { /* 8 full chunks, none first-with-prefix nor last */
+            const uint8_t *ptrs[8];
+            for (int j = 0; j < 8; j++) ptrs[j] = data + (size_t)(i + j) * MB3_CHUNK - (prefix >= 0 ? 1 : 0);
+            mb3_hash8_avx2(ptrs, i, cvs);
+            got = 8;
+        }
+#endif
+        if (!got) {
+            size_t start = (size_t)i * MB3_CHUNK, clen = total - start < MB3_CHUNK ? total - start : MB3_CHUNK;
+            const uint8_t *p;
+            if (prefix >= 0 && i == 0) { /* the first chunk is the only one that straddles the prefix */
+                chunk[0] = (uint8_t)prefix;
+                if (clen > 1) memcpy(chunk + 1, data, clen - 1);
+                p = chunk;
+            } else {
+                p = data + start - (prefix >= 0 ? 1 : 0);
+            }
+            mb3_chunk_output(p, clen, i, &o);
+            if (i + 1 == n) break;
+            mb3_output_cv(&o, cvs[0]);
+            got = 1;
+        }
+        for (int j = 0; j < got; j++) {
+            uint32_t cv[8];
+            memcpy(cv, cvs[j], sizeof cv);
+            /* Merge completed subtrees: one merge per trailing zero bit of the chunk count. */
+            uint64_t count = i + (uint64_t)j + 1;
+            while ((count & 1) == 0) {
+                mb3_output parent;
+                depth--;
+                mb3_parent_output(stack[depth], cv, &parent);
+                mb3_output_cv(&parent, cv);
+                count >>= 1;
+            }
+            memcpy(stack[depth++], cv, sizeof cv);
+        }
+        i += (uint64_t)got;
+    }
+    while (depth > 0) {
+        uint32_t cv[8];
+        mb3_output_cv(&o, cv);
+        depth--;
+        mb3_parent_output(stack[depth], cv, &o);
+    }
+    uint32_t words[8];
+    mb3_compress(o.cv, o.block, o.counter, o.block_len, o.flags | MB3_ROOT, words);
+    for (int i = 0; i < 8; i++) mb3_store32(out + 4 * i, words[i]);
+}
+
+#endif

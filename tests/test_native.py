@@ -1,0 +1,123 @@
+"""The C extension (ext/_merkle.c) against its pure twins and the public
+vectors: identical bytes on the same inputs, or the native path is wrong.
+
+The extension is built by the test install (`pip install -e .` compiles it
+when a compiler and OpenSSL's headers are there; .ci/run installs both), so
+these tests never skip in CI; `test_pure_path_is_forced_by_the_environment`
+and .ci/run's pure-path pass cover the other side.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import blake3
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from merkle import manifest, tree
+from merkle._native import CODES, native
+from merkle.hashing import tree_hasher
+from merkle.manifest import FileEntry
+
+VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors"
+B3, SHA = tree_hasher("blake3"), tree_hasher("sha256")
+
+if os.environ.get("MERKLE_PURE", "") in ("", "0"):
+    assert native is not None, "the C extension is not built: install a C compiler and OpenSSL headers"
+else:
+    pytestmark = pytest.mark.skip(reason="MERKLE_PURE set: the pure-path run checks the pure twins only")
+
+
+def _b3_cases() -> list[dict]:
+    return json.loads((VECTORS / "blake3.json").read_text())["cases"]
+
+
+@pytest.mark.parametrize("case", _b3_cases(), ids=lambda c: f"len{c['input_len']}")
+def test_native_blake3_matches_the_published_vectors(case):
+    data = bytes(i % 251 for i in range(case["input_len"]))
+    assert native.hash(1, data) == bytes.fromhex(case["hash"])[:32]
+
+
+@given(st.binary(max_size=5000), st.integers(-1, 255))
+@settings(max_examples=300, deadline=None)
+def test_native_hash_with_a_prefix_matches_the_packages(data, prefix):
+    lead = b"" if prefix < 0 else bytes([prefix])
+    assert native.hash(1, data, prefix) == blake3.blake3(lead + data).digest()
+    assert native.hash(2, data, prefix) == hashlib.sha256(lead + data).digest()
+
+
+@pytest.mark.parametrize("size", [0, 1, 1024, 1025, 65_536, 1 << 20, (1 << 20) + 3])
+def test_native_blake3_chunk_boundaries(size):
+    data = os.urandom(size)
+    assert native.hash(1, data, 0) == blake3.blake3(b"\0" + data).digest()
+
+
+@pytest.mark.parametrize("n", range(0, 70))
+@pytest.mark.parametrize("hasher", [B3, SHA], ids=["blake3", "sha256"])
+def test_native_tree_root_equals_pure(hasher, n):
+    leaves = b"".join(hasher.leaf(i.to_bytes(4, "big")) for i in range(n))
+    assert native.root_of_leaves(CODES[hasher.name], leaves) == tree.root_of_bytes_pure(hasher, leaves)
+    listed = [leaves[i : i + 32] for i in range(0, len(leaves), 32)]
+    assert tree.root_of_bytes_pure(hasher, leaves) == tree.root(hasher, listed)
+
+
+def test_native_tree_root_rfc6962_published_roots():
+    """The roots the vectors' README publishes for the first n reference leaves (n = 1..8)."""
+    from test_vectors import _readme_leaves_and_roots
+
+    leaves, roots = _readme_leaves_and_roots()
+    assert len(roots) == 8
+    for n, want in roots.items():
+        hashed = b"".join(hashlib.sha256(b"\0" + d).digest() for d in leaves[:n])
+        assert native.root_of_leaves(2, hashed) == want
+
+
+def test_native_tree_root_of_a_million_leaves_equals_pure():
+    leaves = os.urandom(32 * 1_000_003)
+    for hasher in (B3, SHA):
+        assert tree.root_of_bytes(hasher, leaves) == tree.root_of_bytes_pure(hasher, leaves)
+
+
+@given(st.lists(st.tuples(st.text(min_size=1, max_size=40), st.integers(0, 2**63 - 1), st.binary(min_size=32,
+                                                                                                 max_size=32)),
+                max_size=40),
+       st.sampled_from([1 << 10, 1 << 20, 1 << 30]))
+@settings(max_examples=200, deadline=None)
+def test_native_dataset_root_equals_pure(items, chunk_size):
+    files = [FileEntry(p, s, r) for p, s, r in items]  # shapes only: the roots are not validated here
+    for hasher in (B3, SHA):
+        assert native.dataset_root(CODES[hasher.name], chunk_size, files) == \
+            manifest.dataset_root_pure(hasher, chunk_size, files)
+
+
+@pytest.mark.parametrize("bad", [
+    lambda: native.root_of_leaves(1, b"x" * 33),
+    lambda: native.root_of_leaves(3, b""),
+    lambda: native.hash(1, b"", 256),
+    lambda: native.dataset_root(1, 1024, [FileEntry("a", 1, b"short")]),
+    lambda: native.dataset_root(1, 1024, [object()]),
+    lambda: native.dataset_root(1, 1024, 5),
+])
+def test_native_refuses_bad_arguments(bad):
+    with pytest.raises((ValueError, TypeError, AttributeError)):
+        bad()
+
+
+def test_pure_path_is_forced_by_the_environment():
+    code = "from merkle._native import native, status; print(native is None, status)"
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "MERKLE_PURE": "1"}, capture_output=True,
+                         text=True, check=True).stdout
+    assert out.startswith("True pure Python (forced by MERKLE_PURE=1)")
+    r = subprocess.run([sys.executable, "-m", "merkle", "doctor"], env={**os.environ, "MERKLE_PURE": "1"},
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "pure Python" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "merkle", "doctor"], capture_output=True, text=True,
+                       env={k: v for k, v in os.environ.items() if k != "MERKLE_PURE"})
+    assert r.returncode == 0 and "native" in r.stdout
