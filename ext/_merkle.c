@@ -10,6 +10,12 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <openssl/opensslv.h>
 #include <openssl/sha.h>
 #include <stdint.h>
@@ -221,7 +227,176 @@ fail_seq:
     return NULL;
 }
 
+
+/* ---- whole small files, a batch per call, the GIL released for the batch.
+ * Twin: merkle.engine.hash_run through LocalReader (same checks, same
+ * messages): identity on open and after reading, every byte counted, no
+ * byte past the listed size. */
+typedef struct {
+    const char *path;
+    unsigned long long size, dev, ino;
+    long long mtime_ns, ctime_ns;
+    uint8_t *leaves; /* out: one digest per chunk */
+    char error[160];
+} small_file;
+
+static long long ns_of(struct timespec t) { return (long long)t.tv_sec * 1000000000LL + t.tv_nsec; }
+
+static int same_identity(const struct stat *st, const small_file *f) {
+    return (unsigned long long)st->st_dev == f->dev && (unsigned long long)st->st_ino == f->ino &&
+           (unsigned long long)st->st_size == f->size && ns_of(st->st_mtim) == f->mtime_ns &&
+           ns_of(st->st_ctim) == f->ctime_ns;
+}
+
+static const char *kind_of_mode(mode_t m) {
+    if (S_ISDIR(m)) return "a directory";
+    if (S_ISFIFO(m)) return "a FIFO";
+    if (S_ISSOCK(m)) return "a socket";
+    if (S_ISCHR(m)) return "a character device";
+    if (S_ISBLK(m)) return "a block device";
+    if (S_ISLNK(m)) return "a symbolic link";
+    return "an unknown kind of file";
+}
+
+static void os_reason(small_file *f, int err, const char *prefix) {
+    if (err == ELOOP && !*prefix)
+        snprintf(f->error, sizeof f->error, "is a symbolic link");
+    else
+        snprintf(f->error, sizeof f->error, "%s%s", prefix, strerror(err));
+}
+
+static void hash_one(small_file *f, int alg, size_t chunk_size, int follow, uint8_t *buf) {
+    int flags = O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC | (follow ? 0 : O_NOFOLLOW);
+    int fd = open(f->path, flags);
+    if (fd < 0) {
+        os_reason(f, errno, "");
+        return;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        os_reason(f, errno, "");
+        close(fd);
+        return;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(f->error, sizeof f->error, "%s, not a regular file", kind_of_mode(st.st_mode));
+        close(fd);
+        return;
+    }
+    if (!same_identity(&st, f)) {
+        snprintf(f->error, sizeof f->error, "changed between listing and hashing");
+        close(fd);
+        return;
+    }
+    unsigned long long offset = 0;
+    size_t index = 0;
+    while (offset < f->size) {
+        size_t want = f->size - offset < chunk_size ? (size_t)(f->size - offset) : chunk_size, have = 0;
+        while (have < want) {
+            ssize_t got = pread(fd, buf + have, want - have, (off_t)(offset + have));
+            if (got < 0 && errno == EINTR) continue;
+            if (got < 0) {
+                os_reason(f, errno, "read error: ");
+                close(fd);
+                return;
+            }
+            if (got == 0) {
+                snprintf(f->error, sizeof f->error, "short read: end of data at byte %llu, expected %llu bytes",
+                         offset + have, f->size);
+                close(fd);
+                return;
+            }
+            have += (size_t)got;
+        }
+        hash2(alg, 0, buf, want, NULL, 0, f->leaves + index * DIGEST);
+        offset += want;
+        index++;
+    }
+    uint8_t extra;
+    ssize_t past = pread(fd, &extra, 1, (off_t)f->size);
+    if (past > 0) {
+        snprintf(f->error, sizeof f->error, "has bytes past its listed size of %llu", f->size);
+    } else if (past < 0) {
+        os_reason(f, errno, "read error: ");
+    } else if (fstat(fd, &st) != 0) {
+        os_reason(f, errno, "read error: ");
+    } else if (!same_identity(&st, f)) {
+        snprintf(f->error, sizeof f->error, "changed while hashing");
+    }
+    close(fd);
+}
+
+PyDoc_STRVAR(files_doc,
+             "hash_files(alg, chunk_size, follow_symlinks, files) -> list: for each (path: bytes, size, (dev, ino, "
+             "size, mtime_ns, ctime_ns)), its chunk leaf hashes (bytes) or an error message (str); twin: "
+             "merkle.engine.hash_run with LocalReader.");
+
+static PyObject *py_hash_files(PyObject *self, PyObject *args) {
+    int alg, follow;
+    unsigned long long chunk_size;
+    PyObject *files;
+    if (!PyArg_ParseTuple(args, "iKpO", &alg, &chunk_size, &follow, &files)) return NULL;
+    if (!parse_alg(alg)) return NULL;
+    if (chunk_size < 1024 || chunk_size > (1ULL << 30) || (chunk_size & (chunk_size - 1))) {
+        PyErr_SetString(PyExc_ValueError, "chunk size must be a power of two from 1K to 1G");
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(files, "files must be a sequence");
+    if (!seq) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    small_file *fs = PyMem_Calloc((size_t)(n ? n : 1), sizeof(small_file));
+    PyObject *out = NULL;
+    uint8_t *buf = NULL;
+    size_t largest = 0;
+    if (!fs) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *path;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "SK(KKKLL)", &path, &fs[i].size, &fs[i].dev,
+                              &fs[i].ino, &fs[i].size, &fs[i].mtime_ns, &fs[i].ctime_ns))
+            goto done;
+        fs[i].path = PyBytes_AS_STRING(path); /* kept alive by seq */
+        size_t chunks = (size_t)((fs[i].size + chunk_size - 1) / chunk_size);
+        if (!(fs[i].leaves = PyMem_Malloc(chunks ? chunks * DIGEST : 1))) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        size_t want = fs[i].size < chunk_size ? (size_t)fs[i].size : (size_t)chunk_size;
+        if (want > largest) largest = want;
+    }
+    if (posix_memalign((void **)&buf, 4096, largest ? largest : 1) != 0) {
+        buf = NULL;
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) hash_one(&fs[i], alg, (size_t)chunk_size, follow, buf);
+    Py_END_ALLOW_THREADS
+    if (!(out = PyList_New(n))) goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        size_t chunks = (size_t)((fs[i].size + chunk_size - 1) / chunk_size);
+        PyObject *item = fs[i].error[0] ? PyUnicode_DecodeUTF8(fs[i].error, (Py_ssize_t)strlen(fs[i].error), "replace")
+                                        : PyBytes_FromStringAndSize((const char *)fs[i].leaves,
+                                                                    (Py_ssize_t)(chunks * DIGEST));
+        if (!item) {
+            Py_CLEAR(out);
+            goto done;
+        }
+        PyList_SET_ITEM(out, i, item);
+    }
+done:
+    free(buf);
+    if (fs)
+        for (Py_ssize_t i = 0; i < n; i++) PyMem_Free(fs[i].leaves);
+    PyMem_Free(fs);
+    Py_DECREF(seq);
+    return out;
+}
+
 static PyMethodDef methods[] = {
+    {"hash_files", py_hash_files, METH_VARARGS, files_doc},
     {"hash", py_hash, METH_VARARGS, hash_doc},
     {"root_of_leaves", py_root_of_leaves, METH_VARARGS, root_doc},
     {"dataset_root", py_dataset_root, METH_VARARGS, dataset_doc},
@@ -234,8 +409,9 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "merkle._merkle",
 PyMODINIT_FUNC PyInit__merkle(void) {
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
-    const char *b3 = mb3_use_avx2() ? "C from the BLAKE3 specification, AVX2 8-way over chunks"
-                                    : "portable C from the BLAKE3 specification";
+    const char *b3 = mb3_use_avx512() ? "C from the BLAKE3 specification, AVX-512 16-way over chunks"
+                     : mb3_use_avx2() ? "C from the BLAKE3 specification, AVX2 8-way over chunks"
+                                      : "portable C from the BLAKE3 specification";
     if (PyModule_AddStringConstant(m, "BLAKE3", b3) < 0 ||
         PyModule_AddStringConstant(m, "SHA256", OPENSSL_VERSION_TEXT) < 0) {
         Py_DECREF(m);

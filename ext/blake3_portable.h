@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define MB3_BLOCK 64
@@ -204,19 +205,169 @@ __attribute__((target("avx2"))) static void mb3_hash8_avx2(const uint8_t *const 
     for (int j = 0; j < 8; j++) _mm256_storeu_si256((__m256i *)out[j], h[j]);
 }
 
+
+#define MB3_VG16(a, b, c, d, x, y)                                         \
+    do {                                                                   \
+        v[a] = _mm512_add_epi32(_mm512_add_epi32(v[a], v[b]), (x));        \
+        v[d] = _mm512_ror_epi32(_mm512_xor_si512(v[d], v[a]), 16);         \
+        v[c] = _mm512_add_epi32(v[c], v[d]);                               \
+        v[b] = _mm512_ror_epi32(_mm512_xor_si512(v[b], v[c]), 12);         \
+        v[a] = _mm512_add_epi32(_mm512_add_epi32(v[a], v[b]), (y));        \
+        v[d] = _mm512_ror_epi32(_mm512_xor_si512(v[d], v[a]), 8);          \
+        v[c] = _mm512_add_epi32(v[c], v[d]);                               \
+        v[b] = _mm512_ror_epi32(_mm512_xor_si512(v[b], v[c]), 7);          \
+    } while (0)
+
+/* 16 full, consecutive chunks starting at `base` (chunk index counter + j),
+ * AVX-512: message words gathered across the 16 chunks. */
+__attribute__((target("avx512f"))) static void mb3_hash16_avx512(const uint8_t *base, uint64_t counter,
+                                                                  uint32_t out[16][8]) {
+    uint32_t lo[16], hi[16];
+    int32_t idx[16];
+    for (int j = 0; j < 16; j++) {
+        lo[j] = (uint32_t)(counter + (uint64_t)j);
+        hi[j] = (uint32_t)((counter + (uint64_t)j) >> 32);
+        idx[j] = j * MB3_CHUNK;
+    }
+    const __m512i clo = _mm512_loadu_si512(lo), chi = _mm512_loadu_si512(hi), vidx = _mm512_loadu_si512(idx);
+    __m512i h[8], m[16], v[16];
+    for (int i = 0; i < 8; i++) h[i] = _mm512_set1_epi32((int)mb3_iv[i]);
+    for (int b = 0; b < MB3_CHUNK / MB3_BLOCK; b++) {
+        const uint8_t *p = base + b * MB3_BLOCK;
+        for (int w = 0; w < 16; w++) m[w] = _mm512_i32gather_epi32(vidx, (const void *)(p + 4 * w), 1);
+        uint32_t flags = (b == 0 ? MB3_CHUNK_START : 0) | (b == MB3_CHUNK / MB3_BLOCK - 1 ? MB3_CHUNK_END : 0);
+        for (int i = 0; i < 8; i++) v[i] = h[i];
+        for (int i = 0; i < 4; i++) v[8 + i] = _mm512_set1_epi32((int)mb3_iv[i]);
+        v[12] = clo;
+        v[13] = chi;
+        v[14] = _mm512_set1_epi32(MB3_BLOCK);
+        v[15] = _mm512_set1_epi32((int)flags);
+        for (int r = 0; r < 7; r++) {
+            const uint8_t *s = mb3_schedule[r];
+            MB3_VG16(0, 4, 8, 12, m[s[0]], m[s[1]]);
+            MB3_VG16(1, 5, 9, 13, m[s[2]], m[s[3]]);
+            MB3_VG16(2, 6, 10, 14, m[s[4]], m[s[5]]);
+            MB3_VG16(3, 7, 11, 15, m[s[6]], m[s[7]]);
+            MB3_VG16(0, 5, 10, 15, m[s[8]], m[s[9]]);
+            MB3_VG16(1, 6, 11, 12, m[s[10]], m[s[11]]);
+            MB3_VG16(2, 7, 8, 13, m[s[12]], m[s[13]]);
+            MB3_VG16(3, 4, 9, 14, m[s[14]], m[s[15]]);
+        }
+        for (int i = 0; i < 8; i++) h[i] = _mm512_xor_si512(v[i], v[i + 8]);
+    }
+    uint32_t words[8][16];
+    for (int i = 0; i < 8; i++) _mm512_storeu_si512(words[i], h[i]);
+    for (int j = 0; j < 16; j++)
+        for (int i = 0; i < 8; i++) out[j][i] = words[i][j];
+}
+
+
+/* 16 parent nodes at once: blocks[j] = left || right (64 bytes, consecutive),
+ * written as 16 chaining values to out (8 words each, consecutive). */
+__attribute__((target("avx512f"))) static void mb3_parents16_avx512(const uint8_t *blocks, uint32_t *out) {
+    int32_t idx[16];
+    for (int j = 0; j < 16; j++) idx[j] = j * MB3_BLOCK;
+    const __m512i vidx = _mm512_loadu_si512(idx);
+    __m512i m[16], v[16];
+    for (int w = 0; w < 16; w++) m[w] = _mm512_i32gather_epi32(vidx, (const void *)(blocks + 4 * w), 1);
+    for (int i = 0; i < 8; i++) v[i] = _mm512_set1_epi32((int)mb3_iv[i]);
+    for (int i = 0; i < 4; i++) v[8 + i] = _mm512_set1_epi32((int)mb3_iv[i]);
+    v[12] = _mm512_setzero_si512();
+    v[13] = _mm512_setzero_si512();
+    v[14] = _mm512_set1_epi32(MB3_BLOCK);
+    v[15] = _mm512_set1_epi32((int)MB3_PARENT);
+    for (int r = 0; r < 7; r++) {
+        const uint8_t *s = mb3_schedule[r];
+        MB3_VG16(0, 4, 8, 12, m[s[0]], m[s[1]]);
+        MB3_VG16(1, 5, 9, 13, m[s[2]], m[s[3]]);
+        MB3_VG16(2, 6, 10, 14, m[s[4]], m[s[5]]);
+        MB3_VG16(3, 7, 11, 15, m[s[6]], m[s[7]]);
+        MB3_VG16(0, 5, 10, 15, m[s[8]], m[s[9]]);
+        MB3_VG16(1, 6, 11, 12, m[s[10]], m[s[11]]);
+        MB3_VG16(2, 7, 8, 13, m[s[12]], m[s[13]]);
+        MB3_VG16(3, 4, 9, 14, m[s[14]], m[s[15]]);
+    }
+    uint32_t words[8][16];
+    for (int i = 0; i < 8; i++) _mm512_storeu_si512(words[i], _mm512_xor_si512(v[i], v[i + 8]));
+    for (int j = 0; j < 16; j++)
+        for (int i = 0; i < 8; i++) out[8 * j + i] = words[i][j];
+}
+
+static int mb3_avx512 = -1;
 static int mb3_avx2 = -1;
 
 static inline int mb3_use_avx2(void) {
     if (mb3_avx2 < 0) {
         mb3_init_schedule();
         __builtin_cpu_init();
-        mb3_avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
+        mb3_avx2 = __builtin_cpu_supports("avx2") && getenv("MERKLE_NO_AVX2") == NULL ? 1 : 0;
+        mb3_avx512 = mb3_avx2 && __builtin_cpu_supports("avx512f") && getenv("MERKLE_NO_AVX512") == NULL ? 1 : 0;
     }
     return mb3_avx2;
 }
 #else
 #define MB3_HAVE_X86 0
 static inline int mb3_use_avx2(void) { return 0; }
+#endif
+
+static inline int mb3_use_avx512(void) {
+#if MB3_HAVE_X86
+    mb3_use_avx2();
+    return mb3_avx512;
+#else
+    return 0;
+#endif
+}
+
+#if MB3_HAVE_X86
+
+#define MB3_WIDE_MAX_CHUNKS 4096
+
+/* Every chunk's chaining value into cvs (n >= 2 chunks), then the tree level
+ * by level (the same shape: the left subtree holds the largest power of two
+ * of chunks), 16 parents at a time; the last parent is the root. */
+static void mb3_hash_wide(int prefix, const uint8_t *data, size_t total, uint64_t n, uint32_t *cvs,
+                          uint8_t out[32]) {
+    uint8_t chunk[MB3_CHUNK];
+    mb3_output o;
+    for (uint64_t i = 0; i < n;) {
+        if (i + 16 <= n && (i + 16 < n || total % MB3_CHUNK == 0) && !(prefix >= 0 && i == 0)) {
+            uint32_t block_cvs[16][8];
+            mb3_hash16_avx512(data + (size_t)i * MB3_CHUNK - (prefix >= 0 ? 1 : 0), i, block_cvs);
+            memcpy(cvs + 8 * i, block_cvs, sizeof block_cvs);
+            i += 16;
+            continue;
+        }
+        size_t start = (size_t)i * MB3_CHUNK, clen = total - start < MB3_CHUNK ? total - start : MB3_CHUNK;
+        const uint8_t *p;
+        if (prefix >= 0 && i == 0) {
+            chunk[0] = (uint8_t)prefix;
+            if (clen > 1) memcpy(chunk + 1, data, clen - 1);
+            p = chunk;
+        } else {
+            p = data + start - (prefix >= 0 ? 1 : 0);
+        }
+        mb3_chunk_output(p, clen, i, &o);
+        mb3_output_cv(&o, cvs + 8 * i);
+        i++;
+    }
+    uint64_t count = n;
+    while (count > 2) {
+        uint64_t pairs = count / 2, k = 0;
+        for (; k + 16 <= pairs; k += 16) mb3_parents16_avx512((const uint8_t *)(cvs + 16 * k), cvs + 8 * k);
+        for (; k < pairs; k++) {
+            mb3_output parent;
+            mb3_parent_output(cvs + 16 * k, cvs + 16 * k + 8, &parent);
+            mb3_output_cv(&parent, cvs + 8 * k);
+        }
+        if (count & 1) memmove(cvs + 8 * pairs, cvs + 8 * (count - 1), 32);
+        count = pairs + (count & 1);
+    }
+    mb3_parent_output(cvs, cvs + 8, &o);
+    uint32_t words[8];
+    mb3_compress(o.cv, o.block, o.counter, o.block_len, o.flags | MB3_ROOT, words);
+    for (int i = 0; i < 8; i++) mb3_store32(out + 4 * i, words[i]);
+}
 #endif
 
 /* BLAKE3 of (prefix byte, if prefix >= 0) || data, 32 bytes into out.
@@ -228,12 +379,22 @@ static void mb3_hash(int prefix, const uint8_t *data, size_t len, uint8_t out[32
     uint8_t chunk[MB3_CHUNK];
     mb3_output o;
     uint64_t n = total == 0 ? 1 : (total + MB3_CHUNK - 1) / MB3_CHUNK;
-    int simd = mb3_use_avx2();
+    int simd = mb3_use_avx2(), wide = mb3_use_avx512();
+#if MB3_HAVE_X86
+    if (wide && n >= 2 && n <= MB3_WIDE_MAX_CHUNKS) {
+        uint32_t cvs[MB3_WIDE_MAX_CHUNKS * 8];
+        mb3_hash_wide(prefix, data, total, n, cvs, out);
+        return;
+    }
+#endif
     for (uint64_t i = 0; i < n;) {
-        uint32_t cvs[8][8];
+        uint32_t cvs[16][8];
         int got = 0;
 #if MB3_HAVE_X86
-        if (simd && i + 8 < n && !(prefix >= 0 && i == 0)) { /* 8 full chunks, none first-with-prefix nor last */
+        if (wide && i + 16 < n && !(prefix >= 0 && i == 0)) { /* 16 full chunks, as below */
+            mb3_hash16_avx512(data + (size_t)i * MB3_CHUNK - (prefix >= 0 ? 1 : 0), i, cvs);
+            got = 16;
+        } else if (simd && i + 8 < n && !(prefix >= 0 && i == 0)) { /* 8 full chunks, none first-with-prefix nor last */
             const uint8_t *ptrs[8];
             for (int j = 0; j < 8; j++) ptrs[j] = data + (size_t)(i + j) * MB3_CHUNK - (prefix >= 0 ? 1 : 0);
             mb3_hash8_avx2(ptrs, i, cvs);

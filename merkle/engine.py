@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from . import tree
+from ._native import CODES, native
 from .errors import SourceError
 from .hashing import DIGEST_SIZE, Hasher, TreeHasher
 from .manifest import chunk_count
@@ -33,6 +34,7 @@ from .sources.local import open_regular
 from .walk import WalkedFile, identity
 
 UNIT_BYTES = 8 << 20
+NATIVE_BATCH_FILES = 64
 T = TypeVar("T")
 MAX_BUFFER = 4 << 20
 
@@ -86,6 +88,7 @@ def hash_files(
     symlinks unless `follow_symlinks`)."""
     jobs = jobs or default_jobs()
     opener = opener or local_opener(follow_symlinks)
+    local_follow: bool | None = getattr(opener, "local_follow", None)
     progress = progress or Progress()
     group = max(1, UNIT_BYTES // chunk_size)
     counts = [chunk_count(f.size, chunk_size) for f in files]
@@ -97,6 +100,22 @@ def hash_files(
         else:
             units.extend((i, first, min(group, n - first)) for first in range(0, n, group))
             pending[i] = -(-n // group)
+    batches: list[list[int]] = []
+    if native is not None and local_follow is not None:
+        # Whole small files go to the extension in batches: open, read and
+        # hash with the GIL released for the batch, not per file.
+        whole = [u[0] for u in units if u[2] == counts[u[0]]]
+        units = [u for u in units if u[2] != counts[u[0]]]
+        batch: list[int] = []
+        batch_bytes = 0
+        for i in whole:
+            batch.append(i)
+            batch_bytes += files[i].size
+            if len(batch) >= NATIVE_BATCH_FILES or batch_bytes >= UNIT_BYTES:
+                batches.append(batch)
+                batch, batch_bytes = [], 0
+        if batch:
+            batches.append(batch)
     leaves = [bytearray(n * DIGEST_SIZE if pending[i] > 1 else 0) for i, n in enumerate(counts)]
     results: list[FileDigest | None] = [None] * len(files)
     errors: dict[int, SourceError] = {}
@@ -118,7 +137,22 @@ def hash_files(
         if on_done is not None and done is not None:
             on_done(done)
 
-    def handle(unit: tuple[int, int, int], view: memoryview) -> None:
+    def handle_batch(batch: list[int]) -> None:
+        assert native is not None
+        args = [(os.fsencode(files[i].abspath), files[i].size, files[i].identity)  # type: ignore[attr-defined]
+                for i in batch]
+        for i, got in zip(batch, native.hash_files(CODES[hasher.name], chunk_size, local_follow, args), strict=True):
+            if isinstance(got, str):
+                errors[i] = SourceError(got, files[i].path)
+                finish(i, b"")
+            else:
+                progress.bytes += files[i].size
+                finish(i, got)
+
+    def handle(unit: tuple[int, int, int] | list[int], view: memoryview) -> None:
+        if isinstance(unit, list):
+            handle_batch(unit)
+            return
         i, first, count = unit
         if count == counts[i]:  # the whole file in one unit
             try:
@@ -143,7 +177,8 @@ def hash_files(
             leaves[i] = bytearray()  # one copy, not two
             finish(i, data)
 
-    _parallel(units, handle, jobs, min(chunk_size, MAX_BUFFER), progress)
+    items: list[tuple[int, int, int] | list[int]] = [*units, *batches]
+    _parallel(items, handle, jobs, min(chunk_size, MAX_BUFFER), progress)
     done = [r for r in results if r is not None]
     assert len(done) == len(files), "engine lost a file"
     return done
@@ -342,6 +377,7 @@ def local_opener(follow_symlinks: bool) -> Opener:
         assert isinstance(src, WalkedFile)
         return LocalReader(src, follow_symlinks)
 
+    open_local.local_follow = follow_symlinks  # type: ignore[attr-defined]  # the extension may read these itself
     return open_local
 
 

@@ -53,10 +53,34 @@ def test_native_hash_with_a_prefix_matches_the_packages(data, prefix):
     assert native.hash(2, data, prefix) == hashlib.sha256(lead + data).digest()
 
 
-@pytest.mark.parametrize("size", [0, 1, 1024, 1025, 65_536, 1 << 20, (1 << 20) + 3])
+SIZES = [0, 1, 1023, 1024, 1025, 8 * 1024, 9 * 1024 + 1, 16 * 1024, 17 * 1024, 17 * 1024 + 1, 65_536, 100_001,
+         1 << 20, (1 << 20) + 3, 4096 * 1024, 4096 * 1024 + 1, 5 << 20]
+
+
+@pytest.mark.parametrize("size", SIZES)
 def test_native_blake3_chunk_boundaries(size):
+    """Sizes around the 8- and 16-chunk SIMD batches and the level-wise tree limit, with and without a prefix."""
     data = os.urandom(size)
     assert native.hash(1, data, 0) == blake3.blake3(b"\0" + data).digest()
+    assert native.hash(1, data) == blake3.blake3(data).digest()
+
+
+@pytest.mark.parametrize(("switch", "engine"), [("MERKLE_NO_AVX512", "AVX2"), ("MERKLE_NO_AVX2", "portable")])
+def test_native_blake3_narrower_paths(switch, engine):
+    """The AVX2 and portable paths, forced on a machine that would pick a wider one."""
+    code = ("import os, blake3; from merkle._native import native; "
+            f"sizes = {SIZES!r}; "
+            "assert all(native.hash(1, d, 0) == blake3.blake3(b'\\0' + d).digest() "
+            "for d in map(os.urandom, sizes)); print(native.BLAKE3)")
+    r = subprocess.run([sys.executable, "-c", code], env={**os.environ, switch: "1"}, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "AVX-512" not in r.stdout and (engine in r.stdout or not (engine == "AVX2" and "avx2" in cpu()))
+
+
+def cpu() -> str:
+    from merkle.cli.doctor import cpu_features
+
+    return " ".join(cpu_features())
 
 
 @pytest.mark.parametrize("n", range(0, 70))
@@ -121,3 +145,50 @@ def test_pure_path_is_forced_by_the_environment():
     r = subprocess.run([sys.executable, "-m", "merkle", "doctor"], capture_output=True, text=True,
                        env={k: v for k, v in os.environ.items() if k != "MERKLE_PURE"})
     assert r.returncode == 0 and "native" in r.stdout
+
+
+# -- whole small files in batches (engine.hash_files) ------------------------------
+
+
+def _walked_with_traps(root: Path):
+    """Files of every shape, plus entries that must fail the same way on both paths."""
+    from merkle.walk import WalkedFile, identity, walk
+
+    sizes = {"empty": 0, "one": 1, "chunk": 4096, "chunk+1": 4097, "many": 100_000, "odd": 12_345}
+    for name, size in sizes.items():
+        (root / name).write_bytes(os.urandom(size))
+    walked = list(walk(root).files)
+    changed = root / "changed"
+    changed.write_bytes(b"before")
+    listed = WalkedFile("changed", str(changed), 6, identity(changed.stat()))
+    changed.write_bytes(b"after!")  # same size, new mtime/ctime: changed between listing and hashing
+    (root / "target").write_bytes(b"x" * 10)
+    (root / "link").symlink_to("target")
+    os.mkfifo(root / "fifo")
+    (root / "dir").mkdir()
+    fake = (1, 2, 10, 3, 4)
+    traps = [listed, WalkedFile("gone", str(root / "gone"), 10, fake), WalkedFile("link", str(root / "link"), 10, fake),
+             WalkedFile("fifo", str(root / "fifo"), 0, fake), WalkedFile("dir", str(root / "dir"), 0, fake)]
+    return walked + traps
+
+
+@pytest.mark.parametrize("hasher", [B3, SHA], ids=["blake3", "sha256"])
+def test_native_file_batches_equal_the_pure_engine(tmp_path, hasher):
+    from merkle import engine
+
+    files = _walked_with_traps(tmp_path)
+    native_run = engine.hash_files(files, hasher, 4096, jobs=2)
+    pure_opener = engine.local_opener(False)
+    pure_run = engine.hash_files(files, hasher, 4096, jobs=2, opener=lambda src: pure_opener(src))
+
+    def shape(digests):
+        return {d.path: (d.root, d.leaves if len(d.leaves) > 32 else b"", type(d.error), d.error and d.error.message)
+                for d in digests}
+
+    got, want = shape(native_run), shape(pure_run)
+    assert got == want
+    assert want["changed"][3] == "changed between listing and hashing"
+    assert want["link"][3] == "is a symbolic link"
+    assert want["fifo"][3] == "a FIFO, not a regular file"
+    assert want["gone"][3] == "No such file or directory"
+    assert want["empty"][0] == hasher.empty() and want["one"][2] is type(None)

@@ -3,6 +3,7 @@ documents, and atomic writes (a reader never sees half a file)."""
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import tempfile
@@ -50,7 +51,7 @@ def open_regular(path: str, follow_symlinks: bool = True) -> tuple[int, os.stat_
 
 
 def _os_reason(e: OSError) -> str:
-    if e.errno is not None and e.errno == getattr(os, "ELOOP", -1):
+    if e.errno == errno.ELOOP:  # O_NOFOLLOW met a link
         return "is a symbolic link"
     return e.strerror or str(e)
 
