@@ -5,7 +5,8 @@ merkle walks the directory itself; the peers get every file name from a
 prepared NUL-separated list through `xargs -0` (which splits it to respect
 ARG_MAX), so they skip the walk.  The "CPUS x b3sum" row runs one
 single-threaded b3sum per CPU over slices of the list: the best a shell user
-gets from b3sum here.
+gets from b3sum here.  "(pure)" rows run merkle with MERKLE_PURE=1: the pure
+Python twins instead of the C extension.
 """
 
 from __future__ import annotations
@@ -40,6 +41,12 @@ COMMANDS = {
     "merkle build --algorithm sha256": (
         None, lambda files, out: [*merkle_cli(), "build", str(files.root), "-o", out, "-q", "--algorithm", "sha256"]),
     OPENSSL: ("openssl", lambda files, out: _xargs(files, "openssl", "dgst", "-sha256")),
+    # The same builds on the pure-Python twins (the C extension switched off), side by side.
+    "merkle build (pure)": (None, lambda files, out: ["env", "MERKLE_PURE=1", *merkle_cli(), "build",
+                                                       str(files.root), "-o", out, "-q"]),
+    "merkle build --algorithm sha256 (pure)": (
+        None, lambda files, out: ["env", "MERKLE_PURE=1", *merkle_cli(), "build", str(files.root), "-o", out, "-q",
+                                  "--algorithm", "sha256"]),
 }
 
 pytestmark = pytest.mark.benchmark(group=CASE)
