@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import copy
+import json
 import os
 import re
 import warnings
@@ -351,7 +352,8 @@ class Manifest:
     def to_json(self) -> bytes:
         """Canonical bytes: fixed key order, one file entry per line."""
         head = self.to_dict()
-        lines = ",\n".join(_json.dumps(f) for f in head.pop("files"))
+        del head["files"]
+        lines = ",\n".join(map(_entry_json, self.files))
         body = _json.dumps(head)[:-1] + ',"files":[' + ("\n" + lines + "\n" if lines else "") + "]}\n"
         return body.encode("utf-8")
 
@@ -484,6 +486,13 @@ class Manifest:
             os.unlink(name + SIDECAR_SUFFIX)  # a stale sidecar would only be ignored
 
 
+def _entry_json(f: FileEntry) -> str:
+    """One entry exactly as `_json.dumps(f.to_dict())` writes it, without a
+    dict and a json.dumps call per file (a million-file manifest)."""
+    hub = f',"hub":{{"{f.hub[0]}":"{f.hub[1]}"}}' if f.hub is not None else ""
+    return f'{{"path":{_encode_string(f.path)},"size":{f.size},"root":"{f.root.hex()}"{hub}}}'
+
+
 def _exact_keys(obj: dict[str, Any], keys: Sequence[str], where: str) -> None:
     unknown = sorted(set(obj) - set(keys))
     if unknown:
@@ -493,6 +502,7 @@ def _exact_keys(obj: dict[str, Any], keys: Sequence[str], where: str) -> None:
         raise FormatError(f"{where}: missing key {missing[0]!r}")
 
 
+_encode_string: Final = getattr(json.encoder, "c_encode_basestring", None) or json.encoder.encode_basestring
 _HEX_DIGEST: Final = re.compile(f"[0-9a-f]{{{2 * DIGEST_SIZE}}}")
 
 

@@ -7,6 +7,8 @@ import hashlib
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import merkle
 from merkle.errors import FormatError
@@ -103,3 +105,15 @@ def test_compact_bundle_vouches_for_origin_not_hub(cli, tmp_path):
     assert verified.manifest is not None and verified.manifest.origin == Origin(REV, "org/tiny")
     assert verified.manifest.files[0].hub is None  # the summary does not vouch for it
     assert cli("verify", str(snap), str(bundle), "--key", str(tmp_path / "k.pub")).returncode == 0
+
+
+@given(st.text(min_size=1, max_size=60), st.integers(0, 2**63 - 1), st.binary(min_size=32, max_size=32),
+       st.sampled_from([None, ("sha256", "ab" * 32), ("gitBlob", "cd" * 20)]))
+@settings(max_examples=300, deadline=None)
+def test_fast_entry_encoding_is_the_canonical_json(path, size, root, hub):
+    """M3: the per-entry fast path writes exactly what json.dumps of the entry's dict writes."""
+    from merkle import _json
+    from merkle.manifest import _entry_json
+
+    entry = FileEntry(path, size, root, hub)
+    assert _entry_json(entry) == _json.dumps(entry.to_dict())
