@@ -192,3 +192,34 @@ def test_native_file_batches_equal_the_pure_engine(tmp_path, hasher):
     assert want["fifo"][3] == "a FIFO, not a regular file"
     assert want["gone"][3] == "No such file or directory"
     assert want["empty"][0] == hasher.empty() and want["one"][2] is type(None)
+
+
+def _kernel_files():
+    """Files whose size lies, as procfs and sysfs files do: both paths must refuse them with the same words."""
+    from merkle.walk import WalkedFile, identity
+
+    out = []
+    for path in ("/proc/self/status", "/sys/kernel/mm/transparent_hugepage/enabled", "/sys/kernel/profiling"):
+        if os.path.exists(path):
+            out.append(WalkedFile(path.strip("/"), path, os.stat(path).st_size, identity(os.stat(path))))
+    return out
+
+
+@pytest.mark.parametrize("hasher", [B3, SHA], ids=["blake3", "sha256"])
+def test_native_refuses_lying_sizes_like_the_pure_path(hasher):
+    """procfs says 0 bytes and has more (bytes past the listed size); sysfs says 4096 and has fewer (a short
+    read).  /proc/self is read by whichever process opens it, so identities are re-taken by each path."""
+    from merkle import engine
+
+    files = _kernel_files()
+    assert files, "no procfs or sysfs here"
+    pure_opener = engine.local_opener(True)
+    messages = []
+    for opener in (None, lambda src: pure_opener(src)):
+        digests = engine.hash_files(files, hasher, 4096, jobs=1, follow_symlinks=True, opener=opener)
+        messages.append({d.path: d.error.message if d.error else None for d in digests})
+    native_msgs, pure_msgs = messages
+    assert native_msgs == pure_msgs
+    for path, message in pure_msgs.items():
+        assert message is not None and ("past its listed size" in message or "short read" in message
+                                        or "changed" in message), (path, message)
