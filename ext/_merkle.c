@@ -151,37 +151,27 @@ static PyObject *py_root_of_leaves(PyObject *self, PyObject *args) {
     return PyBytes_FromStringAndSize((const char *)out, DIGEST);
 }
 
-PyDoc_STRVAR(dataset_doc,
-             "dataset_root(alg, chunk_size, files) -> bytes: the dataset root over file entries (objects with "
-             "str path, int size and 32-byte root), in the given order; twin: merkle.manifest.dataset_root.");
-
-static PyObject *py_dataset_root(PyObject *self, PyObject *args) {
-    int alg;
-    unsigned long long chunk_size;
-    PyObject *files;
-    if (!PyArg_ParseTuple(args, "iKO", &alg, &chunk_size, &files)) return NULL;
-    if (!parse_alg(alg)) return NULL;
-    PyObject *seq = PySequence_Fast(files, "files must be a sequence");
-    if (seq == NULL) return NULL;
+/* Each file's dataset leaf hash into out (32 bytes per file); 0 with an
+ * exception set on a malformed entry. */
+static int dataset_leaf_hashes(int alg, unsigned long long chunk_size, PyObject *seq, uint8_t *out) {
     static PyObject *s_path, *s_size, *s_root;
-    if (!s_path && !(s_path = PyUnicode_InternFromString("path"))) goto fail_seq;
-    if (!s_size && !(s_size = PyUnicode_InternFromString("size"))) goto fail_seq;
-    if (!s_root && !(s_root = PyUnicode_InternFromString("root"))) goto fail_seq;
-    root_builder rb = {.depth = 0, .count = 0};
+    if (!s_path && !(s_path = PyUnicode_InternFromString("path"))) return 0;
+    if (!s_size && !(s_size = PyUnicode_InternFromString("size"))) return 0;
+    if (!s_root && !(s_root = PyUnicode_InternFromString("root"))) return 0;
     uint8_t *buf = NULL;
     size_t cap = 0;
+    int ok = 1;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    for (Py_ssize_t i = 0; i < n; i++) {
+    for (Py_ssize_t i = 0; i < n && ok; i++) {
         PyObject *f = PySequence_Fast_GET_ITEM(seq, i);
         PyObject *path = PyObject_GetAttr(f, s_path), *size = NULL, *root = NULL;
-        if (!path) goto fail;
-        size = PyObject_GetAttr(f, s_size);
+        size = path ? PyObject_GetAttr(f, s_size) : NULL;
         root = size ? PyObject_GetAttr(f, s_root) : NULL;
-        Py_ssize_t plen;
+        Py_ssize_t plen = 0;
         const char *pb = root && PyUnicode_Check(path) ? PyUnicode_AsUTF8AndSize(path, &plen) : NULL;
         unsigned long long sz = pb && PyLong_Check(size) ? PyLong_AsUnsignedLongLong(size) : 0;
-        int ok = pb && PyLong_Check(size) && !PyErr_Occurred() && PyBytes_Check(root) &&
-                 PyBytes_GET_SIZE(root) == DIGEST && plen <= 0xFFFFFFFF;
+        ok = pb && PyLong_Check(size) && !PyErr_Occurred() && PyBytes_Check(root) && PyBytes_GET_SIZE(root) == DIGEST &&
+             plen <= 0xFFFFFFFF;
         if (ok) {
             /* leaf data: u32 len(path) | path | u64 size | u64 chunk_size | root (docs/format.md D1) */
             size_t need = 4 + (size_t)plen + 8 + 8 + DIGEST;
@@ -203,9 +193,7 @@ static PyObject *py_dataset_root(PyObject *self, PyObject *args) {
                 for (int k = 7; k >= 0; k--) *q++ = (uint8_t)(sz >> (8 * k));
                 for (int k = 7; k >= 0; k--) *q++ = (uint8_t)(chunk_size >> (8 * k));
                 memcpy(q, PyBytes_AS_STRING(root), DIGEST);
-                uint8_t leaf[DIGEST];
-                hash2(alg, 0, buf, need, NULL, 0, leaf);
-                rb_add(&rb, alg, leaf);
+                hash2(alg, 0, buf, need, NULL, 0, out + (size_t)i * DIGEST);
             }
         } else if (!PyErr_Occurred()) {
             PyErr_Format(PyExc_TypeError, "files[%zd]: expected str path, int size and a 32-byte root", i);
@@ -213,20 +201,88 @@ static PyObject *py_dataset_root(PyObject *self, PyObject *args) {
         Py_XDECREF(path);
         Py_XDECREF(size);
         Py_XDECREF(root);
-        if (!ok) goto fail;
     }
     PyMem_Free(buf);
-    Py_DECREF(seq);
-    uint8_t out[DIGEST];
-    rb_root(&rb, alg, out);
-    return PyBytes_FromStringAndSize((const char *)out, DIGEST);
-fail:
-    PyMem_Free(buf);
-fail_seq:
-    Py_DECREF(seq);
-    return NULL;
+    return ok;
 }
 
+PyDoc_STRVAR(dataset_leaves_doc,
+             "dataset_leaves(alg, chunk_size, files) -> bytes: each file entry's dataset leaf hash (objects with str "
+             "path, int size and 32-byte root), concatenated; twin: FileEntry.leaf_data hashed as a leaf.");
+
+static PyObject *py_dataset_leaves(PyObject *self, PyObject *args) {
+    int alg;
+    unsigned long long chunk_size;
+    PyObject *files;
+    if (!PyArg_ParseTuple(args, "iKO", &alg, &chunk_size, &files)) return NULL;
+    if (!parse_alg(alg)) return NULL;
+    PyObject *seq = PySequence_Fast(files, "files must be a sequence");
+    if (seq == NULL) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, n * DIGEST);
+    if (out && !dataset_leaf_hashes(alg, chunk_size, seq, (uint8_t *)PyBytes_AS_STRING(out))) Py_CLEAR(out);
+    Py_DECREF(seq);
+    return out;
+}
+
+PyDoc_STRVAR(dataset_doc,
+             "dataset_root(alg, chunk_size, files) -> bytes: the dataset root over file entries, in the given "
+             "order; twin: merkle.manifest.dataset_root_pure.");
+
+static PyObject *py_dataset_root(PyObject *self, PyObject *args) {
+    PyObject *leaves = py_dataset_leaves(self, args);
+    if (!leaves) return NULL;
+    int alg = (int)PyLong_AsLong(PyTuple_GET_ITEM(args, 0));
+    root_builder rb = {.depth = 0, .count = 0};
+    const uint8_t *p = (const uint8_t *)PyBytes_AS_STRING(leaves);
+    Py_ssize_t n = PyBytes_GET_SIZE(leaves) / DIGEST;
+    uint8_t out[DIGEST];
+    for (Py_ssize_t i = 0; i < n; i++) rb_add(&rb, alg, p + i * DIGEST);
+    rb_root(&rb, alg, out);
+    Py_DECREF(leaves);
+    return PyBytes_FromStringAndSize((const char *)out, DIGEST);
+}
+
+PyDoc_STRVAR(levels_doc,
+             "levels(alg, leaves) -> list[bytes]: every level of the tree over concatenated 32-byte leaf hashes, "
+             "leaves first, root last, each level concatenated; twin: merkle.tree.levels_pure.");
+
+static PyObject *py_levels(PyObject *self, PyObject *args) {
+    int alg;
+    Py_buffer leaves;
+    if (!PyArg_ParseTuple(args, "iy*", &alg, &leaves)) return NULL;
+    if (!parse_alg(alg) || leaves.len % DIGEST) {
+        if (!PyErr_Occurred())
+            PyErr_Format(PyExc_ValueError, "leaf hashes: %zd bytes is not a multiple of %d", leaves.len, DIGEST);
+        PyBuffer_Release(&leaves);
+        return NULL;
+    }
+    PyObject *out = PyList_New(0);
+    Py_ssize_t n = leaves.len / DIGEST;
+    PyObject *level = out ? PyBytes_FromStringAndSize(leaves.buf, leaves.len) : NULL;
+    PyBuffer_Release(&leaves);
+    while (level) {
+        if (PyList_Append(out, level) < 0) {
+            Py_DECREF(level);
+            break;
+        }
+        Py_DECREF(level);
+        if (n <= 1) return out;
+        Py_ssize_t up = (n + 1) / 2;
+        PyObject *next = PyBytes_FromStringAndSize(NULL, up * DIGEST);
+        if (!next) break;
+        const uint8_t *src = (const uint8_t *)PyBytes_AS_STRING(PyList_GET_ITEM(out, PyList_GET_SIZE(out) - 1));
+        uint8_t *dst = (uint8_t *)PyBytes_AS_STRING(next);
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i + 1 < n; i += 2) node(alg, src + i * DIGEST, src + (i + 1) * DIGEST, dst + i / 2 * DIGEST);
+        if (n % 2) memcpy(dst + (up - 1) * DIGEST, src + (n - 1) * DIGEST, DIGEST);
+        Py_END_ALLOW_THREADS
+        n = up;
+        level = next;
+    }
+    Py_XDECREF(out);
+    return NULL;
+}
 
 /* ---- whole small files, a batch per call, the GIL released for the batch.
  * Twin: merkle.engine.hash_run through LocalReader (same checks, same
@@ -400,6 +456,8 @@ static PyMethodDef methods[] = {
     {"hash", py_hash, METH_VARARGS, hash_doc},
     {"root_of_leaves", py_root_of_leaves, METH_VARARGS, root_doc},
     {"dataset_root", py_dataset_root, METH_VARARGS, dataset_doc},
+    {"dataset_leaves", py_dataset_leaves, METH_VARARGS, dataset_leaves_doc},
+    {"levels", py_levels, METH_VARARGS, levels_doc},
     {NULL, NULL, 0, NULL},
 };
 

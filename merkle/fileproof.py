@@ -11,7 +11,7 @@ from typing import Any, Final
 from . import _json, tree
 from .errors import FormatError, IntegrityError, ProofError
 from .hashing import tree_hasher
-from .manifest import FileEntry, Manifest, Summary, _exact_keys, _hex_digest
+from .manifest import FileEntry, Manifest, Summary, _exact_keys, _hex_digest, dataset_leaves
 
 FORMAT: Final = "merkle-file-proof-v1"
 MAX_PROOF_BYTES: Final = 1 << 20
@@ -68,6 +68,6 @@ def prove(manifest: Manifest, path: str) -> FileProof:
     if entry is None:
         raise IntegrityError("not listed in the manifest", path)
     hasher = manifest.hasher
-    leaves = [hasher.leaf(f.leaf_data(manifest.chunk_size)) for f in manifest.files]
+    leaves = dataset_leaves(hasher, manifest.chunk_size, manifest.files)
     index = manifest.index(path)
     return FileProof(entry, index, len(leaves), tuple(tree.inclusion_proof(tree.levels(hasher, leaves), index)))

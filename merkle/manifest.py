@@ -166,6 +166,13 @@ def dataset_root(hasher: TreeHasher, chunk_size: int, files: Sequence[FileEntry]
     return dataset_root_pure(hasher, chunk_size, files)
 
 
+def dataset_leaves(hasher: TreeHasher, chunk_size: int, files: Sequence[FileEntry]) -> list[bytes]:
+    """Each file's dataset leaf hash (D1), in order."""
+    if native is not None:
+        return tree.split_leaves(native.dataset_leaves(CODES[hasher.name], chunk_size, files))
+    return [hasher.leaf(f.leaf_data(chunk_size)) for f in files]
+
+
 def dataset_root_pure(hasher: TreeHasher, chunk_size: int, files: Sequence[FileEntry]) -> bytes:
     builder = tree.RootBuilder(hasher)
     add, new = builder.add, hasher.new

@@ -99,7 +99,15 @@ def root_of_bytes_pure(hasher: TreeHasher, leaves: bytes | bytearray | memoryvie
 
 
 def levels(hasher: TreeHasher, leaves: Sequence[bytes]) -> list[Level]:
-    """Every level of the tree, leaves first, root last (one level when n <= 1)."""
+    """Every level of the tree, leaves first, root last (one level when n <= 1);
+    built natively for larger trees when the C extension is there."""
+    if native is not None and len(leaves) > 64:
+        return [split_leaves(level) for level in native.levels(CODES[hasher.name], b"".join(leaves))]
+    return levels_pure(hasher, leaves)
+
+
+def levels_pure(hasher: TreeHasher, leaves: Sequence[bytes]) -> list[Level]:
+    """The pure twin of levels."""
     out = [list(leaves)]
     while len(out[-1]) > 1:
         out.append(_parent_level(hasher, out[-1]))

@@ -223,3 +223,27 @@ def test_native_refuses_lying_sizes_like_the_pure_path(hasher):
     for path, message in pure_msgs.items():
         assert message is not None and ("past its listed size" in message or "short read" in message
                                         or "changed" in message), (path, message)
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 64, 65, 66, 127, 128, 129, 1000, 4097])
+@pytest.mark.parametrize("hasher", [B3, SHA], ids=["blake3", "sha256"])
+def test_native_levels_equal_pure(hasher, n):
+    leaves = [hasher.leaf(i.to_bytes(4, "big")) for i in range(n)]
+    got = [tree.split_leaves(level) for level in native.levels(CODES[hasher.name], b"".join(leaves))]
+    assert got == tree.levels_pure(hasher, leaves) == tree.levels(hasher, leaves)
+    if n:
+        assert tree.inclusion_proof(tree.levels(hasher, leaves), n - 1) == \
+            tree.inclusion_proof(tree.levels_pure(hasher, leaves), n - 1)
+
+
+def test_native_dataset_leaves_and_proofs_equal_pure():
+    from merkle.fileproof import prove
+    from merkle.manifest import Manifest, dataset_leaves
+
+    files = [FileEntry(f"d{i // 100}/f{i:06d}", i, hashlib.sha256(str(i).encode()).digest()) for i in range(20_000)]
+    m = Manifest.create(files)
+    leaves = dataset_leaves(m.hasher, m.chunk_size, m.files)
+    assert leaves == [m.hasher.leaf(f.leaf_data(m.chunk_size)) for f in m.files]
+    proof = prove(m, "d123/f012345")
+    proof.verify(m.summary)
+    assert list(proof.hashes) == tree.inclusion_proof(tree.levels_pure(m.hasher, leaves), m.index("d123/f012345"))
