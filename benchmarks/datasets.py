@@ -28,6 +28,8 @@ class BigFile:
 
 @dataclass(frozen=True)
 class SmallFiles:
+    """A directory of files (many small ones, or a model directory)."""
+
     root: Path  # the directory to hash
     names: Path  # NUL-separated list of every file, for `xargs -0 -a`
     count: int
@@ -71,6 +73,53 @@ def small_files(data_dir: Path, count: int, low: int, high: int, seed: bytes) ->
     listing.write_bytes(b"".join(os.fsencode(p) + b"\0" for p in paths))
     warm(paths)
     return SmallFiles(root, listing, count, sum(sizes))
+
+
+def one_file_dir(data_dir: Path, big: BigFile) -> Path:
+    """A directory holding just `big` as model.bin: a hard link, no copy, for
+    tools that sign or build directories (their bytes are the file's)."""
+    root = data_dir / f"one-file-{big.size}"
+    link = root / "model.bin"
+    root.mkdir(parents=True, exist_ok=True)
+    if link.exists() and not os.path.samefile(link, big.path):
+        link.unlink()  # the big file was regenerated since
+    if not link.exists():
+        os.link(big.path, link)
+    return root
+
+
+# A model repository's small files (configs, tokenizer, index, card), in bytes,
+# beside its weight shards.
+MODEL_FILES = {"config.json": 1_800, "generation_config.json": 1_200, "special_tokens_map.json": 2_500,
+               "tokenizer_config.json": 50_000, "tokenizer.json": 9_000_000, "vocab.json": 800_000,
+               "merges.txt": 450_000, "README.md": 12_000, "LICENSE": 7_000,
+               "model.safetensors.index.json": 24_000}
+MODEL_SHARDS = 3
+
+
+def model_dir(data_dir: Path, shard_size: int, seed: bytes) -> SmallFiles:
+    """A model directory: MODEL_FILES plus MODEL_SHARDS safetensors shards of
+    `shard_size` bytes each, every file's content from the seed and its name."""
+    files = dict(MODEL_FILES)
+    files.update({f"model-{i + 1:05d}-of-{MODEL_SHARDS:05d}.safetensors": shard_size for i in range(MODEL_SHARDS)})
+    names, sizes = sorted(files), [files[n] for n in sorted(files)]
+    root = data_dir / f"model-{shard_size}"
+    paths = [root / n for n in names]
+    if not _matches(root, paths, sizes):
+        shutil.rmtree(root, ignore_errors=True)
+        partial = root.with_suffix(".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        for name, size in zip(names, sizes, strict=True):
+            with open(partial / name, "wb") as f:
+                for offset in range(0, size, PIECE):
+                    f.write(random_bytes(seed + name.encode(), min(PIECE, size - offset), offset))
+        partial.rename(root)
+        os.sync()
+    listing = data_dir / f"model-{shard_size}.list0"
+    listing.write_bytes(b"".join(os.fsencode(p) + b"\0" for p in paths))
+    warm(paths)
+    return SmallFiles(root, listing, len(paths), sum(sizes))
 
 
 def _matches(root: Path, paths: list[Path], sizes: list[int]) -> bool:

@@ -1,6 +1,8 @@
 """Benchmark sizes and rounds, read once from the environment.
 
 MERKLE_BENCH_QUICK=1   small data and two rounds, for CI (well under a minute)
+                       (test_peers.py: a 64 MiB file, 300 files, 3 x 16 MiB shards
+                       instead of 4 GiB, 20,000 files, 3 x 1 GiB)
 MERKLE_BENCH_DATA      where generated data is cached (default /tmp/merkle-bench-data)
 MERKLE_BENCH_OUT       where the result table is written as JSON
                        (default .benchmarks/merkle-table.json under the repository)
@@ -26,6 +28,10 @@ class Settings:
     small_max: int
     rounds: int  # timed rounds per tool; the table shows their median
     warmup: int  # untimed rounds first
+    # test_peers.py's shapes: one file, a dataset of small files, a model directory
+    peer_big_size: int = 4 << 30
+    peer_small_count: int = 20_000
+    shard_size: int = 1 << 30  # each of the model directory's three weight shards
 
     @property
     def mode(self) -> str:
@@ -44,4 +50,7 @@ def from_env(root: Path) -> Settings:
         small_max=256 << 10,
         rounds=2 if quick else 5,
         warmup=1,
+        peer_big_size=(64 << 20) if quick else (4 << 30),
+        peer_small_count=300 if quick else 20_000,
+        shard_size=(16 << 20) if quick else (1 << 30),
     )

@@ -3,7 +3,9 @@
 Ratios compare tools measured in the same run (figures move 5-20% between
 runs, DESIGN.md section 6): "x b3sum" is this tool's speed over default
 multi-threaded b3sum's on the same case; "x openssl" is filled in for the
-sha256 rows, whose fair peer is `openssl dgst -sha256`.
+sha256 rows, whose fair peer is `openssl dgst -sha256`; "x merkle", shown
+for the cases of test_peers.py, is this tool's speed over the case's
+`merkle build` row (native, whole process).
 """
 
 from __future__ import annotations
@@ -24,6 +26,12 @@ HF_SERIAL = "huggingface_hub verify (serial)"
 REFERENCES = {"range in a big file": WHOLE_FILE, "sequential read": READ_AND_HASH,
               "s3 small objects": S3FS_READ, "s3 large objects": S3FS_READ,
               "hf snapshot": HF_SERIAL}
+# test_peers.py's cases: every tool there is also compared with merkle itself.
+PEER_FILE = "peers: one file"
+PEER_SMALL = "peers: small files"
+PEER_MODEL = "peers: model dir"
+PEER_CASES = (PEER_FILE, PEER_SMALL, PEER_MODEL)
+MERKLE_BUILD = "merkle build"  # the "x merkle" reference of each peer case
 MEMORY_GOAL = 200_000_000  # bytes of RssAnon, whatever the file size
 
 
@@ -56,11 +64,13 @@ def rows(timings: list[Timing]) -> list[dict[str, object]]:
     for t in timings:
         b3 = rates.get((t.case, REFERENCES.get(t.case, B3SUM)))
         ossl = rates.get((t.case, OPENSSL)) if "sha256" in t.tool else None
+        own = rates.get((t.case, MERKLE_BUILD)) if t.case in PEER_CASES else None
         out.append({
             **asdict(t),
             "gb_per_s": round(t.rate, 3),
             "x_b3sum": round(t.rate / b3, 2) if b3 else None,
             "x_openssl": round(t.rate / ossl, 2) if ossl else None,
+            "x_merkle": round(t.rate / own, 2) if own else None,
         })
     return out
 
@@ -68,15 +78,21 @@ def rows(timings: list[Timing]) -> list[dict[str, object]]:
 def render(timings: list[Timing], memory: list[Memory]) -> list[str]:
     lines = []
     if timings:
+        table = rows(timings)
+        own = any(r["x_merkle"] is not None for r in table)  # the column only when peer cases ran
         head = f"{'case':<19} {'tool':<34} {'median s':>9} {'runs':>4} {'GB/s':>6} {'x ref':>7} {'x openssl':>9}"
+        head += f" {'x merkle':>8}" if own else ""
         lines += [head, "-" * len(head)]
-        for r in rows(timings):
+        for r in table:
             lines.append(
                 f"{r['case']:<19} {r['tool']:<34} {r['median']:>9.3f} {r['runs']:>4} {r['gb_per_s']:>6.2f}"
                 f" {_ratio(r['x_b3sum']):>7} {_ratio(r['x_openssl']):>9}"
+                + (f" {_ratio(r['x_merkle']):>8}" if own else "")
             )
         lines.append("x ref: speed over b3sum's on the same case, or over the case's reference tool")
         lines.append(f"({'; '.join(f'{c}: {t}' for c, t in REFERENCES.items())}); same bytes, same run")
+        if own:
+            lines.append(f"x merkle: speed over `{MERKLE_BUILD}` (native, a whole process) on the same case")
     if memory:
         head = f"{'peak memory':<34} {'file MB':>8} {'RssAnon MB':>10} {'VmHWM MB':>9} {'samples':>7}"
         head += f"  goal RssAnon < {MEMORY_GOAL // 1_000_000} MB"
@@ -119,7 +135,29 @@ def machine() -> dict[str, object]:
         "sha_ni": "sha_ni" in flags,
         "b3sum": _version(["b3sum", "--version"]),
         "openssl": _version(["openssl", "version"]),
+        "model_signing": _dist_version("model-signing"),
+        "merkle_extension": _has_extension(),  # False: every merkle row ran the pure-Python path
+        "merkle_pure_env": os.environ.get("MERKLE_PURE"),
     }
+
+
+def _dist_version(name: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _has_extension() -> bool:
+    """Whether merkle's C extension is installed (what `merkle doctor` reports as native)."""
+    from importlib.util import find_spec
+
+    try:
+        return find_spec("merkle._merkle") is not None
+    except ImportError:
+        return False
 
 
 def _version(argv: list[str]) -> str | None:

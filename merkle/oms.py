@@ -22,8 +22,6 @@ from typing import Any, Final
 from .engine import Progress, digest_files
 from .envelope import Statement
 from .errors import BundleError, SourceError
-from .hf.layout import HF_DIR, HfOptions
-from .listing import list_source
 from .paths import path_problem
 from .report import Outcome, Report, Status
 
@@ -120,6 +118,9 @@ def build(
     progress: Progress | None = None,
 ) -> OmsStatement:
     """Hash a model directory the way `model_signing sign` does."""
+    from .hf.layout import HF_DIR
+    from .listing import list_source
+
     ignores = tuple(dict.fromkeys((*ignore_paths, *DEFAULT_IGNORES)))
     listing = list_source(path, _excludes(ignores))
     if listing.hf is not None and listing.hf.kind == "local_dir":
@@ -144,6 +145,9 @@ def verify(
 ) -> Report:
     """Rehash the model and compare with an OMS statement (closed world)."""
     started = time.perf_counter()
+    from .hf.layout import HfOptions
+    from .listing import list_source
+
     listing = list_source(path, _excludes(stmt.ignore_paths), hf=HfOptions(bookkeeping=False))
     present = {f.path: f for f in listing.files}
     expected = dict(stmt.resources)

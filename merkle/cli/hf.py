@@ -6,14 +6,16 @@ import argparse
 import os
 import re
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import MerkleError, UsageError
 from ..manifest import Manifest
-from ..oms import OmsStatement
 from ..report import Report
 from .output import emit_json
 from .progress import close, make_progress
+
+if TYPE_CHECKING:
+    from ..oms import OmsStatement
 
 REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?")
 
