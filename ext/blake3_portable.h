@@ -218,6 +218,21 @@ __attribute__((target("avx2"))) static void mb3_hash8_avx2(const uint8_t *const 
         v[b] = _mm512_ror_epi32(_mm512_xor_si512(v[b], v[c]), 7);          \
     } while (0)
 
+/* The seven rounds of the compression function on 16 lanes. */
+__attribute__((target("avx512f"))) static inline void mb3_rounds16(__m512i v[16], const __m512i m[16]) {
+    for (int r = 0; r < 7; r++) {
+        const uint8_t *s = mb3_schedule[r];
+        MB3_VG16(0, 4, 8, 12, m[s[0]], m[s[1]]);
+        MB3_VG16(1, 5, 9, 13, m[s[2]], m[s[3]]);
+        MB3_VG16(2, 6, 10, 14, m[s[4]], m[s[5]]);
+        MB3_VG16(3, 7, 11, 15, m[s[6]], m[s[7]]);
+        MB3_VG16(0, 5, 10, 15, m[s[8]], m[s[9]]);
+        MB3_VG16(1, 6, 11, 12, m[s[10]], m[s[11]]);
+        MB3_VG16(2, 7, 8, 13, m[s[12]], m[s[13]]);
+        MB3_VG16(3, 4, 9, 14, m[s[14]], m[s[15]]);
+    }
+}
+
 /* 16 full, consecutive chunks starting at `base` (chunk index counter + j),
  * AVX-512: message words gathered across the 16 chunks. */
 __attribute__((target("avx512f"))) static void mb3_hash16_avx512(const uint8_t *base, uint64_t counter,
@@ -242,17 +257,7 @@ __attribute__((target("avx512f"))) static void mb3_hash16_avx512(const uint8_t *
         v[13] = chi;
         v[14] = _mm512_set1_epi32(MB3_BLOCK);
         v[15] = _mm512_set1_epi32((int)flags);
-        for (int r = 0; r < 7; r++) {
-            const uint8_t *s = mb3_schedule[r];
-            MB3_VG16(0, 4, 8, 12, m[s[0]], m[s[1]]);
-            MB3_VG16(1, 5, 9, 13, m[s[2]], m[s[3]]);
-            MB3_VG16(2, 6, 10, 14, m[s[4]], m[s[5]]);
-            MB3_VG16(3, 7, 11, 15, m[s[6]], m[s[7]]);
-            MB3_VG16(0, 5, 10, 15, m[s[8]], m[s[9]]);
-            MB3_VG16(1, 6, 11, 12, m[s[10]], m[s[11]]);
-            MB3_VG16(2, 7, 8, 13, m[s[12]], m[s[13]]);
-            MB3_VG16(3, 4, 9, 14, m[s[14]], m[s[15]]);
-        }
+        mb3_rounds16(v, m);
         for (int i = 0; i < 8; i++) h[i] = _mm512_xor_si512(v[i], v[i + 8]);
     }
     uint32_t words[8][16];
@@ -276,17 +281,7 @@ __attribute__((target("avx512f"))) static void mb3_parents16_avx512(const uint8_
     v[13] = _mm512_setzero_si512();
     v[14] = _mm512_set1_epi32(MB3_BLOCK);
     v[15] = _mm512_set1_epi32((int)MB3_PARENT);
-    for (int r = 0; r < 7; r++) {
-        const uint8_t *s = mb3_schedule[r];
-        MB3_VG16(0, 4, 8, 12, m[s[0]], m[s[1]]);
-        MB3_VG16(1, 5, 9, 13, m[s[2]], m[s[3]]);
-        MB3_VG16(2, 6, 10, 14, m[s[4]], m[s[5]]);
-        MB3_VG16(3, 7, 11, 15, m[s[6]], m[s[7]]);
-        MB3_VG16(0, 5, 10, 15, m[s[8]], m[s[9]]);
-        MB3_VG16(1, 6, 11, 12, m[s[10]], m[s[11]]);
-        MB3_VG16(2, 7, 8, 13, m[s[12]], m[s[13]]);
-        MB3_VG16(3, 4, 9, 14, m[s[14]], m[s[15]]);
-    }
+    mb3_rounds16(v, m);
     uint32_t words[8][16];
     for (int i = 0; i < 8; i++) _mm512_storeu_si512(words[i], _mm512_xor_si512(v[i], v[i + 8]));
     for (int j = 0; j < 16; j++)
