@@ -19,7 +19,7 @@ def _load() -> tuple[ModuleType | None, str]:
     if os.environ.get(PURE_ENV, "") not in ("", "0"):
         return None, f"pure Python (forced by {PURE_ENV}={os.environ[PURE_ENV]})"
     try:
-        from . import _merkle  # type: ignore[attr-defined]
+        from . import _merkle  # type: ignore[attr-defined, unused-ignore]
     except ImportError:
         return None, "pure Python (the C extension merkle._merkle is not installed: no compiler at install time?)"
     return _merkle, "native (C extension merkle._merkle)"
