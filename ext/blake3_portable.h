@@ -146,6 +146,21 @@ __attribute__((target("avx2"))) static inline void mb3_transpose8(__m256i v[8]) 
     v[7] = _mm256_permute2x128_si256(u3, u7, 0x31);
 }
 
+/* The seven rounds with message schedule r (section 2.2): columns, then
+ * diagonals; G is the vector width's G function. */
+#define MB3_ROUNDS(G)                                          \
+    for (int r = 0; r < 7; r++) {                              \
+        const uint8_t *s = mb3_schedule[r];                    \
+        G(0, 4, 8, 12, m[s[0]], m[s[1]]);                      \
+        G(1, 5, 9, 13, m[s[2]], m[s[3]]);                      \
+        G(2, 6, 10, 14, m[s[4]], m[s[5]]);                     \
+        G(3, 7, 11, 15, m[s[6]], m[s[7]]);                     \
+        G(0, 5, 10, 15, m[s[8]], m[s[9]]);                     \
+        G(1, 6, 11, 12, m[s[10]], m[s[11]]);                   \
+        G(2, 7, 8, 13, m[s[12]], m[s[13]]);                    \
+        G(3, 4, 9, 14, m[s[14]], m[s[15]]);                    \
+    }
+
 #define MB3_ROTR_SHIFT(x, n) _mm256_or_si256(_mm256_srli_epi32((x), (n)), _mm256_slli_epi32((x), 32 - (n)))
 #define MB3_VG(a, b, c, d, x, y)                                           \
     do {                                                                   \
@@ -188,17 +203,7 @@ __attribute__((target("avx2"))) static void mb3_hash8_avx2(const uint8_t *const 
         v[13] = chi;
         v[14] = _mm256_set1_epi32(MB3_BLOCK);
         v[15] = _mm256_set1_epi32((int)flags);
-        for (int r = 0; r < 7; r++) {
-            const uint8_t *s = mb3_schedule[r];
-            MB3_VG(0, 4, 8, 12, m[s[0]], m[s[1]]);
-            MB3_VG(1, 5, 9, 13, m[s[2]], m[s[3]]);
-            MB3_VG(2, 6, 10, 14, m[s[4]], m[s[5]]);
-            MB3_VG(3, 7, 11, 15, m[s[6]], m[s[7]]);
-            MB3_VG(0, 5, 10, 15, m[s[8]], m[s[9]]);
-            MB3_VG(1, 6, 11, 12, m[s[10]], m[s[11]]);
-            MB3_VG(2, 7, 8, 13, m[s[12]], m[s[13]]);
-            MB3_VG(3, 4, 9, 14, m[s[14]], m[s[15]]);
-        }
+        MB3_ROUNDS(MB3_VG);
         for (int i = 0; i < 8; i++) h[i] = _mm256_xor_si256(v[i], v[i + 8]);
     }
     mb3_transpose8(h);
@@ -220,17 +225,7 @@ __attribute__((target("avx2"))) static void mb3_hash8_avx2(const uint8_t *const 
 
 /* The seven rounds of the compression function on 16 lanes. */
 __attribute__((target("avx512f"))) static inline void mb3_rounds16(__m512i v[16], const __m512i m[16]) {
-    for (int r = 0; r < 7; r++) {
-        const uint8_t *s = mb3_schedule[r];
-        MB3_VG16(0, 4, 8, 12, m[s[0]], m[s[1]]);
-        MB3_VG16(1, 5, 9, 13, m[s[2]], m[s[3]]);
-        MB3_VG16(2, 6, 10, 14, m[s[4]], m[s[5]]);
-        MB3_VG16(3, 7, 11, 15, m[s[6]], m[s[7]]);
-        MB3_VG16(0, 5, 10, 15, m[s[8]], m[s[9]]);
-        MB3_VG16(1, 6, 11, 12, m[s[10]], m[s[11]]);
-        MB3_VG16(2, 7, 8, 13, m[s[12]], m[s[13]]);
-        MB3_VG16(3, 4, 9, 14, m[s[14]], m[s[15]]);
-    }
+    MB3_ROUNDS(MB3_VG16);
 }
 
 /* 16 full, consecutive chunks starting at `base` (chunk index counter + j),
