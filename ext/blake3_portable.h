@@ -119,13 +119,18 @@ static inline void mb3_output_cv(const mb3_output *o, uint32_t out[8]) {
 #include <immintrin.h>
 #define MB3_HAVE_X86 1
 
-static uint8_t mb3_schedule[7][16];
-
-static void mb3_init_schedule(void) {
-    for (int i = 0; i < 16; i++) mb3_schedule[0][i] = (uint8_t)i;
-    for (int r = 1; r < 7; r++)
-        for (int i = 0; i < 16; i++) mb3_schedule[r][i] = mb3_schedule[r - 1][mb3_perm[i]];
-}
+/* Round r's message word order: the permutation of section 2.2 applied r
+ * times to 0..15, written out so that every index is a constant and the
+ * message words stay in registers. */
+static const uint8_t mb3_schedule[7][16] = {
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
+    {2, 6, 3, 10, 7, 0, 4, 13, 1, 11, 12, 5, 9, 14, 15, 8},
+    {3, 4, 10, 12, 13, 2, 7, 14, 6, 5, 9, 0, 11, 15, 8, 1},
+    {10, 7, 12, 9, 14, 3, 13, 15, 4, 0, 11, 2, 5, 8, 1, 6},
+    {12, 13, 9, 11, 15, 10, 14, 8, 7, 2, 5, 3, 0, 1, 6, 4},
+    {9, 14, 11, 5, 8, 12, 15, 1, 13, 3, 0, 10, 2, 6, 4, 7},
+    {11, 15, 5, 0, 1, 9, 8, 6, 14, 10, 2, 12, 3, 4, 7, 13},
+};
 
 __attribute__((target("avx2"))) static inline void mb3_transpose8(__m256i v[8]) {
     __m256i t0 = _mm256_unpacklo_epi32(v[0], v[1]), t1 = _mm256_unpackhi_epi32(v[0], v[1]);
@@ -149,7 +154,7 @@ __attribute__((target("avx2"))) static inline void mb3_transpose8(__m256i v[8]) 
 /* The seven rounds with message schedule r (section 2.2): columns, then
  * diagonals; G is the vector width's G function. */
 #define MB3_ROUNDS(G)                                          \
-    for (int r = 0; r < 7; r++) {                              \
+    _Pragma("GCC unroll 7") for (int r = 0; r < 7; r++) {      \
         const uint8_t *s = mb3_schedule[r];                    \
         G(0, 4, 8, 12, m[s[0]], m[s[1]]);                      \
         G(1, 5, 9, 13, m[s[2]], m[s[3]]);                      \
@@ -224,27 +229,51 @@ __attribute__((target("avx2"))) static void mb3_hash8_avx2(const uint8_t *const 
     } while (0)
 
 /* The seven rounds of the compression function on 16 lanes. */
-__attribute__((target("avx512f"))) static inline void mb3_rounds16(__m512i v[16], const __m512i m[16]) {
+__attribute__((target("avx512f"), always_inline)) static inline void mb3_rounds16(__m512i v[16], const __m512i m[16]) {
     MB3_ROUNDS(MB3_VG16);
 }
 
-/* 16 full, consecutive chunks starting at `base` (chunk index counter + j),
- * AVX-512: message words gathered across the 16 chunks. */
-__attribute__((target("avx512f"))) static void mb3_hash16_avx512(const uint8_t *base, uint64_t counter,
+/* A 16x16 matrix of 32-bit words, one row per register, transposed in
+ * registers: 4x4 blocks within each 128-bit lane (unpack), then the 4x4
+ * matrix of 128-bit lanes across registers (shuffle_i32x4). */
+__attribute__((target("avx512f"), always_inline)) static inline void mb3_transpose16(__m512i r[16]) {
+    __m512i u[16];
+    for (int g = 0; g < 4; g++) {
+        const __m512i *a = r + 4 * g;
+        __m512i t0 = _mm512_unpacklo_epi32(a[0], a[1]), t1 = _mm512_unpackhi_epi32(a[0], a[1]);
+        __m512i t2 = _mm512_unpacklo_epi32(a[2], a[3]), t3 = _mm512_unpackhi_epi32(a[2], a[3]);
+        u[4 * g + 0] = _mm512_unpacklo_epi64(t0, t2);
+        u[4 * g + 1] = _mm512_unpackhi_epi64(t0, t2);
+        u[4 * g + 2] = _mm512_unpacklo_epi64(t1, t3);
+        u[4 * g + 3] = _mm512_unpackhi_epi64(t1, t3);
+    }
+    /* u[4g + i], lane k = column 4k + i of rows 4g..4g+3 */
+    for (int i = 0; i < 4; i++) {
+        __m512i p0 = _mm512_shuffle_i32x4(u[i], u[4 + i], 0x44), p1 = _mm512_shuffle_i32x4(u[i], u[4 + i], 0xEE);
+        __m512i p2 = _mm512_shuffle_i32x4(u[8 + i], u[12 + i], 0x44);
+        __m512i p3 = _mm512_shuffle_i32x4(u[8 + i], u[12 + i], 0xEE);
+        r[i] = _mm512_shuffle_i32x4(p0, p2, 0x88);
+        r[4 + i] = _mm512_shuffle_i32x4(p0, p2, 0xDD);
+        r[8 + i] = _mm512_shuffle_i32x4(p1, p3, 0x88);
+        r[12 + i] = _mm512_shuffle_i32x4(p1, p3, 0xDD);
+    }
+}
+
+/* 16 full chunks, chunk[j] with chunk index counter + j: each block loaded
+ * whole per chunk, then transposed into message words. */
+__attribute__((target("avx512f"))) static void mb3_hash16_avx512(const uint8_t *const chunk[16], uint64_t counter,
                                                                   uint32_t out[16][8]) {
     uint32_t lo[16], hi[16];
-    int32_t idx[16];
     for (int j = 0; j < 16; j++) {
         lo[j] = (uint32_t)(counter + (uint64_t)j);
         hi[j] = (uint32_t)((counter + (uint64_t)j) >> 32);
-        idx[j] = j * MB3_CHUNK;
     }
-    const __m512i clo = _mm512_loadu_si512(lo), chi = _mm512_loadu_si512(hi), vidx = _mm512_loadu_si512(idx);
-    __m512i h[8], m[16], v[16];
+    const __m512i clo = _mm512_loadu_si512(lo), chi = _mm512_loadu_si512(hi);
+    __m512i h[16], m[16], v[16];
     for (int i = 0; i < 8; i++) h[i] = _mm512_set1_epi32((int)mb3_iv[i]);
     for (int b = 0; b < MB3_CHUNK / MB3_BLOCK; b++) {
-        const uint8_t *p = base + b * MB3_BLOCK;
-        for (int w = 0; w < 16; w++) m[w] = _mm512_i32gather_epi32(vidx, (const void *)(p + 4 * w), 1);
+        for (int j = 0; j < 16; j++) m[j] = _mm512_loadu_si512((const void *)(chunk[j] + b * MB3_BLOCK));
+        mb3_transpose16(m);
         uint32_t flags = (b == 0 ? MB3_CHUNK_START : 0) | (b == MB3_CHUNK / MB3_BLOCK - 1 ? MB3_CHUNK_END : 0);
         for (int i = 0; i < 8; i++) v[i] = h[i];
         for (int i = 0; i < 4; i++) v[8 + i] = _mm512_set1_epi32((int)mb3_iv[i]);
@@ -255,21 +284,18 @@ __attribute__((target("avx512f"))) static void mb3_hash16_avx512(const uint8_t *
         mb3_rounds16(v, m);
         for (int i = 0; i < 8; i++) h[i] = _mm512_xor_si512(v[i], v[i + 8]);
     }
-    uint32_t words[8][16];
-    for (int i = 0; i < 8; i++) _mm512_storeu_si512(words[i], h[i]);
-    for (int j = 0; j < 16; j++)
-        for (int i = 0; i < 8; i++) out[j][i] = words[i][j];
+    for (int i = 8; i < 16; i++) h[i] = _mm512_setzero_si512();
+    mb3_transpose16(h);
+    for (int j = 0; j < 16; j++) _mm256_storeu_si256((__m256i *)out[j], _mm512_castsi512_si256(h[j]));
 }
 
 
 /* 16 parent nodes at once: blocks[j] = left || right (64 bytes, consecutive),
  * written as 16 chaining values to out (8 words each, consecutive). */
 __attribute__((target("avx512f"))) static void mb3_parents16_avx512(const uint8_t *blocks, uint32_t *out) {
-    int32_t idx[16];
-    for (int j = 0; j < 16; j++) idx[j] = j * MB3_BLOCK;
-    const __m512i vidx = _mm512_loadu_si512(idx);
     __m512i m[16], v[16];
-    for (int w = 0; w < 16; w++) m[w] = _mm512_i32gather_epi32(vidx, (const void *)(blocks + 4 * w), 1);
+    for (int j = 0; j < 16; j++) m[j] = _mm512_loadu_si512((const void *)(blocks + j * MB3_BLOCK));
+    mb3_transpose16(m);
     for (int i = 0; i < 8; i++) v[i] = _mm512_set1_epi32((int)mb3_iv[i]);
     for (int i = 0; i < 4; i++) v[8 + i] = _mm512_set1_epi32((int)mb3_iv[i]);
     v[12] = _mm512_setzero_si512();
@@ -277,10 +303,10 @@ __attribute__((target("avx512f"))) static void mb3_parents16_avx512(const uint8_
     v[14] = _mm512_set1_epi32(MB3_BLOCK);
     v[15] = _mm512_set1_epi32((int)MB3_PARENT);
     mb3_rounds16(v, m);
-    uint32_t words[8][16];
-    for (int i = 0; i < 8; i++) _mm512_storeu_si512(words[i], _mm512_xor_si512(v[i], v[i + 8]));
-    for (int j = 0; j < 16; j++)
-        for (int i = 0; i < 8; i++) out[8 * j + i] = words[i][j];
+    for (int i = 0; i < 8; i++) v[i] = _mm512_xor_si512(v[i], v[i + 8]);
+    for (int i = 8; i < 16; i++) v[i] = _mm512_setzero_si512();
+    mb3_transpose16(v);
+    for (int j = 0; j < 16; j++) _mm256_storeu_si256((__m256i *)(out + 8 * j), _mm512_castsi512_si256(v[j]));
 }
 
 static int mb3_avx512 = -1;
@@ -288,7 +314,6 @@ static int mb3_avx2 = -1;
 
 static inline int mb3_use_avx2(void) {
     if (mb3_avx2 < 0) {
-        mb3_init_schedule();
         __builtin_cpu_init();
         mb3_avx2 = __builtin_cpu_supports("avx2") && getenv("MERKLE_NO_AVX2") == NULL ? 1 : 0;
         mb3_avx512 = mb3_avx2 && __builtin_cpu_supports("avx512f") && getenv("MERKLE_NO_AVX512") == NULL ? 1 : 0;
@@ -315,36 +340,50 @@ static inline int mb3_use_avx512(void) {
 
 /* Every chunk's chaining value into cvs (n >= 2 chunks), then the tree level
  * by level (the same shape: the left subtree holds the largest power of two
- * of chunks), 16 parents at a time; the last parent is the root. */
+ * of chunks), 16 parents at a time; the last parent is the root.  Every full
+ * chunk goes through the 16-lane path (the first one, which straddles the
+ * prefix byte, from a copy; a last group of fewer than 16 with its spare
+ * lanes repeating a chunk, their results dropped); only a short last chunk
+ * is hashed alone. */
 static void mb3_hash_wide(int prefix, const uint8_t *data, size_t total, uint64_t n, uint32_t *cvs,
                           uint8_t out[32]) {
-    uint8_t chunk[MB3_CHUNK];
+    uint8_t first[MB3_CHUNK];
+    const uint8_t *base = data - (prefix >= 0 ? 1 : 0); /* chunk i at base + i * MB3_CHUNK, except chunk 0 */
+    uint64_t full = total % MB3_CHUNK == 0 ? n : n - 1;
     mb3_output o;
-    for (uint64_t i = 0; i < n;) {
-        if (i + 16 <= n && (i + 16 < n || total % MB3_CHUNK == 0) && !(prefix >= 0 && i == 0)) {
-            uint32_t block_cvs[16][8];
-            mb3_hash16_avx512(data + (size_t)i * MB3_CHUNK - (prefix >= 0 ? 1 : 0), i, block_cvs);
-            memcpy(cvs + 8 * i, block_cvs, sizeof block_cvs);
-            i += 16;
-            continue;
+    if (prefix >= 0) {
+        size_t len0 = total < MB3_CHUNK ? total : MB3_CHUNK;
+        first[0] = (uint8_t)prefix;
+        memcpy(first + 1, data, len0 - 1);
+    }
+    for (uint64_t i = 0; i < full; i += 16) {
+        const uint8_t *ptrs[16];
+        uint32_t block_cvs[16][8];
+        uint64_t lanes = full - i < 16 ? full - i : 16;
+        for (uint64_t j = 0; j < 16; j++) {
+            uint64_t c = i + (j < lanes ? j : 0);
+            ptrs[j] = c == 0 && prefix >= 0 ? first : base + (size_t)c * MB3_CHUNK;
         }
-        size_t start = (size_t)i * MB3_CHUNK, clen = total - start < MB3_CHUNK ? total - start : MB3_CHUNK;
-        const uint8_t *p;
-        if (prefix >= 0 && i == 0) {
-            chunk[0] = (uint8_t)prefix;
-            if (clen > 1) memcpy(chunk + 1, data, clen - 1);
-            p = chunk;
-        } else {
-            p = data + start - (prefix >= 0 ? 1 : 0);
-        }
-        mb3_chunk_output(p, clen, i, &o);
-        mb3_output_cv(&o, cvs + 8 * i);
-        i++;
+        mb3_hash16_avx512(ptrs, i, block_cvs);
+        memcpy(cvs + 8 * i, block_cvs, (size_t)lanes * sizeof block_cvs[0]);
+    }
+    if (full < n) { /* a short last chunk (n >= 2, so never the first) */
+        size_t start = (size_t)full * MB3_CHUNK;
+        mb3_chunk_output(base + start, total - start, full, &o);
+        mb3_output_cv(&o, cvs + 8 * full);
     }
     uint64_t count = n;
     while (count > 2) {
         uint64_t pairs = count / 2, k = 0;
         for (; k + 16 <= pairs; k += 16) mb3_parents16_avx512((const uint8_t *)(cvs + 16 * k), cvs + 8 * k);
+        if (pairs - k > 1) { /* the rest through the 16-lane path too, from a padded copy */
+            uint32_t blocks[16 * 16], parents[16 * 8];
+            memset(blocks, 0, sizeof blocks);
+            memcpy(blocks, cvs + 16 * k, (size_t)(pairs - k) * 64);
+            mb3_parents16_avx512((const uint8_t *)blocks, parents);
+            memcpy(cvs + 8 * k, parents, (size_t)(pairs - k) * 32);
+            k = pairs;
+        }
         for (; k < pairs; k++) {
             mb3_output parent;
             mb3_parent_output(cvs + 16 * k, cvs + 16 * k + 8, &parent);
@@ -382,7 +421,9 @@ static void mb3_hash(int prefix, const uint8_t *data, size_t len, uint8_t out[32
         int got = 0;
 #if MB3_HAVE_X86
         if (wide && i + 16 < n && !(prefix >= 0 && i == 0)) { /* 16 full chunks, as below */
-            mb3_hash16_avx512(data + (size_t)i * MB3_CHUNK - (prefix >= 0 ? 1 : 0), i, cvs);
+            const uint8_t *ptrs[16];
+            for (int j = 0; j < 16; j++) ptrs[j] = data + (size_t)(i + j) * MB3_CHUNK - (prefix >= 0 ? 1 : 0);
+            mb3_hash16_avx512(ptrs, i, cvs);
             got = 16;
         } else if (simd && i + 8 < n && !(prefix >= 0 && i == 0)) { /* 8 full chunks, none first-with-prefix nor last */
             const uint8_t *ptrs[8];

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from .checkpoint import hash_resumable
+from .checkpoint import hash_resumable, hash_stream_resumable
 from .engine import Progress
 from .errors import SourceError, UsageError
 from .hashing import DEFAULT_ALGORITHM, Algorithm, tree_hasher
 from .layers import LeafLayers
-from .listing import list_source
+from .listing import Listing, list_source
 from .manifest import DEFAULT_CHUNK_SIZE, DEFAULT_EXCLUDES, FileEntry, Manifest, check_chunk_size
 from .paths import case_collision
+from .walk import WalkedFile
 
 
 def exclusions(exclude: Sequence[str], default_excludes: bool) -> tuple[str, ...]:
@@ -65,7 +66,10 @@ def build(
     from .hf.layout import HF_DIR, HfOptions
 
     hf_options = HfOptions(revision, repo_id, repo_type)
-    listing = list_source(path, patterns, follow_symlinks, storage_options, hf_options)
+    # A plain local tree is hashed while it is walked (engine.hash_stream);
+    # its problems are then known only at the end, and checked before any
+    # digest is used, in the same order as for a listing made up front.
+    listing = list_source(path, patterns, follow_symlinks, storage_options, hf_options, stream=dask is None)
     root = os.fspath(path)
     if listing.hf is None and (revision or repo_id or repo_type):
         raise UsageError("--revision, --repo-id and --repo-type apply to Hugging Face checkouts", root)
@@ -75,6 +79,45 @@ def build(
         if repo_id and listing.hf.revision is None:
             raise UsageError("--repo-id: the checkout's revision is unknown (no download metadata or tree listing "
                              "names one), so no origin can be recorded; pass --revision", root)
+    state = None
+    if listing.stream is not None:
+        digests, state = hash_stream_resumable(_until_problem(listing), hasher, chunk_size, checkpoint, jobs,
+                                               progress, follow_symlinks)
+    else:
+        _check_listing(listing, root)
+        if dask is not None:
+            from .distributed import hash_on_cluster
+
+            digests = hash_on_cluster(dask, listing.files, algorithm, chunk_size, listing.fs_spec)
+        else:
+            digests, state = hash_resumable(listing.files, hasher, chunk_size, checkpoint, jobs or listing.jobs,
+                                            progress, listing.opener)
+    failed = True
+    try:
+        if listing.stream is not None:
+            _check_listing(listing, root)
+        for d in digests:
+            if d.error is not None:
+                raise SourceError(d.error.message, root.rstrip("/") + "/" + d.path) from d.error
+        failed = False
+    finally:
+        if state is not None:  # kept until the caller has written its output
+            state.close(finished=False, flush=failed)
+    hub: dict[str, tuple[str, str]] = {}
+    if listing.hf is not None:
+        from .hf.check import hub_identities
+
+        hub = hub_identities(listing.hf, jobs, progress)
+    entries = [FileEntry(d.path, d.size, d.root, hub.get(d.path) if hub else None) for d in digests]
+    layers = LeafLayers({d.path: d.leaves for d in digests if len(d.leaves) > len(d.root)})
+    origin = listing.hf.origin if listing.hf is not None else None
+    manifest = Manifest.create(entries, algorithm, chunk_size, patterns, layers, origin)
+    return manifest.with_metadata(listing.metadata) if listing.metadata else manifest
+
+
+def _check_listing(listing: Listing, root: str) -> None:
+    """The listing's first problem, or two paths that differ only in case, as
+    a SourceError."""
     if listing.problems:
         first = listing.problems[0]
         more = len(listing.problems) - 1
@@ -83,27 +126,12 @@ def build(
     clash = case_collision(f.path for f in listing.files)
     if clash:
         raise SourceError(f"{clash[0]!r} and {clash[1]!r} differ only in case", root)
-    if dask is not None:
-        from .distributed import hash_on_cluster
 
-        digests, state = hash_on_cluster(dask, listing.files, algorithm, chunk_size, listing.fs_spec), None
-    else:
-        digests, state = hash_resumable(listing.files, hasher, chunk_size, checkpoint, jobs or listing.jobs,
-                                        progress, listing.opener)
-    try:
-        for d in digests:
-            if d.error is not None:
-                raise SourceError(d.error.message, root.rstrip("/") + "/" + d.path) from d.error
-    finally:
-        if state is not None:
-            state.close(finished=False)
-    hub: dict[str, tuple[str, str]] = {}
-    if listing.hf is not None:
-        from .hf.check import hub_identities
 
-        hub = hub_identities(listing.hf, jobs, progress)
-    entries = [FileEntry(d.path, d.size, d.root, hub.get(d.path)) for d in digests]
-    layers = LeafLayers({d.path: d.leaves for d in digests if len(d.leaves) > len(d.root)})
-    origin = listing.hf.origin if listing.hf is not None else None
-    manifest = Manifest.create(entries, algorithm, chunk_size, patterns, layers, origin)
-    return manifest.with_metadata(listing.metadata) if listing.metadata else manifest
+def _until_problem(listing: Listing) -> Iterator[list[WalkedFile]]:
+    """The walk's directories for hashing, until it meets a problem: the build
+    will fail, so the rest is walked (every problem is counted) but not hashed."""
+    assert listing.stream is not None
+    for files in listing.stream:
+        if not listing.problems:
+            yield files

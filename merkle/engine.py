@@ -21,7 +21,7 @@ import mmap
 import os
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -86,109 +86,172 @@ def hash_files(
     Per-file problems come back as FileDigest.error; only bugs raise.
     `opener` reads one listed object (default: local files, refusing
     symlinks unless `follow_symlinks`)."""
-    jobs = jobs or default_jobs()
-    opener = opener or local_opener(follow_symlinks)
-    local_follow: bool | None = getattr(opener, "local_follow", None)
-    progress = progress or Progress()
-    group = max(1, UNIT_BYTES // chunk_size)
-    counts = [chunk_count(f.size, chunk_size) for f in files]
-    units: list[tuple[int, int, int]] = []
-    pending = [1] * len(files)
-    for i, n in enumerate(counts):
-        if n <= group:
-            units.append((i, 0, n))
-        else:
-            units.extend((i, first, min(group, n - first)) for first in range(0, n, group))
-            pending[i] = -(-n // group)
-    batches: list[list[int]] = []
-    if native is not None and local_follow is not None:
+    job = _Job(hasher, chunk_size, opener or local_opener(follow_symlinks), progress or Progress(), on_done)
+    items = job.plan(files)
+    job.progress.total_bytes = sum(f.size for f in files)
+    job.progress.total_files = len(files)
+    _parallel(items, len(items), job.handle, jobs or default_jobs(), min(chunk_size, MAX_BUFFER), job.progress)
+    return job.done()
+
+
+def hash_stream(
+    groups: Iterable[Sequence[Listed]],
+    hasher: TreeHasher,
+    chunk_size: int,
+    jobs: int | None = None,
+    progress: Progress | None = None,
+    follow_symlinks: bool = False,
+    on_done: Callable[[FileDigest], None] | None = None,
+) -> list[FileDigest]:
+    """`hash_files` over files that are still being listed (a walk's
+    directories, as `walk_stream` yields them): workers hash what is listed
+    while the listing goes on, which hides the walk behind the hashing.  The
+    digests come back sorted by path."""
+    job = _Job(hasher, chunk_size, local_opener(follow_symlinks), progress or Progress(), on_done)
+
+    def items() -> Iterator[Item]:
+        for group in groups:  # runs in whichever worker needs more work, under the feed's lock
+            job.progress.total_bytes += sum(f.size for f in group)
+            job.progress.total_files += len(group)
+            yield from job.plan(group)
+
+    _parallel(items(), None, job.handle, jobs or default_jobs(), min(chunk_size, MAX_BUFFER), job.progress)
+    return sorted(job.done(), key=lambda d: d.path)
+
+
+Item = tuple[int, int, int] | list[int]
+"""A unit of work: (file index, first chunk, chunk count), or a list of
+whole small files for the extension."""
+
+
+class _Job:
+    """The files of one hashing run, their partial results, and how units of
+    work are cut from them (`plan`) and handled on the workers (`handle`)."""
+
+    def __init__(self, hasher: TreeHasher, chunk_size: int, opener: Opener, progress: Progress,
+                 on_done: Callable[[FileDigest], None] | None) -> None:
+        self.hasher = hasher
+        self.chunk_size = chunk_size
+        self.opener = opener
+        self.progress = progress
+        self.on_done = on_done
+        self.group = max(1, UNIT_BYTES // chunk_size)
         # Whole small files go to the extension in batches: open, read and
         # hash with the GIL released for the batch, not per file.
-        whole = [u[0] for u in units if u[2] == counts[u[0]]]
-        units = [u for u in units if u[2] != counts[u[0]]]
+        self.local_follow: bool | None = getattr(opener, "local_follow", None) if native is not None else None
+        self.files: list[Listed] = []
+        self.counts: list[int] = []
+        self.pending: list[int] = []
+        self.leaves: list[bytearray] = []
+        self.results: list[FileDigest | None] = []
+        self.errors: dict[int, SourceError] = {}
+        self.lock = threading.Lock()
+
+    def plan(self, files: Sequence[Listed]) -> list[Item]:
+        """Take on more files; return their units of work."""
+        base = len(self.files)
+        units: list[tuple[int, int, int]] = []
+        whole: list[int] = []
+        for k, f in enumerate(files):
+            i = base + k
+            n = chunk_count(f.size, self.chunk_size)
+            self.counts.append(n)
+            if n <= self.group:
+                self.pending.append(1)
+                self.leaves.append(bytearray())
+                if self.local_follow is not None:
+                    whole.append(i)
+                else:
+                    units.append((i, 0, n))
+            else:
+                self.pending.append(-(-n // self.group))
+                self.leaves.append(bytearray(n * DIGEST_SIZE))
+                units.extend((i, first, min(self.group, n - first)) for first in range(0, n, self.group))
+        self.files.extend(files)
+        self.results.extend([None] * len(files))
+        items: list[Item] = [*units]
         batch: list[int] = []
         batch_bytes = 0
         for i in whole:
             batch.append(i)
-            batch_bytes += files[i].size
+            batch_bytes += self.files[i].size
             if len(batch) >= NATIVE_BATCH_FILES or batch_bytes >= UNIT_BYTES:
-                batches.append(batch)
+                items.append(batch)
                 batch, batch_bytes = [], 0
         if batch:
-            batches.append(batch)
-    leaves = [bytearray(n * DIGEST_SIZE if pending[i] > 1 else 0) for i, n in enumerate(counts)]
-    results: list[FileDigest | None] = [None] * len(files)
-    errors: dict[int, SourceError] = {}
-    progress.total_bytes = sum(f.size for f in files)
-    progress.total_files = len(files)
+            items.append(batch)
+        return items
 
-    lock = threading.Lock()
+    def done(self) -> list[FileDigest]:
+        done = [r for r in self.results if r is not None]
+        assert len(done) == len(self.files), "engine lost a file"
+        return done
 
-    def finish(i: int, data: bytes) -> None:
-        src = files[i]
-        error = errors.get(i)
+    def finish(self, i: int, data: bytes) -> None:
+        src = self.files[i]
+        error = self.errors.get(i)
         if error is not None:
-            results[i] = FileDigest(src.path, src.size, error=error)
+            result = FileDigest(src.path, src.size, error=error)
         else:
-            root = data if counts[i] == 1 else tree.root_of_bytes(hasher, data)
-            results[i] = FileDigest(src.path, src.size, root, data)
-        progress.files += 1
-        done = results[i]
-        if on_done is not None and done is not None:
-            on_done(done)
+            root = data if self.counts[i] == 1 else tree.root_of_bytes(self.hasher, data)
+            result = FileDigest(src.path, src.size, root, data)
+        self.results[i] = result
+        self.progress.files += 1
+        if self.on_done is not None:
+            self.on_done(result)
 
-    def handle_batch(batch: list[int]) -> None:
+    def handle_batch(self, batch: list[int]) -> None:
         assert native is not None
+        files = self.files
         args = [(os.fsencode(files[i].abspath), files[i].size, files[i].identity)  # type: ignore[attr-defined]
                 for i in batch]
-        for i, got in zip(batch, native.hash_files(CODES[hasher.name], chunk_size, local_follow, args), strict=True):
+        got_all = native.hash_files(CODES[self.hasher.name], self.chunk_size, self.local_follow, args)
+        for i, got in zip(batch, got_all, strict=True):
             if isinstance(got, str):
-                errors[i] = SourceError(got, files[i].path)
-                finish(i, b"")
+                self.errors[i] = SourceError(got, files[i].path)
+                self.finish(i, b"")
             else:
-                progress.bytes += files[i].size
-                finish(i, got)
+                self.progress.bytes += files[i].size
+                self.finish(i, got)
 
-    def handle(unit: tuple[int, int, int] | list[int], view: memoryview) -> None:
+    def handle(self, unit: Item, view: memoryview) -> None:
         if isinstance(unit, list):
-            handle_batch(unit)
+            self.handle_batch(unit)
             return
         i, first, count = unit
-        if count == counts[i]:  # the whole file in one unit
+        src = self.files[i]
+        if count == self.counts[i]:  # the whole file in one unit
             try:
-                finish(i, hash_run(opener(files[i]), files[i], first, count, counts[i], hasher, chunk_size,
-                                    view, progress))
+                data = hash_run(self.opener(src), src, first, count, count, self.hasher, self.chunk_size, view,
+                                self.progress)
             except SourceError as e:
-                errors[i] = e
-                finish(i, b"")
+                self.errors[i] = e
+                data = b""
+            self.finish(i, data)
             return
-        if i not in errors:
+        if i not in self.errors:
             try:
-                part = hash_run(opener(files[i]), files[i], first, count, counts[i], hasher, chunk_size,
-                                 view, progress)
-                leaves[i][first * DIGEST_SIZE : first * DIGEST_SIZE + len(part)] = part
+                part = hash_run(self.opener(src), src, first, count, self.counts[i], self.hasher, self.chunk_size,
+                                view, self.progress)
+                self.leaves[i][first * DIGEST_SIZE : first * DIGEST_SIZE + len(part)] = part
             except SourceError as e:
-                errors.setdefault(i, e)
-        with lock:
-            pending[i] -= 1
-            last = pending[i] == 0
+                self.errors.setdefault(i, e)
+        with self.lock:
+            self.pending[i] -= 1
+            last = self.pending[i] == 0
         if last:
-            data = bytes(leaves[i])
-            leaves[i] = bytearray()  # one copy, not two
-            finish(i, data)
-
-    items: list[tuple[int, int, int] | list[int]] = [*units, *batches]
-    _parallel(items, handle, jobs, min(chunk_size, MAX_BUFFER), progress)
-    done = [r for r in results if r is not None]
-    assert len(done) == len(files), "engine lost a file"
-    return done
+            data = bytes(self.leaves[i])
+            self.leaves[i] = bytearray()  # one copy, not two
+            self.finish(i, data)
 
 
 def _parallel(
-    items: Sequence[T], handle: Callable[[T, memoryview], None], jobs: int, buffer_size: int, progress: Progress
+    items: Iterable[T], count: int | None, handle: Callable[[T, memoryview], None], jobs: int, buffer_size: int,
+    progress: Progress,
 ) -> None:
-    """Run `handle(item, buffer)` over `items` on long-lived worker threads,
-    each with its own page-aligned buffer.  A bug in a worker stops the
+    """Run `handle(item, buffer)` over `items` (`count` of them, None when
+    not known yet) on long-lived worker threads, each with its own
+    page-aligned buffer.  A bug in a worker (or in `items`) stops the
     others and is raised here; Ctrl-C stops them too."""
     feed = iter(items)
     lock = threading.Lock()
@@ -215,7 +278,7 @@ def _parallel(
             except BufferError:  # an error kept for its report may still hold a slice; GC frees it
                 pass
 
-    _run(worker, min(jobs, max(1, len(items))), stop, progress)
+    _run(worker, jobs if count is None else min(jobs, max(1, count)), stop, progress)
     if crashed:
         raise crashed[0]
 
@@ -304,7 +367,7 @@ def digest_files(
             results[i] = FileDigest(src.path, src.size, error=e)
         progress.files += 1
 
-    _parallel(range(len(files)), handle, jobs or default_jobs(), MAX_BUFFER, progress)
+    _parallel(range(len(files)), len(files), handle, jobs or default_jobs(), MAX_BUFFER, progress)
     return [r for r in results if r is not None]
 
 

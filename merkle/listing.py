@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .engine import Listed, Opener, local_opener
-from .walk import WalkProblem, walk
+from .walk import WalkedFile, WalkProblem, walk, walk_stream
 
 if TYPE_CHECKING:
     from .hf.layout import Checkout, HfOptions
@@ -31,6 +31,10 @@ class Listing:
     """(protocol, storage options) to rebuild the file system elsewhere (Dask)."""
     hf: Checkout | None = None
     """Set when the source is a Hugging Face cache snapshot or local_dir."""
+    stream: Iterator[list[WalkedFile]] | None = None
+    """With `list_source(..., stream=True)` on a plain local directory: the
+    walk, one directory at a time; `files` and `problems` are complete only
+    once it is exhausted (engine.hash_stream hashes as it goes)."""
 
 
 def list_source(
@@ -39,6 +43,7 @@ def list_source(
     follow_symlinks: bool = False,
     storage_options: dict[str, Any] | None = None,
     hf: HfOptions | None = None,
+    stream: bool = False,
 ) -> Listing:
     """List `path`.  A Hugging Face cache folder, snapshot or local_dir is
     recognised and listed as such unless `hf.enabled` is False (see
@@ -65,5 +70,8 @@ def list_source(
                                         for p, b in checkout.broken.items()]
         problems.sort(key=lambda p: p.path)
         return Listing([f.walked for f in checkout.files], problems, local_opener(False), hf=checkout)
+    if stream:
+        result, directories = walk_stream(local, exclude, follow_symlinks)
+        return Listing(result.files, result.problems, local_opener(follow_symlinks), stream=directories)
     listing = walk(local, exclude, follow_symlinks)
     return Listing(listing.files, listing.problems, local_opener(follow_symlinks))

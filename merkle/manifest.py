@@ -25,7 +25,7 @@ from . import _json, tree
 from ._native import CODES, native
 from .errors import FormatError, SidecarWarning, SourceError, UnsupportedError
 from .hashing import ALGORITHMS, DEFAULT_ALGORITHM, DIGEST_SIZE, LEAF_PREFIX, Algorithm, TreeHasher, tree_hasher
-from .paths import case_collision, path_problem
+from .paths import _PLAIN_PATH, MAX_PATH_BYTES, case_collision, path_problem
 
 if TYPE_CHECKING:
     from .layers import LeafLayers
@@ -183,20 +183,24 @@ def dataset_root_pure(hasher: TreeHasher, chunk_size: int, files: Sequence[FileE
 
 def _check_entries(files: Sequence[FileEntry]) -> None:
     previous = None
+    plain = _PLAIN_PATH.fullmatch  # path_problem's fast path, bound once: this runs per file
     for f in files:
-        problem = path_problem(f.path) if isinstance(f.path, str) else "path is not a string"
-        if problem:
-            raise FormatError(f"file path {f.path!r}: {problem}")
-        if not isinstance(f.size, int) or isinstance(f.size, bool) or not 0 <= f.size <= MAX_FILE_SIZE:
-            raise FormatError(f"file {f.path!r}: size {f.size!r} is not a byte count")
-        if not isinstance(f.root, bytes) or len(f.root) != DIGEST_SIZE:
-            raise FormatError(f"file {f.path!r}: root is not a {DIGEST_SIZE}-byte digest")
-        if f.hub is not None and check_hub(f.hub, f"file {f.path!r}") != f.hub:
-            raise FormatError(f"file {f.path!r}: hub identity is not a (kind, hex) pair")
-        if previous is not None and f.path <= previous:
-            what = "duplicate path" if f.path == previous else "paths not in sorted order at"
-            raise FormatError(f"{what} {f.path!r}")
-        previous = f.path
+        path = f.path
+        if not (type(path) is str and plain(path) and len(path) <= MAX_PATH_BYTES):
+            problem = path_problem(path) if isinstance(path, str) else "path is not a string"
+            if problem:
+                raise FormatError(f"file path {path!r}: {problem}")
+        size = f.size
+        if type(size) is not int or not 0 <= size <= MAX_FILE_SIZE:
+            raise FormatError(f"file {path!r}: size {size!r} is not a byte count")
+        if type(f.root) is not bytes or len(f.root) != DIGEST_SIZE:
+            raise FormatError(f"file {path!r}: root is not a {DIGEST_SIZE}-byte digest")
+        if f.hub is not None and check_hub(f.hub, f"file {path!r}") != f.hub:
+            raise FormatError(f"file {path!r}: hub identity is not a (kind, hex) pair")
+        if previous is not None and path <= previous:
+            what = "duplicate path" if path == previous else "paths not in sorted order at"
+            raise FormatError(f"{what} {path!r}")
+        previous = path
     clash = case_collision(f.path for f in files)
     if clash:
         raise FormatError(f"paths {clash[0]!r} and {clash[1]!r} differ only in case")

@@ -81,6 +81,9 @@ def check_path(path: str) -> str:
 
 def case_collision(paths: Iterable[str]) -> tuple[str, str] | None:
     """Two paths that name one file on a case-insensitive file system."""
+    paths = list(paths)
+    if len(set(map(str.casefold, paths))) == len(paths):  # the common case, without a dict entry per path
+        return None
     seen: dict[str, str] = {}
     for p in paths:
         key = p.casefold()

@@ -13,7 +13,7 @@ import fnmatch
 import os
 import re
 import stat
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from .errors import SourceError
@@ -86,6 +86,21 @@ def walk(
     follow_symlinks: bool = False,
 ) -> Walk:
     """List the regular files under directory `root`."""
+    result, directories = walk_stream(root, exclude, follow_symlinks)
+    for _ in directories:
+        pass
+    return result
+
+
+def walk_stream(
+    root: str | os.PathLike[str],
+    exclude: Sequence[str] = DEFAULT_EXCLUDES,
+    follow_symlinks: bool = False,
+) -> tuple[Walk, Iterator[list[WalkedFile]]]:
+    """`walk`, one directory at a time: the root is checked now (SourceError),
+    and the iterator yields each directory's files as it is listed, so that
+    hashing can start before the walk ends.  The Walk fills as it runs; once
+    the iterator is exhausted it is complete and sorted, as `walk` returns it."""
     top = os.fspath(root)
     try:
         st = os.stat(top)
@@ -93,10 +108,15 @@ def walk(
         raise SourceError(e.strerror or str(e), top) from e
     if not stat.S_ISDIR(st.st_mode):
         raise SourceError(f"{kind_of(st.st_mode)}, expected a directory", top)
-    real_root = os.path.realpath(top)
-    excluded = Excluder(exclude)
     result = Walk(top)
-    seen_dirs = {(st.st_dev, st.st_ino)}
+    return result, _directories(result, Excluder(exclude), follow_symlinks, (st.st_dev, st.st_ino))
+
+
+def _directories(result: Walk, excluded: Excluder, follow_symlinks: bool,
+                 top_id: tuple[int, int]) -> Iterator[list[WalkedFile]]:
+    top = result.root
+    real_root = os.path.realpath(top)
+    seen_dirs = {top_id}
     stack: list[tuple[str, str]] = [("", top)]
     while stack:
         prefix, directory = stack.pop()
@@ -109,6 +129,7 @@ def walk(
             reason = f"cannot list: {e.strerror or e}"
             result.problems.append(WalkProblem(prefix.rstrip("/"), reason, unreadable_dir=True))
             continue
+        first = len(result.files)
         for entry in entries:
             rel = prefix + entry.name
             if excluded(rel, entry.name):
@@ -123,9 +144,10 @@ def walk(
                 _visit(entry, rel, real_root, follow_symlinks, seen_dirs, stack, result)
             except OSError as e:
                 result.problems.append(WalkProblem(rel, e.strerror or str(e)))
+        if len(result.files) > first:
+            yield result.files[first:]
     result.files.sort(key=lambda f: f.path)
     result.problems.sort(key=lambda p: p.path)
-    return result
 
 
 def _visit(

@@ -1,0 +1,109 @@
+"""Hashing while walking (engine.hash_stream, walk.walk_stream): the same
+files, digests and errors as listing first, and checkpoints that still
+resume."""
+
+import json
+import os
+
+import pytest
+
+import merkle
+from merkle import engine
+from merkle.checkpoint import Checkpoint, hash_resumable
+from merkle.errors import SourceError
+from merkle.hashing import tree_hasher
+from merkle.walk import walk, walk_stream
+
+
+def tree(root, dirs=5, per_dir=7):
+    root.mkdir()
+    for d in range(dirs):
+        sub = root / f"d{d}" / "inner" if d % 2 else root / f"d{d}"
+        sub.mkdir(parents=True)
+        for i in range(per_dir):
+            # sizes around the chunk size: one chunk, several, and empty files
+            (sub / f"f{i}.bin").write_bytes(os.urandom((i * 2777) % 13000))
+    (root / "top.bin").write_bytes(os.urandom(9000))
+    return root
+
+
+def test_walk_stream_yields_every_file_once_and_ends_as_walk(tmp_path):
+    root = tree(tmp_path / "t")
+    result, directories = walk_stream(root)
+    seen = [f.path for group in directories for f in group]
+    whole = walk(root)
+    assert sorted(seen) == [f.path for f in whole.files]
+    assert len(seen) == len(set(seen)) == 5 * 7 + 1
+    assert result.files == whole.files and result.problems == whole.problems
+
+
+@pytest.mark.parametrize("algorithm", ["blake3", "sha256"])
+def test_hash_stream_matches_hash_files(tmp_path, algorithm):
+    root = tree(tmp_path / "t")
+    h = tree_hasher(algorithm)
+    listed = engine.hash_files(walk(root).files, h, 4096)
+    _, directories = walk_stream(root)
+    progress = engine.Progress()
+    streamed = engine.hash_stream(directories, h, 4096, jobs=2, progress=progress)
+    assert streamed == listed  # same paths, sizes, roots and leaves, sorted by path
+    assert progress.total_files == progress.files == len(listed)
+    assert progress.total_bytes == progress.bytes == sum(d.size for d in listed)
+
+
+def test_hash_stream_reports_a_file_that_changed_after_listing(tmp_path):
+    root = tree(tmp_path / "t")
+    _, directories = walk_stream(root)
+
+    def groups():
+        for i, group in enumerate(directories):
+            if i == 0:  # listed, then rewritten before it is hashed
+                (root / group[0].path).write_bytes(b"rewritten")
+            yield group
+
+    digests = engine.hash_stream(groups(), tree_hasher("blake3"), 4096)
+    bad = [d for d in digests if d.error is not None]
+    assert len(bad) == 1 and "changed between listing and hashing" in bad[0].error.message
+
+
+def test_build_fails_on_a_problem_found_late_and_counts_every_problem(tmp_path):
+    root = tree(tmp_path / "t")
+    os.symlink("/etc/passwd", root / "d3" / "inner" / "link")
+    os.mkfifo(root / "d4" / "fifo")
+    with pytest.raises(SourceError) as e:
+        merkle.build(root)
+    assert "d3/inner/link" in str(e.value) and "(and 1 more problem)" in str(e.value)
+
+
+def test_a_failed_build_keeps_its_checkpoint_and_the_next_one_resumes(tmp_path):
+    root = tree(tmp_path / "t")
+    late = root / "d4" / "zz"
+    late.mkdir()
+    os.symlink("../f0.bin", late / "link")  # refused: the build fails after hashing what it listed first
+    cp = str(tmp_path / "m.checkpoint")
+    with pytest.raises(SourceError, match="symbolic link refused"):
+        merkle.build(root, checkpoint=cp)
+    lines = open(cp).read().splitlines()
+    assert json.loads(lines[0])["format"] == "merkle-checkpoint-v1"
+    recorded = {json.loads(line)["path"] for line in lines[1:]}
+    assert "top.bin" in recorded  # the root directory is listed, and hashed, first
+    os.unlink(late / "link")
+    progress = merkle.Progress()
+    resumed = merkle.build(root, checkpoint=cp, progress=progress)
+    assert resumed.root == merkle.build(root).root
+    total = sum(f.size for f in walk(root).files)
+    reused = sum(os.path.getsize(root / p) for p in recorded)
+    assert progress.bytes == total - reused > 0
+
+
+def test_checkpoint_records_reach_the_file_when_kept_not_when_finished(tmp_path):
+    root = tree(tmp_path / "t")
+    files = walk(root).files
+    cp = str(tmp_path / "m.checkpoint")
+    _, state = hash_resumable(files, tree_hasher("blake3"), 4096, cp)
+    state.close(finished=False, flush=False)  # a job that succeeded: nothing left to write
+    assert not os.path.exists(cp)
+    _, state = hash_resumable(files, tree_hasher("blake3"), 4096, cp)
+    state.close(finished=False)
+    assert len(open(cp).read().splitlines()) == 1 + len(files)
+    again = Checkpoint(cp, tree_hasher("blake3"), 4096)
+    assert all(again.reusable(f) is not None for f in files)
