@@ -6,15 +6,17 @@ import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from . import tree
 from .checkpoint import hash_resumable, hash_stream_resumable
-from .engine import Progress
-from .errors import SourceError, UsageError
-from .hashing import DEFAULT_ALGORITHM, Algorithm, tree_hasher
+from .engine import FileDigest, Progress
+from .errors import FormatError, SourceError, UsageError
+from .hashing import DEFAULT_ALGORITHM, Algorithm, TreeHasher, tree_hasher
 from .layers import LeafLayers
 from .listing import Listing, list_source
 from .manifest import DEFAULT_CHUNK_SIZE, DEFAULT_EXCLUDES, FileEntry, Manifest, check_chunk_size
 from .paths import case_collision
 from .walk import WalkedFile
+from .zarr.layout import MAX_DOC_BYTES, ROOT_DOCS, ZARR_CHUNK_SIZE, ZarrLayout, describe, is_zarr_root
 
 
 def exclusions(exclude: Sequence[str], default_excludes: bool) -> tuple[str, ...]:
@@ -26,7 +28,7 @@ def build(
     path: str | os.PathLike[str],
     *,
     algorithm: Algorithm = DEFAULT_ALGORITHM,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    chunk_size: int | None = None,
     exclude: Sequence[str] = (),
     default_excludes: bool = True,
     follow_symlinks: bool = False,
@@ -61,7 +63,8 @@ def build(
     local_dir's repository) and each file's Hub identity, recomputed from its content;
     a file whose content does not match it is an IntegrityError."""
     hasher = tree_hasher(algorithm)
-    check_chunk_size(chunk_size)
+    if chunk_size is not None:
+        check_chunk_size(chunk_size)
     patterns = exclusions(exclude, default_excludes)
     from .hf.layout import HF_DIR, HfOptions
 
@@ -71,6 +74,9 @@ def build(
     # digest is used, in the same order as for a listing made up front.
     listing = list_source(path, patterns, follow_symlinks, storage_options, hf_options, stream=dask is None)
     root = os.fspath(path)
+    zarr_store = listing.hf is None and _zarr_root(listing, root)
+    if chunk_size is None:  # small chunks in a zarr store: a range read of a shard reads little more than asked
+        chunk_size = ZARR_CHUNK_SIZE if zarr_store else DEFAULT_CHUNK_SIZE
     if listing.hf is None and (revision or repo_id or repo_type):
         raise UsageError("--revision, --repo-id and --repo-type apply to Hugging Face checkouts", root)
     if listing.hf is not None and listing.hf.kind == "local_dir":
@@ -111,7 +117,8 @@ def build(
     entries = [FileEntry(d.path, d.size, d.root, hub.get(d.path) if hub else None) for d in digests]
     layers = LeafLayers({d.path: d.leaves for d in digests if len(d.leaves) > len(d.root)})
     origin = listing.hf.origin if listing.hf is not None else None
-    manifest = Manifest.create(entries, algorithm, chunk_size, patterns, layers, origin)
+    layout = _zarr_layout(listing, digests, hasher, chunk_size, root) if zarr_store else None
+    manifest = Manifest.create(entries, algorithm, chunk_size, patterns, layers, origin, layout)
     return manifest.with_metadata(listing.metadata) if listing.metadata else manifest
 
 
@@ -135,3 +142,38 @@ def _until_problem(listing: Listing) -> Iterator[list[WalkedFile]]:
     for files in listing.stream:
         if not listing.problems:
             yield files
+
+
+def _zarr_root(listing: Listing, root: str) -> bool:
+    """Whether the source is a zarr store (rule Z1), known before hashing:
+    a streamed local walk has not listed the root yet, so look."""
+    if listing.stream is not None:
+        local = root.removeprefix("file://")
+        return any(os.path.isfile(os.path.join(local, name)) for name in ROOT_DOCS)
+    return is_zarr_root([f.path for f in listing.files if "/" not in f.path])
+
+
+def _zarr_layout(listing: Listing, digests: Sequence[FileDigest], hasher: TreeHasher, chunk_size: int,
+                 root: str) -> ZarrLayout | None:
+    """The store's layout from its metadata documents, each read again and
+    checked against the digest just computed for it (a document changed in
+    between fails the build)."""
+    by_path = {f.path: f for f in listing.files}
+    roots = {d.path: d.root for d in digests}
+
+    def read(key: str) -> bytes:
+        src = by_path[key]
+        if src.size > MAX_DOC_BYTES:
+            raise FormatError(f"metadata document larger than {MAX_DOC_BYTES} bytes", key)
+        data = bytearray(src.size)
+        with listing.opener(src) as reader:
+            got = reader.read_into(0, memoryview(data)) if data else 0
+            reader.check_end()
+        if got != len(data) or tree.content_root(hasher, data, chunk_size) != roots[key]:
+            raise SourceError("changed while the store was built", root.rstrip("/") + "/" + key)
+        return bytes(data)
+
+    try:
+        return describe(sorted(by_path), read)
+    except FormatError as e:
+        raise FormatError(f"not a zarr store: {e.message}", root.rstrip("/") + "/" + (e.path or "")) from e

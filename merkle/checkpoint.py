@@ -21,9 +21,8 @@ import threading
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
-from typing import IO, Any, Final
-
 from json.encoder import encode_basestring_ascii as _json_str
+from typing import IO, Any, Final
 
 from .engine import FileDigest, Listed, Opener, Progress, hash_files, hash_stream
 from .hashing import TreeHasher

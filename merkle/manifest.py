@@ -26,6 +26,7 @@ from ._native import CODES, native
 from .errors import FormatError, SidecarWarning, SourceError, UnsupportedError
 from .hashing import ALGORITHMS, DEFAULT_ALGORITHM, DIGEST_SIZE, LEAF_PREFIX, Algorithm, TreeHasher, tree_hasher
 from .paths import _PLAIN_PATH, MAX_PATH_BYTES, case_collision, path_problem
+from .zarr.layout import ZarrLayout, check_ranges, with_ranges
 
 if TYPE_CHECKING:
     from .layers import LeafLayers
@@ -268,6 +269,9 @@ class Manifest:
     path: unsigned, for `audit --fast` only (MANIFEST.objects.json)."""
     origin: Origin | None = None
     """The Hugging Face repository and commit the files come from (M6)."""
+    zarr: ZarrLayout | None = None
+    """The groups and arrays of a zarr store, each array with its own
+    subtree root (docs/zarr.md, Z1-Z2)."""
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
@@ -287,6 +291,10 @@ class Manifest:
             self.layers.check(self)
         if self.origin is not None and not isinstance(self.origin, Origin):
             raise FormatError("origin is not an Origin")
+        if self.zarr is not None:
+            if not isinstance(self.zarr, ZarrLayout):
+                raise FormatError("zarr is not a ZarrLayout")
+            check_ranges(self.zarr, [f.path for f in self.files], self._subtree_root)
 
     @classmethod
     def create(
@@ -297,10 +305,20 @@ class Manifest:
         exclude: Sequence[str] = DEFAULT_EXCLUDES,
         layers: LeafLayers | None = None,
         origin: Origin | None = None,
+        zarr: ZarrLayout | None = None,
     ) -> Manifest:
-        """A manifest over `files` (any order), computing the dataset root."""
+        """A manifest over `files` (any order), computing the dataset root
+        (and, for a zarr store, each array's range and root)."""
         ordered = tuple(sorted(files, key=lambda f: f.path))
-        return cls(algorithm, chunk_size, ordered, b"", tuple(exclude), layers, origin=origin)
+        if zarr is not None:
+            hasher = tree_hasher(algorithm)
+            zarr = with_ranges(zarr, [f.path for f in ordered],
+                               lambda first, n: dataset_root(hasher, chunk_size, ordered[first : first + n]))
+        return cls(algorithm, chunk_size, ordered, b"", tuple(exclude), layers, origin=origin, zarr=zarr)
+
+    def _subtree_root(self, first: int, count: int) -> bytes:
+        """The dataset-tree root of files[first : first + count] alone."""
+        return dataset_root(self.hasher, self.chunk_size, self.files[first : first + count])
 
     @cached_property
     def hasher(self) -> TreeHasher:
@@ -328,8 +346,11 @@ class Manifest:
 
     @property
     def format(self) -> str:
-        """v1 unless the manifest records an origin or Hub identities (M6)."""
-        return FORMAT_V2 if self.origin is not None or any(f.hub for f in self.files) else FORMAT
+        """v1 unless the manifest records an origin, Hub identities (M6) or a
+        zarr layout (Z1)."""
+        if self.origin is not None or self.zarr is not None or any(f.hub for f in self.files):
+            return FORMAT_V2
+        return FORMAT
 
     def without_hub(self) -> Manifest:
         """The same manifest without per-file Hub identities: what a compact
@@ -356,6 +377,8 @@ class Manifest:
         }
         if fmt == FORMAT_V2:
             out["origin"] = None if self.origin is None else self.origin.to_dict()
+            if self.zarr is not None:
+                out["zarr"] = self.zarr.to_dict()
         out["root"] = self.root.hex()
         out["files"] = [f.to_dict() for f in self.files]
         return out
@@ -386,7 +409,7 @@ class Manifest:
         if fmt not in FORMATS:
             raise UnsupportedError(f"unsupported manifest format {fmt!r} (expected {FORMAT!r} or {FORMAT_V2!r})")
         v2 = fmt == FORMAT_V2
-        _exact_keys(doc, _KEYS_V2 if v2 else _KEYS, "manifest")
+        _exact_keys(doc, (_KEYS_V2 + ("zarr",) if "zarr" in doc else _KEYS_V2) if v2 else _KEYS, "manifest")
         algorithm = doc["algorithm"]
         if algorithm not in ALGORITHMS:
             raise UnsupportedError(f"unsupported algorithm {algorithm!r}")
@@ -411,6 +434,7 @@ class Manifest:
                 raise FormatError(f"files[{i}].path is not a string")
             entries.append(FileEntry(item["path"], item["size"], _hex_digest(item["root"], f"files[{i}].root"), hub))
         origin = Origin.from_doc(doc["origin"]) if v2 and doc["origin"] is not None else None
+        zarr = ZarrLayout.from_doc(doc["zarr"]) if v2 and "zarr" in doc else None
         manifest = cls(
             algorithm=algorithm,
             chunk_size=doc["chunk_size"],
@@ -418,9 +442,10 @@ class Manifest:
             root=_hex_digest(doc["root"], "root"),
             exclude=tuple(exclude),
             origin=origin,
+            zarr=zarr,
         )
         if v2 and manifest.format != FORMAT_V2:
-            raise FormatError(f"{FORMAT_V2} without an origin or any hub identity: write it as {FORMAT}")
+            raise FormatError(f"{FORMAT_V2} without an origin, a zarr layout or any hub identity: write it as {FORMAT}")
         return manifest
 
     # -- files --------------------------------------------------------------

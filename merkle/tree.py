@@ -87,6 +87,21 @@ def root_of_bytes(hasher: TreeHasher, leaves: bytes | bytearray | memoryview) ->
     return root_of_bytes_pure(hasher, leaves)
 
 
+def chunk_leaves(hasher: TreeHasher, data: bytes | bytearray | memoryview, chunk_size: int) -> bytes:
+    """The leaf hashes of `data` cut into chunks, concatenated."""
+    view = memoryview(data)
+    return b"".join(hasher.leaf(view[i : i + chunk_size]) for i in range(0, len(view), chunk_size))
+
+
+def content_root(hasher: TreeHasher, data: bytes | bytearray | memoryview, chunk_size: int) -> bytes:
+    """The root of a whole file's bytes held in memory (the empty tree's for
+    no bytes), as the engine computes it from the file."""
+    leaves = chunk_leaves(hasher, data, chunk_size)
+    if len(leaves) == DIGEST_SIZE:
+        return leaves
+    return root_of_bytes(hasher, leaves) if leaves else hasher.empty()
+
+
 def root_of_bytes_pure(hasher: TreeHasher, leaves: bytes | bytearray | memoryview) -> bytes:
     """The pure twin of root_of_bytes."""
     if len(leaves) % DIGEST_SIZE:

@@ -24,7 +24,8 @@ CHECKPOINT_SUFFIX = ".checkpoint"
 
 
 def build(args: argparse.Namespace) -> int:
-    check_chunk_size(args.chunk_size)
+    if args.chunk_size is not None:
+        check_chunk_size(args.chunk_size)
     if args.format == "oms" and not args.sign:
         raise UsageError("--format oms writes a signed bundle: add --sign KEY")
     if args.compact and (not args.sign or args.format != "merkle"):
@@ -85,9 +86,10 @@ def build(args: argparse.Namespace) -> int:
         os.unlink(checkpoint)  # the output is written: nothing left to resume
     seconds = time.perf_counter() - started
     to_file = args.output not in (None, "-")
+    chunk_size = manifest.chunk_size if manifest is not None else args.chunk_size
     if args.json and to_file:
         emit_json({"output": args.output, "root": root, "format": args.format, "algorithm": args.algorithm,
-                   "chunk_size": args.chunk_size, "files": files, "bytes": total, "seconds": round(seconds, 6),
+                   "chunk_size": chunk_size, "files": files, "bytes": total, "seconds": round(seconds, 6),
                    "signed": bool(args.sign)})
     elif not args.quiet:
         print(f"{root}  {args.path}", file=sys.stdout if to_file else sys.stderr)
@@ -341,9 +343,16 @@ def audit(args: argparse.Namespace) -> int:
         finally:
             close(progress)
         mode = "full: every byte rehashed"
+    arrays = None
+    if manifest.zarr is not None:  # a zarr store: what changed, array by array
+        from ..zarr.layout import array_line, by_array
+
+        arrays = by_array(manifest.zarr, ((o.path, o.status.value) for o in report.outcomes))
     if args.json:
         doc = report.to_dict()
         doc.update(mode=mode.split(":", 1)[0], signature=signature, sample=sample.to_dict() if sample else None)
+        if arrays is not None:
+            doc["arrays"] = arrays
         emit_json(doc)
     else:
         failures = set(report.failures)
@@ -351,5 +360,7 @@ def audit(args: argparse.Namespace) -> int:
             if not args.quiet or outcome in failures:
                 print(outcome.line())
         print(f"merkle: audit {mode}", file=sys.stderr)
+        for name, counts in (arrays or {}).items():
+            print(f"merkle: {array_line(name, counts)}", file=sys.stderr)
         print(f"merkle: {report.summary()}", file=sys.stderr)
     return report.exit_code

@@ -1,0 +1,29 @@
+"""Zarr stores: signed manifests of every key, each array with its own
+subtree root (merkle.zarr.layout), and `VerifiedStore`, a read-only zarr store
+wrapper that checks every byte it returns against a signed manifest
+(docs/zarr.md).  Building and auditing need no zarr; VerifiedStore needs
+zarr 3 (pip install 'merkle[zarr]')."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .errors import ZarrIntegrityError
+from .layout import ZarrArray, ZarrLayout
+
+if TYPE_CHECKING:
+    from .store import VerifiedStore
+
+__all__ = ["VerifiedStore", "ZarrArray", "ZarrIntegrityError", "ZarrLayout"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "VerifiedStore":
+        try:
+            from .store import VerifiedStore
+        except ImportError as e:
+            if e.name is not None and e.name.split(".")[0] in ("zarr", "numpy", "numcodecs"):
+                raise ImportError(f"merkle.zarr.VerifiedStore needs {e.name}: pip install 'merkle[zarr]'") from e
+            raise
+        return VerifiedStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

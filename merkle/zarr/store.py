@@ -1,0 +1,320 @@
+"""VerifiedStore: a read-only zarr store that returns only signed bytes.
+
+Rules (docs/zarr.md, Z3-Z6):
+- Z3 The signed manifest is the store's contents: a key it lists is read
+  from the wrapped store and checked before any byte is returned; a key it
+  does not list reads as absent (zarr's fill value for a chunk never
+  written), whatever the wrapped store holds; listing shows the signed keys.
+- Z4 A signed key the wrapped store lacks, or holds with other bytes or
+  another length, raises ZarrIntegrityError naming the array and the key,
+  never FileNotFoundError (which zarr turns into fill values).
+- Z5 A byte range (zarr's shard index suffix and inner-chunk ranges) reads
+  only the manifest chunks that cover it, each checked against the leaf
+  hashes that the sidecar authenticates against the signed root.  Without
+  the sidecar the whole key is read and checked against its root.
+- Z6 Keys that are not canonical relative paths ('..', absolute, empty
+  parts) are refused with PathError before the wrapped store sees them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import os
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from zarr.abc.store import OffsetByteRequest, RangeByteRequest, Store, SuffixByteRequest
+from zarr.storage import WrapperStore
+
+from .. import tree
+from ..errors import IntegrityError, PathError, UsageError
+from ..manifest import FileEntry, Manifest
+from ..partial import FileAuth
+from ..paths import path_problem
+from ..reader import _trusted_manifest
+from .errors import ZarrIntegrityError
+from .layout import ROOT_DOCS
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from zarr.abc.store import ByteRequest
+    from zarr.core.buffer import Buffer, BufferPrototype
+
+THREAD_BYTES = 1 << 20
+"""Hash bigger reads on a worker thread: hashing releases the GIL, so the
+event loop keeps other reads and decoding going."""
+
+
+class VerifiedStore(WrapperStore[Store]):
+    """`store` (a zarr Store, a local path or an fsspec URL) checked against
+    `bundle`: a Manifest, a manifest file, or a signed bundle file (then
+    `keys`, public key files, or `cas`, CA certificates, are required and the
+    signature is checked first).  The leaf sidecar beside the manifest or
+    bundle (M.leaves) lets byte ranges of large keys be checked alone."""
+
+    def __init__(self, store: Store | str | os.PathLike[str], bundle: Manifest | str | os.PathLike[str], *,
+                 keys: Sequence[str] = (), cas: Sequence[str] = (),
+                 storage_options: dict[str, Any] | None = None) -> None:
+        manifest = _trusted_manifest(bundle, keys, cas)
+        if manifest.zarr is None:
+            where = None if isinstance(bundle, Manifest) else os.fspath(bundle)
+            raise UsageError("the manifest was not built from a zarr store (no zarr layout in it)", where)
+        super().__init__(_as_store(store, storage_options))
+        self._manifest = manifest
+        self._auth: dict[str, FileAuth] = {}
+        self._by_root: dict[bytes, str] | None = None
+        self._root_checked = False
+
+    @property
+    def manifest(self) -> Manifest:
+        """The trusted manifest every read is checked against."""
+        return self._manifest
+
+    def _with_store(self, store: Store) -> Self:
+        twin = type(self)(store, self._manifest)
+        twin._root_checked = self._root_checked and store == self._store
+        return twin
+
+    def with_read_only(self, read_only: bool = False) -> Self:
+        if not read_only:
+            raise ValueError("a VerifiedStore is read-only")
+        return self
+
+    def __repr__(self) -> str:
+        return f"VerifiedStore({self._store!r})"
+
+    def __str__(self) -> str:
+        return f"verified-{self._store}"
+
+    # -- read-only ------------------------------------------------------------
+
+    @property
+    def read_only(self) -> bool:
+        return True
+
+    @property
+    def supports_writes(self) -> bool:
+        return False
+
+    @property
+    def supports_deletes(self) -> bool:
+        return False
+
+    def _check_writable(self) -> None:
+        raise ValueError("a VerifiedStore is read-only: it serves the signed contents")
+
+    async def set(self, key: str, value: Buffer) -> None:
+        self._check_writable()
+
+    async def set_if_not_exists(self, key: str, value: Buffer) -> None:
+        self._check_writable()
+
+    async def _set_many(self, values: Iterable[tuple[str, Buffer]]) -> None:
+        self._check_writable()
+
+    async def delete(self, key: str) -> None:
+        self._check_writable()
+
+    async def delete_dir(self, prefix: str) -> None:
+        self._check_writable()
+
+    async def clear(self) -> None:
+        self._check_writable()
+
+    # -- listing: the signed keys (Z3) -----------------------------------------
+
+    def _keys(self) -> builtins.list[str]:
+        return [f.path for f in self._manifest.files]
+
+    async def exists(self, key: str) -> bool:
+        return self._entry(key) is not None
+
+    async def is_empty(self, prefix: str) -> bool:
+        return not any(k.startswith(_dir(prefix)) for k in self._keys())
+
+    async def list(self) -> AsyncIterator[str]:
+        for k in self._keys():
+            yield k
+
+    async def list_prefix(self, prefix: str) -> AsyncIterator[str]:
+        for k in self._keys():
+            if k.startswith(prefix):
+                yield k
+
+    async def list_dir(self, prefix: str) -> AsyncIterator[str]:
+        base = _dir(prefix)
+        seen = set()
+        for k in self._keys():
+            if k.startswith(base):
+                child = k[len(base):].split("/", 1)[0]
+                if child not in seen:
+                    seen.add(child)
+                    yield child
+
+    async def getsize(self, key: str) -> int:
+        entry = self._entry(key)
+        if entry is None:
+            raise FileNotFoundError(key)
+        return entry.size
+
+    async def getsize_prefix(self, prefix: str) -> int:
+        return sum(f.size for f in self._manifest.files if f.path.startswith(_dir(prefix)))
+
+    # -- reads, every byte checked (Z4, Z5) ------------------------------------
+
+    async def get(self, key: str, prototype: BufferPrototype | None = None,
+                  byte_range: ByteRequest | None = None) -> Buffer | None:
+        if prototype is None:
+            from zarr.core.buffer import default_buffer_prototype
+
+            prototype = default_buffer_prototype()
+        entry = self._entry(key)
+        if not self._root_checked:
+            await self._check_root(prototype)
+        if entry is None:
+            return None
+        if byte_range is None:
+            return await self._whole(entry, prototype)
+        start, end = _span(byte_range, entry.size, key)
+        if start >= end:
+            return prototype.buffer.from_bytes(b"")
+        auth = self._file_auth(entry)
+        if auth is None:  # no leaf hashes for this key: check it whole, then cut
+            whole = await self._whole(entry, prototype)
+            return whole[start:end]
+        return await self._range(entry, auth, start, end, prototype)
+
+    async def get_partial_values(self, prototype: BufferPrototype,
+                                 key_ranges: Iterable[tuple[str, ByteRequest | None]]) -> builtins.list[Buffer | None]:
+        return [*await asyncio.gather(*(self.get(k, prototype, r) for k, r in key_ranges))]
+
+    async def _get_many(self, requests: Iterable[tuple[str, BufferPrototype, ByteRequest | None]]
+                        ) -> AsyncGenerator[tuple[str, Buffer | None], None]:
+        requests = [*requests]
+        got = await asyncio.gather(*(self.get(k, p, r) for k, p, r in requests))
+        for (key, _, _), value in zip(requests, got, strict=True):
+            yield key, value
+
+    def _entry(self, key: str) -> FileEntry | None:
+        problem = path_problem(key) if isinstance(key, str) else "not a string"
+        if problem:
+            raise PathError(f"refused store key: {problem}", repr(key))
+        return self._manifest.entry(key)
+
+    def _file_auth(self, entry: FileEntry) -> FileAuth | None:
+        auth = self._auth.get(entry.path)
+        if auth is None:
+            try:
+                auth = FileAuth.of(self._manifest, entry.path)
+            except IntegrityError:  # several chunks and no sidecar
+                return None
+            self._auth[entry.path] = auth
+        return auth
+
+    async def _fetch(self, entry: FileEntry, prototype: BufferPrototype, byte_range: ByteRequest | None) -> Buffer:
+        got = await self._store.get(entry.path, prototype, byte_range)
+        if got is None:
+            raise self._error(entry.path, f"missing from the store (signed with {entry.size} bytes); zarr alone "
+                                          "would read it as fill values")
+        return got
+
+    async def _whole(self, entry: FileEntry, prototype: BufferPrototype) -> Buffer:
+        got = await self._fetch(entry, prototype, None)
+        view = got.as_numpy_array().data.cast("B")
+        hasher, cs = self._manifest.hasher, self._manifest.chunk_size
+        if len(view) > THREAD_BYTES:
+            root = await asyncio.to_thread(tree.content_root, hasher, view, cs)
+        else:
+            root = tree.content_root(hasher, view, cs)
+        if len(view) != entry.size:
+            raise self._error(entry.path, f"is {len(view)} bytes, signed {entry.size}" + self._whose(root, entry.path))
+        if root != entry.root:
+            raise self._error(entry.path, "does not match the signed manifest" + self._whose(root, entry.path))
+        return got
+
+    async def _range(self, entry: FileEntry, auth: FileAuth, start: int, end: int,
+                     prototype: BufferPrototype) -> Buffer:
+        cs = auth.chunk_size
+        first, last = start // cs, (end - 1) // cs
+        lo, hi = first * cs, min((last + 1) * cs, entry.size)
+        got = await self._fetch(entry, prototype, RangeByteRequest(lo, hi))
+        view = got.as_numpy_array().data.cast("B")
+        if len(view) != hi - lo:
+            raise self._error(entry.path, f"bytes {lo}..{hi} came back as {len(view)} bytes: the stored object is "
+                                          f"shorter than its signed {entry.size}")
+        hasher = self._manifest.hasher
+        if len(view) > THREAD_BYTES:
+            leaves = await asyncio.to_thread(tree.chunk_leaves, hasher, view, cs)
+        else:
+            leaves = tree.chunk_leaves(hasher, view, cs)
+        for i in range(first, last + 1):
+            k = i - first
+            if leaves[32 * k : 32 * k + 32] != auth.leaves[i]:
+                a, b = auth.chunk_span(i)
+                raise self._error(entry.path, f"bytes {a}..{b} (chunk {i}) do not match the signed manifest")
+        return got[start - lo : end - lo]
+
+    async def _check_root(self, prototype: BufferPrototype) -> None:
+        """Once per store: its root metadata verifies, so a bundle for
+        another store fails on the first read, naming that document."""
+        for name in ROOT_DOCS:
+            entry = self._manifest.entry(name)
+            if entry is not None:
+                try:
+                    await self._whole(entry, prototype)
+                except ZarrIntegrityError as e:
+                    raise ZarrIntegrityError(f"{e.message}: is the bundle for this store?", e.key, e.array) from None
+                break
+        self._root_checked = True
+
+    def _whose(self, root: bytes, key: str) -> str:
+        """Whose signed bytes a key holds, when they are another key's (a
+        swapped or copied chunk)."""
+        if self._by_root is None:
+            self._by_root = {f.root: f.path for f in self._manifest.files}
+        other = self._by_root.get(root)
+        return f": it holds the signed bytes of {other!r}" if other is not None and other != key else ""
+
+    def _error(self, key: str, message: str) -> ZarrIntegrityError:
+        assert self._manifest.zarr is not None
+        array = self._manifest.zarr.array_of(key)
+        return ZarrIntegrityError(message, key, array.path if array is not None else None)
+
+
+def _dir(prefix: str) -> str:
+    return prefix if not prefix or prefix.endswith("/") else prefix + "/"
+
+
+def _span(byte_range: ByteRequest, size: int, key: str) -> tuple[int, int]:
+    """[start, end) of a request within a key of `size` bytes, clamped as
+    zarr's own stores do."""
+    if isinstance(byte_range, RangeByteRequest):
+        start, end = byte_range.start, byte_range.end
+    elif isinstance(byte_range, OffsetByteRequest):
+        start, end = byte_range.offset, size
+    elif isinstance(byte_range, SuffixByteRequest):
+        if not isinstance(byte_range.suffix, int) or byte_range.suffix < 0:
+            raise PathError(f"invalid byte range {byte_range!r}", key)
+        start, end = max(0, size - byte_range.suffix), size
+    else:
+        raise PathError(f"unsupported byte range {byte_range!r}", key)
+    if not (isinstance(start, int) and isinstance(end, int)) or start < 0 or end < start:
+        raise PathError(f"invalid byte range {byte_range!r}", key)
+    return max(0, min(start, size)), min(end, size)
+
+
+def _as_store(store: Store | str | os.PathLike[str], storage_options: dict[str, Any] | None) -> Store:
+    if isinstance(store, Store):
+        return store
+    name = os.fspath(store)
+    from ..sources.remote import is_url
+
+    if is_url(name) and not name.startswith("file://"):
+        from zarr.storage import FsspecStore
+
+        return FsspecStore.from_url(name, storage_options=storage_options, read_only=True)
+    from zarr.storage import LocalStore
+
+    return LocalStore(name.removeprefix("file://"), read_only=True)
