@@ -22,10 +22,12 @@ WHOLE_FILE = "verify whole file"
 READ_AND_HASH = "read + hash, unverified"
 S3FS_READ = "s3fs parallel read"
 HF_SERIAL = "huggingface_hub verify (serial)"
+ZARR_PLAIN = "zarr plain store"
 # The tool each case's "x ref" column divides by (b3sum unless named here).
 REFERENCES = {"range in a big file": WHOLE_FILE, "sequential read": READ_AND_HASH,
               "s3 small objects": S3FS_READ, "s3 large objects": S3FS_READ,
-              "hf snapshot": HF_SERIAL}
+              "hf snapshot": HF_SERIAL, "zarr full read": ZARR_PLAIN, "zarr row slice": ZARR_PLAIN,
+              "zarr column slice": ZARR_PLAIN}
 # test_peers.py's cases: every tool there is also compared with merkle itself.
 PEER_FILE = "peers: one file"
 PEER_SMALL = "peers: small files"

@@ -117,6 +117,38 @@ static PyObject *py_hash(PyObject *self, PyObject *args) {
     return PyBytes_FromStringAndSize((const char *)out, DIGEST);
 }
 
+PyDoc_STRVAR(chunk_leaves_doc,
+             "chunk_leaves(alg, data, chunk_size) -> bytes: the leaf hash H(0x00 || chunk) of every chunk of data, "
+             "concatenated, the GIL released; twin: merkle.tree.chunk_leaves.");
+
+static PyObject *py_chunk_leaves(PyObject *self, PyObject *args) {
+    int alg;
+    unsigned long long chunk_size;
+    Py_buffer data;
+    if (!PyArg_ParseTuple(args, "iy*K", &alg, &data, &chunk_size)) return NULL;
+    if (!parse_alg(alg) || chunk_size < 1 || chunk_size > (1ULL << 30)) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "chunk size must be from 1 to 1G");
+        PyBuffer_Release(&data);
+        return NULL;
+    }
+    size_t len = (size_t)data.len, n = (len + chunk_size - 1) / chunk_size;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(n * DIGEST));
+    if (!out) {
+        PyBuffer_Release(&data);
+        return NULL;
+    }
+    uint8_t *leaves = (uint8_t *)PyBytes_AS_STRING(out);
+    const uint8_t *buf = data.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (size_t i = 0; i < n; i++) {
+        size_t start = i * chunk_size, clen = len - start < chunk_size ? len - start : chunk_size;
+        hash2(alg, 0, buf + start, clen, NULL, 0, leaves + i * DIGEST);
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&data);
+    return out;
+}
+
 PyDoc_STRVAR(root_doc,
              "root_of_leaves(alg, leaves) -> bytes: the RFC 6962 root over concatenated 32-byte leaf hashes; "
              "twin: merkle.tree.root_of_bytes.");
@@ -454,6 +486,7 @@ done:
 static PyMethodDef methods[] = {
     {"hash_files", py_hash_files, METH_VARARGS, files_doc},
     {"hash", py_hash, METH_VARARGS, hash_doc},
+    {"chunk_leaves", py_chunk_leaves, METH_VARARGS, chunk_leaves_doc},
     {"root_of_leaves", py_root_of_leaves, METH_VARARGS, root_doc},
     {"dataset_root", py_dataset_root, METH_VARARGS, dataset_doc},
     {"dataset_leaves", py_dataset_leaves, METH_VARARGS, dataset_leaves_doc},

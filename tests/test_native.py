@@ -121,7 +121,25 @@ def test_native_dataset_root_equals_pure(items, chunk_size):
             manifest.dataset_root_pure(hasher, chunk_size, files)
 
 
+@settings(max_examples=60, deadline=None)
+@given(data=st.binary(max_size=20000), chunk_size=st.sampled_from([1, 7, 1024, 4096, 65536]))
+def test_native_chunk_leaves_equal_pure(data, chunk_size):
+    for hasher in (B3, SHA):
+        native_leaves = native.chunk_leaves(CODES[hasher.name], data, chunk_size)
+        assert native_leaves == tree.chunk_leaves_pure(hasher, data, chunk_size)
+        assert len(native_leaves) == 32 * -(-len(data) // chunk_size)
+
+
+@pytest.mark.parametrize("size", [65535, 65536, 65537, 3 * 65536 + 1, 4 << 20])
+def test_native_chunk_leaves_on_wide_chunks_match_blake3(size):
+    data = os.urandom(size)
+    want = b"".join(blake3.blake3(b"\x00" + data[i : i + 65536]).digest() for i in range(0, size, 65536))
+    assert native.chunk_leaves(CODES["blake3"], data, 65536) == want
+
+
 @pytest.mark.parametrize("bad", [
+    lambda: native.chunk_leaves(1, b"x", 0),
+    lambda: native.chunk_leaves(9, b"x", 1024),
     lambda: native.root_of_leaves(1, b"x" * 33),
     lambda: native.root_of_leaves(3, b""),
     lambda: native.hash(1, b"", 256),

@@ -20,14 +20,16 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import concurrent.futures
 import os
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from zarr.abc.store import OffsetByteRequest, RangeByteRequest, Store, SuffixByteRequest
 from zarr.storage import WrapperStore
 
 from .. import tree
+from ..engine import default_jobs
 from ..errors import IntegrityError, PathError, UsageError
 from ..manifest import FileEntry, Manifest
 from ..partial import FileAuth
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
     from zarr.abc.store import ByteRequest
     from zarr.core.buffer import Buffer, BufferPrototype
 
+T = TypeVar("T")
 THREAD_BYTES = 1 << 20
 """Hash bigger reads on a worker thread: hashing releases the GIL, so the
 event loop keeps other reads and decoding going."""
@@ -225,7 +228,7 @@ class VerifiedStore(WrapperStore[Store]):
         view = got.as_numpy_array().data.cast("B")
         hasher, cs = self._manifest.hasher, self._manifest.chunk_size
         if len(view) > THREAD_BYTES:
-            root = await asyncio.to_thread(tree.content_root, hasher, view, cs)
+            root = await _off_loop(tree.content_root, hasher, view, cs)
         else:
             root = tree.content_root(hasher, view, cs)
         if len(view) != entry.size:
@@ -246,7 +249,7 @@ class VerifiedStore(WrapperStore[Store]):
                                           f"shorter than its signed {entry.size}")
         hasher = self._manifest.hasher
         if len(view) > THREAD_BYTES:
-            leaves = await asyncio.to_thread(tree.chunk_leaves, hasher, view, cs)
+            leaves = await _off_loop(tree.chunk_leaves, hasher, view, cs)
         else:
             leaves = tree.chunk_leaves(hasher, view, cs)
         for i in range(first, last + 1):
@@ -281,6 +284,19 @@ class VerifiedStore(WrapperStore[Store]):
         assert self._manifest.zarr is not None
         array = self._manifest.zarr.array_of(key)
         return ZarrIntegrityError(message, key, array.path if array is not None else None)
+
+
+_HASHING: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+async def _off_loop(fn: Callable[..., T], *args: Any) -> T:
+    """fn(*args) on merkle's own small pool (one thread per CPU): the hash
+    releases the GIL, and zarr's reads keep asyncio's default pool to
+    themselves (sharing it cost more in page faults than it saved)."""
+    global _HASHING
+    if _HASHING is None:
+        _HASHING = concurrent.futures.ThreadPoolExecutor(default_jobs(), thread_name_prefix="merkle-zarr")
+    return await asyncio.get_running_loop().run_in_executor(_HASHING, fn, *args)
 
 
 def _dir(prefix: str) -> str:
