@@ -97,11 +97,15 @@ def build(args: argparse.Namespace) -> int:
         size = f", {total} bytes" if total is not None else ""
         print(f"merkle: {files} files{size} in {seconds:.2f} s{rate}" + (f" -> {args.output}" if to_file else ""),
               file=sys.stderr)
-        if manifest is not None and manifest.format != "merkle-manifest-v1":
-            named = sum(1 for f in manifest.files if f.hub)
+        named = sum(1 for f in manifest.files if f.hub) if manifest is not None else 0
+        if manifest is not None and (manifest.origin is not None or named):
             where = manifest.origin.describe() if manifest.origin else "an unknown revision"
             print(f"merkle: Hugging Face {where}: {named} of {len(manifest.files)} files carry their Hub identity",
                   file=sys.stderr)
+        if manifest is not None and manifest.zarr is not None:
+            layout = manifest.zarr
+            print(f"merkle: zarr v{layout.zarr_format} store: {len(layout.arrays)} arrays, {len(layout.groups)} groups "
+                  f"({manifest.chunk_size >> 10} KiB chunks)", file=sys.stderr)
     return 0
 
 
