@@ -98,7 +98,7 @@ def _mutations(doc):
     yield "v1-with-origin", "unknown key 'origin'", with_top("origin", origin)
     yield "v1-with-hub", "unknown key 'hub'", with_files(lambda fs: fs[0].__setitem__("hub", {"sha256": sha}))
     yield "v2-missing-origin", "missing key 'origin'", v2(top={"origin": None}).replace(b'"origin": null, ', b"")
-    yield "v2-nothing-new", "without an origin or any hub", v2(top={"origin": None})
+    yield "v2-nothing-new", "without an origin, a zarr layout or any hub", v2(top={"origin": None})
     yield "v2-origin-type", "unsupported origin type", v2(top={"origin": {**origin, "type": "git"}})
     yield "v2-origin-revision", "commit hash", v2(top={"origin": {**origin, "revision": "main"}})
     yield "v2-origin-repo", "repository id", v2(top={"origin": {**origin, "repo": "../../etc"}})

@@ -469,3 +469,43 @@ def test_copy_of_store_verifies_elsewhere(tmp_path):
     moved = tmp_path / "elsewhere" / "copy.zarr"
     shutil.copytree(root, moved)
     np.testing.assert_array_equal(read(VerifiedStore(moved, tmp_path / "m.json")), data)
+
+
+def test_one_array_is_shared_and_verified_without_the_rest(tmp_path):
+    from merkle.zarr import array_manifest, check_array_manifest
+
+    root = tmp_path / "store.zarr"
+    data = write_store(root, CASES[1])
+    full = merkle.build(root, chunk_size=4096)
+    sub = array_manifest(full, "data")
+    assert [f.path for f in sub.files] == [f.path for f in full.files if f.path.startswith("data/")]
+    assert sub.root == full.zarr.array("data").root != full.root
+    check_array_manifest(sub, full, "data")
+    sub.save(tmp_path / "data-only.json")  # what is handed on: this array's keys and leaf hashes only
+    again = Manifest.load(tmp_path / "data-only.json")
+    check_array_manifest(again, full, "data")
+    np.testing.assert_array_equal(read(VerifiedStore(root, again), sel=(slice(3, 60), slice(5, 40))),
+                                  data[3:60, 5:40])
+    other = array_manifest(full, "aux/labels")
+    with pytest.raises(merkle.IntegrityError, match="not the signed contents of array 'data'"):
+        check_array_manifest(other, full, "data")
+    with pytest.raises(UsageError, match="no array"):
+        array_manifest(full, "nope")
+
+
+def test_leaf_hashes_of_another_store_are_not_trusted(tmp_path):
+    a, b = tmp_path / "a.zarr", tmp_path / "b.zarr"
+    data = write_store(a, CASES[1], seed=1)
+    write_store(b, CASES[1], seed=2)
+    merkle.build(a, chunk_size=4096).save(tmp_path / "a.json")
+    merkle.build(b, chunk_size=4096).save(tmp_path / "b.json")
+    shutil.copy(tmp_path / "b.json.leaves", tmp_path / "a.json.leaves")  # proofs for the wrong keys
+    with pytest.warns(merkle.errors.SidecarWarning):
+        store = VerifiedStore(a, tmp_path / "a.json")
+    np.testing.assert_array_equal(read(store), data)  # checked whole, against the signed roots
+    shard = a / chunk_keys(a)[0]
+    raw = bytearray(shard.read_bytes())
+    raw[100] ^= 1
+    shard.write_bytes(bytes(raw))
+    with pytest.raises(ZarrIntegrityError):
+        read(store, sel=(slice(0, 8), slice(0, 8)))

@@ -12,12 +12,18 @@ from .errors import ZarrIntegrityError
 from .layout import ZarrArray, ZarrLayout
 
 if TYPE_CHECKING:
+    from .share import array_manifest, check_array_manifest
     from .store import VerifiedStore
 
-__all__ = ["VerifiedStore", "ZarrArray", "ZarrIntegrityError", "ZarrLayout"]
+__all__ = ["VerifiedStore", "ZarrArray", "ZarrIntegrityError", "ZarrLayout", "array_manifest",
+           "check_array_manifest"]
 
 
 def __getattr__(name: str) -> Any:
+    if name in ("array_manifest", "check_array_manifest"):  # imported late: merkle.manifest imports .layout
+        from . import share
+
+        return getattr(share, name)
     if name == "VerifiedStore":
         try:
             from .store import VerifiedStore
