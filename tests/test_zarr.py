@@ -509,3 +509,22 @@ def test_leaf_hashes_of_another_store_are_not_trusted(tmp_path):
     shard.write_bytes(bytes(raw))
     with pytest.raises(ZarrIntegrityError):
         read(store, sel=(slice(0, 8), slice(0, 8)))
+
+
+def test_keys_are_assigned_to_the_right_array_whatever_the_names():
+    from merkle.zarr.layout import ZarrArray, ZarrLayout
+
+    def array(path):
+        return ZarrArray(path, (4,), (2,), None, "int8", "/", True)
+
+    layout = ZarrLayout(3, ("", "g"), tuple(array(p) for p in ["a", "a.b", "a0", "g/a", "g/a-b", "g/ab"]))
+    expect = {"a/c/0": "a", "a/zarr.json": "a", "a.b/c/1": "a.b", "a0/c/0": "a0", "g/a/c/1": "g/a",
+              "g/a-b/zarr.json": "g/a-b", "g/ab/c/0": "g/ab", "zarr.json": None, "g/zarr.json": None,
+              "a": None, "g/a": None, "b/c/0": None}
+    for key, want in expect.items():
+        got = layout.array_of(key)
+        assert (got.path if got else None) == want, key
+    root = ZarrLayout(3, (), (array(""),))
+    assert root.array_of("c/1").path == "" and root.array_of("zarr.json").path == ""
+    assert array("a").chunk_coords("a/c/1") == (1,) and array("a").chunk_coords("a/c/2") is None
+    assert array("a").chunk_coords("a/c/01") is None and array("a").chunk_coords("a/zarr.json") is None

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import functools
 import json
 import posixpath
 from collections.abc import Callable, Iterable, Sequence
@@ -140,12 +141,19 @@ class ZarrLayout:
     arrays: tuple[ZarrArray, ...]
 
     def array_of(self, key: str) -> ZarrArray | None:
-        """The array a key belongs to (its metadata or one of its chunks)."""
-        best = None
-        for a in self.arrays:  # arrays never nest, but '' (a root array) owns everything
-            if a.owns(key) and (best is None or len(a.path) > len(best.path)):
-                best = a
-        return best
+        """The array a key belongs to (its metadata or one of its chunks).
+        Arrays never nest, so the only candidate is the array with the
+        greatest key prefix not above the key (a key with prefix P sorts after
+        P, and anything between them also starts with P)."""
+        prefixes = self._prefixes
+        i = bisect.bisect_right(prefixes, (key, len(prefixes))) - 1
+        if i >= 0 and key.startswith(prefixes[i][0]):
+            return self.arrays[prefixes[i][1]]
+        return None
+
+    @functools.cached_property
+    def _prefixes(self) -> list[tuple[str, int]]:
+        return sorted((a.key_prefix, i) for i, a in enumerate(self.arrays))
 
     def array(self, path: str) -> ZarrArray:
         for a in self.arrays:
