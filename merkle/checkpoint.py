@@ -85,15 +85,17 @@ class Checkpoint:
         that writes none unless it fails."""
         if digest.error is not None or self._broken:
             return
-        self._pending.append((item.path, _identity(item), digest.root, digest.leaves))
-        now = time.monotonic()
-        if now - self._flushed >= FLUSH_SECONDS:
-            self._flushed = now
+        record = (item.path, _identity(item), digest.root, digest.leaves)
+        with self._lock:  # a worker may be swapping the list out in _write
+            self._pending.append(record)
+            due = time.monotonic() - self._flushed >= FLUSH_SECONDS
+        if due:
             self._write()
 
     def _write(self) -> None:
         with self._lock:
             pending, self._pending = self._pending, []
+            self._flushed = time.monotonic()
             if self._broken or not pending:
                 return
             lines = [f'{{"path": {_json_str(path)}, "identity": {_json_identity(identity)}, "root": "{root.hex()}", '

@@ -39,12 +39,13 @@ def positive_int(text: str) -> int:
     return value
 
 
-def _common(p: argparse.ArgumentParser, hashing: bool = True, chunk_default: str = "1M") -> None:
+def _common(p: argparse.ArgumentParser, hashing: bool = True, chunk_size: int | None = DEFAULT_CHUNK_SIZE,
+            chunk_help: str = "1M") -> None:
     if hashing:
         p.add_argument("--algorithm", choices=ALGORITHMS, default=DEFAULT_ALGORITHM,
                        help="hash function (default: %(default)s)")
-        p.add_argument("--chunk-size", type=parse_size, default=DEFAULT_CHUNK_SIZE if chunk_default == "1M" else None,
-                       metavar="SIZE", help=f"chunk size, a power of two from 1K to 1G (default: {chunk_default})")
+        p.add_argument("--chunk-size", type=parse_size, default=chunk_size, metavar="SIZE",
+                       help=f"chunk size, a power of two from 1K to 1G (default: {chunk_help})")
     p.add_argument("--jobs", "-j", type=positive_int, default=None, metavar="N",
                    help="worker threads (default: one per CPU)")
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
@@ -123,7 +124,7 @@ def make_parser() -> argparse.ArgumentParser:
     _storage_option(p)
     _dask_option(p)
     _walk_options(p)
-    _common(p, chunk_default="1M, 64K for a zarr store")
+    _common(p, chunk_size=None, chunk_help="1M, 64K for a zarr store")  # the builder picks by source
     p.set_defaults(run=commands.build)
 
     p = sub.add_parser("verify", help="check a directory against a manifest or signed bundles")

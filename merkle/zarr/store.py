@@ -19,10 +19,11 @@ Rules (docs/zarr.md, Z3-Z6):
 from __future__ import annotations
 
 import asyncio
+import bisect
 import builtins
 import concurrent.futures
 import os
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from zarr.abc.store import OffsetByteRequest, RangeByteRequest, Store, SuffixByteRequest
@@ -128,33 +129,37 @@ class VerifiedStore(WrapperStore[Store]):
 
     # -- listing: the signed keys (Z3) -----------------------------------------
 
-    def _keys(self) -> builtins.list[str]:
-        return [f.path for f in self._manifest.files]
+    def _under(self, prefix: str) -> Iterator[FileEntry]:
+        """The signed entries whose keys start with `prefix`: a contiguous run
+        of the manifest's sorted files, found by bisection."""
+        files = self._manifest.files
+        i = bisect.bisect_left(files, prefix, key=lambda f: f.path)
+        while i < len(files) and files[i].path.startswith(prefix):
+            yield files[i]
+            i += 1
 
     async def exists(self, key: str) -> bool:
         return self._entry(key) is not None
 
     async def is_empty(self, prefix: str) -> bool:
-        return not any(k.startswith(_dir(prefix)) for k in self._keys())
+        return next(self._under(_dir(prefix)), None) is None
 
     async def list(self) -> AsyncIterator[str]:
-        for k in self._keys():
-            yield k
+        for f in self._manifest.files:
+            yield f.path
 
     async def list_prefix(self, prefix: str) -> AsyncIterator[str]:
-        for k in self._keys():
-            if k.startswith(prefix):
-                yield k
+        for f in self._under(prefix):
+            yield f.path
 
     async def list_dir(self, prefix: str) -> AsyncIterator[str]:
         base = _dir(prefix)
         seen = set()
-        for k in self._keys():
-            if k.startswith(base):
-                child = k[len(base):].split("/", 1)[0]
-                if child not in seen:
-                    seen.add(child)
-                    yield child
+        for f in self._under(base):
+            child = f.path[len(base):].split("/", 1)[0]
+            if child not in seen:
+                seen.add(child)
+                yield child
 
     async def getsize(self, key: str) -> int:
         entry = self._entry(key)
@@ -163,7 +168,7 @@ class VerifiedStore(WrapperStore[Store]):
         return entry.size
 
     async def getsize_prefix(self, prefix: str) -> int:
-        return sum(f.size for f in self._manifest.files if f.path.startswith(_dir(prefix)))
+        return sum(f.size for f in self._under(_dir(prefix)))
 
     # -- reads, every byte checked (Z4, Z5) ------------------------------------
 
