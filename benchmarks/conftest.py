@@ -15,22 +15,26 @@ from collections.abc import Callable
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from . import datasets, table
+from . import datasets, procs, table
 from .settings import SEED, Settings, from_env
 
 TIMINGS = pytest.StashKey[list[table.Timing]]()
 MEMORY = pytest.StashKey[list[table.Memory]]()
+BYTECODE_WAS_OFF = pytest.StashKey[bool]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[TIMINGS] = []
     config.stash[MEMORY] = []
+    config.stash[BYTECODE_WAS_OFF] = procs.allow_bytecode()
 
 
 def pytest_report_header(config: pytest.Config) -> str:
     s = from_env(config.rootpath)
+    bytecode = ("PYTHONDONTWRITEBYTECODE was set: unset for the timed processes (it doubles start-up)"
+                if config.stash.get(BYTECODE_WAS_OFF, False) else "bytecode caches on, as in a user's shell")
     return (f"merkle benchmarks: {s.mode} mode, one file of {s.big_size >> 20} MiB, {s.small_count} small files, "
-            f"{s.rounds} rounds; data in {s.data_dir}")
+            f"{s.rounds} rounds; data in {s.data_dir}; {bytecode}")
 
 
 @pytest.fixture(scope="session")

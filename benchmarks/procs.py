@@ -21,6 +21,20 @@ def merkle_cli() -> list[str]:
     return [sys.executable, "-c", "import sys; from merkle.cli import main; sys.exit(main())"]
 
 
+def allow_bytecode() -> bool:
+    """Let timed Python processes use and write their bytecode caches; True if
+    the environment had turned that off.
+
+    Some environments set PYTHONDONTWRITEBYTECODE=1: every `merkle` process
+    then compiles its modules again and start-up doubles (about 140 ms instead
+    of 70 ms over a bare interpreter), which is not what users' shells see.
+    Children inherit os.environ, so unsetting it here covers every timed
+    process; one untimed `merkle --version` then writes the caches."""
+    was_set = os.environ.pop("PYTHONDONTWRITEBYTECODE", None) is not None
+    subprocess.run([*merkle_cli(), "--version"], capture_output=True)
+    return was_set
+
+
 def require(program: str) -> None:
     """Skip the calling benchmark when a peer tool is not installed."""
     if not shutil.which(program):

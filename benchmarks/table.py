@@ -140,6 +140,8 @@ def machine() -> dict[str, object]:
         "model_signing": _dist_version("model-signing"),
         "merkle_extension": _has_extension(),  # False: every merkle row ran the pure-Python path
         "merkle_pure_env": os.environ.get("MERKLE_PURE"),
+        # conftest unsets PYTHONDONTWRITEBYTECODE before timing (procs.allow_bytecode): processes use bytecode caches
+        "bytecode_caches": "PYTHONDONTWRITEBYTECODE" not in os.environ,
     }
 
 

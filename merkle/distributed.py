@@ -15,7 +15,7 @@ from typing import Any
 
 from . import tree
 from .engine import FileDigest, Listed, LocalReader, Progress, hash_run
-from .errors import SourceError, UsageError
+from .errors import SourceError, UsageError, install_hint
 from .hashing import DIGEST_SIZE, tree_hasher
 from .manifest import chunk_count
 from .walk import WalkedFile
@@ -28,7 +28,7 @@ def client_for(address: str) -> Any:
     try:
         from distributed import Client, LocalCluster
     except ImportError as e:
-        raise UsageError("--dask needs dask.distributed: pip install 'merkle[dask]'") from e
+        raise UsageError(f"--dask needs dask.distributed: {install_hint('dask')}") from e
     if address == "local":
         return Client(LocalCluster(dashboard_address=None, processes=True))  # type: ignore[no-untyped-call]
     return Client(address)  # type: ignore[no-untyped-call]

@@ -7,6 +7,13 @@ usage errors exit 2 (we could not decide).
 
 from __future__ import annotations
 
+DISTRIBUTION = "merkle-ml"  # the name on the package index; the import and the command stay `merkle`
+
+
+def install_hint(extra: str) -> str:
+    """How to install an optional extra, for messages about a missing library."""
+    return f"pip install '{DISTRIBUTION}[{extra}]'"
+
 
 class MerkleError(Exception):
     """Base class. `path` names the file, manifest or URL concerned, if any."""

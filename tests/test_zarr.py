@@ -459,7 +459,7 @@ def test_zarr_module_names_the_extra_when_zarr_is_missing(tmp_path):
             "import merkle.zarr\n"
             "try:\n    merkle.zarr.VerifiedStore\nexcept ImportError as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert "pip install 'merkle[zarr]'" in out
+    assert "pip install 'merkle-ml[zarr]'" in out
 
 
 def test_copy_of_store_verifies_elsewhere(tmp_path):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..engine import FileDigest, Progress, digest_files
-from ..errors import IntegrityError, MerkleError, SourceError, UsageError
+from ..errors import IntegrityError, MerkleError, SourceError, UsageError, install_hint
 from ..report import Outcome, Report, Status
 from ..sources.local import open_regular
 from .hub import GIT_BLOB, MAX_POINTER_SIZE, SHA256, HubId, hub_id_of_etag, new_hasher, parse_lfs_pointer
@@ -192,7 +192,7 @@ def _hf_xet() -> Any:
     try:
         import hf_xet
     except ImportError as e:
-        raise UsageError("--xet needs hf_xet: pip install 'merkle[hf]'") from e
+        raise UsageError(f"--xet needs hf_xet: {install_hint('hf')}") from e
     return hf_xet
 
 

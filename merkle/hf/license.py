@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
-from ..errors import FormatError, PolicyError, UsageError
+from ..errors import FormatError, PolicyError, UsageError, install_hint
 
 README: Final = "README.md"
 MAX_README_BYTES: Final = 16 << 20
@@ -49,7 +49,7 @@ def front_matter(data: bytes, source: str = README) -> dict[str, Any]:
     try:
         import yaml
     except ImportError as e:
-        raise UsageError("reading a model card's license needs PyYAML: pip install 'merkle[hf]'") from e
+        raise UsageError(f"reading a model card's license needs PyYAML: {install_hint('hf')}") from e
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
         meta = yaml.load(block.decode("utf-8"), Loader=loader)  # noqa: S506 - a safe loader

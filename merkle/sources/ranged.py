@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from typing import Any, Protocol
 
-from ..errors import SourceError, UsageError
+from ..errors import SourceError, UsageError, install_hint
 from .local import open_regular
 
 
@@ -57,13 +57,13 @@ class FsspecObject:
         try:
             import fsspec
         except ImportError as e:
-            raise UsageError("reading URLs needs fsspec: pip install 'merkle[s3]'") from e
+            raise UsageError(f"reading URLs needs fsspec: {install_hint('s3')}") from e
         self.name = url
         try:
             self._fs, self._path = fsspec.core.url_to_fs(url, **(storage_options or {}))
             self._size = int(self._fs.size(self._path))
         except ImportError as e:
-            raise UsageError(f"{e} (install the fsspec backend for this URL, e.g. pip install 'merkle[s3]')") from e
+            raise UsageError(f"{e} (install the fsspec backend for this URL, e.g. {install_hint('s3')})") from e
         except (OSError, ValueError) as e:
             raise SourceError(str(e) or type(e).__name__, url) from e
 

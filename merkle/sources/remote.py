@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import SourceError, UsageError
+from ..errors import SourceError, UsageError, install_hint
 from ..paths import path_problem
 from ..walk import Excluder, WalkProblem
 
@@ -72,11 +72,11 @@ def filesystem(url: str, storage_options: dict[str, Any] | None) -> tuple[Any, s
     try:
         import fsspec
     except ImportError as e:
-        raise UsageError("reading URLs needs fsspec: pip install 'merkle[s3]'") from e
+        raise UsageError(f"reading URLs needs fsspec: {install_hint('s3')}") from e
     try:
         fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
     except ImportError as e:
-        raise UsageError(f"{e} (pip install 'merkle[s3]' for s3://)") from e
+        raise UsageError(f"{e} ({install_hint('s3')} for s3://)") from e
     except ValueError as e:
         raise UsageError(f"cannot open {url}: {e}") from e
     return fs, root.rstrip("/")

@@ -2,12 +2,13 @@
 subtree root (merkle.zarr.layout), and `VerifiedStore`, a read-only zarr store
 wrapper that checks every byte it returns against a signed manifest
 (docs/zarr.md).  Building and auditing need no zarr; VerifiedStore needs
-zarr 3 (pip install 'merkle[zarr]')."""
+zarr 3 (pip install 'merkle-ml[zarr]')."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..errors import install_hint
 from .errors import ZarrIntegrityError
 from .layout import ZarrArray, ZarrLayout
 
@@ -29,7 +30,7 @@ def __getattr__(name: str) -> Any:
             from .store import VerifiedStore
         except ImportError as e:
             if e.name is not None and e.name.split(".")[0] in ("zarr", "numpy", "numcodecs"):
-                raise ImportError(f"merkle.zarr.VerifiedStore needs {e.name}: pip install 'merkle[zarr]'") from e
+                raise ImportError(f"merkle.zarr.VerifiedStore needs {e.name}: {install_hint('zarr')}") from e
             raise
         return VerifiedStore
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
