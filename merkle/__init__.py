@@ -16,6 +16,9 @@ Typical use::
         print(report.summary())
     report.raise_for_failure()            # the raising form of the same check
 
+    merkle.sign(m, "release.key", "model.bundle.json", name="model")   # + .leaves
+    verified, report = merkle.verify_signed("model/", ["model.bundle.json"], keys=["release.pub"])
+
     with merkle.open("model/model.safetensors", "model.bundle.json",
                      name="model.safetensors", keys=["release.pub"]) as f:
         f.seek(1 << 30)
@@ -23,6 +26,8 @@ Typical use::
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from .builder import build
 from .engine import FileDigest, Progress
@@ -45,6 +50,21 @@ from .reader import open
 from .report import Outcome, Report, Status
 from .verify import verify
 
+if TYPE_CHECKING:
+    from .signed import policy_from_files, sign, verify_signed
+    from .trust import TrustPolicy
+
+_SIGNING = {"TrustPolicy": "trust", "policy_from_files": "signed", "sign": "signed", "verify_signed": "signed"}
+
+
+def __getattr__(name: str) -> Any:
+    """The signing API, imported on first use (it loads cryptography)."""
+    if name in _SIGNING:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_SIGNING[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -66,6 +86,7 @@ __all__ = [
     "Report",
     "SourceError",
     "Status",
+    "TrustPolicy",
     "UnsupportedError",
     "UsageError",
     "build",
@@ -73,7 +94,10 @@ __all__ = [
     "hash_paths",
     "hash_stream",
     "open",
+    "policy_from_files",
     "range_proof",
     "RangeProof",
+    "sign",
     "verify",
+    "verify_signed",
 ]

@@ -1,14 +1,7 @@
 """Signed manifests: in-toto statements over a manifest, signed in DSSE
-envelopes inside Sigstore bundles, and the checks that open them.
-
-Verification order (docs/signing.md):
-  1. shape of each bundle (size capped before decoding; strict JSON);
-  2. each signature against the trusted keys or CA (algorithms pinned);
-  3. every bundle carries the same payload bytes (no mix-and-match), and
-     at least `threshold` distinct trusted signers;
-  4. only then the payload is parsed: statement, subject, predicate;
-  5. subject digest equals the manifest's recomputed root;
-  6. policy: not expired, not older than a version already seen.
+envelopes inside Sigstore bundles; and the parsing of a statement whose
+signatures verified.  Whether they verified, and every other trust decision,
+is merkle.trust's.
 """
 
 from __future__ import annotations
@@ -17,14 +10,17 @@ import datetime
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from . import oms
 from .envelope import PAYLOAD_TYPE, Bundle, Statement, pae
-from .errors import BundleError, FormatError, PolicyError, SignatureError, UsageError
+from .errors import BundleError, UsageError
 from .manifest import Manifest, Summary
-from .signing import PrivateKey, Signer, TrustPolicy, key_id, sign_bytes
+from .signing import PrivateKey, key_id, sign_bytes
 from .timestamps import format_time, parse_time
+
+if TYPE_CHECKING:
+    from .trust import Signer
 
 PREDICATE_TYPE: Final = "https://merkle.dev/manifest/v1"
 
@@ -40,7 +36,8 @@ class Verified:
     Exactly one of `manifest` (merkle format) and `oms` is set."""
 
     name: str
-    version: int
+    version: int | None
+    """None when signed without one: no rollback record (merkle.trust)."""
     expires: datetime.datetime | None
     signers: tuple[Signer, ...]
     payload: bytes
@@ -65,7 +62,7 @@ class Verified:
 def statement(
     manifest: Manifest,
     name: str,
-    version: int = 1,
+    version: int | None = None,
     expires: datetime.datetime | None = None,
     compact: bool = False,
 ) -> Statement:
@@ -74,10 +71,12 @@ def statement(
     manifest then travels beside the bundle, authenticated by the root."""
     if not name:
         raise UsageError("a signed manifest needs a subject name")
-    if version < 1:
+    if version is not None and version < 1:
         raise UsageError("version must be a positive integer")
     body = {"summary": manifest.summary.to_dict()} if compact else {"manifest": manifest.to_dict()}
-    predicate: dict[str, Any] = {**body, "version": version}
+    predicate: dict[str, Any] = dict(body)
+    if version is not None:
+        predicate["version"] = version
     if expires is not None:
         predicate["expires"] = format_time(expires)
     return Statement(((name, {digest_key(manifest.algorithm): manifest.root.hex()}),), PREDICATE_TYPE, predicate)
@@ -108,51 +107,24 @@ def sign(
     key: PrivateKey,
     *,
     name: str,
-    version: int = 1,
+    version: int | None = None,
     expires: datetime.datetime | None = None,
     certificates: Sequence[bytes] = (),
     compact: bool = False,
 ) -> Bundle:
-    """Sign `manifest` as subject `name` at `version` (rollback protection
-    compares versions per name), valid until `expires` when given."""
+    """Sign `manifest` as subject `name`, at `version` when given (verifiers
+    then refuse older versions of `name` from this signer: merkle.trust),
+    valid until `expires` when given."""
     return sign_statement(statement(manifest, name, version, expires, compact), key, certificates)
 
 
-def open_bundles(
-    bundles: Sequence[tuple[Bundle, str]],
-    policy: TrustPolicy,
-    now: datetime.datetime | None = None,
-) -> Verified:
-    """Steps 2-6 above for bundles already shape-checked (step 1)."""
-    if not bundles:
-        raise UsageError("no bundle given")
-    signers = [policy.check(bundle, source) for bundle, source in bundles]  # 2.
-    payload = bundles[0][0].payload
-    for bundle, source in bundles[1:]:  # 3.
-        if bundle.payload != payload:
-            raise SignatureError("bundles sign different statements; co-signers must sign the same one", source)
-    distinct = {s.key_id for s in signers}
-    if len(distinct) < policy.threshold:
-        raise SignatureError(
-            f"{len(distinct)} distinct trusted signer(s), {policy.threshold} required", bundles[-1][1]
-        )
-    source = bundles[0][1]
-    stmt = Statement.from_payload(payload, source)  # 4.
-    try:
-        verified = _interpret(stmt, tuple(signers), payload)
-    except FormatError as e:
-        raise BundleError(e.message, source) from e
-    if verified.expires is not None:  # 6. (rollback needs the store: see store.py)
-        moment = now or datetime.datetime.now(datetime.timezone.utc)
-        if moment > verified.expires:
-            raise PolicyError(f"statement for {verified.name!r} expired at {format_time(verified.expires)}", source)
-    return verified
-
-
-def _interpret(stmt: Statement, signers: tuple[Signer, ...], payload: bytes) -> Verified:
+def interpret(stmt: Statement, signers: tuple[Signer, ...], payload: bytes) -> Verified:
+    """V5: the statement of a payload whose signatures verified (merkle.trust
+    decides that), parsed and checked: a merkle statement's subject digest
+    must equal its manifest's recomputed root."""
     if stmt.predicate_type == oms.PREDICATE_TYPE:
         parsed = oms.OmsStatement.from_statement(stmt)
-        return Verified(parsed.name, 0, None, signers, payload, oms=parsed)
+        return Verified(parsed.name, None, None, signers, payload, oms=parsed)
     if stmt.predicate_type != PREDICATE_TYPE:
         raise BundleError(f"unsupported predicateType {stmt.predicate_type!r}")
     if len(stmt.subjects) != 1:
@@ -160,10 +132,10 @@ def _interpret(stmt: Statement, signers: tuple[Signer, ...], payload: bytes) -> 
     name, digests = stmt.subjects[0]
     pred = stmt.predicate
     body = {"manifest", "summary"} & set(pred)
-    if len(body) != 1 or not set(pred) - body <= {"version", "expires"} or "version" not in pred:
-        raise BundleError("predicate must have manifest or summary, version, and optionally expires")
-    version = pred["version"]
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+    if len(body) != 1 or not set(pred) - body <= {"version", "expires"}:
+        raise BundleError("predicate must have manifest or summary, and optionally version and expires")
+    version = pred.get("version")
+    if "version" in pred and (type(version) is not int or version < 1):
         raise BundleError("predicate version must be a positive integer")
     expires = parse_time(pred["expires"], "predicate expires") if "expires" in pred else None
     manifest = Manifest.from_doc(pred["manifest"]) if "manifest" in pred else None  # 5. recomputes the root

@@ -13,12 +13,16 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .errors import BundleError, IntegrityError, MerkleError, UsageError
+from .errors import IntegrityError
 from .manifest import Manifest
 from .partial import ChunkError, FileAuth
 from .sources.ranged import RangeSource, open_source
+
+if TYPE_CHECKING:
+    from .signed import StoreChoice
+    from .trust import TrustPolicy
 
 
 class VerifiedReader(io.RawIOBase):
@@ -124,55 +128,26 @@ def open(  # noqa: A001 - the name users expect, like io.open
     source: Manifest | str | os.PathLike[str],
     *,
     name: str,
-    keys: Sequence[str] = (),
-    cas: Sequence[str] = (),
+    keys: Sequence[str | os.PathLike[str]] = (),
+    cas: Sequence[str | os.PathLike[str]] = (),
+    policy: TrustPolicy | None = None,
+    attestations: StoreChoice = True,
     storage_options: dict[str, Any] | None = None,
 ) -> io.BufferedReader:
     """Open file `name` of a signed (or plain) manifest for verified reading.
 
     `path_or_url` is the file itself (a local path or an fsspec URL).
     `source` is a Manifest, a manifest file, or a bundle file; a bundle needs
-    `keys` (public key files) or `cas` (CA certificate files) and is checked
+    `keys` (public key files), `cas` (CA certificate files) or a `policy`,
+    and is opened through the one trust path (merkle.signed.open_signed:
+    signatures, expiry, and rollback against the `attestations` store, as the CLI does)
     before anything else.  The leaf sidecar beside the manifest or bundle
     must authenticate for files of more than one chunk."""
-    manifest = _trusted_manifest(source, keys, cas)
+    from .signed import chosen_policy, trusted_manifest  # cryptography is loaded only where signatures are
+
+    manifest = trusted_manifest(source, chosen_policy(keys, cas, policy), attestations)
     auth = FileAuth.of(manifest, name)
     raw = VerifiedReader(open_source(os.fspath(path_or_url), storage_options), auth)
     return io.BufferedReader(raw, buffer_size=max(io.DEFAULT_BUFFER_SIZE, min(auth.chunk_size, 1 << 20)))
 
 
-def _trusted_manifest(source: Manifest | str | os.PathLike[str], keys: Sequence[str], cas: Sequence[str]) -> Manifest:
-    if isinstance(source, Manifest):
-        return source
-    from .documents import load_document
-    from .manifest import SIDECAR_SUFFIX
-
-    path = os.fspath(source)
-    try:
-        doc = load_document(path, bundle=bool(keys or cas))
-    except BundleError:
-        if _is_manifest(path):
-            raise UsageError("an unsigned manifest cannot be checked with keys", path) from None
-        raise
-    if isinstance(doc, Manifest):
-        if keys or cas:
-            raise UsageError("an unsigned manifest cannot be checked with keys", path)
-        return doc
-    if not (keys or cas):
-        raise UsageError("a signed bundle needs keys= or cas= to be trusted", path)
-    from .attest import open_bundles
-    from .signing import TrustPolicy, load_certificates, load_public_key
-
-    policy = TrustPolicy(tuple(load_public_key(k) for k in keys), tuple(load_certificates(list(cas))))
-    verified = open_bundles([(doc[0], path)], policy)
-    if verified.manifest is None:
-        raise UsageError("verified reads need a merkle bundle (OpenSSF bundles carry no chunk tree)", path)
-    return verified.manifest.with_sidecar(path + SIDECAR_SUFFIX)
-
-
-def _is_manifest(path: str) -> bool:
-    try:
-        Manifest.load(path, layers=False)
-        return True
-    except MerkleError:
-        return False

@@ -10,13 +10,11 @@ a trust decision.
 
 from __future__ import annotations
 
-import datetime
 import getpass
 import hashlib
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Literal, get_args
 
 from cryptography import x509
@@ -24,7 +22,6 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from .envelope import Bundle
 from .errors import FormatError, SignatureError, UsageError
 from .sources.local import read_capped, write_atomic
 
@@ -42,7 +39,7 @@ _EC_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
 }
 
 
-def _check_public(key: object, where: str) -> PublicKey:
+def check_public(key: object, where: str) -> PublicKey:
     if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name in _EC_HASHES:
         return key
     if isinstance(key, ed25519.Ed25519PublicKey):
@@ -144,7 +141,7 @@ def load_private_key(path: str) -> PrivateKey:
         raise FormatError("not a PEM private key", path) from e
     if not isinstance(key, (ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey)):
         raise SignatureError(f"key type {type(key).__name__} is not allowed", path)
-    _check_public(key.public_key(), path)
+    check_public(key.public_key(), path)
     return key
 
 
@@ -154,7 +151,7 @@ def load_public_key(path: str) -> PublicKey:
         key = serialization.load_pem_public_key(data)
     except (ValueError, UnsupportedAlgorithm) as e:
         raise FormatError("not a PEM public key", path) from e
-    return _check_public(key, path)
+    return check_public(key, path)
 
 
 def load_certificates(paths: Sequence[str]) -> list[x509.Certificate]:
@@ -165,93 +162,3 @@ def load_certificates(paths: Sequence[str]) -> list[x509.Certificate]:
         except ValueError as e:
             raise FormatError("not PEM certificates", p) from e
     return certs
-
-
-# -- trust ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Signer:
-    """Who signed: the key id of the trusted key (or of the leaf certificate's
-    key) that verified the signature."""
-
-    key_id: str
-    algorithm: str
-    subject: str = ""
-
-
-@dataclass(frozen=True)
-class TrustPolicy:
-    """Whom to believe: public keys, or CA certificates for X.509 chains.
-    `threshold` distinct signers are required across the bundles."""
-
-    keys: tuple[PublicKey, ...] = ()
-    roots: tuple[x509.Certificate, ...] = ()
-    threshold: int = 1
-
-    def __post_init__(self) -> None:
-        if not self.keys and not self.roots:
-            raise UsageError("no trusted key or CA given (use --key PUB or --ca CERT)")
-        if self.threshold < 1:
-            raise UsageError("threshold must be at least 1")
-        available = len({key_id(k) for k in self.keys}) + (len(self.roots) and self.threshold)
-        if self.threshold > available and not self.roots:
-            raise UsageError(f"threshold {self.threshold} is more than the {available} distinct trusted keys")
-
-    def check(self, bundle: Bundle, source: str) -> Signer:
-        """Step 1 of verification: who signed, before any payload field is read."""
-        data = bundle.signed_bytes()
-        if bundle.certificates:
-            if not self.roots:
-                raise SignatureError("bundle is signed with a certificate; verify it with --ca", source)
-            leaf = _verify_chain(bundle.certificates, self.roots, source)
-            key = _check_public(leaf.public_key(), source)
-            if not signature_ok(key, bundle.signature, data):
-                raise SignatureError("signature does not verify with the certificate's key", source)
-            return Signer(key_id(key), algorithm_name(key), leaf.subject.rfc4514_string())
-        for key in self.keys:
-            if signature_ok(key, bundle.signature, data):
-                return Signer(key_id(key), algorithm_name(key))
-        if not self.keys:
-            raise SignatureError("bundle is signed with a bare key; verify it with --key", source)
-        raise SignatureError("signature does not verify with any trusted key", source)
-
-
-def _verify_chain(chain_der: Sequence[bytes], roots: Sequence[x509.Certificate], source: str) -> x509.Certificate:
-    """Leaf first; each certificate issued by the next, the last by a trusted
-    root; all valid now; issuers are CAs.  Returns the leaf."""
-    try:
-        chain = [x509.load_der_x509_certificate(c) for c in chain_der]
-    except ValueError as e:
-        raise SignatureError("bundle certificate is not valid DER", source) from e
-    now = datetime.datetime.now(datetime.timezone.utc)
-    for cert in chain:
-        if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
-            raise SignatureError(f"certificate {cert.subject.rfc4514_string()} is not valid now", source)
-    roots_by_der = {r.public_bytes(serialization.Encoding.DER) for r in roots}
-    for i, cert in enumerate(chain):
-        if cert.public_bytes(serialization.Encoding.DER) in roots_by_der:
-            return chain[0]  # reached a trusted root inside the chain
-        issuers = list(roots) + chain[i + 1 : i + 2]
-        for issuer in issuers:
-            if issuer is not cert and _issued_by(cert, issuer):
-                if issuer in roots:
-                    return chain[0]
-                break
-        else:
-            raise SignatureError(f"certificate {cert.subject.rfc4514_string()} is not issued by a trusted CA", source)
-    raise SignatureError("certificate chain does not end at a trusted CA", source)
-
-
-def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        constraints = issuer.extensions.get_extension_for_class(x509.BasicConstraints).value
-    except x509.ExtensionNotFound:
-        return False
-    if not constraints.ca:
-        return False
-    try:
-        cert.verify_directly_issued_by(issuer)
-        return True
-    except (ValueError, TypeError, InvalidSignature):
-        return False

@@ -1,15 +1,19 @@
-"""The attestation store: bundles kept by content address, plus the highest
-version seen per subject name (rollback protection).
+"""The attestation store: bundles kept by content address, and the rollback
+records (merkle.trust.History) of what this machine verified.
 
 Layout under the store directory (default `$MERKLE_STORE`, else
 `$XDG_CACHE_HOME/merkle/attestations`, else `~/.cache/merkle/attestations`):
 
     bundles/<sha256 of the bundle bytes>.json   written once, atomically
-    index.json                                  what each bundle says, and
-                                                the highest version per name
+    index.json                                  {"format": 2, "bundles": what each bundle says,
+                                                 "versions": signer identity -> subject -> version, root}
 
-Updates take an exclusive lock on `.lock`, so concurrent verifications
-cannot lose a version.  Only bundles whose signatures verified are added.
+A trust decision and the records it adds happen under one exclusive lock on
+`.lock` (`Store.decide`), so two processes verifying at once can neither
+corrupt the index nor both pass a rollback check the other should have
+failed.  Only bundles whose signatures verified are added.  An index of
+format 1 (versions keyed by subject name alone, which failed two models of
+one name) is read with its bundles and without its version records.
 """
 
 from __future__ import annotations
@@ -18,16 +22,19 @@ import contextlib
 import fcntl
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from . import _json
 from .attest import Verified
-from .errors import FormatError, PolicyError, SourceError
+from .errors import FormatError, SourceError
 from .sources.local import read_capped, write_atomic
+from .trust import History
 
 MAX_INDEX_BYTES = 256 << 20
+FORMAT = 2
+_BUNDLE_FIELDS = {"name": str, "root": str, "kind": str, "signers": list}
 
 
 def default_dir() -> str:
@@ -42,7 +49,7 @@ class Entry:
     id: str
     name: str
     root: str
-    version: int
+    version: int | None
     kind: str
     signers: tuple[str, ...]
     path: str
@@ -50,6 +57,16 @@ class Entry:
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "root": self.root, "version": self.version,
                 "kind": self.kind, "signers": list(self.signers), "path": self.path}
+
+
+@dataclass
+class _Index:
+    bundles: dict[str, dict[str, Any]]
+    history: History
+
+    def to_bytes(self) -> bytes:
+        return (_json.dumps({"format": FORMAT, "bundles": self.bundles, "versions": self.history.to_doc()})
+                + "\n").encode()
 
 
 class Store:
@@ -60,70 +77,71 @@ class Store:
     def _index_path(self) -> str:
         return os.path.join(self.dir, "index.json")
 
+    def decide(self, bundles: Sequence[bytes], check: Callable[[History], Verified]) -> Verified:
+        """Run `check` (a merkle.trust decision) against this store's history
+        and, when it passes, keep `bundles` and the records of what it
+        verified: all under the store's lock."""
+        with self._locked() as index:
+            verified = check(index.history)
+            index.history = index.history.after(verified)
+            for data in bundles:
+                self._keep(index, data, verified)
+        return verified
+
+    def add(self, bundle_bytes: bytes, verified: Verified) -> None:
+        """Keep a bundle merkle signed itself (idempotent); its version, if
+        any, is recorded as verified."""
+        self.decide([bundle_bytes], lambda history: verified)
+
+    def history(self) -> History:
+        return self._read_index().history
+
+    def _keep(self, index: _Index, data: bytes, verified: Verified) -> None:
+        bundle_id = hashlib.sha256(data).hexdigest()
+        path = os.path.join(self.dir, "bundles", bundle_id + ".json")
+        if not os.path.exists(path):
+            write_atomic(path, data)
+        index.bundles[bundle_id] = {"name": verified.name, "root": verified.root_hex, "version": verified.version,
+                                    "kind": "merkle" if verified.summary is not None else "oms",
+                                    "signers": [s.key_id for s in verified.signers]}
+
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[dict[str, Any]]:
+    def _locked(self) -> Iterator[_Index]:
         try:
             os.makedirs(os.path.join(self.dir, "bundles"), exist_ok=True)
-            fd = os.open(os.path.join(self.dir, ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(os.path.join(self.dir, ".lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         except OSError as e:
-            raise SourceError(f"cannot open the attestation store: {e.strerror or e}", self.dir) from e
+            raise SourceError(f"cannot open the attestation store: {e.strerror or e} "
+                              "(choose another with --store, or none with --no-store)", self.dir) from e
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             index = self._read_index()
             yield index
-            write_atomic(self._index_path, (_json.dumps(index) + "\n").encode())
+            write_atomic(self._index_path, index.to_bytes())
         finally:
             os.close(fd)
 
-    def _read_index(self) -> dict[str, Any]:
+    def _read_index(self) -> _Index:
         if not os.path.exists(self._index_path):
-            return {"bundles": {}, "highest": {}}
-        doc = _json.loads(read_capped(self._index_path, MAX_INDEX_BYTES), self._index_path, MAX_INDEX_BYTES)
-        if not isinstance(doc, dict) or set(doc) != {"bundles", "highest"}:
-            raise FormatError("not a merkle attestation index", self._index_path)
-        return doc
-
-    def check_version(self, verified: Verified, source: str) -> None:
-        """Refuse a statement older than one already seen for its name, or
-        the same version with another root (a freeze or mix attack)."""
-        if verified.summary is None:
-            return  # OMS statements carry no version
-        seen = self._read_index()["highest"].get(verified.name)
-        if not seen:
-            return
-        if verified.version < seen["version"]:
-            raise PolicyError(
-                f"rollback: version {verified.version} of {verified.name!r} is older than version "
-                f"{seen['version']} already verified",
-                source,
-            )
-        if verified.version == seen["version"] and verified.root_hex != seen["root"]:
-            raise PolicyError(
-                f"version {verified.version} of {verified.name!r} was verified before with another root", source
-            )
-
-    def add(self, bundle_bytes: bytes, verified: Verified) -> Entry:
-        """Keep a verified bundle (idempotent) and record its version."""
-        bundle_id = hashlib.sha256(bundle_bytes).hexdigest()
-        path = os.path.join(self.dir, "bundles", bundle_id + ".json")
-        kind = "merkle" if verified.summary is not None else "oms"
-        entry = Entry(bundle_id, verified.name, verified.root_hex, verified.version, kind,
-                      tuple(s.key_id for s in verified.signers), path)
-        with self._locked() as index:
-            if not os.path.exists(path):
-                write_atomic(path, bundle_bytes)
-            record = entry.to_dict()
-            del record["path"], record["id"]
-            index["bundles"][bundle_id] = record
-            seen = index["highest"].get(verified.name)
-            if kind == "merkle" and (not seen or verified.version > seen["version"]):
-                index["highest"][verified.name] = {"version": verified.version, "root": verified.root_hex}
-        return entry
+            return _Index({}, History())
+        where = self._index_path
+        doc = _json.loads(read_capped(where, MAX_INDEX_BYTES), where, MAX_INDEX_BYTES)
+        if isinstance(doc, dict) and set(doc) == {"bundles", "highest"}:  # format 1: records keyed by name alone
+            doc = {"format": FORMAT, "bundles": doc["bundles"], "versions": {}}
+        if not isinstance(doc, dict) or set(doc) != {"format", "bundles", "versions"} or doc["format"] != FORMAT:
+            raise FormatError("not a merkle attestation index (format 2)", where)
+        bundles = doc["bundles"]
+        if not isinstance(bundles, dict):
+            raise FormatError("bundles: expected an object", where)
+        for bundle_id, record in bundles.items():
+            if not _is_bundle_record(record):
+                raise FormatError(f"bundle {bundle_id[:16]}: expected {{name, root, version, kind, signers}}", where)
+        return _Index(bundles, History.from_doc(doc["versions"], where))
 
     def entries(self) -> list[Entry]:
         index = self._read_index()
         out = []
-        for bundle_id, r in sorted(index["bundles"].items(), key=lambda kv: (kv[1]["name"], kv[1]["version"])):
+        for bundle_id, r in sorted(index.bundles.items(), key=lambda kv: (kv[1]["name"], kv[1]["version"] or 0)):
             out.append(Entry(bundle_id, r["name"], r["root"], r["version"], r["kind"], tuple(r["signers"]),
                              os.path.join(self.dir, "bundles", bundle_id + ".json")))
         return out
@@ -132,3 +150,12 @@ class Store:
         """Entries whose id starts with `ref`, whose root is `ref`, or whose
         subject name is `ref`."""
         return [e for e in self.entries() if e.name == ref or e.root == ref or (len(ref) >= 8 and e.id.startswith(ref))]
+
+
+def _is_bundle_record(record: object) -> bool:
+    if not isinstance(record, dict) or set(record) != {*_BUNDLE_FIELDS, "version"}:
+        return False
+    version = record["version"]
+    return (all(isinstance(record[k], t) for k, t in _BUNDLE_FIELDS.items())
+            and all(isinstance(s, str) for s in record["signers"])
+            and (version is None or (type(version) is int and version >= 0)))

@@ -96,12 +96,13 @@ def test_compact_bundle_vouches_for_origin_not_hub(cli, tmp_path):
     beside = json.loads((tmp_path / "b.json.manifest").read_text())
     assert beside["files"][0]["hub"] == {"gitBlob": git_hash(data)}
     from merkle.documents import load_document
-    from merkle.signed import open_trusted
-    from merkle.signing import TrustPolicy, load_public_key
+    from merkle.signed import open_signed
+    from merkle.signing import load_public_key
+    from merkle.trust import TrustPolicy
 
     loaded = load_document(str(bundle), bundle=True)
     policy = TrustPolicy(keys=(load_public_key(str(tmp_path / "k.pub")),))
-    verified = open_trusted([(loaded[0], loaded[1], str(bundle))], policy)
+    verified = open_signed([(loaded[0], loaded[1], str(bundle))], policy, None)
     assert verified.manifest is not None and verified.manifest.origin == Origin(REV, "org/tiny")
     assert verified.manifest.files[0].hub is None  # the summary does not vouch for it
     assert cli("verify", str(snap), str(bundle), "--key", str(tmp_path / "k.pub")).returncode == 0

@@ -19,7 +19,7 @@ from conftest import assert_one_line_error, run_cli, statuses
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 import merkle
 from merkle import attest, documents, envelope
@@ -306,7 +306,7 @@ def _mutate(doc, fn):
 
 def _tamper_payload(d):
     stmt = json.loads(base64.b64decode(d["dsseEnvelope"]["payload"]))
-    stmt["predicate"]["version"] += 1
+    stmt["subject"][0]["name"] += "-forged"
     d["dsseEnvelope"]["payload"] = base64.b64encode(json.dumps(stmt).encode()).decode()
 
 
@@ -620,7 +620,7 @@ def test_threshold_needs_distinct_trusted_signers(cli, tmp_path, model_dir, keys
     k1, k2 = keys["k1"], keys["k2"]
     b1 = signed_bundle(cli, model_dir, k1, tmp_path / "b1.json")
     b2 = tmp_path / "b2.json"
-    r = cli("sign", str(b1), "--key", str(k2), "-o", str(b2))
+    r = cli("sign", str(b1), "--key", str(k2), "-o", str(b2), "--verify-key", pub(k1))
     assert r.returncode == 0, r.stderr
     assert payload_of(read_doc(b2)) == payload_of(read_doc(b1))  # co-signed, unchanged
     both = ["--key", pub(k1), "--key", pub(k2), "--threshold", "2"]
@@ -629,7 +629,7 @@ def test_threshold_needs_distinct_trusted_signers(cli, tmp_path, model_dir, keys
     r = cli("verify", str(model_dir), str(b1), *both)
     assert_error(r, 1, "1 distinct", "2 required")
     b1again = tmp_path / "b1-again.json"
-    assert cli("sign", str(b1), "--key", str(k1), "-o", str(b1again)).returncode == 0
+    assert cli("sign", str(b1), "--key", str(k1), "-o", str(b1again), "--verify-key", pub(k1)).returncode == 0
     assert b1again.read_bytes() != b1.read_bytes()  # another signature, same signer
     r = cli("verify", str(model_dir), str(b1), str(b1again), *both)
     assert_error(r, 1, "1 distinct", "2 required")
@@ -640,7 +640,7 @@ def test_threshold_needs_distinct_trusted_signers(cli, tmp_path, model_dir, keys
 def test_threshold_with_an_untrusted_cosigner_fails(cli, tmp_path, model_dir, keys):
     b1 = signed_bundle(cli, model_dir, keys["k1"], tmp_path / "b1.json")
     b3 = tmp_path / "b3.json"
-    assert cli("sign", str(b1), "--key", str(keys["k3"]), "-o", str(b3)).returncode == 0
+    assert cli("sign", str(b1), "--key", str(keys["k3"]), "-o", str(b3), "--verify-key", pub(keys["k1"])).returncode == 0
     r = cli("verify", str(model_dir), str(b1), str(b3), "--key", pub(keys["k1"]), "--key", pub(keys["k2"]),
             "--threshold", "2")
     assert_error(r, 1, str(b3))
@@ -695,7 +695,8 @@ def _name(cn):
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
-def _cert(subject_key, subject, issuer_key, issuer, *, ca, days=(-1, 30)):
+def _cert(subject_key, subject, issuer_key, issuer, *, ca, days=(-1, 30), usage=(ExtendedKeyUsageOID.CODE_SIGNING,),
+          extra=()):
     now = datetime.datetime.now(datetime.timezone.utc)
     builder = (
         x509.CertificateBuilder()
@@ -707,6 +708,10 @@ def _cert(subject_key, subject, issuer_key, issuer, *, ca, days=(-1, 30)):
         .not_valid_after(now + datetime.timedelta(days=days[1]))
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
     )
+    if not ca and usage:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(list(usage)), critical=False)
+    for extension in extra:
+        builder = builder.add_extension(extension, critical=False)
     return builder.sign(issuer_key, hashes.SHA256())
 
 
@@ -759,7 +764,7 @@ def test_certificate_chain_verifies_up_to_the_root(cli, tmp_path, model_dir, pki
     r = cli("verify", str(model_dir), str(b), "--ca", str(pki["other"]))
     assert_error(r, 1, str(b), "trusted CA")
     r = cli("verify", str(model_dir), str(b), "--key", pub(pki["leafkey"]))
-    assert_error(r, 1, str(b), "--ca")
+    assert_error(r, 1, str(b), "with a trusted CA")
 
 
 def test_expired_leaf_is_refused(cli, tmp_path, model_dir, pki):
@@ -832,7 +837,7 @@ def test_store_lists_and_shows_content_addressed_bundles(cli, tmp_path, model_di
 def test_store_keeps_a_cosigned_bundle_separately(cli, tmp_path, model_dir, keys, private_store):
     b1 = signed_bundle(cli, model_dir, keys["k1"], tmp_path / "b1.json")
     b2 = tmp_path / "b2.json"
-    assert cli("sign", str(b1), "--key", str(keys["k2"]), "-o", str(b2)).returncode == 0
+    assert cli("sign", str(b1), "--key", str(keys["k2"]), "-o", str(b2), "--verify-key", pub(keys["k1"])).returncode == 0
     names = {p.name for p in (private_store / "bundles").iterdir()}
     assert names == {hashlib.sha256(p.read_bytes()).hexdigest() + ".json" for p in (b1, b2)}
 

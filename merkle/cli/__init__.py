@@ -115,7 +115,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--compact", action="store_true",
                    help="with --sign: sign only the root and parameters; the manifest goes to BUNDLE.manifest")
     options.add_sign_options(p)
-    options.add_store_option(p)
+    options.add_store_option(p, no_store=True)
     hf.add_options(p)
     p.add_argument("--repo-id", metavar="ORG/NAME",
                    help="Hugging Face local_dir checkout: the repository to record (a cache folder names its own)")
@@ -169,9 +169,11 @@ def make_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=commands.audit)
 
     p = sub.add_parser("prove", help="write the proof that one file belongs to a manifest's dataset root")
-    p.add_argument("manifest", metavar="MANIFEST")
+    p.add_argument("manifest", metavar="MANIFEST|BUNDLE",
+                   help="a manifest, or a bundle (with --key or --ca; a compact one needs BUNDLE.manifest)")
     p.add_argument("name", metavar="NAME", help="the file's path in the manifest")
     p.add_argument("-o", "--output", metavar="PROOF", help="proof file to write (default: stdout)")
+    options.add_trust_options(p)
     p.set_defaults(run=commands.prove)
 
     p = sub.add_parser("keygen", help="write a new signing key pair: KEY and KEY.pub")
@@ -187,7 +189,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="BUNDLE", help="bundle to write")
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     options.add_sign_options(p)
-    options.add_store_option(p)
+    options.add_trust_options(p, prefix="verify-")  # co-signing: who signed the bundle being co-signed
+    options.add_store_option(p, no_store=True)
     p.set_defaults(run=_signing("sign"))
 
     p = sub.add_parser("store", help="list or show attestations kept in the store")

@@ -7,18 +7,21 @@ import glob
 import os
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..builder import build as build_manifest
 from ..documents import load_document
 from ..errors import FormatError, IntegrityError, SourceError, UsageError
 from ..hashfile import format_sum, hash_paths, hash_stream, parse_sums
-from ..manifest import MAX_MANIFEST_BYTES, SIDECAR_SUFFIX, Manifest, check_chunk_size
+from ..manifest import MANIFEST_SUFFIX, MAX_MANIFEST_BYTES, SIDECAR_SUFFIX, Manifest, check_chunk_size
 from ..sources.local import check_output, read_capped
 from ..sources.remote import is_url, parse_storage_options
 from ..verify import verify as verify_tree
 from .output import emit_json
 from .progress import close, make_progress
+
+if TYPE_CHECKING:
+    from ..signed import SignedInput
 
 CHECKPOINT_SUFFIX = ".checkpoint"
 
@@ -137,9 +140,9 @@ def _output_inside(tree: str, output: str) -> list[str]:
     return ["/" + escaped + suffix for suffix in ("", SIDECAR_SUFFIX, CHECKPOINT_SUFFIX)]
 
 
-def _documents(args: argparse.Namespace) -> tuple[list[Manifest], list[tuple[Any, bytes, str]]]:
-    """The sources of verify and audit: one unsigned manifest, or one or
-    more bundles with the keys or CAs that must have signed them."""
+def _documents(args: argparse.Namespace) -> tuple[list[Manifest], list[SignedInput]]:
+    """The sources of verify, audit and prove: one unsigned manifest, or one
+    or more bundles with the keys or CAs that must have signed them."""
     trusted = bool(args.key or args.ca)
     docs = [load_document(p, bundle=trusted) for p in args.sources]
     bundles = [(d[0], d[1], p) for d, p in zip(docs, args.sources, strict=True) if not isinstance(d, Manifest)]
@@ -165,11 +168,10 @@ def verify(args: argparse.Namespace) -> int:
     if args.proof:
         if not bundles or args.file or args.sparse or args.files:
             raise UsageError("--proof checks one file (PATH) against a signed bundle: give a bundle and --key")
-        from ..signed import open_trusted
         from . import partial
-        from .signing import store_for, trust_policy, verified_dict
+        from .signing import open_bundles, verified_dict
 
-        verified = open_trusted(bundles, trust_policy(args), store_for(args))
+        verified = open_bundles(args, bundles, with_manifest=False)  # the proof needs only the signed summary
         if verified.summary is None:
             raise UsageError("--proof needs a merkle bundle")
         return partial.verify_with_proof(args, verified.summary, verified_dict(verified))
@@ -178,20 +180,19 @@ def verify(args: argparse.Namespace) -> int:
 
         manifest, signature = manifests[0] if manifests else None, None
         if bundles:
-            from ..signed import open_trusted
-            from .signing import store_for, trust_policy, verified_dict
+            from .signing import open_bundles, verified_dict
 
-            verified = open_trusted(bundles, trust_policy(args), store_for(args))
+            verified = open_bundles(args, bundles)
             manifest, signature = verified.manifest, verified_dict(verified)
         return partial.run(args, manifest, signature)
     progress = make_progress("verifying", args.quiet or args.json)
     only = args.files or None
     try:
         if bundles:
-            from ..signed import verify_signed
+            from ..signed import verify_opened
             from .signing import store_for, trust_policy
 
-            verified, report = verify_signed(
+            verified, report = verify_opened(  # the one trust path: open_signed
                 args.path, bundles, trust_policy(args), store=store_for(args), allow_extra=args.allow_extra,
                 exclude=args.exclude, follow_symlinks=args.follow_symlinks, jobs=args.jobs, progress=progress,
                 sparse=args.sparse, only=only, storage_options=parse_storage_options(args.storage_option),
@@ -301,7 +302,18 @@ def prove(args: argparse.Namespace) -> int:
     from ..fileproof import prove as make_proof
     from ..sources.local import write_atomic
 
-    proof = make_proof(Manifest.load(args.manifest, layers=False), args.name)
+    args.sources = [args.manifest]
+    manifests, bundles = _documents(args)
+    if bundles:
+        from .signing import open_bundles
+
+        manifest = open_bundles(args, bundles).manifest
+        if manifest is None:
+            raise UsageError(f"prove needs the manifest: a merkle bundle, or a compact one with "
+                             f"{args.manifest}{MANIFEST_SUFFIX}", args.manifest)
+    else:
+        manifest = manifests[0]
+    proof = make_proof(manifest, args.name)
     if args.output in (None, "-"):
         sys.stdout.buffer.write(proof.to_json())
     else:
@@ -319,10 +331,9 @@ def audit(args: argparse.Namespace) -> int:
     manifests, bundles = _documents(args)
     signature = None
     if bundles:
-        from ..signed import open_trusted
-        from .signing import describe, store_for, trust_policy, verified_dict
+        from .signing import describe, open_bundles, verified_dict
 
-        verified = open_trusted(bundles, trust_policy(args), store_for(args))
+        verified = open_bundles(args, bundles)
         if verified.manifest is None:
             raise UsageError("audit needs the manifest: a merkle bundle, or a compact one with BUNDLE.manifest")
         manifest, signature = verified.manifest, verified_dict(verified)

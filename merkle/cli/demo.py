@@ -108,16 +108,16 @@ def _partial_checks(manifest: Manifest, target: str, offset: int) -> bool:
 def _signature_check(manifest: Manifest) -> bool:
     """Sign the manifest and open the bundle with the public key, as a
     consumer would (keys are generated for the demo and thrown away)."""
-    from .. import attest, signing
+    from .. import attest, signing, trust
     from ..errors import SignatureError
 
     key, stranger = signing.generate(), signing.generate()
     bundle = attest.sign(manifest, key, name="demo-model", version=1)
-    verified = attest.open_bundles([(bundle, "demo bundle")], signing.TrustPolicy(keys=(key.public_key(),)))
+    verified = trust.decide([(bundle, "demo bundle")], trust.TrustPolicy(keys=(key.public_key(),)))
     print(f"7. merkle build --sign KEY; merkle verify --key KEY.pub   -> signature ok, signed by "
           f"{verified.signers[0].key_id[:16]} ({verified.signers[0].algorithm})")
     try:
-        attest.open_bundles([(bundle, "demo bundle")], signing.TrustPolicy(keys=(stranger.public_key(),)))
+        trust.decide([(bundle, "demo bundle")], trust.TrustPolicy(keys=(stranger.public_key(),)))
         return False
     except SignatureError as e:
         print(f"   with another key   -> {e.message}")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import os
 import sys
 from typing import Any
@@ -12,37 +10,47 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from .. import attest, oms
+from .. import attest, oms, signed
 from ..attest import Verified
 from ..documents import load_document
-from ..envelope import Bundle, Statement
+from ..envelope import Bundle
 from ..errors import UsageError
-from ..manifest import MANIFEST_SUFFIX, METADATA_SUFFIX, SIDECAR_SUFFIX, Manifest
+from ..manifest import SIDECAR_SUFFIX, Manifest
+from ..signed import SignedInput, open_signed, policy_from_files
 from ..signing import (
     PrivateKey,
-    TrustPolicy,
     generate,
     key_id,
     load_certificates,
     load_private_key,
-    load_public_key,
     passphrase_from_environment,
     write_keypair,
 )
 from ..sources.local import write_atomic
 from ..store import Store
 from ..timestamps import format_time
+from ..trust import TrustPolicy
 from .output import emit_json
 
 
-def trust_policy(args: argparse.Namespace) -> TrustPolicy:
-    keys = tuple(load_public_key(k) for k in args.key)
-    roots = tuple(load_certificates(args.ca))
-    return TrustPolicy(keys, roots, args.threshold)
+def trust_policy(args: argparse.Namespace, prefix: str = "") -> TrustPolicy:
+    keys, cas = getattr(args, f"{prefix}key"), getattr(args, f"{prefix}ca")
+    flag = f"--{prefix.replace('_', '-')}"
+    if not keys and not cas:
+        raise UsageError(f"no trusted key or CA given (use {flag}key PUB or {flag}ca CERT)")
+    if (args.cert_identity or args.cert_issuer) and not cas:
+        raise UsageError(f"--cert-identity and --cert-issuer apply to certificate chains: add {flag}ca CERT")
+    return policy_from_files(keys, cas, threshold=args.threshold, identities=args.cert_identity,
+                             issuers=args.cert_issuer)
 
 
 def store_for(args: argparse.Namespace) -> Store | None:
     return None if getattr(args, "no_store", False) else Store(args.store)
+
+
+def open_bundles(args: argparse.Namespace, bundles: list[SignedInput], *, with_manifest: bool = True) -> Verified:
+    """The one trust path (merkle.signed.open_signed) with the command line's policy and store."""
+    return open_signed(bundles, trust_policy(args), store_for(args), with_manifest=with_manifest)
 
 
 def _certificates(args: argparse.Namespace, key: PrivateKey) -> list[bytes]:
@@ -61,27 +69,12 @@ def _certificates(args: argparse.Namespace, key: PrivateKey) -> list[bytes]:
     return [c.public_bytes(serialization.Encoding.DER) for c in chain]
 
 
-def _self_check(bundle: Bundle, key: PrivateKey, output: str) -> Verified:
-    """Open what we just signed, as a verifier would (catches a bad key
-    before anyone else meets it); the chain is the verifier's business."""
-    plain = dataclasses.replace(bundle, certificates=())
-    return attest.open_bundles([(plain, output)], TrustPolicy(keys=(key.public_key(),)))
-
-
-def write_signed(args: argparse.Namespace, bundle: Bundle, key: PrivateKey, manifest: Manifest | None) -> Verified:
+def write_signed(args: argparse.Namespace, bundle: Bundle, key: PrivateKey, manifest: Manifest | None,
+                 compact: bool = False) -> Verified:
     output = args.output
     if not output or output == "-":
         raise UsageError("a signed bundle needs -o BUNDLE")
-    verified = _self_check(bundle, key, output)
-    data = bundle.to_json()
-    if manifest is not None and manifest.layers is not None:
-        write_atomic(output + SIDECAR_SUFFIX, manifest.layers.to_bytes(manifest))
-    if manifest is not None and manifest.metadata:
-        write_atomic(output + METADATA_SUFFIX, (json.dumps(dict(manifest.metadata)) + "\n").encode())
-    write_atomic(output, data)
-    store = Store(args.store)
-    store.add(data, verified)
-    return verified
+    return signed.write_signed(output, bundle, key, manifest, store_for(args), compact=compact)
 
 
 def sign_built(args: argparse.Namespace, manifest: Manifest | None) -> Verified:
@@ -103,9 +96,7 @@ def sign_built(args: argparse.Namespace, manifest: Manifest | None) -> Verified:
     name = args.name or os.path.basename(os.path.abspath(args.path))
     bundle = attest.sign(manifest, key, name=name, version=args.statement_version, expires=args.expires,
                          certificates=certs, compact=args.compact)
-    if args.compact:
-        write_atomic(args.output + MANIFEST_SUFFIX, manifest.to_json())
-    return write_signed(args, bundle, key, manifest)
+    return write_signed(args, bundle, key, manifest, compact=args.compact)
 
 
 def sign(args: argparse.Namespace) -> int:
@@ -119,20 +110,34 @@ def sign(args: argparse.Namespace) -> int:
                              certificates=certs)
         verified = write_signed(args, bundle, key, doc)
     else:
-        original, _ = doc
-        Statement.from_payload(original.payload, args.document)  # co-sign only a well-formed statement
-        if args.name or args.expires or args.statement_version != 1:
-            raise UsageError("co-signing keeps the statement as signed: drop --name, --version, --expires")
-        bundle = attest.sign_payload(original.payload, key, certs)
-        manifest = None
-        sidecar = args.document + SIDECAR_SUFFIX
-        verified = write_signed(args, bundle, key, manifest)
-        if os.path.exists(sidecar) and verified.manifest is not None:
-            layered = verified.manifest.with_sidecar(sidecar)
-            if layered.layers is not None:
-                write_atomic(args.output + SIDECAR_SUFFIX, layered.layers.to_bytes(layered))
+        verified = _cosign(args, doc, key, certs)
     _report_signed(args, verified)
     return 0
+
+
+def _cosign(args: argparse.Namespace, doc: tuple[Bundle, bytes], key: PrivateKey, certs: list[bytes]) -> Verified:
+    """Co-sign what the bundle's own signers signed, and only that: the
+    bundle is opened through the one trust path first (with --verify-key or
+    --verify-ca naming its signers, and the store's rollback records), so a
+    forged or expired statement is never given a second signature."""
+    if args.name or args.expires or args.statement_version is not None:
+        raise UsageError("co-signing keeps the statement as signed: drop --name, --version, --expires")
+    if not (args.verify_key or args.verify_ca):
+        raise UsageError("co-signing checks the bundle first: name its signers with --verify-key PUB or "
+                         "--verify-ca CERT")
+    original, data = doc
+    existing = open_signed([(original, data, args.document)], trust_policy(args, "verify_"), store_for(args),
+                           with_manifest=False)
+    if not args.json:
+        print(f"merkle: {describe(existing)}; co-signing it", file=sys.stderr)
+    bundle = attest.sign_payload(original.payload, key, certs)
+    verified = write_signed(args, bundle, key, None)
+    sidecar = args.document + SIDECAR_SUFFIX
+    if os.path.exists(sidecar) and verified.manifest is not None:
+        layered = verified.manifest.with_sidecar(sidecar)
+        if layered.layers is not None:
+            write_atomic(args.output + SIDECAR_SUFFIX, layered.layers.to_bytes(layered))
+    return verified
 
 
 def _stem(path: str) -> str:
@@ -154,7 +159,8 @@ def _report_signed(args: argparse.Namespace, verified: Verified) -> None:
     if getattr(args, "json", False):
         emit_json(info)
     else:
-        print(f"merkle: signed {verified.name!r} version {verified.version} ({verified.root_hex[:16]}...) "
+        version = f"version {verified.version}" if verified.version is not None else "without a version"
+        print(f"merkle: signed {verified.name!r} {version} ({verified.root_hex[:16]}...) "
               f"with {verified.signers[0].algorithm} key {verified.signers[0].key_id[:16]} -> {args.output}",
               file=sys.stderr)
 
@@ -175,7 +181,8 @@ def keygen(args: argparse.Namespace) -> int:
 def describe(verified: Verified) -> str:
     signers = ", ".join(f"{s.key_id[:16]} ({s.algorithm}{', ' + s.subject if s.subject else ''})"
                         for s in verified.signers)
-    kind = "OpenSSF model-signing statement" if verified.oms else f"version {verified.version}"
+    kind = ("OpenSSF model-signing statement" if verified.oms
+            else f"version {verified.version}" if verified.version is not None else "no version")
     expires = f", expires {format_time(verified.expires)}" if verified.expires else ""
     return f"signature ok: {verified.name!r} {kind}{expires}, signed by {signers}"
 
@@ -186,7 +193,8 @@ def verified_dict(verified: Verified) -> dict[str, Any]:
         "format": "oms" if verified.oms else "merkle",
         "version": verified.version,
         "expires": format_time(verified.expires) if verified.expires else None,
-        "signers": [{"key_id": s.key_id, "algorithm": s.algorithm, "subject": s.subject} for s in verified.signers],
+        "signers": [{"key_id": s.key_id, "algorithm": s.algorithm, "subject": s.subject, "issuer": s.issuer,
+                     "names": list(s.names)} for s in verified.signers],
     }
 
 
@@ -207,6 +215,7 @@ def _print_entries(args: argparse.Namespace, entries: list[Any]) -> int:
         emit_json([e.to_dict() for e in entries])
         return 0
     for e in entries:
-        print(f"{e.id[:16]}  {e.name}  v{e.version}  {e.kind}  root {e.root}  {e.path}")
+        version = "-" if e.version is None else e.version
+        print(f"{e.id[:16]}  {e.name}  v{version}  {e.kind}  root {e.root}  {e.path}")
     return 0
 

@@ -35,7 +35,8 @@ from ..errors import IntegrityError, PathError, UsageError
 from ..manifest import FileEntry, Manifest
 from ..partial import FileAuth
 from ..paths import path_problem
-from ..reader import _trusted_manifest
+from ..signed import StoreChoice, chosen_policy, trusted_manifest
+from ..trust import TrustPolicy
 from .errors import ZarrIntegrityError
 from .layout import ROOT_DOCS
 
@@ -56,12 +57,14 @@ class VerifiedStore(WrapperStore[Store]):
     `bundle`: a Manifest, a manifest file, or a signed bundle file (then
     `keys`, public key files, or `cas`, CA certificates, are required and the
     signature is checked first).  The leaf sidecar beside the manifest or
-    bundle (M.leaves) lets byte ranges of large keys be checked alone."""
+    bundle (M.leaves) lets byte ranges of large keys be checked alone.
+    A bundle is opened through the one trust path (merkle.signed.open_signed:
+    signatures, expiry, rollback against the `attestations` store), as the CLI does."""
 
     def __init__(self, store: Store | str | os.PathLike[str], bundle: Manifest | str | os.PathLike[str], *,
-                 keys: Sequence[str] = (), cas: Sequence[str] = (),
-                 storage_options: dict[str, Any] | None = None) -> None:
-        manifest = _trusted_manifest(bundle, keys, cas)
+                 keys: Sequence[str] = (), cas: Sequence[str] = (), policy: TrustPolicy | None = None,
+                 attestations: StoreChoice = True, storage_options: dict[str, Any] | None = None) -> None:
+        manifest = trusted_manifest(bundle, chosen_policy(keys, cas, policy), attestations)
         if manifest.zarr is None:
             where = None if isinstance(bundle, Manifest) else os.fspath(bundle)
             raise UsageError("the manifest was not built from a zarr store (no zarr layout in it)", where)
