@@ -11,7 +11,7 @@ import dataclasses
 import datetime
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import oms
 from .attest import Verified, open_bundles
@@ -23,6 +23,9 @@ from .report import Report
 from .signing import TrustPolicy
 from .store import Store
 from .verify import verify
+
+if TYPE_CHECKING:
+    from .hf.layout import Layout
 
 
 def open_trusted(
@@ -80,6 +83,7 @@ def verify_signed(
     only: Sequence[str] | None = None,
     storage_options: dict[str, Any] | None = None,
     revision: str | None = None,
+    layout: Layout | None = None,
 ) -> tuple[Verified, Report]:
     """Check signatures and policy, then the content under `path`.
 
@@ -93,10 +97,10 @@ def verify_signed(
     if verified.manifest is not None:
         report = verify(path, verified.manifest, allow_extra=allow_extra, exclude=exclude,
                         follow_symlinks=follow_symlinks, jobs=jobs, progress=progress, sparse=sparse, only=only,
-                        storage_options=storage_options, revision=revision)
+                        storage_options=storage_options, revision=revision, layout=layout)
     else:
         assert verified.oms is not None
         if sparse or only is not None:
             raise UsageError("--sparse and --files need a merkle bundle; OpenSSF bundles are checked whole")
-        report = oms.verify(path, verified.oms, jobs=jobs, progress=progress)
+        report = oms.verify(path, verified.oms, jobs=jobs, progress=progress, layout=layout, revision=revision)
     return verified, report
