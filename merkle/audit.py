@@ -19,6 +19,7 @@ from typing import Any
 
 from .engine import Listed, Opener, Progress, feed_hasher
 from .errors import SourceError, UsageError
+from .hf.layout import HfOptions, checked_layout
 from .listing import list_source
 from .manifest import FileEntry, Manifest, chunk_count
 from .report import Outcome, Report, Status
@@ -70,6 +71,12 @@ class SampleStats:
                 "catch_probability_at_1_percent": round(catch_probability(self.total_chunks, self.sampled, 0.01), 6)}
 
 
+def _reading(url: str, manifest: Manifest) -> HfOptions:
+    """A local directory is read as verify reads it (HF10): from the
+    manifest's origin, never from what it holds."""
+    return HfOptions(bookkeeping=False, layout=checked_layout(url, manifest.origin))
+
+
 def _diff(manifest: Manifest, objects: Sequence[Listed]) -> tuple[list[Outcome], list[tuple[FileEntry, Listed]]]:
     """Removed and added objects, and the pairs present on both sides."""
     present = {o.path: o for o in objects}
@@ -91,7 +98,7 @@ def audit_fast(url: str, manifest: Manifest, storage_options: dict[str, Any] | N
         raise UsageError("no object metadata was recorded with this manifest (MANIFEST.objects.json): "
                          "--fast needs a manifest built from an object store")
     started = time.perf_counter()
-    listing = list_source(url, manifest.exclude, storage_options=storage_options)
+    listing = list_source(url, manifest.exclude, storage_options=storage_options, hf=_reading(url, manifest))
     outcomes, both = _diff(manifest, listing.files)
     for entry, _ in both:
         then = manifest.metadata.get(entry.path, {})
@@ -114,7 +121,7 @@ def audit_sample(
     if not 0 < fraction <= 1:
         raise UsageError("--sample takes a fraction in (0, 1]")
     started = time.perf_counter()
-    listing = list_source(url, manifest.exclude, storage_options=storage_options)
+    listing = list_source(url, manifest.exclude, storage_options=storage_options, hf=_reading(url, manifest))
     outcomes, both = _diff(manifest, listing.files)
     spans = [(entry, obj, chunk_count(entry.size, manifest.chunk_size)) for entry, obj in both]
     total = sum(n for _, _, n in spans)

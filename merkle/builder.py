@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import tree
 from .checkpoint import hash_resumable, hash_stream_resumable
@@ -17,6 +17,9 @@ from .manifest import DEFAULT_CHUNK_SIZE, DEFAULT_EXCLUDES, FileEntry, Manifest,
 from .paths import case_collision
 from .walk import WalkedFile
 from .zarr.layout import MAX_DOC_BYTES, ROOT_DOCS, ZARR_CHUNK_SIZE, ZarrLayout, describe, is_zarr_root
+
+if TYPE_CHECKING:
+    from .hf.layout import Layout
 
 
 def exclusions(exclude: Sequence[str], default_excludes: bool) -> tuple[str, ...]:
@@ -40,6 +43,7 @@ def build(
     revision: str | None = None,
     repo_id: str | None = None,
     repo_type: str | None = None,
+    layout: Layout | None = None,
 ) -> Manifest:
     """Hash every file under directory `path` (or every object under an
     fsspec URL such as s3://bucket/prefix) into a Manifest, with its leaf
@@ -61,14 +65,19 @@ def build(
     such (docs/hf.md): the manifest records the repository and revision
     (`revision` picks a cache snapshot; `repo_id` and `repo_type` name a
     local_dir's repository) and each file's Hub identity, recomputed from its content;
-    a file whose content does not match it is an IntegrityError."""
+    a file whose content does not match it is an IntegrityError.  Such a
+    checkout is recognised by its shape unless `layout` says how to read
+    `path` ("plain", "hf-cache", "hf-local-dir"); what was found is recorded
+    in the manifest (its origin, and a local_dir's `.cache/huggingface` in
+    its exclusions), since a verifier never looks at the shape (docs/hf.md,
+    HF10)."""
     hasher = tree_hasher(algorithm)
     if chunk_size is not None:
         check_chunk_size(chunk_size)
     patterns = exclusions(exclude, default_excludes)
     from .hf.layout import HF_DIR, HfOptions
 
-    hf_options = HfOptions(revision, repo_id, repo_type)
+    hf_options = HfOptions(revision, repo_id, repo_type, layout=layout)
     # A plain local tree is hashed while it is walked (engine.hash_stream);
     # its problems are then known only at the end, and checked before any
     # digest is used, in the same order as for a listing made up front.
@@ -117,8 +126,8 @@ def build(
     entries = [FileEntry(d.path, d.size, d.root, hub.get(d.path) if hub else None) for d in digests]
     layers = LeafLayers({d.path: d.leaves for d in digests if len(d.leaves) > len(d.root)})
     origin = listing.hf.origin if listing.hf is not None else None
-    layout = _zarr_layout(listing, digests, hasher, chunk_size, root) if zarr_store else None
-    manifest = Manifest.create(entries, algorithm, chunk_size, patterns, layers, origin, layout)
+    zarr = _zarr_layout(listing, digests, hasher, chunk_size, root) if zarr_store else None
+    manifest = Manifest.create(entries, algorithm, chunk_size, patterns, layers, origin, zarr)
     return manifest.with_metadata(listing.metadata) if listing.metadata else manifest
 
 

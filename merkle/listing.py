@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .engine import Listed, Opener, local_opener
+from .errors import UsageError
 from .walk import WalkedFile, WalkProblem, walk, walk_stream
 
 if TYPE_CHECKING:
@@ -45,15 +46,20 @@ def list_source(
     hf: HfOptions | None = None,
     stream: bool = False,
 ) -> Listing:
-    """List `path`.  A Hugging Face cache folder, snapshot or local_dir is
-    recognised and listed as such unless `hf.enabled` is False (see
-    merkle.hf.layout: snapshot files are opened in blobs/, a local_dir's
-    .cache/huggingface is not part of the tree)."""
+    """List `path`, leaving out what `exclude` covers.  How a local
+    directory is read is `hf.layout` (see merkle.hf.layout: a cache
+    snapshot's files are opened in blobs/, a local_dir's .cache/huggingface
+    is not part of the tree; "plain" is neither); its default, None,
+    recognises a checkout by its shape, which only `merkle build` (that
+    records what it found) and `merkle hf verify` may do."""
     from .sources.remote import is_url
 
     name = os.fspath(path)
     if is_url(name):
         from .sources.remote import list_objects, remote_opener
+
+        if hf is not None and hf.layout not in (None, "plain"):
+            raise UsageError("--layout applies to local directories", name)
 
         fs, objects, problems = list_objects(name, exclude, storage_options)
         protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
@@ -62,7 +68,7 @@ def list_source(
     local = name.removeprefix("file://")
     from .hf.layout import HfOptions, excluded, open_checkout
 
-    options = dataclasses.replace(hf or HfOptions(), follow_symlinks=follow_symlinks)
+    options = dataclasses.replace(hf or HfOptions(), follow_symlinks=follow_symlinks, exclude=tuple(exclude))
     checkout = open_checkout(local, options)
     if checkout is not None:  # snapshot files are links into blobs/: opened there, confined to it
         checkout = excluded(checkout, tuple(exclude))

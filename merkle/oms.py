@@ -17,13 +17,16 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from .engine import Progress, digest_files
 from .envelope import Statement
-from .errors import BundleError, SourceError
+from .errors import BundleError, SourceError, UsageError
 from .paths import path_problem
 from .report import Outcome, Report, Status
+
+if TYPE_CHECKING:
+    from .hf.layout import Layout
 
 PREDICATE_TYPE: Final = "https://model_signing/signature/v1.0"
 DEFAULT_IGNORES: Final = (".git", ".gitignore", ".gitattributes", ".github")
@@ -116,13 +119,25 @@ def build(
     ignore_paths: Sequence[str] = (),
     jobs: int | None = None,
     progress: Progress | None = None,
+    layout: Layout | None = None,
+    revision: str | None = None,
 ) -> OmsStatement:
-    """Hash a model directory the way `model_signing sign` does."""
-    from .hf.layout import HF_DIR
+    """Hash a model directory the way `model_signing sign` does.  A
+    local_dir is recognised and its `.cache/huggingface` recorded in
+    `ignore_paths`; a cache folder is read through its snapshot only when
+    `layout` says so ("hf-cache"): an OMS statement cannot record it, so its
+    verifier must be told the same (docs/hf.md, HF10)."""
+    from .hf.layout import HF_DIR, HfOptions
     from .listing import list_source
 
     ignores = tuple(dict.fromkeys((*ignore_paths, *DEFAULT_IGNORES)))
-    listing = list_source(path, _excludes(ignores))
+    listing = list_source(path, _excludes(ignores), hf=HfOptions(revision, layout=layout))
+    if listing.hf is not None and listing.hf.kind == "cache" and layout is None:
+        raise UsageError("a Hugging Face cache folder is read through its snapshot, which an OpenSSF statement "
+                         "cannot record: sign a local_dir, or pass --layout hf-cache (and verify with it)",
+                         os.fspath(path))
+    if listing.hf is None and revision:
+        raise UsageError("--revision applies to Hugging Face checkouts", os.fspath(path))
     if listing.hf is not None and listing.hf.kind == "local_dir":
         ignores = (*ignores, HF_DIR)  # so that model_signing leaves the download bookkeeping out too
     if listing.problems:
@@ -142,13 +157,26 @@ def verify(
     *,
     jobs: int | None = None,
     progress: Progress | None = None,
+    layout: Layout | None = None,
+    revision: str | None = None,
 ) -> Report:
-    """Rehash the model and compare with an OMS statement (closed world)."""
+    """Rehash the model and compare with an OMS statement (closed world).
+    Left out: the statement's `ignore_paths` and OpenSSF's own top-level
+    git files (DEFAULT_IGNORES, as model_signing does, unless the statement
+    signs a resource there: that is checked), nothing else.  The
+    tree is read plain unless `layout` (or `revision`, a cache snapshot)
+    says otherwise: the statement records no origin (HF10)."""
     started = time.perf_counter()
-    from .hf.layout import HfOptions
+    from .hf.layout import HfOptions, checked_layout
     from .listing import list_source
 
-    listing = list_source(path, _excludes(stmt.ignore_paths), hf=HfOptions(bookkeeping=False))
+    signed = [n for n, _ in stmt.resources]
+    ignores = tuple(dict.fromkeys((*stmt.ignore_paths, *(
+        p for p in DEFAULT_IGNORES if not any(n == p or n.startswith(p + "/") for n in signed)))))
+    hf = HfOptions(revision, bookkeeping=False, layout=checked_layout(path, None, layout, revision))
+    listing = list_source(path, _excludes(ignores), hf=hf)
+    if listing.hf is None and revision:
+        raise UsageError("--revision applies to Hugging Face cache folders", os.fspath(path))
     present = {f.path: f for f in listing.files}
     expected = dict(stmt.resources)
     outcomes = [Outcome(p.path, Status.ERROR if p.path in expected else Status.EXTRA, p.reason)

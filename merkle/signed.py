@@ -18,7 +18,7 @@ import datetime
 import json
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import attest, oms, trust
 from .attest import Verified
@@ -32,6 +32,9 @@ from .sources.local import write_atomic
 from .store import Store
 from .trust import History, TrustPolicy
 from .verify import verify
+
+if TYPE_CHECKING:
+    from .hf.layout import Layout
 
 SignedInput = tuple[Bundle, bytes, str]
 """A bundle as read (shape-checked, not trusted), its bytes and its file."""
@@ -219,6 +222,7 @@ def verify_opened(
     only: Sequence[str] | None = None,
     storage_options: dict[str, Any] | None = None,
     revision: str | None = None,
+    layout: Layout | None = None,
 ) -> tuple[Verified, Report]:
     """Check signatures and policy, then the content under `path`.
 
@@ -232,12 +236,12 @@ def verify_opened(
     if verified.manifest is not None:
         report = verify(path, verified.manifest, allow_extra=allow_extra, exclude=exclude,
                         follow_symlinks=follow_symlinks, jobs=jobs, progress=progress, sparse=sparse, only=only,
-                        storage_options=storage_options, revision=revision)
+                        storage_options=storage_options, revision=revision, layout=layout)
     else:
         assert verified.oms is not None
         if sparse or only is not None:
             raise UsageError("sparse checks and chosen files need a merkle bundle; OpenSSF bundles are checked whole")
-        report = oms.verify(path, verified.oms, jobs=jobs, progress=progress)
+        report = oms.verify(path, verified.oms, jobs=jobs, progress=progress, layout=layout, revision=revision)
     return verified, report
 
 

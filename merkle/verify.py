@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .checkpoint import hash_resumable
 from .engine import Listed, Progress
@@ -15,6 +15,9 @@ from .listing import list_source
 from .manifest import FileEntry, Manifest
 from .report import Outcome, Report, Status
 from .walk import Excluder
+
+if TYPE_CHECKING:
+    from .hf.layout import Layout
 
 
 def verify(
@@ -32,6 +35,7 @@ def verify(
     checkpoint: str | None = None,
     dask: Any = None,
     revision: str | None = None,
+    layout: Layout | None = None,
 ) -> Report:
     """Check every file under `path` against `manifest` (a Manifest or the
     path of a manifest file).  Closed world: files the manifest does not list
@@ -45,14 +49,20 @@ def verify(
 
     A git-lfs pointer file standing in for a listed file (a clone made
     without git-lfs, a failed smudge) is not downloaded, not corrupt: ABSENT
-    with `sparse`, MISSING otherwise.  `revision` picks the snapshot of a
-    Hugging Face cache folder."""
+    with `sparse`, MISSING otherwise.
+
+    How `path` is read comes from the manifest and the caller, never from
+    what the tree holds (docs/hf.md, HF10): `layout` ("plain", "hf-cache",
+    "hf-local-dir"), else a recorded Hugging Face origin (its cache folder
+    or a snapshot, by name, as the cache; anything else as a local_dir,
+    without .cache/huggingface), else a plain tree.  `revision` picks the
+    snapshot of a Hugging Face cache folder (alone, it asks for one)."""
     started = time.perf_counter()
     if not isinstance(manifest, Manifest):
         manifest = Manifest.load(manifest)
-    from .hf.layout import HfOptions
+    from .hf.layout import HfOptions, checked_layout
 
-    hf = HfOptions(revision, bookkeeping=False, enabled=hf_layout_applies(manifest))
+    hf = HfOptions(revision, bookkeeping=False, layout=checked_layout(path, manifest.origin, layout, revision))
     listing = list_source(path, manifest.exclude, follow_symlinks, storage_options, hf)
     if listing.hf is None and revision:
         raise UsageError("--revision applies to Hugging Face cache folders", os.fspath(path))
@@ -128,18 +138,6 @@ def verify(
         hashed,
         time.perf_counter() - started,
     )
-
-
-_BOOKKEEPING = (".cache/huggingface/", "snapshots/", "blobs/", "refs/", "trees/")
-
-
-def hf_layout_applies(manifest: Manifest) -> bool:
-    """Read a Hugging Face checkout as one (snapshot links opened in blobs/,
-    .cache/huggingface left out) unless the manifest was built over the raw
-    folders: by an older merkle, or from a plain copy."""
-    if manifest.origin is not None:
-        return True
-    return not any(f.path.startswith(_BOOKKEEPING) for f in manifest.files)
 
 
 def _pointer_outcome(found: Listed, entry: FileEntry, sparse: bool) -> Outcome | None:

@@ -117,6 +117,7 @@ def make_parser() -> argparse.ArgumentParser:
     options.add_sign_options(p)
     options.add_store_option(p, no_store=True)
     hf.add_options(p)
+    hf.add_layout_option(p, build=True)
     p.add_argument("--repo-id", metavar="ORG/NAME",
                    help="Hugging Face local_dir checkout: the repository to record (a cache folder names its own)")
     p.add_argument("--repo-type", choices=("model", "dataset", "space"),
@@ -145,6 +146,7 @@ def make_parser() -> argparse.ArgumentParser:
                    help="check the single file PATH with a file proof ('merkle prove') against the bundle's root")
     hf.add_license_option(p)
     hf.add_options(p)
+    hf.add_layout_option(p, build=False)
     options.add_trust_options(p)
     _storage_option(p)
     _walk_options(p)

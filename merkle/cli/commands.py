@@ -63,6 +63,7 @@ def build(args: argparse.Namespace) -> int:
                 revision=args.revision,
                 repo_id=args.repo_id,
                 repo_type=args.repo_type,
+                layout=args.layout,
             )
         except IntegrityError:
             if checkpoint and os.path.exists(checkpoint):
@@ -105,6 +106,9 @@ def build(args: argparse.Namespace) -> int:
             where = manifest.origin.describe() if manifest.origin else "an unknown revision"
             print(f"merkle: Hugging Face {where}: {named} of {len(manifest.files)} files carry their Hub identity",
                   file=sys.stderr)
+        if manifest is not None and ".cache/huggingface" in manifest.exclude and ".cache/huggingface" not in exclude:
+            print("merkle: read as a Hugging Face local_dir: .cache/huggingface left out, and recorded so in the "
+                  "manifest's exclusions (--layout plain hashes it)", file=sys.stderr)
         if manifest is not None and manifest.zarr is not None:
             layout = manifest.zarr
             print(f"merkle: zarr v{layout.zarr_format} store: {len(layout.arrays)} arrays, {len(layout.groups)} groups "
@@ -196,12 +200,13 @@ def verify(args: argparse.Namespace) -> int:
                 args.path, bundles, trust_policy(args), store=store_for(args), allow_extra=args.allow_extra,
                 exclude=args.exclude, follow_symlinks=args.follow_symlinks, jobs=args.jobs, progress=progress,
                 sparse=args.sparse, only=only, storage_options=parse_storage_options(args.storage_option),
-                revision=args.revision)
+                revision=args.revision, layout=args.layout)
         else:
             report = verify_tree(args.path, manifests[0], allow_extra=args.allow_extra, exclude=args.exclude,
                                  follow_symlinks=args.follow_symlinks, jobs=args.jobs, progress=progress,
                                  sparse=args.sparse, only=only,
-                                 storage_options=parse_storage_options(args.storage_option), revision=args.revision)
+                                 storage_options=parse_storage_options(args.storage_option), revision=args.revision,
+                                 layout=args.layout)
     finally:
         close(progress)
     from .hf import print_report, verify_license

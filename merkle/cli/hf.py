@@ -26,6 +26,18 @@ def add_options(p: argparse.ArgumentParser) -> None:
                    help="Hugging Face cache folder: the snapshot to use (commit or ref; default: refs/main)")
 
 
+def add_layout_option(p: argparse.ArgumentParser, build: bool) -> None:
+    from ..hf.layout import LAYOUTS
+
+    default = ("recognise a Hugging Face cache folder, snapshot or local_dir and record it in the manifest" if build
+               else "from the manifest: with a recorded Hugging Face origin, its cache folder or a snapshot (by "
+                    "name) as the cache and any other folder as a local_dir; without one, plain. Never from what "
+                    "the tree holds")
+    p.add_argument("--layout", choices=LAYOUTS, default=None,
+                   help=f"how to read PATH: plain (every file under it), hf-cache (a cache folder's snapshot), "
+                        f"hf-local-dir (without .cache/huggingface) (default: {default})")
+
+
 def add_license_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-license", action="append", metavar="IDS",
                    help="require README.md's license (model card front matter) to be one of these comma-separated "
@@ -114,6 +126,6 @@ def verify_license(args: argparse.Namespace, report: Report, manifest: Manifest 
     assert manifest is not None
     from ..hf import readme_license
 
-    code, doc, note = _apply(lambda: readme_license(args.path, manifest, allowed, args.revision), report,
-                             report.exit_code)
+    code, doc, note = _apply(lambda: readme_license(args.path, manifest, allowed, args.revision, args.layout),
+                             report, report.exit_code)
     return code, {"license": doc}, note

@@ -32,27 +32,33 @@ def parse_range(text: str) -> tuple[int, int]:
     return a, b
 
 
-def file_location(args: argparse.Namespace) -> str:
-    """PATH is the file itself, or the tree root that holds NAME (for a
-    Hugging Face cache folder or snapshot: its blob, reached through the
-    checks of docs/hf.md HF3)."""
+def file_location(args: argparse.Namespace, manifest: Manifest) -> str:
+    """PATH is the file itself, or the tree root that holds NAME, read as
+    the tree check reads it (docs/hf.md HF10: the manifest's origin,
+    --layout, --revision); for a Hugging Face cache folder or snapshot, its
+    blob, reached through the checks of HF3."""
     path: str = os.fspath(args.path)
     name: str = args.file
     if not os.path.isdir(path):
         return path
-    from ..hf.layout import HfOptions, open_checkout
+    from ..hf.layout import HfOptions, checked_layout, open_checkout
 
-    checkout = open_checkout(path, HfOptions(getattr(args, "revision", None), bookkeeping=False))
-    if checkout is not None and checkout.kind == "cache":
-        found = [f.walked.abspath for f in checkout.files if f.path == name]
-        return found[0] if found else os.path.join(checkout.root, *name.split("/"))
-    return os.path.join(path, *name.split("/"))
+    revision = getattr(args, "revision", None)
+    if checked_layout(path, manifest.origin, getattr(args, "layout", None), revision) != "hf-cache":
+        if revision:
+            raise UsageError("--revision applies to Hugging Face cache folders", path)
+        return os.path.join(path, *name.split("/"))
+    checkout = open_checkout(path, HfOptions(revision, bookkeeping=False, layout="hf-cache"))
+    if checkout is None:  # no longer a directory: opened (and refused) as it is
+        return os.path.join(path, *name.split("/"))
+    found = [f.walked.abspath for f in checkout.files if f.path == name]
+    return found[0] if found else os.path.join(checkout.root, *name.split("/"))
 
 
 def verify_file(args: argparse.Namespace, manifest: Manifest, signature: dict[str, Any] | None) -> int:
     if sum(bool(x) for x in (args.range, args.tensor, args.repair)) > 1:
         raise UsageError("choose one of --range, --tensor, --repair")
-    where = file_location(args)
+    where = file_location(args, manifest)
     auth = FileAuth.of(manifest, args.file)
     # The entry itself is proved a member of the signed dataset tree (RFC 9162).
     membership = prove(manifest, args.file)

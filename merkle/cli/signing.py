@@ -89,7 +89,8 @@ def sign_built(args: argparse.Namespace, manifest: Manifest | None) -> Verified:
         inside = os.path.relpath(os.path.abspath(args.output), os.path.abspath(args.path))
         if not inside.startswith(".." + os.sep) and inside != "..":
             ignore.append(inside.replace(os.sep, "/"))
-        stmt = oms.build(args.path, name=args.name, ignore_paths=ignore, jobs=args.jobs)
+        stmt = oms.build(args.path, name=args.name, ignore_paths=ignore, jobs=args.jobs, layout=args.layout,
+                         revision=args.revision)
         bundle = attest.sign_statement(stmt.to_statement(), key, certs)
         return write_signed(args, bundle, key, None)
     assert manifest is not None

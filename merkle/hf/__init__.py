@@ -23,7 +23,7 @@ from ..manifest import Manifest
 from ..sources.local import open_regular
 from .check import HubReport, verify_checkout
 from .hub import git_blob_id
-from .layout import Checkout, HfOptions, open_checkout
+from .layout import Checkout, HfOptions, Layout, checked_layout, open_checkout
 from .license import MAX_README_BYTES, README, check_license, parse_allowed
 
 if TYPE_CHECKING:
@@ -62,26 +62,29 @@ def _read_readme(location: str) -> bytes:
 
 
 def readme_license(path: str | os.PathLike[str], manifest: Manifest | OmsStatement, allowed: Sequence[str],
-                   revision: str | None = None) -> tuple[str, ...]:
+                   revision: str | None = None, layout: Layout | None = None) -> tuple[str, ...]:
     """Apply a license policy to the README.md under `path`, after checking
     the very bytes parsed against `manifest` (a merkle manifest or an OpenSSF
     model-signing statement, whose signature the caller has verified).
-    Fails closed: PolicyError when README.md is not in the manifest or not on
-    disk, IntegrityError when it does not match."""
+    README.md is found the way the tree check reads `path` (`checked_layout`:
+    the manifest's origin, `layout`, `revision`).  Fails closed: PolicyError
+    when README.md is not in the manifest or not on disk, IntegrityError
+    when it does not match."""
     from ..hashfile import hash_stream
     from ..oms import OmsStatement
-    from ..verify import hf_layout_applies
 
     name = os.fspath(path)
     if isinstance(manifest, OmsStatement):
         digest = dict(manifest.resources).get(README)
-        size, enabled = None, True
+        size, origin = None, None
     else:
         entry = manifest.entry(README)
-        digest, size, enabled = (entry.root, entry.size, hf_layout_applies(manifest)) if entry else (None, None, True)
+        digest, size, origin = (entry.root, entry.size, manifest.origin) if entry else (None, None, None)
     if digest is None:
         raise PolicyError("README.md is not in the manifest: the license cannot be established", name)
-    checkout = open_checkout(name, HfOptions(revision, bookkeeping=False, enabled=enabled))
+    checkout = None
+    if checked_layout(name, origin, layout, revision) == "hf-cache":
+        checkout = open_checkout(name, HfOptions(revision, bookkeeping=False, layout="hf-cache"))
     location = _readme_location(name, checkout)
     if location is None:
         raise PolicyError("README.md is not present: the license cannot be checked", name)

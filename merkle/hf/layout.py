@@ -47,21 +47,65 @@ _LOCAL_INCOMPLETE: Final = re.compile(
 _XET_NAME: Final = re.compile("[0-9a-f]{64}")
 
 
+Layout = Literal["plain", "hf-cache", "hf-local-dir"]
+LAYOUTS: Final[tuple[Layout, ...]] = ("plain", "hf-cache", "hf-local-dir")
+CACHE_PARTS: Final = frozenset({"blobs", "refs", "snapshots", "trees", ".no_exist"})
+"""All that huggingface_hub keeps in a cache repo folder."""
+
+
 @dataclass(frozen=True)
 class HfOptions:
     """How to read a Hugging Face checkout.  `revision` picks a cache
     snapshot or a local_dir's revision; `repo` and `repo_type` name a
     local_dir's repository (a cache folder names its own); `bookkeeping`
     reads tree listings and download metadata (off when only the files
-    matter: checking against a manifest); `enabled` False lists the path as
-    a plain directory."""
+    matter: checking against a manifest).  `layout` None recognises a
+    checkout by what the folder holds (only `merkle hf verify`, and `merkle
+    build`, which records what it found); otherwise it is what the caller
+    decided (`checked_layout`): "plain" lists the path as a plain
+    directory.  `exclude` is what a local_dir's walk leaves out besides
+    `.cache/huggingface`."""
 
     revision: str | None = None
     repo: str | None = None
     repo_type: str | None = None
     bookkeeping: bool = True
-    enabled: bool = True
+    layout: Layout | None = None
     follow_symlinks: bool = False
+    exclude: tuple[str, ...] = (".git",)
+
+
+def checked_layout(path: str | os.PathLike[str], origin: Origin | None, layout: Layout | None = None,
+                   revision: str | None = None) -> Layout:
+    """How a verifier reads `path` (docs/hf.md, HF10), decided by the signed
+    statement and the caller, never by what the tree holds: an explicit
+    `layout`; else, for a statement with a Hugging Face `origin`, the cache
+    when `path` is that repository's cache folder (`models--ORG--NAME`) or
+    one of its snapshots by name, a local_dir otherwise; else, without an
+    origin, a plain tree, unless `revision` asks for a cache snapshot."""
+    if layout is not None:
+        if layout not in LAYOUTS:
+            raise UsageError(f"layout {layout!r} is not one of {', '.join(LAYOUTS)}")
+        return layout
+    if origin is None:
+        return "plain" if revision is None else "hf-cache"
+    from ..sources.remote import is_url
+
+    if is_url(os.fspath(path)):
+        return "plain"  # an object store holds the files alone
+    return "hf-cache" if _names_cache_of(os.fspath(path), origin) else "hf-local-dir"
+
+
+def _names_cache_of(path: str, origin: Origin) -> bool:
+    """Whether `path` is named as the origin's cache folder or one of its
+    snapshots: names the user chose, outside what the tree holds."""
+    if origin.repo is None:
+        return False
+    folder = f"{origin.repo_type}s--" + origin.repo.replace("/", "--")
+    real = os.path.realpath(path.removeprefix("file://"))
+    parent = os.path.dirname(real)
+    return os.path.basename(real) == folder or (
+        os.path.basename(parent) == "snapshots" and os.path.basename(os.path.dirname(parent)) == folder)
 
 
 @dataclass(frozen=True)
@@ -162,19 +206,25 @@ class Checkout:
 
 def open_checkout(path: str, options: HfOptions | None = None) -> Checkout | None:
     """The checkout at `path` (a cache repo folder, one of its snapshots, or a
-    local_dir), or None when `path` is none of these.  Bookkeeping folders
-    that are symbolic links are not followed: nothing outside the checkout
-    (or, for the cache, its repo folder and shared blob store) is read."""
+    local_dir), or None when `path` is none of these or is to be read plain.
+    With `options.layout` None the folder's shape decides; "hf-cache" and
+    "hf-local-dir" require that layout (UsageError for a path that is no
+    cache folder or snapshot).  Bookkeeping folders that are symbolic links
+    are not followed: nothing outside the checkout (or, for the cache, its
+    repo folder and shared blob store) is read."""
     opts = options or HfOptions()
     name = os.fspath(path).removeprefix("file://")
-    if not opts.enabled or not os.path.isdir(name):
+    if opts.layout == "plain" or not os.path.isdir(name):
         return None
     if opts.repo is not None:
         check_repo_id(opts.repo)
+    if opts.layout == "hf-local-dir":
+        return _open_local_dir(name, opts)
     real = os.path.realpath(name)
     parent = os.path.dirname(real)
     if _is_repo_folder(real):
         folder, revision = real, opts.revision
+        _no_strays(name, folder)
     elif os.path.basename(parent) == "snapshots" and _is_repo_folder(os.path.dirname(parent)):
         folder, snapshot = os.path.dirname(parent), os.path.basename(real)
         if not COMMIT.fullmatch(snapshot):
@@ -182,11 +232,28 @@ def open_checkout(path: str, options: HfOptions | None = None) -> Checkout | Non
         if opts.revision is not None and _resolve_revision(folder, opts.revision) != snapshot:
             raise UsageError(f"--revision {opts.revision} is not this snapshot ({snapshot})", name)
         revision = snapshot
+    elif opts.layout == "hf-cache":
+        raise UsageError("not a Hugging Face cache folder (models--ORG--NAME holding snapshots/) or one of its "
+                         "snapshots", name)
     elif _real_dir(os.path.join(name, ".cache")) and _real_dir(os.path.join(name, HF_DIR)):
         return _open_local_dir(name, opts)
     else:
         return None
     return _open_cache(name, folder, revision, opts)
+
+
+def _no_strays(shown: str, folder: str) -> None:
+    """A cache repo folder holds only CACHE_PARTS.  Anything else means it is
+    also a tree of its own, whose files reading the snapshot would leave
+    unchecked: SourceError naming the first, and how to choose."""
+    try:
+        strays = sorted(set(os.listdir(folder)) - CACHE_PARTS)
+    except OSError as e:
+        raise SourceError(f"cannot list: {e.strerror or e}", shown) from e
+    if strays:
+        raise SourceError(f"not part of a Hugging Face cache folder (it holds only {', '.join(sorted(CACHE_PARTS))}); "
+                          "to check the folder's own files, pass --layout plain or --layout hf-local-dir",
+                          os.path.join(shown, strays[0]))
 
 
 def hub_cache_dir() -> str:
@@ -390,7 +457,7 @@ def _cache_partials(checkout: Checkout, blobs: str) -> None:
 
 
 def _open_local_dir(root: str, opts: HfOptions) -> Checkout:
-    listing = walk(root, (".git", HF_DIR), opts.follow_symlinks)
+    listing = walk(root, (*opts.exclude, HF_DIR), opts.follow_symlinks)
     checkout = Checkout("local_dir", root, opts.repo, opts.repo_type or "model", None, problems=listing.problems)
     hf_dir = os.path.join(root, HF_DIR)
     download = os.path.join(hf_dir, "download")
