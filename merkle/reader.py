@@ -18,7 +18,7 @@ from typing import Any
 from .errors import BundleError, IntegrityError, MerkleError, UsageError
 from .manifest import Manifest
 from .partial import ChunkError, FileAuth
-from .sources.ranged import RangeSource, open_source
+from .sources.ranged import LocalFile, RangeSource, open_source
 
 
 class VerifiedReader(io.RawIOBase):
@@ -127,17 +127,28 @@ def open(  # noqa: A001 - the name users expect, like io.open
     keys: Sequence[str] = (),
     cas: Sequence[str] = (),
     storage_options: dict[str, Any] | None = None,
+    follow_symlinks: bool = False,
 ) -> io.BufferedReader:
     """Open file `name` of a signed (or plain) manifest for verified reading.
 
-    `path_or_url` is the file itself (a local path or an fsspec URL).
+    `path_or_url` is the file itself (a local path, opened as named, or an
+    fsspec URL), or a local directory: the tree that holds `name`, which is
+    then opened below it under the link policy (no symbolic link followed,
+    unless `follow_symlinks` allows links that stay inside the tree;
+    SourceError otherwise).
     `source` is a Manifest, a manifest file, or a bundle file; a bundle needs
     `keys` (public key files) or `cas` (CA certificate files) and is checked
     before anything else.  The leaf sidecar beside the manifest or bundle
     must authenticate for files of more than one chunk."""
     manifest = _trusted_manifest(source, keys, cas)
     auth = FileAuth.of(manifest, name)
-    raw = VerifiedReader(open_source(os.fspath(path_or_url), storage_options), auth)
+    where = os.fspath(path_or_url)
+    local = where.removeprefix("file://")
+    if "://" not in local and os.path.isdir(local):
+        reading: RangeSource = LocalFile.below(local, name, follow_symlinks)
+    else:
+        reading = open_source(where, storage_options)
+    raw = VerifiedReader(reading, auth)
     return io.BufferedReader(raw, buffer_size=max(io.DEFAULT_BUFFER_SIZE, min(auth.chunk_size, 1 << 20)))
 
 
