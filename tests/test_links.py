@@ -309,3 +309,19 @@ def test_hf_verify_of_a_local_dir_reports_files_behind_a_refused_link(cli, tmp_p
     got = details(r.stdout)
     assert got["sub/b.bin"] == ("!", "sub: symbolic link refused (use --follow-symlinks)"), r.stdout
     assert r.returncode == 2
+
+
+def test_sampled_audit_of_a_tree_reports_refused_links(cli, signed, tmp_path):
+    """`merkle audit DIR --sample` lists the tree like every mode: a listed file behind a refused link is an error,
+    and an unlisted link or FIFO is reported, not dropped."""
+    root, m = signed
+    (root / "extra-link").symlink_to(tmp_path)
+    r = cli("audit", str(root), str(m), "--sample", "1", "--seed", "1")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert details(r.stdout)["extra-link"] == ("+", "symbolic link refused (use --follow-symlinks)")
+    (root / "extra-link").unlink()
+    swap_for_link(root / "sub", outside_copy(tmp_path, root, same_bytes=False))
+    r = cli("audit", str(root), str(m), "--sample", "1", "--seed", "1")
+    got = details(r.stdout)
+    assert got["sub/b.bin"] == ("!", "sub: symbolic link refused (use --follow-symlinks)"), r.stdout
+    assert r.returncode in (1, 2)

@@ -250,7 +250,7 @@ def _open_cache(shown: str, folder: str, revision: str | None, opts: HfOptions) 
     checkout = Checkout("cache", snapshot, named, repo_type, commit)
     if opts.bookkeeping and _real_dir(os.path.join(folder, "trees")):
         checkout.tree_path = os.path.join(folder, "trees", commit + ".json")
-        checkout.tree = read_tree(checkout.tree_path)
+        checkout.tree = read_tree(checkout.tree_path, folder)
     _walk_snapshot(checkout, os.path.join(folder, "blobs"))
     if opts.bookkeeping and _real_dir(os.path.join(folder, "blobs")):
         _cache_partials(checkout, os.path.join(folder, "blobs"))
@@ -268,7 +268,7 @@ def _resolve_revision(folder: str, revision: str | None) -> str:
         raise UsageError(f"revision {ref!r}: {problem}", folder)
     ref_file = os.path.join(folder, "refs", ref)
     if _real_dir(os.path.join(folder, "refs")) and os.path.isfile(ref_file) and not os.path.islink(ref_file):
-        text = read_capped(ref_file, MAX_REF_BYTES, follow_symlinks=False).decode("utf-8", "replace").strip()
+        text = read_capped(f"refs/{ref}", MAX_REF_BYTES, root=folder).decode("utf-8", "replace").strip()
         if not COMMIT.fullmatch(text):
             raise FormatError("ref does not hold a 40-digit commit hash", ref_file)
         return text
@@ -449,7 +449,7 @@ def _open_local_dir(root: str, opts: HfOptions) -> Checkout:
     checkout.revision = revision
     if revision is not None and has_trees:
         checkout.tree_path = os.path.join(trees, revision + ".json")
-        checkout.tree = read_tree(checkout.tree_path)
+        checkout.tree = read_tree(checkout.tree_path, root)
     if opts.bookkeeping and _real_dir(download):
         _local_partials(checkout, download)
     return checkout
@@ -546,12 +546,18 @@ _HEX = {"blob_id": re.compile("[0-9a-f]{40}"), "lfs_sha256": re.compile("[0-9a-f
         "xet_hash": re.compile("[0-9a-f]{64}")}
 
 
-def read_tree(path: str) -> dict[str, TreeEntry] | None:
+def read_tree(path: str, root: str | None = None) -> dict[str, TreeEntry] | None:
     """The tree listing at `path` (None when absent), checked strictly:
-    FormatError naming the file for anything malformed or hostile."""
+    FormatError naming the file for anything malformed or hostile.  With
+    `root` (a folder that holds `path`), it is opened down from there,
+    never through a link."""
     if not os.path.exists(path):
         return None
-    doc = _json.loads(read_capped(path, MAX_TREE_BYTES, follow_symlinks=False), path, MAX_TREE_BYTES)
+    if root is not None:
+        data = read_capped(os.path.relpath(path, root).replace(os.sep, "/"), MAX_TREE_BYTES, root=root)
+    else:
+        data = read_capped(path, MAX_TREE_BYTES, follow_symlinks=False)
+    doc = _json.loads(data, path, MAX_TREE_BYTES)
     try:
         return parse_tree(doc)
     except FormatError as e:

@@ -290,9 +290,15 @@ def _os_reason(e: OSError) -> str:
     return e.strerror or str(e)
 
 
-def read_capped(path: str, max_bytes: int, follow_symlinks: bool = True) -> bytes:
-    """The whole of a small regular file; FormatError if over `max_bytes`."""
-    fd, st = open_regular(path, follow_symlinks)
+def read_capped(path: str, max_bytes: int, follow_symlinks: bool = True, root: str | None = None) -> bytes:
+    """The whole of a small regular file; FormatError if over `max_bytes`.
+    With `root`, `path` is '/'-separated below it and opened under the link
+    policy (`open_below`, no link followed); errors then name root/path."""
+    if root is not None:
+        fd, st = open_below(root, path)
+        path = os.path.join(root, *path.split("/"))
+    else:
+        fd, st = open_regular(path, follow_symlinks)
     try:
         if st.st_size > max_bytes:
             raise FormatError(f"{st.st_size} bytes, larger than the {max_bytes}-byte limit", path)
