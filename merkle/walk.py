@@ -171,9 +171,11 @@ class _Dir:
             os.close(self.fd)
 
 
-_Pending = tuple[str, _Dir, str, tuple[int, int] | None]
-"""A directory to list: (its path + '/', an open directory, its path below
-that one, its (device, inode) when listed; None for the root)."""
+_Pending = tuple[str, str, _Dir, str, tuple[int, int] | None]
+"""A directory to list: (its path + '/', where it really is below the root +
+'/' (not the same when reached through a followed link), an open directory,
+its path below that one, its (device, inode) when listed; None for the
+root)."""
 
 
 def _directories(result: Walk, excluded: Excluder, follow_symlinks: bool, base: Root) -> Iterator[list[WalkedFile]]:
@@ -182,10 +184,10 @@ def _directories(result: Walk, excluded: Excluder, follow_symlinks: bool, base: 
     # every other directory only until its subdirectories are opened.
     root = _Dir(base.reopen(), users=2)
     seen_dirs = {(base.dev, base.ino)}
-    stack: list[_Pending] = [("", root, "", None)]
+    stack: list[_Pending] = [("", "", root, "", None)]
     try:
         while stack:
-            prefix, parent, below, listed = stack.pop()
+            prefix, real, parent, below, listed = stack.pop()
             directory = parent if listed is None else _descend(result, prefix, parent, below, listed)
             if directory is None:
                 continue
@@ -200,7 +202,7 @@ def _directories(result: Walk, excluded: Excluder, follow_symlinks: bool, base: 
                 result.problems.append(WalkProblem(prefix.rstrip("/"), reason, unreadable_dir=True))
                 continue
             first = len(result.files)
-            visit = _Visit(result, base, root, directory, prefix, follow_symlinks, seen_dirs, stack)
+            visit = _Visit(result, base, root, directory, real, follow_symlinks, seen_dirs, stack)
             try:
                 for entry in entries:
                     name = entry.name
@@ -216,7 +218,8 @@ def _directories(result: Walk, excluded: Excluder, follow_symlinks: bool, base: 
                     try:
                         st = entry.stat(follow_symlinks=False)  # fstatat in the open directory
                         if stat.S_ISREG(st.st_mode):  # the common case, inline
-                            result.files.append(WalkedFile(rel, visit.at + name, st.st_size, identity(st), base, rel))
+                            result.files.append(WalkedFile(rel, visit.at + name, st.st_size, identity(st), base,
+                                                           real + name))
                         else:
                             visit(entry, rel, st)
                     except OSError as e:
@@ -226,7 +229,7 @@ def _directories(result: Walk, excluded: Excluder, follow_symlinks: bool, base: 
             if len(result.files) > first:
                 yield result.files[first:]
     finally:
-        for _, parent, _, _ in stack:
+        for _, _, parent, _, _ in stack:
             parent.release()
         root.release()
     result.files.sort(key=lambda f: f.path)
@@ -271,9 +274,10 @@ class _Visit:
     """Sorts the entries of one open directory into files, directories to
     list later, and problems."""
 
-    def __init__(self, result: Walk, base: Root, root: _Dir, directory: _Dir, prefix: str, follow_symlinks: bool,
+    def __init__(self, result: Walk, base: Root, root: _Dir, directory: _Dir, real: str, follow_symlinks: bool,
                  seen_dirs: set[tuple[int, int]], stack: list[_Pending]) -> None:
-        self.at = os.path.join(result.root, *prefix.split("/"))  # ends in a separator
+        self.real = real
+        self.at = os.path.join(result.root, *real.split("/"))  # ends in a separator
         self.result = result
         self.base = base
         self.root = root
@@ -284,13 +288,13 @@ class _Visit:
 
     def __call__(self, entry: os.DirEntry[str], rel: str, st: os.stat_result) -> None:
         result = self.result
-        parent, below, target = self.directory, entry.name, rel
+        parent, below, target = self.directory, entry.name, self.real + entry.name
         if stat.S_ISLNK(st.st_mode):
             if not self.follow:
                 result.problems.append(WalkProblem(rel, "symbolic link refused (use --follow-symlinks)"))
                 return
             try:
-                target, st = resolve(self.base, self.root.fd, rel, True)
+                target, st = resolve(self.base, self.root.fd, target, True)
             except SourceError as e:
                 result.problems.append(WalkProblem(rel, e.message))
                 return
@@ -301,7 +305,7 @@ class _Visit:
                 result.problems.append(WalkProblem(rel, "directory reached twice through a symbolic link"))
                 return
             self.seen_dirs.add(key)
-            self.stack.append((rel + "/", parent.use(), below, key))
+            self.stack.append((rel + "/", target + "/" if target else "", parent.use(), below, key))
         elif stat.S_ISREG(st.st_mode):
             where = os.path.join(result.root, *target.split("/"))
             result.files.append(WalkedFile(rel, where, st.st_size, identity(st), self.base, target))

@@ -83,6 +83,26 @@ def outside_copy(tmp_path: Path, root: Path, same_bytes: bool) -> Path:
 # -- item 3: a directory swapped for a link hides nothing -------------------------------------------------------------
 
 
+def test_directory_link_inside_the_root_is_followed_when_allowed(cli, tmp_path):
+    """A followed directory link lists the target's files under the link's name and opens them where they are
+    (the target lies in an excluded folder, so it is not reached twice)."""
+    root = tmp_path / "tree"
+    (root / "store" / "v1" / "deep").mkdir(parents=True)
+    (root / "store" / "v1" / "x.bin").write_bytes(os.urandom(9000))
+    (root / "store" / "v1" / "deep" / "y.bin").write_bytes(os.urandom(100))
+    (root / "data").symlink_to(Path("store") / "v1")
+    m = tmp_path / "m.json"
+    r = cli("build", str(root), "-o", str(m), "--exclude", "store", "--follow-symlinks", "--chunk-size", "4K")
+    assert r.returncode == 0, r.stderr
+    assert sorted(e.path for e in merkle.Manifest.load(m).files) == ["data/deep/y.bin", "data/x.bin"]
+    r = cli("verify", str(root), str(m), "--follow-symlinks")
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = cli("verify", str(root), str(m), "--follow-symlinks", "--file", "data/deep/y.bin")
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = cli("verify", str(root), str(m))
+    assert r.returncode == 1 and details(r.stdout)["data/x.bin"][0] == "!"  # and `+ data`: extra
+
+
 @pytest.mark.parametrize("flags", [
     ["--sparse"], ["--files", "sub/b.bin"], ["--sparse", "--exclude", "sub"], ["--sparse", "--allow-extra"],
     ["--allow-extra"], ["--exclude", "sub"], [],
