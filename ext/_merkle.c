@@ -319,8 +319,13 @@ static PyObject *py_levels(PyObject *self, PyObject *args) {
 /* ---- whole small files, a batch per call, the GIL released for the batch.
  * Twin: merkle.engine.hash_run through LocalReader (same checks, same
  * messages): identity on open and after reading, every byte counted, no
- * byte past the listed size. */
+ * byte past the listed size.  A listed file is opened relative to its
+ * directory, which the caller opened down from the root without following
+ * any link (merkle.sources.local.Root.open_dir), and never through a link
+ * itself (O_NOFOLLOW); only a file named by the user (dirfd -1) is opened
+ * as named. */
 typedef struct {
+    int dirfd;
     const char *path;
     unsigned long long size, dev, ino;
     long long mtime_ns, ctime_ns;
@@ -354,8 +359,8 @@ static void os_reason(small_file *f, int err, const char *prefix) {
 }
 
 static void hash_one(small_file *f, int alg, size_t chunk_size, int follow, uint8_t *buf) {
-    int flags = O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC | (follow ? 0 : O_NOFOLLOW);
-    int fd = open(f->path, flags);
+    int flags = O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC | (follow && f->dirfd < 0 ? 0 : O_NOFOLLOW);
+    int fd = f->dirfd < 0 ? open(f->path, flags) : openat(f->dirfd, f->path, flags);
     if (fd < 0) {
         os_reason(f, errno, "");
         return;
@@ -415,9 +420,10 @@ static void hash_one(small_file *f, int alg, size_t chunk_size, int follow, uint
 }
 
 PyDoc_STRVAR(files_doc,
-             "hash_files(alg, chunk_size, follow_symlinks, files) -> list: for each (path: bytes, size, (dev, ino, "
-             "size, mtime_ns, ctime_ns)), its chunk leaf hashes (bytes) or an error message (str); twin: "
-             "merkle.engine.hash_run with LocalReader.");
+             "hash_files(alg, chunk_size, follow_symlinks, files) -> list: for each (dirfd, name: bytes, size, (dev, "
+             "ino, size, mtime_ns, ctime_ns)), its chunk leaf hashes (bytes) or an error message (str).  name is "
+             "opened relative to dirfd without following a link; with dirfd -1 it is a path opened as named "
+             "(following a last link only with follow_symlinks).  Twin: merkle.engine.hash_run with LocalReader.");
 
 static PyObject *py_hash_files(PyObject *self, PyObject *args) {
     int alg, follow;
@@ -442,8 +448,8 @@ static PyObject *py_hash_files(PyObject *self, PyObject *args) {
     }
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *path;
-        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "SK(KKKLL)", &path, &fs[i].size, &fs[i].dev,
-                              &fs[i].ino, &fs[i].size, &fs[i].mtime_ns, &fs[i].ctime_ns))
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "iSK(KKKLL)", &fs[i].dirfd, &path, &fs[i].size,
+                              &fs[i].dev, &fs[i].ino, &fs[i].size, &fs[i].mtime_ns, &fs[i].ctime_ns))
             goto done;
         fs[i].path = PyBytes_AS_STRING(path); /* kept alive by seq */
         size_t chunks = (size_t)((fs[i].size + chunk_size - 1) / chunk_size);

@@ -24,6 +24,7 @@ from .listing import list_source
 from .manifest import FileEntry, Manifest, chunk_count
 from .report import Outcome, Report, Status
 from .verify import verify
+from .walk import WalkProblem, blocked_by
 
 MAX_SAMPLE_SHOWN = 3
 
@@ -77,19 +78,32 @@ def _reading(url: str, manifest: Manifest) -> HfOptions:
     return HfOptions(bookkeeping=False, layout=checked_layout(url, manifest.origin))
 
 
-def _diff(manifest: Manifest, objects: Sequence[Listed]) -> tuple[list[Outcome], list[tuple[FileEntry, Listed]]]:
-    """Removed and added objects, and the pairs present on both sides."""
+def _diff(manifest: Manifest, objects: Sequence[Listed],
+          problems: Sequence[WalkProblem] = ()) -> tuple[list[Outcome], list[tuple[FileEntry, Listed]]]:
+    """Removed and added objects, and the pairs present on both sides.  What
+    the listing refused (a link, a special file) is an error where a listed
+    path is, or lies behind it, and is extra elsewhere: never dropped."""
     present = {o.path: o for o in objects}
+    every = {p.path: p for p in problems}
+    refused = dict(every)
     outcomes, both = [], []
     for entry in manifest.files:
         obj = present.pop(entry.path, None)
-        if obj is None:
+        problem = refused.pop(entry.path, None) if obj is None else None
+        parent = blocked_by(entry.path, every) if obj is None and problem is None else None
+        if problem is not None:
+            outcomes.append(Outcome(entry.path, Status.ERROR, problem.reason))
+        elif parent is not None:
+            outcomes.append(Outcome(entry.path, Status.ERROR, f"{parent.path}: {parent.reason}"))
+        elif obj is None:
             outcomes.append(Outcome(entry.path, Status.MISSING, "removed"))
         elif obj.size != entry.size:
             outcomes.append(Outcome(entry.path, Status.MISMATCH, f"size {obj.size}, expected {entry.size}"))
         else:
             both.append((entry, obj))
     outcomes += [Outcome(p, Status.EXTRA, "added") for p in present]
+    outcomes += [Outcome(p.path, Status.ERROR if p.unreadable_dir else Status.EXTRA, p.reason)
+                 for p in refused.values()]
     return outcomes, both
 
 
@@ -99,7 +113,7 @@ def audit_fast(url: str, manifest: Manifest, storage_options: dict[str, Any] | N
                          "--fast needs a manifest built from an object store")
     started = time.perf_counter()
     listing = list_source(url, manifest.exclude, storage_options=storage_options, hf=_reading(url, manifest))
-    outcomes, both = _diff(manifest, listing.files)
+    outcomes, both = _diff(manifest, listing.files, listing.problems)
     for entry, _ in both:
         then = manifest.metadata.get(entry.path, {})
         now = listing.metadata.get(entry.path, {})
@@ -122,7 +136,7 @@ def audit_sample(
         raise UsageError("--sample takes a fraction in (0, 1]")
     started = time.perf_counter()
     listing = list_source(url, manifest.exclude, storage_options=storage_options, hf=_reading(url, manifest))
-    outcomes, both = _diff(manifest, listing.files)
+    outcomes, both = _diff(manifest, listing.files, listing.problems)
     spans = [(entry, obj, chunk_count(entry.size, manifest.chunk_size)) for entry, obj in both]
     total = sum(n for _, _, n in spans)
     rng = random.Random(seed)

@@ -30,7 +30,7 @@ from ._native import CODES, native
 from .errors import SourceError
 from .hashing import DIGEST_SIZE, Hasher, TreeHasher
 from .manifest import chunk_count
-from .sources.local import open_regular
+from .sources.local import Root, open_regular
 from .walk import WalkedFile, identity
 
 UNIT_BYTES = 8 << 20
@@ -202,11 +202,40 @@ class _Job:
 
     def handle_batch(self, batch: list[int]) -> None:
         assert native is not None
-        files = self.files
-        args = [(os.fsencode(files[i].abspath), files[i].size, files[i].identity)  # type: ignore[attr-defined]
-                for i in batch]
-        got_all = native.hash_files(CODES[self.hasher.name], self.chunk_size, self.local_follow, args)
-        for i, got in zip(batch, got_all, strict=True):
+        files: list[WalkedFile] = self.files  # type: ignore[assignment]  # local_follow is set for local files only
+        # Each directory of the batch is opened once, down from its root and
+        # never through a link; the extension opens each file relative to it.
+        opened: list[int] = []
+        args = []
+        todo = []
+        last: tuple[Root | None, str, int | SourceError] = (None, "", -1)
+        try:
+            for i in batch:
+                f = files[i]
+                base = f.base
+                if base is None:  # named by the user: opened as named
+                    args.append((-1, os.fsencode(f.abspath), f.size, f.identity))
+                    todo.append(i)
+                    continue
+                directory, _, name = f.target.rpartition("/")
+                if base is not last[0] or directory != last[1]:  # a batch is mostly one directory
+                    try:
+                        opened.append(base.open_dir(directory))
+                        last = (base, directory, opened[-1])
+                    except SourceError as e:
+                        last = (base, directory, e)
+                fd = last[2]
+                if isinstance(fd, SourceError):
+                    self.errors[i] = SourceError(fd.message, f.path)
+                    self.finish(i, b"")
+                    continue
+                args.append((fd, os.fsencode(name), f.size, f.identity))
+                todo.append(i)
+            got_all = native.hash_files(CODES[self.hasher.name], self.chunk_size, self.local_follow, args)
+        finally:
+            for fd in opened:
+                os.close(fd)
+        for i, got in zip(todo, got_all, strict=True):
             if isinstance(got, str):
                 self.errors[i] = SourceError(got, files[i].path)
                 self.finish(i, b"")
@@ -261,6 +290,7 @@ def _parallel(
     def worker() -> None:
         buffer = mmap.mmap(-1, buffer_size)
         view = memoryview(buffer)
+        _worker.dirs = DirCache()
         try:
             while not stop.is_set():
                 with lock:
@@ -272,6 +302,8 @@ def _parallel(
             crashed.append(e)
             stop.set()
         finally:
+            _worker.dirs.close()
+            del _worker.dirs
             view.release()
             try:
                 buffer.close()
@@ -399,8 +431,9 @@ Opener = Callable[[Listed], UnitReader]
 class LocalReader:
     """A file opened for hashing, checked against what the walk saw: on entry
     (same device, inode, size, mtime, ctime) and on exit (still the same, so
-    nothing changed while we read).  OSError becomes a SourceError naming the
-    file."""
+    nothing changed while we read).  A listed file is opened down from its
+    root, never through a link (WalkedFile.open).  OSError becomes a
+    SourceError naming the file."""
 
     def __init__(self, src: WalkedFile, follow_symlinks: bool) -> None:
         self.src = src
@@ -408,7 +441,9 @@ class LocalReader:
         self.fd = -1
 
     def __enter__(self) -> LocalReader:
-        self.fd, st = open_regular(self.src.abspath, self.follow)
+        dirs: DirCache | None = getattr(_worker, "dirs", None)
+        self.fd, st = dirs.open(self.src) if dirs is not None and self.src.base is not None else \
+            self.src.open(self.follow)
         if identity(st) != self.src.identity:
             os.close(self.fd)
             raise SourceError("changed between listing and hashing", self.src.path)
@@ -433,6 +468,41 @@ class LocalReader:
             os.close(self.fd)
         if isinstance(error, OSError):
             raise SourceError(f"read error: {error.strerror or error}", self.src.path) from error
+
+
+_worker = threading.local()
+"""Per worker thread of `_parallel`: its DirCache."""
+
+
+class DirCache:
+    """The directory a worker opened last, kept open for its next file: files
+    come in directory order, so most opens are one openat relative to it
+    instead of a walk down from the root.  The directory was opened down
+    from the root without following a link, like every other; closed when
+    the worker ends."""
+
+    def __init__(self) -> None:
+        self.base: Root | None = None
+        self.directory = ""
+        self.fd = -1
+
+    def open(self, src: WalkedFile) -> tuple[int, os.stat_result]:
+        """What `src.open()` gives, through the cached directory."""
+        assert src.base is not None
+        directory, _, name = src.target.rpartition("/")
+        if src.base is not self.base or directory != self.directory or self.fd < 0:
+            self.close()
+            try:
+                self.fd = src.base.open_dir(directory)
+            except SourceError as e:
+                raise SourceError(e.message, src.abspath) from e
+            self.base, self.directory = src.base, directory
+        return open_regular(name, False, self.fd, src.abspath)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+        self.base, self.fd = None, -1
 
 
 def local_opener(follow_symlinks: bool) -> Opener:

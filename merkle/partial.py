@@ -9,7 +9,9 @@ of one chunk needs no sidecar (its root is its leaf).
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -192,18 +194,22 @@ class RepairPlan:
 
 def repair_plan(source: RangeSource, auth: FileAuth, local_path: str | None = None) -> RepairPlan:
     """Hash every chunk that is present and sort chunks into good, bad and
-    missing.  With `local_path`, a chunk lying wholly in a hole of a sparse
-    file is not read: it is good if the signed chunk is all zeros, else
-    missing (a download that has not reached it)."""
+    missing.  For a local source (one that has `in_hole`, or with
+    `local_path`, the same file named again), a chunk lying wholly in a hole
+    of a sparse file is not read: it is good if the signed chunk is all
+    zeros, else missing (a download that has not reached it)."""
     local_size = source.size()
     view = memoryview(bytearray(min(auth.chunk_size, READ_PIECE)))
     zero_leaves: dict[int, bytes] = {}
+    in_hole: Callable[[int, int], bool] | None = getattr(source, "in_hole", None)
+    if local_path:
+        in_hole = functools.partial(_in_hole, local_path)
     status = []
     for i in range(auth.chunks):
         start, end = auth.chunk_span(i)
         if end > local_size:
             status.append("missing")
-        elif local_path and _in_hole(local_path, start, end):
+        elif in_hole is not None and in_hole(start, end):
             # A hole reads as zeros, which may be exactly what was signed.
             if end - start not in zero_leaves:
                 zero_leaves[end - start] = auth.hasher.leaf(bytes(end - start))

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import IntegrityError
 from .manifest import Manifest
 from .partial import ChunkError, FileAuth
-from .sources.ranged import RangeSource, open_source
+from .sources.ranged import LocalFile, RangeSource, open_source
 
 if TYPE_CHECKING:
     from .signed import StoreChoice
@@ -133,10 +133,15 @@ def open(  # noqa: A001 - the name users expect, like io.open
     policy: TrustPolicy | None = None,
     attestations: StoreChoice = True,
     storage_options: dict[str, Any] | None = None,
+    follow_symlinks: bool = False,
 ) -> io.BufferedReader:
     """Open file `name` of a signed (or plain) manifest for verified reading.
 
-    `path_or_url` is the file itself (a local path or an fsspec URL).
+    `path_or_url` is the file itself (a local path, opened as named, or an
+    fsspec URL), or a local directory: the tree that holds `name`, which is
+    then opened below it under the link policy (no symbolic link followed,
+    unless `follow_symlinks` allows links that stay inside the tree;
+    SourceError otherwise).
     `source` is a Manifest, a manifest file, or a bundle file; a bundle needs
     `keys` (public key files), `cas` (CA certificate files) or a `policy`,
     and is opened through the one trust path (merkle.signed.open_signed:
@@ -147,7 +152,13 @@ def open(  # noqa: A001 - the name users expect, like io.open
 
     manifest = trusted_manifest(source, chosen_policy(keys, cas, policy), attestations)
     auth = FileAuth.of(manifest, name)
-    raw = VerifiedReader(open_source(os.fspath(path_or_url), storage_options), auth)
+    where = os.fspath(path_or_url)
+    local = where.removeprefix("file://")
+    if "://" not in local and os.path.isdir(local):
+        reading: RangeSource = LocalFile.below(local, name, follow_symlinks)
+    else:
+        reading = open_source(where, storage_options)
+    raw = VerifiedReader(reading, auth)
     return io.BufferedReader(raw, buffer_size=max(io.DEFAULT_BUFFER_SIZE, min(auth.chunk_size, 1 << 20)))
 
 

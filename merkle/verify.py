@@ -14,7 +14,7 @@ from .hashing import DIGEST_SIZE
 from .listing import list_source
 from .manifest import FileEntry, Manifest
 from .report import Outcome, Report, Status
-from .walk import Excluder
+from .walk import Excluder, blocked_by
 
 if TYPE_CHECKING:
     from .hf.layout import Layout
@@ -72,7 +72,7 @@ def verify(
     outcomes: list[Outcome] = []
     to_hash: list[tuple[FileEntry, Listed]] = []
 
-    problems = {p.path: p for p in listing.problems}
+    problems = every_problem = {p.path: p for p in listing.problems}
     entries: Sequence[FileEntry] = manifest.files
     if only is not None:
         wanted = dict.fromkeys(only)
@@ -85,7 +85,10 @@ def verify(
         found = present.pop(entry.path, None)
         if found is None:
             problem = problems.pop(entry.path, None)
-            if problem is None and entry.path.startswith(unreadable):
+            parent = blocked_by(entry.path, every_problem) if problem is None else None
+            if parent is not None:  # behind a refused link or a special file: unknown, never absent
+                outcomes.append(Outcome(entry.path, Status.ERROR, f"{parent.path}: {parent.reason}"))
+            elif problem is None and entry.path.startswith(unreadable):
                 outcomes.append(Outcome(entry.path, Status.ERROR, "inside a directory that cannot be listed"))
             elif problem is None:
                 outcomes.append(Outcome(entry.path, Status.ABSENT if sparse else Status.MISSING))
@@ -102,11 +105,12 @@ def verify(
     for problem in problems.values():
         if ignored.covers(problem.path):
             continue
-        # Something unhashable that the manifest does not list is extra; an
-        # unreadable directory may hide listed files, so it is an error.
+        # Something unhashable that the manifest does not list is extra, and
+        # shown and counted even when extras are allowed; an unreadable
+        # directory may hide listed files, so it is an error.
         if problem.unreadable_dir:
             outcomes.append(Outcome(problem.path, Status.ERROR, problem.reason))
-        elif not allow_extra:
+        else:
             outcomes.append(Outcome(problem.path, Status.EXTRA, problem.reason))
 
     if dask is not None:
@@ -153,7 +157,7 @@ def _pointer_outcome(found: Listed, entry: FileEntry, sparse: bool) -> Outcome |
 
     if not isinstance(found, WalkedFile) or found.size >= MAX_POINTER_SIZE:
         return None
-    pointer = read_pointer(found.abspath)
+    pointer = read_pointer(found)
     if pointer is None:
         return None
     if pointer[1] != entry.size or (entry.hub is not None and entry.hub != (SHA256, pointer[0])):

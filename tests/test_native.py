@@ -265,3 +265,44 @@ def test_native_dataset_leaves_and_proofs_equal_pure():
     proof = prove(m, "d123/f012345")
     proof.verify(m.summary)
     assert list(proof.hashes) == tree.inclusion_proof(tree.levels_pure(m.hasher, leaves), m.index("d123/f012345"))
+
+
+@pytest.mark.parametrize("hasher", [B3, SHA], ids=["blake3", "sha256"])
+def test_native_confined_opens_equal_the_pure_engine(tmp_path, hasher):
+    """Listed files are opened down from their root, never through a link (format rule W5), on both paths and
+    with the same words: a directory swapped for a link, a file swapped for a link (to the very same inode), a
+    directory removed, a file swapped for a FIFO."""
+    from merkle import engine
+    from merkle.walk import walk
+
+    root = tmp_path / "root"
+    for d in ("a", "b", "c", "d/e"):
+        (root / d).mkdir(parents=True)
+    for name in ("top.bin", "a/x.bin", "b/y.bin", "c/z.bin", "d/e/w.bin", "d/v.bin"):
+        (root / name).write_bytes(os.urandom(5000))
+    files = walk(root).files
+    aside = tmp_path / "aside"
+    aside.mkdir()
+    (root / "a").rename(aside / "a")
+    (root / "a").symlink_to(aside / "a")  # the same files, through a link
+    os.link(root / "b" / "y.bin", aside / "y.bin")
+    (root / "b" / "y.bin").unlink()
+    (root / "b" / "y.bin").symlink_to(aside / "y.bin")  # the same inode, through a link
+    (root / "c" / "z.bin").unlink()
+    (root / "c").rmdir()
+    (root / "d" / "v.bin").unlink()
+    os.mkfifo(root / "d" / "v.bin")
+    native_run = engine.hash_files(files, hasher, 4096, jobs=2)
+    pure_opener = engine.local_opener(False)
+    pure_run = engine.hash_files(files, hasher, 4096, jobs=2, opener=lambda src: pure_opener(src))
+
+    def messages(digests):
+        return {d.path: d.error.message if d.error else d.root for d in digests}
+
+    got, want = messages(native_run), messages(pure_run)
+    assert got == want
+    assert want["a/x.bin"] == "a: symbolic link refused"
+    assert want["b/y.bin"] == "is a symbolic link"
+    assert want["c/z.bin"] == "c: No such file or directory"
+    assert want["d/v.bin"] == "a FIFO, not a regular file"
+    assert isinstance(want["top.bin"], bytes) and isinstance(want["d/e/w.bin"], bytes)

@@ -640,7 +640,8 @@ def test_threshold_needs_distinct_trusted_signers(cli, tmp_path, model_dir, keys
 def test_threshold_with_an_untrusted_cosigner_fails(cli, tmp_path, model_dir, keys):
     b1 = signed_bundle(cli, model_dir, keys["k1"], tmp_path / "b1.json")
     b3 = tmp_path / "b3.json"
-    assert cli("sign", str(b1), "--key", str(keys["k3"]), "-o", str(b3), "--verify-key", pub(keys["k1"])).returncode == 0
+    r = cli("sign", str(b1), "--key", str(keys["k3"]), "-o", str(b3), "--verify-key", pub(keys["k1"]))
+    assert r.returncode == 0, r.stderr
     r = cli("verify", str(model_dir), str(b1), str(b3), "--key", pub(keys["k1"]), "--key", pub(keys["k2"]),
             "--threshold", "2")
     assert_error(r, 1, str(b3))
@@ -837,7 +838,8 @@ def test_store_lists_and_shows_content_addressed_bundles(cli, tmp_path, model_di
 def test_store_keeps_a_cosigned_bundle_separately(cli, tmp_path, model_dir, keys, private_store):
     b1 = signed_bundle(cli, model_dir, keys["k1"], tmp_path / "b1.json")
     b2 = tmp_path / "b2.json"
-    assert cli("sign", str(b1), "--key", str(keys["k2"]), "-o", str(b2), "--verify-key", pub(keys["k1"])).returncode == 0
+    r = cli("sign", str(b1), "--key", str(keys["k2"]), "-o", str(b2), "--verify-key", pub(keys["k1"]))
+    assert r.returncode == 0, r.stderr
     names = {p.name for p in (private_store / "bundles").iterdir()}
     assert names == {hashlib.sha256(p.read_bytes()).hexdigest() + ".json" for p in (b1, b2)}
 

@@ -8,14 +8,15 @@ import os
 import sys
 from typing import Any
 
-from ..errors import FormatError, IntegrityError, UsageError
+from ..errors import FormatError, IntegrityError, SourceError, UsageError
 from ..fileproof import FileProof, prove
 from ..hashfile import hash_file
 from ..manifest import Manifest, Summary
 from ..partial import FileAuth, repair_plan, verify_range
 from ..reader import VerifiedReader
-from ..sources.ranged import Counting, open_source
+from ..sources.ranged import Counting, LocalFile, RangeSource, open_source
 from ..tensors import read_header, tensor_info
+from ..walk import blocked_by
 from .output import emit_json
 
 
@@ -32,38 +33,50 @@ def parse_range(text: str) -> tuple[int, int]:
     return a, b
 
 
-def file_location(args: argparse.Namespace, manifest: Manifest) -> str:
-    """PATH is the file itself, or the tree root that holds NAME, read as
-    the tree check reads it (docs/hf.md HF10: the manifest's origin,
-    --layout, --revision); for a Hugging Face cache folder or snapshot, its
-    blob, reached through the checks of HF3."""
+def file_source(args: argparse.Namespace, manifest: Manifest) -> RangeSource:
+    """PATH is the file itself (opened as named), or the tree root that holds
+    NAME, read as the tree check reads it (docs/hf.md HF10: the manifest's
+    origin, --layout, --revision): opened below it under the link policy
+    (docs/cli.md, Links), or for a Hugging Face cache folder or snapshot, its
+    blob, reached through the checks of HF3 (a snapshot file that is not
+    listed is never opened)."""
     path: str = os.fspath(args.path)
     name: str = args.file
     if not os.path.isdir(path):
-        return path
+        return open_source(path)
     from ..hf.layout import HfOptions, checked_layout, open_checkout
 
     revision = getattr(args, "revision", None)
+    follow = getattr(args, "follow_symlinks", False)
     if checked_layout(path, manifest.origin, getattr(args, "layout", None), revision) != "hf-cache":
         if revision:
             raise UsageError("--revision applies to Hugging Face cache folders", path)
-        return os.path.join(path, *name.split("/"))
+        return LocalFile.below(path, name, follow)
     checkout = open_checkout(path, HfOptions(revision, bookkeeping=False, layout="hf-cache"))
     if checkout is None:  # no longer a directory: opened (and refused) as it is
-        return os.path.join(path, *name.split("/"))
-    found = [f.walked.abspath for f in checkout.files if f.path == name]
-    return found[0] if found else os.path.join(checkout.root, *name.split("/"))
+        return LocalFile.below(path, name, follow)
+    shown = os.path.join(checkout.root, *name.split("/"))
+    found = [f.walked for f in checkout.files if f.path == name]
+    if found:
+        return LocalFile(shown, found[0].open())
+    problems = {p.path: p for p in checkout.problems}
+    problem = problems.get(name) or blocked_by(name, problems)
+    if problem is not None:
+        raise SourceError(problem.reason if problem.path == name else f"{problem.path}: {problem.reason}", shown)
+    if name in checkout.broken:
+        raise SourceError(f"broken link: blobs/{checkout.broken[name]} does not exist", shown)
+    raise SourceError("not in the snapshot", shown)
 
 
 def verify_file(args: argparse.Namespace, manifest: Manifest, signature: dict[str, Any] | None) -> int:
     if sum(bool(x) for x in (args.range, args.tensor, args.repair)) > 1:
         raise UsageError("choose one of --range, --tensor, --repair")
-    where = file_location(args, manifest)
     auth = FileAuth.of(manifest, args.file)
     # The entry itself is proved a member of the signed dataset tree (RFC 9162).
     membership = prove(manifest, args.file)
     membership.verify(manifest.summary)
-    source = Counting(open_source(where))
+    source = Counting(file_source(args, manifest))
+    where = source.name
     try:
         if args.repair:
             return _repair(args, source, auth, where, signature)
@@ -111,7 +124,7 @@ def _tensor(args: argparse.Namespace, source: Counting, auth: FileAuth, where: s
 
 def _repair(args: argparse.Namespace, source: Counting, auth: FileAuth, where: str,
             signature: dict[str, Any] | None) -> int:
-    plan = repair_plan(source, auth, where if os.path.isfile(where) else None)
+    plan = repair_plan(source, auth)  # a local file's holes are found through its open descriptor
     if args.json:
         emit_json({**plan.to_dict(), "signature": signature})
     else:
@@ -129,6 +142,13 @@ def run(args: argparse.Namespace, manifest: Manifest | None, signature: dict[str
         raise UsageError("--file needs a merkle manifest or bundle (OpenSSF bundles carry no chunk tree)")
     try:
         return verify_file(args, manifest, signature)
+    except SourceError as e:  # unreadable, or refused by the link policy: `!`, as in a tree
+        if args.json:
+            emit_json({"path": args.file, "ok": False, "error": str(e), "signature": signature})
+        else:
+            print(f"! {args.file}  ({e.message})")
+        print(f"merkle: error: {e}", file=sys.stderr)
+        return 2
     except (IntegrityError, FormatError) as e:
         if args.json:
             emit_json({"path": args.file, "ok": False, "error": str(e), "signature": signature})

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from ..errors import IntegrityError, PolicyError
 from ..manifest import Manifest
 from ..sources.local import open_regular
+from ..walk import WalkedFile
 from .check import HubReport, verify_checkout
 from .hub import git_blob_id
 from .layout import Checkout, HfOptions, Layout, checked_layout, open_checkout
@@ -33,18 +34,20 @@ __all__ = ["Checkout", "HubReport", "check_license", "open_checkout", "parse_all
            "hub_readme_license", "verify_checkout"]
 
 
-def _readme_location(path: str, checkout: Checkout | None) -> str | None:
+def _readme_location(path: str, checkout: Checkout | None) -> str | WalkedFile | None:
+    """README.md of a checkout as listed, or at the top of the tree (the
+    user's path joined with one name, opened without following a link)."""
     if checkout is not None:
-        found = [f.walked.abspath for f in checkout.files if f.path == README]
+        found = [f.walked for f in checkout.files if f.path == README]
         return found[0] if found else None
     candidate = os.path.join(path, README)
     return candidate if os.path.lexists(candidate) else None
 
 
-def _read_readme(location: str) -> bytes:
+def _read_readme(location: str | WalkedFile) -> bytes:
     from ..errors import FormatError, SourceError
 
-    fd, st = open_regular(location, follow_symlinks=False)
+    fd, st = location.open() if isinstance(location, WalkedFile) else open_regular(location, follow_symlinks=False)
     try:
         if st.st_size > MAX_README_BYTES:
             raise FormatError(f"larger than the {MAX_README_BYTES}-byte limit for a model card", README)
@@ -109,7 +112,7 @@ def hub_readme_license(checkout: Checkout, allowed: Sequence[str]) -> tuple[str,
     expected = checkout.expected(found[0])
     if expected is None:
         raise PolicyError("nothing records README.md's Hub identity: its license is not read", checkout.root)
-    data = _read_readme(found[0].walked.abspath)
+    data = _read_readme(found[0].walked)
     got = hashlib.sha256(data).hexdigest() if expected[0] == SHA256 else git_blob_id(data)
     if got != expected[1]:
         raise IntegrityError("README.md does not match its Hub identity: its license is not read", checkout.root)

@@ -18,7 +18,7 @@ from typing import Any
 from ..engine import FileDigest, Progress, digest_files
 from ..errors import IntegrityError, MerkleError, SourceError, UsageError, install_hint
 from ..report import Outcome, Report, Status
-from ..sources.local import open_regular
+from ..walk import WalkedFile, blocked_by
 from .hub import GIT_BLOB, MAX_POINTER_SIZE, SHA256, HubId, hub_id_of_etag, new_hasher, parse_lfs_pointer
 from .layout import Checkout, HfFile, HfOptions, open_checkout
 
@@ -133,15 +133,17 @@ def _pointer(f: HfFile, hub: HubId, size: int | None) -> bool | None:
     None when it is no pointer at all."""
     if hub[0] != SHA256 or f.walked.size >= MAX_POINTER_SIZE:
         return None
-    parsed = read_pointer(f.walked.abspath)
+    parsed = read_pointer(f.walked)
     if parsed is None:
         return None
     return parsed[0] == hub[1] and (size is None or parsed[1] == size)
 
 
-def read_pointer(path: str) -> tuple[str, int] | None:
+def read_pointer(f: WalkedFile) -> tuple[str, int] | None:
+    """The git-lfs pointer a listed file holds (opened down from its root,
+    never through a link), or None."""
     try:
-        fd, _ = open_regular(path)
+        fd, _ = f.open()
     except SourceError:
         return None
     try:
@@ -179,7 +181,11 @@ def _not_present(checkout: Checkout, absent: Status) -> list[Outcome]:
     expected = set(checkout.known)
     if checkout.tree is not None:
         expected |= checkout.tree.keys()
-    out += [Outcome(p, absent, "not downloaded") for p in sorted(expected - seen)]
+    problems = {p.path: p for p in checkout.problems}
+    for path in sorted(expected - seen):
+        parent = blocked_by(path, problems)  # behind a refused link or a special file: unknown, never absent
+        out.append(Outcome(path, Status.ERROR, f"{parent.path}: {parent.reason}") if parent is not None
+                   else Outcome(path, absent, "not downloaded"))
     return out
 
 
@@ -196,19 +202,52 @@ def _hf_xet() -> Any:
     return hf_xet
 
 
+XET_BATCH = 256
+"""Files handed to hf_xet at once, each through an open descriptor."""
+
+
+def _xet_hashes(files: list[WalkedFile]) -> list[Any]:
+    """hf_xet opens the paths it is given: hand it each file's descriptor,
+    opened down from its root and never through a link, as /proc/self/fd/N
+    (where there is no /proc, the listed path).  A file that cannot be
+    opened gets its SourceError in place of a result."""
+    proc = os.path.isdir("/proc/self/fd")
+    opened: dict[int, int] = {}
+    out: list[Any] = []
+    try:
+        for i, f in enumerate(files):
+            try:
+                opened[i] = f.open()[0]
+                out.append(None)
+            except SourceError as e:
+                out.append(e)
+        paths = [f"/proc/self/fd/{fd}" if proc else files[i].abspath for i, fd in opened.items()]
+        for i, info in zip(opened, _hf_xet().hash_files(paths) if paths else [], strict=True):
+            out[i] = info
+        return out
+    finally:
+        for fd in opened.values():
+            os.close(fd)
+
+
 def _check_xet(checkout: Checkout, passed: list[HfFile], outcomes: list[Outcome]) -> list[Outcome]:
     """Recompute the Xet hash of every passed file the listing gives one for."""
     tree = checkout.tree or {}
     todo = [f for f in passed if f.path in tree and tree[f.path].xet_hash]
     if not todo:
         return outcomes
+    results: list[Any] = []
     try:
-        results = _hf_xet().hash_files([f.walked.abspath for f in todo])
+        for start in range(0, len(todo), XET_BATCH):
+            results += _xet_hashes([f.walked for f in todo[start : start + XET_BATCH]])
     except Exception as e:  # hf_xet raises its own types; a read error here is not a verdict
         failed = {f.path: Outcome(f.path, Status.ERROR, f"hf_xet could not hash the batch: {e}") for f in todo}
         return [failed.get(o.path, o) for o in outcomes]
     wrong = {}
     for f, info in zip(todo, results, strict=True):
+        if isinstance(info, SourceError):
+            wrong[f.path] = Outcome(f.path, Status.ERROR, info.message)
+            continue
         want = tree[f.path].xet_hash
         if info.hash != want:
             detail = f"content xet hash {info.hash}, the tree listing says {want}"

@@ -31,7 +31,7 @@ from .. import _json
 from ..errors import FormatError, SourceError, UnsupportedError, UsageError
 from ..manifest import Origin
 from ..paths import name_problem, path_problem
-from ..sources.local import kind_of, read_capped
+from ..sources.local import Root, descend, kind_of, read_capped
 from ..walk import Excluder, WalkedFile, WalkProblem, identity, walk
 from .hub import GIT_BLOB, SHA256, HubId, git_blob_id, hub_id_of_etag, lfs_pointer
 
@@ -184,6 +184,8 @@ class Checkout:
     """Files the download metadata names, present or not (local_dir)."""
     bad_metadata: dict[str, str] = field(default_factory=dict)
     """Present files whose download metadata is unusable: path -> reason."""
+    bases: dict[str, Root] = field(default_factory=dict, repr=False)
+    """The folders blobs are opened from (blobs/, the shared Xet store)."""
 
     @property
     def origin(self) -> Origin | None:
@@ -315,7 +317,7 @@ def _open_cache(shown: str, folder: str, revision: str | None, opts: HfOptions) 
     checkout = Checkout("cache", snapshot, named, repo_type, commit)
     if opts.bookkeeping and _real_dir(os.path.join(folder, "trees")):
         checkout.tree_path = os.path.join(folder, "trees", commit + ".json")
-        checkout.tree = read_tree(checkout.tree_path)
+        checkout.tree = read_tree(checkout.tree_path, folder)
     _walk_snapshot(checkout, os.path.join(folder, "blobs"))
     if opts.bookkeeping and _real_dir(os.path.join(folder, "blobs")):
         _cache_partials(checkout, os.path.join(folder, "blobs"))
@@ -333,7 +335,7 @@ def _resolve_revision(folder: str, revision: str | None) -> str:
         raise UsageError(f"revision {ref!r}: {problem}", folder)
     ref_file = os.path.join(folder, "refs", ref)
     if _real_dir(os.path.join(folder, "refs")) and os.path.isfile(ref_file) and not os.path.islink(ref_file):
-        text = read_capped(ref_file, MAX_REF_BYTES, follow_symlinks=False).decode("utf-8", "replace").strip()
+        text = read_capped(f"refs/{ref}", MAX_REF_BYTES, root=folder).decode("utf-8", "replace").strip()
         if not COMMIT.fullmatch(text):
             raise FormatError("ref does not hold a 40-digit commit hash", ref_file)
         return text
@@ -350,47 +352,71 @@ def _resolve_revision(folder: str, revision: str | None) -> str:
 
 def _walk_snapshot(checkout: Checkout, blobs: str) -> None:
     """List the snapshot: every file must be a link to a blob of this repo
-    folder (or, where symlinks are unavailable, a regular file)."""
-    stack = [("", checkout.root)]
-    while stack:
-        prefix, directory = stack.pop()
-        try:
-            with os.scandir(directory) as it:
-                entries = list(it)
-        except OSError as e:
-            checkout.problems.append(WalkProblem(prefix.rstrip("/") or ".", f"cannot list: {e.strerror or e}", True))
-            continue
-        for entry in entries:
-            rel = prefix + entry.name
-            problem = name_problem(entry.name)
-            if problem:
-                checkout.problems.append(WalkProblem(ascii(rel)[1:-1], f"unsupported file name: {problem}"))
+    folder (or, where symlinks are unavailable, a regular file).  Each
+    directory is opened down from the snapshot, never through a link, and
+    must be the one listed; blobs are opened relative to blobs/."""
+    try:
+        fd, snapshot = Root.open(checkout.root)
+    except SourceError as e:
+        checkout.problems.append(WalkProblem(".", f"cannot list: {e.message}", True))
+        return
+    try:
+        stack: list[tuple[str, tuple[int, int] | None]] = [("", None)]
+        while stack:
+            prefix, listed = stack.pop()
+            rel = prefix.rstrip("/") or "."
+            try:
+                directory = descend(fd, prefix.rstrip("/").split("/")) if prefix else os.dup(fd)
+            except SourceError as e:
+                checkout.problems.append(WalkProblem(rel, f"cannot list: {e.message}", True))
                 continue
             try:
-                _visit_snapshot_entry(checkout, entry, rel, blobs, stack)
+                st = os.fstat(directory)
+                if listed is not None and (st.st_dev, st.st_ino) != listed:
+                    checkout.problems.append(WalkProblem(rel, "cannot list: changed while the tree was walked", True))
+                    continue
+                with os.scandir(directory) as it:
+                    entries = list(it)
+                for entry in entries:
+                    rel = prefix + entry.name
+                    problem = name_problem(entry.name)
+                    if problem:
+                        checkout.problems.append(WalkProblem(ascii(rel)[1:-1], f"unsupported file name: {problem}"))
+                        continue
+                    try:
+                        _visit_snapshot_entry(checkout, snapshot, entry, rel, blobs, stack)
+                    except OSError as e:
+                        checkout.problems.append(WalkProblem(rel, e.strerror or str(e)))
             except OSError as e:
-                checkout.problems.append(WalkProblem(rel, e.strerror or str(e)))
+                checkout.problems.append(WalkProblem(rel, f"cannot list: {e.strerror or e}", True))
+            finally:
+                os.close(directory)
+    finally:
+        os.close(fd)
     checkout.files.sort(key=lambda f: f.path)
 
 
 def _visit_snapshot_entry(
-    checkout: Checkout, entry: os.DirEntry[str], rel: str, blobs: str, stack: list[tuple[str, str]]
+    checkout: Checkout, snapshot: Root, entry: os.DirEntry[str], rel: str, blobs: str,
+    stack: list[tuple[str, tuple[int, int] | None]]
 ) -> None:
     st = entry.stat(follow_symlinks=False)
     if stat.S_ISDIR(st.st_mode):
-        stack.append((rel + "/", entry.path))
+        stack.append((rel + "/", (st.st_dev, st.st_ino)))
     elif stat.S_ISREG(st.st_mode):  # a copy, as huggingface_hub makes where symlinks are not allowed
-        checkout.files.append(HfFile(WalkedFile(rel, entry.path, st.st_size, identity(st))))
+        where = os.path.join(checkout.root, *rel.split("/"))
+        checkout.files.append(HfFile(WalkedFile(rel, where, st.st_size, identity(st), snapshot, rel)))
     elif not stat.S_ISLNK(st.st_mode):
         checkout.problems.append(WalkProblem(rel, f"{kind_of(st.st_mode)}, not a regular file"))
     else:
-        _visit_snapshot_link(checkout, entry.path, rel, blobs)
+        _visit_snapshot_link(checkout, os.path.join(checkout.root, *rel.split("/")), rel, blobs)
 
 
 def _visit_snapshot_link(checkout: Checkout, link: str, rel: str, blobs: str) -> None:
     """A snapshot link must name a blob of this repo folder (HF3); the blob is
     the file itself or, for a Xet download, a link into the cache-wide store
-    `<cache>/blobs/<xx>/<xet hash>`."""
+    `<cache>/blobs/<xx>/<xet hash>`.  The blob is opened relative to its
+    folder, never through a link."""
     named = os.path.normpath(os.path.join(os.path.realpath(os.path.dirname(link)), os.readlink(link)))
     target = os.path.realpath(link)
     if os.path.dirname(named) != blobs:
@@ -399,6 +425,7 @@ def _visit_snapshot_link(checkout: Checkout, link: str, rel: str, blobs: str) ->
         checkout.problems.append(WalkProblem(rel, "snapshot link points outside the cache folder's blobs/"))
         return
     etag = os.path.basename(named)
+    store = os.path.join(os.path.dirname(os.path.dirname(blobs)), "blobs")
     if os.path.dirname(target) != blobs and not _in_shared_store(target, os.path.dirname(os.path.dirname(blobs))):
         checkout.problems.append(WalkProblem(rel, f"blob {etag[:80]} links outside blobs/ and the shared Xet store"))
         return
@@ -410,7 +437,13 @@ def _visit_snapshot_link(checkout: Checkout, link: str, rel: str, blobs: str) ->
     if not stat.S_ISREG(blob.st_mode):
         checkout.problems.append(WalkProblem(rel, f"blob {etag[:80]} is {kind_of(blob.st_mode)}, not a regular file"))
         return
-    checkout.files.append(HfFile(WalkedFile(rel, target, blob.st_size, identity(blob)), etag))
+    folder = blobs if os.path.dirname(target) == blobs else store
+    base = checkout.bases.get(folder)
+    if base is None:
+        st = os.stat(folder)
+        base = checkout.bases[folder] = Root(folder, st.st_dev, st.st_ino)
+    below = os.path.relpath(target, folder).replace(os.sep, "/")
+    checkout.files.append(HfFile(WalkedFile(rel, target, blob.st_size, identity(blob), base, below), etag))
 
 
 def _in_shared_store(path: str, cache: str) -> bool:
@@ -483,7 +516,7 @@ def _open_local_dir(root: str, opts: HfOptions) -> Checkout:
     checkout.revision = revision
     if revision is not None and has_trees:
         checkout.tree_path = os.path.join(trees, revision + ".json")
-        checkout.tree = read_tree(checkout.tree_path)
+        checkout.tree = read_tree(checkout.tree_path, root)
     if opts.bookkeeping and _real_dir(download):
         _local_partials(checkout, download)
     return checkout
@@ -508,7 +541,7 @@ def _read_download_metadata(download: str, checkout: Checkout) -> dict[str, tupl
         path = m.path[: -len(".metadata")]
         where = f"{HF_DIR}/download/{m.path}"
         try:
-            lines = read_capped(m.abspath, MAX_METADATA_BYTES, follow_symlinks=False).decode("utf-8").split("\n")
+            lines = _read_listed(m, MAX_METADATA_BYTES).decode("utf-8").split("\n")
             commit, etag, stamp = lines[0].strip(), lines[1].strip(), lines[2].strip()
             float(stamp)
         except (UnicodeDecodeError, IndexError, ValueError, FormatError, SourceError):
@@ -521,6 +554,22 @@ def _read_download_metadata(download: str, checkout: Checkout) -> dict[str, tupl
         checkout.revisions[commit] += 1
         checkout.known[path] = hub_id_of_etag(etag)  # type: ignore[assignment]
     return found
+
+
+def _read_listed(f: WalkedFile, max_bytes: int) -> bytes:
+    """A small listed file, opened down from its root, never through a link."""
+    fd, st = f.open()
+    try:
+        if st.st_size > max_bytes:
+            raise FormatError(f"{st.st_size} bytes, larger than the {max_bytes}-byte limit", f.abspath)
+        data = os.read(fd, max_bytes + 1)
+    except OSError as e:
+        raise SourceError(e.strerror or str(e), f.abspath) from e
+    finally:
+        os.close(fd)
+    if len(data) > max_bytes:
+        raise FormatError(f"larger than the {max_bytes}-byte limit", f.abspath)
+    return data
 
 
 def incomplete_key(path: str, etag: str) -> tuple[str, str, str]:
@@ -564,12 +613,18 @@ _HEX = {"blob_id": re.compile("[0-9a-f]{40}"), "lfs_sha256": re.compile("[0-9a-f
         "xet_hash": re.compile("[0-9a-f]{64}")}
 
 
-def read_tree(path: str) -> dict[str, TreeEntry] | None:
+def read_tree(path: str, root: str | None = None) -> dict[str, TreeEntry] | None:
     """The tree listing at `path` (None when absent), checked strictly:
-    FormatError naming the file for anything malformed or hostile."""
+    FormatError naming the file for anything malformed or hostile.  With
+    `root` (a folder that holds `path`), it is opened down from there,
+    never through a link."""
     if not os.path.exists(path):
         return None
-    doc = _json.loads(read_capped(path, MAX_TREE_BYTES, follow_symlinks=False), path, MAX_TREE_BYTES)
+    if root is not None:
+        data = read_capped(os.path.relpath(path, root).replace(os.sep, "/"), MAX_TREE_BYTES, root=root)
+    else:
+        data = read_capped(path, MAX_TREE_BYTES, follow_symlinks=False)
+    doc = _json.loads(data, path, MAX_TREE_BYTES)
     try:
         return parse_tree(doc)
     except FormatError as e:

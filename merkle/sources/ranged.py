@@ -8,7 +8,7 @@ import os
 from typing import Any, Protocol
 
 from ..errors import SourceError, UsageError, install_hint
-from .local import open_regular
+from .local import open_below, open_regular
 
 
 class RangeSource(Protocol):
@@ -24,10 +24,29 @@ class RangeSource(Protocol):
 
 
 class LocalFile:
-    def __init__(self, path: str) -> None:
+    """A local file: one named by the user, opened as named, or one below a
+    tree's root under the link policy (`below`)."""
+
+    def __init__(self, path: str, opened: tuple[int, os.stat_result] | None = None) -> None:
         self.name = path
-        self._fd, st = open_regular(path)
+        self._fd, st = opened if opened is not None else open_regular(path)
         self._size = st.st_size
+
+    @classmethod
+    def below(cls, root: str, name: str, follow_symlinks: bool = False) -> LocalFile:
+        """File `name` ('/'-separated) of the tree at `root`, opened down from
+        the root without following links unless `follow_symlinks` allows
+        links that stay inside it (merkle.sources.local.Root.open_file)."""
+        return cls(os.path.join(root, *name.split("/")), open_below(root, name, follow_symlinks))
+
+    def in_hole(self, start: int, end: int) -> bool:
+        """Whether bytes [start, end) lie wholly in a hole of a sparse file."""
+        if start == end or not hasattr(os, "SEEK_DATA"):
+            return False
+        try:
+            return os.lseek(self._fd, start, os.SEEK_DATA) >= end
+        except OSError:  # ENXIO: no data after start at all
+            return True
 
     def size(self) -> int:
         return self._size
@@ -102,6 +121,10 @@ class Counting:
 
     def size(self) -> int:
         return self.inner.size()
+
+    def in_hole(self, start: int, end: int) -> bool:
+        in_hole = getattr(self.inner, "in_hole", None)
+        return bool(in_hole(start, end)) if in_hole is not None else False
 
     def read_into(self, offset: int, view: memoryview) -> int:
         got = self.inner.read_into(offset, view)
