@@ -19,7 +19,7 @@ from typing import Any
 
 from .engine import Listed, Opener, Progress, feed_hasher
 from .errors import SourceError, UsageError
-from .listing import list_source
+from .listing import Listing, list_source
 from .manifest import FileEntry, Manifest, chunk_count
 from .report import Outcome, Report, Status
 from .verify import verify
@@ -70,19 +70,26 @@ class SampleStats:
                 "catch_probability_at_1_percent": round(catch_probability(self.total_chunks, self.sampled, 0.01), 6)}
 
 
-def _diff(manifest: Manifest, objects: Sequence[Listed]) -> tuple[list[Outcome], list[tuple[FileEntry, Listed]]]:
-    """Removed and added objects, and the pairs present on both sides."""
-    present = {o.path: o for o in objects}
+def _diff(manifest: Manifest, listing: Listing) -> tuple[list[Outcome], list[tuple[FileEntry, Listed]]]:
+    """Removed and added objects, the listing's problems (as `verify` reports
+    them), and the pairs present on both sides."""
+    present = {o.path: o for o in listing.files}
+    problems = {p.path: p for p in listing.problems}
     outcomes, both = [], []
     for entry in manifest.files:
         obj = present.pop(entry.path, None)
-        if obj is None:
+        problem = problems.pop(entry.path, None) if obj is None else None
+        if problem is not None:
+            outcomes.append(Outcome(entry.path, Status.ERROR, problem.reason))
+        elif obj is None:
             outcomes.append(Outcome(entry.path, Status.MISSING, "removed"))
         elif obj.size != entry.size:
             outcomes.append(Outcome(entry.path, Status.MISMATCH, f"size {obj.size}, expected {entry.size}"))
         else:
             both.append((entry, obj))
     outcomes += [Outcome(p, Status.EXTRA, "added") for p in present]
+    outcomes += [Outcome(p.path, Status.ERROR if p.unreadable_dir or p.unmapped else Status.EXTRA, p.reason)
+                 for p in problems.values()]
     return outcomes, both
 
 
@@ -92,7 +99,7 @@ def audit_fast(url: str, manifest: Manifest, storage_options: dict[str, Any] | N
                          "--fast needs a manifest built from an object store")
     started = time.perf_counter()
     listing = list_source(url, manifest.exclude, storage_options=storage_options)
-    outcomes, both = _diff(manifest, listing.files)
+    outcomes, both = _diff(manifest, listing)
     for entry, _ in both:
         then = manifest.metadata.get(entry.path, {})
         now = listing.metadata.get(entry.path, {})
@@ -115,7 +122,7 @@ def audit_sample(
         raise UsageError("--sample takes a fraction in (0, 1]")
     started = time.perf_counter()
     listing = list_source(url, manifest.exclude, storage_options=storage_options)
-    outcomes, both = _diff(manifest, listing.files)
+    outcomes, both = _diff(manifest, listing)
     spans = [(entry, obj, chunk_count(entry.size, manifest.chunk_size)) for entry, obj in both]
     total = sum(n for _, _, n in spans)
     rng = random.Random(seed)

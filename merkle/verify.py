@@ -90,11 +90,12 @@ def verify(
         if not ignored.covers(extra.path):
             outcomes.append(Outcome(extra.path, Status.EXTRA))
     for problem in problems.values():
-        if ignored.covers(problem.path):
+        if ignored.covers(problem.path) and not problem.unmapped:
             continue
         # Something unhashable that the manifest does not list is extra; an
-        # unreadable directory may hide listed files, so it is an error.
-        if problem.unreadable_dir:
+        # unreadable directory may hide listed files, and a key that names
+        # no canonical path can match no entry, so both are errors.
+        if problem.unreadable_dir or problem.unmapped:
             outcomes.append(Outcome(problem.path, Status.ERROR, problem.reason))
         elif not allow_extra:
             outcomes.append(Outcome(problem.path, Status.EXTRA, problem.reason))

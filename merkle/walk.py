@@ -40,6 +40,10 @@ class WalkProblem:
     reason: str
     unreadable_dir: bool = False
     """A directory that could not be listed: what it holds is unknown."""
+    unmapped: bool = False
+    """An object key that names no canonical path (or would be read as
+    another key): no manifest entry can stand for it, so it is an error
+    wherever it is met, never an extra that --allow-extra lets pass."""
 
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"
