@@ -41,9 +41,9 @@ class WalkProblem:
     unreadable_dir: bool = False
     """A directory that could not be listed: what it holds is unknown."""
     unmapped: bool = False
-    """An object key that names no canonical path (or would be read as
-    another key): no manifest entry can stand for it, so it is an error
-    wherever it is met, never an extra that --allow-extra lets pass."""
+    """A file name or object key that names no canonical path (or would be
+    read as another key): no manifest entry can stand for it, so it is an
+    error wherever it is met, never an extra that --allow-extra lets pass."""
 
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"
@@ -142,7 +142,8 @@ def _directories(result: Walk, excluded: Excluder, follow_symlinks: bool,
             if problem is None and len(rel) * 4 > MAX_PATH_BYTES:
                 problem = path_problem(rel)
             if problem:
-                result.problems.append(WalkProblem(ascii(rel)[1:-1], f"unsupported file name: {problem}"))
+                result.problems.append(WalkProblem(ascii(rel)[1:-1], f"unsupported file name: {problem}",
+                                                   unmapped=True))
                 continue
             try:
                 _visit(entry, rel, real_root, follow_symlinks, seen_dirs, stack, result)
