@@ -13,18 +13,17 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .engine import Listed, Opener, Progress, feed_hasher
 from .errors import SourceError, UsageError
 from .hf.layout import HfOptions, checked_layout
-from .listing import list_source
+from .listing import Listing, list_source
 from .manifest import FileEntry, Manifest, chunk_count
 from .report import Outcome, Report, Status
 from .verify import verify
-from .walk import WalkProblem, blocked_by
+from .walk import blocked_by
 
 MAX_SAMPLE_SHOWN = 3
 
@@ -78,13 +77,14 @@ def _reading(url: str, manifest: Manifest) -> HfOptions:
     return HfOptions(bookkeeping=False, layout=checked_layout(url, manifest.origin))
 
 
-def _diff(manifest: Manifest, objects: Sequence[Listed],
-          problems: Sequence[WalkProblem] = ()) -> tuple[list[Outcome], list[tuple[FileEntry, Listed]]]:
+def _diff(manifest: Manifest, listing: Listing) -> tuple[list[Outcome], list[tuple[FileEntry, Listed]]]:
     """Removed and added objects, and the pairs present on both sides.  What
     the listing refused (a link, a special file) is an error where a listed
-    path is, or lies behind it, and is extra elsewhere: never dropped."""
-    present = {o.path: o for o in objects}
-    every = {p.path: p for p in problems}
+    path is, or lies behind it, and is extra elsewhere: never dropped (as
+    `verify` reports it); a name or key that names no canonical path is an
+    error."""
+    present = {o.path: o for o in listing.files}
+    every = {p.path: p for p in listing.problems}
     refused = dict(every)
     outcomes, both = [], []
     for entry in manifest.files:
@@ -102,7 +102,7 @@ def _diff(manifest: Manifest, objects: Sequence[Listed],
         else:
             both.append((entry, obj))
     outcomes += [Outcome(p, Status.EXTRA, "added") for p in present]
-    outcomes += [Outcome(p.path, Status.ERROR if p.unreadable_dir else Status.EXTRA, p.reason)
+    outcomes += [Outcome(p.path, Status.ERROR if p.unreadable_dir or p.unmapped else Status.EXTRA, p.reason)
                  for p in refused.values()]
     return outcomes, both
 
@@ -113,7 +113,7 @@ def audit_fast(url: str, manifest: Manifest, storage_options: dict[str, Any] | N
                          "--fast needs a manifest built from an object store")
     started = time.perf_counter()
     listing = list_source(url, manifest.exclude, storage_options=storage_options, hf=_reading(url, manifest))
-    outcomes, both = _diff(manifest, listing.files, listing.problems)
+    outcomes, both = _diff(manifest, listing)
     for entry, _ in both:
         then = manifest.metadata.get(entry.path, {})
         now = listing.metadata.get(entry.path, {})
@@ -136,7 +136,7 @@ def audit_sample(
         raise UsageError("--sample takes a fraction in (0, 1]")
     started = time.perf_counter()
     listing = list_source(url, manifest.exclude, storage_options=storage_options, hf=_reading(url, manifest))
-    outcomes, both = _diff(manifest, listing.files, listing.problems)
+    outcomes, both = _diff(manifest, listing)
     spans = [(entry, obj, chunk_count(entry.size, manifest.chunk_size)) for entry, obj in both]
     total = sum(n for _, _, n in spans)
     rng = random.Random(seed)

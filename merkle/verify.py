@@ -103,12 +103,13 @@ def verify(
         if not ignored.covers(extra.path):
             outcomes.append(Outcome(extra.path, Status.EXTRA))
     for problem in problems.values():
-        if ignored.covers(problem.path):
+        if ignored.covers(problem.path) and not problem.unmapped:
             continue
         # Something unhashable that the manifest does not list is extra, and
         # shown and counted even when extras are allowed; an unreadable
-        # directory may hide listed files, so it is an error.
-        if problem.unreadable_dir:
+        # directory may hide listed files, and a name or key that names no
+        # canonical path can match no entry, so both are errors.
+        if problem.unreadable_dir or problem.unmapped:
             outcomes.append(Outcome(problem.path, Status.ERROR, problem.reason))
         else:
             outcomes.append(Outcome(problem.path, Status.EXTRA, problem.reason))

@@ -66,6 +66,10 @@ class WalkProblem:
     reason: str
     unreadable_dir: bool = False
     """A directory that could not be listed: what it holds is unknown."""
+    unmapped: bool = False
+    """A file name or object key that names no canonical path (or would be
+    read as another key): no manifest entry can stand for it, so it is an
+    error wherever it is met, never an extra that --allow-extra lets pass."""
 
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"
@@ -213,7 +217,8 @@ def _directories(result: Walk, excluded: Excluder, follow_symlinks: bool, base: 
                     if problem is None and len(rel) * 4 > MAX_PATH_BYTES:
                         problem = path_problem(rel)
                     if problem:
-                        result.problems.append(WalkProblem(ascii(rel)[1:-1], f"unsupported file name: {problem}"))
+                        result.problems.append(WalkProblem(ascii(rel)[1:-1], f"unsupported file name: {problem}",
+                                                                   unmapped=True))
                         continue
                     try:
                         st = entry.stat(follow_symlinks=False)  # fstatat in the open directory

@@ -253,14 +253,15 @@ def test_nfd_name_is_refused(tmp_path: Path):
     d = write_tree(tmp_path / "t", {nfd: b"x"})
     with pytest.raises(merkle.SourceError):
         merkle.build(d, chunk_size=CHUNK)
-    # Verifying: the NFC entry is missing, the NFD name is reported, not matched.
+    # Verifying: the NFC entry is missing, the NFD name is an error (it names
+    # no canonical path), not matched and not an extra.
     good = write_tree(tmp_path / "g", {nfc: b"x"})
     m = merkle.build(good, chunk_size=CHUNK)
     report = merkle.verify(d, m)
     assert not report and report.exit_code == 1
     st = statuses(report)
     assert st[nfc] is Status.MISSING
-    assert any(s is Status.EXTRA for p, s in st.items() if p != nfc)
+    assert [s for p, s in st.items() if p != nfc] == [Status.ERROR]
 
 
 def test_deep_subdirectories(tmp_path: Path):

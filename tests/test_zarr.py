@@ -528,3 +528,142 @@ def test_keys_are_assigned_to_the_right_array_whatever_the_names():
     assert root.array_of("c/1").path == "" and root.array_of("zarr.json").path == ""
     assert array("a").chunk_coords("a/c/1") == (1,) and array("a").chunk_coords("a/c/2") is None
     assert array("a").chunk_coords("a/c/01") is None and array("a").chunk_coords("a/zarr.json") is None
+
+
+# -- sizes, ranges, equality, opening (rules Z8, Z9) ------------------------------
+
+
+def test_an_object_grown_past_its_signed_size_is_refused_reading_one_byte_more(tmp_path):
+    """8 MiB appended to a small chunk: refused, naming the key, after the
+    backend returned its signed size + 1 bytes; never read whole."""
+    import tracemalloc
+
+    root = tmp_path / "store.zarr"
+    data = write_store(root, CASES[0])
+    mpath = tmp_path / "m.json"
+    merkle.build(root).save(mpath)
+    key = chunk_keys(root, "aux/labels")[0]
+    signed = (root / key).stat().st_size
+    with open(root / key, "ab") as f:
+        f.write(os.urandom(8 << 20))
+    counting = CountingStore(LocalStore(str(root), read_only=True))
+    with pytest.raises(ZarrIntegrityError, match=f"holds more than its signed {signed} bytes") as e:
+        read(VerifiedStore(counting, mpath), "aux/labels")
+    assert (e.value.array, e.value.key) == ("aux/labels", key)
+    assert counting.by_key[key] == signed + 1
+    np.testing.assert_array_equal(read(VerifiedStore(counting, mpath)), data)  # the rest still reads
+    # over a store with a size request of its own, the error says how long the object is
+    tracemalloc.start()
+    try:
+        with pytest.raises(ZarrIntegrityError, match=f"is {signed + (8 << 20)} bytes, signed {signed}$"):
+            asyncio.run(VerifiedStore(root, mpath).get(key, default_buffer_prototype()))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 << 20, peak
+
+
+def test_a_key_holding_a_longer_signed_key_is_named(tmp_path):
+    """A short chunk overwritten with a longer signed chunk's bytes: the
+    size request and one bounded read say whose bytes they are."""
+    root = tmp_path / "store.zarr"
+    write_store(root, CASES[0])
+    merkle.build(root).save(tmp_path / "m.json")
+    sizes = {k: (root / k).stat().st_size for k in chunk_keys(root) + chunk_keys(root, "aux/labels")}
+    short, long = min(sizes, key=sizes.get), max(sizes, key=sizes.get)
+    assert sizes[short] < sizes[long]
+    (root / short).write_bytes((root / long).read_bytes())
+    with pytest.raises(ZarrIntegrityError, match=f"is {sizes[long]} bytes, signed {sizes[short]}: "
+                                                 f"it holds the signed bytes of '{long}'"):
+        asyncio.run(VerifiedStore(root, tmp_path / "m.json").get(short, default_buffer_prototype()))
+
+
+@pytest.mark.parametrize(("byte_range", "error"), [
+    ((0, 2), TypeError),
+    ("bytes=0-2", TypeError),
+    (RangeByteRequest(0.0, 2), TypeError),
+    (RangeByteRequest(-1, 4), ValueError),
+    (RangeByteRequest(5, 2), ValueError),
+    (SuffixByteRequest(-1), ValueError),
+    (zarr.abc.store.OffsetByteRequest(-3), ValueError),
+], ids=["tuple", "text", "float", "negative", "reversed", "negative-suffix", "negative-offset"])
+def test_a_byte_range_it_cannot_serve_is_a_type_or_value_error(tmp_path, byte_range, error):
+    """As zarr's own stores: a bad request is the caller's mistake (TypeError
+    or ValueError), not a path problem; for a signed key or not, before any read."""
+    root = tmp_path / "store.zarr"
+    write_store(root, CASES[0])
+    merkle.build(root).save(tmp_path / "m.json")
+    counting = CountingStore(LocalStore(str(root), read_only=True))
+    store = VerifiedStore(counting, tmp_path / "m.json")
+    for key in ("data/zarr.json", "data/c/9/9"):
+        with pytest.raises(error) as e:
+            asyncio.run(store.get(key, default_buffer_prototype(), byte_range))
+        assert not isinstance(e.value, merkle.errors.MerkleError)
+    assert counting.calls == []
+    if error is TypeError and isinstance(byte_range, tuple):
+        assert "Unexpected byte_range, got (0, 2)" in str(e.value)
+
+
+def test_stores_over_one_backend_are_equal_only_with_equal_manifests(tmp_path):
+    root = tmp_path / "store.zarr"
+    write_store(root, CASES[0], seed=1)
+    merkle.build(root).save(tmp_path / "old.json")
+    write_store(root, CASES[0], seed=2)
+    merkle.build(root).save(tmp_path / "new.json")
+    backend = LocalStore(str(root), read_only=True)
+    old, new = VerifiedStore(backend, tmp_path / "old.json"), VerifiedStore(backend, tmp_path / "new.json")
+    assert old != new and new != old  # one backend, other signed contents
+    assert VerifiedStore(backend, tmp_path / "new.json") == new  # the same manifest, loaded again
+    assert VerifiedStore(LocalStore(str(root), read_only=True), new.manifest) == new
+    assert VerifiedStore(LocalStore(str(tmp_path), read_only=True), new.manifest) != new
+    assert new != backend and backend != new
+    np.testing.assert_array_equal(read(new), values(CASES[0], seed=2))
+    with pytest.raises(ZarrIntegrityError):
+        read(old)
+
+
+def test_open_takes_the_constructors_arguments(tmp_path):
+    """zarr's Store.open: construct, then open the wrapped store (WrapperStore's
+    own open(store_cls, ...) had no place for the bundle)."""
+    root = tmp_path / "store.zarr"
+    data = write_store(root, CASES[1])
+    merkle.build(root).save(tmp_path / "m.json")
+
+    async def opened() -> VerifiedStore:
+        return await VerifiedStore.open(LocalStore(str(root), read_only=True), tmp_path / "m.json")
+
+    store = asyncio.run(opened())
+    assert store._is_open and store.read_only
+    np.testing.assert_array_equal(read(store), data)
+    with store as inside:  # WrapperStore's context manager: a twin over the same backend
+        assert inside == store and inside._is_open
+    assert not store._is_open
+
+
+def test_zarr_over_s3_reads_empty_keys_and_refuses_grown_ones(endpoint, tmp_path):
+    """Through FsspecStore on moto's S3 server: a signed empty key reads (a
+    range past the end of an empty object is 'not satisfiable' there), and a
+    chunk grown by 8 MiB is refused."""
+    s3fs = pytest.importorskip("s3fs")
+    options = {"client_kwargs": {"endpoint_url": endpoint}, "skip_instance_cache": True}
+    fs = s3fs.S3FileSystem(**options)
+    bucket = f"z{os.urandom(4).hex()}"
+    fs.mkdir(bucket)
+    local = tmp_path / "store.zarr"
+    data = write_store(local, CASES[0])
+    (local / "aux" / "empty").write_bytes(b"")
+    fs.put(str(local), f"{bucket}/store.zarr", recursive=True)
+    fs.pipe(f"{bucket}/store.zarr/aux/empty", b"")
+    merkle.build(local).save(tmp_path / "m.json")
+    url = f"s3://{bucket}/store.zarr"
+    from zarr.core.sync import sync  # on zarr's own loop, where s3fs's session lives
+
+    store = VerifiedStore(url, tmp_path / "m.json", storage_options=options)
+    assert sync(store.get("aux/empty", default_buffer_prototype())).to_bytes() == b""
+    np.testing.assert_array_equal(read(store), data)
+    key = chunk_keys(local)[0]
+    signed = (local / key).stat().st_size
+    fs.pipe(f"{url}/{key}", (local / key).read_bytes() + os.urandom(8 << 20))
+    with pytest.raises(ZarrIntegrityError, match=f"is {signed + (8 << 20)} bytes, signed {signed}$") as e:
+        read(VerifiedStore(url, tmp_path / "m.json", storage_options=options))
+    assert e.value.key == key

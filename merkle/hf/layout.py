@@ -381,7 +381,8 @@ def _walk_snapshot(checkout: Checkout, blobs: str) -> None:
                     rel = prefix + entry.name
                     problem = name_problem(entry.name)
                     if problem:
-                        checkout.problems.append(WalkProblem(ascii(rel)[1:-1], f"unsupported file name: {problem}"))
+                        checkout.problems.append(WalkProblem(ascii(rel)[1:-1], f"unsupported file name: {problem}",
+                                                                   unmapped=True))
                         continue
                     try:
                         _visit_snapshot_entry(checkout, snapshot, entry, rel, blobs, stack)

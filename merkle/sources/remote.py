@@ -96,30 +96,85 @@ def _describe(e: BaseException) -> str:
 def list_objects(
     url: str, exclude: Sequence[str], storage_options: dict[str, Any] | None = None
 ) -> tuple[Any, list[RemoteObject], list[WalkProblem]]:
-    """Every object under `url`, sorted by canonical relative path."""
+    """Every object under `url`, sorted by canonical relative path.
+
+    A key names a file only when the part after the prefix and its '/' is
+    already a canonical path and reads back as the same key: nothing is
+    normalised, so no two keys can land on one path and no key is left out
+    unseen.  Every other key under the prefix is a problem (`unmapped`),
+    excluded or not; only zero-byte directory markers (`prefix/`, `dir/`,
+    written by consoles and sync tools) are passed over, as empty local
+    directories are.  A prefix that is itself an object as well is refused:
+    the URL would name two things."""
     fs, root = filesystem(url, storage_options)
     try:
         fs.invalidate_cache(root)  # a cached listing would hide changes
-        if not fs.exists(root):
-            raise FileNotFoundError(root)
+        top = fs.info(root)  # FileNotFoundError when there is nothing at all
         infos = fs.find(root, detail=True, withdirs=False)
     except Exception as e:  # botocore and aiohttp raise many types; name the cause
         raise SourceError(_describe(e), url) from e
+    if set(infos) == {root}:  # the URL names one object
+        info = infos[root]
+        name = root.rsplit("/", 1)[-1]
+        problem = path_problem(name)
+        if problem:
+            raise SourceError(f"unsupported object name: {problem}", url)
+        return fs, [_remote_object(name, root, info)], []
+    if top.get("type") == "file" and infos:
+        raise SourceError(f"is an object and also a prefix of {len(infos)} other object(s): the URL names both, "
+                          "so neither is checked; name the prefix or the object without the other", url)
     excluded = Excluder(exclude)
     objects, problems = [], []
+    base = root + "/"
     for abspath, info in infos.items():
-        rel = abspath[len(root) :].lstrip("/") if abspath != root else abspath.rsplit("/", 1)[-1]
-        if info.get("type", "file") != "file" or excluded.covers(rel):
+        if info.get("type", "file") != "file":
             continue
-        problem = path_problem(rel)
+        if not abspath.startswith(base):  # fsspec backends list below the prefix; refuse anything else
+            problems.append(_unmapped(abspath, "listed outside the prefix"))
+            continue
+        rel = abspath[len(base):]
+        if rel == "" or rel.endswith("/"):
+            marker_of = rel[:-1]
+            if int(info["size"]) == 0 and (marker_of == "" or not path_problem(marker_of)):
+                continue  # a directory marker: no content, and it names a canonical directory
+            problems.append(_unmapped(rel, f"object key ends with '/' ({int(info['size'])} bytes)"))
+            continue
+        problem = path_problem(rel) or _read_as_another_key(fs, abspath)
         if problem:
-            problems.append(WalkProblem(ascii(rel)[1:-1], f"unsupported object name: {problem}"))
+            problems.append(_unmapped(rel, f"object key does not name one canonical path: {problem}"))
             continue
-        etag = info.get("ETag") or info.get("etag")
-        version = info.get("VersionId") or info.get("version_id")
-        objects.append(RemoteObject(rel, abspath, int(info["size"]), etag, version))
+        if not excluded.covers(rel):
+            objects.append(_remote_object(rel, abspath, info))
     objects.sort(key=lambda o: o.path)
+    problems.sort(key=lambda p: p.path)
     return fs, objects, problems
+
+
+def _remote_object(rel: str, abspath: str, info: dict[str, Any]) -> RemoteObject:
+    etag = info.get("ETag") or info.get("etag")
+    version = info.get("VersionId") or info.get("version_id")
+    return RemoteObject(rel, abspath, int(info["size"]), etag, version)
+
+
+def _unmapped(rel: str, reason: str) -> WalkProblem:
+    # Shown relative to the prefix, escaped: a key may hold any character.
+    return WalkProblem(ascii(rel)[1:-1], reason, unmapped=True)
+
+
+def _read_as_another_key(fs: Any, abspath: str) -> str | None:
+    """Why reading `abspath` would fetch another object, or None.  s3fs (and
+    gcsfs, adlfs) split a version or generation off a path as they read it:
+    `key?versionId=v` reads version v of `key`."""
+    split = getattr(fs, "split_path", None)
+    if split is None:
+        return None
+    try:
+        bucket, key, version = split(abspath)[:3]
+    except Exception:  # a name its own file system cannot parse
+        return "the file system cannot address it"
+    if version or f"{bucket}/{key}" != abspath:
+        return f"reading it would read {bucket}/{key}" + (f" version {version}" if version else "")
+    return None
 
 
 class RemoteReader:
@@ -182,7 +237,10 @@ class RemoteReader:
 
     def _same_object(self) -> None:
         info = self._retry(lambda: self.fs.info(self.obj.abspath, refresh=True), "re-reading metadata")
-        now = (int(info["size"]), info.get("ETag") or info.get("etag"), info.get("VersionId") or info.get("version_id"))
+        # A plain listing of a versioned bucket names no versions, while HEAD
+        # does: compare versions only when the listing had them.
+        version = (info.get("VersionId") or info.get("version_id")) if self.obj.version_id else None
+        now = (int(info["size"]), info.get("ETag") or info.get("etag"), version)
         if now != self.obj.identity:
             raise SourceError("object changed while hashing (size, ETag or version)", self.obj.path)
 

@@ -1,6 +1,6 @@
 """VerifiedStore: a read-only zarr store that returns only signed bytes.
 
-Rules (docs/zarr.md, Z3-Z6):
+Rules (docs/zarr.md, Z3-Z6, Z8-Z9):
 - Z3 The signed manifest is the store's contents: a key it lists is read
   from the wrapped store and checked before any byte is returned; a key it
   does not list reads as absent (zarr's fill value for a chunk never
@@ -14,6 +14,12 @@ Rules (docs/zarr.md, Z3-Z6):
   the sidecar the whole key is read and checked against its root.
 - Z6 Keys that are not canonical relative paths ('..', absolute, empty
   parts) are refused with PathError before the wrapped store sees them.
+- Z8 A whole key is read as its first signed-size + 1 bytes: a stored
+  object longer than signed is refused having read one byte too many, never
+  read whole.  A byte range that is not a zarr ByteRequest is a TypeError,
+  one with a negative or reversed span a ValueError, as in zarr's stores.
+- Z9 Two VerifiedStores are equal when their wrapped stores are equal and
+  they check against equal manifests.
 """
 
 from __future__ import annotations
@@ -47,6 +53,8 @@ if TYPE_CHECKING:
     from zarr.core.buffer import Buffer, BufferPrototype
 
 T = TypeVar("T")
+_READ_ONLY = ("store was opened in read-only mode and does not support writing: "
+              "a VerifiedStore serves the signed contents only")
 THREAD_BYTES = 1 << 20
 """Hash bigger reads on a worker thread: hashing releases the GIL, so the
 event loop keeps other reads and decoding going."""
@@ -63,7 +71,10 @@ class VerifiedStore(WrapperStore[Store]):
 
     def __init__(self, store: Store | str | os.PathLike[str], bundle: Manifest | str | os.PathLike[str], *,
                  keys: Sequence[str] = (), cas: Sequence[str] = (), policy: TrustPolicy | None = None,
-                 attestations: StoreChoice = True, storage_options: dict[str, Any] | None = None) -> None:
+                 attestations: StoreChoice = True, storage_options: dict[str, Any] | None = None,
+                 read_only: bool = True) -> None:
+        if not read_only:  # zarr's stores take `read_only`; this one serves signed contents only
+            raise ValueError(_READ_ONLY)
         manifest = trusted_manifest(bundle, chosen_policy(keys, cas, policy), attestations)
         if manifest.zarr is None:
             where = None if isinstance(bundle, Manifest) else os.fspath(bundle)
@@ -72,6 +83,7 @@ class VerifiedStore(WrapperStore[Store]):
         self._manifest = manifest
         self._auth: dict[str, FileAuth] = {}
         self._by_root: dict[bytes, str] | None = None
+        self._sizes: frozenset[int] | None = None
         self._root_checked = False
 
     @property
@@ -79,15 +91,34 @@ class VerifiedStore(WrapperStore[Store]):
         """The trusted manifest every read is checked against."""
         return self._manifest
 
+    @classmethod
+    async def open(cls, *args: Any, **kwargs: Any) -> Self:
+        """Construct with the constructor's arguments (store, bundle, ...)
+        and open the wrapped store: zarr's `Store.open`.  WrapperStore's
+        `open(store_cls, *args)` has no place for the bundle."""
+        store = cls(*args, **kwargs)
+        await store._open()
+        return store
+
     def _with_store(self, store: Store) -> Self:
         twin = type(self)(store, self._manifest)
         twin._root_checked = self._root_checked and store == self._store
         return twin
 
     def with_read_only(self, read_only: bool = False) -> Self:
-        if not read_only:
-            raise ValueError("a VerifiedStore is read-only")
+        if not read_only:  # what zarr's stores say when they cannot give a writable copy
+            raise NotImplementedError(f"with_read_only is not implemented for the {type(self)} store type. "
+                                      "A VerifiedStore serves signed contents: it has no writable copy")
         return self
+
+    def __eq__(self, other: object) -> bool:
+        """Equal wrapped stores checked against equal manifests (Z9): the
+        same store under another bundle serves other contents."""
+        if type(self) is not type(other) or not isinstance(other, VerifiedStore):
+            return False
+        mine, theirs = self._manifest, other._manifest
+        same = mine is theirs or (mine.root == theirs.root and mine == theirs)
+        return same and bool(self._store == other._store)
 
     def __repr__(self) -> str:
         return f"VerifiedStore({self._store!r})"
@@ -110,7 +141,7 @@ class VerifiedStore(WrapperStore[Store]):
         return False
 
     def _check_writable(self) -> None:
-        raise ValueError("a VerifiedStore is read-only: it serves the signed contents")
+        raise ValueError(_READ_ONLY)
 
     async def set(self, key: str, value: Buffer) -> None:
         self._check_writable()
@@ -182,13 +213,15 @@ class VerifiedStore(WrapperStore[Store]):
 
             prototype = default_buffer_prototype()
         entry = self._entry(key)
+        if byte_range is not None:
+            _check_request(byte_range)
         if not self._root_checked:
             await self._check_root(prototype)
         if entry is None:
             return None
         if byte_range is None:
             return await self._whole(entry, prototype)
-        start, end = _span(byte_range, entry.size, key)
+        start, end = _span(byte_range, entry.size)
         if start >= end:
             return prototype.buffer.from_bytes(b"")
         auth = self._file_auth(entry)
@@ -232,18 +265,50 @@ class VerifiedStore(WrapperStore[Store]):
         return got
 
     async def _whole(self, entry: FileEntry, prototype: BufferPrototype) -> Buffer:
-        got = await self._fetch(entry, prototype, None)
+        # One byte past the signed size, never more (Z8): the length is known
+        # before anything is hashed, and an object grown past its signed size
+        # costs size + 1 bytes, not its own size.
+        got = await self._fetch(entry, prototype, RangeByteRequest(0, entry.size + 1))
         view = got.as_numpy_array().data.cast("B")
-        hasher, cs = self._manifest.hasher, self._manifest.chunk_size
-        if len(view) > THREAD_BYTES:
-            root = await _off_loop(tree.content_root, hasher, view, cs)
-        else:
-            root = tree.content_root(hasher, view, cs)
+        if len(view) > entry.size:
+            raise await self._too_long(entry, prototype)
+        root = await self._content_root(view)
         if len(view) != entry.size:
             raise self._error(entry.path, f"is {len(view)} bytes, signed {entry.size}" + self._whose(root, entry.path))
         if root != entry.root:
             raise self._error(entry.path, "does not match the signed manifest" + self._whose(root, entry.path))
         return got
+
+    async def _content_root(self, view: memoryview) -> bytes:
+        hasher, cs = self._manifest.hasher, self._manifest.chunk_size
+        if len(view) > THREAD_BYTES:
+            return await _off_loop(tree.content_root, hasher, view, cs)
+        return tree.content_root(hasher, view, cs)
+
+    async def _too_long(self, entry: FileEntry, prototype: BufferPrototype) -> ZarrIntegrityError:
+        """The error for a key stored longer than signed.  Its length comes
+        from a size request, where the wrapped store has one of its own
+        (zarr's fallback reads the object); when that length is another
+        signed key's, that many bytes are read to say whose they are."""
+        size = None
+        if type(self._store).getsize is not Store.getsize:
+            try:
+                size = int(await self._store.getsize(entry.path))
+            except (OSError, ValueError, TypeError):
+                size = None
+        if size is None or size <= entry.size:
+            return self._error(entry.path, f"holds more than its signed {entry.size} bytes")
+        whose = ""
+        if size in self._signed_sizes():
+            got = await self._store.get(entry.path, prototype, RangeByteRequest(0, size + 1))
+            if got is not None and len(got) == size:
+                whose = self._whose(await self._content_root(got.as_numpy_array().data.cast("B")), entry.path)
+        return self._error(entry.path, f"is {size} bytes, signed {entry.size}" + whose)
+
+    def _signed_sizes(self) -> frozenset[int]:
+        if self._sizes is None:
+            self._sizes = frozenset(f.size for f in self._manifest.files)
+        return self._sizes
 
     async def _range(self, entry: FileEntry, auth: FileAuth, start: int, end: int,
                      prototype: BufferPrototype) -> Buffer:
@@ -253,8 +318,8 @@ class VerifiedStore(WrapperStore[Store]):
         got = await self._fetch(entry, prototype, RangeByteRequest(lo, hi))
         view = got.as_numpy_array().data.cast("B")
         if len(view) != hi - lo:
-            raise self._error(entry.path, f"bytes {lo}..{hi} came back as {len(view)} bytes: the stored object is "
-                                          f"shorter than its signed {entry.size}")
+            raise self._error(entry.path, f"bytes {lo}..{hi} came back as {len(view)} bytes" + (
+                f": the stored object is shorter than its signed {entry.size}" if len(view) < hi - lo else ""))
         hasher = self._manifest.hasher
         if len(view) > THREAD_BYTES:
             leaves = await _off_loop(tree.chunk_leaves, hasher, view, cs)
@@ -311,22 +376,36 @@ def _dir(prefix: str) -> str:
     return prefix if not prefix or prefix.endswith("/") else prefix + "/"
 
 
-def _span(byte_range: ByteRequest, size: int, key: str) -> tuple[int, int]:
-    """[start, end) of a request within a key of `size` bytes, clamped as
-    zarr's own stores do."""
+def _check_request(byte_range: object) -> None:
+    """A zarr ByteRequest with a sane span (Z8), or the TypeError or
+    ValueError that zarr's own stores raise: a bad request is the caller's
+    mistake, not a path or an integrity problem."""
+    if isinstance(byte_range, RangeByteRequest):
+        numbers: tuple[object, ...] = (byte_range.start, byte_range.end)
+    elif isinstance(byte_range, OffsetByteRequest):
+        numbers = (byte_range.offset,)
+    elif isinstance(byte_range, SuffixByteRequest):
+        numbers = (byte_range.suffix,)
+    else:
+        raise TypeError(f"Unexpected byte_range, got {byte_range!r}.")
+    ints = [n for n in numbers if type(n) is int]
+    if len(ints) != len(numbers):
+        raise TypeError(f"byte range bounds must be integers, got {byte_range!r}")
+    if min(ints) < 0 or (isinstance(byte_range, RangeByteRequest) and byte_range.end < byte_range.start):
+        raise ValueError(f"invalid byte range {byte_range!r}: negative or reversed")
+
+
+def _span(byte_range: ByteRequest, size: int) -> tuple[int, int]:
+    """[start, end) of a checked request within a key of `size` bytes,
+    clamped as zarr's own stores do."""
     if isinstance(byte_range, RangeByteRequest):
         start, end = byte_range.start, byte_range.end
     elif isinstance(byte_range, OffsetByteRequest):
         start, end = byte_range.offset, size
-    elif isinstance(byte_range, SuffixByteRequest):
-        if not isinstance(byte_range.suffix, int) or byte_range.suffix < 0:
-            raise PathError(f"invalid byte range {byte_range!r}", key)
-        start, end = max(0, size - byte_range.suffix), size
     else:
-        raise PathError(f"unsupported byte range {byte_range!r}", key)
-    if not (isinstance(start, int) and isinstance(end, int)) or start < 0 or end < start:
-        raise PathError(f"invalid byte range {byte_range!r}", key)
-    return max(0, min(start, size)), min(end, size)
+        assert isinstance(byte_range, SuffixByteRequest)
+        start, end = max(0, size - byte_range.suffix), size
+    return min(start, size), min(end, size)
 
 
 def _as_store(store: Store | str | os.PathLike[str], storage_options: dict[str, Any] | None) -> Store:
