@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from . import tree
-from .errors import FormatError, ProofError
+from .errors import FormatError, ProofError, UsageError
 from .hashing import DIGEST_SIZE, TreeHasher
 
 MAGIC: Final = b"MRKLPRF1"
@@ -151,7 +151,8 @@ def range_proof(hasher: TreeHasher, levels: Sequence[tree.Level], start: int, en
 def covering_chunks(offset: int, length: int, chunk_size: int, file_size: int) -> tuple[int, int]:
     """Chunks [first, last) that hold bytes [offset, offset + length)."""
     if length < 0 or offset < 0 or offset + length > file_size:
-        raise ProofError(f"range [{offset}, {offset + length}) is outside the file's {file_size} bytes")
+        # A question that cannot be asked, not a failed check: a usage error.
+        raise UsageError(f"range [{offset}, {offset + length}) is outside the file's {file_size} signed bytes")
     if length == 0:
         return (offset // chunk_size, offset // chunk_size)
     return (offset // chunk_size, -(-(offset + length) // chunk_size))
