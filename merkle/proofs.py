@@ -105,8 +105,8 @@ class RangeProof:
         if not isinstance(doc, dict) or set(doc) != {"size", "start", "end", "hashes"}:
             raise FormatError("range proof must have exactly size, start, end, hashes")
         ints = [doc[k] for k in ("size", "start", "end")]
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in ints):
-            raise FormatError("range proof size, start and end must be integers")
+        if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1 << 64 for v in ints):
+            raise FormatError("range proof size, start and end must be integers from 0 to 2^64-1 (R4)")
         hashes = doc["hashes"]
         if not isinstance(hashes, list) or not all(isinstance(h, str) and len(h) == 64 for h in hashes):
             raise FormatError("range proof hashes must be 64-digit hex strings")

@@ -18,6 +18,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +53,45 @@ class Entry:
                 "kind": self.kind, "signers": list(self.signers), "path": self.path}
 
 
+_HEX64 = re.compile("[0-9a-f]{64}")
+_BUNDLE_KEYS = {"name", "root", "version", "kind", "signers"}
+
+
+def checked_index(doc: Any) -> dict[str, Any]:
+    """`doc` if it has the index's shape, checked whole before any field is
+    used (the index is local state another user or a crash may have
+    damaged); FormatError naming the first bad part otherwise."""
+    if not isinstance(doc, dict) or set(doc) != {"bundles", "highest"}:
+        raise FormatError("not a merkle attestation index (keys bundles and highest)")
+    bundles, highest = doc["bundles"], doc["highest"]
+    if not isinstance(bundles, dict) or not isinstance(highest, dict):
+        raise FormatError("bundles and highest must be objects")
+    for bundle_id, r in bundles.items():
+        where = f"bundles[{bundle_id!r}]"
+        if not _HEX64.fullmatch(bundle_id):  # it names a file under bundles/
+            raise FormatError(f"{where}: the id is not a lower-case sha256 digest")
+        if not isinstance(r, dict) or set(r) != _BUNDLE_KEYS:
+            raise FormatError(f"{where} must have exactly {', '.join(sorted(_BUNDLE_KEYS))}")
+        if not isinstance(r["name"], str) or not _is_root(r["root"]) or not _is_count(r["version"]):
+            raise FormatError(f"{where}: name, root or version is malformed")
+        if r["kind"] not in ("merkle", "oms") or not isinstance(r["signers"], list) or not all(
+                isinstance(k, str) for k in r["signers"]):
+            raise FormatError(f"{where}: kind or signers is malformed")
+    for name, seen in highest.items():
+        if not isinstance(seen, dict) or set(seen) != {"version", "root"} or not _is_count(seen["version"]) \
+                or not _is_root(seen["root"]):
+            raise FormatError(f"highest[{name!r}] must be {{version, root}}")
+    return doc
+
+
+def _is_root(value: Any) -> bool:
+    return isinstance(value, str) and _HEX64.fullmatch(value) is not None
+
+
+def _is_count(value: Any) -> bool:
+    return type(value) is int and value >= 0
+
+
 class Store:
     def __init__(self, directory: str | None = None) -> None:
         self.dir = directory or default_dir()
@@ -79,9 +119,10 @@ class Store:
         if not os.path.exists(self._index_path):
             return {"bundles": {}, "highest": {}}
         doc = _json.loads(read_capped(self._index_path, MAX_INDEX_BYTES), self._index_path, MAX_INDEX_BYTES)
-        if not isinstance(doc, dict) or set(doc) != {"bundles", "highest"}:
-            raise FormatError("not a merkle attestation index", self._index_path)
-        return doc
+        try:
+            return checked_index(doc)
+        except FormatError as e:
+            raise FormatError(f"malformed attestation index: {e.message}", self._index_path) from e
 
     def check_version(self, verified: Verified, source: str) -> None:
         """Refuse a statement older than one already seen for its name, or

@@ -283,6 +283,9 @@ def test_bad_binary_and_json_proofs_are_rejected():
         [], {**doc, "extra": 1}, {k: v for k, v in doc.items() if k != "hashes"}, {**doc, "size": True},
         {**doc, "start": "5"}, {**doc, "hashes": ["00" * 31]}, {**doc, "hashes": ["zz" * 32]},
         {**doc, "hashes": "00" * 32},
+        # found by tests/test_fuzz.py: counts past u64 (R4) parsed, then to_bytes raised struct.error
+        {**doc, "size": 2**64}, {**doc, "size": 2**64, "end": 2**64 - 1}, {**doc, "size": 10**20 - 1},
+        {**doc, "start": -1},
     ):
         with pytest.raises((FormatError, ProofError)):
             RangeProof.from_dict(bad_doc)
