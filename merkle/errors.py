@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from .display import shown
 
+MAX_MESSAGE = 2000
+"""Characters of a message printed; longer ones are cut in the middle."""
 DISTRIBUTION = "merkle-ml"  # the name on the package index; the import and the command stay `merkle`
 
 
@@ -32,6 +34,8 @@ class MerkleError(Exception):
         # documents wrote: escaped (merkle/display.py) so that an error is
         # always one line, cannot forge another, and names no file falsely.
         message = shown(self.message)
+        if len(message) > MAX_MESSAGE:  # it quotes a hostile document: a line to read, not the document
+            message = f"{message[:MAX_MESSAGE - 300]}... ({len(message)} characters) ...{message[-200:]}"
         return f"{shown(self.path)}: {message}" if self.path else message
 
 

@@ -452,6 +452,18 @@ def test_check_lines_escape_names_as_hash_writes_them(cli, tmp_path):
                      f"{tmp_path}/gone: FAILED"], lines
 
 
+def test_an_error_quoting_hostile_input_stays_short(cli, model_dir, tmp_path):
+    """A message that quotes what a hostile document says (here a 1 MB
+    mediaType) is cut: one line a person can read, not the document."""
+    bad = tmp_path / "b.json"
+    bad.write_text(json.dumps({"mediaType": "\x1b[2K" + "x" * 1_000_000, "verificationMaterial": {},
+                               "dsseEnvelope": {}}))
+    r = cli("verify", str(model_dir), str(bad))
+    assert r.returncode == 1, r.stderr[:300]
+    assert_one_line_error(r, str(bad), "unsupported bundle mediaType", "characters)")
+    assert len(r.stderr) < 3000 and "\x1b" not in r.stderr
+
+
 def test_error_messages_stay_on_one_line(cli, tmp_path):
     r = cli("hash", str(tmp_path / "no\nsuch"))
     assert r.returncode == 2

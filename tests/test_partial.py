@@ -831,6 +831,21 @@ def test_missing_tensor_name_is_a_clear_error(cli, safetensors_model, key):
         assert "no tensor" in r.stderr and repr(name) in r.stderr
 
 
+def test_a_tensor_question_that_cannot_be_answered_is_not_a_damaged_file(cli, safetensors_model, key):
+    """Like a range past the signed size: a tensor name the (verified) header
+    does not hold, or a signed file that is no safetensors file, is exit 2
+    with one line, never '*' (differs) and exit 1."""
+    d, path, bundle, _ = safetensors_model
+    (d / "config.json").write_bytes(b'{"not": "safetensors"}')
+    bundle = sign(cli, d, key, bundle.with_name("again.json"))
+    for name, tensor, message in (("model.safetensors", "no.such.tensor", "no tensor 'no.such.tensor'"),
+                                  ("config.json", "x", "not a safetensors file")):
+        r = verify_file(cli, d, bundle, key, name, "--tensor", tensor, "--no-store")  # re-signed: not a rollback
+        assert r.returncode == 2, (name, r.stdout, r.stderr)
+        assert r.stdout == ""
+        assert_one_line_error(r, message)
+
+
 def test_tensor_through_merkle_open_equals_what_safetensors_loads(safetensors_model, key):
     from merkle.tensors import read_tensor
 

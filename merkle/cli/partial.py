@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from ..display import shown
-from ..errors import FormatError, IntegrityError, UsageError
+from ..errors import IntegrityError, UsageError
 from ..fileproof import FileProof, prove
 from ..hashfile import hash_file
 from ..manifest import Manifest, Summary
@@ -128,7 +128,7 @@ def run(args: argparse.Namespace, manifest: Manifest | None, signature: dict[str
         raise UsageError("--file needs a merkle manifest or bundle (OpenSSF bundles carry no chunk tree)")
     try:
         return verify_file(args, manifest, signature)
-    except (IntegrityError, FormatError) as e:
+    except IntegrityError as e:  # the bytes are not the signed ones; anything else cannot be decided (exit 2)
         if args.json:
             emit_json({"path": args.file, "ok": False, "error": str(e), "signature": signature})
         else:
