@@ -7,6 +7,10 @@ usage errors exit 2 (we could not decide).
 
 from __future__ import annotations
 
+from .display import shown
+
+MAX_MESSAGE = 2000
+"""Characters of a message printed; longer ones are cut in the middle."""
 DISTRIBUTION = "merkle-ml"  # the name on the package index; the import and the command stay `merkle`
 
 
@@ -26,10 +30,13 @@ class MerkleError(Exception):
         self.path = path
 
     def __str__(self) -> str:
-        # Paths come from users and file systems: escape control characters so
-        # that an error is always one line and cannot forge another.
-        where = self.path if self.path is None or self.path.isprintable() else ascii(self.path)[1:-1]
-        return f"{where}: {self.message}" if where else self.message
+        # Paths and messages carry what users, file systems and hostile
+        # documents wrote: escaped (merkle/display.py) so that an error is
+        # always one line, cannot forge another, and names no file falsely.
+        message = shown(self.message)
+        if len(message) > MAX_MESSAGE:  # it quotes a hostile document: a line to read, not the document
+            message = f"{message[:MAX_MESSAGE - 300]}... ({len(message)} characters) ...{message[-200:]}"
+        return f"{shown(self.path)}: {message}" if self.path else message
 
 
 class UsageError(MerkleError):

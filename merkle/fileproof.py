@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from . import _json, tree
+from .display import shown
 from .errors import FormatError, IntegrityError, ProofError
 from .hashing import tree_hasher
-from .manifest import FileEntry, Manifest, Summary, _exact_keys, _hex_digest, dataset_leaves
+from .manifest import MAX_FILE_SIZE, FileEntry, Manifest, Summary, _exact_keys, _hex_digest, dataset_leaves
+from .paths import path_problem
 
 FORMAT: Final = "merkle-file-proof-v1"
 MAX_PROOF_BYTES: Final = 1 << 20
@@ -52,11 +54,17 @@ class FileProof:
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             raise FormatError(f"not a merkle file proof (format {FORMAT!r})")
         _exact_keys(doc, _KEYS, "file proof")
-        numbers = (doc["size"], doc["index"], doc["tree_size"])
-        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in numbers):
-            raise FormatError("size, index and tree_size must be counts")
+        for key in ("size", "index", "tree_size"):
+            v = doc[key]
+            if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= MAX_FILE_SIZE:
+                raise FormatError(f"{key} is not a count from 0 to {MAX_FILE_SIZE}")
         if not isinstance(doc["path"], str) or not isinstance(doc["proof"], list) or len(doc["proof"]) > 64:
             raise FormatError("path must be a string and proof a list of at most 64 hashes")
+        # Unauthenticated until the proof verifies, and printed either way:
+        # only a path a manifest could hold (P1-P7).
+        problem = path_problem(doc["path"])
+        if problem:
+            raise FormatError(f"path '{shown(doc['path'])}': {problem}")
         entry = FileEntry(doc["path"], doc["size"], _hex_digest(doc["root"], "root"))
         hashes = tuple(_hex_digest(h, f"proof[{i}]") for i, h in enumerate(doc["proof"]))
         return cls(entry, doc["index"], doc["tree_size"], hashes)

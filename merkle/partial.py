@@ -17,7 +17,7 @@ from functools import cached_property
 from typing import Any
 
 from . import tree
-from .errors import IntegrityError, ProofError
+from .errors import IntegrityError, ProofError, UsageError
 from .hashing import TreeHasher
 from .manifest import FileEntry, Manifest, chunk_count
 from .proofs import RangeProof, covering_chunks, range_proof
@@ -132,11 +132,19 @@ class RangeCheck:
 
 def verify_range(source: RangeSource, auth: FileAuth, offset: int, length: int) -> RangeCheck:
     """Check bytes [offset, offset + length) by reading only their chunks.
-    IntegrityError (ChunkError for a bad chunk) unless they match."""
+    IntegrityError (ChunkError for a bad chunk) unless they match.  A range
+    of no bytes (but the whole of an empty file) or one past the signed size
+    is a UsageError, decided before the file is looked at: it would check
+    nothing, and nothing may be called verified by it."""
+    if length <= 0 and not offset == length == auth.entry.size == 0:
+        raise UsageError(f"range [{offset}, {offset + length}) holds no bytes: it would check nothing", auth.name)
+    try:
+        first, last = covering_chunks(offset, length, auth.chunk_size, auth.entry.size)
+    except UsageError as e:
+        raise UsageError(e.message, auth.name) from e
     size = source.size()
     if size != auth.entry.size:
         raise IntegrityError(f"file is {size} bytes, signed {auth.entry.size}", auth.name)
-    first, last = covering_chunks(offset, length, auth.chunk_size, auth.entry.size)
     view = memoryview(bytearray(min(auth.chunk_size, READ_PIECE)))
     hashes = []
     read = 0

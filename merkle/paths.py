@@ -1,8 +1,9 @@
 """Canonical relative paths: the only path shape a manifest may hold.
 
-Rules (docs/format.md, P1-P6): '/'-separated, relative, non-empty parts, no
+Rules (docs/format.md, P1-P7): '/'-separated, relative, non-empty parts, no
 '.' or '..' part, no backslash, no NUL or other control character, valid
-Unicode in NFC, at most 4096 UTF-8 bytes.  Sorting is by code point, which for
+Unicode in NFC, no invisible or formatting character, at most 4096 UTF-8
+bytes.  Sorting is by code point, which for
 valid Unicode is the same as UTF-8 byte order.
 """
 
@@ -12,6 +13,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 
+from .display import codepoint, invisible, shown
 from .errors import PathError
 
 MAX_PATH_BYTES = 4096
@@ -36,6 +38,9 @@ def name_problem(name: str) -> str | None:
             return "not in Unicode NFC form"
         if any(unicodedata.category(c) == "Cc" or c in _BIDI_CONTROLS for c in name):
             return "contains a control or bidirectional formatting character"
+        hidden = invisible(name)
+        if hidden:  # P7: two names must never print alike
+            return f"contains an invisible or formatting character ({codepoint(hidden)})"
     if _CONTROL.search(name):
         return "contains a control character"
     if "\\" in name:
@@ -75,7 +80,7 @@ def check_path(path: str) -> str:
     """Return `path` if canonical; raise PathError naming the problem."""
     problem = path_problem(path)
     if problem:
-        raise PathError(problem, repr(path))
+        raise PathError(problem, shown(path))
     return path
 
 

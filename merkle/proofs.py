@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from . import tree
-from .errors import FormatError, ProofError
+from .errors import FormatError, ProofError, UsageError
 from .hashing import DIGEST_SIZE, TreeHasher
 
 MAGIC: Final = b"MRKLPRF1"
@@ -105,8 +105,8 @@ class RangeProof:
         if not isinstance(doc, dict) or set(doc) != {"size", "start", "end", "hashes"}:
             raise FormatError("range proof must have exactly size, start, end, hashes")
         ints = [doc[k] for k in ("size", "start", "end")]
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in ints):
-            raise FormatError("range proof size, start and end must be integers")
+        if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1 << 64 for v in ints):
+            raise FormatError("range proof size, start and end must be integers from 0 to 2^64-1 (R4)")
         hashes = doc["hashes"]
         if not isinstance(hashes, list) or not all(isinstance(h, str) and len(h) == 64 for h in hashes):
             raise FormatError("range proof hashes must be 64-digit hex strings")
@@ -151,7 +151,8 @@ def range_proof(hasher: TreeHasher, levels: Sequence[tree.Level], start: int, en
 def covering_chunks(offset: int, length: int, chunk_size: int, file_size: int) -> tuple[int, int]:
     """Chunks [first, last) that hold bytes [offset, offset + length)."""
     if length < 0 or offset < 0 or offset + length > file_size:
-        raise ProofError(f"range [{offset}, {offset + length}) is outside the file's {file_size} bytes")
+        # A question that cannot be asked, not a failed check: a usage error.
+        raise UsageError(f"range [{offset}, {offset + length}) is outside the file's {file_size} signed bytes")
     if length == 0:
         return (offset // chunk_size, offset // chunk_size)
     return (offset // chunk_size, -(-(offset + length) // chunk_size))

@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from .display import shown
 from .errors import IntegrityError, SourceError
 
 
@@ -41,7 +42,8 @@ class Outcome:
     detail: str = ""
 
     def line(self) -> str:
-        return f"{self.status.value} {self.path}" + (f"  ({self.detail})" if self.detail else "")
+        """`SYMBOL PATH  (DETAIL)`, escaped (docs/cli.md): one line, never a forged one."""
+        return f"{self.status.value} {shown(self.path)}" + (f"  ({shown(self.detail)})" if self.detail else "")
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"path": self.path, "status": self.status.label}

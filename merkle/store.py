@@ -22,6 +22,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +35,7 @@ from .trust import History
 
 MAX_INDEX_BYTES = 256 << 20
 FORMAT = 2
-_BUNDLE_FIELDS = {"name": str, "root": str, "kind": str, "signers": list}
+_HEX64 = re.compile("[0-9a-f]{64}")
 
 
 def default_dir() -> str:
@@ -129,13 +130,17 @@ class Store:
         if isinstance(doc, dict) and set(doc) == {"bundles", "highest"}:  # format 1: records keyed by name alone
             doc = {"format": FORMAT, "bundles": doc["bundles"], "versions": {}}
         if not isinstance(doc, dict) or set(doc) != {"format", "bundles", "versions"} or doc["format"] != FORMAT:
-            raise FormatError("not a merkle attestation index (format 2)", where)
+            raise FormatError("malformed attestation index: not a merkle attestation index (format 2)", where)
         bundles = doc["bundles"]
         if not isinstance(bundles, dict):
-            raise FormatError("bundles: expected an object", where)
+            raise FormatError("malformed attestation index: bundles must be an object", where)
         for bundle_id, record in bundles.items():
+            if not _HEX64.fullmatch(bundle_id):  # it names a file under bundles/
+                raise FormatError(f"malformed attestation index: bundle id {bundle_id[:70]!r} is not a sha256 digest",
+                                  where)
             if not _is_bundle_record(record):
-                raise FormatError(f"bundle {bundle_id[:16]}: expected {{name, root, version, kind, signers}}", where)
+                raise FormatError(f"malformed attestation index: bundle {bundle_id[:16]}: expected "
+                                  "{name, root, version, kind, signers}", where)
         return _Index(bundles, History.from_doc(doc["versions"], where))
 
     def entries(self) -> list[Entry]:
@@ -153,9 +158,10 @@ class Store:
 
 
 def _is_bundle_record(record: object) -> bool:
-    if not isinstance(record, dict) or set(record) != {*_BUNDLE_FIELDS, "version"}:
+    if not isinstance(record, dict) or set(record) != {"name", "root", "version", "kind", "signers"}:
         return False
-    version = record["version"]
-    return (all(isinstance(record[k], t) for k, t in _BUNDLE_FIELDS.items())
-            and all(isinstance(s, str) for s in record["signers"])
+    version, signers = record["version"], record["signers"]
+    return (isinstance(record["name"], str) and isinstance(record["root"], str)
+            and _HEX64.fullmatch(record["root"]) is not None and record["kind"] in ("merkle", "oms")
+            and isinstance(signers, list) and all(isinstance(s, str) for s in signers)
             and (version is None or (type(version) is int and version >= 0)))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from . import _json
-from .errors import FormatError
+from .errors import FormatError, UsageError
 
 MAX_HEADER = 100 << 20  # the safetensors format's own limit
 
@@ -48,7 +48,8 @@ def tensor_info(header_len: int, header: dict[str, Any], name: str, file_size: i
     if name == "__metadata__" or not isinstance(entry, dict):
         known = sorted(k for k in header if k != "__metadata__")
         hint = f" (it has {len(known)}: {', '.join(known[:5])}{', ...' if len(known) > 5 else ''})"
-        raise FormatError(f"no tensor {name!r} in the safetensors header{hint}", where)
+        # A question the (verified) header cannot answer, not a damaged file.
+        raise UsageError(f"no tensor {name!r} in the safetensors header{hint}", where)
     offsets, shape, dtype = entry.get("data_offsets"), entry.get("shape"), entry.get("dtype")
     if (
         not isinstance(offsets, list) or len(offsets) != 2 or not all(isinstance(o, int) for o in offsets)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -195,16 +196,19 @@ class History:
     def from_doc(cls, doc: object, where: str) -> History:
         """Strict: a store index edited by hand or damaged is a FormatError."""
         if not isinstance(doc, dict):
-            raise FormatError("versions: expected an object", where)
+            raise FormatError("malformed attestation index: versions must be an object", where)
         records: dict[str, dict[str, Seen]] = {}
         for identity, names in doc.items():
             if not isinstance(names, dict):
-                raise FormatError(f"versions of {identity!r}: expected an object", where)
+                raise FormatError(f"malformed attestation index: versions of {identity[:80]!r} must be an object",
+                                  where)
             for name, seen in names.items():
                 ok = (isinstance(seen, dict) and set(seen) == {"version", "root"}
-                      and type(seen["version"]) is int and seen["version"] >= 1 and isinstance(seen["root"], str))
+                      and type(seen["version"]) is int and seen["version"] >= 1
+                      and isinstance(seen["root"], str) and re.fullmatch("[0-9a-f]{64}", seen["root"]) is not None)
                 if not ok:
-                    raise FormatError(f"version record of {name!r}: expected {{version, root}}", where)
+                    raise FormatError(f"malformed attestation index: the record of {name[:80]!r} must be "
+                                      "{version, root}", where)
                 records.setdefault(identity, {})[name] = Seen(seen["version"], seen["root"])
         return cls(records)
 

@@ -120,3 +120,45 @@ def test_prove_a_name_not_listed(cli, tmp_path, key):
     r = cli("prove", f"{bundle}.manifest", "nope.bin")
     assert r.returncode == 1
     assert_one_line_error(r, "nope.bin", "not listed")
+
+
+FORGED = {
+    "newline": "x\n= shard-0/part-0000.bin  (file 1 of 12 in the signed dataset; 4-hash proof)",
+    "carriage-return": "x\r= shard-0/part-0000.bin",
+    "ansi-escape": "\x1b[2K\x1b[1G= shard-0/part-0000.bin",
+    "zero-width": "shard-2/part-0005.bin\u200b",
+    "left-to-right-mark": "\u200eshard-2/part-0005.bin",
+    "lone-surrogate": "shard-2/\ud800.bin",
+    "not-canonical": "shard-2/../part-0005.bin",
+}
+
+
+@pytest.mark.parametrize("how", sorted(FORGED))
+def test_a_failing_proof_cannot_forge_a_line(cli, tmp_path, key, how):
+    """The path of a proof is unauthenticated until it verifies: a proof with
+    a path no manifest may hold (P1-P7) is malformed, one clear line naming
+    the proof, and nothing it says is printed raw."""
+    tree = make_tree(tmp_path / "t", 12)
+    bundle = compact(cli, tree, key, tmp_path / "t.json")
+    name = "shard-2/part-0005.bin"
+    proof = tmp_path / "p.json"
+    assert cli("prove", f"{bundle}.manifest", name, "-o", str(proof)).returncode == 0
+    tampered = _tamper(proof, {"path": FORGED[how]})
+    r = cli("verify", str(tree / name), str(bundle), "--key", f"{key}.pub", "--proof", str(tampered))
+    assert r.returncode == 2, (how, r.stdout, r.stderr)
+    assert r.stdout == ""
+    assert_one_line_error(r, str(tampered), "path")
+    assert r.stderr.strip().isprintable() and "\u200b" not in r.stderr and "\u200e" not in r.stderr
+
+
+@pytest.mark.parametrize("field,value", [("size", 10**19 * 5), ("index", 10**19 * 5), ("tree_size", 10**19 * 5)])
+def test_proof_counts_out_of_range_are_malformed(cli, tmp_path, key, field, value):
+    tree = make_tree(tmp_path / "t", 4)
+    bundle = compact(cli, tree, key, tmp_path / "t.json")
+    name = "shard-1/part-0001.bin"
+    proof = tmp_path / "p.json"
+    assert cli("prove", f"{bundle}.manifest", name, "-o", str(proof)).returncode == 0
+    r = cli("verify", str(tree / name), str(bundle), "--key", f"{key}.pub", "--proof",
+            str(_tamper(proof, {field: value})))
+    assert r.returncode == 2, (field, r.stdout, r.stderr)
+    assert_one_line_error(r, field)

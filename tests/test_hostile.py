@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import assert_one_line_error
+from conftest import assert_one_line_error, statuses
 
 import merkle
 from merkle.engine import hash_files
@@ -70,6 +70,13 @@ def _mutations(doc):
     yield "path-dot", "'.' or '..' component", set_path("./a")
     yield "path-empty", "empty path", set_path("")
     yield "path-nfd", "NFC", set_path("vocabula\u0301rio.txt")
+    yield "path-zero-width-space", "invisible or formatting character (U+200B)", set_path("config.json\u200b")
+    yield "path-left-to-right-mark", "invisible or formatting character (U+200E)", set_path("\u200econfig.json")
+    yield "path-soft-hyphen", "invisible or formatting character (U+00AD)", set_path("con\u00adfig.json")
+    yield "path-variation-selector", "invisible or formatting character (U+FE0F)", set_path("a\u2764\ufe0f.json")
+    yield "path-hangul-filler", "invisible or formatting character (U+3164)", set_path("\u3164.json")
+    yield "path-tag", "invisible or formatting character (U+E0041)", set_path("a\U000e0041.json")
+    yield "path-line-separator", "invisible or formatting character (U+2028)", set_path("a\u2028b")
     yield "path-not-string", "not a string", set_path(7)
     yield "negative-size", "not a byte count", with_files(lambda fs: fs[0].__setitem__("size", -1))
     yield "bool-size", "not a byte count", with_files(lambda fs: fs[0].__setitem__("size", True))
@@ -357,9 +364,59 @@ def test_manifest_written_inside_the_tree_excludes_itself(cli, model_dir):
     assert r.returncode == 0, r.stderr
     doc = json.loads(out.read_text())
     assert "MANIFEST.json" not in [f["path"] for f in doc["files"]]
-    assert doc["exclude"][-3:] == ["/MANIFEST.json", "/MANIFEST.json.leaves", "/MANIFEST.json.checkpoint"]
+    assert doc["exclude"][-5:] == ["/MANIFEST.json", "/MANIFEST.json.leaves", "/MANIFEST.json.objects.json",
+                                   "/MANIFEST.json.manifest", "/MANIFEST.json.checkpoint"]
     r = cli("verify", str(model_dir), str(out))
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("how", [("--sign", "KEY", "--compact"), ("--sign", "KEY"),
+                                 ("--sign", "KEY", "--format", "oms"), ()])
+def test_every_output_written_inside_the_tree_is_excluded(cli, model_dir, tmp_path, how):
+    """Issue 14 item 11: `build --sign --compact -o` inside the tree hashed its
+    own BUNDLE.manifest on the next run.  Every file a build writes beside its
+    output (OUT, .leaves, .objects.json, .manifest, .checkpoint) is excluded,
+    so a rebuild gives the same root and the tree verifies."""
+    key = tmp_path / "k"
+    assert cli("keygen", "-o", str(key)).returncode == 0
+    args = [str(key) if a == "KEY" else a for a in how]
+    out = model_dir / "B.json"
+    for suffix in (".objects.json", ".checkpoint"):  # left by an earlier run
+        (model_dir / f"B.json{suffix}").write_text("{}")
+    roots = []
+    for _ in range(2):
+        r = cli("build", str(model_dir), *args, "-o", str(out), "--chunk-size", "4K", "--json")
+        assert r.returncode == 0, r.stderr
+        roots.append(json.loads(r.stdout)["root"])
+    assert roots[0] == roots[1]
+    outputs = sorted(p.name for p in model_dir.iterdir() if p.name.startswith("B.json"))
+    if how and "oms" not in how:
+        assert {"B.json", "B.json.leaves"} <= set(outputs)
+    if "--compact" in how:
+        listed = [f["path"] for f in json.loads((model_dir / "B.json.manifest").read_text())["files"]]
+        assert not [p for p in listed if p.startswith("B.json")], listed
+    verify = ["verify", str(model_dir), str(out)] + (["--key", f"{key}.pub"] if how else [])
+    r = cli(*verify)
+    assert r.returncode == 0, (outputs, r.stdout, r.stderr)
+    listed = statuses(r.stdout)
+    # An OpenSSF bundle writes only itself: the stale files are signed content there.
+    assert [p for p in listed if p.startswith("B.json")] == ([] if "oms" not in how else
+                                                             ["B.json.checkpoint", "B.json.objects.json"])
+
+
+@pytest.mark.parametrize("char", ["\u200b", "\u200e", "\u00ad", "\ufeff", "\u2060", "\ufe0f", "\u3164",
+                                  "\U000e0041", "\u2028", "\u061c"])
+def test_invisible_characters_in_names_are_refused_by_build(cli, model_dir, tmp_path, char):
+    """P7: two names that print alike cannot both be listed; the build stops
+    with one line naming the file, escaped, and writes nothing."""
+    (model_dir / f"config{char}.json").write_text("{}")
+    out = tmp_path / "m.json"
+    r = cli("build", str(model_dir), "-o", str(out))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert_one_line_error(r, "config" + ascii(char)[1:-1] + ".json", "invisible or formatting character")
+    assert r.stderr.isascii() and not out.exists()
+    with pytest.raises(merkle.SourceError, match="invisible"):
+        merkle.build(model_dir)
 
 
 def test_build_json_needs_an_output_file(cli, model_dir):
@@ -376,6 +433,35 @@ def test_sums_names_with_carriage_return_round_trip(cli, tmp_path):
         subprocess.run([sys.executable, "-m", "merkle", "hash", str(odd)], stdout=out, check=True)
     r = cli("hash", "-c", str(sums))
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_check_lines_escape_names_as_hash_writes_them(cli, tmp_path):
+    """A name in a sums file (unauthenticated) cannot print a line of its
+    own: `--check` escapes it with b3sum's rule, as `hash` does."""
+    odd = tmp_path / "a\nforged.bin: OK\nb"
+    odd.write_bytes(b"x")
+    sums = tmp_path / "SUMS"
+    with open(sums, "wb") as out:
+        subprocess.run([sys.executable, "-m", "merkle", "hash", str(odd), str(tmp_path / "gone")], stdout=out)
+    (tmp_path / "gone").write_bytes(b"y")  # listed, then changed: FAILED
+    sums.write_bytes(sums.read_bytes() + ("0" * 64 + f"  {tmp_path}/gone\n").encode())
+    r = cli("hash", "-c", str(sums))
+    assert r.returncode == 1, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert lines == ["\\" + str(tmp_path).replace("\\", "\\\\") + "/a\\nforged.bin: OK\\nb: OK",
+                     f"{tmp_path}/gone: FAILED"], lines
+
+
+def test_an_error_quoting_hostile_input_stays_short(cli, model_dir, tmp_path):
+    """A message that quotes what a hostile document says (here a 1 MB
+    mediaType) is cut: one line a person can read, not the document."""
+    bad = tmp_path / "b.json"
+    bad.write_text(json.dumps({"mediaType": "\x1b[2K" + "x" * 1_000_000, "verificationMaterial": {},
+                               "dsseEnvelope": {}}))
+    r = cli("verify", str(model_dir), str(bad))
+    assert r.returncode == 1, r.stderr[:300]
+    assert_one_line_error(r, str(bad), "unsupported bundle mediaType", "characters)")
+    assert len(r.stderr) < 3000 and "\x1b" not in r.stderr
 
 
 def test_error_messages_stay_on_one_line(cli, tmp_path):

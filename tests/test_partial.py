@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli, statuses
+from conftest import assert_one_line_error, run_cli, statuses
 from safetensors.numpy import load_file, save_file
 
 import merkle
 from merkle import tree
-from merkle.errors import FormatError, IntegrityError, ProofError
+from merkle.errors import FormatError, IntegrityError, ProofError, UsageError
 from merkle.hashing import tree_hasher
 from merkle.partial import ChunkError, FileAuth, repair_plan, verify_range
 from merkle.proofs import RangeProof, range_proof
@@ -283,6 +283,9 @@ def test_bad_binary_and_json_proofs_are_rejected():
         [], {**doc, "extra": 1}, {k: v for k, v in doc.items() if k != "hashes"}, {**doc, "size": True},
         {**doc, "start": "5"}, {**doc, "hashes": ["00" * 31]}, {**doc, "hashes": ["zz" * 32]},
         {**doc, "hashes": "00" * 32},
+        # found by tests/test_fuzz.py: counts past u64 (R4) parsed, then to_bytes raised struct.error
+        {**doc, "size": 2**64}, {**doc, "size": 2**64, "end": 2**64 - 1}, {**doc, "size": 10**20 - 1},
+        {**doc, "start": -1},
     ):
         with pytest.raises((FormatError, ProofError)):
             RangeProof.from_dict(bad_doc)
@@ -648,24 +651,56 @@ def test_range_check_names_the_bad_chunk_and_ignores_others(counted):
     assert "chunk 9" in str(e.value)
 
 
-def test_range_outside_the_file_is_refused(counted):
+def test_range_outside_the_file_or_empty_is_a_usage_error(counted):
+    """A range past the signed size, or one of no bytes, is a question that
+    cannot be asked (issue 14, item 11): a usage error, never a verdict."""
     d, data, auth, check = counted
     for offset, length in ((0, len(data) + 1), (len(data), 1), (len(data) + 5, 1), (-1, 3)):
-        with pytest.raises(ProofError, match="outside"):
+        with pytest.raises(UsageError, match="outside"):
+            check(offset, length)
+    flip(d / "f.bin", 5)  # damaged: an empty range must not be called verified
+    for offset, length in ((0, 0), (5 * CS, 0), (len(data), 0), (3, -1)):
+        with pytest.raises(UsageError, match="no bytes"):
             check(offset, length)
 
 
 # -- bad input on the command line ---------------------------------------------------
 
 
-def test_range_outside_the_file_exits_1(cli, big_signed, key):
+def test_range_outside_the_file_exits_2(cli, big_signed, key):
+    """Past the signed size is a usage error (exit 2, no '*' line), also when
+    the file on disk has another size: the question is wrong, not the file."""
     d, bundle, data = big_signed
-    for rng in (f"0:{len(data) + 1}", f"{len(data)}:{len(data) + 10}", "5M:6M"):
-        r = verify_file(cli, d, bundle, key, "weights.bin", "--range", rng)
-        assert r.returncode == 1, (rng, r.stdout, r.stderr)
-        assert "outside" in r.stderr and "Traceback" not in r.stderr
+    for damaged in (False, True):
+        if damaged:
+            (d / "weights.bin").write_bytes(data + b"x")
+        for rng in (f"0:{len(data) + 1}", f"{len(data)}:{len(data) + 10}", "5M:6M"):
+            r = verify_file(cli, d, bundle, key, "weights.bin", "--range", rng)
+            assert r.returncode == 2, (rng, r.stdout, r.stderr)
+            assert r.stdout == ""
+            assert_one_line_error(r, "weights.bin", "outside the file's")
     r = verify_file(cli, d, bundle, key, "weights.bin", "--range", "10:5")
     assert r.returncode == 2  # not a range at all: a usage error
+
+
+def test_empty_range_is_a_usage_error(cli, big_signed, key):
+    """`--range 0:0` on a damaged file printed '=' and 'chunks 0--1', exit 0."""
+    d, bundle, data = big_signed
+    flip(d / "weights.bin", 5)
+    for rng in ("0:0", "1M:1M", f"{len(data)}:{len(data)}", ":0"):
+        r = verify_file(cli, d, bundle, key, "weights.bin", "--range", rng)
+        assert r.returncode == 2, (rng, r.stdout, r.stderr)
+        assert r.stdout == "" and "empty" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_whole_empty_file_names_no_chunk(cli, signed_tree, key):
+    d, bundle, _ = signed_tree
+    r = verify_file(cli, d, bundle, key, "empty.txt")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.startswith("= empty.txt ") and "--1" not in r.stdout and "no chunks" in r.stdout
+    (d / "empty.txt").write_bytes(b"x")
+    r = verify_file(cli, d, bundle, key, "empty.txt")
+    assert r.returncode == 1 and r.stdout.startswith("* empty.txt"), r.stdout + r.stderr
 
 
 def test_tampered_sidecar_fails_a_multi_chunk_range(cli, big_signed, key):
@@ -794,6 +829,21 @@ def test_missing_tensor_name_is_a_clear_error(cli, safetensors_model, key):
         assert r.returncode != 0, r.stdout + r.stderr
         assert "Traceback" not in r.stderr
         assert "no tensor" in r.stderr and repr(name) in r.stderr
+
+
+def test_a_tensor_question_that_cannot_be_answered_is_not_a_damaged_file(cli, safetensors_model, key):
+    """Like a range past the signed size: a tensor name the (verified) header
+    does not hold, or a signed file that is no safetensors file, is exit 2
+    with one line, never '*' (differs) and exit 1."""
+    d, path, bundle, _ = safetensors_model
+    (d / "config.json").write_bytes(b'{"not": "safetensors"}')
+    bundle = sign(cli, d, key, bundle.with_name("again.json"))
+    for name, tensor, message in (("model.safetensors", "no.such.tensor", "no tensor 'no.such.tensor'"),
+                                  ("config.json", "x", "not a safetensors file")):
+        r = verify_file(cli, d, bundle, key, name, "--tensor", tensor, "--no-store")  # re-signed: not a rollback
+        assert r.returncode == 2, (name, r.stdout, r.stderr)
+        assert r.stdout == ""
+        assert_one_line_error(r, message)
 
 
 def test_tensor_through_merkle_open_equals_what_safetensors_loads(safetensors_model, key):

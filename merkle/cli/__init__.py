@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Callable, Sequence
 
 from .. import __version__
+from ..display import shown
 from ..errors import MerkleError
 from ..hashing import ALGORITHMS, DEFAULT_ALGORITHM
 from ..manifest import DEFAULT_CHUNK_SIZE
@@ -243,7 +244,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 def _warn(message: Warning | str, category: type[Warning], filename: str, lineno: int,
           file: object = None, line: str | None = None) -> None:
-    print(f"merkle: warning: {message}", file=sys.stderr)
+    print(f"merkle: warning: {shown(str(message))}", file=sys.stderr)
 
 
 def _terminate(signum: int, frame: object) -> None:
@@ -272,11 +273,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except OSError as e:
         where = f"{e.filename}: " if e.filename else ""
-        print(f"merkle: error: {where}{e.strerror or e}", file=sys.stderr)
+        print(f"merkle: error: {shown(where + str(e.strerror or e))}", file=sys.stderr)
         return 2
     except Exception as e:  # a bug: one line, not a traceback, unless asked
         if os.environ.get("MERKLE_DEBUG"):
             raise
-        print(f"merkle: internal error: {type(e).__name__}: {e} (set MERKLE_DEBUG=1 for a traceback)", file=sys.stderr)
+        print(f"merkle: internal error: {type(e).__name__}: {shown(str(e))} (set MERKLE_DEBUG=1 for a traceback)",
+              file=sys.stderr)
         return 2
 

@@ -10,10 +10,18 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..builder import build as build_manifest
+from ..display import shown
 from ..documents import load_document
 from ..errors import FormatError, IntegrityError, SourceError, UsageError
-from ..hashfile import format_sum, hash_paths, hash_stream, parse_sums
-from ..manifest import MANIFEST_SUFFIX, MAX_MANIFEST_BYTES, SIDECAR_SUFFIX, Manifest, check_chunk_size
+from ..hashfile import escape_path, format_sum, hash_paths, hash_stream, parse_sums
+from ..manifest import (
+    MANIFEST_SUFFIX,
+    MAX_MANIFEST_BYTES,
+    METADATA_SUFFIX,
+    SIDECAR_SUFFIX,
+    Manifest,
+    check_chunk_size,
+)
 from ..sources.local import check_output, read_capped
 from ..sources.remote import is_url, parse_storage_options
 from ..verify import verify as verify_tree
@@ -24,6 +32,10 @@ if TYPE_CHECKING:
     from ..signed import SignedInput
 
 CHECKPOINT_SUFFIX = ".checkpoint"
+OUTPUT_SUFFIXES = ("", SIDECAR_SUFFIX, METADATA_SUFFIX, MANIFEST_SUFFIX, CHECKPOINT_SUFFIX)
+"""Every file `build -o OUTPUT` may write: OUTPUT (manifest or bundle), its
+leaf sidecar, object-store metadata, a compact bundle's manifest, the
+checkpoint of an interrupted run."""
 
 
 def build(args: argparse.Namespace) -> int:
@@ -41,8 +53,9 @@ def build(args: argparse.Namespace) -> int:
     checkpoint = None
     if args.output not in (None, "-"):
         _writable(args.output)
-        # An interrupted build to a file resumes from OUTPUT.checkpoint.
-        checkpoint = args.output + CHECKPOINT_SUFFIX
+        # An interrupted build to a file resumes from OUTPUT.checkpoint; an
+        # OpenSSF bundle keeps none (and must not delete a file it signed).
+        checkpoint = args.output + CHECKPOINT_SUFFIX if args.format == "merkle" else None
     started = time.perf_counter()
     manifest = None
     if args.format == "merkle":
@@ -134,14 +147,15 @@ def _writable(output: str) -> None:
 
 
 def _output_inside(tree: str, output: str) -> list[str]:
-    """Exclusions for a manifest written inside the tree it describes (its
-    own bytes, its sidecar's and its checkpoint's cannot be in it), anchored
-    at the root."""
+    """Exclusions for a manifest or bundle written inside the tree it
+    describes, anchored at the root: every file a build to OUTPUT may write
+    (OUTPUT_SUFFIXES) whether or not this run writes it, so that no output
+    of this or an earlier build, signed or not, compact or not, is hashed."""
     rel = os.path.relpath(os.path.realpath(output), os.path.realpath(tree))
     if rel == os.curdir or rel.split(os.sep)[0] == os.pardir:
         return []
     escaped = glob.escape(rel.replace(os.sep, "/"))
-    return ["/" + escaped + suffix for suffix in ("", SIDECAR_SUFFIX, CHECKPOINT_SUFFIX)]
+    return ["/" + escaped + suffix for suffix in OUTPUT_SUFFIXES]
 
 
 def _documents(args: argparse.Namespace) -> tuple[list[Manifest], list[SignedInput]]:
@@ -221,7 +235,7 @@ def verify(args: argparse.Namespace) -> int:
         head = describe(verified)
     print_report(args, report, extra, head)
     if note and not args.json:
-        print(f"merkle: {note}", file=sys.stderr)
+        print(f"merkle: {shown(note)}", file=sys.stderr)
     return code
 
 
@@ -274,17 +288,21 @@ def _check_sums(args: argparse.Namespace) -> int:
     failed = unreadable = 0
     rows = []
     for (want, path), d in zip(expected, digests, strict=True):
+        # The names come from the sums file: escaped as `hash` writes them
+        # (b3sum's rule), so that no name can start a line of its own.
+        escaped, flag = escape_path(path)
+        name = ("\\" if flag else "") + escaped
         if d.error is not None:
             unreadable += 1
             rows.append({"path": path, "ok": False, "error": d.error.message})
-            line = f"{path}: FAILED ({d.error.message})"
+            line = f"{name}: FAILED ({shown(d.error.message)})"
         elif d.root != want:
             failed += 1
             rows.append({"path": path, "ok": False, "error": "root differs"})
-            line = f"{path}: FAILED"
+            line = f"{name}: FAILED"
         else:
             rows.append({"path": path, "ok": True})
-            line = f"{path}: OK"
+            line = f"{name}: OK"
         if not args.json and (not args.quiet or "FAILED" in line):
             print(line)
     if args.json:
@@ -381,6 +399,6 @@ def audit(args: argparse.Namespace) -> int:
                 print(outcome.line())
         print(f"merkle: audit {mode}", file=sys.stderr)
         for name, counts in (arrays or {}).items():
-            print(f"merkle: {array_line(name, counts)}", file=sys.stderr)
+            print(f"merkle: {shown(array_line(name, counts))}", file=sys.stderr)
         print(f"merkle: {report.summary()}", file=sys.stderr)
     return report.exit_code

@@ -8,6 +8,7 @@ import re
 import sys
 from typing import TYPE_CHECKING, Any
 
+from ..display import shown
 from ..errors import MerkleError, UsageError
 from ..manifest import Manifest
 from ..report import Report
@@ -51,7 +52,7 @@ def print_report(args: argparse.Namespace, report: Report, doc_extra: dict[str, 
         emit_json({**report.to_dict(), **(doc_extra or {})})
         return
     if head:
-        print(f"merkle: {head}", file=sys.stderr)
+        print(f"merkle: {shown(head)}", file=sys.stderr)
     failures = set(report.failures)
     for outcome in report.outcomes:
         if not args.quiet or outcome in failures:
@@ -93,7 +94,7 @@ def hf_verify(args: argparse.Namespace) -> int:
     print_report(args, report, extra, checkout.describe())
     if not args.json:
         for line in lines:
-            print(f"merkle: {line}", file=sys.stderr)
+            print(f"merkle: {shown(line)}", file=sys.stderr)
     return code
 
 

@@ -8,7 +8,8 @@ import os
 import sys
 from typing import Any
 
-from ..errors import FormatError, IntegrityError, SourceError, UsageError
+from ..display import shown
+from ..errors import IntegrityError, SourceError, UsageError
 from ..fileproof import FileProof, prove
 from ..hashfile import hash_file
 from ..manifest import Manifest, Summary
@@ -30,6 +31,8 @@ def parse_range(text: str) -> tuple[int, int]:
     a, b = parse_size(start or "0"), parse_size(end)
     if b < a:
         raise argparse.ArgumentTypeError(f"range end {b} is before its start {a}")
+    if b == a:
+        raise argparse.ArgumentTypeError(f"empty range {text!r}: it would check nothing (END must be after START)")
     return a, b
 
 
@@ -90,8 +93,9 @@ def verify_file(args: argparse.Namespace, manifest: Manifest, signature: dict[st
     if args.json:
         emit_json({**doc, "signature": signature})
     else:
-        print(f"= {args.file} [{start}, {end})  (chunks {check.first_chunk}-{check.last_chunk - 1} of "
-              f"{auth.chunks} verified; {check.bytes_read} bytes read)")
+        chunks = (f"chunks {check.first_chunk}-{check.last_chunk - 1} of {auth.chunks} verified"
+                  if check.last_chunk > check.first_chunk else "no chunks: an empty file, its size verified")
+        print(f"= {shown(args.file)} [{start}, {end})  ({chunks}; {check.bytes_read} bytes read)")
     return 0
 
 
@@ -117,7 +121,8 @@ def _tensor(args: argparse.Namespace, source: Counting, auth: FileAuth, where: s
                    "shape": list(info.shape), "offset": info.start, "length": info.end - info.start,
                    "chunks": [first, last], "bytes_read_total": source.bytes_read, "signature": signature})
     else:
-        print(f"= {args.file} tensor {info.name} {info.dtype}{list(info.shape)} bytes [{info.start}, {info.end})  "
+        print(f"= {shown(args.file)} tensor {shown(info.name)} {shown(info.dtype)}{list(info.shape)} "
+              f"bytes [{info.start}, {info.end})  "
               f"(header and tensor verified; {source.bytes_read} bytes read of {auth.entry.size})")
     return 0
 
@@ -130,8 +135,8 @@ def _repair(args: argparse.Namespace, source: Counting, auth: FileAuth, where: s
     else:
         c = plan.counts()
         symbol = "=" if plan.ok else "*"
-        print(f"{symbol} {args.file}  ({c['good']} good, {c['bad']} bad, {c['missing']} missing of {auth.chunks} "
-              f"chunks; local {plan.local_size} of {plan.size} bytes)")
+        print(f"{symbol} {shown(args.file)}  ({c['good']} good, {c['bad']} bad, {c['missing']} missing of "
+              f"{auth.chunks} chunks; local {plan.local_size} of {plan.size} bytes)")
         for a, b in plan.fetch:
             print(f"fetch {a}-{b}")
     return 0 if plan.ok else 1
@@ -146,14 +151,14 @@ def run(args: argparse.Namespace, manifest: Manifest | None, signature: dict[str
         if args.json:
             emit_json({"path": args.file, "ok": False, "error": str(e), "signature": signature})
         else:
-            print(f"! {args.file}  ({e.message})")
+            print(f"! {shown(args.file)}  ({shown(e.message)})")
         print(f"merkle: error: {e}", file=sys.stderr)
         return 2
-    except (IntegrityError, FormatError) as e:
+    except IntegrityError as e:  # the bytes are not the signed ones; anything else cannot be decided (exit 2)
         if args.json:
             emit_json({"path": args.file, "ok": False, "error": str(e), "signature": signature})
         else:
-            print(f"* {args.file}  ({e.message})")
+            print(f"* {shown(args.file)}  ({shown(e.message)})")
         print(f"merkle: FAILED: {e}", file=sys.stderr)
         return 1
 
@@ -177,13 +182,13 @@ def verify_with_proof(args: argparse.Namespace, summary: Summary, signature: dic
         if args.json:
             emit_json({"path": proof.entry.path, "ok": False, "error": str(e), "signature": signature})
         else:
-            print(f"* {proof.entry.path}  ({e.message})")
+            print(f"* {shown(proof.entry.path)}  ({shown(e.message)})")
         print(f"merkle: FAILED: {e}", file=sys.stderr)
         return 1
     if args.json:
         emit_json({"path": proof.entry.path, "ok": True, "index": proof.index, "tree_size": proof.tree_size,
                    "proof_hashes": len(proof.hashes), "signature": signature})
     else:
-        print(f"= {proof.entry.path}  (file {proof.index + 1} of {proof.tree_size} in the signed dataset; "
+        print(f"= {shown(proof.entry.path)}  (file {proof.index + 1} of {proof.tree_size} in the signed dataset; "
               f"{len(proof.hashes)}-hash proof)")
     return 0

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from .. import attest, oms, signed
 from ..attest import Verified
+from ..display import shown
 from ..documents import load_document
 from ..envelope import Bundle
 from ..errors import UsageError
@@ -161,7 +162,7 @@ def _report_signed(args: argparse.Namespace, verified: Verified) -> None:
         emit_json(info)
     else:
         version = f"version {verified.version}" if verified.version is not None else "without a version"
-        print(f"merkle: signed {verified.name!r} {version} ({verified.root_hex[:16]}...) "
+        print(f"merkle: signed '{shown(verified.name)}' {version} ({verified.root_hex[:16]}...) "
               f"with {verified.signers[0].algorithm} key {verified.signers[0].key_id[:16]} -> {args.output}",
               file=sys.stderr)
 
@@ -180,12 +181,12 @@ def keygen(args: argparse.Namespace) -> int:
 
 
 def describe(verified: Verified) -> str:
-    signers = ", ".join(f"{s.key_id[:16]} ({s.algorithm}{', ' + s.subject if s.subject else ''})"
+    signers = ", ".join(f"{shown(s.key_id[:16])} ({s.algorithm}{', ' + shown(s.subject) if s.subject else ''})"
                         for s in verified.signers)
     kind = ("OpenSSF model-signing statement" if verified.oms
             else f"version {verified.version}" if verified.version is not None else "no version")
     expires = f", expires {format_time(verified.expires)}" if verified.expires else ""
-    return f"signature ok: {verified.name!r} {kind}{expires}, signed by {signers}"
+    return f"signature ok: '{shown(verified.name)}' {kind}{expires}, signed by {signers}"
 
 
 def verified_dict(verified: Verified) -> dict[str, Any]:
@@ -216,7 +217,8 @@ def _print_entries(args: argparse.Namespace, entries: list[Any]) -> int:
         emit_json([e.to_dict() for e in entries])
         return 0
     for e in entries:
+        # The index is local state anyone with the store's rights can edit.
         version = "-" if e.version is None else e.version
-        print(f"{e.id[:16]}  {e.name}  v{version}  {e.kind}  root {e.root}  {e.path}")
+        print("  ".join(shown(str(x)) for x in (e.id[:16], e.name, f"v{version}", e.kind, f"root {e.root}", e.path)))
     return 0
 
