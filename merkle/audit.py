@@ -189,9 +189,11 @@ def _chunk_leaf(opener: Opener, obj: Listed, manifest: Manifest, index: int) -> 
 
 
 def audit_full(url: str, manifest: Manifest, storage_options: dict[str, Any] | None = None,
-               jobs: int | None = None, progress: Progress | None = None, checkpoint: str | None = None,
-               dask: Any = None) -> Report:
-    """Every byte rehashed; with `checkpoint`, a rerun after an interruption
-    skips objects already hashed in the same state (same ETag, version, size)."""
+               jobs: int | None = None, progress: Progress | None = None, checkpoint: bool = False,
+               dask: Any = None, resume: bool = False) -> Report:
+    """Every byte rehashed; with `checkpoint`, objects are recorded as they
+    are hashed, and a rerun with `resume` after an interruption skips those
+    still in the same state (same ETag, version, size), counted in
+    `progress.resumed_files` and `resumed_bytes` (merkle.checkpoint)."""
     return verify(url, manifest, storage_options=storage_options, jobs=jobs, progress=progress,
-                  checkpoint=checkpoint, dask=dask)
+                  checkpoint=checkpoint, resume=resume, dask=dask)

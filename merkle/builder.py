@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import tree
-from .checkpoint import hash_resumable, hash_stream_resumable
+from .checkpoint import Checkpoint, hash_resumable, hash_stream_resumable, job
 from .engine import FileDigest, Progress
 from .errors import FormatError, SourceError, UsageError
 from .hashing import DEFAULT_ALGORITHM, Algorithm, TreeHasher, tree_hasher
@@ -38,7 +38,8 @@ def build(
     jobs: int | None = None,
     progress: Progress | None = None,
     storage_options: dict[str, Any] | None = None,
-    checkpoint: str | None = None,
+    checkpoint: bool = False,
+    resume: bool = False,
     dask: Any = None,
     revision: str | None = None,
     repo_id: str | None = None,
@@ -54,9 +55,13 @@ def build(
     hashed faithfully: a refused symlink, a FIFO, an unreadable file, a file
     that changes while it is read.
 
-    With `checkpoint` (a file path), finished objects are recorded as they
-    complete and an interrupted build rerun with the same path reuses them;
-    the checkpoint is deleted once the manifest is built.
+    With `checkpoint`, finished objects are recorded as they complete in a
+    checkpoint in the user's private directory (merkle.checkpoint), kept if
+    the build fails and deleted once it succeeds.  With `resume` (which
+    implies `checkpoint`), a build with the same source and parameters
+    reuses the objects such a checkpoint holds whose identity is unchanged;
+    `progress.resumed_files` and `resumed_bytes` count them.  Without
+    `resume` no checkpoint is read.
 
     With `dask` (a dask.distributed Client), hashing runs on the cluster;
     the manifest is identical to a local build.
@@ -71,6 +76,42 @@ def build(
     in the manifest (its origin, and a local_dir's `.cache/huggingface` in
     its exclusions), since a verifier never looks at the shape (docs/hf.md,
     HF10)."""
+    manifest, state = build_resumable(
+        path, algorithm=algorithm, chunk_size=chunk_size, exclude=exclude, default_excludes=default_excludes,
+        follow_symlinks=follow_symlinks, jobs=jobs, progress=progress, storage_options=storage_options,
+        checkpoint=checkpoint, resume=resume, dask=dask, revision=revision, repo_id=repo_id, repo_type=repo_type,
+        layout=layout)
+    if state is not None:
+        state.discard()
+    return manifest
+
+
+def build_resumable(
+    path: str | os.PathLike[str],
+    *,
+    algorithm: Algorithm = DEFAULT_ALGORITHM,
+    chunk_size: int | None = None,
+    exclude: Sequence[str] = (),
+    default_excludes: bool = True,
+    follow_symlinks: bool = False,
+    jobs: int | None = None,
+    progress: Progress | None = None,
+    storage_options: dict[str, Any] | None = None,
+    checkpoint: bool = False,
+    resume: bool = False,
+    dask: Any = None,
+    revision: str | None = None,
+    repo_id: str | None = None,
+    repo_type: str | None = None,
+    layout: Layout | None = None,
+) -> tuple[Manifest, Checkpoint | None]:
+    """`build`, with the checkpoint left open: the caller discards it once
+    the manifest is safely written (or keeps it if that fails)."""
+    if not isinstance(checkpoint, bool) or not isinstance(resume, bool):
+        raise UsageError("checkpoint and resume take True or False: checkpoints are kept in a private "
+                         "per-user directory ($MERKLE_CHECKPOINTS), never at a path given")
+    if resume and dask is not None:
+        raise UsageError("resume: a build on a Dask cluster keeps no checkpoint")
     hasher = tree_hasher(algorithm)
     if chunk_size is not None:
         check_chunk_size(chunk_size)
@@ -95,9 +136,28 @@ def build(
             raise UsageError("--repo-id: the checkout's revision is unknown (no download metadata or tree listing "
                              "names one), so no origin can be recorded; pass --revision", root)
     state = None
+    if (checkpoint or resume) and dask is None:
+        state = Checkpoint.open(job("build", root, storage_options, algorithm=hasher.name, chunk_size=chunk_size,
+                                    exclude=list(patterns), follow_symlinks=follow_symlinks,
+                                    hf=listing.hf.kind if listing.hf is not None else None, layout=layout,
+                                    revision=revision, repo_id=repo_id, repo_type=repo_type), resume)
+    try:
+        manifest = _hash_and_describe(listing, root, hasher, chunk_size, patterns, zarr_store, state, jobs, progress,
+                                      follow_symlinks, algorithm, dask)
+    except BaseException:  # refused, failed or interrupted: what was finished stays for a resume
+        if state is not None:
+            state.keep()
+        raise
+    return manifest, state
+
+
+def _hash_and_describe(listing: Listing, root: str, hasher: TreeHasher, chunk_size: int, patterns: tuple[str, ...],
+                       zarr_store: bool, state: Checkpoint | None, jobs: int | None, progress: Progress | None,
+                       follow_symlinks: bool, algorithm: Algorithm, dask: Any) -> Manifest:
     if listing.stream is not None:
-        digests, state = hash_stream_resumable(_until_problem(listing), hasher, chunk_size, checkpoint, jobs,
-                                               progress, follow_symlinks)
+        digests = hash_stream_resumable(_until_problem(listing), hasher, chunk_size, state, jobs, progress,
+                                        follow_symlinks)
+        _check_listing(listing, root)
     else:
         _check_listing(listing, root)
         if dask is not None:
@@ -105,19 +165,11 @@ def build(
 
             digests = hash_on_cluster(dask, listing.files, algorithm, chunk_size, listing.fs_spec)
         else:
-            digests, state = hash_resumable(listing.files, hasher, chunk_size, checkpoint, jobs or listing.jobs,
-                                            progress, listing.opener)
-    failed = True
-    try:
-        if listing.stream is not None:
-            _check_listing(listing, root)
-        for d in digests:
-            if d.error is not None:
-                raise SourceError(d.error.message, root.rstrip("/") + "/" + d.path) from d.error
-        failed = False
-    finally:
-        if state is not None:  # kept until the caller has written its output
-            state.close(finished=False, flush=failed)
+            digests = hash_resumable(listing.files, hasher, chunk_size, state, jobs or listing.jobs, progress,
+                                     listing.opener)
+    for d in digests:
+        if d.error is not None:
+            raise SourceError(d.error.message, root.rstrip("/") + "/" + d.path) from d.error
     hub: dict[str, tuple[str, str]] = {}
     if listing.hf is not None:
         from .hf.check import hub_identities

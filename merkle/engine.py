@@ -66,6 +66,10 @@ class Progress:
         self.total_files = total_files
         self.bytes = 0
         self.files = 0
+        self.resumed_files = 0
+        self.resumed_bytes = 0
+        """Taken from a checkpoint, not read (merkle.checkpoint); not in
+        `bytes`, `files` or the totals."""
 
     def tick(self) -> None:
         """Called from the main thread about ten times a second."""

@@ -60,6 +60,11 @@ class SourceError(MerkleError):
     file, refused symlink, or changed while it was being hashed."""
 
 
+class UnsafeStateError(SourceError):
+    """State that steers merkle's work (a checkpoint, its directory or key)
+    could have been written by another user (or, a key, read): refused."""
+
+
 class IntegrityError(MerkleError):
     """Content does not match what the manifest or proof commits to."""
 
@@ -84,3 +89,7 @@ class PolicyError(SignatureError):
 
 class SidecarWarning(UserWarning):
     """A leaf sidecar was stale or damaged and has been ignored."""
+
+
+class CheckpointWarning(UserWarning):
+    """A checkpoint could not be kept or read: the job goes on without it."""

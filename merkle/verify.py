@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .checkpoint import hash_resumable
+from .checkpoint import Checkpoint, hash_resumable, job
 from .engine import Listed, Progress
 from .errors import UsageError
 from .hashing import DIGEST_SIZE
@@ -32,7 +32,8 @@ def verify(
     sparse: bool = False,
     only: Sequence[str] | None = None,
     storage_options: dict[str, Any] | None = None,
-    checkpoint: str | None = None,
+    checkpoint: bool = False,
+    resume: bool = False,
     dask: Any = None,
     revision: str | None = None,
     layout: Layout | None = None,
@@ -56,8 +57,17 @@ def verify(
     "hf-local-dir"), else a recorded Hugging Face origin (its cache folder
     or a snapshot, by name, as the cache; anything else as a local_dir,
     without .cache/huggingface), else a plain tree.  `revision` picks the
-    snapshot of a Hugging Face cache folder (alone, it asks for one)."""
+    snapshot of a Hugging Face cache folder (alone, it asks for one).
+
+    `checkpoint` and `resume`: as for `build` (a checkpoint of the files
+    hashed, in the user's private directory, read only with `resume`; it is
+    deleted once every file is hashed)."""
     started = time.perf_counter()
+    if not isinstance(checkpoint, bool) or not isinstance(resume, bool):
+        raise UsageError("checkpoint and resume take True or False: checkpoints are kept in a private "
+                         "per-user directory ($MERKLE_CHECKPOINTS), never at a path given")
+    if resume and dask is not None:
+        raise UsageError("resume: a check on a Dask cluster keeps no checkpoint")
     if not isinstance(manifest, Manifest):
         manifest = Manifest.load(manifest)
     from .hf.layout import HfOptions, checked_layout
@@ -120,10 +130,22 @@ def verify(
         digests = hash_on_cluster(dask, [w for _, w in to_hash], manifest.algorithm, manifest.chunk_size,
                                   listing.fs_spec)
     else:
-        digests, state = hash_resumable([w for _, w in to_hash], manifest.hasher, manifest.chunk_size, checkpoint,
-                                        jobs or listing.jobs, progress, listing.opener)
+        state = None
+        if checkpoint or resume:
+            state = Checkpoint.open(job("verify", os.fspath(path), storage_options, algorithm=manifest.algorithm,
+                                        chunk_size=manifest.chunk_size, exclude=list(manifest.exclude),
+                                        follow_symlinks=follow_symlinks,
+                                        hf=listing.hf.kind if listing.hf is not None else None,
+                                        layout=hf.layout, revision=revision), resume)
+        try:
+            digests = hash_resumable([w for _, w in to_hash], manifest.hasher, manifest.chunk_size, state,
+                                     jobs or listing.jobs, progress, listing.opener)
+        except BaseException:  # interrupted: what was finished stays for a resume
+            if state is not None:
+                state.keep()
+            raise
         if state is not None:
-            state.close(finished=True)
+            state.discard()
     hashed = 0
     for (entry, _), digest in zip(to_hash, digests, strict=True):
         if digest.error is not None:

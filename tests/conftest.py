@@ -23,11 +23,14 @@ def run_cli(
 
 
 @pytest.fixture(autouse=True)
-def private_store(tmp_path, monkeypatch):
-    """Every test gets its own attestation store (children inherit the
-    environment) and no key passphrase; nothing touches ~/.cache."""
+def private_store(tmp_path, tmp_path_factory, monkeypatch):
+    """Every test gets its own attestation store and checkpoint directory
+    (children inherit the environment) and no key passphrase; nothing
+    touches ~/.cache."""
     store = tmp_path / "store"
     monkeypatch.setenv("MERKLE_STORE", str(store))
+    # Not under tmp_path: tests that a failed build leaves nothing beside its output list tmp_path.
+    monkeypatch.setenv("MERKLE_CHECKPOINTS", str(tmp_path_factory.mktemp("checkpoints")))
     monkeypatch.delenv("MERKLE_KEY_PASSPHRASE", raising=False)
     return store
 

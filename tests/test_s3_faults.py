@@ -721,19 +721,16 @@ def test_large_object_overwritten_while_its_units_are_read(direct, faults, tmp_p
 
 
 def assert_no_manifest(m: Path, failed: str | None = None) -> None:
-    """Nothing that looks like a result: no manifest, no sidecars.  A
-    checkpoint may stay for a rerun (by design), but never with the object
-    that failed in it."""
-    from merkle.cli.commands import CHECKPOINT_SUFFIX
-    from merkle.manifest import METADATA_SUFFIX, SIDECAR_SUFFIX
-
+    """Nothing that looks like a result, nothing at all beside the output: no
+    manifest, no sidecars, no checkpoint.  A checkpoint may stay in the
+    private checkpoint directory for a rerun with --resume (by design), but
+    never with the object that failed in it."""
     left = sorted(p.name for p in m.parent.glob(m.name + "*"))
-    assert left in ([], [m.name + CHECKPOINT_SUFFIX]), left
-    for suffix in ("", SIDECAR_SUFFIX, METADATA_SUFFIX):
-        assert not Path(str(m) + suffix).exists()
-    checkpoint = Path(str(m) + CHECKPOINT_SUFFIX)
-    if failed and checkpoint.exists():
-        recorded = [json.loads(line).get("path") for line in checkpoint.read_text().splitlines()[1:] if line]
+    assert left == [], left
+    private = Path(os.environ["MERKLE_CHECKPOINTS"])
+    for checkpoint in private.glob("*.checkpoint") if failed else ():
+        lines = [line.partition(" ")[2] for line in checkpoint.read_text().splitlines() if line]
+        recorded = [json.loads(line).get("path") for line in lines[1:]]
         assert failed not in recorded, recorded
 
 

@@ -9,7 +9,7 @@ import pytest
 
 import merkle
 from merkle import engine
-from merkle.checkpoint import Checkpoint, hash_resumable
+from merkle.checkpoint import Checkpoint, hash_resumable, job
 from merkle.errors import SourceError
 from merkle.hashing import tree_hasher
 from merkle.walk import walk, walk_stream
@@ -74,36 +74,51 @@ def test_build_fails_on_a_problem_found_late_and_counts_every_problem(tmp_path):
     assert "d3/inner/link" in str(e.value) and "(and 1 more problem)" in str(e.value)
 
 
+def _kept() -> list[str]:
+    d = os.environ["MERKLE_CHECKPOINTS"]  # tests/conftest.py: a private directory per test
+    return sorted(os.path.join(d, n) for n in os.listdir(d) if n.endswith(".checkpoint"))
+
+
+def _recorded(cp: str) -> set[str]:
+    lines = [line.partition(" ")[2] for line in open(cp).read().splitlines() if line]
+    assert json.loads(lines[0])["format"] == "merkle-checkpoint-v2"
+    return {json.loads(line)["path"] for line in lines[1:]}
+
+
 def test_a_failed_build_keeps_its_checkpoint_and_the_next_one_resumes(tmp_path):
     root = tree(tmp_path / "t")
     late = root / "d4" / "zz"
     late.mkdir()
     os.symlink("../f0.bin", late / "link")  # refused: the build fails after hashing what it listed first
-    cp = str(tmp_path / "m.checkpoint")
     with pytest.raises(SourceError, match="symbolic link refused"):
-        merkle.build(root, checkpoint=cp)
-    lines = open(cp).read().splitlines()
-    assert json.loads(lines[0])["format"] == "merkle-checkpoint-v1"
-    recorded = {json.loads(line)["path"] for line in lines[1:]}
+        merkle.build(root, checkpoint=True)
+    [cp] = _kept()
+    recorded = _recorded(cp)
     assert "top.bin" in recorded  # the root directory is listed, and hashed, first
     os.unlink(late / "link")
     progress = merkle.Progress()
-    resumed = merkle.build(root, checkpoint=cp, progress=progress)
+    resumed = merkle.build(root, resume=True, progress=progress)
     assert resumed.root == merkle.build(root).root
     total = sum(f.size for f in walk(root).files)
     reused = sum(os.path.getsize(root / p) for p in recorded)
     assert progress.bytes == total - reused > 0
+    assert (progress.resumed_files, progress.resumed_bytes) == (len(recorded), reused)
+    assert _kept() == []
 
 
-def test_checkpoint_records_reach_the_file_when_kept_not_when_finished(tmp_path):
+def test_checkpoint_records_reach_the_file_when_kept_not_when_discarded(tmp_path):
     root = tree(tmp_path / "t")
     files = walk(root).files
-    cp = str(tmp_path / "m.checkpoint")
-    _, state = hash_resumable(files, tree_hasher("blake3"), 4096, cp)
-    state.close(finished=False, flush=False)  # a job that succeeded: nothing left to write
-    assert not os.path.exists(cp)
-    _, state = hash_resumable(files, tree_hasher("blake3"), 4096, cp)
-    state.close(finished=False)
-    assert len(open(cp).read().splitlines()) == 1 + len(files)
-    again = Checkpoint(cp, tree_hasher("blake3"), 4096)
+    cp_job = job("test", str(root), None, algorithm="blake3", chunk_size=4096)
+    state = Checkpoint.open(cp_job, resume=False)
+    hash_resumable(files, tree_hasher("blake3"), 4096, state)
+    state.discard()  # a job that succeeded: nothing left to write, nothing kept
+    assert _kept() == []
+    state = Checkpoint.open(cp_job, resume=False)
+    hash_resumable(files, tree_hasher("blake3"), 4096, state)
+    state.keep()
+    [cp] = _kept()
+    assert len(_recorded(cp)) == len(open(cp).read().splitlines()) - 1 == len(files)
+    again = Checkpoint.open(cp_job, resume=True)
     assert all(again.reusable(f) is not None for f in files)
+    again.discard()

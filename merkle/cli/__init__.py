@@ -115,6 +115,9 @@ def make_parser() -> argparse.ArgumentParser:
                    help="with --sign: merkle statement (default) or an OpenSSF model-signing bundle")
     p.add_argument("--compact", action="store_true",
                    help="with --sign: sign only the root and parameters; the manifest goes to BUNDLE.manifest")
+    p.add_argument("--resume", action="store_true",
+                   help="reuse the files an interrupted or failed run of the same build finished (kept in a private "
+                        "per-user checkpoint directory); the summary says how many")
     options.add_sign_options(p)
     options.add_store_option(p, no_store=True)
     hf.add_options(p)
@@ -163,8 +166,10 @@ def make_parser() -> argparse.ArgumentParser:
     depth.add_argument("--fast", action="store_true",
                        help="compare only size, ETag and VersionId recorded at build time (not cryptographic)")
     p.add_argument("--seed", type=int, default=None, help="random seed for --sample (default: random)")
-    p.add_argument("--checkpoint", metavar="FILE",
-                   help="record finished objects in FILE; a rerun after an interruption skips them")
+    p.add_argument("--resume", action="store_true",
+                   help="full audit: reuse the objects an interrupted run of the same audit finished (kept in a "
+                        "private per-user checkpoint directory); the summary says how many")
+    p.add_argument("--checkpoint", metavar="FILE", help=argparse.SUPPRESS)  # gone: an error that says what instead
     options.add_trust_options(p)
     _storage_option(p)
     _dask_option(p)

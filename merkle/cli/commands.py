@@ -9,10 +9,11 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..builder import build as build_manifest
+from ..builder import build_resumable
 from ..display import shown
 from ..documents import load_document
-from ..errors import FormatError, IntegrityError, SourceError, UsageError
+from ..engine import Progress
+from ..errors import FormatError, SourceError, UsageError
 from ..hashfile import escape_path, format_sum, hash_paths, hash_stream, parse_sums
 from ..manifest import (
     MANIFEST_SUFFIX,
@@ -31,11 +32,13 @@ from .progress import close, make_progress
 if TYPE_CHECKING:
     from ..signed import SignedInput
 
-CHECKPOINT_SUFFIX = ".checkpoint"
-OUTPUT_SUFFIXES = ("", SIDECAR_SUFFIX, METADATA_SUFFIX, MANIFEST_SUFFIX, CHECKPOINT_SUFFIX)
+LEGACY_CHECKPOINT_SUFFIX = ".checkpoint"
+OUTPUT_SUFFIXES = ("", SIDECAR_SUFFIX, METADATA_SUFFIX, MANIFEST_SUFFIX, LEGACY_CHECKPOINT_SUFFIX)
 """Every file `build -o OUTPUT` may write: OUTPUT (manifest or bundle), its
-leaf sidecar, object-store metadata, a compact bundle's manifest, the
-checkpoint of an interrupted run."""
+leaf sidecar, object-store metadata, a compact bundle's manifest; and
+OUTPUT.checkpoint, which earlier versions kept beside it (checkpoints now
+live in a private directory and OUTPUT.checkpoint is never read; a leftover
+one is not part of the data)."""
 
 
 def build(args: argparse.Namespace) -> int:
@@ -50,70 +53,73 @@ def build(args: argparse.Namespace) -> int:
     exclude = list(args.exclude)
     if args.output not in (None, "-") and args.format == "merkle" and not is_url(args.path):
         exclude += _output_inside(args.path, args.output)
-    checkpoint = None
     if args.output not in (None, "-"):
         _writable(args.output)
-        # An interrupted build to a file resumes from OUTPUT.checkpoint; an
-        # OpenSSF bundle keeps none (and must not delete a file it signed).
-        checkpoint = args.output + CHECKPOINT_SUFFIX if args.format == "merkle" else None
+    if args.resume and (args.dask or args.format != "merkle"):
+        raise UsageError("--resume applies to merkle manifests built on this machine (not --dask, not --format oms)")
     started = time.perf_counter()
-    manifest = None
-    if args.format == "merkle":
-        progress = make_progress("hashing", args.quiet or args.json)
-        try:
-            manifest = build_manifest(
-                args.path,
-                algorithm=args.algorithm,
-                chunk_size=args.chunk_size,
-                exclude=exclude,
-                default_excludes=not args.no_default_excludes,
-                follow_symlinks=args.follow_symlinks,
-                jobs=args.jobs,
-                progress=progress,
-                storage_options=parse_storage_options(args.storage_option),
-                checkpoint=checkpoint,
-                dask=_dask_client(args),
-                revision=args.revision,
-                repo_id=args.repo_id,
-                repo_type=args.repo_type,
-                layout=args.layout,
-            )
-        except IntegrityError:
-            if checkpoint and os.path.exists(checkpoint):
-                os.unlink(checkpoint)  # refused, not interrupted: nothing to resume
-            raise
-        finally:
-            close(progress)
-    if args.sign:
-        from .signing import sign_built
+    manifest = state = None
+    progress = make_progress("hashing", args.quiet or args.json)
+    try:
+        if args.format == "merkle":
+            try:
+                # Every build records a checkpoint (in the user's private directory); only --resume reads one.
+                manifest, state = build_resumable(
+                    args.path,
+                    algorithm=args.algorithm,
+                    chunk_size=args.chunk_size,
+                    exclude=exclude,
+                    default_excludes=not args.no_default_excludes,
+                    follow_symlinks=args.follow_symlinks,
+                    jobs=args.jobs,
+                    progress=progress,
+                    storage_options=parse_storage_options(args.storage_option),
+                    checkpoint=True,
+                    resume=args.resume,
+                    dask=_dask_client(args),
+                    revision=args.revision,
+                    repo_id=args.repo_id,
+                    repo_type=args.repo_type,
+                    layout=args.layout,
+                )
+            finally:
+                close(progress)
+        if args.sign:
+            from .signing import sign_built
 
-        verified = sign_built(args, manifest)
-        root = verified.root_hex
-        files = verified.summary.files if verified.summary else len(verified.oms.resources if verified.oms else ())
-        total = manifest.total_size if manifest is not None else None
-    else:
-        assert manifest is not None
-        if args.output and args.output != "-":
-            manifest.save(args.output)
+            verified = sign_built(args, manifest)
+            root = verified.root_hex
+            files = verified.summary.files if verified.summary else len(verified.oms.resources if verified.oms else ())
+            total = manifest.total_size if manifest is not None else None
         else:
-            sys.stdout.buffer.write(manifest.to_json())
-            sys.stdout.flush()
-        root, files, total = manifest.root.hex(), len(manifest.files), manifest.total_size
-    if checkpoint and os.path.exists(checkpoint):
-        os.unlink(checkpoint)  # the output is written: nothing left to resume
+            assert manifest is not None
+            if args.output and args.output != "-":
+                manifest.save(args.output)
+            else:
+                sys.stdout.buffer.write(manifest.to_json())
+                sys.stdout.flush()
+            root, files, total = manifest.root.hex(), len(manifest.files), manifest.total_size
+    except BaseException:  # the output is not written: what was hashed stays for --resume
+        if state is not None:
+            state.keep()
+        raise
+    if state is not None:
+        state.discard()  # the output is written: nothing left to resume
     seconds = time.perf_counter() - started
     to_file = args.output not in (None, "-")
     chunk_size = manifest.chunk_size if manifest is not None else args.chunk_size
     if args.json and to_file:
         emit_json({"output": args.output, "root": root, "format": args.format, "algorithm": args.algorithm,
                    "chunk_size": chunk_size, "files": files, "bytes": total, "seconds": round(seconds, 6),
-                   "signed": bool(args.sign)})
+                   "signed": bool(args.sign), "resumed": _resumed(args, progress)})
     elif not args.quiet:
         print(f"{root}  {args.path}", file=sys.stdout if to_file else sys.stderr)
         rate = f" ({total / seconds / 1e9:.2f} GB/s)" if total and seconds > 0 else ""
         size = f", {total} bytes" if total is not None else ""
         print(f"merkle: {files} files{size} in {seconds:.2f} s{rate}" + (f" -> {args.output}" if to_file else ""),
               file=sys.stderr)
+        if args.resume:
+            print(f"merkle: {_resumed_line(progress, files)}", file=sys.stderr)
         named = sum(1 for f in manifest.files if f.hub) if manifest is not None else 0
         if manifest is not None and (manifest.origin is not None or named):
             where = manifest.origin.describe() if manifest.origin else "an unknown revision"
@@ -127,6 +133,17 @@ def build(args: argparse.Namespace) -> int:
             print(f"merkle: zarr v{layout.zarr_format} store: {len(layout.arrays)} arrays, {len(layout.groups)} groups "
                   f"({manifest.chunk_size >> 10} KiB chunks)", file=sys.stderr)
     return 0
+
+
+def _resumed(args: argparse.Namespace, progress: Progress) -> dict[str, int] | None:
+    """For --json: what came from a checkpoint (null without --resume)."""
+    return {"files": progress.resumed_files, "bytes": progress.resumed_bytes} if args.resume else None
+
+
+def _resumed_line(progress: Progress, files: int | None) -> str:
+    of = f" of {files}" if files is not None else ""
+    return (f"--resume: {progress.resumed_files}{of} files ({progress.resumed_bytes} bytes) taken from a "
+            f"checkpoint, not read again")
 
 
 def _dask_client(args: argparse.Namespace) -> Any:
@@ -365,7 +382,13 @@ def audit(args: argparse.Namespace) -> int:
     else:
         manifest = manifests[0]
     options = parse_storage_options(args.storage_option)
+    if args.checkpoint is not None:
+        raise UsageError("--checkpoint FILE is gone: a full audit keeps its checkpoint in a private per-user "
+                         "directory by itself; rerun with --resume to reuse it")
+    if args.resume and (args.fast or args.sample is not None or args.dask):
+        raise UsageError("--resume applies to a full audit on this machine (not --fast, --sample or --dask)")
     sample = None
+    progress = Progress()
     if args.fast:
         report = audits.audit_fast(args.path, manifest, options)
         mode = "fast: metadata only (size, ETag, VersionId), NOT a cryptographic check"
@@ -376,8 +399,10 @@ def audit(args: argparse.Namespace) -> int:
     else:
         progress = make_progress("auditing", args.quiet or args.json)
         try:
-            report = audits.audit_full(args.path, manifest, options, args.jobs, progress, args.checkpoint,
-                                       _dask_client(args))
+            # Every full audit records a checkpoint (in the user's private directory); only --resume reads one.
+            dask = _dask_client(args)
+            report = audits.audit_full(args.path, manifest, options, args.jobs, progress, checkpoint=dask is None,
+                                       dask=dask, resume=args.resume)
         finally:
             close(progress)
         mode = "full: every byte rehashed"
@@ -388,7 +413,8 @@ def audit(args: argparse.Namespace) -> int:
         arrays = by_array(manifest.zarr, ((o.path, o.status.value) for o in report.outcomes))
     if args.json:
         doc = report.to_dict()
-        doc.update(mode=mode.split(":", 1)[0], signature=signature, sample=sample.to_dict() if sample else None)
+        doc.update(mode=mode.split(":", 1)[0], signature=signature, sample=sample.to_dict() if sample else None,
+                   resumed=_resumed(args, progress))
         if arrays is not None:
             doc["arrays"] = arrays
         emit_json(doc)
@@ -398,6 +424,8 @@ def audit(args: argparse.Namespace) -> int:
             if not args.quiet or outcome in failures:
                 print(outcome.line())
         print(f"merkle: audit {mode}", file=sys.stderr)
+        if args.resume:
+            print(f"merkle: {_resumed_line(progress, None)}", file=sys.stderr)
         for name, counts in (arrays or {}).items():
             print(f"merkle: {shown(array_line(name, counts))}", file=sys.stderr)
         print(f"merkle: {report.summary()}", file=sys.stderr)
