@@ -192,8 +192,9 @@ def test_a_checkpoint_path_is_refused(tmp_path):
 ])
 def test_a_checkpoint_of_another_build_is_not_reused(tmp_path, change):
     """A checkpoint made with other parameters, or over another root holding
-    the very same inodes, is not used, even under this build's file name:
-    its MACs bind the job."""
+    the very same inodes, is not used: not under this build's file name, and
+    not its lines spliced into this build's own checkpoint (each line's MAC
+    binds the job)."""
     d = failing_tree(tmp_path / "d")
     other, params = d, {"chunk_size": 4096}
     if change == "root":  # hard links: same inodes, same identities, under another root
@@ -206,11 +207,16 @@ def test_a_checkpoint_of_another_build_is_not_reused(tmp_path, change):
     mine = fail_once(d, **params)
     theirs = fail_once(other, **(params if change == "root" else params_other))
     assert records(mine) and mine != theirs
-    os.replace(mine, theirs)
-    progress = merkle.Progress()
     options = params if change == "root" else params_other
-    manifest = merkle.build(other, resume=True, progress=progress, **options)
-    assert progress.resumed_files == 0 and progress.bytes == manifest.total_size
+    header = theirs.read_bytes().split(b"\n")[0]
+    spliced = header + b"\n" + b"\n".join(mine.read_bytes().split(b"\n")[1:])
+    for i, planted in enumerate((mine.read_bytes(), spliced)):
+        if i:
+            assert fail_once(other, **options) == theirs  # the resume before succeeded and deleted it
+        theirs.write_bytes(planted)
+        progress = merkle.Progress()
+        manifest = merkle.build(other, resume=True, progress=progress, **options)
+        assert progress.resumed_files == 0 and progress.bytes == manifest.total_size
 
 
 @pytest.mark.parametrize("by", ["the user (the same user is trusted)", "anyone without the key"])
