@@ -14,11 +14,11 @@ import pytest
 from conftest import assert_one_line_error
 
 import merkle
-from merkle.checkpoint import Checkpoint, hash_resumable, job
+from merkle.checkpoint import Checkpoint, hash_resumable, hash_stream_resumable, job
 from merkle.errors import CheckpointWarning, SourceError, UsageError
 from merkle.hashfile import hash_paths
 from merkle.hashing import tree_hasher
-from merkle.walk import walk
+from merkle.walk import walk, walk_stream
 
 OTHER_UID = 12345  # tests run as root: os.chown hands a file to "another user"
 
@@ -144,6 +144,23 @@ def test_changed_file_is_not_reused(tmp_path):
     digests = hash_resumable(walk(d).files, h, 4096, Checkpoint.open(a_job(d), resume=True), progress=progress)
     assert progress.bytes == len(b"changed since the checkpoint") and progress.resumed_files == 5
     assert digests[2].root == merkle.hash_file(d / "f2.bin", "sha256", 4096)
+
+
+def test_a_file_that_changed_while_hashed_is_not_recorded(tmp_path):
+    d = make(tmp_path / "d")
+    _, directories = walk_stream(d)
+
+    def groups():
+        for group in directories:
+            (d / group[2].path).write_bytes(b"rewritten")  # listed, then rewritten before it is hashed
+            yield group
+
+    state = Checkpoint.open(a_job(d), resume=False)
+    digests = hash_stream_resumable(groups(), tree_hasher("blake3"), 4096, state)
+    state.keep()
+    [bad] = [dg for dg in digests if dg.error is not None]
+    [cp] = kept()
+    assert bad.path == "f2.bin" and sorted(records(cp)) == ["f0.bin", "f1.bin", "f3.bin", "f4.bin", "f5.bin"]
 
 
 def test_torn_lines_are_skipped(tmp_path):
