@@ -91,7 +91,8 @@ def job(kind: str, source: str, storage_options: dict[str, Any] | None, **params
         params["storage_options"] = hashlib.sha256(options).hexdigest()
     else:
         where = os.path.realpath(source.removeprefix("file://"))
-    return Job({"kind": kind, "source": where, **params})
+    # as its header will read back: a tuple becomes a list, and anything not JSON fails here, not in a header
+    return Job(json.loads(json.dumps({"kind": kind, "source": where, **params})))
 
 
 def _identity(item: Listed) -> list[Any]:
