@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .checkpoint import Checkpoint, hash_resumable, job
+from .checkpoint import Checkpoint, Job, hash_resumable, job
 from .engine import Listed, Progress
 from .errors import UsageError
 from .hashing import DIGEST_SIZE
@@ -132,11 +132,9 @@ def verify(
     else:
         state = None
         if checkpoint or resume:
-            state = Checkpoint.open(job("verify", os.fspath(path), storage_options, algorithm=manifest.algorithm,
-                                        chunk_size=manifest.chunk_size, exclude=list(manifest.exclude),
-                                        follow_symlinks=follow_symlinks,
-                                        hf=listing.hf.kind if listing.hf is not None else None,
-                                        layout=hf.layout, revision=revision), resume)
+            state = Checkpoint.open(checkpoint_job(path, manifest, follow_symlinks=follow_symlinks,
+                                                   storage_options=storage_options, revision=revision,
+                                                   layout=hf.layout), resume)
         try:
             digests = hash_resumable([w for _, w in to_hash], manifest.hasher, manifest.chunk_size, state,
                                      jobs or listing.jobs, progress, listing.opener)
@@ -165,6 +163,19 @@ def verify(
         hashed,
         time.perf_counter() - started,
     )
+
+
+def checkpoint_job(path: str | os.PathLike[str], manifest: Manifest, *, follow_symlinks: bool = False,
+                   storage_options: dict[str, Any] | None = None, revision: str | None = None,
+                   layout: Layout | None = None) -> Job:
+    """What the checkpoint of `verify(path, manifest, ...)` with these
+    options is valid for (merkle.checkpoint): how the files are read and
+    hashed, never the manifest's roots."""
+    from .hf.layout import checked_layout
+
+    return job("verify", os.fspath(path), storage_options, algorithm=manifest.algorithm,
+               chunk_size=manifest.chunk_size, exclude=list(manifest.exclude), follow_symlinks=follow_symlinks,
+               layout=checked_layout(path, manifest.origin, layout, revision), revision=revision)
 
 
 def _pointer_outcome(found: Listed, entry: FileEntry, sparse: bool) -> Outcome | None:

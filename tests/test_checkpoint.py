@@ -18,6 +18,7 @@ from merkle.checkpoint import Checkpoint, hash_resumable, hash_stream_resumable,
 from merkle.errors import CheckpointWarning, SourceError, UsageError
 from merkle.hashfile import hash_paths
 from merkle.hashing import tree_hasher
+from merkle.verify import checkpoint_job
 from merkle.walk import walk, walk_stream
 
 OTHER_UID = 12345  # tests run as root: os.chown hands a file to "another user"
@@ -376,9 +377,7 @@ def test_cli_build_resumes_after_a_refused_fifo(cli, tmp_path):
 
 def _verify_checkpoint(d, manifest, count):
     """What an interrupted `merkle audit d m` leaves: its first `count` files."""
-    state = Checkpoint.open(job("verify", str(d), None, algorithm=manifest.algorithm,
-                                chunk_size=manifest.chunk_size, exclude=list(manifest.exclude),
-                                follow_symlinks=False, hf=None, revision=None), resume=False)
+    state = Checkpoint.open(checkpoint_job(d, manifest), resume=False)
     hash_resumable(walk(d).files[:count], manifest.hasher, manifest.chunk_size, state)
     state.keep()
     [cp] = kept()
