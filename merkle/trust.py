@@ -171,15 +171,15 @@ class History:
         """V6, rollback: refuse a version older than one a signer of this
         statement published for this subject, the same version with another
         root (freeze, or mix), and an unversioned statement where versioned
-        ones were seen."""
-        if verified.summary is None:
-            return  # OpenSSF statements carry no version
+        ones were seen.  An OpenSSF statement carries no version: it is an
+        unversioned statement like any other, never a way around the records."""
         for signer in verified.signers:
             held = self.seen(signer, verified.name)
             if held is None:
                 continue
             if verified.version is None:
-                raise PolicyError(f"rollback: the statement for {verified.name!r} has no version, and version "
+                what = "OpenSSF statement" if verified.summary is None else "statement"
+                raise PolicyError(f"rollback: the {what} for {verified.name!r} has no version, and version "
                                   f"{held.version} from the same signer was verified before", source)
             if verified.version < held.version:
                 raise PolicyError(f"rollback: version {verified.version} of {verified.name!r} is older than version "
@@ -300,6 +300,16 @@ def _may_sign_certificates(policy: object, cert: x509.Certificate, value: x509.K
         raise ValueError("issuer's key usage does not allow signing certificates")
 
 
+def _may_issue_code_signing(policy: object, cert: x509.Certificate, value: x509.ExtendedKeyUsage | None) -> None:
+    """A CA whose extended key usage is limited (a TLS-only subordinate CA)
+    issues no code-signing certificate: its limits bind what it issues, as
+    the Web PKI and Windows read an intermediate's EKU."""
+    if value is not None and not {ExtendedKeyUsageOID.CODE_SIGNING, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE} & set(
+            value):
+        have = ", ".join(_USAGE_NAMES.get(u, u.dotted_string) for u in value) or "none"
+        raise ValueError(f"CA {cert.subject.rfc4514_string()} is not for code signing (extended key usage: {have})")
+
+
 def _may_sign_data(policy: object, cert: x509.Certificate, value: x509.KeyUsage | None) -> None:
     if value is not None and not value.digital_signature:
         raise ValueError("leaf's key usage does not allow digital signatures")
@@ -309,6 +319,7 @@ _CA_POLICY = (
     ExtensionPolicy.permit_all()
     .require_present(x509.BasicConstraints, Criticality.AGNOSTIC, _must_be_ca)
     .may_be_present(x509.KeyUsage, Criticality.AGNOSTIC, _may_sign_certificates)
+    .may_be_present(x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _may_issue_code_signing)
 )
 _LEAF_POLICY = ExtensionPolicy.permit_all().may_be_present(x509.KeyUsage, Criticality.AGNOSTIC, _may_sign_data)
 
