@@ -206,3 +206,24 @@ def test_a_planted_object_metadata_sidecar_does_not_fail_a_signed_verify(cli, tm
     assert "objects.json" in r.stderr and "ignored" in r.stderr
     r = cli("verify", str(m), str(b), "--key", pub(keys["alice"]), "--file", "w.bin")
     assert r.returncode == 0, r.stderr
+
+
+# -- class 11: every build output excluded inside the tree --------------------------------------------------
+
+
+def test_an_openssf_build_through_a_linked_path_leaves_out_its_own_bundle(cli, tmp_path, keys):
+    """`build LINK --format oms -o REAL/b.sig`, LINK naming REAL: the bundle lies inside the model,
+    so it is in the statement's ignore_paths (as `-o` inside a plainly named PATH is); a rebuild
+    signed the previous bundle as a resource and the new one never verified."""
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "w.bin").write_bytes(b"weights")
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    out = real / "b.sig"
+    for _ in range(2):  # the second build finds the first one's bundle inside the model
+        r = cli("build", str(link), "--format", "oms", "--sign", str(keys["alice"]), "-o", str(out), "-q")
+        assert r.returncode == 0, r.stderr
+    r = cli("verify", str(link), str(out), "--key", pub(keys["alice"]))
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert "b.sig" not in r.stdout
