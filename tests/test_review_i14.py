@@ -227,3 +227,34 @@ def test_an_openssf_build_through_a_linked_path_leaves_out_its_own_bundle(cli, t
     r = cli("verify", str(link), str(out), "--key", pub(keys["alice"]))
     assert r.returncode == 0, (r.stdout, r.stderr)
     assert "b.sig" not in r.stdout
+
+
+# -- class 3: a listed path behind a refused link is an error in every mode -----------------------------------
+
+
+@pytest.mark.parametrize("what", ["link", "fifo"])
+def test_an_openssf_resource_behind_a_refused_link_is_an_error_not_missing(cli, tmp_path, keys, what):
+    """`merkle verify` of an OpenSSF bundle said `- sub/b.bin` (missing) when `sub` had been swapped
+    for a link to another folder (or a FIFO): what is there is unknown, so it is `!` naming why, as
+    for merkle bundles in every mode (docs/cli.md)."""
+    m = tmp_path / "m"
+    (m / "sub").mkdir(parents=True)
+    (m / "a").write_bytes(b"a")
+    (m / "sub" / "b.bin").write_bytes(b"b")
+    b = tmp_path / "b.sig"
+    r = cli("build", str(m), "--format", "oms", "--sign", str(keys["alice"]), "-o", str(b), "-q")
+    assert r.returncode == 0, r.stderr
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "b.bin").write_bytes(b"other bytes")
+    (m / "sub" / "b.bin").unlink()
+    (m / "sub").rmdir()
+    if what == "link":
+        (m / "sub").symlink_to(other)
+    else:
+        os.mkfifo(m / "sub")
+    r = cli("verify", str(m), str(b), "--key", pub(keys["alice"]))
+    assert r.returncode != 0
+    reason = "symbolic link refused" if what == "link" else "a FIFO"
+    assert f"! sub/b.bin  (sub: {reason}" in r.stdout, r.stdout
+    assert "- sub/b.bin" not in r.stdout
