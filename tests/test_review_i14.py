@@ -258,3 +258,33 @@ def test_an_openssf_resource_behind_a_refused_link_is_an_error_not_missing(cli, 
     reason = "symbolic link refused" if what == "link" else "a FIFO"
     assert f"! sub/b.bin  (sub: {reason}" in r.stdout, r.stdout
     assert "- sub/b.bin" not in r.stdout
+
+
+def test_the_confined_local_store_reads_what_zarrs_local_store_reads(tmp_path):
+    """The store VerifiedStore now reads local paths with answers every read (whole, ranges, offsets,
+    suffixes, past the end; missing keys and keys under a file) exactly as zarr's LocalStore does."""
+    import asyncio
+    import pickle
+
+    path, _ = _zarr_tree(tmp_path)
+    from zarr.abc.store import OffsetByteRequest, RangeByteRequest, SuffixByteRequest
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.storage import LocalStore
+
+    from merkle.zarr.store import ConfinedLocalStore
+
+    async def compare() -> None:
+        ours, theirs = ConfinedLocalStore(str(path), read_only=True), LocalStore(str(path), read_only=True)
+        proto = default_buffer_prototype()
+        for key in ("zarr.json", "c/0", "nope", "c/nope", "zarr.json/x"):
+            for r in (None, RangeByteRequest(2, 10), RangeByteRequest(5, 1 << 20), OffsetByteRequest(3),
+                      SuffixByteRequest(4), SuffixByteRequest(1 << 20), RangeByteRequest(1 << 20, (1 << 20) + 5)):
+                a, b = await ours.get(key, proto, r), await theirs.get(key, proto, r)
+                assert (a is None) == (b is None), (key, r)
+                assert a is None or a.to_bytes() == b.to_bytes(), (key, r)
+        assert await ours.getsize("c/0") == await theirs.getsize("c/0")
+        with pytest.raises(FileNotFoundError):
+            await ours.getsize("nope")
+        assert pickle.loads(pickle.dumps(ours)) == ours
+
+    asyncio.run(compare())

@@ -450,7 +450,12 @@ class ConfinedLocalStore(LocalStore):
         return [*await asyncio.gather(*(self.get(k, prototype, r) for k, r in key_ranges))]
 
     async def getsize(self, key: str) -> int:
-        fd, st = await asyncio.to_thread(open_below, str(self.root), key)
+        try:
+            fd, st = await asyncio.to_thread(open_below, str(self.root), key)
+        except SourceError as e:
+            if not os.path.lexists(os.path.join(str(self.root), *key.split("/"))):
+                raise FileNotFoundError(key) from e  # as LocalStore says it
+            raise
         os.close(fd)
         return st.st_size
 
@@ -460,9 +465,9 @@ def _read_below(root: str, key: str, prototype: BufferPrototype, byte_range: Byt
     for `byte_range`), opened under the link policy."""
     try:
         fd, st = open_below(root, key)
-    except SourceError as e:
-        if isinstance(e.__cause__, (FileNotFoundError, NotADirectoryError)):
-            return None
+    except SourceError:
+        if not os.path.lexists(os.path.join(root, *key.split("/"))):
+            return None  # nothing there: absent, as LocalStore says (never read)
         raise
     try:
         end: int | None = None
