@@ -259,8 +259,11 @@ def _verify_chain(chain_der: Sequence[bytes], roots: Sequence[x509.Certificate],
     Returns the leaf."""
     try:
         chain = [x509.load_der_x509_certificate(c) for c in chain_der]
+        for cert in chain:  # parsed lazily: names and extensions now (messages quote them), not mid-check
+            _ = (cert.subject.rfc4514_string(), cert.issuer.rfc4514_string(), cert.extensions)
     except ValueError as e:
-        raise SignatureError("bundle certificate is not valid DER", source) from e
+        raise SignatureError("bundle certificate is not valid DER (or holds a malformed name or extension)",
+                             source) from e
     leaf = chain[0]
     for cert in chain:
         if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:

@@ -288,3 +288,38 @@ def test_the_confined_local_store_reads_what_zarrs_local_store_reads(tmp_path):
         assert pickle.loads(pickle.dumps(ours)) == ours
 
     asyncio.run(compare())
+
+
+# -- parsers: a hostile bundle is a one-line signature failure, never an internal error ------------------------
+
+
+@pytest.mark.parametrize("usage, days", [(None, 1), ([ExtendedKeyUsageOID.CODE_SIGNING], -5),
+                                         ([ExtendedKeyUsageOID.CODE_SIGNING], 1)])
+def test_a_certificate_with_a_malformed_name_is_a_signature_failure(cli, tmp_path, keys, usage, days):
+    """A forged bundle whose certificate's subject is not valid UTF-8 (an UTF8String of bytes 0xff...)
+    made `verify` print `internal error: ValueError` (exit 2): names are parsed lazily, and the checks
+    quoted them in their messages.  Exit 1, one line naming the bundle."""
+    import base64
+    import json
+
+    m = tmp_path / "model"
+    m.mkdir()
+    (m / "w.bin").write_bytes(b"weights")
+    good = tmp_path / "good.json"
+    assert cli("build", str(m), "--sign", str(keys["alice"]), "-o", str(good), "-q").returncode == 0
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    b = (x509.CertificateBuilder().subject_name(_name("QQQQ")).issuer_name(_name("QQQQ"))
+         .public_key(key.public_key()).serial_number(1).not_valid_before(now - datetime.timedelta(days=10))
+         .not_valid_after(now + datetime.timedelta(days=days)))
+    if usage:
+        b = b.add_extension(x509.ExtendedKeyUsage(usage), critical=False)
+    der = b.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+    der = der.replace(b"\x0c\x04QQQQ", b"\x0c\x04\xff\xfe\xfd\xfc")  # UTF8String that is not UTF-8
+    doc = json.loads(good.read_text())
+    doc["verificationMaterial"] = {"x509CertificateChain": {"certificates": [{"rawBytes": base64.b64encode(der).decode()}]},
+                                   "tlogEntries": []}
+    forged = tmp_path / "forged.json"
+    forged.write_text(json.dumps(doc))
+    ca = _pem(tmp_path / "ca.pem", _cert(key, "some CA", "some CA", key, ca=True))
+    assert_error(cli("verify", str(m), str(forged), "--ca", str(ca)), 1, str(forged), "certificate")
