@@ -213,6 +213,22 @@ class History:
         return cls(records)
 
 
+def check_reuse(history: History, verified: Verified, source: str) -> None:
+    """For a signer: refuse to sign a version of a subject that this signer's
+    history holds with another root (an edit signed without bumping the
+    version), which every verifier that saw the first would refuse as a
+    freeze.  Older versions and unversioned statements are the signer's
+    choice (a verifier that saw newer ones refuses them, V6)."""
+    if verified.version is None:
+        return
+    for signer in verified.signers:
+        held = history.seen(signer, verified.name)
+        if held is not None and held.version == verified.version and held.root != verified.root_hex:
+            raise PolicyError(f"version {verified.version} of {verified.name!r} was signed or verified before with "
+                              "another root: verifiers that saw it would refuse this statement; sign the new "
+                              "content with a higher version", source)
+
+
 def decide(
     bundles: Sequence[tuple[Bundle, str]],
     policy: TrustPolicy,

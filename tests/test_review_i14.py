@@ -317,9 +317,36 @@ def test_a_certificate_with_a_malformed_name_is_a_signature_failure(cli, tmp_pat
     der = b.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
     der = der.replace(b"\x0c\x04QQQQ", b"\x0c\x04\xff\xfe\xfd\xfc")  # UTF8String that is not UTF-8
     doc = json.loads(good.read_text())
-    doc["verificationMaterial"] = {"x509CertificateChain": {"certificates": [{"rawBytes": base64.b64encode(der).decode()}]},
-                                   "tlogEntries": []}
+    raw = base64.b64encode(der).decode()
+    doc["verificationMaterial"] = {"x509CertificateChain": {"certificates": [{"rawBytes": raw}]}, "tlogEntries": []}
     forged = tmp_path / "forged.json"
     forged.write_text(json.dumps(doc))
     ca = _pem(tmp_path / "ca.pem", _cert(key, "some CA", "some CA", key, ca=True))
     assert_error(cli("verify", str(m), str(forged), "--ca", str(ca)), 1, str(forged), "certificate")
+
+
+# -- class 7: a signer is told, not its verifiers ---------------------------------------------------------------
+
+
+def test_re_signing_a_version_with_other_bytes_is_refused_when_signing(cli, tmp_path, keys):
+    """`build --sign --version 1` after an edit, with the version not bumped: signing succeeded and
+    wrote a bundle that every machine which saw the first version 1 (the signer's own included)
+    refuses forever ('version 1 ... verified before with another root').  The signer's store knows:
+    signing says so (exit 1, nothing written); with the version bumped it signs."""
+    m = tmp_path / "model"
+    m.mkdir()
+    (m / "w.bin").write_bytes(b"first")
+    first = tmp_path / "v1.json"
+    assert cli("build", str(m), "--sign", str(keys["alice"]), "-o", str(first), "--version", "1", "-q").returncode == 0
+    (m / "w.bin").write_bytes(b"second")
+    again = tmp_path / "v1-again.json"
+    r = cli("build", str(m), "--sign", str(keys["alice"]), "-o", str(again), "--version", "1", "-q")
+    assert_error(r, 1, "version 1", "another root")
+    assert not again.exists() and not Path(f"{again}.leaves").exists()
+    r = cli("build", str(m), "--sign", str(keys["alice"]), "-o", str(again), "--version", "2", "-q")
+    assert r.returncode == 0, r.stderr
+    assert cli("verify", str(m), str(again), "--key", pub(keys["alice"]), "-q").returncode == 0
+    # the same bytes signed again at the same version (a compact twin, a re-run) are fine
+    twin = tmp_path / "v2c.json"
+    r = cli("build", str(m), "--sign", str(keys["alice"]), "-o", str(twin), "--version", "2", "--compact", "-q")
+    assert r.returncode == 0, r.stderr
