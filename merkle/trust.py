@@ -25,6 +25,7 @@ where this signer has published versions of this subject before.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import re
@@ -70,14 +71,24 @@ class Signer:
     subject: str = ""
     issuer: str = ""
     names: tuple[str, ...] = ()
+    pinned: tuple[str, ...] = ()
+    """The verifier's pinned identities (TrustPolicy.identities) this
+    certificate carries, and ..."""
+    pinned_issuers: tuple[str, ...] = ()
+    """... the pinned issuers it carries."""
 
     @property
     def identity(self) -> str:
         """What rollback records are kept under: the key for a bare key; for
-        a certificate its issuer and identity, so a renewed certificate of the
-        same identity keeps the records of the one before it."""
+        a certificate the identity the verifier pinned (and the issuer it
+        pinned, if any), else its issuer, subject and names: a renewed or
+        reissued certificate of the same pinned identity keeps the records of
+        the one before it, whatever else changed in it."""
         if not self.issuer:
             return f"key:{self.key_id}"
+        if self.pinned:
+            return "x509-pinned:" + json.dumps([sorted(self.pinned_issuers), sorted(self.pinned)],
+                                               separators=(",", ":"))
         return "x509:" + json.dumps([self.issuer, self.subject, sorted(self.names)], separators=(",", ":"))
 
 
@@ -118,8 +129,7 @@ class TrustPolicy:
                 raise SignatureError("signature does not verify with the certificate's key", source)
             signer = Signer(key_id(key), algorithm_name(key), leaf.subject.rfc4514_string(),
                             leaf.issuer.rfc4514_string(), _alternative_names(leaf))
-            self._check_identity(signer, leaf, source)
-            return signer
+            return self._check_identity(signer, leaf, source)
         for key in self.keys:
             if signature_ok(key, bundle.signature, data):
                 return Signer(key_id(key), algorithm_name(key))
@@ -127,15 +137,20 @@ class TrustPolicy:
             raise SignatureError("bundle is signed with a bare key; verify it with a trusted public key", source)
         raise SignatureError("signature does not verify with any trusted key", source)
 
-    def _check_identity(self, signer: Signer, leaf: x509.Certificate, source: str) -> None:
-        if self.identities and not {signer.subject, *signer.names} & set(self.identities):
+    def _check_identity(self, signer: Signer, leaf: x509.Certificate, source: str) -> Signer:
+        """The signer with the pinned identities and issuers it carries; SignatureError if none."""
+        pinned = {signer.subject, *signer.names} & set(self.identities)
+        if self.identities and not pinned:
             seen = ", ".join([signer.subject, *signer.names]) or "none"
             raise SignatureError(f"certificate identity is not a trusted one (it has: {seen})", source)
+        pinned_issuers: set[str] = set()
         if self.issuers:
             issuers = {signer.issuer, *_oidc_issuers(leaf)}
-            if not issuers & set(self.issuers):
+            pinned_issuers = issuers & set(self.issuers)
+            if not pinned_issuers:
                 raise SignatureError(f"certificate issuer is not a trusted one (it has: {', '.join(sorted(issuers))})",
                                      source)
+        return dataclasses.replace(signer, pinned=tuple(sorted(pinned)), pinned_issuers=tuple(sorted(pinned_issuers)))
 
 
 @dataclass(frozen=True)

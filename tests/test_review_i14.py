@@ -350,3 +350,47 @@ def test_re_signing_a_version_with_other_bytes_is_refused_when_signing(cli, tmp_
     twin = tmp_path / "v2c.json"
     r = cli("build", str(m), "--sign", str(keys["alice"]), "-o", str(twin), "--version", "2", "--compact", "-q")
     assert r.returncode == 0, r.stderr
+
+
+def _leaf(key, subject, issuer_key, *, email, uri=None):
+    now = datetime.datetime.now(datetime.timezone.utc)
+    sans = [x509.RFC822Name(email)] + ([x509.UniformResourceIdentifier(uri)] if uri else [])
+    return (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(_name("release CA"))
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
+            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            .sign(issuer_key, hashes.SHA256()))
+
+
+def test_a_pinned_identity_keeps_its_rollback_records_across_certificates(cli, tmp_path):
+    """Records were keyed by the whole certificate identity (issuer, subject and every alternative
+    name): version 2, signed under a reissued certificate whose subject or names changed, left
+    version 1 of the same pinned identity (release@example.com) replayable.  With --cert-identity
+    the records are the pinned identity's, whatever else the certificate says."""
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = _pem(tmp_path / "ca.pem", _cert(ca_key, "release CA", "release CA", ca_key, ca=True))
+    key = ec.generate_private_key(ec.SECP256R1())
+    keyfile = tmp_path / "leaf.key"
+    keyfile.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    old = _pem(tmp_path / "old.pem", _leaf(key, "releaser", ca_key, email="release@example.com"))
+    new = _pem(tmp_path / "new.pem", _leaf(key, "release team", ca_key, email="release@example.com",
+                                           uri="https://example.com/release"))
+    m = tmp_path / "model"
+    m.mkdir()
+    (m / "w.bin").write_bytes(b"version one")
+    v1 = tmp_path / "v1.json"
+    r = cli("build", str(m), "--sign", str(keyfile), "--cert", str(old), "-o", str(v1), "--version", "1", "-q",
+            "--no-store")
+    assert r.returncode == 0, r.stderr
+    (m / "w.bin").write_bytes(b"version two")
+    v2 = tmp_path / "v2.json"
+    r = cli("build", str(m), "--sign", str(keyfile), "--cert", str(new), "-o", str(v2), "--version", "2", "-q",
+            "--no-store")
+    assert r.returncode == 0, r.stderr
+    pinned = ("--ca", str(ca), "--cert-identity", "release@example.com", "-q")
+    assert cli("verify", str(m), str(v2), *pinned).returncode == 0
+    (m / "w.bin").write_bytes(b"version one")  # the old bytes and the old bundle, replayed
+    assert_error(cli("verify", str(m), str(v1), *pinned), 1, str(v1), "rollback", "version 1", "version 2")
