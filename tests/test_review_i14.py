@@ -394,3 +394,25 @@ def test_a_pinned_identity_keeps_its_rollback_records_across_certificates(cli, t
     assert cli("verify", str(m), str(v2), *pinned).returncode == 0
     (m / "w.bin").write_bytes(b"version one")  # the old bytes and the old bundle, replayed
     assert_error(cli("verify", str(m), str(v1), *pinned), 1, str(v1), "rollback", "version 1", "version 2")
+
+
+# -- class 11: untrusted text printed escaped ---------------------------------------------------------------
+
+
+def test_check_lines_cannot_move_the_cursor(cli, tmp_path):
+    """A sums file is unauthenticated.  b3sum's escaping (backslash and newline) left other control
+    characters raw in `--check` lines: a listed name `x ESC[1A CR ESC[2K bad.bin` moved the cursor up
+    over `bad.bin: FAILED`, erased it and wrote `bad.bin: OK` in its place on the terminal."""
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(b"good")
+    forger = tmp_path / "x\x1b[1A\r\x1b[2Kbad.bin"
+    forger.write_bytes(b"z")
+    sums = tmp_path / "SUMS"
+    with open(sums, "wb") as out:
+        subprocess.run([sys.executable, "-m", "merkle", "hash", str(bad), str(forger)], stdout=out, check=True)
+    bad.write_bytes(b"tampered")
+    r = subprocess.run([sys.executable, "-m", "merkle", "hash", "--check", str(sums)], capture_output=True)
+    assert r.returncode == 1
+    assert b"\x1b" not in r.stdout and b"\r" not in r.stdout, r.stdout
+    lines = r.stdout.decode().splitlines()
+    assert lines[0] == f"{bad}: FAILED" and lines[1].endswith("\\x1b[2Kbad.bin: OK"), lines
