@@ -416,3 +416,26 @@ def test_check_lines_cannot_move_the_cursor(cli, tmp_path):
     assert b"\x1b" not in r.stdout and b"\r" not in r.stdout, r.stdout
     lines = r.stdout.decode().splitlines()
     assert lines[0] == f"{bad}: FAILED" and lines[1].endswith("\\x1b[2Kbad.bin: OK"), lines
+
+
+# -- class 10: compare the size before reading ------------------------------------------------------------------
+
+
+def test_a_file_proof_compares_the_size_before_hashing(cli, tmp_path, keys):
+    """`verify FILE BUNDLE --proof P` hashed the whole file before comparing its size with the signed
+    one: a file grown to 1 TiB (sparse here) was read to the end, for minutes, before `* size`."""
+    m = tmp_path / "model"
+    m.mkdir()
+    (m / "w.bin").write_bytes(b"weights" * 1000)
+    b = tmp_path / "b.json"
+    assert cli("build", str(m), "--sign", str(keys["alice"]), "-o", str(b), "-q").returncode == 0
+    proof = tmp_path / "w.proof"
+    assert cli("prove", str(b), "w.bin", "-o", str(proof), "--key", pub(keys["alice"])).returncode == 0
+    with open(m / "w.bin", "r+b") as f:
+        f.truncate(1 << 40)
+    try:
+        r = cli("verify", str(m / "w.bin"), str(b), "--proof", str(proof), "--key", pub(keys["alice"]), timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the grown file was hashed before its size was compared")
+    assert r.returncode == 1
+    assert f"* w.bin  (size {1 << 40}, signed 7000)" in r.stdout, r.stdout
