@@ -462,15 +462,21 @@ class Manifest:
 
     def with_metadata_from(self, path: str) -> Manifest:
         """This manifest with the object metadata kept beside `path`, if any
-        (unsigned: used only by `audit --fast`, which says so)."""
+        (unsigned: used only by `audit --fast`, which says so).  Like the leaf
+        sidecar (S3), a file that does not parse is ignored with a
+        SidecarWarning: unsigned derived data never decides a verdict."""
         from .sources.local import read_capped
 
         sidecar = path + METADATA_SUFFIX
-        if not os.path.exists(sidecar):
+        if not os.path.lexists(sidecar):
             return self
-        doc = _json.loads(read_capped(sidecar, MAX_MANIFEST_BYTES), sidecar, MAX_MANIFEST_BYTES)
-        if not isinstance(doc, dict) or not all(isinstance(v, dict) for v in doc.values()):
-            raise FormatError("object metadata must map paths to objects", sidecar)
+        try:
+            doc = _json.loads(read_capped(sidecar, MAX_MANIFEST_BYTES), sidecar, MAX_MANIFEST_BYTES)
+            if not isinstance(doc, dict) or not all(isinstance(v, dict) for v in doc.values()):
+                raise FormatError("object metadata must map paths to objects", sidecar)
+        except (FormatError, SourceError) as e:
+            warnings.warn(SidecarWarning(f"{e} (ignored)"), stacklevel=2)
+            return self
         return self.with_metadata(doc)
 
     def with_metadata(self, metadata: Mapping[str, Mapping[str, Any]] | None) -> Manifest:

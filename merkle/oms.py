@@ -24,6 +24,7 @@ from .envelope import Statement
 from .errors import BundleError, SourceError, UsageError
 from .paths import path_problem
 from .report import Outcome, Report, Status
+from .walk import blocked_by
 
 if TYPE_CHECKING:
     from .hf.layout import Layout
@@ -181,8 +182,13 @@ def verify(
     expected = dict(stmt.resources)
     outcomes = [Outcome(p.path, Status.ERROR if p.path in expected else Status.EXTRA, p.reason)
                 for p in listing.problems]
-    problem_paths = {p.path for p in listing.problems}
-    outcomes += [Outcome(p, Status.MISSING) for p in expected if p not in present and p not in problem_paths]
+    problems = {p.path: p for p in listing.problems}
+    for p in expected:
+        if p in present or p in problems:
+            continue
+        parent = blocked_by(p, problems)  # behind a refused link or special file: unknown, never missing
+        outcomes.append(Outcome(p, Status.ERROR, f"{parent.path}: {parent.reason}") if parent is not None
+                        else Outcome(p, Status.MISSING))
     outcomes += [Outcome(p, Status.EXTRA) for p in present if p not in expected]
     todo = [f for f in listing.files if f.path in expected]
     hashed = 0

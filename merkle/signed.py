@@ -248,12 +248,17 @@ def verify_opened(
 # -- signing -------------------------------------------------------------------------
 
 
-def self_check(bundle: Bundle, key: PrivateKey, output: str) -> Verified:
+def self_check(bundle: Bundle, key: PrivateKey, output: str, store: Store | None = None) -> Verified:
     """Open what was just signed, as a verifier would (catches a bad key or
     statement before anyone else meets it); the chain is the verifier's
-    business, and no history applies."""
+    business, and no history applies, except that a version this key
+    signed (or this machine verified) before with another root is refused:
+    every verifier that saw that one would refuse this one forever."""
     plain = dataclasses.replace(bundle, certificates=())
-    return trust.decide([(plain, output)], TrustPolicy(keys=(key.public_key(),)), History())
+    verified = trust.decide([(plain, output)], TrustPolicy(keys=(key.public_key(),)), History())
+    if store is not None:
+        trust.check_reuse(store.history(), verified, output)
+    return verified
 
 
 def write_signed(output: str, bundle: Bundle, key: PrivateKey, manifest: Manifest | None,
@@ -262,7 +267,7 @@ def write_signed(output: str, bundle: Bundle, key: PrivateKey, manifest: Manifes
     object metadata of `manifest` beside it, and with `compact` the manifest
     itself (OUTPUT.manifest): each file atomically, the bundle last, so a
     bundle on disk always has its companions.  Keep it in `store`."""
-    verified = self_check(bundle, key, output)
+    verified = self_check(bundle, key, output, store)
     data = bundle.to_json()
     if compact and manifest is not None:
         write_atomic(output + MANIFEST_SUFFIX, manifest.to_json())

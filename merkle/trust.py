@@ -25,6 +25,7 @@ where this signer has published versions of this subject before.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import re
@@ -70,14 +71,24 @@ class Signer:
     subject: str = ""
     issuer: str = ""
     names: tuple[str, ...] = ()
+    pinned: tuple[str, ...] = ()
+    """The verifier's pinned identities (TrustPolicy.identities) this
+    certificate carries, and ..."""
+    pinned_issuers: tuple[str, ...] = ()
+    """... the pinned issuers it carries."""
 
     @property
     def identity(self) -> str:
         """What rollback records are kept under: the key for a bare key; for
-        a certificate its issuer and identity, so a renewed certificate of the
-        same identity keeps the records of the one before it."""
+        a certificate the identity the verifier pinned (and the issuer it
+        pinned, if any), else its issuer, subject and names: a renewed or
+        reissued certificate of the same pinned identity keeps the records of
+        the one before it, whatever else changed in it."""
         if not self.issuer:
             return f"key:{self.key_id}"
+        if self.pinned:
+            return "x509-pinned:" + json.dumps([sorted(self.pinned_issuers), sorted(self.pinned)],
+                                               separators=(",", ":"))
         return "x509:" + json.dumps([self.issuer, self.subject, sorted(self.names)], separators=(",", ":"))
 
 
@@ -118,8 +129,7 @@ class TrustPolicy:
                 raise SignatureError("signature does not verify with the certificate's key", source)
             signer = Signer(key_id(key), algorithm_name(key), leaf.subject.rfc4514_string(),
                             leaf.issuer.rfc4514_string(), _alternative_names(leaf))
-            self._check_identity(signer, leaf, source)
-            return signer
+            return self._check_identity(signer, leaf, source)
         for key in self.keys:
             if signature_ok(key, bundle.signature, data):
                 return Signer(key_id(key), algorithm_name(key))
@@ -127,15 +137,20 @@ class TrustPolicy:
             raise SignatureError("bundle is signed with a bare key; verify it with a trusted public key", source)
         raise SignatureError("signature does not verify with any trusted key", source)
 
-    def _check_identity(self, signer: Signer, leaf: x509.Certificate, source: str) -> None:
-        if self.identities and not {signer.subject, *signer.names} & set(self.identities):
+    def _check_identity(self, signer: Signer, leaf: x509.Certificate, source: str) -> Signer:
+        """The signer with the pinned identities and issuers it carries; SignatureError if none."""
+        pinned = {signer.subject, *signer.names} & set(self.identities)
+        if self.identities and not pinned:
             seen = ", ".join([signer.subject, *signer.names]) or "none"
             raise SignatureError(f"certificate identity is not a trusted one (it has: {seen})", source)
+        pinned_issuers: set[str] = set()
         if self.issuers:
             issuers = {signer.issuer, *_oidc_issuers(leaf)}
-            if not issuers & set(self.issuers):
+            pinned_issuers = issuers & set(self.issuers)
+            if not pinned_issuers:
                 raise SignatureError(f"certificate issuer is not a trusted one (it has: {', '.join(sorted(issuers))})",
                                      source)
+        return dataclasses.replace(signer, pinned=tuple(sorted(pinned)), pinned_issuers=tuple(sorted(pinned_issuers)))
 
 
 @dataclass(frozen=True)
@@ -171,15 +186,15 @@ class History:
         """V6, rollback: refuse a version older than one a signer of this
         statement published for this subject, the same version with another
         root (freeze, or mix), and an unversioned statement where versioned
-        ones were seen."""
-        if verified.summary is None:
-            return  # OpenSSF statements carry no version
+        ones were seen.  An OpenSSF statement carries no version: it is an
+        unversioned statement like any other, never a way around the records."""
         for signer in verified.signers:
             held = self.seen(signer, verified.name)
             if held is None:
                 continue
             if verified.version is None:
-                raise PolicyError(f"rollback: the statement for {verified.name!r} has no version, and version "
+                what = "OpenSSF statement" if verified.summary is None else "statement"
+                raise PolicyError(f"rollback: the {what} for {verified.name!r} has no version, and version "
                                   f"{held.version} from the same signer was verified before", source)
             if verified.version < held.version:
                 raise PolicyError(f"rollback: version {verified.version} of {verified.name!r} is older than version "
@@ -211,6 +226,22 @@ class History:
                                       "{version, root}", where)
                 records.setdefault(identity, {})[name] = Seen(seen["version"], seen["root"])
         return cls(records)
+
+
+def check_reuse(history: History, verified: Verified, source: str) -> None:
+    """For a signer: refuse to sign a version of a subject that this signer's
+    history holds with another root (an edit signed without bumping the
+    version), which every verifier that saw the first would refuse as a
+    freeze.  Older versions and unversioned statements are the signer's
+    choice (a verifier that saw newer ones refuses them, V6)."""
+    if verified.version is None:
+        return
+    for signer in verified.signers:
+        held = history.seen(signer, verified.name)
+        if held is not None and held.version == verified.version and held.root != verified.root_hex:
+            raise PolicyError(f"version {verified.version} of {verified.name!r} was signed or verified before with "
+                              "another root: verifiers that saw it would refuse this statement; sign the new "
+                              "content with a higher version", source)
 
 
 def decide(
@@ -259,8 +290,11 @@ def _verify_chain(chain_der: Sequence[bytes], roots: Sequence[x509.Certificate],
     Returns the leaf."""
     try:
         chain = [x509.load_der_x509_certificate(c) for c in chain_der]
+        for cert in chain:  # parsed lazily: names and extensions now (messages quote them), not mid-check
+            _ = (cert.subject.rfc4514_string(), cert.issuer.rfc4514_string(), cert.extensions)
     except ValueError as e:
-        raise SignatureError("bundle certificate is not valid DER", source) from e
+        raise SignatureError("bundle certificate is not valid DER (or holds a malformed name or extension)",
+                             source) from e
     leaf = chain[0]
     for cert in chain:
         if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
@@ -300,6 +334,16 @@ def _may_sign_certificates(policy: object, cert: x509.Certificate, value: x509.K
         raise ValueError("issuer's key usage does not allow signing certificates")
 
 
+def _may_issue_code_signing(policy: object, cert: x509.Certificate, value: x509.ExtendedKeyUsage | None) -> None:
+    """A CA whose extended key usage is limited (a TLS-only subordinate CA)
+    issues no code-signing certificate: its limits bind what it issues, as
+    the Web PKI and Windows read an intermediate's EKU."""
+    if value is not None and not {ExtendedKeyUsageOID.CODE_SIGNING, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE} & set(
+            value):
+        have = ", ".join(_USAGE_NAMES.get(u, u.dotted_string) for u in value) or "none"
+        raise ValueError(f"CA {cert.subject.rfc4514_string()} is not for code signing (extended key usage: {have})")
+
+
 def _may_sign_data(policy: object, cert: x509.Certificate, value: x509.KeyUsage | None) -> None:
     if value is not None and not value.digital_signature:
         raise ValueError("leaf's key usage does not allow digital signatures")
@@ -309,6 +353,7 @@ _CA_POLICY = (
     ExtensionPolicy.permit_all()
     .require_present(x509.BasicConstraints, Criticality.AGNOSTIC, _must_be_ca)
     .may_be_present(x509.KeyUsage, Criticality.AGNOSTIC, _may_sign_certificates)
+    .may_be_present(x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _may_issue_code_signing)
 )
 _LEAF_POLICY = ExtensionPolicy.permit_all().may_be_present(x509.KeyUsage, Criticality.AGNOSTIC, _may_sign_data)
 

@@ -306,9 +306,11 @@ def _check_sums(args: argparse.Namespace) -> int:
     rows = []
     for (want, path), d in zip(expected, digests, strict=True):
         # The names come from the sums file: escaped as `hash` writes them
-        # (b3sum's rule), so that no name can start a line of its own.
+        # (b3sum's rule), so that no name can start a line of its own, and
+        # any other control or invisible character as everywhere else
+        # (display.shown), so that none can move the cursor over a line.
         escaped, flag = escape_path(path)
-        name = ("\\" if flag else "") + escaped
+        name = shown(("\\" if flag else "") + escaped)
         if d.error is not None:
             unreadable += 1
             rows.append({"path": path, "ok": False, "error": d.error.message})

@@ -173,11 +173,12 @@ def verify_with_proof(args: argparse.Namespace, summary: Summary, signature: dic
     path = os.fspath(args.path)
     try:
         proof.verify(summary)
+        size = os.stat(path).st_size  # compared first: a grown file is refused unread
+        if size != proof.entry.size:
+            raise IntegrityError(f"size {size}, signed {proof.entry.size}", path)
         root = hash_file(path, summary.algorithm, summary.chunk_size)
-        size = os.stat(path).st_size
-        if size != proof.entry.size or root != proof.entry.root:
-            what = f"size {size}, signed {proof.entry.size}" if size != proof.entry.size else "content differs"
-            raise IntegrityError(what, path)
+        if root != proof.entry.root:
+            raise IntegrityError("content differs", path)
     except IntegrityError as e:
         if args.json:
             emit_json({"path": proof.entry.path, "ok": False, "error": str(e), "signature": signature})

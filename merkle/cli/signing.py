@@ -87,7 +87,9 @@ def sign_built(args: argparse.Namespace, manifest: Manifest | None) -> Verified:
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise UsageError("OpenSSF model-signing verifies ECDSA keys only: use an ecdsa-p256/p384 key", args.sign)
         ignore = []
-        inside = os.path.relpath(os.path.abspath(args.output), os.path.abspath(args.path))
+        # Resolved as build's own exclusions are (commands._output_inside): a
+        # PATH named through a link still holds the bundle written below it.
+        inside = os.path.relpath(os.path.realpath(args.output), os.path.realpath(args.path))
         if not inside.startswith(".." + os.sep) and inside != "..":
             ignore.append(inside.replace(os.sep, "/"))
         stmt = oms.build(args.path, name=args.name, ignore_paths=ignore, jobs=args.jobs, layout=args.layout,

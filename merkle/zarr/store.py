@@ -20,6 +20,8 @@ Rules (docs/zarr.md, Z3-Z6, Z8-Z9):
   one with a negative or reversed span a ValueError, as in zarr's stores.
 - Z9 Two VerifiedStores are equal when their wrapped stores are equal and
   they check against equal manifests.
+- Z10 A local path is read under the link policy (ConfinedLocalStore): no
+  link followed, nothing but a regular file opened, never blocking.
 """
 
 from __future__ import annotations
@@ -33,15 +35,16 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, I
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from zarr.abc.store import OffsetByteRequest, RangeByteRequest, Store, SuffixByteRequest
-from zarr.storage import WrapperStore
+from zarr.storage import LocalStore, WrapperStore
 
 from .. import tree
 from ..engine import default_jobs
-from ..errors import IntegrityError, PathError, UsageError
+from ..errors import IntegrityError, PathError, SourceError, UsageError
 from ..manifest import FileEntry, Manifest
 from ..partial import FileAuth
 from ..paths import path_problem
 from ..signed import StoreChoice, chosen_policy, trusted_manifest
+from ..sources.local import open_below
 from ..trust import TrustPolicy
 from .errors import ZarrIntegrityError
 from .layout import ROOT_DOCS
@@ -55,6 +58,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 _READ_ONLY = ("store was opened in read-only mode and does not support writing: "
               "a VerifiedStore serves the signed contents only")
+READ_BYTES = 16 << 20
+"""The most one read of a local key asks for at a time."""
 THREAD_BYTES = 1 << 20
 """Hash bigger reads on a worker thread: hashing releases the GIL, so the
 event loop keeps other reads and decoding going."""
@@ -418,6 +423,71 @@ def _as_store(store: Store | str | os.PathLike[str], storage_options: dict[str, 
         from zarr.storage import FsspecStore
 
         return FsspecStore.from_url(name, storage_options=storage_options, read_only=True)
-    from zarr.storage import LocalStore
+    return ConfinedLocalStore(name.removeprefix("file://"), read_only=True)
 
-    return LocalStore(name.removeprefix("file://"), read_only=True)
+
+class ConfinedLocalStore(LocalStore):
+    """zarr's LocalStore, read the way merkle reads a tree (docs/cli.md,
+    Links; W4, W5): each key opened down from the root one component at a
+    time, no symbolic link followed, nothing but a regular file opened, and
+    never blocking (a FIFO in place of a chunk is an error, not a hang).  A
+    refused key raises SourceError naming it; a missing one reads as absent,
+    as in LocalStore.  VerifiedStore reads a local path with it (a Store
+    object passed in is read as that store reads)."""
+
+    async def get(self, key: str, prototype: BufferPrototype | None = None,
+                  byte_range: ByteRequest | None = None) -> Buffer | None:
+        if not self._is_open:
+            await self._open()
+        if prototype is None:
+            from zarr.core.buffer import default_buffer_prototype
+
+            prototype = default_buffer_prototype()
+        return await asyncio.to_thread(_read_below, str(self.root), key, prototype, byte_range)
+
+    async def get_partial_values(self, prototype: BufferPrototype,
+                                 key_ranges: Iterable[tuple[str, ByteRequest | None]]) -> builtins.list[Buffer | None]:
+        return [*await asyncio.gather(*(self.get(k, prototype, r) for k, r in key_ranges))]
+
+    async def getsize(self, key: str) -> int:
+        try:
+            fd, st = await asyncio.to_thread(open_below, str(self.root), key)
+        except SourceError as e:
+            if not os.path.lexists(os.path.join(str(self.root), *key.split("/"))):
+                raise FileNotFoundError(key) from e  # as LocalStore says it
+            raise
+        os.close(fd)
+        return st.st_size
+
+
+def _read_below(root: str, key: str, prototype: BufferPrototype, byte_range: ByteRequest | None) -> Buffer | None:
+    """Key `key` of the folder `root` (the bytes LocalStore's reader returns
+    for `byte_range`), opened under the link policy."""
+    try:
+        fd, st = open_below(root, key)
+    except SourceError:
+        if not os.path.lexists(os.path.join(root, *key.split("/"))):
+            return None  # nothing there: absent, as LocalStore says (never read)
+        raise
+    try:
+        end: int | None = None
+        if byte_range is None:
+            start = 0
+        elif isinstance(byte_range, RangeByteRequest):
+            start, end = byte_range.start, byte_range.end
+        elif isinstance(byte_range, OffsetByteRequest):
+            start = byte_range.offset
+        elif isinstance(byte_range, SuffixByteRequest):
+            start = max(0, st.st_size - byte_range.suffix)
+        else:
+            raise TypeError(f"Unexpected byte_range, got {byte_range}.")
+        parts, offset = [], start
+        while end is None or offset < end:
+            got = os.pread(fd, READ_BYTES if end is None else min(end - offset, READ_BYTES), offset)
+            if not got:
+                break
+            parts.append(got)
+            offset += len(got)
+        return prototype.buffer.from_bytes(b"".join(parts))
+    finally:
+        os.close(fd)
