@@ -31,10 +31,15 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_report_header(config: pytest.Config) -> str:
     s = from_env(config.rootpath)
-    bytecode = ("PYTHONDONTWRITEBYTECODE was set: unset for the timed processes (it doubles start-up)"
-                if config.stash.get(BYTECODE_WAS_OFF, False) else "bytecode caches on, as in a user's shell")
-    return (f"merkle benchmarks: {s.mode} mode, one file of {s.big_size >> 20} MiB, {s.small_count} small files, "
-            f"{s.rounds} rounds; data in {s.data_dir}; {bytecode}")
+    bytecode = (
+        "PYTHONDONTWRITEBYTECODE was set: unset for the timed processes (it doubles start-up)"
+        if config.stash.get(BYTECODE_WAS_OFF, False)
+        else "bytecode caches on, as in a user's shell"
+    )
+    return (
+        f"merkle benchmarks: {s.mode} mode, one file of {s.big_size >> 20} MiB, {s.small_count} small files, "
+        f"{s.rounds} rounds; data in {s.data_dir}; {bytecode}"
+    )
 
 
 @pytest.fixture(scope="session")

@@ -90,10 +90,18 @@ def one_file_dir(data_dir: Path, big: BigFile) -> Path:
 
 # A model repository's small files (configs, tokenizer, index, card), in bytes,
 # beside its weight shards.
-MODEL_FILES = {"config.json": 1_800, "generation_config.json": 1_200, "special_tokens_map.json": 2_500,
-               "tokenizer_config.json": 50_000, "tokenizer.json": 9_000_000, "vocab.json": 800_000,
-               "merges.txt": 450_000, "README.md": 12_000, "LICENSE": 7_000,
-               "model.safetensors.index.json": 24_000}
+MODEL_FILES = {
+    "config.json": 1_800,
+    "generation_config.json": 1_200,
+    "special_tokens_map.json": 2_500,
+    "tokenizer_config.json": 50_000,
+    "tokenizer.json": 9_000_000,
+    "vocab.json": 800_000,
+    "merges.txt": 450_000,
+    "README.md": 12_000,
+    "LICENSE": 7_000,
+    "model.safetensors.index.json": 24_000,
+}
 MODEL_SHARDS = 3
 
 

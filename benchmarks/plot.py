@@ -26,10 +26,20 @@ ROOT = Path(__file__).resolve().parent.parent
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.plot", description=__doc__.splitlines()[0])
     default_table = os.environ.get("MERKLE_BENCH_OUT", ROOT / ".benchmarks" / "merkle-table.json")
-    parser.add_argument("table", nargs="?", type=Path, default=Path(default_table),
-                        help=f"the JSON table of a run (default: $MERKLE_BENCH_OUT or {default_table})")
-    parser.add_argument("-o", "--output", type=Path, default=ROOT / "docs" / "benchmarks.png",
-                        help="the PNG to write (default: docs/benchmarks.png)")
+    parser.add_argument(
+        "table",
+        nargs="?",
+        type=Path,
+        default=Path(default_table),
+        help=f"the JSON table of a run (default: $MERKLE_BENCH_OUT or {default_table})",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=ROOT / "docs" / "benchmarks.png",
+        help="the PNG to write (default: docs/benchmarks.png)",
+    )
     parser.add_argument("--all", action="store_true", help="draw every case, not only test_peers.py's")
     args = parser.parse_args(argv)
 
@@ -44,8 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         doc = json.loads(args.table.read_text())
     except FileNotFoundError:
-        print(f"no table at {args.table}: run the benchmarks first "
-              "(python -m pytest benchmarks/test_peers.py)", file=sys.stderr)
+        print(
+            f"no table at {args.table}: run the benchmarks first (python -m pytest benchmarks/test_peers.py)",
+            file=sys.stderr,
+        )
         return 2
 
     rows = doc["timings"]
@@ -69,24 +81,33 @@ def main(argv: list[str] | None = None) -> int:
         present = [tool for tool in tools if (case, tool) in rate]
         for i, tool in enumerate(present):  # each group's bars side by side, centred on its tick
             y = rate[(case, tool)]
-            bars = ax.bar(c + (i - (len(present) - 1) / 2) * width, y, width, color=colors[tool],
-                          label=None if tool in labelled else tool, linewidth=1.2,
-                          edgecolor="black" if tool == MERKLE_BUILD else colors[tool])
+            bars = ax.bar(
+                c + (i - (len(present) - 1) / 2) * width,
+                y,
+                width,
+                color=colors[tool],
+                label=None if tool in labelled else tool,
+                linewidth=1.2,
+                edgecolor="black" if tool == MERKLE_BUILD else colors[tool],
+            )
             labelled.add(tool)
             ax.bar_label(bars, labels=[f"{y:.1f}"], fontsize=7, rotation=90, padding=2)
 
-    ax.set_xticks(range(len(cases)),
-                  [f"{case.removeprefix('peers: ')}\n{size[case] / 1e9:.2f} GB" for case in cases])
+    ax.set_xticks(range(len(cases)), [f"{case.removeprefix('peers: ')}\n{size[case] / 1e9:.2f} GB" for case in cases])
     ax.set_ylabel("GB/s (10^9 bytes per second)")
     ax.margins(y=0.15)
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
     machine = doc.get("machine", {})
-    ax.set_title(f"merkle and peers: whole processes, hot page cache ({doc.get('mode', '?')} mode)\n"
-                 f"{machine.get('cpus', '?')} CPUs, {machine.get('cpu_model') or 'unknown CPU'}", fontsize=10)
+    ax.set_title(
+        f"merkle and peers: whole processes, hot page cache ({doc.get('mode', '?')} mode)\n"
+        f"{machine.get('cpus', '?')} CPUs, {machine.get('cpu_model') or 'unknown CPU'}",
+        fontsize=10,
+    )
     handles = dict(zip(*reversed(ax.get_legend_handles_labels()), strict=True))  # label -> handle
-    ax.legend([handles[t] for t in tools], tools, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0),
-              frameon=False)
+    ax.legend(
+        [handles[t] for t in tools], tools, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False
+    )
     fig.tight_layout()
     args.output.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.output, dpi=120)

@@ -24,10 +24,16 @@ S3FS_READ = "s3fs parallel read"
 HF_SERIAL = "huggingface_hub verify (serial)"
 ZARR_PLAIN = "zarr plain store"
 # The tool each case's "x ref" column divides by (b3sum unless named here).
-REFERENCES = {"range in a big file": WHOLE_FILE, "sequential read": READ_AND_HASH,
-              "s3 small objects": S3FS_READ, "s3 large objects": S3FS_READ,
-              "hf snapshot": HF_SERIAL, "zarr full read": ZARR_PLAIN, "zarr row slice": ZARR_PLAIN,
-              "zarr column slice": ZARR_PLAIN}
+REFERENCES = {
+    "range in a big file": WHOLE_FILE,
+    "sequential read": READ_AND_HASH,
+    "s3 small objects": S3FS_READ,
+    "s3 large objects": S3FS_READ,
+    "hf snapshot": HF_SERIAL,
+    "zarr full read": ZARR_PLAIN,
+    "zarr row slice": ZARR_PLAIN,
+    "zarr column slice": ZARR_PLAIN,
+}
 # test_peers.py's cases: every tool there is also compared with merkle itself.
 PEER_FILE = "peers: one file"
 PEER_SMALL = "peers: small files"
@@ -67,13 +73,15 @@ def rows(timings: list[Timing]) -> list[dict[str, object]]:
         b3 = rates.get((t.case, REFERENCES.get(t.case, B3SUM)))
         ossl = rates.get((t.case, OPENSSL)) if "sha256" in t.tool else None
         own = rates.get((t.case, MERKLE_BUILD)) if t.case in PEER_CASES else None
-        out.append({
-            **asdict(t),
-            "gb_per_s": round(t.rate, 3),
-            "x_b3sum": round(t.rate / b3, 2) if b3 else None,
-            "x_openssl": round(t.rate / ossl, 2) if ossl else None,
-            "x_merkle": round(t.rate / own, 2) if own else None,
-        })
+        out.append(
+            {
+                **asdict(t),
+                "gb_per_s": round(t.rate, 3),
+                "x_b3sum": round(t.rate / b3, 2) if b3 else None,
+                "x_openssl": round(t.rate / ossl, 2) if ossl else None,
+                "x_merkle": round(t.rate / own, 2) if own else None,
+            }
+        )
     return out
 
 

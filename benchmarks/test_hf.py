@@ -30,9 +30,16 @@ from .table import HF_SERIAL
 
 CASE = "hf snapshot"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
-SMALL = {"config.json": 700, "generation_config.json": 180, "tokenizer_config.json": 50_000,
-         "special_tokens_map.json": 400, "tokenizer.json": 9_000_000, "vocab.txt": 230_000,
-         "README.md": 12_000, "model.safetensors.index.json": 24_000}
+SMALL = {
+    "config.json": 700,
+    "generation_config.json": 180,
+    "tokenizer_config.json": 50_000,
+    "special_tokens_map.json": 400,
+    "tokenizer.json": 9_000_000,
+    "vocab.txt": 230_000,
+    "README.md": 12_000,
+    "model.safetensors.index.json": 24_000,
+}
 
 
 @dataclass(frozen=True)
@@ -74,7 +81,7 @@ def build_snapshot(data_dir: Path, shard_size: int) -> Snapshot:
 
     folder = data_dir / f"hf-cache-{shard_size}" / repo_folder_name(repo_id="bench/model", repo_type="model")
     snapshot = folder / "snapshots" / COMMIT
-    done = folder / ".complete"
+    done = folder.parent / ".complete"  # beside the cache folder: a foreign entry in it is refused (HF10)
     if not done.exists():
         blobs = folder / "blobs"
         blobs.mkdir(parents=True, exist_ok=True)
@@ -83,11 +90,13 @@ def build_snapshot(data_dir: Path, shard_size: int) -> Snapshot:
         files.update({name: (size, False) for name, size in SMALL.items()})
         for name, (size, lfs) in sorted(files.items()):
             seed = SEED + name.encode()
-            pieces = (datasets.random_bytes(seed, min(datasets.PIECE, size - o), o)
-                      for o in range(0, size, datasets.PIECE))
+            pieces = (
+                datasets.random_bytes(seed, min(datasets.PIECE, size - o), o) for o in range(0, size, datasets.PIECE)
+            )
             etag, size, blob_id = _write_blob(blobs, pieces, lfs)
-            entries[name] = TreeCacheEntry(size=size, blob_id=blob_id, lfs_sha256=etag if lfs else None,
-                                           lfs_size=size if lfs else None)
+            entries[name] = TreeCacheEntry(
+                size=size, blob_id=blob_id, lfs_sha256=etag if lfs else None, lfs_size=size if lfs else None
+            )
             link = snapshot / name
             link.parent.mkdir(parents=True, exist_ok=True)
             if not link.is_symlink():
@@ -115,10 +124,16 @@ def hub_serial_verify(snap: Snapshot) -> None:
 
     tree = read_tree_cache(str(snap.folder), COMMIT)
     assert tree is not None
-    remote = {p: SimpleNamespace(path=p, blob_id=e.blob_id, lfs={"sha256": e.lfs_sha256} if e.lfs_sha256 else None)
-              for p, e in tree.items()}
-    result = verify_maps(remote_by_path=remote, local_by_path=collect_local_files(snap.snapshot), revision=COMMIT,
-                         verified_path=snap.snapshot)
+    remote = {
+        p: SimpleNamespace(path=p, blob_id=e.blob_id, lfs={"sha256": e.lfs_sha256} if e.lfs_sha256 else None)
+        for p, e in tree.items()
+    }
+    result = verify_maps(
+        remote_by_path=remote,
+        local_by_path=collect_local_files(snap.snapshot),
+        revision=COMMIT,
+        verified_path=snap.snapshot,
+    )
     assert not result.mismatches and not result.missing_paths and result.checked_count == len(tree)
 
 
@@ -138,5 +153,6 @@ def test_merkle_hf_verify_api(measure, hf_snapshot):
 
 def test_merkle_hf_verify_cli(measure, hf_snapshot):
     command = [sys.executable, "-m", "merkle", "hf", "verify", "-q", str(hf_snapshot.folder)]
-    measure(CASE, "merkle hf verify", lambda: subprocess.run(command, check=True, capture_output=True),
-            hf_snapshot.size)
+    measure(
+        CASE, "merkle hf verify", lambda: subprocess.run(command, check=True, capture_output=True), hf_snapshot.size
+    )

@@ -37,16 +37,34 @@ COMMANDS = {
     B3SUM: ("b3sum", lambda files, out: _xargs(files, "b3sum")),
     "b3sum --num-threads 1": ("b3sum", lambda files, out: _xargs(files, "b3sum", "--num-threads", "1")),
     f"{CPUS} x b3sum --num-threads 1": (
-        "b3sum", lambda files, out: _xargs(files, "b3sum", "--num-threads", "1", parallel=CPUS)),
+        "b3sum",
+        lambda files, out: _xargs(files, "b3sum", "--num-threads", "1", parallel=CPUS),
+    ),
     "merkle build --algorithm sha256": (
-        None, lambda files, out: [*merkle_cli(), "build", str(files.root), "-o", out, "-q", "--algorithm", "sha256"]),
+        None,
+        lambda files, out: [*merkle_cli(), "build", str(files.root), "-o", out, "-q", "--algorithm", "sha256"],
+    ),
     OPENSSL: ("openssl", lambda files, out: _xargs(files, "openssl", "dgst", "-sha256")),
     # The same builds on the pure-Python twins (the C extension switched off), side by side.
-    "merkle build (pure)": (None, lambda files, out: ["env", "MERKLE_PURE=1", *merkle_cli(), "build",
-                                                       str(files.root), "-o", out, "-q"]),
+    "merkle build (pure)": (
+        None,
+        lambda files, out: ["env", "MERKLE_PURE=1", *merkle_cli(), "build", str(files.root), "-o", out, "-q"],
+    ),
     "merkle build --algorithm sha256 (pure)": (
-        None, lambda files, out: ["env", "MERKLE_PURE=1", *merkle_cli(), "build", str(files.root), "-o", out, "-q",
-                                  "--algorithm", "sha256"]),
+        None,
+        lambda files, out: [
+            "env",
+            "MERKLE_PURE=1",
+            *merkle_cli(),
+            "build",
+            str(files.root),
+            "-o",
+            out,
+            "-q",
+            "--algorithm",
+            "sha256",
+        ],
+    ),
 }
 
 pytestmark = pytest.mark.benchmark(group=CASE)

@@ -104,8 +104,16 @@ def _hash(c: Call) -> list[str]:
 
 
 def _sign(c: Call) -> list[str]:
-    return [_model_signing(), "sign", "key", str(c.target.root), "--private_key", str(c.key),
-            "--signature", str(c.signature)]
+    return [
+        _model_signing(),
+        "sign",
+        "key",
+        str(c.target.root),
+        "--private_key",
+        str(c.key),
+        "--signature",
+        str(c.signature),
+    ]
 
 
 # tool -> (program that must be installed or None, argv of a call, the cases it runs on)
@@ -119,11 +127,17 @@ TOOLS: dict[str, tuple[str | None, Callable[[Call], list[str]], tuple[str, ...]]
     B3SUM: ("b3sum", lambda c: _each(c.target, "b3sum"), ALL),
     "b3sum --num-threads 1": ("b3sum", lambda c: _each(c.target, "b3sum", "--num-threads", "1"), ALL),
     f"{CPUS} x b3sum --num-threads 1": (
-        "b3sum", lambda c: _each(c.target, "b3sum", "--num-threads", "1", parallel=CPUS), DIRS),
+        "b3sum",
+        lambda c: _each(c.target, "b3sum", "--num-threads", "1", parallel=CPUS),
+        DIRS,
+    ),
     OPENSSL: ("openssl", lambda c: _each(c.target, "openssl", "dgst", "-sha256"), ALL),
     MS_SHA256: ("model_signing", _sign, ALL),
-    MS_BLAKE3: ("model_signing", lambda c: [sys.executable, "-c", MS_BLAKE3_CODE, str(c.target.root), str(c.key),
-                                            str(c.signature)], ALL),
+    MS_BLAKE3: (
+        "model_signing",
+        lambda c: [sys.executable, "-c", MS_BLAKE3_CODE, str(c.target.root), str(c.key), str(c.signature)],
+        ALL,
+    ),
 }
 FIXTURES = {PEER_FILE: "peer_file", PEER_SMALL: "peer_small", PEER_MODEL: "peer_model"}
 SHORT = {PEER_FILE: "file", PEER_SMALL: "small", PEER_MODEL: "model"}
@@ -140,8 +154,9 @@ def peer_file(settings) -> Target:
 
 @pytest.fixture(scope="module")
 def peer_small(settings) -> Target:
-    files = datasets.small_files(settings.data_dir, settings.peer_small_count, settings.small_min,
-                                 settings.small_max, SEED)
+    files = datasets.small_files(
+        settings.data_dir, settings.peer_small_count, settings.small_min, settings.small_max, SEED
+    )
     return Target(files.root, None, files.names, files.count, files.size)
 
 
@@ -159,8 +174,9 @@ def signing_key(tmp_path_factory) -> Path:
 
     key = ec.generate_private_key(ec.SECP256R1())
     path = tmp_path_factory.mktemp("peers-key") / "signing-key.pem"
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
+    path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return path
 
 
@@ -182,8 +198,12 @@ def _call(request, case: str, tmp_path: Path, key: Path) -> Call:
     return Call(target, tmp_path / "manifest.json", tmp_path / "model.sig", key)
 
 
-PARAMS = [pytest.param(case, tool, id=f"{SHORT[case]}-{tool}", marks=pytest.mark.benchmark(group=case))
-          for case in ALL for tool, (_, _, cases) in TOOLS.items() if case in cases]
+PARAMS = [
+    pytest.param(case, tool, id=f"{SHORT[case]}-{tool}", marks=pytest.mark.benchmark(group=case))
+    for case in ALL
+    for tool, (_, _, cases) in TOOLS.items()
+    if case in cases
+]
 
 
 @pytest.mark.parametrize(("case", "tool"), PARAMS)
@@ -195,13 +215,18 @@ def test_peer(case, tool, measure, signing_key, tmp_path, request):
 
 
 # Peak memory: merkle native on every dataset; model_signing's default as reference.
-MEMORY_TOOLS = {PEER_FILE: ("merkle hash", MERKLE_BUILD, MS_SHA256), PEER_SMALL: (MERKLE_BUILD, MS_SHA256),
-                PEER_MODEL: (MERKLE_BUILD, MS_SHA256)}
+MEMORY_TOOLS = {
+    PEER_FILE: ("merkle hash", MERKLE_BUILD, MS_SHA256),
+    PEER_SMALL: (MERKLE_BUILD, MS_SHA256),
+    PEER_MODEL: (MERKLE_BUILD, MS_SHA256),
+}
 MEMORY_NAMES = {"merkle hash": "merkle hash", MERKLE_BUILD: "merkle build", MS_SHA256: "model_signing sha256"}
 
 
-@pytest.mark.parametrize(("case", "tool"), [pytest.param(case, tool, id=f"{SHORT[case]}-{tool}")
-                                            for case, tools in MEMORY_TOOLS.items() for tool in tools])
+@pytest.mark.parametrize(
+    ("case", "tool"),
+    [pytest.param(case, tool, id=f"{SHORT[case]}-{tool}") for case, tools in MEMORY_TOOLS.items() for tool in tools],
+)
 def test_peak_memory(case, tool, signing_key, tmp_path, request, record_memory):
     _require(tool, case)
     call = _call(request, case, tmp_path, signing_key)

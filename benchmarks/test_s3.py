@@ -97,8 +97,11 @@ def _cheap_ranges(mp: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="module")
 def store(settings):
     with pytest.MonkeyPatch.context() as mp:
-        for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                           "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        for key, value in {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }.items():
             mp.setenv(key, value)
         for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
             mp.delenv(key, raising=False)
@@ -126,8 +129,10 @@ def _upload(fs, endpoint: str, settings) -> Store:
         (100, 2, 16 << 20, (4 << 20, 16 << 20)) if settings.quick else (1000, 3, 256 << 20, (16 << 20, 256 << 20))
     )
     rng = random.Random(SEED + b"s3")
-    small = {f"{BUCKET}/small/d{i // 100:02d}/o{i:05d}.bin": rng.randint(settings.small_min, settings.small_max)
-             for i in range(small_count)}
+    small = {
+        f"{BUCKET}/small/d{i // 100:02d}/o{i:05d}.bin": rng.randint(settings.small_min, settings.small_max)
+        for i in range(small_count)
+    }
     fs.pipe({key: datasets.random_bytes(SEED + key.encode(), size) for key, size in small.items()})
 
     def large_prefix(name: str, size: int) -> Prefix:
@@ -137,8 +142,9 @@ def _upload(fs, endpoint: str, settings) -> Store:
         return Prefix(f"s3://{BUCKET}/{name}", large_count, large_count * size)
 
     large = large_prefix("large", large_size)
-    memory = {size: large if size == large_size else large_prefix(f"large-{size >> 20}m", size)
-              for size in memory_sizes}
+    memory = {
+        size: large if size == large_size else large_prefix(f"large-{size >> 20}m", size) for size in memory_sizes
+    }
     return Store(endpoint, fs, Prefix(f"s3://{BUCKET}/small", small_count, sum(small.values())), large, memory)
 
 
@@ -177,8 +183,12 @@ def test_read_a_prefix(measure, store, case, tool):
         assert set(counted) == {prefix.bytes}
     else:
         built = []
-        measure(case, tool, lambda: built.append(merkle.build(prefix.url, storage_options=store.storage_options)),
-                prefix.bytes)
+        measure(
+            case,
+            tool,
+            lambda: built.append(merkle.build(prefix.url, storage_options=store.storage_options)),
+            prefix.bytes,
+        )
         assert {(len(m.files), m.total_size) for m in built} == {(prefix.count, prefix.bytes)}
         assert len({m.root for m in built}) == 1
 
@@ -191,5 +201,6 @@ def test_peak_memory_of_build(store, size, record_memory, tmp_path):
     argv = [*merkle_cli(), "build", prefix.url, "-o", str(tmp_path / "out.json"), "-q", "--storage-option", option]
     peak = peak_memory(argv)
     assert json.loads((tmp_path / "out.json").read_text())["files"]  # a real manifest came out
-    record_memory(Memory(f"merkle build s3:// ({prefix.count} objects)", object_size, peak.rss_anon, peak.hwm,
-                         peak.samples))
+    record_memory(
+        Memory(f"merkle build s3:// ({prefix.count} objects)", object_size, peak.rss_anon, peak.hwm, peak.samples)
+    )

@@ -12,7 +12,7 @@ import hashlib
 
 import pytest
 
-from merkle import attest, signing
+from merkle import attest, signing, trust
 from merkle.envelope import Bundle
 from merkle.manifest import FileEntry, Manifest
 
@@ -21,8 +21,11 @@ from merkle.manifest import FileEntry, Manifest
 def large_manifest(settings):
     count = 5_000 if settings.quick else 100_000
     entries = [
-        FileEntry(f"shard-{i // 1000:04d}/part-{i:07d}.parquet", (i * 7919) % (1 << 20),
-                  hashlib.sha256(i.to_bytes(8, "big")).digest())
+        FileEntry(
+            f"shard-{i // 1000:04d}/part-{i:07d}.parquet",
+            (i * 7919) % (1 << 20),
+            hashlib.sha256(i.to_bytes(8, "big")).digest(),
+        )
         for i in range(count)
     ]
     return Manifest.create(entries)
@@ -45,12 +48,12 @@ def test_sign_large_manifest(benchmark, settings, large_manifest, key):
 
 def test_verify_large_manifest_signature(benchmark, settings, large_manifest, key):
     data = attest.sign(large_manifest, key, name="dataset").to_json()
-    policy = signing.TrustPolicy(keys=(key.public_key(),))
+    policy = trust.TrustPolicy(keys=(key.public_key(),))
     benchmark.extra_info["files"] = len(large_manifest.files)
     benchmark.extra_info["bundle_bytes"] = len(data)
 
     def open_it():
-        return attest.open_bundles([(Bundle.from_json(data, "bench"), "bench")], policy)
+        return trust.decide([(Bundle.from_json(data, "bench"), "bench")], policy)
 
     verified = benchmark.pedantic(open_it, **_rounds(settings))
     assert verified.manifest == large_manifest

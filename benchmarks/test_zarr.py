@@ -48,8 +48,9 @@ def signed_array(settings):
     root = settings.data_dir / f"zarr-{rows}x{cols}.zarr"
     done = root / ".complete"
     if not done.exists():
-        array = zarr.create_array(str(root), shape=(rows, cols), chunks=(chunk, chunk), dtype="float32",
-                                  compressors=None, overwrite=True)
+        array = zarr.create_array(
+            str(root), shape=(rows, cols), chunks=(chunk, chunk), dtype="float32", compressors=None, overwrite=True
+        )
         rng = np.random.default_rng(7)
         for r in range(0, rows, chunk):  # a band of chunks at a time: memory stays at one band
             array[r : r + chunk] = rng.standard_normal((chunk, cols), dtype=np.float32)
@@ -72,9 +73,11 @@ def _read_bands(store, rows, chunk):
         array[r : r + chunk]
 
 
-CASES = {FULL: lambda r, c, k: (slice(None), slice(None)),
-         ROWS: lambda r, c, k: (slice(k + 10, k + 60), slice(None)),
-         COLUMNS: lambda r, c, k: (slice(None), slice(3 * k + 5, 3 * k + 55))}
+CASES = {
+    FULL: lambda r, c, k: (slice(None), slice(None)),
+    ROWS: lambda r, c, k: (slice(k + 10, k + 60), slice(None)),
+    COLUMNS: lambda r, c, k: (slice(None), slice(3 * k + 5, 3 * k + 55)),
+}
 
 
 @pytest.mark.parametrize("tool", [ZARR_PLAIN, "VerifiedStore"])
@@ -88,8 +91,10 @@ def test_zarr_read(signed_array, measure, case, tool):
     # opened once, as a reader would (the manifest is loaded and its signature checked once)
     store = counting if tool == ZARR_PLAIN else VerifiedStore(counting, manifest)
     first = _read(store, sel)
-    assert first.shape == (nbytes // 4 // (cols if sel[1] == slice(None) else 50),
-                           cols if sel[1] == slice(None) else 50)
+    assert first.shape == (
+        nbytes // 4 // (cols if sel[1] == slice(None) else 50),
+        cols if sel[1] == slice(None) else 50,
+    )
     assert len([k for k in counting.keys if k.startswith("c/")]) == touched  # k chunks, nothing more
     if case == FULL:
         measure(case, tool, lambda: _read_bands(store, rows, chunk), nbytes)

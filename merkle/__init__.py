@@ -65,6 +65,7 @@ def __getattr__(name: str) -> Any:
         return getattr(importlib.import_module(f".{_SIGNING[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
 __version__ = "0.1.0"
 
 __all__ = [

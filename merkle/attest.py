@@ -146,4 +146,3 @@ def interpret(stmt: Statement, signers: tuple[Signer, ...], payload: bytes) -> V
     if not name:
         raise BundleError("subject name is empty")
     return Verified(name, version, expires, signers, payload, manifest=manifest, summary=summary)
-

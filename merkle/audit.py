@@ -63,12 +63,18 @@ class SampleStats:
     def statement(self) -> str:
         p1 = catch_probability(self.total_chunks, self.sampled, 0.01)
         need = samples_needed(self.total_chunks, 0.01)
-        return (f"sampled {self.sampled} of {self.total_chunks} chunks (seed {self.seed}): if 1% of chunks were "
-                f"corrupt, this sample would have caught it with probability {p1:.1%}; {need} samples give 99%")
+        return (
+            f"sampled {self.sampled} of {self.total_chunks} chunks (seed {self.seed}): if 1% of chunks were "
+            f"corrupt, this sample would have caught it with probability {p1:.1%}; {need} samples give 99%"
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"total_chunks": self.total_chunks, "sampled": self.sampled, "seed": self.seed,
-                "catch_probability_at_1_percent": round(catch_probability(self.total_chunks, self.sampled, 0.01), 6)}
+        return {
+            "total_chunks": self.total_chunks,
+            "sampled": self.sampled,
+            "seed": self.seed,
+            "catch_probability_at_1_percent": round(catch_probability(self.total_chunks, self.sampled, 0.01), 6),
+        }
 
 
 def _reading(url: str, manifest: Manifest) -> HfOptions:
@@ -102,15 +108,19 @@ def _diff(manifest: Manifest, listing: Listing) -> tuple[list[Outcome], list[tup
         else:
             both.append((entry, obj))
     outcomes += [Outcome(p, Status.EXTRA, "added") for p in present]
-    outcomes += [Outcome(p.path, Status.ERROR if p.unreadable_dir or p.unmapped else Status.EXTRA, p.reason)
-                 for p in refused.values()]
+    outcomes += [
+        Outcome(p.path, Status.ERROR if p.unreadable_dir or p.unmapped else Status.EXTRA, p.reason)
+        for p in refused.values()
+    ]
     return outcomes, both
 
 
 def audit_fast(url: str, manifest: Manifest, storage_options: dict[str, Any] | None = None) -> Report:
     if not manifest.metadata:
-        raise UsageError("no object metadata was recorded with this manifest (MANIFEST.objects.json): "
-                         "--fast needs a manifest built from an object store")
+        raise UsageError(
+            "no object metadata was recorded with this manifest (MANIFEST.objects.json): "
+            "--fast needs a manifest built from an object store"
+        )
     started = time.perf_counter()
     listing = list_source(url, manifest.exclude, storage_options=storage_options, hf=_reading(url, manifest))
     outcomes, both = _diff(manifest, listing)
@@ -118,8 +128,11 @@ def audit_fast(url: str, manifest: Manifest, storage_options: dict[str, Any] | N
         then = manifest.metadata.get(entry.path, {})
         now = listing.metadata.get(entry.path, {})
         changed = [k for k in ("etag", "version_id") if then.get(k) != now.get(k)]
-        outcomes.append(Outcome(entry.path, Status.MISMATCH, f"{' and '.join(changed)} changed") if changed
-                        else Outcome(entry.path, Status.OK, "metadata unchanged"))
+        outcomes.append(
+            Outcome(entry.path, Status.MISMATCH, f"{' and '.join(changed)} changed")
+            if changed
+            else Outcome(entry.path, Status.OK, "metadata unchanged")
+        )
     outcomes.sort(key=lambda o: o.path)
     return Report(manifest.root, manifest.algorithm, tuple(outcomes), False, 0, time.perf_counter() - started)
 
@@ -188,12 +201,27 @@ def _chunk_leaf(opener: Opener, obj: Listed, manifest: Manifest, index: int) -> 
     return h.digest()
 
 
-def audit_full(url: str, manifest: Manifest, storage_options: dict[str, Any] | None = None,
-               jobs: int | None = None, progress: Progress | None = None, checkpoint: bool = False,
-               dask: Any = None, resume: bool = False) -> Report:
+def audit_full(
+    url: str,
+    manifest: Manifest,
+    storage_options: dict[str, Any] | None = None,
+    jobs: int | None = None,
+    progress: Progress | None = None,
+    checkpoint: bool = False,
+    dask: Any = None,
+    resume: bool = False,
+) -> Report:
     """Every byte rehashed; with `checkpoint`, objects are recorded as they
     are hashed, and a rerun with `resume` after an interruption skips those
     still in the same state (same ETag, version, size), counted in
     `progress.resumed_files` and `resumed_bytes` (merkle.checkpoint)."""
-    return verify(url, manifest, storage_options=storage_options, jobs=jobs, progress=progress,
-                  checkpoint=checkpoint, resume=resume, dask=dask)
+    return verify(
+        url,
+        manifest,
+        storage_options=storage_options,
+        jobs=jobs,
+        progress=progress,
+        checkpoint=checkpoint,
+        resume=resume,
+        dask=dask,
+    )

@@ -77,10 +77,23 @@ def build(
     its exclusions), since a verifier never looks at the shape (docs/hf.md,
     HF10)."""
     manifest, state = build_resumable(
-        path, algorithm=algorithm, chunk_size=chunk_size, exclude=exclude, default_excludes=default_excludes,
-        follow_symlinks=follow_symlinks, jobs=jobs, progress=progress, storage_options=storage_options,
-        checkpoint=checkpoint, resume=resume, dask=dask, revision=revision, repo_id=repo_id, repo_type=repo_type,
-        layout=layout)
+        path,
+        algorithm=algorithm,
+        chunk_size=chunk_size,
+        exclude=exclude,
+        default_excludes=default_excludes,
+        follow_symlinks=follow_symlinks,
+        jobs=jobs,
+        progress=progress,
+        storage_options=storage_options,
+        checkpoint=checkpoint,
+        resume=resume,
+        dask=dask,
+        revision=revision,
+        repo_id=repo_id,
+        repo_type=repo_type,
+        layout=layout,
+    )
     if state is not None:
         state.discard()
     return manifest
@@ -108,8 +121,10 @@ def build_resumable(
     """`build`, with the checkpoint left open: the caller discards it once
     the manifest is safely written (or keeps it if that fails)."""
     if not isinstance(checkpoint, bool) or not isinstance(resume, bool):
-        raise UsageError("checkpoint and resume take True or False: checkpoints are kept in a private "
-                         "per-user directory ($MERKLE_CHECKPOINTS), never at a path given")
+        raise UsageError(
+            "checkpoint and resume take True or False: checkpoints are kept in a private "
+            "per-user directory ($MERKLE_CHECKPOINTS), never at a path given"
+        )
     if resume and dask is not None:
         raise UsageError("resume: a build on a Dask cluster keeps no checkpoint")
     hasher = tree_hasher(algorithm)
@@ -133,17 +148,45 @@ def build_resumable(
         # Recorded, so that any verifier (an older merkle, a plain copy) leaves the bookkeeping out too.
         patterns = (*patterns, HF_DIR)
         if repo_id and listing.hf.revision is None:
-            raise UsageError("--repo-id: the checkout's revision is unknown (no download metadata or tree listing "
-                             "names one), so no origin can be recorded; pass --revision", root)
+            raise UsageError(
+                "--repo-id: the checkout's revision is unknown (no download metadata or tree listing "
+                "names one), so no origin can be recorded; pass --revision",
+                root,
+            )
     state = None
     if (checkpoint or resume) and dask is None:
-        state = Checkpoint.open(job("build", root, storage_options, algorithm=hasher.name, chunk_size=chunk_size,
-                                    exclude=list(patterns), follow_symlinks=follow_symlinks,
-                                    hf=listing.hf.kind if listing.hf is not None else None, layout=layout,
-                                    revision=revision, repo_id=repo_id, repo_type=repo_type), resume)
+        state = Checkpoint.open(
+            job(
+                "build",
+                root,
+                storage_options,
+                algorithm=hasher.name,
+                chunk_size=chunk_size,
+                exclude=list(patterns),
+                follow_symlinks=follow_symlinks,
+                hf=listing.hf.kind if listing.hf is not None else None,
+                layout=layout,
+                revision=revision,
+                repo_id=repo_id,
+                repo_type=repo_type,
+            ),
+            resume,
+        )
     try:
-        manifest = _hash_and_describe(listing, root, hasher, chunk_size, patterns, zarr_store, state, jobs, progress,
-                                      follow_symlinks, algorithm, dask)
+        manifest = _hash_and_describe(
+            listing,
+            root,
+            hasher,
+            chunk_size,
+            patterns,
+            zarr_store,
+            state,
+            jobs,
+            progress,
+            follow_symlinks,
+            algorithm,
+            dask,
+        )
     except BaseException:  # refused, failed or interrupted: what was finished stays for a resume
         if state is not None:
             state.keep()
@@ -151,12 +194,24 @@ def build_resumable(
     return manifest, state
 
 
-def _hash_and_describe(listing: Listing, root: str, hasher: TreeHasher, chunk_size: int, patterns: tuple[str, ...],
-                       zarr_store: bool, state: Checkpoint | None, jobs: int | None, progress: Progress | None,
-                       follow_symlinks: bool, algorithm: Algorithm, dask: Any) -> Manifest:
+def _hash_and_describe(
+    listing: Listing,
+    root: str,
+    hasher: TreeHasher,
+    chunk_size: int,
+    patterns: tuple[str, ...],
+    zarr_store: bool,
+    state: Checkpoint | None,
+    jobs: int | None,
+    progress: Progress | None,
+    follow_symlinks: bool,
+    algorithm: Algorithm,
+    dask: Any,
+) -> Manifest:
     if listing.stream is not None:
-        digests = hash_stream_resumable(_until_problem(listing), hasher, chunk_size, state, jobs, progress,
-                                        follow_symlinks)
+        digests = hash_stream_resumable(
+            _until_problem(listing), hasher, chunk_size, state, jobs, progress, follow_symlinks
+        )
         _check_listing(listing, root)
     else:
         _check_listing(listing, root)
@@ -165,8 +220,9 @@ def _hash_and_describe(listing: Listing, root: str, hasher: TreeHasher, chunk_si
 
             digests = hash_on_cluster(dask, listing.files, algorithm, chunk_size, listing.fs_spec)
         else:
-            digests = hash_resumable(listing.files, hasher, chunk_size, state, jobs or listing.jobs, progress,
-                                     listing.opener)
+            digests = hash_resumable(
+                listing.files, hasher, chunk_size, state, jobs or listing.jobs, progress, listing.opener
+            )
     for d in digests:
         if d.error is not None:
             raise SourceError(d.error.message, root.rstrip("/") + "/" + d.path) from d.error
@@ -214,8 +270,9 @@ def _zarr_root(listing: Listing, root: str) -> bool:
     return is_zarr_root([f.path for f in listing.files if "/" not in f.path])
 
 
-def _zarr_layout(listing: Listing, digests: Sequence[FileDigest], hasher: TreeHasher, chunk_size: int,
-                 root: str) -> ZarrLayout | None:
+def _zarr_layout(
+    listing: Listing, digests: Sequence[FileDigest], hasher: TreeHasher, chunk_size: int, root: str
+) -> ZarrLayout | None:
     """The store's layout from its metadata documents, each read again and
     checked against the digest just computed for it (a document changed in
     between fails the build)."""

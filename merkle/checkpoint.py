@@ -175,8 +175,9 @@ class Checkpoint:
         """The JSON of one line whose MAC verifies, else None (verify, then parse)."""
         mac, _, data = line.partition(b" ")
         try:
-            good = hmac.compare_digest(bytes.fromhex(mac.decode("ascii")),
-                                       hmac.digest(self._key, self._bind + data, "sha256"))
+            good = hmac.compare_digest(
+                bytes.fromhex(mac.decode("ascii")), hmac.digest(self._key, self._bind + data, "sha256")
+            )
             return json.loads(data) if good else None
         except ValueError:  # not hex, not ASCII, not JSON: torn by a kill, or not ours
             return None
@@ -222,10 +223,14 @@ class Checkpoint:
             if self._broken or not pending or self._fd < 0:
                 return
             try:
-                self._append([f'{{"path": {_json_str(path)}, "identity": {_json_identity(identity)}, '
-                              f'"root": "{root.hex()}", '
-                              f'"leaves": "{binascii.b2a_base64(leaves, newline=False).decode("ascii")}"}}'
-                              for path, identity, root, leaves in pending])
+                self._append(
+                    [
+                        f'{{"path": {_json_str(path)}, "identity": {_json_identity(identity)}, '
+                        f'"root": "{root.hex()}", '
+                        f'"leaves": "{binascii.b2a_base64(leaves, newline=False).decode("ascii")}"}}'
+                        for path, identity, root, leaves in pending
+                    ]
+                )
             except OSError as e:  # a checkpoint only saves time: losing it must not stop the job
                 self._broken = True
                 _warn(f"{self.path}: cannot keep a checkpoint ({e.strerror or e}); going on without")
@@ -233,7 +238,7 @@ class Checkpoint:
     def _append(self, bodies: list[str]) -> None:
         view = memoryview(b"".join(map(self._line, bodies)))
         while view:
-            view = view[os.write(self._fd, view):]
+            view = view[os.write(self._fd, view) :]
 
     def keep(self) -> None:
         """The job failed or was interrupted: write what is pending and keep

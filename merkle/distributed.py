@@ -56,8 +56,17 @@ def hash_task(
     out: list[tuple[str, int, bytes | str]] = []
     for item, first, count in work:
         try:
-            leaves = hash_run(_reader(item, fs_spec), item, first, count, chunk_count(item.size, chunk_size),
-                              hasher, chunk_size, view, Progress())
+            leaves = hash_run(
+                _reader(item, fs_spec),
+                item,
+                first,
+                count,
+                chunk_count(item.size, chunk_size),
+                hasher,
+                chunk_size,
+                view,
+                Progress(),
+            )
             out.append((item.path, first, leaves))
         except SourceError as e:
             out.append((item.path, first, e.message))
@@ -85,11 +94,15 @@ def plan(files: Sequence[Listed], chunk_size: int) -> list[list[tuple[Listed, in
 
 
 def hash_on_cluster(
-    client: Any, files: Sequence[Listed], algorithm: str, chunk_size: int,
+    client: Any,
+    files: Sequence[Listed],
+    algorithm: str,
+    chunk_size: int,
     fs_spec: tuple[str, dict[str, Any]] | None,
 ) -> list[FileDigest]:
-    futures = [client.submit(hash_task, task, algorithm, chunk_size, fs_spec, pure=False)
-               for task in plan(files, chunk_size)]
+    futures = [
+        client.submit(hash_task, task, algorithm, chunk_size, fs_spec, pure=False) for task in plan(files, chunk_size)
+    ]
     parts: dict[str, dict[int, bytes]] = {}
     errors: dict[str, str] = {}
     for future in futures:

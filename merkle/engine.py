@@ -132,8 +132,14 @@ class _Job:
     """The files of one hashing run, their partial results, and how units of
     work are cut from them (`plan`) and handled on the workers (`handle`)."""
 
-    def __init__(self, hasher: TreeHasher, chunk_size: int, opener: Opener, progress: Progress,
-                 on_done: Callable[[FileDigest], None] | None) -> None:
+    def __init__(
+        self,
+        hasher: TreeHasher,
+        chunk_size: int,
+        opener: Opener,
+        progress: Progress,
+        on_done: Callable[[FileDigest], None] | None,
+    ) -> None:
         self.hasher = hasher
         self.chunk_size = chunk_size
         self.opener = opener
@@ -255,8 +261,9 @@ class _Job:
         src = self.files[i]
         if count == self.counts[i]:  # the whole file in one unit
             try:
-                data = hash_run(self.opener(src), src, first, count, count, self.hasher, self.chunk_size, view,
-                                self.progress)
+                data = hash_run(
+                    self.opener(src), src, first, count, count, self.hasher, self.chunk_size, view, self.progress
+                )
             except SourceError as e:
                 self.errors[i] = e
                 data = b""
@@ -264,8 +271,17 @@ class _Job:
             return
         if i not in self.errors:
             try:
-                part = hash_run(self.opener(src), src, first, count, self.counts[i], self.hasher, self.chunk_size,
-                                view, self.progress)
+                part = hash_run(
+                    self.opener(src),
+                    src,
+                    first,
+                    count,
+                    self.counts[i],
+                    self.hasher,
+                    self.chunk_size,
+                    view,
+                    self.progress,
+                )
                 self.leaves[i][first * DIGEST_SIZE : first * DIGEST_SIZE + len(part)] = part
             except SourceError as e:
                 self.errors.setdefault(i, e)
@@ -279,7 +295,11 @@ class _Job:
 
 
 def _parallel(
-    items: Iterable[T], count: int | None, handle: Callable[[T, memoryview], None], jobs: int, buffer_size: int,
+    items: Iterable[T],
+    count: int | None,
+    handle: Callable[[T, memoryview], None],
+    jobs: int,
+    buffer_size: int,
     progress: Progress,
 ) -> None:
     """Run `handle(item, buffer)` over `items` (`count` of them, None when
@@ -446,8 +466,9 @@ class LocalReader:
 
     def __enter__(self) -> LocalReader:
         dirs: DirCache | None = getattr(_worker, "dirs", None)
-        self.fd, st = dirs.open(self.src) if dirs is not None and self.src.base is not None else \
-            self.src.open(self.follow)
+        self.fd, st = (
+            dirs.open(self.src) if dirs is not None and self.src.base is not None else self.src.open(self.follow)
+        )
         if identity(st) != self.src.identity:
             os.close(self.fd)
             raise SourceError("changed between listing and hashing", self.src.path)

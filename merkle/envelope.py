@@ -185,8 +185,10 @@ class Statement:
             if not isinstance(s, dict) or set(s) != {"name", "digest"} or not isinstance(s["name"], str):
                 raise BundleError(f"subject[{i}] must have exactly a string name and a digest", source)
             digest = s["digest"]
-            if not isinstance(digest, dict) or not digest or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in digest.items()
+            if (
+                not isinstance(digest, dict)
+                or not digest
+                or not all(isinstance(k, str) and isinstance(v, str) for k, v in digest.items())
             ):
                 raise BundleError(f"subject[{i}].digest must map algorithm names to strings", source)
             subjects.append((s["name"], dict(digest)))

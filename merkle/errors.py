@@ -35,7 +35,7 @@ class MerkleError(Exception):
         # always one line, cannot forge another, and names no file falsely.
         message = shown(self.message)
         if len(message) > MAX_MESSAGE:  # it quotes a hostile document: a line to read, not the document
-            message = f"{message[:MAX_MESSAGE - 300]}... ({len(message)} characters) ...{message[-200:]}"
+            message = f"{message[: MAX_MESSAGE - 300]}... ({len(message)} characters) ...{message[-200:]}"
         return f"{shown(self.path)}: {message}" if self.path else message
 
 

@@ -37,8 +37,15 @@ class FileProof:
 
     def to_json(self) -> bytes:
         e = self.entry
-        doc = {"format": FORMAT, "path": e.path, "size": e.size, "root": e.root.hex(), "index": self.index,
-               "tree_size": self.tree_size, "proof": [h.hex() for h in self.hashes]}
+        doc = {
+            "format": FORMAT,
+            "path": e.path,
+            "size": e.size,
+            "root": e.root.hex(),
+            "index": self.index,
+            "tree_size": self.tree_size,
+            "proof": [h.hex() for h in self.hashes],
+        }
         return (_json.dumps(doc) + "\n").encode("utf-8")
 
     @classmethod

@@ -101,7 +101,7 @@ def unescape_path(path: str) -> str:
             elif nxt == "n":
                 out.append("\n")
             else:
-                raise FormatError(f"bad escape {path[i:i + 2]!r} in path")
+                raise FormatError(f"bad escape {path[i : i + 2]!r} in path")
             i += 2
         else:
             out.append(c)

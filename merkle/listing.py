@@ -63,8 +63,14 @@ def list_source(
 
         fs, objects, problems = list_objects(name, exclude, storage_options)
         protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-        return Listing(objects, problems, remote_opener(fs), REMOTE_JOBS, {o.path: o.metadata() for o in objects},
-                       (protocol, dict(storage_options or {})))
+        return Listing(
+            objects,
+            problems,
+            remote_opener(fs),
+            REMOTE_JOBS,
+            {o.path: o.metadata() for o in objects},
+            (protocol, dict(storage_options or {})),
+        )
     local = name.removeprefix("file://")
     from .hf.layout import HfOptions, excluded, open_checkout
 
@@ -72,8 +78,9 @@ def list_source(
     checkout = open_checkout(local, options)
     if checkout is not None:  # snapshot files are links into blobs/: opened there, confined to it
         checkout = excluded(checkout, tuple(exclude))
-        problems = checkout.problems + [WalkProblem(p, f"broken link: blobs/{b} does not exist")
-                                        for p, b in checkout.broken.items()]
+        problems = checkout.problems + [
+            WalkProblem(p, f"broken link: blobs/{b} does not exist") for p, b in checkout.broken.items()
+        ]
         problems.sort(key=lambda p: p.path)
         return Listing([f.walked for f in checkout.files], problems, local_opener(False), hf=checkout)
     if stream:

@@ -67,9 +67,7 @@ def check_chunk_size(chunk_size: int) -> int:
         or chunk_size > MAX_CHUNK_SIZE
         or chunk_size & (chunk_size - 1)
     ):
-        raise FormatError(
-            f"chunk size {chunk_size!r} must be a power of two from {MIN_CHUNK_SIZE} to {MAX_CHUNK_SIZE}"
-        )
+        raise FormatError(f"chunk size {chunk_size!r} must be a power of two from {MIN_CHUNK_SIZE} to {MAX_CHUNK_SIZE}")
     return chunk_size
 
 
@@ -93,13 +91,7 @@ class FileEntry:
     def leaf_data(self, chunk_size: int) -> bytes:
         """The dataset-tree leaf: u32 len(path) | path | u64 size | u64 chunk_size | root."""
         p = self.path.encode("utf-8")
-        return (
-            len(p).to_bytes(4, "big")
-            + p
-            + self.size.to_bytes(8, "big")
-            + chunk_size.to_bytes(8, "big")
-            + self.root
-        )
+        return len(p).to_bytes(4, "big") + p + self.size.to_bytes(8, "big") + chunk_size.to_bytes(8, "big") + self.root
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"path": self.path, "size": self.size, "root": self.root.hex()}
@@ -124,8 +116,12 @@ class Origin:
             raise UnsupportedError(f"unsupported origin type {self.type!r}")
         if not isinstance(self.revision, str) or not _REVISION.fullmatch(self.revision):
             raise FormatError(f"origin revision {self.revision!r} is not a 40-digit lower-case commit hash")
-        if self.repo is not None and (not isinstance(self.repo, str) or not _REPO_ID.fullmatch(self.repo)
-                                      or ".." in self.repo or "--" in self.repo):
+        if self.repo is not None and (
+            not isinstance(self.repo, str)
+            or not _REPO_ID.fullmatch(self.repo)
+            or ".." in self.repo
+            or "--" in self.repo
+        ):
             raise FormatError(f"origin repo {self.repo!r} is not a Hub repository id")
         if self.repo_type not in REPO_TYPES:
             raise FormatError(f"origin repo_type {self.repo_type!r} is not one of {', '.join(REPO_TYPES)}")
@@ -222,8 +218,12 @@ class Summary:
     origin: Origin | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"format": FORMAT if self.origin is None else FORMAT_V2, "algorithm": self.algorithm,
-                               "chunk_size": self.chunk_size, "exclude": list(self.exclude)}
+        out: dict[str, Any] = {
+            "format": FORMAT if self.origin is None else FORMAT_V2,
+            "algorithm": self.algorithm,
+            "chunk_size": self.chunk_size,
+            "exclude": list(self.exclude),
+        }
         if self.origin is not None:
             out["origin"] = self.origin.to_dict()
         return {**out, "root": self.root.hex(), "files": self.files, "total_size": self.total_size}
@@ -247,8 +247,15 @@ class Summary:
         if not isinstance(exclude, list) or not all(isinstance(p, str) for p in exclude):
             raise FormatError("summary exclude must be a list of strings")
         origin = Origin.from_doc(doc["origin"]) if doc["format"] == FORMAT_V2 else None
-        return cls(doc["algorithm"], check_chunk_size(doc["chunk_size"]), tuple(exclude),
-                   _hex_digest(doc["root"], "summary root"), doc["files"], doc["total_size"], origin)
+        return cls(
+            doc["algorithm"],
+            check_chunk_size(doc["chunk_size"]),
+            tuple(exclude),
+            _hex_digest(doc["root"], "summary root"),
+            doc["files"],
+            doc["total_size"],
+            origin,
+        )
 
 
 @dataclass(frozen=True)
@@ -312,8 +319,11 @@ class Manifest:
         ordered = tuple(sorted(files, key=lambda f: f.path))
         if zarr is not None:
             hasher = tree_hasher(algorithm)
-            zarr = with_ranges(zarr, [f.path for f in ordered],
-                               lambda first, n: dataset_root(hasher, chunk_size, ordered[first : first + n]))
+            zarr = with_ranges(
+                zarr,
+                [f.path for f in ordered],
+                lambda first, n: dataset_root(hasher, chunk_size, ordered[first : first + n]),
+            )
         return cls(algorithm, chunk_size, ordered, b"", tuple(exclude), layers, origin=origin, zarr=zarr)
 
     def _subtree_root(self, first: int, count: int) -> bytes:
@@ -341,8 +351,9 @@ class Manifest:
 
     @property
     def summary(self) -> Summary:
-        return Summary(self.algorithm, self.chunk_size, self.exclude, self.root, len(self.files), self.total_size,
-                       self.origin)
+        return Summary(
+            self.algorithm, self.chunk_size, self.exclude, self.root, len(self.files), self.total_size, self.origin
+        )
 
     @property
     def format(self) -> str:

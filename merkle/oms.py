@@ -134,9 +134,11 @@ def build(
     ignores = tuple(dict.fromkeys((*ignore_paths, *DEFAULT_IGNORES)))
     listing = list_source(path, _excludes(ignores), hf=HfOptions(revision, layout=layout))
     if listing.hf is not None and listing.hf.kind == "cache" and layout is None:
-        raise UsageError("a Hugging Face cache folder is read through its snapshot, which an OpenSSF statement "
-                         "cannot record: sign a local_dir, or pass --layout hf-cache (and verify with it)",
-                         os.fspath(path))
+        raise UsageError(
+            "a Hugging Face cache folder is read through its snapshot, which an OpenSSF statement "
+            "cannot record: sign a local_dir, or pass --layout hf-cache (and verify with it)",
+            os.fspath(path),
+        )
     if listing.hf is None and revision:
         raise UsageError("--revision applies to Hugging Face checkouts", os.fspath(path))
     if listing.hf is not None and listing.hf.kind == "local_dir":
@@ -172,23 +174,33 @@ def verify(
     from .listing import list_source
 
     signed = [n for n, _ in stmt.resources]
-    ignores = tuple(dict.fromkeys((*stmt.ignore_paths, *(
-        p for p in DEFAULT_IGNORES if not any(n == p or n.startswith(p + "/") for n in signed)))))
+    ignores = tuple(
+        dict.fromkeys(
+            (
+                *stmt.ignore_paths,
+                *(p for p in DEFAULT_IGNORES if not any(n == p or n.startswith(p + "/") for n in signed)),
+            )
+        )
+    )
     hf = HfOptions(revision, bookkeeping=False, layout=checked_layout(path, None, layout, revision))
     listing = list_source(path, _excludes(ignores), hf=hf)
     if listing.hf is None and revision:
         raise UsageError("--revision applies to Hugging Face cache folders", os.fspath(path))
     present = {f.path: f for f in listing.files}
     expected = dict(stmt.resources)
-    outcomes = [Outcome(p.path, Status.ERROR if p.path in expected else Status.EXTRA, p.reason)
-                for p in listing.problems]
+    outcomes = [
+        Outcome(p.path, Status.ERROR if p.path in expected else Status.EXTRA, p.reason) for p in listing.problems
+    ]
     problems = {p.path: p for p in listing.problems}
     for p in expected:
         if p in present or p in problems:
             continue
         parent = blocked_by(p, problems)  # behind a refused link or special file: unknown, never missing
-        outcomes.append(Outcome(p, Status.ERROR, f"{parent.path}: {parent.reason}") if parent is not None
-                        else Outcome(p, Status.MISSING))
+        outcomes.append(
+            Outcome(p, Status.ERROR, f"{parent.path}: {parent.reason}")
+            if parent is not None
+            else Outcome(p, Status.MISSING)
+        )
     outcomes += [Outcome(p, Status.EXTRA) for p in present if p not in expected]
     todo = [f for f in listing.files if f.path in expected]
     hashed = 0

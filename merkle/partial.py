@@ -53,9 +53,14 @@ class FileAuth:
         if n > 1 and manifest.layers is None:
             raise IntegrityError(
                 "checking part of a multi-chunk file needs the leaf sidecar (MANIFEST.leaves or BUNDLE.leaves) "
-                "that matches the signed root", name)
-        leaves = manifest.layers.leaf_hashes(entry, manifest.chunk_size) if manifest.layers else (
-            [entry.root] if n == 1 else [])
+                "that matches the signed root",
+                name,
+            )
+        leaves = (
+            manifest.layers.leaf_hashes(entry, manifest.chunk_size)
+            if manifest.layers
+            else ([entry.root] if n == 1 else [])
+        )
         return cls(entry, manifest.chunk_size, manifest.hasher, tuple(leaves))
 
     @property
@@ -96,8 +101,9 @@ class FileAuth:
         for i, h in enumerate(hashes):
             if h != self.leaves[first + i]:
                 a, b = self.chunk_span(first + i)
-                raise ChunkError(f"chunk {first + i} (bytes {a}-{b}) does not match the signed root",
-                                 self.name, first + i)
+                raise ChunkError(
+                    f"chunk {first + i} (bytes {a}-{b}) does not match the signed root", self.name, first + i
+                )
 
 
 def hash_chunk(source: RangeSource, auth: FileAuth, index: int, view: memoryview) -> bytes | None:
@@ -126,8 +132,14 @@ class RangeCheck:
     bytes_read: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.name, "ok": True, "offset": self.offset, "length": self.length,
-                "chunks": [self.first_chunk, self.last_chunk], "bytes_read": self.bytes_read}
+        return {
+            "path": self.name,
+            "ok": True,
+            "offset": self.offset,
+            "length": self.length,
+            "chunks": [self.first_chunk, self.last_chunk],
+            "bytes_read": self.bytes_read,
+        }
 
 
 def verify_range(source: RangeSource, auth: FileAuth, offset: int, length: int) -> RangeCheck:
@@ -193,11 +205,17 @@ class RepairPlan:
         return {k: self.status.count(k) for k in ("good", "bad", "missing")}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.name, "ok": self.ok, "size": self.size, "local_size": self.local_size,
-                "chunk_size": self.chunk_size, "chunks": self.counts(),
-                "bad_chunks": [i for i, s in enumerate(self.status) if s == "bad"],
-                "missing_chunks": [i for i, s in enumerate(self.status) if s == "missing"],
-                "fetch": [{"start": a, "end": b} for a, b in self.fetch]}
+        return {
+            "path": self.name,
+            "ok": self.ok,
+            "size": self.size,
+            "local_size": self.local_size,
+            "chunk_size": self.chunk_size,
+            "chunks": self.counts(),
+            "bad_chunks": [i for i, s in enumerate(self.status) if s == "bad"],
+            "missing_chunks": [i for i, s in enumerate(self.status) if s == "missing"],
+            "fetch": [{"start": a, "end": b} for a, b in self.fetch],
+        }
 
 
 def repair_plan(source: RangeSource, auth: FileAuth, local_path: str | None = None) -> RepairPlan:

@@ -107,8 +107,7 @@ class VerifiedReader(io.RawIOBase):
         got = self._source.read_into(start, view)
         try:
             if got != len(view):
-                raise ChunkError(f"chunk {index} is short: the file ends before its signed size",
-                                 self.name, index)
+                raise ChunkError(f"chunk {index} is short: the file ends before its signed size", self.name, index)
             self._auth.check_leaves(index, [self._auth.hasher.leaf(view)])
         except IntegrityError:
             view[:] = bytes(len(view))  # no unverified byte stays with the caller
@@ -160,5 +159,3 @@ def open(  # noqa: A001 - the name users expect, like io.open
         reading = open_source(where, storage_options)
     raw = VerifiedReader(reading, auth)
     return io.BufferedReader(raw, buffer_size=max(io.DEFAULT_BUFFER_SIZE, min(auth.chunk_size, 1 << 20)))
-
-

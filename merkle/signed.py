@@ -62,13 +62,18 @@ def policy_from_files(
     issuers: Sequence[str] = (),
 ) -> TrustPolicy:
     """A TrustPolicy from public key files and CA certificate files."""
-    return TrustPolicy(tuple(load_public_key(os.fspath(k)) for k in keys),
-                       tuple(load_certificates([os.fspath(c) for c in cas])), threshold, tuple(identities),
-                       tuple(issuers))
+    return TrustPolicy(
+        tuple(load_public_key(os.fspath(k)) for k in keys),
+        tuple(load_certificates([os.fspath(c) for c in cas])),
+        threshold,
+        tuple(identities),
+        tuple(issuers),
+    )
 
 
-def chosen_policy(keys: Sequence[str | os.PathLike[str]], cas: Sequence[str | os.PathLike[str]],
-                  policy: TrustPolicy | None) -> TrustPolicy | None:
+def chosen_policy(
+    keys: Sequence[str | os.PathLike[str]], cas: Sequence[str | os.PathLike[str]], policy: TrustPolicy | None
+) -> TrustPolicy | None:
     """The policy of the keyword arguments `keys`/`cas`, or `policy` (not both); None if neither."""
     if policy is not None and (keys or cas):
         raise UsageError("give policy= or keys=/cas=, not both")
@@ -103,8 +108,9 @@ def open_signed(
     if store is None:
         verified = trust.decide(shaped, policy, None, now)
     else:
-        verified = store.decide([data for _, data, _ in bundles],
-                                lambda history: trust.decide(shaped, policy, history, now))
+        verified = store.decide(
+            [data for _, data, _ in bundles], lambda history: trust.decide(shaped, policy, history, now)
+        )
     if not with_manifest:
         return verified
     first = bundles[0][2]
@@ -232,11 +238,23 @@ def verify_opened(
     if verified.summary is not None and verified.manifest is None:
         raise UsageError(
             f"a compact bundle needs its manifest ({bundles[0][2]}{MANIFEST_SUFFIX}) to check a tree; "
-            "check single files with a file proof")
+            "check single files with a file proof"
+        )
     if verified.manifest is not None:
-        report = verify(path, verified.manifest, allow_extra=allow_extra, exclude=exclude,
-                        follow_symlinks=follow_symlinks, jobs=jobs, progress=progress, sparse=sparse, only=only,
-                        storage_options=storage_options, revision=revision, layout=layout)
+        report = verify(
+            path,
+            verified.manifest,
+            allow_extra=allow_extra,
+            exclude=exclude,
+            follow_symlinks=follow_symlinks,
+            jobs=jobs,
+            progress=progress,
+            sparse=sparse,
+            only=only,
+            storage_options=storage_options,
+            revision=revision,
+            layout=layout,
+        )
     else:
         assert verified.oms is not None
         if sparse or only is not None:
@@ -261,8 +279,15 @@ def self_check(bundle: Bundle, key: PrivateKey, output: str, store: Store | None
     return verified
 
 
-def write_signed(output: str, bundle: Bundle, key: PrivateKey, manifest: Manifest | None,
-                 store: Store | None, *, compact: bool = False) -> Verified:
+def write_signed(
+    output: str,
+    bundle: Bundle,
+    key: PrivateKey,
+    manifest: Manifest | None,
+    store: Store | None,
+    *,
+    compact: bool = False,
+) -> Verified:
     """Check `bundle`, then write it to `output` with the leaf sidecar and
     object metadata of `manifest` beside it, and with `compact` the manifest
     itself (OUTPUT.manifest): each file atomically, the bundle last, so a
@@ -301,6 +326,7 @@ def sign(
 
     private = load_private_key(os.fspath(key)) if isinstance(key, (str, os.PathLike)) else key
     out = os.fspath(output)
-    bundle = attest.sign(manifest, private, name=name, version=version, expires=expires,
-                         certificates=certificates, compact=compact)
+    bundle = attest.sign(
+        manifest, private, name=name, version=version, expires=expires, certificates=certificates, compact=compact
+    )
     return write_signed(out, bundle, private, manifest, as_store(attestations), compact=compact)

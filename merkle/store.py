@@ -56,8 +56,15 @@ class Entry:
     path: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "root": self.root, "version": self.version,
-                "kind": self.kind, "signers": list(self.signers), "path": self.path}
+        return {
+            "id": self.id,
+            "name": self.name,
+            "root": self.root,
+            "version": self.version,
+            "kind": self.kind,
+            "signers": list(self.signers),
+            "path": self.path,
+        }
 
 
 @dataclass
@@ -66,8 +73,9 @@ class _Index:
     history: History
 
     def to_bytes(self) -> bytes:
-        return (_json.dumps({"format": FORMAT, "bundles": self.bundles, "versions": self.history.to_doc()})
-                + "\n").encode()
+        return (
+            _json.dumps({"format": FORMAT, "bundles": self.bundles, "versions": self.history.to_doc()}) + "\n"
+        ).encode()
 
 
 class Store:
@@ -102,9 +110,13 @@ class Store:
         path = os.path.join(self.dir, "bundles", bundle_id + ".json")
         if not os.path.exists(path):
             write_atomic(path, data)
-        index.bundles[bundle_id] = {"name": verified.name, "root": verified.root_hex, "version": verified.version,
-                                    "kind": "merkle" if verified.summary is not None else "oms",
-                                    "signers": [s.key_id for s in verified.signers]}
+        index.bundles[bundle_id] = {
+            "name": verified.name,
+            "root": verified.root_hex,
+            "version": verified.version,
+            "kind": "merkle" if verified.summary is not None else "oms",
+            "signers": [s.key_id for s in verified.signers],
+        }
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[_Index]:
@@ -112,8 +124,11 @@ class Store:
             os.makedirs(os.path.join(self.dir, "bundles"), exist_ok=True)
             fd = os.open(os.path.join(self.dir, ".lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         except OSError as e:
-            raise SourceError(f"cannot open the attestation store: {e.strerror or e} "
-                              "(choose another with --store, or none with --no-store)", self.dir) from e
+            raise SourceError(
+                f"cannot open the attestation store: {e.strerror or e} "
+                "(choose another with --store, or none with --no-store)",
+                self.dir,
+            ) from e
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             index = self._read_index()
@@ -136,19 +151,32 @@ class Store:
             raise FormatError("malformed attestation index: bundles must be an object", where)
         for bundle_id, record in bundles.items():
             if not _HEX64.fullmatch(bundle_id):  # it names a file under bundles/
-                raise FormatError(f"malformed attestation index: bundle id {bundle_id[:70]!r} is not a sha256 digest",
-                                  where)
+                raise FormatError(
+                    f"malformed attestation index: bundle id {bundle_id[:70]!r} is not a sha256 digest", where
+                )
             if not _is_bundle_record(record):
-                raise FormatError(f"malformed attestation index: bundle {bundle_id[:16]}: expected "
-                                  "{name, root, version, kind, signers}", where)
+                raise FormatError(
+                    f"malformed attestation index: bundle {bundle_id[:16]}: expected "
+                    "{name, root, version, kind, signers}",
+                    where,
+                )
         return _Index(bundles, History.from_doc(doc["versions"], where))
 
     def entries(self) -> list[Entry]:
         index = self._read_index()
         out = []
         for bundle_id, r in sorted(index.bundles.items(), key=lambda kv: (kv[1]["name"], kv[1]["version"] or 0)):
-            out.append(Entry(bundle_id, r["name"], r["root"], r["version"], r["kind"], tuple(r["signers"]),
-                             os.path.join(self.dir, "bundles", bundle_id + ".json")))
+            out.append(
+                Entry(
+                    bundle_id,
+                    r["name"],
+                    r["root"],
+                    r["version"],
+                    r["kind"],
+                    tuple(r["signers"]),
+                    os.path.join(self.dir, "bundles", bundle_id + ".json"),
+                )
+            )
         return out
 
     def find(self, ref: str) -> list[Entry]:
@@ -161,7 +189,12 @@ def _is_bundle_record(record: object) -> bool:
     if not isinstance(record, dict) or set(record) != {"name", "root", "version", "kind", "signers"}:
         return False
     version, signers = record["version"], record["signers"]
-    return (isinstance(record["name"], str) and isinstance(record["root"], str)
-            and _HEX64.fullmatch(record["root"]) is not None and record["kind"] in ("merkle", "oms")
-            and isinstance(signers, list) and all(isinstance(s, str) for s in signers)
-            and (version is None or (type(version) is int and version >= 0)))
+    return (
+        isinstance(record["name"], str)
+        and isinstance(record["root"], str)
+        and _HEX64.fullmatch(record["root"]) is not None
+        and record["kind"] in ("merkle", "oms")
+        and isinstance(signers, list)
+        and all(isinstance(s, str) for s in signers)
+        and (version is None or (type(version) is int and version >= 0))
+    )

@@ -52,8 +52,11 @@ def tensor_info(header_len: int, header: dict[str, Any], name: str, file_size: i
         raise UsageError(f"no tensor {name!r} in the safetensors header{hint}", where)
     offsets, shape, dtype = entry.get("data_offsets"), entry.get("shape"), entry.get("dtype")
     if (
-        not isinstance(offsets, list) or len(offsets) != 2 or not all(isinstance(o, int) for o in offsets)
-        or not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape)
+        not isinstance(offsets, list)
+        or len(offsets) != 2
+        or not all(isinstance(o, int) for o in offsets)
+        or not isinstance(shape, list)
+        or not all(isinstance(d, int) and d >= 0 for d in shape)
         or not isinstance(dtype, str)
     ):
         raise FormatError(f"tensor {name!r} has a malformed header entry", where)

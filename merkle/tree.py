@@ -159,9 +159,7 @@ def subtree_root(hasher: TreeHasher, tree: Sequence[Level], start: int, end: int
     if start % (1 << k) == 0 and (width == 1 << k or end == len(tree[0])):
         return tree[k][start >> k]
     split = 1 << ((width - 1).bit_length() - 1)
-    return hasher.node(
-        subtree_root(hasher, tree, start, start + split), subtree_root(hasher, tree, start + split, end)
-    )
+    return hasher.node(subtree_root(hasher, tree, start, start + split), subtree_root(hasher, tree, start + split, end))
 
 
 def consistency_proof(hasher: TreeHasher, tree: Sequence[Level], size1: int) -> list[bytes]:
@@ -194,9 +192,7 @@ def _check_hash(what: str, value: bytes) -> None:
         raise ProofError(f"{what} is {len(value)} bytes, want {DIGEST_SIZE}")
 
 
-def root_from_inclusion(
-    hasher: TreeHasher, index: int, size: int, leaf_hash: bytes, proof: Sequence[bytes]
-) -> bytes:
+def root_from_inclusion(hasher: TreeHasher, index: int, size: int, leaf_hash: bytes, proof: Sequence[bytes]) -> bytes:
     """The root that `proof` implies for leaf `index` of a tree of `size` leaves."""
     # RFC 9162 2.1.3.2, steps numbered as there.
     if not 0 <= index < size:  # 1.

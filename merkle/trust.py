@@ -87,8 +87,9 @@ class Signer:
         if not self.issuer:
             return f"key:{self.key_id}"
         if self.pinned:
-            return "x509-pinned:" + json.dumps([sorted(self.pinned_issuers), sorted(self.pinned)],
-                                               separators=(",", ":"))
+            return "x509-pinned:" + json.dumps(
+                [sorted(self.pinned_issuers), sorted(self.pinned)], separators=(",", ":")
+            )
         return "x509:" + json.dumps([self.issuer, self.subject, sorted(self.names)], separators=(",", ":"))
 
 
@@ -127,8 +128,13 @@ class TrustPolicy:
             key = check_public(leaf.public_key(), source)
             if not signature_ok(key, bundle.signature, data):
                 raise SignatureError("signature does not verify with the certificate's key", source)
-            signer = Signer(key_id(key), algorithm_name(key), leaf.subject.rfc4514_string(),
-                            leaf.issuer.rfc4514_string(), _alternative_names(leaf))
+            signer = Signer(
+                key_id(key),
+                algorithm_name(key),
+                leaf.subject.rfc4514_string(),
+                leaf.issuer.rfc4514_string(),
+                _alternative_names(leaf),
+            )
             return self._check_identity(signer, leaf, source)
         for key in self.keys:
             if signature_ok(key, bundle.signature, data):
@@ -148,8 +154,9 @@ class TrustPolicy:
             issuers = {signer.issuer, *_oidc_issuers(leaf)}
             pinned_issuers = issuers & set(self.issuers)
             if not pinned_issuers:
-                raise SignatureError(f"certificate issuer is not a trusted one (it has: {', '.join(sorted(issuers))})",
-                                     source)
+                raise SignatureError(
+                    f"certificate issuer is not a trusted one (it has: {', '.join(sorted(issuers))})", source
+                )
         return dataclasses.replace(signer, pinned=tuple(sorted(pinned)), pinned_issuers=tuple(sorted(pinned_issuers)))
 
 
@@ -194,18 +201,29 @@ class History:
                 continue
             if verified.version is None:
                 what = "OpenSSF statement" if verified.summary is None else "statement"
-                raise PolicyError(f"rollback: the {what} for {verified.name!r} has no version, and version "
-                                  f"{held.version} from the same signer was verified before", source)
+                raise PolicyError(
+                    f"rollback: the {what} for {verified.name!r} has no version, and version "
+                    f"{held.version} from the same signer was verified before",
+                    source,
+                )
             if verified.version < held.version:
-                raise PolicyError(f"rollback: version {verified.version} of {verified.name!r} is older than version "
-                                  f"{held.version} from the same signer, verified before", source)
+                raise PolicyError(
+                    f"rollback: version {verified.version} of {verified.name!r} is older than version "
+                    f"{held.version} from the same signer, verified before",
+                    source,
+                )
             if verified.version == held.version and verified.root_hex != held.root:
-                raise PolicyError(f"version {verified.version} of {verified.name!r} from the same signer was "
-                                  "verified before with another root", source)
+                raise PolicyError(
+                    f"version {verified.version} of {verified.name!r} from the same signer was "
+                    "verified before with another root",
+                    source,
+                )
 
     def to_doc(self) -> dict[str, Any]:
-        return {identity: {name: {"version": s.version, "root": s.root} for name, s in sorted(names.items())}
-                for identity, names in sorted(self.records.items())}
+        return {
+            identity: {name: {"version": s.version, "root": s.root} for name, s in sorted(names.items())}
+            for identity, names in sorted(self.records.items())
+        }
 
     @classmethod
     def from_doc(cls, doc: object, where: str) -> History:
@@ -215,15 +233,22 @@ class History:
         records: dict[str, dict[str, Seen]] = {}
         for identity, names in doc.items():
             if not isinstance(names, dict):
-                raise FormatError(f"malformed attestation index: versions of {identity[:80]!r} must be an object",
-                                  where)
+                raise FormatError(
+                    f"malformed attestation index: versions of {identity[:80]!r} must be an object", where
+                )
             for name, seen in names.items():
-                ok = (isinstance(seen, dict) and set(seen) == {"version", "root"}
-                      and type(seen["version"]) is int and seen["version"] >= 1
-                      and isinstance(seen["root"], str) and re.fullmatch("[0-9a-f]{64}", seen["root"]) is not None)
+                ok = (
+                    isinstance(seen, dict)
+                    and set(seen) == {"version", "root"}
+                    and type(seen["version"]) is int
+                    and seen["version"] >= 1
+                    and isinstance(seen["root"], str)
+                    and re.fullmatch("[0-9a-f]{64}", seen["root"]) is not None
+                )
                 if not ok:
-                    raise FormatError(f"malformed attestation index: the record of {name[:80]!r} must be "
-                                      "{version, root}", where)
+                    raise FormatError(
+                        f"malformed attestation index: the record of {name[:80]!r} must be {{version, root}}", where
+                    )
                 records.setdefault(identity, {})[name] = Seen(seen["version"], seen["root"])
         return cls(records)
 
@@ -239,9 +264,12 @@ def check_reuse(history: History, verified: Verified, source: str) -> None:
     for signer in verified.signers:
         held = history.seen(signer, verified.name)
         if held is not None and held.version == verified.version and held.root != verified.root_hex:
-            raise PolicyError(f"version {verified.version} of {verified.name!r} was signed or verified before with "
-                              "another root: verifiers that saw it would refuse this statement; sign the new "
-                              "content with a higher version", source)
+            raise PolicyError(
+                f"version {verified.version} of {verified.name!r} was signed or verified before with "
+                "another root: verifiers that saw it would refuse this statement; sign the new "
+                "content with a higher version",
+                source,
+            )
 
 
 def decide(
@@ -263,8 +291,7 @@ def decide(
             raise SignatureError("bundles sign different statements; co-signers must sign the same one", source)
     distinct = {s.key_id for s in signers}
     if len(distinct) < policy.threshold:
-        raise SignatureError(f"{len(distinct)} distinct trusted signer(s), {policy.threshold} required",
-                             bundles[-1][1])
+        raise SignatureError(f"{len(distinct)} distinct trusted signer(s), {policy.threshold} required", bundles[-1][1])
     source = bundles[0][1]
     stmt = Statement.from_payload(payload, source)  # V5
     try:
@@ -281,8 +308,9 @@ def decide(
 # -- certificates ------------------------------------------------------------------
 
 
-def _verify_chain(chain_der: Sequence[bytes], roots: Sequence[x509.Certificate], source: str,
-                  now: datetime.datetime) -> x509.Certificate:
+def _verify_chain(
+    chain_der: Sequence[bytes], roots: Sequence[x509.Certificate], source: str, now: datetime.datetime
+) -> x509.Certificate:
     """The leaf (first) must be valid now, for code signing (extended key
     usage, as Sigstore and OpenSSF model-signing require), and lead through
     the intermediates in the bundle to a trusted CA (path building, validity,
@@ -293,8 +321,9 @@ def _verify_chain(chain_der: Sequence[bytes], roots: Sequence[x509.Certificate],
         for cert in chain:  # parsed lazily: names and extensions now (messages quote them), not mid-check
             _ = (cert.subject.rfc4514_string(), cert.issuer.rfc4514_string(), cert.extensions)
     except ValueError as e:
-        raise SignatureError("bundle certificate is not valid DER (or holds a malformed name or extension)",
-                             source) from e
+        raise SignatureError(
+            "bundle certificate is not valid DER (or holds a malformed name or extension)", source
+        ) from e
     leaf = chain[0]
     for cert in chain:
         if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
@@ -319,8 +348,9 @@ def _verify_chain(chain_der: Sequence[bytes], roots: Sequence[x509.Certificate],
         verifier.verify(leaf, chain[1:])
     except VerificationError as e:
         reason = " ".join(str(e).split())
-        raise SignatureError(f"certificate {leaf.subject.rfc4514_string()} is not issued by a trusted CA "
-                             f"({reason})", source) from e
+        raise SignatureError(
+            f"certificate {leaf.subject.rfc4514_string()} is not issued by a trusted CA ({reason})", source
+        ) from e
     return leaf
 
 
@@ -339,7 +369,8 @@ def _may_issue_code_signing(policy: object, cert: x509.Certificate, value: x509.
     issues no code-signing certificate: its limits bind what it issues, as
     the Web PKI and Windows read an intermediate's EKU."""
     if value is not None and not {ExtendedKeyUsageOID.CODE_SIGNING, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE} & set(
-            value):
+        value
+    ):
         have = ", ".join(_USAGE_NAMES.get(u, u.dotted_string) for u in value) or "none"
         raise ValueError(f"CA {cert.subject.rfc4514_string()} is not for code signing (extended key usage: {have})")
 

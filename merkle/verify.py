@@ -64,8 +64,10 @@ def verify(
     deleted once every file is hashed)."""
     started = time.perf_counter()
     if not isinstance(checkpoint, bool) or not isinstance(resume, bool):
-        raise UsageError("checkpoint and resume take True or False: checkpoints are kept in a private "
-                         "per-user directory ($MERKLE_CHECKPOINTS), never at a path given")
+        raise UsageError(
+            "checkpoint and resume take True or False: checkpoints are kept in a private "
+            "per-user directory ($MERKLE_CHECKPOINTS), never at a path given"
+        )
     if resume and dask is not None:
         raise UsageError("resume: a check on a Dask cluster keeps no checkpoint")
     if not isinstance(manifest, Manifest):
@@ -105,8 +107,10 @@ def verify(
             else:
                 outcomes.append(Outcome(entry.path, Status.ERROR, problem.reason))
         elif found.size != entry.size:
-            outcomes.append(_pointer_outcome(found, entry, sparse)
-                            or Outcome(entry.path, Status.MISMATCH, f"size {found.size}, expected {entry.size}"))
+            outcomes.append(
+                _pointer_outcome(found, entry, sparse)
+                or Outcome(entry.path, Status.MISMATCH, f"size {found.size}, expected {entry.size}")
+            )
         else:
             to_hash.append((entry, found))
     for extra in present.values():
@@ -127,17 +131,33 @@ def verify(
     if dask is not None:
         from .distributed import hash_on_cluster
 
-        digests = hash_on_cluster(dask, [w for _, w in to_hash], manifest.algorithm, manifest.chunk_size,
-                                  listing.fs_spec)
+        digests = hash_on_cluster(
+            dask, [w for _, w in to_hash], manifest.algorithm, manifest.chunk_size, listing.fs_spec
+        )
     else:
         state = None
         if checkpoint or resume:
-            state = Checkpoint.open(checkpoint_job(path, manifest, follow_symlinks=follow_symlinks,
-                                                   storage_options=storage_options, revision=revision,
-                                                   layout=hf.layout), resume)
+            state = Checkpoint.open(
+                checkpoint_job(
+                    path,
+                    manifest,
+                    follow_symlinks=follow_symlinks,
+                    storage_options=storage_options,
+                    revision=revision,
+                    layout=hf.layout,
+                ),
+                resume,
+            )
         try:
-            digests = hash_resumable([w for _, w in to_hash], manifest.hasher, manifest.chunk_size, state,
-                                     jobs or listing.jobs, progress, listing.opener)
+            digests = hash_resumable(
+                [w for _, w in to_hash],
+                manifest.hasher,
+                manifest.chunk_size,
+                state,
+                jobs or listing.jobs,
+                progress,
+                listing.opener,
+            )
         except BaseException:  # interrupted: what was finished stays for a resume
             if state is not None:
                 state.keep()
@@ -165,17 +185,31 @@ def verify(
     )
 
 
-def checkpoint_job(path: str | os.PathLike[str], manifest: Manifest, *, follow_symlinks: bool = False,
-                   storage_options: dict[str, Any] | None = None, revision: str | None = None,
-                   layout: Layout | None = None) -> Job:
+def checkpoint_job(
+    path: str | os.PathLike[str],
+    manifest: Manifest,
+    *,
+    follow_symlinks: bool = False,
+    storage_options: dict[str, Any] | None = None,
+    revision: str | None = None,
+    layout: Layout | None = None,
+) -> Job:
     """What the checkpoint of `verify(path, manifest, ...)` with these
     options is valid for (merkle.checkpoint): how the files are read and
     hashed, never the manifest's roots."""
     from .hf.layout import checked_layout
 
-    return job("verify", os.fspath(path), storage_options, algorithm=manifest.algorithm,
-               chunk_size=manifest.chunk_size, exclude=list(manifest.exclude), follow_symlinks=follow_symlinks,
-               layout=checked_layout(path, manifest.origin, layout, revision), revision=revision)
+    return job(
+        "verify",
+        os.fspath(path),
+        storage_options,
+        algorithm=manifest.algorithm,
+        chunk_size=manifest.chunk_size,
+        exclude=list(manifest.exclude),
+        follow_symlinks=follow_symlinks,
+        layout=checked_layout(path, manifest.origin, layout, revision),
+        revision=revision,
+    )
 
 
 def _pointer_outcome(found: Listed, entry: FileEntry, sparse: bool) -> Outcome | None:
@@ -197,8 +231,12 @@ def _pointer_outcome(found: Listed, entry: FileEntry, sparse: bool) -> Outcome |
     if pointer[1] != entry.size or (entry.hub is not None and entry.hub != (SHA256, pointer[0])):
         return Outcome(entry.path, Status.MISMATCH, "git-lfs pointer to other content")
     if entry.hub is None:
-        return Outcome(entry.path, Status.MISSING, "git-lfs pointer: content not downloaded (its object id cannot "
-                                                   "be checked: the manifest records no Hub identity)")
+        return Outcome(
+            entry.path,
+            Status.MISSING,
+            "git-lfs pointer: content not downloaded (its object id cannot "
+            "be checked: the manifest records no Hub identity)",
+        )
     return Outcome(entry.path, Status.ABSENT if sparse else Status.MISSING, "git-lfs pointer: content not downloaded")
 
 

@@ -217,14 +217,16 @@ def _directories(result: Walk, excluded: Excluder, follow_symlinks: bool, base: 
                     if problem is None and len(rel) * 4 > MAX_PATH_BYTES:
                         problem = path_problem(rel)
                     if problem:
-                        result.problems.append(WalkProblem(ascii(rel)[1:-1], f"unsupported file name: {problem}",
-                                                                   unmapped=True))
+                        result.problems.append(
+                            WalkProblem(ascii(rel)[1:-1], f"unsupported file name: {problem}", unmapped=True)
+                        )
                         continue
                     try:
                         st = entry.stat(follow_symlinks=False)  # fstatat in the open directory
                         if stat.S_ISREG(st.st_mode):  # the common case, inline
-                            result.files.append(WalkedFile(rel, visit.at + name, st.st_size, identity(st), base,
-                                                           real + name))
+                            result.files.append(
+                                WalkedFile(rel, visit.at + name, st.st_size, identity(st), base, real + name)
+                            )
                         else:
                             visit(entry, rel, st)
                     except OSError as e:
@@ -279,8 +281,17 @@ class _Visit:
     """Sorts the entries of one open directory into files, directories to
     list later, and problems."""
 
-    def __init__(self, result: Walk, base: Root, root: _Dir, directory: _Dir, real: str, follow_symlinks: bool,
-                 seen_dirs: set[tuple[int, int]], stack: list[_Pending]) -> None:
+    def __init__(
+        self,
+        result: Walk,
+        base: Root,
+        root: _Dir,
+        directory: _Dir,
+        real: str,
+        follow_symlinks: bool,
+        seen_dirs: set[tuple[int, int]],
+        stack: list[_Pending],
+    ) -> None:
         self.real = real
         self.at = os.path.join(result.root, *real.split("/"))  # ends in a separator
         self.result = result

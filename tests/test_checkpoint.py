@@ -174,8 +174,9 @@ def test_torn_lines_are_skipped(tmp_path):
     with open(cp, "ab") as f:
         f.write(b'0123abcd {"path": "f0.bin", "ident')  # killed mid-write
     progress = merkle.Progress()
-    digests = hash_resumable(files, tree_hasher("blake3"), 4096, Checkpoint.open(a_job(d), resume=True),
-                             progress=progress)
+    digests = hash_resumable(
+        files, tree_hasher("blake3"), 4096, Checkpoint.open(a_job(d), resume=True), progress=progress
+    )
     assert progress.bytes == 0 and progress.resumed_files == len(files)
     assert all(dg.error is None for dg in digests)
 
@@ -200,14 +201,17 @@ def test_a_checkpoint_path_is_refused(tmp_path):
 # -- records are bound to their job and authenticated --------------------------
 
 
-@pytest.mark.parametrize("change", [
-    {"chunk_size": 8192},
-    {"algorithm": "sha256"},
-    {"exclude": ["f5.bin"]},
-    {"default_excludes": False},
-    {"follow_symlinks": True},
-    "root",
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"chunk_size": 8192},
+        {"algorithm": "sha256"},
+        {"exclude": ["f5.bin"]},
+        {"default_excludes": False},
+        {"follow_symlinks": True},
+        "root",
+    ],
+)
 def test_a_checkpoint_of_another_build_is_not_reused(tmp_path, change):
     """A checkpoint made with other parameters, or over another root holding
     the very same inodes, is not used: not under this build's file name, and
@@ -317,9 +321,17 @@ def test_a_record_planted_beside_the_output_is_not_signed(cli, tmp_path, resume)
     out = tmp_path / "b.bundle"
     with open(str(out) + ".checkpoint", "w") as f:
         f.write(json.dumps({"format": "merkle-checkpoint-v1", "algorithm": "blake3", "chunk_size": 1 << 20}) + "\n")
-        f.write(json.dumps({"path": "w.bin", "identity": [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns,
-                                                           st.st_ctime_ns],
-                            "root": fake.root.hex(), "leaves": base64.b64encode(fake.leaves).decode()}) + "\n")
+        f.write(
+            json.dumps(
+                {
+                    "path": "w.bin",
+                    "identity": [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns],
+                    "root": fake.root.hex(),
+                    "leaves": base64.b64encode(fake.leaves).decode(),
+                }
+            )
+            + "\n"
+        )
     r = cli("build", str(d), "--sign", str(key), "-o", str(out), *(["--resume"] if resume else []))
     assert r.returncode == 0, r.stderr
     assert r.stdout.split()[0] == merkle.build(d).root.hex()

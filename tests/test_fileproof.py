@@ -158,7 +158,8 @@ def test_proof_counts_out_of_range_are_malformed(cli, tmp_path, key, field, valu
     name = "shard-1/part-0001.bin"
     proof = tmp_path / "p.json"
     assert cli("prove", f"{bundle}.manifest", name, "-o", str(proof)).returncode == 0
-    r = cli("verify", str(tree / name), str(bundle), "--key", f"{key}.pub", "--proof",
-            str(_tamper(proof, {field: value})))
+    r = cli(
+        "verify", str(tree / name), str(bundle), "--key", f"{key}.pub", "--proof", str(_tamper(proof, {field: value}))
+    )
     assert r.returncode == 2, (field, r.stdout, r.stderr)
     assert_one_line_error(r, field)

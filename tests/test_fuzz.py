@@ -73,9 +73,11 @@ def byte_mutations(data: bytes) -> st.SearchStrategy[bytes]:
     """One flipped bit or one replaced byte: the smallest change."""
     n = len(data)
     flip = st.tuples(st.integers(0, n - 1), st.integers(0, 7)).map(
-        lambda t: data[: t[0]] + bytes([data[t[0]] ^ (1 << t[1])]) + data[t[0] + 1 :])
+        lambda t: data[: t[0]] + bytes([data[t[0]] ^ (1 << t[1])]) + data[t[0] + 1 :]
+    )
     put = st.tuples(st.integers(0, n - 1), st.integers(0, 255)).map(
-        lambda t: data[: t[0]] + bytes([t[1]]) + data[t[0] + 1 :])
+        lambda t: data[: t[0]] + bytes([t[1]]) + data[t[0] + 1 :]
+    )
     return st.one_of(flip, put).filter(lambda d: d != data)
 
 
@@ -84,7 +86,8 @@ def raw_mutations(data: bytes) -> st.SearchStrategy[bytes]:
     n = len(data)
     truncate = st.integers(0, n - 1).map(lambda i: data[:i])
     insert = st.tuples(st.integers(0, n), st.binary(min_size=1, max_size=16)).map(
-        lambda t: data[: t[0]] + t[1] + data[t[0] :])
+        lambda t: data[: t[0]] + t[1] + data[t[0] :]
+    )
     delete = st.tuples(st.integers(0, n - 1), st.integers(1, 64)).map(lambda t: data[: t[0]] + data[t[0] + t[1] :])
     return st.one_of(byte_mutations(data), truncate, insert, delete)
 
@@ -116,23 +119,91 @@ def emit(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-BOUNDARY_INTS = st.sampled_from([0, -1, 1, 2, 1023, 1024, 2**31, 2**32, 2**63 - 1, 2**63, 2**64 - 1, 2**64,
-                                 10**19, 10**20 - 1, -(2**63), -(10**20 - 1)])
-HOSTILE_STRINGS = st.sampled_from(["", "0" * 64, "f" * 64, "F" * 64, "0" * 40, "../x", "/abs", "a//b", "a\\b", "\x00",
-                                   "\n= x", "\u202e", "\u200b", "\ud800", "2027-01-31T00:00:00Z",
-                                   "9999-12-31T23:59:59Z", "0001-01-01T00:00:00Z", "blake3", "sha256", "md5",
-                                   "merkle-manifest-v1", "merkle-manifest-v2", "model", "dataset", "huggingface",
-                                   "sha1", "files"])
+BOUNDARY_INTS = st.sampled_from(
+    [
+        0,
+        -1,
+        1,
+        2,
+        1023,
+        1024,
+        2**31,
+        2**32,
+        2**63 - 1,
+        2**63,
+        2**64 - 1,
+        2**64,
+        10**19,
+        10**20 - 1,
+        -(2**63),
+        -(10**20 - 1),
+    ]
+)
+HOSTILE_STRINGS = st.sampled_from(
+    [
+        "",
+        "0" * 64,
+        "f" * 64,
+        "F" * 64,
+        "0" * 40,
+        "../x",
+        "/abs",
+        "a//b",
+        "a\\b",
+        "\x00",
+        "\n= x",
+        "\u202e",
+        "\u200b",
+        "\ud800",
+        "2027-01-31T00:00:00Z",
+        "9999-12-31T23:59:59Z",
+        "0001-01-01T00:00:00Z",
+        "blake3",
+        "sha256",
+        "md5",
+        "merkle-manifest-v1",
+        "merkle-manifest-v2",
+        "model",
+        "dataset",
+        "huggingface",
+        "sha1",
+        "files",
+    ]
+)
 HOSTILE_VALUES = st.one_of(
-    st.sampled_from([None, True, False]), BOUNDARY_INTS, HOSTILE_STRINGS,
-    st.sampled_from(["NaN", "Infinity", "-Infinity", "1e999", "1.0", "-0", "1E2", "9" * 20, "-" + "9" * 20,
-                     "9" * 21, '"\\ud800"', '"\\udfff\\ud800"', '"\\u0000"', "deep-list", "deep-object",
-                     "nested-list"]).map(lambda t: Raw(_DEEP.get(t, t))),
-    st.integers(), st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=12),
+    st.sampled_from([None, True, False]),
+    BOUNDARY_INTS,
+    HOSTILE_STRINGS,
+    st.sampled_from(
+        [
+            "NaN",
+            "Infinity",
+            "-Infinity",
+            "1e999",
+            "1.0",
+            "-0",
+            "1E2",
+            "9" * 20,
+            "-" + "9" * 20,
+            "9" * 21,
+            '"\\ud800"',
+            '"\\udfff\\ud800"',
+            '"\\u0000"',
+            "deep-list",
+            "deep-object",
+            "nested-list",
+        ]
+    ).map(lambda t: Raw(_DEEP.get(t, t))),
+    st.integers(),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=12),
     st.sampled_from([[], {}, [0], [""], [None], {"": None}, [[]], [{}], {"a": 1}]),
 )
-_DEEP = {"deep-list": "[" * 5000 + "]" * 5000, "deep-object": '{"a":' * 3000 + "1" + "}" * 3000,
-         "nested-list": "[" * 50 + "]" * 50}
+_DEEP = {
+    "deep-list": "[" * 5000 + "]" * 5000,
+    "deep-object": '{"a":' * 3000 + "1" + "}" * 3000,
+    "nested-list": "[" * 50 + "]" * 50,
+}
 
 
 def node_paths(doc: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -214,25 +285,58 @@ def json_mutations(data: bytes) -> st.SearchStrategy[bytes]:
     # Type-aware changes first: a count at a boundary, a string made hostile.
     ints = [p for p in paths if type(_get(doc, p)) is int]
     strings = [p for p in paths if isinstance(_get(doc, p), str)]
-    near_int = st.sampled_from(ints).flatmap(lambda p: st.tuples(st.just(p), st.one_of(
-        BOUNDARY_INTS, st.integers(-2, 2).map(lambda d, p=p: _get(doc, p) + d),
-        st.sampled_from([True, False, None, 1.0]), st.just(str(_get(doc, p)))))) if ints else st.nothing()
-    near_str = st.sampled_from(strings).flatmap(lambda p: st.tuples(st.just(p), st.one_of(
-        HOSTILE_STRINGS, st.sampled_from(_string_variants(_get(doc, p)))))) if strings else st.nothing()
+    near_int = (
+        st.sampled_from(ints).flatmap(
+            lambda p: st.tuples(
+                st.just(p),
+                st.one_of(
+                    BOUNDARY_INTS,
+                    st.integers(-2, 2).map(lambda d, p=p: _get(doc, p) + d),
+                    st.sampled_from([True, False, None, 1.0]),
+                    st.just(str(_get(doc, p))),
+                ),
+            )
+        )
+        if ints
+        else st.nothing()
+    )
+    near_str = (
+        st.sampled_from(strings).flatmap(
+            lambda p: st.tuples(st.just(p), st.one_of(HOSTILE_STRINGS, st.sampled_from(_string_variants(_get(doc, p)))))
+        )
+        if strings
+        else st.nothing()
+    )
     return st.one_of(
-        near_int.map(replaced), near_int.map(replaced), near_str.map(replaced), near_str.map(replaced),
+        near_int.map(replaced),
+        near_int.map(replaced),
+        near_str.map(replaced),
+        near_str.map(replaced),
         st.tuples(where, HOSTILE_VALUES).map(replaced),
         st.sampled_from(inner).map(dropped) if inner else st.nothing(),
-        st.tuples(where, st.sampled_from(["x", "", "format", "root", "path", "version", "__proto__"]),
-                  HOSTILE_VALUES).map(added),
+        st.tuples(
+            where, st.sampled_from(["x", "", "format", "root", "path", "version", "__proto__"]), HOSTILE_VALUES
+        ).map(added),
         st.tuples(where, st.one_of(st.none(), HOSTILE_VALUES)).map(duplicated),
         st.tuples(st.sampled_from(inner), st.sampled_from(inner)).map(swapped) if inner else st.nothing(),
     )
 
 
 def _string_variants(text: str) -> list[str]:
-    return [text.upper(), text[:-1], text + "0", text + "\u200b", "../" + text, text + "/", "/" + text,
-            text.replace("a", "\u0430"), text * 2, text[::-1], text + "\n= forged", "x" + text[1:]]
+    return [
+        text.upper(),
+        text[:-1],
+        text + "0",
+        text + "\u200b",
+        "../" + text,
+        text + "/",
+        "/" + text,
+        text.replace("a", "\u0430"),
+        text * 2,
+        text[::-1],
+        text + "\n= forged",
+        "x" + text[1:],
+    ]
 
 
 def _get(doc: Any, path: tuple[Any, ...]) -> Any:
@@ -278,10 +382,23 @@ def seeds(tmp_path_factory: pytest.TempPathFactory) -> Seeds:
     s.manifest = merkle.build(tree, chunk_size=CS, exclude=[".git", "*.tmp"])
     s.manifest_bytes = s.manifest.to_json()
     # v2: a Hugging Face origin and per-file Hub identities (M6-M8); a zarr layout (M9, Z1-Z2)
-    hub = [FileEntry(f.path, f.size, f.root, ("sha256", hashlib.sha256(f.path.encode()).hexdigest()) if i % 2 else
-                     ("gitBlob", hashlib.sha1(f.path.encode()).hexdigest())) for i, f in enumerate(s.manifest.files)]
-    s.manifests = {"v1": s.manifest, "v2-hub": Manifest.create(hub, chunk_size=CS, origin=Origin(
-        "0123456789abcdef0123456789abcdef01234567", "org/model"))}
+    hub = [
+        FileEntry(
+            f.path,
+            f.size,
+            f.root,
+            ("sha256", hashlib.sha256(f.path.encode()).hexdigest())
+            if i % 2
+            else ("gitBlob", hashlib.sha1(f.path.encode()).hexdigest()),
+        )
+        for i, f in enumerate(s.manifest.files)
+    ]
+    s.manifests = {
+        "v1": s.manifest,
+        "v2-hub": Manifest.create(
+            hub, chunk_size=CS, origin=Origin("0123456789abcdef0123456789abcdef01234567", "org/model")
+        ),
+    }
     zarr = _zarr_store(base / "store.zarr")
     if zarr is not None:
         s.manifests["v2-zarr"] = merkle.build(zarr, chunk_size=CS)
@@ -402,8 +519,10 @@ def test_one_changed_byte_of_a_bundle_is_never_the_same_content(seeds: Seeds, da
 
 
 @FUZZ
-@given(data=st.data(), kind=st.sampled_from(["full", "compact", "oms", "v2-hub", "v2-hub-compact", "v2-zarr",
-                                             "v2-zarr-compact"]))
+@given(
+    data=st.data(),
+    kind=st.sampled_from(["full", "compact", "oms", "v2-hub", "v2-hub-compact", "v2-zarr", "v2-zarr-compact"]),
+)
 def test_signed_statement_parser(seeds: Seeds, data: st.DataObject, kind: str) -> None:
     """The statement is parsed only after its signature verified, so fuzz it
     signed by the trusted key: the parser behind the signature (statement,
@@ -458,8 +577,11 @@ def test_file_proof_parser(seeds: Seeds, data: st.DataObject) -> None:
 
     proof = merkle_errors_only(check)
     if proof is not None:
-        assert (proof.entry, proof.index, proof.tree_size) == (seeds.proof.entry, seeds.proof.index,
-                                                               seeds.proof.tree_size)
+        assert (proof.entry, proof.index, proof.tree_size) == (
+            seeds.proof.entry,
+            seeds.proof.index,
+            seeds.proof.tree_size,
+        )
 
 
 def _range_verifies(seeds: Seeds, proof: RangeProof) -> RangeProof:
@@ -504,8 +626,12 @@ def test_store_index_is_checked_strictly(seeds: Seeds, data: st.DataObject) -> N
     store = Store(str(work))
     merkle_errors_only(store.entries)
     merkle_errors_only(lambda: store.find("fuzz"))
-    merkle_errors_only(lambda: store.decide([seeds.bundles["full"]], lambda history: decide(
-        [(Bundle.from_json(seeds.bundles["full"]), "fuzzed.bundle")], seeds.policy, history)))
+    merkle_errors_only(
+        lambda: store.decide(
+            [seeds.bundles["full"]],
+            lambda history: decide([(Bundle.from_json(seeds.bundles["full"]), "fuzzed.bundle")], seeds.policy, history),
+        )
+    )
     merkle_errors_only(lambda: store.add(seeds.bundles["full"], seeds.verified))
 
 
@@ -532,12 +658,18 @@ def hf_local_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, 
         if path.endswith(".safetensors"):
             sha = hashlib.sha256(content).hexdigest()
             etag = sha
-            entries[path] = TreeCacheEntry(size=len(content), blob_id=git_blob_id(lfs_pointer(sha, len(content))),
-                                           lfs_sha256=sha, lfs_size=len(content), xet_hash=None)
+            entries[path] = TreeCacheEntry(
+                size=len(content),
+                blob_id=git_blob_id(lfs_pointer(sha, len(content))),
+                lfs_sha256=sha,
+                lfs_size=len(content),
+                xet_hash=None,
+            )
         else:
             etag = git_blob_id(content)
-            entries[path] = TreeCacheEntry(size=len(content), blob_id=etag, lfs_sha256=None, lfs_size=None,
-                                           xet_hash=None)
+            entries[path] = TreeCacheEntry(
+                size=len(content), blob_id=etag, lfs_sha256=None, lfs_size=None, xet_hash=None
+            )
         write_download_metadata(root, path, commit, etag)
     folder = Path(tree_cache_folder_for_local_dir(str(root)))
     write_tree_cache(str(folder), commit, entries)
@@ -584,8 +716,9 @@ def safetensors_bytes() -> bytes:
     np = pytest.importorskip("numpy")
     from safetensors.numpy import save
 
-    return save({"a": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.zeros(4, dtype=np.int64)},
-                metadata={"format": "np"})
+    return save(
+        {"a": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.zeros(4, dtype=np.int64)}, metadata={"format": "np"}
+    )
 
 
 @FUZZ
@@ -594,9 +727,12 @@ def test_safetensors_header_parser(safetensors_bytes: bytes, data: st.DataObject
     (n,) = struct.unpack("<Q", safetensors_bytes[:8])
     header = safetensors_bytes[8 : 8 + n]
     mutated_header = data.draw(st.one_of(raw_mutations(header), json_mutations(header)))
-    blob = data.draw(st.one_of(
-        st.just(len(mutated_header).to_bytes(8, "little") + mutated_header + safetensors_bytes[8 + n :]),
-        raw_mutations(safetensors_bytes[:64])))
+    blob = data.draw(
+        st.one_of(
+            st.just(len(mutated_header).to_bytes(8, "little") + mutated_header + safetensors_bytes[8 + n :]),
+            raw_mutations(safetensors_bytes[:64]),
+        )
+    )
 
     def parse() -> None:
         f = io.BytesIO(blob)
@@ -633,23 +769,31 @@ def signed_tree(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, P
 
 
 def _index(bundles: object = None, versions: object = None) -> dict[str, object]:
-    return {"format": 2, "bundles": {} if bundles is None else bundles,
-            "versions": {} if versions is None else versions}
+    return {
+        "format": 2,
+        "bundles": {} if bundles is None else bundles,
+        "versions": {} if versions is None else versions,
+    }
 
 
-@pytest.mark.parametrize("index", [
-    _index({"0" * 64: None}),
-    _index({"0" * 64: {"name": "d", "root": "0" * 64, "version": 1, "kind": "merkle"}}),
-    _index({"../../escape": {"name": "d", "root": "0" * 64, "version": 1, "kind": "merkle", "signers": []}}),
-    _index(versions={"key:x": {"d": None}}),
-    _index(versions={"key:x": {"d": {"version": "2", "root": "0" * 64}}}),
-    _index(versions={"key:x": {"d": {"version": 2, "root": "../x"}}}),
-    _index(versions=[]),
-    _index([]),
-    {"format": 1, "bundles": {}, "versions": {}},
-    {"bundles": {"../../escape": {"name": "d", "root": "0" * 64, "version": 1, "kind": "merkle", "signers": []}},
-     "highest": {}},  # format 1: its bundles are still checked
-])
+@pytest.mark.parametrize(
+    "index",
+    [
+        _index({"0" * 64: None}),
+        _index({"0" * 64: {"name": "d", "root": "0" * 64, "version": 1, "kind": "merkle"}}),
+        _index({"../../escape": {"name": "d", "root": "0" * 64, "version": 1, "kind": "merkle", "signers": []}}),
+        _index(versions={"key:x": {"d": None}}),
+        _index(versions={"key:x": {"d": {"version": "2", "root": "0" * 64}}}),
+        _index(versions={"key:x": {"d": {"version": 2, "root": "../x"}}}),
+        _index(versions=[]),
+        _index([]),
+        {"format": 1, "bundles": {}, "versions": {}},
+        {
+            "bundles": {"../../escape": {"name": "d", "root": "0" * 64, "version": 1, "kind": "merkle", "signers": []}},
+            "highest": {},
+        },  # format 1: its bundles are still checked
+    ],
+)
 def test_malformed_store_index_is_one_line_naming_it(cli, signed_tree, private_store, index) -> None:
     """Issue 14 item 7 (parse only): `internal error: TypeError` before (or a
     bundle path outside the store); now every command that reads the index

@@ -71,8 +71,9 @@ def key(tmp_path_factory) -> Path:
 def bundle(tmp_path_factory, cache, key) -> Path:
     """A bundle signed over the FULL cache repo folder."""
     out = tmp_path_factory.mktemp("signed") / "model.bundle"
-    r = run_cli("build", str(cache.repo_folder), "--sign", str(key), "-o", str(out), "--store",
-                str(out.parent / "store"))
+    r = run_cli(
+        "build", str(cache.repo_folder), "--sign", str(key), "-o", str(out), "--store", str(out.parent / "store")
+    )
     assert r.returncode == 0, r.stderr
     return out
 
@@ -200,8 +201,12 @@ def payload_manifest(bundle_path: Path) -> dict:
 def damaged(tmp_path_factory, repo) -> hl.CacheLayout:
     """Corrupt config.json (a git blob) and model.safetensors (LFS); modules.json's link removed; vocab.txt never
     downloaded; tokenizer.json an interrupted download of 1000 bytes."""
-    layout = hl.make_cache(tmp_path_factory.mktemp("damaged") / "cache", REPO_ID, repo,
-                           files=set(repo.files) - {"vocab.txt", "tokenizer.json"})
+    layout = hl.make_cache(
+        tmp_path_factory.mktemp("damaged") / "cache",
+        REPO_ID,
+        repo,
+        files=set(repo.files) - {"vocab.txt", "tokenizer.json"},
+    )
     hl.corrupt(layout.blob_path("config.json"), 10)
     hl.corrupt(layout.blob_path(LFS), -1)
     layout.snapshot_path("modules.json").unlink()
@@ -240,8 +245,13 @@ def test_acceptance_damaged_cache_json(damaged, repo):
     assert doc["ok"] is False
     assert doc["counts"]["mismatch"] == 2 and doc["counts"]["absent"] == 2 and doc["counts"]["partial"] == 1
     assert doc["counts"]["ok"] == len(repo.files) - len(DAMAGED)
-    assert doc["checkout"] == {"kind": "cache", "repo": REPO_ID, "repo_type": "model", "revision": repo.commit,
-                               "tree_listing": True}
+    assert doc["checkout"] == {
+        "kind": "cache",
+        "repo": REPO_ID,
+        "repo_type": "model",
+        "revision": repo.commit,
+        "tree_listing": True,
+    }
 
 
 def test_acceptance_require_all_and_quiet(damaged, repo):
@@ -835,8 +845,9 @@ def test_license_sparse_without_readme_fails_closed(tmp_path, repo, bundle, key)
     r = hf(layout.local_dir, "--allow-license", "apache-2.0")
     assert r.returncode == 1
     assert len(error_lines(r)) == 1 and README in error_lines(r)[0]
-    r = run_cli("verify", str(layout.local_dir), str(bundle), "--key", f"{key}.pub", "--sparse",
-                "--allow-license", "apache-2.0")
+    r = run_cli(
+        "verify", str(layout.local_dir), str(bundle), "--key", f"{key}.pub", "--sparse", "--allow-license", "apache-2.0"
+    )
     assert r.returncode == 1
     assert len(error_lines(r)) == 1 and README in error_lines(r)[0]
 
@@ -1236,8 +1247,9 @@ def test_merkle_verify_on_a_damaged_cache(tmp_path, repo, cache_manifest):
     relink(layout.snapshot_path("modules.json"), fifo)
     layout.blob_path("vocab.txt").unlink()
     hl.corrupt(layout.blob_path(NESTED), 3)
-    r = run_cli("verify", str(layout.repo_folder), str(cache_manifest), "--sparse", "--allow-license", "apache-2.0",
-                timeout=30)
+    r = run_cli(
+        "verify", str(layout.repo_folder), str(cache_manifest), "--sparse", "--allow-license", "apache-2.0", timeout=30
+    )
     assert r.returncode == 1
     got = details(r.stdout)
     assert got["modules.json"][0] == "!" and "outside" in got["modules.json"][1]
@@ -1286,8 +1298,13 @@ def test_malformed_metadata_gives_one_verdict_per_path(tmp_path, repo):
 def test_not_a_checkout(tmp_path, repo, clone, cache):
     (tmp_path / "plain").mkdir()
     (tmp_path / "plain" / "config.json").write_text("{}")
-    for path in (tmp_path / "plain", tmp_path / "missing", tmp_path / "plain" / "config.json", clone,
-                 cache.repo_folder / "blobs"):
+    for path in (
+        tmp_path / "plain",
+        tmp_path / "missing",
+        tmp_path / "plain" / "config.json",
+        clone,
+        cache.repo_folder / "blobs",
+    ):
         r = hf(path)
         assert r.returncode == 2, path
         assert_one_line_error(r, str(path), "not a Hugging Face")
@@ -1543,8 +1560,11 @@ def test_manifest_of_the_raw_folder_still_verifies(tmp_path, repo):
     """A manifest that lists `.cache/huggingface/...` (an older merkle, or a plain copy) is checked against the raw
     folder, not the checkout, so it keeps verifying."""
     layout = fresh_local(tmp_path, repo, files=SPARSE)
-    entries = [merkle.manifest.FileEntry(str(p.relative_to(layout.local_dir)), p.stat().st_size, merkle.hash_file(p))
-               for p in layout.local_dir.rglob("*") if p.is_file()]
+    entries = [
+        merkle.manifest.FileEntry(str(p.relative_to(layout.local_dir)), p.stat().st_size, merkle.hash_file(p))
+        for p in layout.local_dir.rglob("*")
+        if p.is_file()
+    ]
     raw = Manifest.create(entries)
     assert any(e.path.startswith(".cache/huggingface/") for e in raw.files)
     assert merkle.verify(layout.local_dir, raw).ok
@@ -1582,8 +1602,14 @@ def test_repo_id_needs_a_revision_and_a_valid_name(tmp_path, repo):
     r = run_cli("build", str(layout.local_dir), "--repo-id", "org/name", "-o", str(tmp_path / "m.json"))
     assert r.returncode == 2
     assert_one_line_error(r, str(layout.local_dir), "revision is unknown")
-    r = run_cli("build", str(fresh_local(tmp_path, repo, "ld2", files=SPARSE).local_dir), "--repo-id", "../etc",
-                "-o", str(tmp_path / "m.json"))
+    r = run_cli(
+        "build",
+        str(fresh_local(tmp_path, repo, "ld2", files=SPARSE).local_dir),
+        "--repo-id",
+        "../etc",
+        "-o",
+        str(tmp_path / "m.json"),
+    )
     assert r.returncode == 2 and "repo-id" in error_lines(r)[0]
 
 
@@ -1592,8 +1618,12 @@ def test_local_dir_repo_type_is_recorded(tmp_path, repo):
     out = tmp_path / "m.json"
     r = run_cli("build", str(layout.local_dir), "--repo-id", "org/data", "--repo-type", "dataset", "-o", str(out))
     assert r.returncode == 0, r.stderr
-    assert json.loads(out.read_text())["origin"] == {"type": "huggingface", "repo": "org/data",
-                                                     "repo_type": "dataset", "revision": repo.commit}
+    assert json.loads(out.read_text())["origin"] == {
+        "type": "huggingface",
+        "repo": "org/data",
+        "repo_type": "dataset",
+        "revision": repo.commit,
+    }
 
 
 def test_file_from_another_revision_is_named_as_such(tmp_path, repo, card_repos):
@@ -1638,8 +1668,7 @@ def test_single_file_and_range_of_a_cache_folder(tmp_path, repo, cache, bundle, 
     assert r.returncode == 0, r.stdout + r.stderr
     layout = fresh_cache(tmp_path, repo)
     hl.corrupt(layout.blob_path(LFS), 100)
-    r = run_cli("verify", str(layout.repo_folder), str(bundle), "--key", f"{key}.pub", "--file", LFS,
-                "--range", "0:1M")
+    r = run_cli("verify", str(layout.repo_folder), str(bundle), "--key", f"{key}.pub", "--file", LFS, "--range", "0:1M")
     assert r.returncode == 1
 
 

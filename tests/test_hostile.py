@@ -82,8 +82,12 @@ def _mutations(doc):
     yield "bool-size", "not a byte count", with_files(lambda fs: fs[0].__setitem__("size", True))
     yield "duplicate-path", "duplicate path", with_files(lambda fs: fs.insert(1, dict(fs[0])))
     yield "unsorted", "not in sorted order", with_files(lambda fs: fs.reverse())
-    yield "case-collision", "differ only in case", with_files(
-        lambda fs: (fs.append({**fs[-1], "path": fs[-1]["path"].upper()}), fs.sort(key=lambda f: f["path"]))
+    yield (
+        "case-collision",
+        "differ only in case",
+        with_files(
+            lambda fs: (fs.append({**fs[-1], "path": fs[-1]["path"].upper()}), fs.sort(key=lambda f: f["path"]))
+        ),
     )
     yield "entry-unknown-key", "unknown key 'mode'", with_files(lambda fs: fs[0].__setitem__("mode", 420))
     yield "entry-missing-key", "missing key 'root'", with_files(lambda fs: fs[0].pop("root"))
@@ -94,8 +98,11 @@ def _mutations(doc):
     def v2(fn=None, top=None):
         d = json.loads(json.dumps(doc))
         d = {"format": "merkle-manifest-v2", **{k: v for k, v in d.items() if k != "format"}}
-        d = {k: d[k] for k in ("format", "algorithm", "chunk_size", "exclude")} | {"origin": origin} | {
-            "root": d["root"], "files": d["files"]}
+        d = (
+            {k: d[k] for k in ("format", "algorithm", "chunk_size", "exclude")}
+            | {"origin": origin}
+            | {"root": d["root"], "files": d["files"]}
+        )
         for k, v in (top or {}).items():
             d[k] = v
         if fn:
@@ -117,14 +124,20 @@ def _mutations(doc):
     yield "v2-hub-upper", "40 lower-case hex", v2(lambda fs: fs[0].__setitem__("hub", {"gitBlob": "AB" * 20}))
 
 
-_SHAPE = {"format": "", "algorithm": "", "chunk_size": 4096, "exclude": [], "root": "",
-          "files": [{"path": "a", "size": 1, "root": ""}]}
+_SHAPE = {
+    "format": "",
+    "algorithm": "",
+    "chunk_size": 4096,
+    "exclude": [],
+    "root": "",
+    "files": [{"path": "a", "size": 1, "root": ""}],
+}
 MUTATIONS = [name for name, _, _ in _mutations(_SHAPE)]
 
 
 @pytest.mark.parametrize("name", MUTATIONS)
 def test_hostile_manifest_is_refused(cli, model_dir, tmp_path, manifest_doc, name):
-    (message, raw), = [(m, raw) for n, m, raw in _mutations(manifest_doc) if n == name]
+    ((message, raw),) = [(m, raw) for n, m, raw in _mutations(manifest_doc) if n == name]
     bad = tmp_path / f"{name}.json"
     bad.write_bytes(raw)
     with pytest.raises(FormatError, match=re.escape(message)):
@@ -364,14 +377,20 @@ def test_manifest_written_inside_the_tree_excludes_itself(cli, model_dir):
     assert r.returncode == 0, r.stderr
     doc = json.loads(out.read_text())
     assert "MANIFEST.json" not in [f["path"] for f in doc["files"]]
-    assert doc["exclude"][-5:] == ["/MANIFEST.json", "/MANIFEST.json.leaves", "/MANIFEST.json.objects.json",
-                                   "/MANIFEST.json.manifest", "/MANIFEST.json.checkpoint"]
+    assert doc["exclude"][-5:] == [
+        "/MANIFEST.json",
+        "/MANIFEST.json.leaves",
+        "/MANIFEST.json.objects.json",
+        "/MANIFEST.json.manifest",
+        "/MANIFEST.json.checkpoint",
+    ]
     r = cli("verify", str(model_dir), str(out))
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-@pytest.mark.parametrize("how", [("--sign", "KEY", "--compact"), ("--sign", "KEY"),
-                                 ("--sign", "KEY", "--format", "oms"), ()])
+@pytest.mark.parametrize(
+    "how", [("--sign", "KEY", "--compact"), ("--sign", "KEY"), ("--sign", "KEY", "--format", "oms"), ()]
+)
 def test_every_output_written_inside_the_tree_is_excluded(cli, model_dir, tmp_path, how):
     """Issue 14 item 11: `build --sign --compact -o` inside the tree hashed its
     own BUNDLE.manifest on the next run.  Every file a build writes beside its
@@ -400,12 +419,14 @@ def test_every_output_written_inside_the_tree_is_excluded(cli, model_dir, tmp_pa
     assert r.returncode == 0, (outputs, r.stdout, r.stderr)
     listed = statuses(r.stdout)
     # An OpenSSF bundle writes only itself: the stale files are signed content there.
-    assert [p for p in listed if p.startswith("B.json")] == ([] if "oms" not in how else
-                                                             ["B.json.checkpoint", "B.json.objects.json"])
+    assert [p for p in listed if p.startswith("B.json")] == (
+        [] if "oms" not in how else ["B.json.checkpoint", "B.json.objects.json"]
+    )
 
 
-@pytest.mark.parametrize("char", ["\u200b", "\u200e", "\u00ad", "\ufeff", "\u2060", "\ufe0f", "\u3164",
-                                  "\U000e0041", "\u2028", "\u061c"])
+@pytest.mark.parametrize(
+    "char", ["\u200b", "\u200e", "\u00ad", "\ufeff", "\u2060", "\ufe0f", "\u3164", "\U000e0041", "\u2028", "\u061c"]
+)
 def test_invisible_characters_in_names_are_refused_by_build(cli, model_dir, tmp_path, char):
     """P7: two names that print alike cannot both be listed; the build stops
     with one line naming the file, escaped, and writes nothing."""
@@ -448,16 +469,19 @@ def test_check_lines_escape_names_as_hash_writes_them(cli, tmp_path):
     r = cli("hash", "-c", str(sums))
     assert r.returncode == 1, r.stdout + r.stderr
     lines = r.stdout.splitlines()
-    assert lines == ["\\" + str(tmp_path).replace("\\", "\\\\") + "/a\\nforged.bin: OK\\nb: OK",
-                     f"{tmp_path}/gone: FAILED"], lines
+    assert lines == [
+        "\\" + str(tmp_path).replace("\\", "\\\\") + "/a\\nforged.bin: OK\\nb: OK",
+        f"{tmp_path}/gone: FAILED",
+    ], lines
 
 
 def test_an_error_quoting_hostile_input_stays_short(cli, model_dir, tmp_path):
     """A message that quotes what a hostile document says (here a 1 MB
     mediaType) is cut: one line a person can read, not the document."""
     bad = tmp_path / "b.json"
-    bad.write_text(json.dumps({"mediaType": "\x1b[2K" + "x" * 1_000_000, "verificationMaterial": {},
-                               "dsseEnvelope": {}}))
+    bad.write_text(
+        json.dumps({"mediaType": "\x1b[2K" + "x" * 1_000_000, "verificationMaterial": {}, "dsseEnvelope": {}})
+    )
     r = cli("verify", str(model_dir), str(bad))
     assert r.returncode == 1, r.stderr[:300]
     assert_one_line_error(r, str(bad), "unsupported bundle mediaType", "characters)")

@@ -189,8 +189,15 @@ def test_planted_snapshot_is_not_verified_instead_of_the_real_files(planted):
     assert any(p.startswith("snapshots/") and s == "+" for p, s in got.items())  # links: refused (W3), unsigned
 
 
-@pytest.mark.parametrize("mode", [("--sparse",), ("--files", "config.json"), ("--file", "config.json"),
-                                  ("--file", "model.safetensors", "--range", "0:100")])
+@pytest.mark.parametrize(
+    "mode",
+    [
+        ("--sparse",),
+        ("--files", "config.json"),
+        ("--file", "config.json"),
+        ("--file", "model.safetensors", "--range", "0:100"),
+    ],
+)
 def test_planted_snapshot_partial_modes(planted, mode):
     """--sparse, --files and --file (with --range) open the real file, not the planted link's blob."""
     tree, manifest = planted
@@ -366,9 +373,13 @@ def test_origin_manifest_reads_its_own_cache_folder(tmp_path):
 
 def ms_verify(model: Path, bundle: Path, key: Path) -> subprocess.CompletedProcess[str]:
     assert MODEL_SIGNING.exists(), MODEL_SIGNING
-    return subprocess.run([str(MODEL_SIGNING), "verify", "key", str(model), "--signature", str(bundle),
-                           "--public_key", f"{key}.pub"], capture_output=True, text=True, timeout=60,
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [str(MODEL_SIGNING), "verify", "key", str(model), "--signature", str(bundle), "--public_key", f"{key}.pub"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def test_oms_bundle_reports_planted_hf_bookkeeping(tmp_path, key):
@@ -402,9 +413,23 @@ def test_oms_verify_keeps_openssf_git_ignores(tmp_path, key):
     """OMS's own rule (model_signing ignores top-level .git, .gitattributes, .github, .gitignore even when the
     statement's ignore_paths do not list them); nested ones are files like any other."""
     tree = make_tree(tmp_path / "model")
-    ms = subprocess.run([str(MODEL_SIGNING), "sign", "key", str(tree), "--private_key", str(key), "--signature",
-                         str(tmp_path / "ms.sig"), "--no-ignore-git-paths"], capture_output=True, text=True,
-                        timeout=60, stdin=subprocess.DEVNULL)
+    ms = subprocess.run(
+        [
+            str(MODEL_SIGNING),
+            "sign",
+            "key",
+            str(tree),
+            "--private_key",
+            str(key),
+            "--signature",
+            str(tmp_path / "ms.sig"),
+            "--no-ignore-git-paths",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
     assert ms.returncode == 0, ms.stdout + ms.stderr
     (tree / ".github").mkdir()
     (tree / ".github" / "ci.yml").write_text("on: push\n")

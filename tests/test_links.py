@@ -103,10 +103,19 @@ def test_directory_link_inside_the_root_is_followed_when_allowed(cli, tmp_path):
     assert r.returncode == 1 and details(r.stdout)["data/x.bin"][0] == "!"  # and `+ data`: extra
 
 
-@pytest.mark.parametrize("flags", [
-    ["--sparse"], ["--files", "sub/b.bin"], ["--sparse", "--exclude", "sub"], ["--sparse", "--allow-extra"],
-    ["--allow-extra"], ["--exclude", "sub"], [],
-], ids=lambda f: " ".join(f) or "tree")
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--sparse"],
+        ["--files", "sub/b.bin"],
+        ["--sparse", "--exclude", "sub"],
+        ["--sparse", "--allow-extra"],
+        ["--allow-extra"],
+        ["--exclude", "sub"],
+        [],
+    ],
+    ids=lambda f: " ".join(f) or "tree",
+)
 def test_listed_file_behind_a_refused_link_is_an_error_not_absent(cli, signed, tmp_path, flags):
     root, m = signed
     swap_for_link(root / "sub", outside_copy(tmp_path, root, same_bytes=False))
@@ -224,14 +233,14 @@ def test_hashing_opens_relative_to_the_listed_directory(signed, tmp_path, pure):
         os.link(root / "sub" / name, elsewhere / name)
     swap_for_link(root / "sub", elsewhere)
     opener = engine.local_opener(False)
-    digests = engine.hash_files(listing.files, B3, CHUNK, jobs=1,
-                                opener=(lambda src: opener(src)) if pure else None)
+    digests = engine.hash_files(listing.files, B3, CHUNK, jobs=1, opener=(lambda src: opener(src)) if pure else None)
     errors = {d.path: d.error.message for d in digests if d.error is not None}
     assert errors == {"sub/b.bin": "sub: symbolic link refused", "sub/w.safetensors": "sub: symbolic link refused"}
 
 
-@pytest.mark.parametrize("mode", [[], ["--range", "0:100"], ["--tensor", "y"], ["--repair"]],
-                         ids=["file", "range", "tensor", "repair"])
+@pytest.mark.parametrize(
+    "mode", [[], ["--range", "0:100"], ["--tensor", "y"], ["--repair"]], ids=["file", "range", "tensor", "repair"]
+)
 def test_single_file_modes_refuse_a_link_out_of_the_tree(cli, signed, tmp_path, mode):
     """The outside copy holds exactly the signed bytes: reading it would verify."""
     root, m = signed

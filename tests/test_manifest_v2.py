@@ -63,10 +63,18 @@ def test_without_hub_drops_identities_and_stale_lookups():
     assert bare.entry("model.safetensors").hub is None and bare.root == m.root and bare.origin == m.origin
 
 
-@pytest.mark.parametrize("origin", [
-    {"revision": "main"}, {"revision": REV.upper()}, {"repo": "a/b/c"}, {"repo": "../x"}, {"repo": "a--b"},
-    {"repo_type": "models"}, {"type": "git"},
-])
+@pytest.mark.parametrize(
+    "origin",
+    [
+        {"revision": "main"},
+        {"revision": REV.upper()},
+        {"repo": "a/b/c"},
+        {"repo": "../x"},
+        {"repo": "a--b"},
+        {"repo_type": "models"},
+        {"type": "git"},
+    ],
+)
 def test_bad_origins_are_refused(origin):
     fields = {"revision": REV, "repo": "org/name", "repo_type": "model", "type": "huggingface", **origin}
     with pytest.raises(FormatError):
@@ -108,8 +116,12 @@ def test_compact_bundle_vouches_for_origin_not_hub(cli, tmp_path):
     assert cli("verify", str(snap), str(bundle), "--key", str(tmp_path / "k.pub")).returncode == 0
 
 
-@given(st.text(min_size=1, max_size=60), st.integers(0, 2**63 - 1), st.binary(min_size=32, max_size=32),
-       st.sampled_from([None, ("sha256", "ab" * 32), ("gitBlob", "cd" * 20)]))
+@given(
+    st.text(min_size=1, max_size=60),
+    st.integers(0, 2**63 - 1),
+    st.binary(min_size=32, max_size=32),
+    st.sampled_from([None, ("sha256", "ab" * 32), ("gitBlob", "cd" * 20)]),
+)
 @settings(max_examples=300, deadline=None)
 def test_fast_entry_encoding_is_the_canonical_json(path, size, root, hub):
     """M3: the per-entry fast path writes exactly what json.dumps of the entry's dict writes."""

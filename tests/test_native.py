@@ -53,8 +53,25 @@ def test_native_hash_with_a_prefix_matches_the_packages(data, prefix):
     assert native.hash(2, data, prefix) == hashlib.sha256(lead + data).digest()
 
 
-SIZES = [0, 1, 1023, 1024, 1025, 8 * 1024, 9 * 1024 + 1, 16 * 1024, 17 * 1024, 17 * 1024 + 1, 65_536, 100_001,
-         1 << 20, (1 << 20) + 3, 4096 * 1024, 4096 * 1024 + 1, 5 << 20]
+SIZES = [
+    0,
+    1,
+    1023,
+    1024,
+    1025,
+    8 * 1024,
+    9 * 1024 + 1,
+    16 * 1024,
+    17 * 1024,
+    17 * 1024 + 1,
+    65_536,
+    100_001,
+    1 << 20,
+    (1 << 20) + 3,
+    4096 * 1024,
+    4096 * 1024 + 1,
+    5 << 20,
+]
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -68,10 +85,12 @@ def test_native_blake3_chunk_boundaries(size):
 @pytest.mark.parametrize(("switch", "engine"), [("MERKLE_NO_AVX512", "AVX2"), ("MERKLE_NO_AVX2", "portable")])
 def test_native_blake3_narrower_paths(switch, engine):
     """The AVX2 and portable paths, forced on a machine that would pick a wider one."""
-    code = ("import os, blake3; from merkle._native import native; "
-            f"sizes = {SIZES!r}; "
-            "assert all(native.hash(1, d, 0) == blake3.blake3(b'\\0' + d).digest() "
-            "for d in map(os.urandom, sizes)); print(native.BLAKE3)")
+    code = (
+        "import os, blake3; from merkle._native import native; "
+        f"sizes = {SIZES!r}; "
+        "assert all(native.hash(1, d, 0) == blake3.blake3(b'\\0' + d).digest() "
+        "for d in map(os.urandom, sizes)); print(native.BLAKE3)"
+    )
     r = subprocess.run([sys.executable, "-c", code], env={**os.environ, switch: "1"}, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "AVX-512" not in r.stdout and (engine in r.stdout or not (engine == "AVX2" and "avx2" in cpu()))
@@ -109,16 +128,20 @@ def test_native_tree_root_of_a_million_leaves_equals_pure():
         assert tree.root_of_bytes(hasher, leaves) == tree.root_of_bytes_pure(hasher, leaves)
 
 
-@given(st.lists(st.tuples(st.text(min_size=1, max_size=40), st.integers(0, 2**63 - 1), st.binary(min_size=32,
-                                                                                                 max_size=32)),
-                max_size=40),
-       st.sampled_from([1 << 10, 1 << 20, 1 << 30]))
+@given(
+    st.lists(
+        st.tuples(st.text(min_size=1, max_size=40), st.integers(0, 2**63 - 1), st.binary(min_size=32, max_size=32)),
+        max_size=40,
+    ),
+    st.sampled_from([1 << 10, 1 << 20, 1 << 30]),
+)
 @settings(max_examples=200, deadline=None)
 def test_native_dataset_root_equals_pure(items, chunk_size):
     files = [FileEntry(p, s, r) for p, s, r in items]  # shapes only: the roots are not validated here
     for hasher in (B3, SHA):
-        assert native.dataset_root(CODES[hasher.name], chunk_size, files) == \
-            manifest.dataset_root_pure(hasher, chunk_size, files)
+        assert native.dataset_root(CODES[hasher.name], chunk_size, files) == manifest.dataset_root_pure(
+            hasher, chunk_size, files
+        )
 
 
 @settings(max_examples=60, deadline=None)
@@ -137,16 +160,19 @@ def test_native_chunk_leaves_on_wide_chunks_match_blake3(size):
     assert native.chunk_leaves(CODES["blake3"], data, 65536) == want
 
 
-@pytest.mark.parametrize("bad", [
-    lambda: native.chunk_leaves(1, b"x", 0),
-    lambda: native.chunk_leaves(9, b"x", 1024),
-    lambda: native.root_of_leaves(1, b"x" * 33),
-    lambda: native.root_of_leaves(3, b""),
-    lambda: native.hash(1, b"", 256),
-    lambda: native.dataset_root(1, 1024, [FileEntry("a", 1, b"short")]),
-    lambda: native.dataset_root(1, 1024, [object()]),
-    lambda: native.dataset_root(1, 1024, 5),
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        lambda: native.chunk_leaves(1, b"x", 0),
+        lambda: native.chunk_leaves(9, b"x", 1024),
+        lambda: native.root_of_leaves(1, b"x" * 33),
+        lambda: native.root_of_leaves(3, b""),
+        lambda: native.hash(1, b"", 256),
+        lambda: native.dataset_root(1, 1024, [FileEntry("a", 1, b"short")]),
+        lambda: native.dataset_root(1, 1024, [object()]),
+        lambda: native.dataset_root(1, 1024, 5),
+    ],
+)
 def test_native_refuses_bad_arguments(bad):
     with pytest.raises((ValueError, TypeError, AttributeError)):
         bad()
@@ -154,14 +180,23 @@ def test_native_refuses_bad_arguments(bad):
 
 def test_pure_path_is_forced_by_the_environment():
     code = "from merkle._native import native, status; print(native is None, status)"
-    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "MERKLE_PURE": "1"}, capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, "MERKLE_PURE": "1"}, capture_output=True, text=True, check=True
+    ).stdout
     assert out.startswith("True pure Python (forced by MERKLE_PURE=1)")
-    r = subprocess.run([sys.executable, "-m", "merkle", "doctor"], env={**os.environ, "MERKLE_PURE": "1"},
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "merkle", "doctor"],
+        env={**os.environ, "MERKLE_PURE": "1"},
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0 and "pure Python" in r.stdout
-    r = subprocess.run([sys.executable, "-m", "merkle", "doctor"], capture_output=True, text=True,
-                       env={k: v for k, v in os.environ.items() if k != "MERKLE_PURE"})
+    r = subprocess.run(
+        [sys.executable, "-m", "merkle", "doctor"],
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "MERKLE_PURE"},
+    )
     assert r.returncode == 0 and "native" in r.stdout
 
 
@@ -185,8 +220,13 @@ def _walked_with_traps(root: Path):
     os.mkfifo(root / "fifo")
     (root / "dir").mkdir()
     fake = (1, 2, 10, 3, 4)
-    traps = [listed, WalkedFile("gone", str(root / "gone"), 10, fake), WalkedFile("link", str(root / "link"), 10, fake),
-             WalkedFile("fifo", str(root / "fifo"), 0, fake), WalkedFile("dir", str(root / "dir"), 0, fake)]
+    traps = [
+        listed,
+        WalkedFile("gone", str(root / "gone"), 10, fake),
+        WalkedFile("link", str(root / "link"), 10, fake),
+        WalkedFile("fifo", str(root / "fifo"), 0, fake),
+        WalkedFile("dir", str(root / "dir"), 0, fake),
+    ]
     return walked + traps
 
 
@@ -200,8 +240,10 @@ def test_native_file_batches_equal_the_pure_engine(tmp_path, hasher):
     pure_run = engine.hash_files(files, hasher, 4096, jobs=2, opener=lambda src: pure_opener(src))
 
     def shape(digests):
-        return {d.path: (d.root, d.leaves if len(d.leaves) > 32 else b"", type(d.error), d.error and d.error.message)
-                for d in digests}
+        return {
+            d.path: (d.root, d.leaves if len(d.leaves) > 32 else b"", type(d.error), d.error and d.error.message)
+            for d in digests
+        }
 
     got, want = shape(native_run), shape(pure_run)
     assert got == want
@@ -239,8 +281,9 @@ def test_native_refuses_lying_sizes_like_the_pure_path(hasher):
     native_msgs, pure_msgs = messages
     assert native_msgs == pure_msgs
     for path, message in pure_msgs.items():
-        assert message is not None and ("past its listed size" in message or "short read" in message
-                                        or "changed" in message), (path, message)
+        assert message is not None and (
+            "past its listed size" in message or "short read" in message or "changed" in message
+        ), (path, message)
 
 
 @pytest.mark.parametrize("n", [0, 1, 2, 3, 64, 65, 66, 127, 128, 129, 1000, 4097])
@@ -250,8 +293,9 @@ def test_native_levels_equal_pure(hasher, n):
     got = [tree.split_leaves(level) for level in native.levels(CODES[hasher.name], b"".join(leaves))]
     assert got == tree.levels_pure(hasher, leaves) == tree.levels(hasher, leaves)
     if n:
-        assert tree.inclusion_proof(tree.levels(hasher, leaves), n - 1) == \
-            tree.inclusion_proof(tree.levels_pure(hasher, leaves), n - 1)
+        assert tree.inclusion_proof(tree.levels(hasher, leaves), n - 1) == tree.inclusion_proof(
+            tree.levels_pure(hasher, leaves), n - 1
+        )
 
 
 def test_native_dataset_leaves_and_proofs_equal_pure():

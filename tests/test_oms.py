@@ -43,8 +43,9 @@ def pub(key: Path) -> str:
 
 def ms(*args: str) -> subprocess.CompletedProcess[str]:
     assert MODEL_SIGNING.exists(), MODEL_SIGNING
-    return subprocess.run([str(MODEL_SIGNING), *args], capture_output=True, text=True, timeout=60,
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [str(MODEL_SIGNING), *args], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+    )
 
 
 def ms_verify(model: Path, bundle: Path, key: Path) -> subprocess.CompletedProcess[str]:
@@ -61,7 +62,6 @@ def merkle_oms(cli, model: Path, key: Path, out: Path) -> Path:
     r = cli("build", str(model), "--sign", str(key), "--format", "oms", "-o", str(out))
     assert r.returncode == 0, r.stderr
     return out
-
 
 
 def statement(bundle: Path) -> dict:

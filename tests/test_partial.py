@@ -269,8 +269,18 @@ def test_leaf_count_mismatch_is_rejected():
 def test_bad_binary_and_json_proofs_are_rejected():
     _, leaves, mth, levels = make_tree(21)
     raw = range_proof(SHA, levels, 5, 9).to_bytes()
-    for bad in (b"", raw[:10], raw[:35], raw[:-1], raw[:-32], raw + b"\x00", raw + bytes(32),
-                os.urandom(len(raw)), b"XXXXXXXX" + raw[8:], raw[:8] + os.urandom(len(raw) - 8)):
+    for bad in (
+        b"",
+        raw[:10],
+        raw[:35],
+        raw[:-1],
+        raw[:-32],
+        raw + b"\x00",
+        raw + bytes(32),
+        os.urandom(len(raw)),
+        b"XXXXXXXX" + raw[8:],
+        raw[:8] + os.urandom(len(raw) - 8),
+    ):
         with pytest.raises((FormatError, ProofError)):
             RangeProof.from_bytes(bad)
     with pytest.raises(FormatError, match="magic"):
@@ -280,11 +290,18 @@ def test_bad_binary_and_json_proofs_are_rejected():
         RangeProof.from_bytes(raw[:32] + struct.pack(">I", 1000) + raw[36:])
     doc = range_proof(SHA, levels, 5, 9).to_dict()
     for bad_doc in (
-        [], {**doc, "extra": 1}, {k: v for k, v in doc.items() if k != "hashes"}, {**doc, "size": True},
-        {**doc, "start": "5"}, {**doc, "hashes": ["00" * 31]}, {**doc, "hashes": ["zz" * 32]},
+        [],
+        {**doc, "extra": 1},
+        {k: v for k, v in doc.items() if k != "hashes"},
+        {**doc, "size": True},
+        {**doc, "start": "5"},
+        {**doc, "hashes": ["00" * 31]},
+        {**doc, "hashes": ["zz" * 32]},
         {**doc, "hashes": "00" * 32},
         # found by tests/test_fuzz.py: counts past u64 (R4) parsed, then to_bytes raised struct.error
-        {**doc, "size": 2**64}, {**doc, "size": 2**64, "end": 2**64 - 1}, {**doc, "size": 10**20 - 1},
+        {**doc, "size": 2**64},
+        {**doc, "size": 2**64, "end": 2**64 - 1},
+        {**doc, "size": 10**20 - 1},
         {**doc, "start": -1},
     ):
         with pytest.raises((FormatError, ProofError)):
@@ -772,8 +789,11 @@ def st_offsets(path: Path) -> dict[str, tuple[int, int]]:
     raw = path.read_bytes()
     (n,) = struct.unpack("<Q", raw[:8])
     header = json.loads(raw[8 : 8 + n])
-    return {k: (8 + n + v["data_offsets"][0], 8 + n + v["data_offsets"][1])
-            for k, v in header.items() if k != "__metadata__"} | {"__header__": (0, 8 + n)}
+    return {
+        k: (8 + n + v["data_offsets"][0], 8 + n + v["data_offsets"][1])
+        for k, v in header.items()
+        if k != "__metadata__"
+    } | {"__header__": (0, 8 + n)}
 
 
 def covering_bytes(a: int, b: int, size: int) -> int:
@@ -838,8 +858,10 @@ def test_a_tensor_question_that_cannot_be_answered_is_not_a_damaged_file(cli, sa
     d, path, bundle, _ = safetensors_model
     (d / "config.json").write_bytes(b'{"not": "safetensors"}')
     bundle = sign(cli, d, key, bundle.with_name("again.json"))
-    for name, tensor, message in (("model.safetensors", "no.such.tensor", "no tensor 'no.such.tensor'"),
-                                  ("config.json", "x", "not a safetensors file")):
+    for name, tensor, message in (
+        ("model.safetensors", "no.such.tensor", "no tensor 'no.such.tensor'"),
+        ("config.json", "x", "not a safetensors file"),
+    ):
         r = verify_file(cli, d, bundle, key, name, "--tensor", tensor, "--no-store")  # re-signed: not a rollback
         assert r.returncode == 2, (name, r.stdout, r.stderr)
         assert r.stdout == ""

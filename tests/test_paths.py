@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 from merkle.display import INVISIBLE, shown
 from merkle.paths import MAX_PATH_BYTES, path_problem, path_problem_by_rules
 
-ALPHABET = st.sampled_from(list("ab./\\ ~-_") + ["\x00", "\x1f", "\x7f", "\n", "é", "e\u0301", "\udcff", "Ω",
-                                                  "\u200b", "\ufe0f", "\u00a0"])
+ALPHABET = st.sampled_from(
+    list("ab./\\ ~-_") + ["\x00", "\x1f", "\x7f", "\n", "é", "e\u0301", "\udcff", "Ω", "\u200b", "\ufe0f", "\u00a0"]
+)
 
 
 @settings(max_examples=3000, deadline=None)
@@ -32,8 +33,23 @@ def test_named_cases():
 
 def test_invisible_characters_are_refused_p7():
     """P7: names that would print alike.  Visible non-ASCII stays allowed."""
-    for c in ("\u200b", "\u200c", "\u200d", "\u200e", "\u00ad", "\u2060", "\ufeff", "\ufe0f", "\u3164",
-              "\U000e0001", "\U000e0100", "\u2028", "\u2029", "\u0600", "\u180e"):
+    for c in (
+        "\u200b",
+        "\u200c",
+        "\u200d",
+        "\u200e",
+        "\u00ad",
+        "\u2060",
+        "\ufeff",
+        "\ufe0f",
+        "\u3164",
+        "\U000e0001",
+        "\U000e0100",
+        "\u2028",
+        "\u2029",
+        "\u0600",
+        "\u180e",
+    ):
         assert "invisible or formatting character" in (path_problem(f"a{c}b") or ""), ascii(c)
     for ok in ("a\u00a0b", "日本語\u3000名前", "❤.png", "Ωmega", "naïve"):
         assert path_problem(ok) is None, ascii(ok)
@@ -46,7 +62,8 @@ def test_invisible_table_is_unicode_format_separators_and_default_ignorables():
     want = regex.compile(r"[\p{Cf}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}]")
     everything = "".join(map(chr, range(sys.maxunicode + 1)))
     assert [hex(m.start()) for m in INVISIBLE.finditer(everything)] == [
-        hex(m.start()) for m in want.finditer(everything)]
+        hex(m.start()) for m in want.finditer(everything)
+    ]
 
 
 def test_shown_escapes_what_could_forge_or_hide():

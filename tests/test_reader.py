@@ -41,8 +41,9 @@ def signed(tmp_path_factory):
     key = base / "release"
     assert run_cli("keygen", "-o", str(key)).returncode == 0
     bundle = base / "b.json"
-    r = run_cli("build", str(d), "--sign", str(key), "--store", str(base / "store"), "-o", str(bundle),
-                "--chunk-size", "4K")
+    r = run_cli(
+        "build", str(d), "--sign", str(key), "--store", str(base / "store"), "-o", str(bundle), "--chunk-size", "4K"
+    )
     assert r.returncode == 0, r.stderr
     return {"dir": d, "files": files, "manifest": manifest, "bundle": bundle, "pub": str(key) + ".pub", "key": key}
 

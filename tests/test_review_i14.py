@@ -61,8 +61,14 @@ def test_an_openssf_bundle_does_not_roll_back_a_versioned_subject(cli, tmp_path,
     assert r.returncode == 0, r.stderr
     assert cli("verify", str(m), str(v3), "--key", pub(keys["alice"]), "-q").returncode == 0
     (m / "w.bin").write_bytes(b"old weights")  # the attacker restores the old bytes, serves the old bundle
-    assert_error(cli("verify", str(m), str(old), "--key", pub(keys["alice"]), "-q"), 1, str(old), "rollback",
-                 "no version", "version 3")
+    assert_error(
+        cli("verify", str(m), str(old), "--key", pub(keys["alice"]), "-q"),
+        1,
+        str(old),
+        "rollback",
+        "no version",
+        "version 3",
+    )
     # another signer's OpenSSF bundle of a model of the same name is not blocked
     other = tmp_path / "bob.sig"
     r = cli("build", str(m), "--format", "oms", "--sign", str(keys["bob"]), "-o", str(other), "-q")
@@ -80,14 +86,19 @@ def _name(cn: str) -> x509.Name:
 
 def _cert(key, subject, issuer, issuer_key, *, ca, usage=None, email=None):
     now = datetime.datetime.now(datetime.timezone.utc)
-    b = (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(_name(issuer))
-         .public_key(key.public_key()).serial_number(x509.random_serial_number())
-         .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
-         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False))
+    b = (
+        x509.CertificateBuilder()
+        .subject_name(_name(subject))
+        .issuer_name(_name(issuer))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+    )
     if issuer_key is not key:
-        b = b.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
-                            critical=False)
+        b = b.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
     if usage is not None:
         b = b.add_extension(x509.ExtendedKeyUsage(usage), critical=False)
     if email:
@@ -100,9 +111,9 @@ def _pem(path: Path, cert: x509.Certificate) -> Path:
     return path
 
 
-@pytest.mark.parametrize("usage, ok", [([ExtendedKeyUsageOID.SERVER_AUTH], False),
-                                       ([ExtendedKeyUsageOID.CODE_SIGNING], True),
-                                       (None, True)])
+@pytest.mark.parametrize(
+    "usage, ok", [([ExtendedKeyUsageOID.SERVER_AUTH], False), ([ExtendedKeyUsageOID.CODE_SIGNING], True), (None, True)]
+)
 def test_an_intermediate_for_another_purpose_cannot_issue_code_signing(cli, tmp_path, usage, ok):
     """A subordinate CA whose extended key usage limits it to TLS (serverAuth) is a CA certificate
     for another purpose: a code-signing leaf it issues is refused, as the Web PKI's EKU chaining
@@ -110,11 +121,24 @@ def test_an_intermediate_for_another_purpose_cannot_issue_code_signing(cli, tmp_
     root_key, mid_key, leaf_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
     root = _pem(tmp_path / "root.pem", _cert(root_key, "root CA", "root CA", root_key, ca=True))
     mid = _pem(tmp_path / "mid.pem", _cert(mid_key, "sub CA", "root CA", root_key, ca=True, usage=usage))
-    leaf = _pem(tmp_path / "leaf.pem", _cert(leaf_key, "releaser", "sub CA", mid_key, ca=False,
-                                             usage=[ExtendedKeyUsageOID.CODE_SIGNING], email="release@example.com"))
+    leaf = _pem(
+        tmp_path / "leaf.pem",
+        _cert(
+            leaf_key,
+            "releaser",
+            "sub CA",
+            mid_key,
+            ca=False,
+            usage=[ExtendedKeyUsageOID.CODE_SIGNING],
+            email="release@example.com",
+        ),
+    )
     key = tmp_path / "leaf.key"
-    key.write_bytes(leaf_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key.write_bytes(
+        leaf_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     m = tmp_path / "model"
     m.mkdir()
     (m / "w.bin").write_bytes(b"weights")
@@ -139,8 +163,12 @@ def _zarr_tree(tmp_path: Path) -> tuple[Path, Path]:
     arr = zarr.create_array(str(path), shape=(8,), chunks=(4,), dtype="i4")
     arr[:] = np.arange(8)
     manifest = tmp_path / "data.json"
-    r = subprocess.run([sys.executable, "-m", "merkle", "build", str(path), "-o", str(manifest), "-q"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "merkle", "build", str(path), "-o", str(manifest), "-q"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     return path, manifest
 
@@ -154,8 +182,9 @@ READ_ARRAY = textwrap.dedent("""
 
 
 def _read_array(path: Path, manifest: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", READ_ARRAY, str(path), str(manifest)], capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-c", READ_ARRAY, str(path), str(manifest)], capture_output=True, text=True, timeout=60
+    )
 
 
 def test_the_zarr_store_does_not_read_through_a_link_out_of_the_root(tmp_path):
@@ -166,8 +195,12 @@ def test_the_zarr_store_does_not_read_through_a_link_out_of_the_root(tmp_path):
     outside.write_bytes((path / "c" / "1").read_bytes())  # the signed bytes, kept outside the tree
     (path / "c" / "1").unlink()
     (path / "c" / "1").symlink_to(outside)
-    assert subprocess.run([sys.executable, "-m", "merkle", "verify", str(path), str(manifest), "-q"],
-                          capture_output=True, timeout=60).returncode == 2
+    assert (
+        subprocess.run(
+            [sys.executable, "-m", "merkle", "verify", str(path), str(manifest), "-q"], capture_output=True, timeout=60
+        ).returncode
+        == 2
+    )
     r = _read_array(path, manifest)
     assert r.returncode != 0 and "[0, 1, 2, 3, 4, 5, 6, 7]" not in r.stdout
     assert "symbolic link refused" in r.stderr and "c/1" in r.stderr
@@ -277,8 +310,15 @@ def test_the_confined_local_store_reads_what_zarrs_local_store_reads(tmp_path):
         ours, theirs = ConfinedLocalStore(str(path), read_only=True), LocalStore(str(path), read_only=True)
         proto = default_buffer_prototype()
         for key in ("zarr.json", "c/0", "nope", "c/nope", "zarr.json/x"):
-            for r in (None, RangeByteRequest(2, 10), RangeByteRequest(5, 1 << 20), OffsetByteRequest(3),
-                      SuffixByteRequest(4), SuffixByteRequest(1 << 20), RangeByteRequest(1 << 20, (1 << 20) + 5)):
+            for r in (
+                None,
+                RangeByteRequest(2, 10),
+                RangeByteRequest(5, 1 << 20),
+                OffsetByteRequest(3),
+                SuffixByteRequest(4),
+                SuffixByteRequest(1 << 20),
+                RangeByteRequest(1 << 20, (1 << 20) + 5),
+            ):
                 a, b = await ours.get(key, proto, r), await theirs.get(key, proto, r)
                 assert (a is None) == (b is None), (key, r)
                 assert a is None or a.to_bytes() == b.to_bytes(), (key, r)
@@ -293,8 +333,9 @@ def test_the_confined_local_store_reads_what_zarrs_local_store_reads(tmp_path):
 # -- parsers: a hostile bundle is a one-line signature failure, never an internal error ------------------------
 
 
-@pytest.mark.parametrize("usage, days", [(None, 1), ([ExtendedKeyUsageOID.CODE_SIGNING], -5),
-                                         ([ExtendedKeyUsageOID.CODE_SIGNING], 1)])
+@pytest.mark.parametrize(
+    "usage, days", [(None, 1), ([ExtendedKeyUsageOID.CODE_SIGNING], -5), ([ExtendedKeyUsageOID.CODE_SIGNING], 1)]
+)
 def test_a_certificate_with_a_malformed_name_is_a_signature_failure(cli, tmp_path, keys, usage, days):
     """A forged bundle whose certificate's subject is not valid UTF-8 (an UTF8String of bytes 0xff...)
     made `verify` print `internal error: ValueError` (exit 2): names are parsed lazily, and the checks
@@ -309,9 +350,15 @@ def test_a_certificate_with_a_malformed_name_is_a_signature_failure(cli, tmp_pat
     assert cli("build", str(m), "--sign", str(keys["alice"]), "-o", str(good), "-q").returncode == 0
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.timezone.utc)
-    b = (x509.CertificateBuilder().subject_name(_name("QQQQ")).issuer_name(_name("QQQQ"))
-         .public_key(key.public_key()).serial_number(1).not_valid_before(now - datetime.timedelta(days=10))
-         .not_valid_after(now + datetime.timedelta(days=days)))
+    b = (
+        x509.CertificateBuilder()
+        .subject_name(_name("QQQQ"))
+        .issuer_name(_name("QQQQ"))
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - datetime.timedelta(days=10))
+        .not_valid_after(now + datetime.timedelta(days=days))
+    )
     if usage:
         b = b.add_extension(x509.ExtendedKeyUsage(usage), critical=False)
     der = b.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
@@ -355,13 +402,19 @@ def test_re_signing_a_version_with_other_bytes_is_refused_when_signing(cli, tmp_
 def _leaf(key, subject, issuer_key, *, email, uri=None):
     now = datetime.datetime.now(datetime.timezone.utc)
     sans = [x509.RFC822Name(email)] + ([x509.UniformResourceIdentifier(uri)] if uri else [])
-    return (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(_name("release CA"))
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .sign(issuer_key, hashes.SHA256()))
+    return (
+        x509.CertificateBuilder()
+        .subject_name(_name(subject))
+        .issuer_name(_name("release CA"))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .sign(issuer_key, hashes.SHA256())
+    )
 
 
 def test_a_pinned_identity_keeps_its_rollback_records_across_certificates(cli, tmp_path):
@@ -373,22 +426,27 @@ def test_a_pinned_identity_keeps_its_rollback_records_across_certificates(cli, t
     ca = _pem(tmp_path / "ca.pem", _cert(ca_key, "release CA", "release CA", ca_key, ca=True))
     key = ec.generate_private_key(ec.SECP256R1())
     keyfile = tmp_path / "leaf.key"
-    keyfile.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
+    keyfile.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     old = _pem(tmp_path / "old.pem", _leaf(key, "releaser", ca_key, email="release@example.com"))
-    new = _pem(tmp_path / "new.pem", _leaf(key, "release team", ca_key, email="release@example.com",
-                                           uri="https://example.com/release"))
+    new = _pem(
+        tmp_path / "new.pem",
+        _leaf(key, "release team", ca_key, email="release@example.com", uri="https://example.com/release"),
+    )
     m = tmp_path / "model"
     m.mkdir()
     (m / "w.bin").write_bytes(b"version one")
     v1 = tmp_path / "v1.json"
-    r = cli("build", str(m), "--sign", str(keyfile), "--cert", str(old), "-o", str(v1), "--version", "1", "-q",
-            "--no-store")
+    r = cli(
+        "build", str(m), "--sign", str(keyfile), "--cert", str(old), "-o", str(v1), "--version", "1", "-q", "--no-store"
+    )
     assert r.returncode == 0, r.stderr
     (m / "w.bin").write_bytes(b"version two")
     v2 = tmp_path / "v2.json"
-    r = cli("build", str(m), "--sign", str(keyfile), "--cert", str(new), "-o", str(v2), "--version", "2", "-q",
-            "--no-store")
+    r = cli(
+        "build", str(m), "--sign", str(keyfile), "--cert", str(new), "-o", str(v2), "--version", "2", "-q", "--no-store"
+    )
     assert r.returncode == 0, r.stderr
     pinned = ("--ca", str(ca), "--cert-identity", "release@example.com", "-q")
     assert cli("verify", str(m), str(v2), *pinned).returncode == 0

@@ -53,31 +53,46 @@ def test_audit_names_overwritten_deleted_and_added_objects(cli, s3, tmp_path):
     fs, bucket, objects, option = s3
     assert cli("keygen", "-o", str(tmp_path / "k")).returncode == 0
     b = tmp_path / "b.json"
-    r = cli("build", f"s3://{bucket}/data", "--sign", str(tmp_path / "k"), "-o", str(b), "--chunk-size", "64K",
-            "--storage-option", option)
+    r = cli(
+        "build",
+        f"s3://{bucket}/data",
+        "--sign",
+        str(tmp_path / "k"),
+        "-o",
+        str(b),
+        "--chunk-size",
+        "64K",
+        "--storage-option",
+        option,
+    )
     assert r.returncode == 0, r.stderr
     fs.pipe(f"{bucket}/data/part-003.bin", os.urandom(1501))  # same size, new bytes
     fs.rm(f"{bucket}/data/part-004.bin")
     fs.pipe(f"{bucket}/data/new.bin", b"added")
     for mode in ([], ["--fast"], ["--sample", "1.0", "--seed", "7"]):
-        r = cli("audit", f"s3://{bucket}/data", str(b), "--key", f"{tmp_path / 'k'}.pub",
-                "--storage-option", option, *mode)
+        r = cli(
+            "audit", f"s3://{bucket}/data", str(b), "--key", f"{tmp_path / 'k'}.pub", "--storage-option", option, *mode
+        )
         assert r.returncode == 1, (mode, r.stdout, r.stderr)
         got = statuses(r.stdout)
         assert (got["part-003.bin"], got["part-004.bin"], got["new.bin"]) == ("*", "-", "+"), (mode, r.stdout)
         assert got["part-005.bin"] == "="
-    r = cli("audit", f"s3://{bucket}/data", str(b), "--key", f"{tmp_path / 'k'}.pub", "--storage-option", option,
-            "--fast")
+    r = cli(
+        "audit", f"s3://{bucket}/data", str(b), "--key", f"{tmp_path / 'k'}.pub", "--storage-option", option, "--fast"
+    )
     assert "NOT a cryptographic check" in r.stderr
 
 
 def test_sample_audit_states_its_odds(cli, s3, tmp_path):
     fs, bucket, objects, option = s3
     m = tmp_path / "m.json"
-    assert cli("build", f"s3://{bucket}/data", "-o", str(m), "--chunk-size", "4K",
-               "--storage-option", option).returncode == 0
-    r = cli("audit", f"s3://{bucket}/data", str(m), "--sample", "0.25", "--seed", "1", "--json",
-            "--storage-option", option)
+    assert (
+        cli("build", f"s3://{bucket}/data", "-o", str(m), "--chunk-size", "4K", "--storage-option", option).returncode
+        == 0
+    )
+    r = cli(
+        "audit", f"s3://{bucket}/data", str(m), "--sample", "0.25", "--seed", "1", "--json", "--storage-option", option
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     doc = json.loads(r.stdout)
     total = doc["sample"]["total_chunks"]
@@ -88,8 +103,10 @@ def test_sample_audit_states_its_odds(cli, s3, tmp_path):
 def test_sample_catches_a_corrupt_chunk_when_it_is_drawn(cli, s3, tmp_path):
     fs, bucket, objects, option = s3
     m = tmp_path / "m.json"
-    assert cli("build", f"s3://{bucket}/data", "-o", str(m), "--chunk-size", "4K",
-               "--storage-option", option).returncode == 0
+    assert (
+        cli("build", f"s3://{bucket}/data", "-o", str(m), "--chunk-size", "4K", "--storage-option", option).returncode
+        == 0
+    )
     body = bytearray(objects["data/nested/big.bin"])
     body[70000] ^= 1
     fs.pipe(f"{bucket}/data/nested/big.bin", bytes(body))

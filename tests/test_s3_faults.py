@@ -80,6 +80,7 @@ def get_of(key: str, first_byte: int | None = None) -> Callable[[Request], bool]
         if not object_get(req) or not req.key.endswith("/" + key):
             return False
         return first_byte is None or (req.range or "").startswith(f"bytes={first_byte}-")
+
     return match
 
 
@@ -117,8 +118,9 @@ class FaultProxy:
         self.thread.start()
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
 
-    def add(self, action: str, match: Callable[[Request], bool] = object_get, times: int | None = None,
-            arg: Any = None) -> Rule:
+    def add(
+        self, action: str, match: Callable[[Request], bool] = object_get, times: int | None = None, arg: Any = None
+    ) -> Rule:
         rule = Rule(action, match, times, arg)
         with self.lock:
             self.rules.append(rule)
@@ -253,8 +255,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
 
     def _error(self, status: int, code: str, message: str) -> None:
-        xml = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message>'
-               f"<RequestId>injected</RequestId></Error>").encode()
+        xml = (
+            f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message>'
+            f"<RequestId>injected</RequestId></Error>"
+        ).encode()
         self.send_response_only(status)
         self.send_header("Content-Type", "application/xml")
         self.send_header("Content-Length", "0" if self.command == "HEAD" else str(len(xml)))
@@ -330,8 +334,9 @@ def data(direct, proxy, tmp_path, monkeypatch) -> Dataset:
     for name, body in objects.items():
         direct.pipe(f"{bucket}/data/{name}", body)
     options = {"client_kwargs": {"endpoint_url": proxy.url}, **NO_CLIENT_RETRIES}
-    return Dataset(f"s3://{bucket}/data", bucket, objects, _local_root(tmp_path, objects), options,
-                   _cli_options(options))
+    return Dataset(
+        f"s3://{bucket}/data", bucket, objects, _local_root(tmp_path, objects), options, _cli_options(options)
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -358,8 +363,10 @@ def run_main(capsys, monkeypatch):
 
     def excepthook(args: threading.ExceptHookArgs) -> None:
         name = args.thread.name if args.thread else "?"
-        crashes.append(f"Exception in thread {name}:\n"
-                       + "".join(traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback)))
+        crashes.append(
+            f"Exception in thread {name}:\n"
+            + "".join(traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback))
+        )
 
     monkeypatch.setattr(threading, "excepthook", excepthook)
 
@@ -432,6 +439,7 @@ def test_cli_build_and_verify_through_a_mix_of_faults(cli, data, faults, tmp_pat
     """The real program, real backoff: 500, 503, reset, truncated and slow
     answers on a few reads each; build and verify succeed with the root of
     the local copy."""
+
     def arm() -> None:
         faults.reset()
         faults.add("500", object_get, times=2)
@@ -717,7 +725,8 @@ def test_large_object_overwritten_while_its_units_are_read(direct, faults, tmp_p
         assert faults.injected("before") == 1
     root = manifest.root.hex()
     assert root == old_root, (
-        f"build succeeded with root {root}: not the listed bytes ({old_root}), not the new ones ({new_root})")
+        f"build succeeded with root {root}: not the listed bytes ({old_root}), not the new ones ({new_root})"
+    )
 
 
 def assert_no_manifest(m: Path, failed: str | None = None) -> None:

@@ -45,11 +45,13 @@ def bucket(endpoint, tmp_path, monkeypatch):
 @pytest.fixture
 def run(capsys):
     """The real CLI entry point, in this process (many runs: no interpreter start-up each)."""
+
     def call(*args: str) -> tuple[int, str, str]:
         capsys.readouterr()
         code = main(list(args))
         out = capsys.readouterr()
         return code, out.out, out.err
+
     return call
 
 
@@ -57,8 +59,7 @@ def _sign(run, tmp_path, url, *options: str) -> tuple[str, str]:
     key = tmp_path / "k"
     assert run("keygen", "-o", str(key))[0] == 0
     bundle = tmp_path / "b.json"
-    code, _, err = run("build", url, "--sign", str(key), "-o", str(bundle), "--chunk-size", "4K",
-                       *options, "-q")
+    code, _, err = run("build", url, "--sign", str(key), "-o", str(bundle), "--chunk-size", "4K", *options, "-q")
     assert code == 0, err
     return str(bundle), f"{key}.pub"
 
@@ -81,7 +82,8 @@ def test_a_doubled_slash_key_is_an_error_for_build_verify_and_audit(cli, bucket,
         assert statuses(r.stdout)["/x"] == "!", r.stdout
         assert statuses(r.stdout)["x"] == "="
         assert [line for line in r.stdout.splitlines() if line.startswith("! ")] == [
-            "! /x  (object key does not name one canonical path: absolute path)"]
+            "! /x  (object key does not name one canonical path: absolute path)"
+        ]
         assert "FAILED" in r.stderr and "1 error" in r.stderr
     for mode in ([], ["--fast"], ["--sample", "1", "--seed", "1"]):
         r = cli("audit", url, str(bundle), "--key", f"{key}.pub", "--storage-option", option, *mode)
@@ -117,10 +119,21 @@ def _cases() -> list[object]:
         for key, shown, why in UNMAPPED:
             # moto's ListObjectVersions answers 500 when a key holds a control
             # character (it writes them raw into XML); S3 itself URL-encodes.
-            marks = [pytest.mark.skip(reason="moto cannot list versions of a key with a control character")] \
-                if version_aware and not key.isprintable() else []
-            out.append(pytest.param(key, shown, why, version_aware, marks=marks,
-                                    id=f"{'versioned' if version_aware else 'plain'}-{ascii(key)[1:-1]}"))
+            marks = (
+                [pytest.mark.skip(reason="moto cannot list versions of a key with a control character")]
+                if version_aware and not key.isprintable()
+                else []
+            )
+            out.append(
+                pytest.param(
+                    key,
+                    shown,
+                    why,
+                    version_aware,
+                    marks=marks,
+                    id=f"{'versioned' if version_aware else 'plain'}-{ascii(key)[1:-1]}",
+                )
+            )
     return out
 
 
@@ -143,8 +156,13 @@ def test_every_unmapped_key_is_an_error_everywhere(run, bucket, tmp_path, key, s
     assert f"{url}/{shown}" in err, err
     assert not (tmp_path / "m.json").exists()
 
-    for command in (["verify"], ["verify", "--allow-extra"], ["audit"], ["audit", "--fast"],
-                    ["audit", "--sample", "0.5", "--seed", "2"]):
+    for command in (
+        ["verify"],
+        ["verify", "--allow-extra"],
+        ["audit"],
+        ["audit", "--fast"],
+        ["audit", "--sample", "0.5", "--seed", "2"],
+    ):
         code, out, err = run(command[0], url, bundle, "--key", pub, *options, *command[1:])
         assert code == 2, (command, out, err)
         got = statuses(out)
@@ -168,11 +186,14 @@ def test_directory_markers_are_not_files(run, bucket, tmp_path):
         (local / key).parent.mkdir(parents=True, exist_ok=True)
         (local / key).write_bytes(body)
     (local / "data/empty").mkdir()
-    code, out, err = run("build", url, "-o", str(tmp_path / "m.json"), "--chunk-size", "4K",
-                         "--storage-option", option, "-q")
+    code, out, err = run(
+        "build", url, "-o", str(tmp_path / "m.json"), "--chunk-size", "4K", "--storage-option", option, "-q"
+    )
     assert code == 0, err
-    assert json.loads((tmp_path / "m.json").read_text())["root"] == merkle.build(local / "data",
-                                                                               chunk_size=4096).root.hex()
+    assert (
+        json.loads((tmp_path / "m.json").read_text())["root"]
+        == merkle.build(local / "data", chunk_size=4096).root.hex()
+    )
     code, out, err = run("verify", url, bundle, "--key", pub, "--storage-option", option)
     assert code == 0, out + err
     assert set(statuses(out)) == {"a.bin", "x", "sub/y.bin"}
@@ -183,8 +204,11 @@ def test_a_prefix_that_is_also_an_object_is_refused(run, bucket, tmp_path):
     url = f"s3://{name}/data"
     bundle, pub = _sign(run, tmp_path, url, "--storage-option", option)
     client.put_object(Bucket=name, Key="data", Body=b"nobody signed this either")
-    for command in (["build", "-o", str(tmp_path / "m.json")], ["verify", bundle, "--key", pub],
-                    ["audit", bundle, "--key", pub, "--fast"]):
+    for command in (
+        ["build", "-o", str(tmp_path / "m.json")],
+        ["verify", bundle, "--key", pub],
+        ["audit", bundle, "--key", pub, "--fast"],
+    ):
         code, out, err = run(command[0], url, *command[1:], "--storage-option", option)
         assert code == 2 and out == "", (command, out, err)
         last = err.strip().splitlines()[-1]  # verify and audit say first that the signature is good
@@ -225,8 +249,9 @@ def test_keys_beside_the_prefix_and_lookalike_names_map_one_to_one(run, bucket, 
 
 
 def cli_root(run, url, option, tmp_path) -> str:
-    code, out, err = run("build", url, "-o", str(tmp_path / "r.json"), "--chunk-size", "4K",
-                         "--storage-option", option, "-q")
+    code, out, err = run(
+        "build", url, "-o", str(tmp_path / "r.json"), "--chunk-size", "4K", "--storage-option", option, "-q"
+    )
     assert code == 0, err
     return str(json.loads((tmp_path / "r.json").read_text())["root"])
 
@@ -249,8 +274,9 @@ def test_a_versioned_bucket_is_read_without_version_aware(run, bucket, tmp_path)
     for key, body in SIGNED.items():
         (local / key).parent.mkdir(parents=True, exist_ok=True)
         (local / key).write_bytes(body)
-    assert cli_root(run, f"s3://{name}/data", option, tmp_path) == merkle.build(local / "data",
-                                                                                chunk_size=4096).root.hex()
+    assert (
+        cli_root(run, f"s3://{name}/data", option, tmp_path) == merkle.build(local / "data", chunk_size=4096).root.hex()
+    )
     client.put_object(Bucket=name, Key="data/x", Body=b"the signed X")  # same size, a new version: still caught
     code, out, err = run("verify", f"s3://{name}/data", str(tmp_path / "r.json"), "--storage-option", option)
     assert code == 1 and statuses(out)["x"] == "*", out + err

@@ -51,8 +51,14 @@ def run_no_tty(*args, env_extra=None, timeout=20):
     env = dict(os.environ)
     env.pop(PASS_ENV, None)
     env.update(env_extra or {})
-    return subprocess.run([sys.executable, "-m", "merkle", *args], stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "merkle", *args],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 def assert_error(r, code, *needles):
@@ -92,7 +98,6 @@ def signed_bundle(cli, model_dir, key, out, *extra):
     r = cli("build", str(model_dir), "--sign", str(key), "-o", str(out), *extra)
     assert r.returncode == 0, r.stderr
     return out
-
 
 
 def flip_byte(path: Path, offset: int = 0) -> None:
@@ -220,10 +225,16 @@ def test_encrypted_traditional_openssl_key_takes_the_passphrase(tmp_path, model_
     the environment must unlock it."""
     key = tmp_path / "legacy.key"
     private = ec.generate_private_key(ec.SECP256R1())
-    key.write_bytes(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-                                          serialization.BestAvailableEncryption(b"pw")))
-    Path(pub(key)).write_bytes(private.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    key.write_bytes(
+        private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.BestAvailableEncryption(b"pw"),
+        )
+    )
+    Path(pub(key)).write_bytes(
+        private.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     b = tmp_path / "b.json"
     r = run_no_tty("build", str(model_dir), "--sign", str(key), "-o", str(b), env_extra={PASS_ENV: "pw"})
     assert r.returncode == 0, r.stderr
@@ -265,7 +276,8 @@ def test_bundle_is_sigstore_dsse_in_toto_checked_independently(cli, tmp_path, mo
     body = base64.b64decode(env["payload"])
     pae = b"DSSEv1 %d %s %d %s" % (len(PAYLOAD_TYPE), PAYLOAD_TYPE.encode(), len(body), body)
     serialization.load_pem_public_key(pem).verify(
-        base64.b64decode(env["signatures"][0]["sig"]), pae, ec.ECDSA(hashes.SHA256()))
+        base64.b64decode(env["signatures"][0]["sig"]), pae, ec.ECDSA(hashes.SHA256())
+    )
     stmt = json.loads(body)
     assert stmt["_type"] == "https://in-toto.io/Statement/v1"
     root = merkle.build(model_dir).root.hex()
@@ -320,11 +332,15 @@ BAD_DOCS = {
     "tampered-payload": (_tamper_payload, "signature does not verify"),
     "tampered-signature": (_tamper_sig, "signature does not verify"),
     "payload-type": (lambda d: d["dsseEnvelope"].__setitem__("payloadType", "application/json"), "payloadType"),
-    "media-type": (lambda d: d.__setitem__("mediaType", "application/vnd.dev.sigstore.bundle+json;version=0.2"),
-                   "mediaType"),
+    "media-type": (
+        lambda d: d.__setitem__("mediaType", "application/vnd.dev.sigstore.bundle+json;version=0.2"),
+        "mediaType",
+    ),
     "zero-signatures": (lambda d: d["dsseEnvelope"].__setitem__("signatures", []), "0 signatures"),
-    "two-signatures": (lambda d: d["dsseEnvelope"]["signatures"].append(dict(d["dsseEnvelope"]["signatures"][0])),
-                       "2 signatures"),
+    "two-signatures": (
+        lambda d: d["dsseEnvelope"]["signatures"].append(dict(d["dsseEnvelope"]["signatures"][0])),
+        "2 signatures",
+    ),
     "empty-signature": (lambda d: d["dsseEnvelope"]["signatures"][0].__setitem__("sig", ""), "signature"),
     "sig-not-base64": (lambda d: d["dsseEnvelope"]["signatures"][0].__setitem__("sig", "!!"), "base64"),
     "unknown-key": (lambda d: d.__setitem__("messageSignature", {}), "unknown bundle key"),
@@ -352,8 +368,9 @@ def test_truncated_bundle_is_refused(cli, tmp_path, model_dir, keys, good):
     assert_error(r, 1, str(bad))
 
 
-@pytest.mark.parametrize("content", [b"\xff\xfe\x00garbage\x81", b"hello world\n", b"[1, 2, 3]\n"],
-                         ids=["binary", "text", "json-list"])
+@pytest.mark.parametrize(
+    "content", [b"\xff\xfe\x00garbage\x81", b"hello world\n", b"[1, 2, 3]\n"], ids=["binary", "text", "json-list"]
+)
 def test_garbage_bundle_is_refused_with_exit_1(cli, tmp_path, model_dir, keys, content):
     """Issue 3, bad input: 'truncated, garbage or oversized bundles' exit 1.
     With --key given, the document can only be a bundle."""
@@ -406,13 +423,19 @@ def _resigned(good, key, out, fn):
         ("md5", lambda s: s["predicate"]["manifest"].__setitem__("algorithm", "md5"), "md5"),
         ("escape", lambda s: s["predicate"]["manifest"]["files"][0].__setitem__("path", "../escape"), "'..'"),
         ("absolute", lambda s: s["predicate"]["manifest"]["files"][0].__setitem__("path", "/etc/passwd"), "absolute"),
-        ("subject-digest", lambda s: s["subject"][0]["digest"].__setitem__("merkle-blake3", "0" * 64),
-         "subject digest"),
-        ("subject-algorithm", lambda s: s["subject"][0].__setitem__("digest", {"merkle-sha256": s["subject"][0]
-                                                                              ["digest"]["merkle-blake3"]}),
-         "subject digest"),
-        ("predicate-type", lambda s: s.__setitem__("predicateType", "https://slsa.dev/provenance/v1"),
-         "predicateType"),
+        (
+            "subject-digest",
+            lambda s: s["subject"][0]["digest"].__setitem__("merkle-blake3", "0" * 64),
+            "subject digest",
+        ),
+        (
+            "subject-algorithm",
+            lambda s: s["subject"][0].__setitem__(
+                "digest", {"merkle-sha256": s["subject"][0]["digest"]["merkle-blake3"]}
+            ),
+            "subject digest",
+        ),
+        ("predicate-type", lambda s: s.__setitem__("predicateType", "https://slsa.dev/provenance/v1"), "predicateType"),
         ("version-zero", lambda s: s["predicate"].__setitem__("version", 0), "version"),
         ("extra-predicate-field", lambda s: s["predicate"].__setitem__("trusted", True), "predicate"),
         ("statement-type", lambda s: s.__setitem__("_type", "https://in-toto.io/Statement/v0.1"), "_type"),
@@ -435,8 +458,9 @@ def test_hand_signed_statement_is_accepted_when_sound(cli, tmp_path, model_dir, 
 def test_trusted_key_of_a_disallowed_type_is_refused(cli, tmp_path, model_dir, good, kind):
     private = ec.generate_private_key(ec.SECP256K1()) if kind == "secp256k1" else rsa.generate_private_key(65537, 2048)
     key = tmp_path / f"{kind}.pub"
-    key.write_bytes(private.public_key().public_bytes(serialization.Encoding.PEM,
-                                                      serialization.PublicFormat.SubjectPublicKeyInfo))
+    key.write_bytes(
+        private.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     r = cli("verify", str(model_dir), str(good), "--key", str(key))
     assert_error(r, 1, str(key), "not allowed")
 
@@ -448,11 +472,17 @@ def test_secp256k1_signed_bundle_is_refused_even_if_the_signature_is_valid(cli, 
     body = payload_of(read_doc(good))
     pae = b"DSSEv1 %d %s %d %s" % (len(PAYLOAD_TYPE), PAYLOAD_TYPE.encode(), len(body), body)
     sig = private.sign(pae, ec.ECDSA(hashes.SHA256()))
-    bad = write_doc(tmp_path / "k1.json", _mutate(read_doc(good), lambda d: d["dsseEnvelope"]["signatures"][0]
-                                                   .__setitem__("sig", base64.b64encode(sig).decode())))
+    bad = write_doc(
+        tmp_path / "k1.json",
+        _mutate(
+            read_doc(good),
+            lambda d: d["dsseEnvelope"]["signatures"][0].__setitem__("sig", base64.b64encode(sig).decode()),
+        ),
+    )
     key = tmp_path / "k1.pub"
-    key.write_bytes(private.public_key().public_bytes(serialization.Encoding.PEM,
-                                                      serialization.PublicFormat.SubjectPublicKeyInfo))
+    key.write_bytes(
+        private.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     r = cli("verify", str(model_dir), str(bad), "--key", str(key))
     assert r.returncode == 1, r.stderr
     assert_one_line_error(r)
@@ -567,7 +597,8 @@ def test_duration_expiry_verifies(cli, tmp_path, model_dir, keys):
     b = signed_bundle(cli, model_dir, k, tmp_path / "b.json", "--expires", "30d")
     after = datetime.datetime.now(datetime.timezone.utc)
     expires = datetime.datetime.strptime(statement_of(b)["predicate"]["expires"], "%Y-%m-%dT%H:%M:%SZ").replace(
-        tzinfo=datetime.timezone.utc)
+        tzinfo=datetime.timezone.utc
+    )
     assert before + datetime.timedelta(days=30) <= expires <= after + datetime.timedelta(days=30)
     assert cli("verify", str(model_dir), str(b), "--key", pub(k)).returncode == 0
 
@@ -610,8 +641,7 @@ def test_bundles_of_different_statements_do_not_add_up(cli, tmp_path, two_datase
     a, b = two_datasets
     ba = signed_bundle(cli, a, keys["k1"], tmp_path / "a.json")
     bb = signed_bundle(cli, b, keys["k2"], tmp_path / "b.json")
-    r = cli("verify", str(a), str(ba), str(bb), "--key", pub(keys["k1"]), "--key", pub(keys["k2"]),
-            "--threshold", "2")
+    r = cli("verify", str(a), str(ba), str(bb), "--key", pub(keys["k1"]), "--key", pub(keys["k2"]), "--threshold", "2")
     assert_error(r, 1, str(bb), "different statements")
 
 
@@ -644,15 +674,24 @@ def test_threshold_with_an_untrusted_cosigner_fails(cli, tmp_path, model_dir, ke
     b3 = tmp_path / "b3.json"
     r = cli("sign", str(b1), "--key", str(keys["k3"]), "-o", str(b3), "--verify-key", pub(keys["k1"]))
     assert r.returncode == 0, r.stderr
-    r = cli("verify", str(model_dir), str(b1), str(b3), "--key", pub(keys["k1"]), "--key", pub(keys["k2"]),
-            "--threshold", "2")
+    r = cli(
+        "verify",
+        str(model_dir),
+        str(b1),
+        str(b3),
+        "--key",
+        pub(keys["k1"]),
+        "--key",
+        pub(keys["k2"]),
+        "--threshold",
+        "2",
+    )
     assert_error(r, 1, str(b3))
 
 
 def test_threshold_above_the_trusted_keys_is_a_usage_error(cli, tmp_path, model_dir, keys):
     b1 = signed_bundle(cli, model_dir, keys["k1"], tmp_path / "b1.json")
-    r = cli("verify", str(model_dir), str(b1), "--key", pub(keys["k1"]), "--key", pub(keys["k1"]),
-            "--threshold", "2")
+    r = cli("verify", str(model_dir), str(b1), "--key", pub(keys["k1"]), "--key", pub(keys["k1"]), "--threshold", "2")
     assert_error(r, 2, "threshold")
 
 
@@ -698,8 +737,9 @@ def _name(cn):
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
-def _cert(subject_key, subject, issuer_key, issuer, *, ca, days=(-1, 30), usage=(ExtendedKeyUsageOID.CODE_SIGNING,),
-          extra=()):
+def _cert(
+    subject_key, subject, issuer_key, issuer, *, ca, days=(-1, 30), usage=(ExtendedKeyUsageOID.CODE_SIGNING,), extra=()
+):
     now = datetime.datetime.now(datetime.timezone.utc)
     builder = (
         x509.CertificateBuilder()
@@ -734,23 +774,35 @@ def pki(tmp_path_factory):
     notca = _cert(k["notca"], "not a ca", k["root"], "root", ca=False)
     under_notca = _cert(k["leaf"], "leaf under non-CA", k["notca"], "not a ca", ca=False)
     files = {}
-    for name, cert in (("root", root), ("other", other), ("inter", inter), ("leaf", leaf), ("expired", expired),
-                       ("notca", notca), ("under_notca", under_notca)):
+    for name, cert in (
+        ("root", root),
+        ("other", other),
+        ("inter", inter),
+        ("leaf", leaf),
+        ("expired", expired),
+        ("notca", notca),
+        ("under_notca", under_notca),
+    ):
         files[name] = d / f"{name}.pem"
         files[name].write_bytes(_pem(cert))
     for name in ("leaf", "old"):
         files[name + "key"] = d / f"{name}.key"
-        files[name + "key"].write_bytes(k[name].private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-        Path(pub(files[name + "key"])).write_bytes(k[name].public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+        files[name + "key"].write_bytes(
+            k[name].private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        Path(pub(files[name + "key"])).write_bytes(
+            k[name]
+            .public_key()
+            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        )
     return files
 
 
 def _cert_bundle(cli, tmp_path, model_dir, key, cert, chain, name="b.json"):
     b = tmp_path / name
-    r = cli("build", str(model_dir), "--sign", str(key), "--cert", str(cert), "--cert-chain", str(chain),
-            "-o", str(b))
+    r = cli("build", str(model_dir), "--sign", str(key), "--cert", str(cert), "--cert-chain", str(chain), "-o", str(b))
     assert r.returncode == 0, r.stderr
     return b
 
@@ -791,8 +843,18 @@ def test_chain_missing_the_intermediate_is_refused(cli, tmp_path, model_dir, pki
 
 def test_certificate_for_another_key_is_a_usage_error(cli, tmp_path, model_dir, pki):
     b = tmp_path / "b.json"
-    r = cli("build", str(model_dir), "--sign", str(pki["oldkey"]), "--cert", str(pki["leaf"]),
-            "--cert-chain", str(pki["inter"]), "-o", str(b))
+    r = cli(
+        "build",
+        str(model_dir),
+        "--sign",
+        str(pki["oldkey"]),
+        "--cert",
+        str(pki["leaf"]),
+        "--cert-chain",
+        str(pki["inter"]),
+        "-o",
+        str(b),
+    )
     assert_error(r, 2, str(pki["leaf"]), "not for this key")
     assert not b.exists()
 
@@ -801,8 +863,15 @@ def test_cert_bundle_with_a_swapped_leaf_is_refused(cli, tmp_path, model_dir, pk
     """The signature must verify with the leaf's key, not merely the chain."""
     b = _cert_bundle(cli, tmp_path, model_dir, pki["oldkey"], pki["expired"], pki["inter"])
     leaf_der = x509.load_pem_x509_certificate(pki["leaf"].read_bytes()).public_bytes(serialization.Encoding.DER)
-    bad = write_doc(tmp_path / "swapped.json", _mutate(read_doc(b), lambda d: d["verificationMaterial"][
-        "x509CertificateChain"]["certificates"][0].__setitem__("rawBytes", base64.b64encode(leaf_der).decode())))
+    bad = write_doc(
+        tmp_path / "swapped.json",
+        _mutate(
+            read_doc(b),
+            lambda d: d["verificationMaterial"]["x509CertificateChain"]["certificates"][0].__setitem__(
+                "rawBytes", base64.b64encode(leaf_der).decode()
+            ),
+        ),
+    )
     r = cli("verify", str(model_dir), str(bad), "--ca", str(pki["root"]))
     assert_error(r, 1, str(bad), "signature does not verify")
 
@@ -866,5 +935,6 @@ def test_no_store_neither_reads_nor_writes_the_store(cli, tmp_path, model_dir, k
     assert cli("verify", str(model_dir), str(b), "--key", pub(keys["k1"]), "--no-store").returncode == 0
     assert not private_store.exists()
     assert cli("verify", str(model_dir), str(b), "--key", pub(keys["k1"])).returncode == 0
-    assert [p.name for p in (private_store / "bundles").iterdir()] == [hashlib.sha256(b.read_bytes()).hexdigest()
-                                                                       + ".json"]
+    assert [p.name for p in (private_store / "bundles").iterdir()] == [
+        hashlib.sha256(b.read_bytes()).hexdigest() + ".json"
+    ]

@@ -123,22 +123,26 @@ def test_a_malformed_store_index_is_one_line_naming_it(cli, tmp_path, keys, priv
     m = model(tmp_path)
     b = sign(cli, m, keys["alice"], tmp_path / "b.json", "--version", "1")
     index = private_store / "index.json"
-    for bad in ('{"format": 2, "bundles": [], "versions": {}}',
-                '{"format": 2, "bundles": {}, "versions": {"key:x": {"model": {"version": "1", "root": "ab"}}}}',
-                '{"bundles": {"x": 1}, "highest": {}}', "[]", '{"format": 3, "bundles": {}, "versions": {}}'):
+    for bad in (
+        '{"format": 2, "bundles": [], "versions": {}}',
+        '{"format": 2, "bundles": {}, "versions": {"key:x": {"model": {"version": "1", "root": "ab"}}}}',
+        '{"bundles": {"x": 1}, "highest": {}}',
+        "[]",
+        '{"format": 3, "bundles": {}, "versions": {}}',
+    ):
         index.write_text(bad)
         r = verify(cli, m, b, keys["alice"])
         assert_error(r, 2, str(index))
 
 
-def test_a_store_index_of_format_1_keeps_its_bundles_and_drops_name_keyed_records(cli, tmp_path, keys,
-                                                                                  private_store):
+def test_a_store_index_of_format_1_keeps_its_bundles_and_drops_name_keyed_records(cli, tmp_path, keys, private_store):
     m = model(tmp_path)
     b = sign(cli, m, keys["alice"], tmp_path / "b.json", "--version", "1", "--no-store")
     private_store.mkdir(parents=True)
     record = {"name": "model", "root": "00" * 32, "version": 7, "kind": "merkle", "signers": ["x"]}
-    (private_store / "index.json").write_text(json.dumps({"bundles": {"ab" * 32: record},
-                                                          "highest": {"model": {"version": 7, "root": "00" * 32}}}))
+    (private_store / "index.json").write_text(
+        json.dumps({"bundles": {"ab" * 32: record}, "highest": {"model": {"version": 7, "root": "00" * 32}}})
+    )
     r = verify(cli, m, b, keys["alice"])
     assert r.returncode == 0, r.stderr  # version 7 of *some* `model` no longer blocks this one
     names = [e["name"] for e in json.loads(cli("store", "list", "--json").stdout)]
@@ -150,11 +154,28 @@ def test_concurrent_verifications_keep_the_store_whole(tmp_path, keys, private_s
     for i in range(6):
         t = model(tmp_path / f"m{i}", text=f"model {i}")
         trees.append(t)
-        bundles.append(sign(merkle_cli, t, keys["alice"], tmp_path / f"b{i}.json", "--version", str(i + 1),
-                            "--name", f"n{i}", "--no-store"))
-    procs = [subprocess.Popen([sys.executable, "-m", "merkle", "verify", str(t), str(b), "--key", pub(keys["alice"]),
-                               "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-             for t, b in zip(trees, bundles, strict=True) for _ in range(2)]
+        bundles.append(
+            sign(
+                merkle_cli,
+                t,
+                keys["alice"],
+                tmp_path / f"b{i}.json",
+                "--version",
+                str(i + 1),
+                "--name",
+                f"n{i}",
+                "--no-store",
+            )
+        )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "merkle", "verify", str(t), str(b), "--key", pub(keys["alice"]), "-q"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for t, b in zip(trees, bundles, strict=True)
+        for _ in range(2)
+    ]
     assert [p.wait(timeout=120) for p in procs] == [0] * len(procs)
     doc = json.loads((private_store / "index.json").read_text())
     assert len(doc["bundles"]) == 6
@@ -213,8 +234,9 @@ def test_rollback_is_refused_by_merkle_open(tmp_path, keys, rolled_back, which):
     bundle = v1 if which == "full" else v1c
     with pytest.raises(PolicyError, match="rollback"):
         merkle.open(m / "weights.bin", bundle, name="weights.bin", keys=[pub(keys["alice"])])
-    with merkle.open(m / "weights.bin", bundle, name="weights.bin", keys=[pub(keys["alice"])],
-                     attestations=False) as f:  # compact bundles work too, with BUNDLE.manifest beside
+    with merkle.open(
+        m / "weights.bin", bundle, name="weights.bin", keys=[pub(keys["alice"])], attestations=False
+    ) as f:  # compact bundles work too, with BUNDLE.manifest beside
         assert f.read() == b"weights" * 5000
 
 
@@ -251,8 +273,11 @@ def test_library_sign_then_verify_signed(tmp_path, keys):
     assert signed.name == "lib-model" and out.exists() and Path(f"{out}.leaves").exists()
     policy = merkle.policy_from_files([pub(keys["bob"])])
     verified, report = merkle.verify_signed(m, [out], policy=policy, attestations=tmp_path / "store")
-    assert report and verified.version == 4 and verified.signers[0].key_id == signing.key_id(
-        signing.load_public_key(pub(keys["bob"])))
+    assert (
+        report
+        and verified.version == 4
+        and verified.signers[0].key_id == signing.key_id(signing.load_public_key(pub(keys["bob"])))
+    )
     with pytest.raises(SignatureError):
         merkle.verify_signed(m, [out], keys=[pub(keys["alice"])], attestations=False)
 
@@ -286,28 +311,40 @@ def pki(tmp_path_factory):
     root_key, leaf_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
 
     def cert(key, subject, *, ca, usage=None, email=None):
-        b = (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(_name("release CA"))
-             .public_key(key.public_key()).serial_number(x509.random_serial_number())
-             .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
-             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        b = (
+            x509.CertificateBuilder()
+            .subject_name(_name(subject))
+            .issuer_name(_name("release CA"))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
         if usage is not None:
             b = b.add_extension(x509.ExtendedKeyUsage(usage), critical=False)
         if email:
             b = b.add_extension(x509.SubjectAlternativeName([x509.RFC822Name(email)]), critical=False)
         return b.sign(root_key, hashes.SHA256())
 
-    files = {"root": cert(root_key, "release CA", ca=True),
-             "codesign": cert(leaf_key, "releaser", ca=False, usage=[ExtendedKeyUsageOID.CODE_SIGNING],
-                              email="release@example.com"),
-             "tls": cert(leaf_key, "www", ca=False, usage=[ExtendedKeyUsageOID.SERVER_AUTH]),
-             "none": cert(leaf_key, "no usage", ca=False)}
+    files = {
+        "root": cert(root_key, "release CA", ca=True),
+        "codesign": cert(
+            leaf_key, "releaser", ca=False, usage=[ExtendedKeyUsageOID.CODE_SIGNING], email="release@example.com"
+        ),
+        "tls": cert(leaf_key, "www", ca=False, usage=[ExtendedKeyUsageOID.SERVER_AUTH]),
+        "none": cert(leaf_key, "no usage", ca=False),
+    }
     out = {}
     for name, c in files.items():
         out[name] = d / f"{name}.pem"
         out[name].write_bytes(c.public_bytes(serialization.Encoding.PEM))
     out["key"] = d / "leaf.key"
-    out["key"].write_bytes(leaf_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                  serialization.NoEncryption()))
+    out["key"].write_bytes(
+        leaf_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     return out
 
 
@@ -318,8 +355,10 @@ def _cert_signed(cli, tmp_path, tree, pki, which):
     return b
 
 
-@pytest.mark.parametrize("which, needle", [("tls", "not for code signing (serverAuth)"),
-                                           ("none", "not for code signing (no extended key usage)")])
+@pytest.mark.parametrize(
+    "which, needle",
+    [("tls", "not for code signing (serverAuth)"), ("none", "not for code signing (no extended key usage)")],
+)
 def test_a_certificate_for_another_purpose_is_refused(cli, tmp_path, pki, which, needle):
     m = model(tmp_path)
     b = _cert_signed(cli, tmp_path, m, pki, which)
@@ -334,10 +373,13 @@ def test_certificate_identity_and_issuer_are_pinned(cli, tmp_path, pki):
     ok = cli("verify", str(m), str(b), *ca, "--cert-identity", "release@example.com", "--cert-issuer", "CN=release CA")
     assert ok.returncode == 0, ok.stderr
     assert cli("verify", str(m), str(b), *ca, "--cert-identity", "CN=releaser").returncode == 0
-    assert_error(cli("verify", str(m), str(b), *ca, "--cert-identity", "attacker@example.com"), 1,
-                 "identity is not a trusted one", "release@example.com")
-    assert_error(cli("verify", str(m), str(b), *ca, "--cert-issuer", "CN=other CA"), 1,
-                 "issuer is not a trusted one")
+    assert_error(
+        cli("verify", str(m), str(b), *ca, "--cert-identity", "attacker@example.com"),
+        1,
+        "identity is not a trusted one",
+        "release@example.com",
+    )
+    assert_error(cli("verify", str(m), str(b), *ca, "--cert-issuer", "CN=other CA"), 1, "issuer is not a trusted one")
     assert_error(cli("verify", str(m), str(b), "--key", str(pki["key"]) + ".nope", "--cert-identity", "x"), 2)
 
 
@@ -363,8 +405,18 @@ def test_co_signing_a_forged_bundle_is_refused(cli, tmp_path, keys):
     r = cli("sign", str(good), "--key", str(keys["bob"]), "-o", str(out), "--verify-key", pub(keys["alice"]))
     assert r.returncode == 0, r.stderr
     assert "signature ok: 'model' no version" in r.stderr and "co-signing it" in r.stderr
-    both = cli("verify", str(m), str(good), str(out), "--key", pub(keys["alice"]), "--key", pub(keys["bob"]),
-               "--threshold", "2")
+    both = cli(
+        "verify",
+        str(m),
+        str(good),
+        str(out),
+        "--key",
+        pub(keys["alice"]),
+        "--key",
+        pub(keys["bob"]),
+        "--threshold",
+        "2",
+    )
     assert both.returncode == 0, both.stderr
 
 

@@ -10,6 +10,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_mypy_strict_passes():
     r = subprocess.run(
         [sys.executable, "-m", "mypy", "--strict", "--no-error-summary", "merkle"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert r.returncode == 0, r.stdout + r.stderr

@@ -11,8 +11,9 @@ import pytest
 from conftest import statuses
 
 
-@pytest.mark.parametrize("name", [unicodedata.normalize("NFD", "café.txt"), "caf\\e.txt", "cafe\u202e.txt"],
-                         ids=["nfd", "backslash", "bidi"])
+@pytest.mark.parametrize(
+    "name", [unicodedata.normalize("NFD", "café.txt"), "caf\\e.txt", "cafe\u202e.txt"], ids=["nfd", "backslash", "bidi"]
+)
 def test_a_non_canonical_local_name_is_an_error_even_with_allow_extra(cli, tmp_path, name):
     tree = tmp_path / "t"
     tree.mkdir()

@@ -215,8 +215,9 @@ def test_an_altered_shard_index_is_caught(tmp_path):
         read(VerifiedStore(root, mpath), sel=(slice(0, 8), slice(0, 8)))
     assert (e.value.array, e.value.key) == ("data", chunk_keys(root)[0])
     # the other shards still read, verified
-    np.testing.assert_array_equal(read(VerifiedStore(root, mpath), sel=(slice(32, 64), slice(16, 48))),
-                                  data[32:64, 16:48])
+    np.testing.assert_array_equal(
+        read(VerifiedStore(root, mpath), sel=(slice(32, 64), slice(16, 48))), data[32:64, 16:48]
+    )
 
 
 def test_keys_added_after_signing_read_as_absent(tmp_path):
@@ -350,8 +351,10 @@ def test_the_store_is_read_only(signed):
         zarr.open_array(store=store, path="data", mode="r+")[0] = 1
 
 
-@pytest.mark.parametrize("content", [b"{not json", b"[1, 2]", b'{"zarr_format": 3, "node_type": "table"}',
-                                     b'{"zarr_format": 2, "node_type": "group"}'])
+@pytest.mark.parametrize(
+    "content",
+    [b"{not json", b"[1, 2]", b'{"zarr_format": 3, "node_type": "table"}', b'{"zarr_format": 2, "node_type": "group"}'],
+)
 def test_a_store_that_does_not_parse_as_zarr_fails_the_build(cli, tmp_path, content):
     root = tmp_path / "store.zarr"
     write_store(root, CASES[0])
@@ -364,17 +367,21 @@ def test_a_store_that_does_not_parse_as_zarr_fails_the_build(cli, tmp_path, cont
     assert not (tmp_path / "m.json").exists()
 
 
-@pytest.mark.parametrize("mutate", [
-    lambda z: z["arrays"][1].update(first=z["arrays"][1]["first"] + 1),
-    lambda z: z["arrays"][1].update(count=z["arrays"][1]["count"] - 1),
-    lambda z: z["arrays"][1].update(root="00" * 32),
-    lambda z: z["arrays"][0].update(path="data"),
-    lambda z: z["arrays"].reverse(),
-    lambda z: z["arrays"][0].update(shape=[-1]),
-    lambda z: z["arrays"][0].update(separator="\\"),
-    lambda z: z.update(zarr_format=4),
-    lambda z: z.update(extra=1),
-], ids=["first", "count", "root", "duplicate", "order", "shape", "separator", "format", "unknown-key"])
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda z: z["arrays"][1].update(first=z["arrays"][1]["first"] + 1),
+        lambda z: z["arrays"][1].update(count=z["arrays"][1]["count"] - 1),
+        lambda z: z["arrays"][1].update(root="00" * 32),
+        lambda z: z["arrays"][0].update(path="data"),
+        lambda z: z["arrays"].reverse(),
+        lambda z: z["arrays"][0].update(shape=[-1]),
+        lambda z: z["arrays"][0].update(separator="\\"),
+        lambda z: z.update(zarr_format=4),
+        lambda z: z.update(extra=1),
+    ],
+    ids=["first", "count", "root", "duplicate", "order", "shape", "separator", "format", "unknown-key"],
+)
 def test_hostile_zarr_layouts_are_refused_on_load(tmp_path, mutate):
     root = tmp_path / "store.zarr"
     write_store(root, CASES[0])
@@ -455,9 +462,11 @@ def test_zarr_module_names_the_extra_when_zarr_is_missing(tmp_path):
     import subprocess
     import sys
 
-    code = ("import sys; sys.modules['zarr'] = None\n"
-            "import merkle.zarr\n"
-            "try:\n    merkle.zarr.VerifiedStore\nexcept ImportError as e:\n    print(e)\n")
+    code = (
+        "import sys; sys.modules['zarr'] = None\n"
+        "import merkle.zarr\n"
+        "try:\n    merkle.zarr.VerifiedStore\nexcept ImportError as e:\n    print(e)\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "pip install 'merkle-ml[zarr]'" in out
 
@@ -484,8 +493,7 @@ def test_one_array_is_shared_and_verified_without_the_rest(tmp_path):
     sub.save(tmp_path / "data-only.json")  # what is handed on: this array's keys and leaf hashes only
     again = Manifest.load(tmp_path / "data-only.json")
     check_array_manifest(again, full, "data")
-    np.testing.assert_array_equal(read(VerifiedStore(root, again), sel=(slice(3, 60), slice(5, 40))),
-                                  data[3:60, 5:40])
+    np.testing.assert_array_equal(read(VerifiedStore(root, again), sel=(slice(3, 60), slice(5, 40))), data[3:60, 5:40])
     other = array_manifest(full, "aux/labels")
     with pytest.raises(merkle.IntegrityError, match="not the signed contents of array 'data'"):
         check_array_manifest(other, full, "data")
@@ -518,9 +526,20 @@ def test_keys_are_assigned_to_the_right_array_whatever_the_names():
         return ZarrArray(path, (4,), (2,), None, "int8", "/", True)
 
     layout = ZarrLayout(3, ("", "g"), tuple(array(p) for p in ["a", "a.b", "a0", "g/a", "g/a-b", "g/ab"]))
-    expect = {"a/c/0": "a", "a/zarr.json": "a", "a.b/c/1": "a.b", "a0/c/0": "a0", "g/a/c/1": "g/a",
-              "g/a-b/zarr.json": "g/a-b", "g/ab/c/0": "g/ab", "zarr.json": None, "g/zarr.json": None,
-              "a": None, "g/a": None, "b/c/0": None}
+    expect = {
+        "a/c/0": "a",
+        "a/zarr.json": "a",
+        "a.b/c/1": "a.b",
+        "a0/c/0": "a0",
+        "g/a/c/1": "g/a",
+        "g/a-b/zarr.json": "g/a-b",
+        "g/ab/c/0": "g/ab",
+        "zarr.json": None,
+        "g/zarr.json": None,
+        "a": None,
+        "g/a": None,
+        "b/c/0": None,
+    }
     for key, want in expect.items():
         got = layout.array_of(key)
         assert (got.path if got else None) == want, key
@@ -573,20 +592,26 @@ def test_a_key_holding_a_longer_signed_key_is_named(tmp_path):
     short, long = min(sizes, key=sizes.get), max(sizes, key=sizes.get)
     assert sizes[short] < sizes[long]
     (root / short).write_bytes((root / long).read_bytes())
-    with pytest.raises(ZarrIntegrityError, match=f"is {sizes[long]} bytes, signed {sizes[short]}: "
-                                                 f"it holds the signed bytes of '{long}'"):
+    with pytest.raises(
+        ZarrIntegrityError,
+        match=f"is {sizes[long]} bytes, signed {sizes[short]}: it holds the signed bytes of '{long}'",
+    ):
         asyncio.run(VerifiedStore(root, tmp_path / "m.json").get(short, default_buffer_prototype()))
 
 
-@pytest.mark.parametrize(("byte_range", "error"), [
-    ((0, 2), TypeError),
-    ("bytes=0-2", TypeError),
-    (RangeByteRequest(0.0, 2), TypeError),
-    (RangeByteRequest(-1, 4), ValueError),
-    (RangeByteRequest(5, 2), ValueError),
-    (SuffixByteRequest(-1), ValueError),
-    (zarr.abc.store.OffsetByteRequest(-3), ValueError),
-], ids=["tuple", "text", "float", "negative", "reversed", "negative-suffix", "negative-offset"])
+@pytest.mark.parametrize(
+    ("byte_range", "error"),
+    [
+        ((0, 2), TypeError),
+        ("bytes=0-2", TypeError),
+        (RangeByteRequest(0.0, 2), TypeError),
+        (RangeByteRequest(-1, 4), ValueError),
+        (RangeByteRequest(5, 2), ValueError),
+        (SuffixByteRequest(-1), ValueError),
+        (zarr.abc.store.OffsetByteRequest(-3), ValueError),
+    ],
+    ids=["tuple", "text", "float", "negative", "reversed", "negative-suffix", "negative-offset"],
+)
 def test_a_byte_range_it_cannot_serve_is_a_type_or_value_error(tmp_path, byte_range, error):
     """As zarr's own stores: a bad request is the caller's mistake (TypeError
     or ValueError), not a path problem; for a signed key or not, before any read."""

@@ -43,7 +43,7 @@ WRITES_THROUGH_THE_STORE = {
     "test_store_read_only": "asserts a writable store: a VerifiedStore is always read-only",
     "test_store_open_read_only[False]": "opens the store writable: VerifiedStore(read_only=False) is refused",
     "test_serializable_store": "writes through the unpickled store (the round trip itself is "
-                               "test_a_pickled_store_reads_the_same_signed_keys)",
+    "test_a_pickled_store_reads_the_same_signed_keys)",
     "test_set": "asserts a writable store, then writes through it",
     "test_set_not_open": "writes through the store",
     "test_set_many": "writes through the store",
@@ -122,8 +122,16 @@ class TestVerifiedStore(StoreTests[VerifiedStore, cpu.Buffer]):
     async def test_sizes_and_listing_are_the_signed_ones(self, store: VerifiedStore) -> None:
         assert await store.is_empty("") and [k async for k in store.list()] == []
         assert not await store.exists("foo/zarr.json")
-        keys = ["a/b/c/zarr.json", "a/b/zarr.json", "a/zarr.json", "c/0/0", "c/0/1", "c/1/0", "foo-bar/zarr.json",
-                "zarr.json"]
+        keys = [
+            "a/b/c/zarr.json",
+            "a/b/zarr.json",
+            "a/zarr.json",
+            "c/0/0",
+            "c/0/1",
+            "c/1/0",
+            "foo-bar/zarr.json",
+            "zarr.json",
+        ]
         for i, key in enumerate(keys):
             await self.set(store, key, self.buffer_cls.from_bytes(bytes(range(i + 1))))
         root = Path(store._store.root)
@@ -148,9 +156,13 @@ class TestVerifiedStore(StoreTests[VerifiedStore, cpu.Buffer]):
 
     async def test_writes_and_deletes_are_refused_and_change_nothing(self, store: VerifiedStore) -> None:
         await self.set(store, "foo/zarr.json", self.buffer_cls.from_bytes(b"bar"))
-        for write in (store.set("foo/zarr.json", self.buffer_cls.from_bytes(b"new")), store.delete("foo/zarr.json"),
-                      store.delete_dir("foo"), store.clear(),
-                      store.set_if_not_exists("k", self.buffer_cls.from_bytes(b"new"))):
+        for write in (
+            store.set("foo/zarr.json", self.buffer_cls.from_bytes(b"new")),
+            store.delete("foo/zarr.json"),
+            store.delete_dir("foo"),
+            store.clear(),
+            store.set_if_not_exists("k", self.buffer_cls.from_bytes(b"new")),
+        ):
             with pytest.raises(ValueError, match="read-only mode"):
                 await write
         assert (await store.get("foo/zarr.json", default_buffer_prototype())).to_bytes() == b"bar"

@@ -109,29 +109,50 @@ def build(args: argparse.Namespace) -> int:
     to_file = args.output not in (None, "-")
     chunk_size = manifest.chunk_size if manifest is not None else args.chunk_size
     if args.json and to_file:
-        emit_json({"output": args.output, "root": root, "format": args.format, "algorithm": args.algorithm,
-                   "chunk_size": chunk_size, "files": files, "bytes": total, "seconds": round(seconds, 6),
-                   "signed": bool(args.sign), "resumed": _resumed(args, progress)})
+        emit_json(
+            {
+                "output": args.output,
+                "root": root,
+                "format": args.format,
+                "algorithm": args.algorithm,
+                "chunk_size": chunk_size,
+                "files": files,
+                "bytes": total,
+                "seconds": round(seconds, 6),
+                "signed": bool(args.sign),
+                "resumed": _resumed(args, progress),
+            }
+        )
     elif not args.quiet:
         print(f"{root}  {args.path}", file=sys.stdout if to_file else sys.stderr)
         rate = f" ({total / seconds / 1e9:.2f} GB/s)" if total and seconds > 0 else ""
         size = f", {total} bytes" if total is not None else ""
-        print(f"merkle: {files} files{size} in {seconds:.2f} s{rate}" + (f" -> {args.output}" if to_file else ""),
-              file=sys.stderr)
+        print(
+            f"merkle: {files} files{size} in {seconds:.2f} s{rate}" + (f" -> {args.output}" if to_file else ""),
+            file=sys.stderr,
+        )
         if args.resume:
             print(f"merkle: {_resumed_line(progress, files)}", file=sys.stderr)
         named = sum(1 for f in manifest.files if f.hub) if manifest is not None else 0
         if manifest is not None and (manifest.origin is not None or named):
             where = manifest.origin.describe() if manifest.origin else "an unknown revision"
-            print(f"merkle: Hugging Face {where}: {named} of {len(manifest.files)} files carry their Hub identity",
-                  file=sys.stderr)
+            print(
+                f"merkle: Hugging Face {where}: {named} of {len(manifest.files)} files carry their Hub identity",
+                file=sys.stderr,
+            )
         if manifest is not None and ".cache/huggingface" in manifest.exclude and ".cache/huggingface" not in exclude:
-            print("merkle: read as a Hugging Face local_dir: .cache/huggingface left out, and recorded so in the "
-                  "manifest's exclusions (--layout plain hashes it)", file=sys.stderr)
+            print(
+                "merkle: read as a Hugging Face local_dir: .cache/huggingface left out, and recorded so in the "
+                "manifest's exclusions (--layout plain hashes it)",
+                file=sys.stderr,
+            )
         if manifest is not None and manifest.zarr is not None:
             layout = manifest.zarr
-            print(f"merkle: zarr v{layout.zarr_format} store: {len(layout.arrays)} arrays, {len(layout.groups)} groups "
-                  f"({manifest.chunk_size >> 10} KiB chunks)", file=sys.stderr)
+            print(
+                f"merkle: zarr v{layout.zarr_format} store: {len(layout.arrays)} arrays, {len(layout.groups)} groups "
+                f"({manifest.chunk_size >> 10} KiB chunks)",
+                file=sys.stderr,
+            )
     return 0
 
 
@@ -142,8 +163,10 @@ def _resumed(args: argparse.Namespace, progress: Progress) -> dict[str, int] | N
 
 def _resumed_line(progress: Progress, files: int | None) -> str:
     of = f" of {files}" if files is not None else ""
-    return (f"--resume: {progress.resumed_files}{of} files ({progress.resumed_bytes} bytes) taken from a "
-            f"checkpoint, not read again")
+    return (
+        f"--resume: {progress.resumed_files}{of} files ({progress.resumed_bytes} bytes) taken from a "
+        f"checkpoint, not read again"
+    )
 
 
 def _dask_client(args: argparse.Namespace) -> Any:
@@ -228,16 +251,36 @@ def verify(args: argparse.Namespace) -> int:
             from .signing import store_for, trust_policy
 
             verified, report = verify_opened(  # the one trust path: open_signed
-                args.path, bundles, trust_policy(args), store=store_for(args), allow_extra=args.allow_extra,
-                exclude=args.exclude, follow_symlinks=args.follow_symlinks, jobs=args.jobs, progress=progress,
-                sparse=args.sparse, only=only, storage_options=parse_storage_options(args.storage_option),
-                revision=args.revision, layout=args.layout)
+                args.path,
+                bundles,
+                trust_policy(args),
+                store=store_for(args),
+                allow_extra=args.allow_extra,
+                exclude=args.exclude,
+                follow_symlinks=args.follow_symlinks,
+                jobs=args.jobs,
+                progress=progress,
+                sparse=args.sparse,
+                only=only,
+                storage_options=parse_storage_options(args.storage_option),
+                revision=args.revision,
+                layout=args.layout,
+            )
         else:
-            report = verify_tree(args.path, manifests[0], allow_extra=args.allow_extra, exclude=args.exclude,
-                                 follow_symlinks=args.follow_symlinks, jobs=args.jobs, progress=progress,
-                                 sparse=args.sparse, only=only,
-                                 storage_options=parse_storage_options(args.storage_option), revision=args.revision,
-                                 layout=args.layout)
+            report = verify_tree(
+                args.path,
+                manifests[0],
+                allow_extra=args.allow_extra,
+                exclude=args.exclude,
+                follow_symlinks=args.follow_symlinks,
+                jobs=args.jobs,
+                progress=progress,
+                sparse=args.sparse,
+                only=only,
+                storage_options=parse_storage_options(args.storage_option),
+                revision=args.revision,
+                layout=args.layout,
+            )
     finally:
         close(progress)
     from .hf import print_report, verify_license
@@ -327,8 +370,10 @@ def _check_sums(args: argparse.Namespace) -> int:
     if args.json:
         emit_json({"ok": not (failed or unreadable), "files": rows})
     if failed or unreadable:
-        print(f"merkle: WARNING: {failed} computed roots did NOT match, {unreadable} files could not be read",
-              file=sys.stderr)
+        print(
+            f"merkle: WARNING: {failed} computed roots did NOT match, {unreadable} files could not be read",
+            file=sys.stderr,
+        )
     return 1 if failed else (2 if unreadable else 0)
 
 
@@ -336,7 +381,6 @@ def demo(args: argparse.Namespace) -> int:
     from .demo import run
 
     return run(args.directory)
-
 
 
 def prove(args: argparse.Namespace) -> int:
@@ -351,8 +395,10 @@ def prove(args: argparse.Namespace) -> int:
 
         manifest = open_bundles(args, bundles).manifest
         if manifest is None:
-            raise UsageError(f"prove needs the manifest: a merkle bundle, or a compact one with "
-                             f"{args.manifest}{MANIFEST_SUFFIX}", args.manifest)
+            raise UsageError(
+                f"prove needs the manifest: a merkle bundle, or a compact one with {args.manifest}{MANIFEST_SUFFIX}",
+                args.manifest,
+            )
     else:
         manifest = manifests[0]
     proof = make_proof(manifest, args.name)
@@ -385,8 +431,10 @@ def audit(args: argparse.Namespace) -> int:
         manifest = manifests[0]
     options = parse_storage_options(args.storage_option)
     if args.checkpoint is not None:
-        raise UsageError("--checkpoint FILE is gone: a full audit keeps its checkpoint in a private per-user "
-                         "directory by itself; rerun with --resume to reuse it")
+        raise UsageError(
+            "--checkpoint FILE is gone: a full audit keeps its checkpoint in a private per-user "
+            "directory by itself; rerun with --resume to reuse it"
+        )
     if args.resume and (args.fast or args.sample is not None or args.dask):
         raise UsageError("--resume applies to a full audit on this machine (not --fast, --sample or --dask)")
     sample = None
@@ -403,8 +451,16 @@ def audit(args: argparse.Namespace) -> int:
         try:
             # Every full audit records a checkpoint (in the user's private directory); only --resume reads one.
             dask = _dask_client(args)
-            report = audits.audit_full(args.path, manifest, options, args.jobs, progress, checkpoint=dask is None,
-                                       dask=dask, resume=args.resume)
+            report = audits.audit_full(
+                args.path,
+                manifest,
+                options,
+                args.jobs,
+                progress,
+                checkpoint=dask is None,
+                dask=dask,
+                resume=args.resume,
+            )
         finally:
             close(progress)
         mode = "full: every byte rehashed"
@@ -415,8 +471,12 @@ def audit(args: argparse.Namespace) -> int:
         arrays = by_array(manifest.zarr, ((o.path, o.status.value) for o in report.outcomes))
     if args.json:
         doc = report.to_dict()
-        doc.update(mode=mode.split(":", 1)[0], signature=signature, sample=sample.to_dict() if sample else None,
-                   resumed=_resumed(args, progress))
+        doc.update(
+            mode=mode.split(":", 1)[0],
+            signature=signature,
+            sample=sample.to_dict() if sample else None,
+            resumed=_resumed(args, progress),
+        )
         if arrays is not None:
             doc["arrays"] = arrays
         emit_json(doc)

@@ -114,8 +114,10 @@ def _signature_check(manifest: Manifest) -> bool:
     key, stranger = signing.generate(), signing.generate()
     bundle = attest.sign(manifest, key, name="demo-model", version=1)
     verified = trust.decide([(bundle, "demo bundle")], trust.TrustPolicy(keys=(key.public_key(),)))
-    print(f"7. merkle build --sign KEY; merkle verify --key KEY.pub   -> signature ok, signed by "
-          f"{verified.signers[0].key_id[:16]} ({verified.signers[0].algorithm})")
+    print(
+        f"7. merkle build --sign KEY; merkle verify --key KEY.pub   -> signature ok, signed by "
+        f"{verified.signers[0].key_id[:16]} ({verified.signers[0].algorithm})"
+    )
     try:
         trust.decide([(bundle, "demo bundle")], trust.TrustPolicy(keys=(stranger.public_key(),)))
         return False

@@ -23,30 +23,45 @@ REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?"
 
 def add_options(p: argparse.ArgumentParser) -> None:
     """Options build and verify share for Hugging Face checkouts."""
-    p.add_argument("--revision", metavar="REV",
-                   help="Hugging Face cache folder: the snapshot to use (commit or ref; default: refs/main)")
+    p.add_argument(
+        "--revision",
+        metavar="REV",
+        help="Hugging Face cache folder: the snapshot to use (commit or ref; default: refs/main)",
+    )
 
 
 def add_layout_option(p: argparse.ArgumentParser, build: bool) -> None:
     from ..hf.layout import LAYOUTS
 
-    default = ("recognise a Hugging Face cache folder, snapshot or local_dir and record it in the manifest" if build
-               else "from the manifest: with a recorded Hugging Face origin, its cache folder or a snapshot (by "
-                    "name) as the cache and any other folder as a local_dir; without one, plain. Never from what "
-                    "the tree holds")
-    p.add_argument("--layout", choices=LAYOUTS, default=None,
-                   help=f"how to read PATH: plain (every file under it), hf-cache (a cache folder's snapshot), "
-                        f"hf-local-dir (without .cache/huggingface) (default: {default})")
+    default = (
+        "recognise a Hugging Face cache folder, snapshot or local_dir and record it in the manifest"
+        if build
+        else "from the manifest: with a recorded Hugging Face origin, its cache folder or a snapshot (by "
+        "name) as the cache and any other folder as a local_dir; without one, plain. Never from what "
+        "the tree holds"
+    )
+    p.add_argument(
+        "--layout",
+        choices=LAYOUTS,
+        default=None,
+        help=f"how to read PATH: plain (every file under it), hf-cache (a cache folder's snapshot), "
+        f"hf-local-dir (without .cache/huggingface) (default: {default})",
+    )
 
 
 def add_license_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--allow-license", action="append", metavar="IDS",
-                   help="require README.md's license (model card front matter) to be one of these comma-separated "
-                        "ids, read only after README.md verified; fails closed")
+    p.add_argument(
+        "--allow-license",
+        action="append",
+        metavar="IDS",
+        help="require README.md's license (model card front matter) to be one of these comma-separated "
+        "ids, read only after README.md verified; fails closed",
+    )
 
 
-def print_report(args: argparse.Namespace, report: Report, doc_extra: dict[str, Any] | None = None,
-                 head: str | None = None) -> None:
+def print_report(
+    args: argparse.Namespace, report: Report, doc_extra: dict[str, Any] | None = None, head: str | None = None
+) -> None:
     """The report as verify prints it: JSON, or one line per file and a summary."""
     if args.json:
         emit_json({**report.to_dict(), **(doc_extra or {})})
@@ -73,8 +88,9 @@ def hf_verify(args: argparse.Namespace) -> int:
         raise UsageError("--repo-type and --cache-dir find a repository id (ORG/NAME) in the cache; PATH is a path")
     progress = make_progress("verifying", args.quiet or args.json)
     try:
-        report = verify_checkout(path, revision=args.revision, require_all=args.require_all, xet=args.xet,
-                                 jobs=args.jobs, progress=progress)
+        report = verify_checkout(
+            path, revision=args.revision, require_all=args.require_all, xet=args.xet, jobs=args.jobs, progress=progress
+        )
     finally:
         close(progress)
     checkout = report.checkout
@@ -83,11 +99,14 @@ def hf_verify(args: argparse.Namespace) -> int:
     code = report.exit_code
     lines = []
     if checkout.tree is None:
-        lines.append(f"no tree listing for {checkout.revision or 'this checkout'}: files that were never downloaded "
-                     "cannot be named")
+        lines.append(
+            f"no tree listing for {checkout.revision or 'this checkout'}: files that were never downloaded "
+            "cannot be named"
+        )
     if len(checkout.revisions) > 1:
-        lines.append("files were downloaded at " + ", ".join(f"{c[:12]} ({n})" for c, n in
-                                                              checkout.revisions.most_common()))
+        lines.append(
+            "files were downloaded at " + ", ".join(f"{c[:12]} ({n})" for c, n in checkout.revisions.most_common())
+        )
     if allowed:
         code, extra["license"], note = _apply(lambda: hub_readme_license(checkout, allowed), report, code)
         lines.append(note)
@@ -118,8 +137,9 @@ def _apply(check: Any, report: Report, code: int) -> tuple[int, dict[str, Any], 
     return code, {"checked": True, "ok": True, "licenses": list(licenses)}, f"license {', '.join(licenses)} allowed"
 
 
-def verify_license(args: argparse.Namespace, report: Report, manifest: Manifest | OmsStatement | None
-                   ) -> tuple[int, dict[str, Any], str | None]:
+def verify_license(
+    args: argparse.Namespace, report: Report, manifest: Manifest | OmsStatement | None
+) -> tuple[int, dict[str, Any], str | None]:
     """`merkle verify --allow-license`: (exit code, JSON part, line to print)."""
     allowed = _allowed(args)
     if not allowed:
@@ -127,6 +147,7 @@ def verify_license(args: argparse.Namespace, report: Report, manifest: Manifest 
     assert manifest is not None
     from ..hf import readme_license
 
-    code, doc, note = _apply(lambda: readme_license(args.path, manifest, allowed, args.revision, args.layout),
-                             report, report.exit_code)
+    code, doc, note = _apply(
+        lambda: readme_license(args.path, manifest, allowed, args.revision, args.layout), report, report.exit_code
+    )
     return code, {"license": doc}, note

@@ -30,32 +30,74 @@ def parse_expiry(text: str) -> datetime.datetime:
 
 def add_sign_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="subject name (default: the directory or manifest name)")
-    p.add_argument("--version", dest="statement_version", type=int, default=None, metavar="N",
-                   help="statement version: verifiers then refuse older versions of this name from this signer "
-                        "(default: none, and no rollback record)")
-    p.add_argument("--expires", type=parse_expiry, metavar="WHEN",
-                   help="expiry: a UTC time (2027-01-31T00:00:00Z) or a duration (90d)")
+    p.add_argument(
+        "--version",
+        dest="statement_version",
+        type=int,
+        default=None,
+        metavar="N",
+        help="statement version: verifiers then refuse older versions of this name from this signer "
+        "(default: none, and no rollback record)",
+    )
+    p.add_argument(
+        "--expires",
+        type=parse_expiry,
+        metavar="WHEN",
+        help="expiry: a UTC time (2027-01-31T00:00:00Z) or a duration (90d)",
+    )
     p.add_argument("--cert", metavar="PEM", help="signing certificate for KEY (the bundle then carries X.509)")
-    p.add_argument("--cert-chain", action="append", default=[], metavar="PEM",
-                   help="intermediate certificates, leaf's issuer first; repeatable")
+    p.add_argument(
+        "--cert-chain",
+        action="append",
+        default=[],
+        metavar="PEM",
+        help="intermediate certificates, leaf's issuer first; repeatable",
+    )
 
 
 def add_trust_options(p: argparse.ArgumentParser, prefix: str = "") -> None:
     """--key, --ca, --cert-identity, --cert-issuer, --threshold; with a
     prefix (`merkle sign`'s co-signing: `--verify-key`...) the same options
     name the signers of the bundle being co-signed."""
-    p.add_argument(f"--{prefix}key", action="append", default=[], metavar="PUB", dest=f"{prefix}key".replace("-", "_"),
-                   help="trusted public key; repeatable")
-    p.add_argument(f"--{prefix}ca", action="append", default=[], metavar="PEM", dest=f"{prefix}ca".replace("-", "_"),
-                   help="trusted CA certificates; repeatable")
-    p.add_argument("--cert-identity", action="append", default=[], metavar="ID",
-                   help="with --ca: the signing certificate's subject (RFC 4514) or a subject alternative name "
-                        "(email, URI, DNS) must be one of these; repeatable")
-    p.add_argument("--cert-issuer", action="append", default=[], metavar="ISSUER",
-                   help="with --ca: the signing certificate's issuer (RFC 4514) or its Fulcio OIDC issuer must be "
-                        "one of these; repeatable")
-    p.add_argument("--threshold", type=int, default=1, metavar="K",
-                   help="require K distinct trusted signers across the bundles (default: 1)")
+    p.add_argument(
+        f"--{prefix}key",
+        action="append",
+        default=[],
+        metavar="PUB",
+        dest=f"{prefix}key".replace("-", "_"),
+        help="trusted public key; repeatable",
+    )
+    p.add_argument(
+        f"--{prefix}ca",
+        action="append",
+        default=[],
+        metavar="PEM",
+        dest=f"{prefix}ca".replace("-", "_"),
+        help="trusted CA certificates; repeatable",
+    )
+    p.add_argument(
+        "--cert-identity",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="with --ca: the signing certificate's subject (RFC 4514) or a subject alternative name "
+        "(email, URI, DNS) must be one of these; repeatable",
+    )
+    p.add_argument(
+        "--cert-issuer",
+        action="append",
+        default=[],
+        metavar="ISSUER",
+        help="with --ca: the signing certificate's issuer (RFC 4514) or its Fulcio OIDC issuer must be "
+        "one of these; repeatable",
+    )
+    p.add_argument(
+        "--threshold",
+        type=int,
+        default=1,
+        metavar="K",
+        help="require K distinct trusted signers across the bundles (default: 1)",
+    )
     if not prefix:
         add_store_option(p, no_store=True)
 

@@ -93,14 +93,18 @@ def verify_file(args: argparse.Namespace, manifest: Manifest, signature: dict[st
     if args.json:
         emit_json({**doc, "signature": signature})
     else:
-        chunks = (f"chunks {check.first_chunk}-{check.last_chunk - 1} of {auth.chunks} verified"
-                  if check.last_chunk > check.first_chunk else "no chunks: an empty file, its size verified")
+        chunks = (
+            f"chunks {check.first_chunk}-{check.last_chunk - 1} of {auth.chunks} verified"
+            if check.last_chunk > check.first_chunk
+            else "no chunks: an empty file, its size verified"
+        )
         print(f"= {shown(args.file)} [{start}, {end})  ({chunks}; {check.bytes_read} bytes read)")
     return 0
 
 
-def _tensor(args: argparse.Namespace, source: Counting, auth: FileAuth, where: str,
-            signature: dict[str, Any] | None) -> int:
+def _tensor(
+    args: argparse.Namespace, source: Counting, auth: FileAuth, where: str, signature: dict[str, Any] | None
+) -> int:
     # Header, then tensor, through one unbuffered verified reader: exactly
     # the chunks that hold them are read (a chunk shared by both, once).
     raw = VerifiedReader(source, auth)
@@ -117,26 +121,42 @@ def _tensor(args: argparse.Namespace, source: Counting, auth: FileAuth, where: s
         remaining -= got
     first, last = info.start // auth.chunk_size, -(-info.end // auth.chunk_size)
     if args.json:
-        emit_json({"path": auth.name, "ok": True, "tensor": info.name, "dtype": info.dtype,
-                   "shape": list(info.shape), "offset": info.start, "length": info.end - info.start,
-                   "chunks": [first, last], "bytes_read_total": source.bytes_read, "signature": signature})
+        emit_json(
+            {
+                "path": auth.name,
+                "ok": True,
+                "tensor": info.name,
+                "dtype": info.dtype,
+                "shape": list(info.shape),
+                "offset": info.start,
+                "length": info.end - info.start,
+                "chunks": [first, last],
+                "bytes_read_total": source.bytes_read,
+                "signature": signature,
+            }
+        )
     else:
-        print(f"= {shown(args.file)} tensor {shown(info.name)} {shown(info.dtype)}{list(info.shape)} "
-              f"bytes [{info.start}, {info.end})  "
-              f"(header and tensor verified; {source.bytes_read} bytes read of {auth.entry.size})")
+        print(
+            f"= {shown(args.file)} tensor {shown(info.name)} {shown(info.dtype)}{list(info.shape)} "
+            f"bytes [{info.start}, {info.end})  "
+            f"(header and tensor verified; {source.bytes_read} bytes read of {auth.entry.size})"
+        )
     return 0
 
 
-def _repair(args: argparse.Namespace, source: Counting, auth: FileAuth, where: str,
-            signature: dict[str, Any] | None) -> int:
+def _repair(
+    args: argparse.Namespace, source: Counting, auth: FileAuth, where: str, signature: dict[str, Any] | None
+) -> int:
     plan = repair_plan(source, auth)  # a local file's holes are found through its open descriptor
     if args.json:
         emit_json({**plan.to_dict(), "signature": signature})
     else:
         c = plan.counts()
         symbol = "=" if plan.ok else "*"
-        print(f"{symbol} {shown(args.file)}  ({c['good']} good, {c['bad']} bad, {c['missing']} missing of "
-              f"{auth.chunks} chunks; local {plan.local_size} of {plan.size} bytes)")
+        print(
+            f"{symbol} {shown(args.file)}  ({c['good']} good, {c['bad']} bad, {c['missing']} missing of "
+            f"{auth.chunks} chunks; local {plan.local_size} of {plan.size} bytes)"
+        )
         for a, b in plan.fetch:
             print(f"fetch {a}-{b}")
     return 0 if plan.ok else 1
@@ -187,9 +207,19 @@ def verify_with_proof(args: argparse.Namespace, summary: Summary, signature: dic
         print(f"merkle: FAILED: {e}", file=sys.stderr)
         return 1
     if args.json:
-        emit_json({"path": proof.entry.path, "ok": True, "index": proof.index, "tree_size": proof.tree_size,
-                   "proof_hashes": len(proof.hashes), "signature": signature})
+        emit_json(
+            {
+                "path": proof.entry.path,
+                "ok": True,
+                "index": proof.index,
+                "tree_size": proof.tree_size,
+                "proof_hashes": len(proof.hashes),
+                "signature": signature,
+            }
+        )
     else:
-        print(f"= {shown(proof.entry.path)}  (file {proof.index + 1} of {proof.tree_size} in the signed dataset; "
-              f"{len(proof.hashes)}-hash proof)")
+        print(
+            f"= {shown(proof.entry.path)}  (file {proof.index + 1} of {proof.tree_size} in the signed dataset; "
+            f"{len(proof.hashes)}-hash proof)"
+        )
     return 0

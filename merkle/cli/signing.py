@@ -41,8 +41,9 @@ def trust_policy(args: argparse.Namespace, prefix: str = "") -> TrustPolicy:
         raise UsageError(f"no trusted key or CA given (use {flag}key PUB or {flag}ca CERT)")
     if (args.cert_identity or args.cert_issuer) and not cas:
         raise UsageError(f"--cert-identity and --cert-issuer apply to certificate chains: add {flag}ca CERT")
-    return policy_from_files(keys, cas, threshold=args.threshold, identities=args.cert_identity,
-                             issuers=args.cert_issuer)
+    return policy_from_files(
+        keys, cas, threshold=args.threshold, identities=args.cert_identity, issuers=args.cert_issuer
+    )
 
 
 def store_for(args: argparse.Namespace) -> Store | None:
@@ -70,8 +71,9 @@ def _certificates(args: argparse.Namespace, key: PrivateKey) -> list[bytes]:
     return [c.public_bytes(serialization.Encoding.DER) for c in chain]
 
 
-def write_signed(args: argparse.Namespace, bundle: Bundle, key: PrivateKey, manifest: Manifest | None,
-                 compact: bool = False) -> Verified:
+def write_signed(
+    args: argparse.Namespace, bundle: Bundle, key: PrivateKey, manifest: Manifest | None, compact: bool = False
+) -> Verified:
     output = args.output
     if not output or output == "-":
         raise UsageError("a signed bundle needs -o BUNDLE")
@@ -92,14 +94,22 @@ def sign_built(args: argparse.Namespace, manifest: Manifest | None) -> Verified:
         inside = os.path.relpath(os.path.realpath(args.output), os.path.realpath(args.path))
         if not inside.startswith(".." + os.sep) and inside != "..":
             ignore.append(inside.replace(os.sep, "/"))
-        stmt = oms.build(args.path, name=args.name, ignore_paths=ignore, jobs=args.jobs, layout=args.layout,
-                         revision=args.revision)
+        stmt = oms.build(
+            args.path, name=args.name, ignore_paths=ignore, jobs=args.jobs, layout=args.layout, revision=args.revision
+        )
         bundle = attest.sign_statement(stmt.to_statement(), key, certs)
         return write_signed(args, bundle, key, None)
     assert manifest is not None
     name = args.name or os.path.basename(os.path.abspath(args.path))
-    bundle = attest.sign(manifest, key, name=name, version=args.statement_version, expires=args.expires,
-                         certificates=certs, compact=args.compact)
+    bundle = attest.sign(
+        manifest,
+        key,
+        name=name,
+        version=args.statement_version,
+        expires=args.expires,
+        certificates=certs,
+        compact=args.compact,
+    )
     return write_signed(args, bundle, key, manifest, compact=args.compact)
 
 
@@ -110,8 +120,9 @@ def sign(args: argparse.Namespace) -> int:
     doc = load_document(args.document)
     if isinstance(doc, Manifest):
         name = args.name or _stem(args.document)
-        bundle = attest.sign(doc, key, name=name, version=args.statement_version, expires=args.expires,
-                             certificates=certs)
+        bundle = attest.sign(
+            doc, key, name=name, version=args.statement_version, expires=args.expires, certificates=certs
+        )
         verified = write_signed(args, bundle, key, doc)
     else:
         verified = _cosign(args, doc, key, certs)
@@ -127,11 +138,13 @@ def _cosign(args: argparse.Namespace, doc: tuple[Bundle, bytes], key: PrivateKey
     if args.name or args.expires or args.statement_version is not None:
         raise UsageError("co-signing keeps the statement as signed: drop --name, --version, --expires")
     if not (args.verify_key or args.verify_ca):
-        raise UsageError("co-signing checks the bundle first: name its signers with --verify-key PUB or "
-                         "--verify-ca CERT")
+        raise UsageError(
+            "co-signing checks the bundle first: name its signers with --verify-key PUB or --verify-ca CERT"
+        )
     original, data = doc
-    existing = open_signed([(original, data, args.document)], trust_policy(args, "verify_"), store_for(args),
-                           with_manifest=False)
+    existing = open_signed(
+        [(original, data, args.document)], trust_policy(args, "verify_"), store_for(args), with_manifest=False
+    )
     if not args.json:
         print(f"merkle: {describe(existing)}; co-signing it", file=sys.stderr)
     bundle = attest.sign_payload(original.payload, key, certs)
@@ -164,9 +177,11 @@ def _report_signed(args: argparse.Namespace, verified: Verified) -> None:
         emit_json(info)
     else:
         version = f"version {verified.version}" if verified.version is not None else "without a version"
-        print(f"merkle: signed '{shown(verified.name)}' {version} ({verified.root_hex[:16]}...) "
-              f"with {verified.signers[0].algorithm} key {verified.signers[0].key_id[:16]} -> {args.output}",
-              file=sys.stderr)
+        print(
+            f"merkle: signed '{shown(verified.name)}' {version} ({verified.root_hex[:16]}...) "
+            f"with {verified.signers[0].algorithm} key {verified.signers[0].key_id[:16]} -> {args.output}",
+            file=sys.stderr,
+        )
 
 
 def keygen(args: argparse.Namespace) -> int:
@@ -177,16 +192,26 @@ def keygen(args: argparse.Namespace) -> int:
             raise UsageError("--encrypt needs a passphrase: set MERKLE_KEY_PASSPHRASE or run in a terminal")
     key = generate(args.type)
     write_keypair(args.output, key, passphrase)
-    print(f"merkle: wrote {args.output} (private{', encrypted' if passphrase else ''}) and {args.output}.pub; "
-          f"{args.type} key {key_id(key.public_key())[:16]}", file=sys.stderr)
+    print(
+        f"merkle: wrote {args.output} (private{', encrypted' if passphrase else ''}) and {args.output}.pub; "
+        f"{args.type} key {key_id(key.public_key())[:16]}",
+        file=sys.stderr,
+    )
     return 0
 
 
 def describe(verified: Verified) -> str:
-    signers = ", ".join(f"{shown(s.key_id[:16])} ({s.algorithm}{', ' + shown(s.subject) if s.subject else ''})"
-                        for s in verified.signers)
-    kind = ("OpenSSF model-signing statement" if verified.oms
-            else f"version {verified.version}" if verified.version is not None else "no version")
+    signers = ", ".join(
+        f"{shown(s.key_id[:16])} ({s.algorithm}{', ' + shown(s.subject) if s.subject else ''})"
+        for s in verified.signers
+    )
+    kind = (
+        "OpenSSF model-signing statement"
+        if verified.oms
+        else f"version {verified.version}"
+        if verified.version is not None
+        else "no version"
+    )
     expires = f", expires {format_time(verified.expires)}" if verified.expires else ""
     return f"signature ok: '{shown(verified.name)}' {kind}{expires}, signed by {signers}"
 
@@ -197,8 +222,16 @@ def verified_dict(verified: Verified) -> dict[str, Any]:
         "format": "oms" if verified.oms else "merkle",
         "version": verified.version,
         "expires": format_time(verified.expires) if verified.expires else None,
-        "signers": [{"key_id": s.key_id, "algorithm": s.algorithm, "subject": s.subject, "issuer": s.issuer,
-                     "names": list(s.names)} for s in verified.signers],
+        "signers": [
+            {
+                "key_id": s.key_id,
+                "algorithm": s.algorithm,
+                "subject": s.subject,
+                "issuer": s.issuer,
+                "names": list(s.names),
+            }
+            for s in verified.signers
+        ],
     }
 
 
@@ -223,4 +256,3 @@ def _print_entries(args: argparse.Namespace, entries: list[Any]) -> int:
         version = "-" if e.version is None else e.version
         print("  ".join(shown(str(x)) for x in (e.id[:16], e.name, f"v{version}", e.kind, f"root {e.root}", e.path)))
     return 0
-

@@ -30,8 +30,16 @@ from .license import MAX_README_BYTES, README, check_license, parse_allowed
 if TYPE_CHECKING:
     from ..oms import OmsStatement
 
-__all__ = ["Checkout", "HubReport", "check_license", "open_checkout", "parse_allowed", "readme_license",
-           "hub_readme_license", "verify_checkout"]
+__all__ = [
+    "Checkout",
+    "HubReport",
+    "check_license",
+    "open_checkout",
+    "parse_allowed",
+    "readme_license",
+    "hub_readme_license",
+    "verify_checkout",
+]
 
 
 def _readme_location(path: str, checkout: Checkout | None) -> str | WalkedFile | None:
@@ -64,8 +72,13 @@ def _read_readme(location: str | WalkedFile) -> bytes:
         os.close(fd)
 
 
-def readme_license(path: str | os.PathLike[str], manifest: Manifest | OmsStatement, allowed: Sequence[str],
-                   revision: str | None = None, layout: Layout | None = None) -> tuple[str, ...]:
+def readme_license(
+    path: str | os.PathLike[str],
+    manifest: Manifest | OmsStatement,
+    allowed: Sequence[str],
+    revision: str | None = None,
+    layout: Layout | None = None,
+) -> tuple[str, ...]:
     """Apply a license policy to the README.md under `path`, after checking
     the very bytes parsed against `manifest` (a merkle manifest or an OpenSSF
     model-signing statement, whose signature the caller has verified).

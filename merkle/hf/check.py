@@ -37,8 +37,13 @@ class HubReport(Report):
         del out["root"]
         co = self.checkout
         if co is not None:
-            out["checkout"] = {"kind": co.kind, "repo": co.repo, "repo_type": co.repo_type, "revision": co.revision,
-                               "tree_listing": co.tree is not None}
+            out["checkout"] = {
+                "kind": co.kind,
+                "repo": co.repo,
+                "repo_type": co.repo_type,
+                "revision": co.revision,
+                "tree_listing": co.tree is not None,
+            }
         return out
 
 
@@ -76,8 +81,9 @@ def verify_checkout(
 
     to_hash.sort(key=lambda item: -item[0].walked.size)  # largest first: the long hashes start early
     kinds = {f.path: hub[0] for f, hub, _ in to_hash}
-    digests = digest_files([f.walked for f, _, _ in to_hash], lambda src: new_hasher(kinds[src.path], src.size),
-                           jobs, progress)
+    digests = digest_files(
+        [f.walked for f, _, _ in to_hash], lambda src: new_hasher(kinds[src.path], src.size), jobs, progress
+    )
     passed: list[HfFile] = []
     for (f, hub, source), d in zip(to_hash, digests, strict=True):
         outcome = _judge(f, hub, source, d, absent)
@@ -87,8 +93,14 @@ def verify_checkout(
     if xet:
         outcomes = _check_xet(checkout, passed, outcomes)
     outcomes.sort(key=lambda o: o.path)
-    return HubReport(b"", "hub", tuple(outcomes), bytes_hashed=sum(f.walked.size for f, _, _ in to_hash),
-                     seconds=time.perf_counter() - started, checkout=checkout)
+    return HubReport(
+        b"",
+        "hub",
+        tuple(outcomes),
+        bytes_hashed=sum(f.walked.size for f, _, _ in to_hash),
+        seconds=time.perf_counter() - started,
+        checkout=checkout,
+    )
 
 
 def _precheck(checkout: Checkout, f: HfFile, absent: Status) -> Outcome | tuple[HubId, str]:
@@ -102,8 +114,11 @@ def _precheck(checkout: Checkout, f: HfFile, absent: Status) -> Outcome | tuple[
         return Outcome(f.path, Status.ERROR, f"blob name {f.etag[:80]!r} is not a content address")
     if checkout.tree is None:
         if claimed is None:
-            detail = "no tree listing or download metadata names it" if checkout.kind == "local_dir" else \
-                "not a link to a blob, and no tree listing to check it against"
+            detail = (
+                "no tree listing or download metadata names it"
+                if checkout.kind == "local_dir"
+                else "not a link to a blob, and no tree listing to check it against"
+            )
             return Outcome(f.path, Status.EXTRA if checkout.kind == "local_dir" else Status.ERROR, detail)
         return claimed, where
     entry = checkout.tree.get(f.path)
@@ -113,16 +128,26 @@ def _precheck(checkout: Checkout, f: HfFile, absent: Status) -> Outcome | tuple[
     if problem:
         return Outcome(f.path, Status.ERROR, problem)
     if claimed is not None and claimed != entry.hub_id and f.revision not in (None, checkout.revision):
-        return Outcome(f.path, Status.MISMATCH, f"downloaded at revision {f.revision}, which has other content "
-                                                f"than {checkout.revision}")
+        return Outcome(
+            f.path,
+            Status.MISMATCH,
+            f"downloaded at revision {f.revision}, which has other content than {checkout.revision}",
+        )
     if claimed is not None and claimed != entry.hub_id:
-        return Outcome(f.path, Status.MISMATCH, f"{where} says {_KIND_NAMES[claimed[0]]} {claimed[1]}, "
-                                                f"the tree listing {_KIND_NAMES[entry.hub_id[0]]} {entry.hub_id[1]}")
+        return Outcome(
+            f.path,
+            Status.MISMATCH,
+            f"{where} says {_KIND_NAMES[claimed[0]]} {claimed[1]}, "
+            f"the tree listing {_KIND_NAMES[entry.hub_id[0]]} {entry.hub_id[1]}",
+        )
     if f.walked.size != entry.size:
         pointer = _pointer(f, entry.hub_id, entry.size)
         if pointer is not None:
-            return Outcome(f.path, absent if pointer else Status.MISMATCH,
-                           "git-lfs pointer: content not downloaded" if pointer else "git-lfs pointer to other content")
+            return Outcome(
+                f.path,
+                absent if pointer else Status.MISMATCH,
+                "git-lfs pointer: content not downloaded" if pointer else "git-lfs pointer to other content",
+            )
         return Outcome(f.path, Status.MISMATCH, f"size {f.walked.size}, the tree listing says {entry.size}")
     return entry.hub_id, "the tree listing"
 
@@ -171,8 +196,10 @@ def _judge(f: HfFile, hub: HubId, source: str, d: FileDigest, absent: Status) ->
 def _not_present(checkout: Checkout, absent: Status) -> list[Outcome]:
     """Files the revision has that are not on disk: unfinished, broken or
     simply not downloaded."""
-    out = [Outcome(path, Status.ERROR, f"broken link: blobs/{blob} does not exist")
-           for path, blob in checkout.broken.items()]
+    out = [
+        Outcome(path, Status.ERROR, f"broken link: blobs/{blob} does not exist")
+        for path, blob in checkout.broken.items()
+    ]
     seen = set(checkout.broken) | {f.path for f in checkout.files} | {p.path for p in checkout.problems}
     for p in checkout.partials:
         if p.path not in seen:
@@ -184,8 +211,11 @@ def _not_present(checkout: Checkout, absent: Status) -> list[Outcome]:
     problems = {p.path: p for p in checkout.problems}
     for path in sorted(expected - seen):
         parent = blocked_by(path, problems)  # behind a refused link or a special file: unknown, never absent
-        out.append(Outcome(path, Status.ERROR, f"{parent.path}: {parent.reason}") if parent is not None
-                   else Outcome(path, absent, "not downloaded"))
+        out.append(
+            Outcome(path, Status.ERROR, f"{parent.path}: {parent.reason}")
+            if parent is not None
+            else Outcome(path, absent, "not downloaded")
+        )
     return out
 
 
@@ -255,7 +285,6 @@ def _check_xet(checkout: Checkout, passed: list[HfFile], outcomes: list[Outcome]
     return [wrong.get(o.path, o) for o in outcomes]
 
 
-
 def hub_identities(checkout: Checkout, jobs: int | None = None, progress: Progress | None = None) -> dict[str, HubId]:
     """Every present file's Hub identity, recomputed from its content and
     required to equal what the checkout claims for it (a signed manifest
@@ -271,8 +300,9 @@ def hub_identities(checkout: Checkout, jobs: int | None = None, progress: Progre
         todo.append((f, *outcome))
     todo.sort(key=lambda item: -item[0].walked.size)
     kinds = {f.path: hub[0] for f, hub, _ in todo}
-    digests = digest_files([f.walked for f, _, _ in todo], lambda src: new_hasher(kinds[src.path], src.size),
-                           jobs, progress)
+    digests = digest_files(
+        [f.walked for f, _, _ in todo], lambda src: new_hasher(kinds[src.path], src.size), jobs, progress
+    )
     found: dict[str, HubId] = {}
     for (f, hub, source), d in zip(todo, digests, strict=True):
         outcome = _judge(f, hub, source, d, Status.MISSING)

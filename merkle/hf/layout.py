@@ -43,7 +43,8 @@ MAX_METADATA_BYTES: Final = 4096
 MAX_REF_BYTES: Final = 256
 _INCOMPLETE: Final = re.compile(r"(?P<etag>[0-9a-f]{40}|[0-9a-f]{64})(?:\.[0-9a-f]{8})?\.incomplete")
 _LOCAL_INCOMPLETE: Final = re.compile(
-    r"(?P<tag>[A-Za-z0-9_-]{27}=)\.(?P<etag>[0-9a-f]{40}|[0-9a-f]{64})(?:\.[0-9a-f]{8})?\.incomplete")
+    r"(?P<tag>[A-Za-z0-9_-]{27}=)\.(?P<etag>[0-9a-f]{40}|[0-9a-f]{64})(?:\.[0-9a-f]{8})?\.incomplete"
+)
 _XET_NAME: Final = re.compile("[0-9a-f]{64}")
 
 
@@ -75,8 +76,9 @@ class HfOptions:
     exclude: tuple[str, ...] = (".git",)
 
 
-def checked_layout(path: str | os.PathLike[str], origin: Origin | None, layout: Layout | None = None,
-                   revision: str | None = None) -> Layout:
+def checked_layout(
+    path: str | os.PathLike[str], origin: Origin | None, layout: Layout | None = None, revision: str | None = None
+) -> Layout:
     """How a verifier reads `path` (docs/hf.md, HF10), decided by the signed
     statement and the caller, never by what the tree holds: an explicit
     `layout`; else, for a statement with a Hugging Face `origin`, the cache
@@ -105,7 +107,8 @@ def _names_cache_of(path: str, origin: Origin) -> bool:
     real = os.path.realpath(path.removeprefix("file://"))
     parent = os.path.dirname(real)
     return os.path.basename(real) == folder or (
-        os.path.basename(parent) == "snapshots" and os.path.basename(os.path.dirname(parent)) == folder)
+        os.path.basename(parent) == "snapshots" and os.path.basename(os.path.dirname(parent)) == folder
+    )
 
 
 @dataclass(frozen=True)
@@ -235,8 +238,9 @@ def open_checkout(path: str, options: HfOptions | None = None) -> Checkout | Non
             raise UsageError(f"--revision {opts.revision} is not this snapshot ({snapshot})", name)
         revision = snapshot
     elif opts.layout == "hf-cache":
-        raise UsageError("not a Hugging Face cache folder (models--ORG--NAME holding snapshots/) or one of its "
-                         "snapshots", name)
+        raise UsageError(
+            "not a Hugging Face cache folder (models--ORG--NAME holding snapshots/) or one of its snapshots", name
+        )
     elif _real_dir(os.path.join(name, ".cache")) and _real_dir(os.path.join(name, HF_DIR)):
         return _open_local_dir(name, opts)
     else:
@@ -253,9 +257,11 @@ def _no_strays(shown: str, folder: str) -> None:
     except OSError as e:
         raise SourceError(f"cannot list: {e.strerror or e}", shown) from e
     if strays:
-        raise SourceError(f"not part of a Hugging Face cache folder (it holds only {', '.join(sorted(CACHE_PARTS))}); "
-                          "to check the folder's own files, pass --layout plain or --layout hf-local-dir",
-                          os.path.join(shown, strays[0]))
+        raise SourceError(
+            f"not part of a Hugging Face cache folder (it holds only {', '.join(sorted(CACHE_PARTS))}); "
+            "to check the folder's own files, pass --layout plain or --layout hf-local-dir",
+            os.path.join(shown, strays[0]),
+        )
 
 
 def hub_cache_dir() -> str:
@@ -263,7 +269,8 @@ def hub_cache_dir() -> str:
     $HUGGINGFACE_HUB_CACHE, else $HF_HOME/hub, else
     ${XDG_CACHE_HOME:-~/.cache}/huggingface/hub."""
     home = os.environ.get("HF_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "huggingface")
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "huggingface"
+    )
     cache = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE") or os.path.join(home, "hub")
     return os.path.expandvars(os.path.expanduser(cache))
 
@@ -346,8 +353,11 @@ def _resolve_revision(folder: str, revision: str | None) -> str:
         return snapshots[0]
     if not snapshots:
         raise SourceError("no snapshot in this cache folder", folder)
-    raise UsageError(f"{len(snapshots)} snapshots and no refs/main: choose one with --revision "
-                     f"({', '.join(s[:12] for s in snapshots[:4])}{', ...' if len(snapshots) > 4 else ''})", folder)
+    raise UsageError(
+        f"{len(snapshots)} snapshots and no refs/main: choose one with --revision "
+        f"({', '.join(s[:12] for s in snapshots[:4])}{', ...' if len(snapshots) > 4 else ''})",
+        folder,
+    )
 
 
 def _walk_snapshot(checkout: Checkout, blobs: str) -> None:
@@ -381,8 +391,9 @@ def _walk_snapshot(checkout: Checkout, blobs: str) -> None:
                     rel = prefix + entry.name
                     problem = name_problem(entry.name)
                     if problem:
-                        checkout.problems.append(WalkProblem(ascii(rel)[1:-1], f"unsupported file name: {problem}",
-                                                                   unmapped=True))
+                        checkout.problems.append(
+                            WalkProblem(ascii(rel)[1:-1], f"unsupported file name: {problem}", unmapped=True)
+                        )
                         continue
                     try:
                         _visit_snapshot_entry(checkout, snapshot, entry, rel, blobs, stack)
@@ -398,8 +409,12 @@ def _walk_snapshot(checkout: Checkout, blobs: str) -> None:
 
 
 def _visit_snapshot_entry(
-    checkout: Checkout, snapshot: Root, entry: os.DirEntry[str], rel: str, blobs: str,
-    stack: list[tuple[str, tuple[int, int] | None]]
+    checkout: Checkout,
+    snapshot: Root,
+    entry: os.DirEntry[str],
+    rel: str,
+    blobs: str,
+    stack: list[tuple[str, tuple[int, int] | None]],
 ) -> None:
     st = entry.stat(follow_symlinks=False)
     if stat.S_ISDIR(st.st_mode):
@@ -452,9 +467,12 @@ def _in_shared_store(path: str, cache: str) -> bool:
     marked by `<cache>/blobs/.huggingface-shared-blobs`."""
     store = os.path.join(cache, "blobs")
     prefix, name = os.path.split(path)
-    return (os.path.dirname(prefix) == store and bool(_XET_NAME.fullmatch(name))
-            and name[:2] == os.path.basename(prefix)
-            and os.path.isfile(os.path.join(store, ".huggingface-shared-blobs")))
+    return (
+        os.path.dirname(prefix) == store
+        and bool(_XET_NAME.fullmatch(name))
+        and name[:2] == os.path.basename(prefix)
+        and os.path.isfile(os.path.join(store, ".huggingface-shared-blobs"))
+    )
 
 
 def _cache_partials(checkout: Checkout, blobs: str) -> None:
@@ -504,12 +522,15 @@ def _open_local_dir(root: str, opts: HfOptions) -> Checkout:
     revision = opts.revision
     if revision is not None:
         if not COMMIT.fullmatch(revision):
-            raise UsageError(f"--revision for a local_dir checkout must be a 40-digit commit hash, not {revision!r}",
-                             root)
-        if revision not in checkout.revisions and not (has_trees and os.path.exists(os.path.join(trees, revision
-                                                                                                 + ".json"))):
-            raise UsageError(f"--revision {revision}: no download metadata or tree listing of this checkout names it",
-                             root)
+            raise UsageError(
+                f"--revision for a local_dir checkout must be a 40-digit commit hash, not {revision!r}", root
+            )
+        if revision not in checkout.revisions and not (
+            has_trees and os.path.exists(os.path.join(trees, revision + ".json"))
+        ):
+            raise UsageError(
+                f"--revision {revision}: no download metadata or tree listing of this checkout names it", root
+            )
     elif len(checkout.revisions) == 1:
         (revision,) = checkout.revisions
     elif not checkout.revisions and has_trees:
@@ -608,10 +629,12 @@ def _local_partials(checkout: Checkout, download: str) -> None:
 
 # -- tree listings -----------------------------------------------------------
 
-_ENTRY_TYPES: Final[dict[str, Any]] = {"size": int, "blob_id": str, "lfs_sha256": str, "lfs_size": int,
-                                       "xet_hash": str}
-_HEX = {"blob_id": re.compile("[0-9a-f]{40}"), "lfs_sha256": re.compile("[0-9a-f]{64}"),
-        "xet_hash": re.compile("[0-9a-f]{64}")}
+_ENTRY_TYPES: Final[dict[str, Any]] = {"size": int, "blob_id": str, "lfs_sha256": str, "lfs_size": int, "xet_hash": str}
+_HEX = {
+    "blob_id": re.compile("[0-9a-f]{40}"),
+    "lfs_sha256": re.compile("[0-9a-f]{64}"),
+    "xet_hash": re.compile("[0-9a-f]{64}"),
+}
 
 
 def read_tree(path: str, root: str | None = None) -> dict[str, TreeEntry] | None:
@@ -654,8 +677,9 @@ def parse_tree(doc: Any) -> dict[str, TreeEntry]:
                 raise FormatError(f"{name}: {key} is negative")
             if key in _HEX and not _HEX[key].fullmatch(value):
                 raise FormatError(f"{name}: {key} is not lower-case hex of the right length")
-        entries[name] = TreeEntry(name, info["size"], info["blob_id"], info.get("lfs_sha256"), info.get("lfs_size"),
-                                  info.get("xet_hash"))
+        entries[name] = TreeEntry(
+            name, info["size"], info["blob_id"], info.get("lfs_sha256"), info.get("lfs_size"), info.get("xet_hash")
+        )
     return entries
 
 

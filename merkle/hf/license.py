@@ -19,8 +19,9 @@ from ..errors import FormatError, PolicyError, UsageError, install_hint
 README: Final = "README.md"
 MAX_README_BYTES: Final = 16 << 20
 MAX_FRONT_MATTER: Final = 1 << 20
-_FRONT: Final = re.compile(rb"\A(?:\xef\xbb\xbf)?[ \t\r\n]*---[ \t]*\r?\n(.*?)(?:\r?\n)?^---[ \t]*(?:\r?\n|\Z)",
-                           re.DOTALL | re.MULTILINE)
+_FRONT: Final = re.compile(
+    rb"\A(?:\xef\xbb\xbf)?[ \t\r\n]*---[ \t]*\r?\n(.*?)(?:\r?\n)?^---[ \t]*(?:\r?\n|\Z)", re.DOTALL | re.MULTILINE
+)
 _LICENSE_ID: Final = re.compile(r"(other:)?[a-z0-9][a-z0-9.+_-]{0,127}")
 
 

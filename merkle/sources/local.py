@@ -53,8 +53,9 @@ def kind_of(mode: int) -> str:
     return "an unknown kind of file"
 
 
-def open_regular(path: str, follow_symlinks: bool = True, dir_fd: int | None = None,
-                 shown: str | None = None) -> tuple[int, os.stat_result]:
+def open_regular(
+    path: str, follow_symlinks: bool = True, dir_fd: int | None = None, shown: str | None = None
+) -> tuple[int, os.stat_result]:
     """Open a regular file for reading without ever blocking (O_NONBLOCK keeps
     a FIFO from hanging the open); SourceError if it is anything else.
     `path` is relative to `dir_fd` when given; errors name `shown` (else

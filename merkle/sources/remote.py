@@ -121,8 +121,11 @@ def list_objects(
             raise SourceError(f"unsupported object name: {problem}", url)
         return fs, [_remote_object(name, root, info)], []
     if top.get("type") == "file" and infos:
-        raise SourceError(f"is an object and also a prefix of {len(infos)} other object(s): the URL names both, "
-                          "so neither is checked; name the prefix or the object without the other", url)
+        raise SourceError(
+            f"is an object and also a prefix of {len(infos)} other object(s): the URL names both, "
+            "so neither is checked; name the prefix or the object without the other",
+            url,
+        )
     excluded = Excluder(exclude)
     objects, problems = [], []
     base = root + "/"
@@ -132,7 +135,7 @@ def list_objects(
         if not abspath.startswith(base):  # fsspec backends list below the prefix; refuse anything else
             problems.append(_unmapped(abspath, "listed outside the prefix"))
             continue
-        rel = abspath[len(base):]
+        rel = abspath[len(base) :]
         if rel == "" or rel.endswith("/"):
             marker_of = rel[:-1]
             if int(info["size"]) == 0 and (marker_of == "" or not path_problem(marker_of)):
@@ -253,8 +256,9 @@ class RemoteReader:
                 raise SourceError("object deleted while hashing", self.obj.path) from e
             except Exception as e:  # transient: connection reset, 5xx, timeouts
                 if attempt == RETRIES:
-                    raise SourceError(f"{what} failed after {RETRIES + 1} attempts: {_describe(e)}",
-                                      self.obj.path) from e
+                    raise SourceError(
+                        f"{what} failed after {RETRIES + 1} attempts: {_describe(e)}", self.obj.path
+                    ) from e
                 time.sleep(delay)
                 delay *= 2
         raise AssertionError("unreachable")

@@ -16,8 +16,7 @@ if TYPE_CHECKING:
     from .share import array_manifest, check_array_manifest
     from .store import VerifiedStore
 
-__all__ = ["VerifiedStore", "ZarrArray", "ZarrIntegrityError", "ZarrLayout", "array_manifest",
-           "check_array_manifest"]
+__all__ = ["VerifiedStore", "ZarrArray", "ZarrIntegrityError", "ZarrLayout", "array_manifest", "check_array_manifest"]
 
 
 def __getattr__(name: str) -> Any:

@@ -75,7 +75,7 @@ class ZarrArray:
         this array's chunk (or shard) keys."""
         if not self.owns(key):
             return None
-        rel = key[len(self.key_prefix):]
+        rel = key[len(self.key_prefix) :]
         if self.prefix_c:
             if rel == "c" and not self.shape:
                 return ()
@@ -97,10 +97,18 @@ class ZarrArray:
         return tuple(-(-s // c) if c else 0 for s, c in zip(self.shape, self.chunks, strict=True))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "shape": list(self.shape), "chunks": list(self.chunks),
-                "inner_chunks": None if self.inner_chunks is None else list(self.inner_chunks),
-                "dtype": self.dtype, "separator": self.separator, "prefix_c": self.prefix_c,
-                "first": self.first, "count": self.count, "root": self.root.hex()}
+        return {
+            "path": self.path,
+            "shape": list(self.shape),
+            "chunks": list(self.chunks),
+            "inner_chunks": None if self.inner_chunks is None else list(self.inner_chunks),
+            "dtype": self.dtype,
+            "separator": self.separator,
+            "prefix_c": self.prefix_c,
+            "first": self.first,
+            "count": self.count,
+            "root": self.root.hex(),
+        }
 
     @classmethod
     def from_doc(cls, doc: Any, where: str) -> ZarrArray:
@@ -162,8 +170,11 @@ class ZarrLayout:
         raise KeyError(path)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"zarr_format": self.zarr_format, "groups": list(self.groups),
-                "arrays": [a.to_dict() for a in self.arrays]}
+        return {
+            "zarr_format": self.zarr_format,
+            "groups": list(self.groups),
+            "arrays": [a.to_dict() for a in self.arrays],
+        }
 
     @classmethod
     def from_doc(cls, doc: Any) -> ZarrLayout:
@@ -225,8 +236,7 @@ def describe(paths: Sequence[str], read: Callable[[str], bytes]) -> ZarrLayout |
     return ZarrLayout(fmt, tuple(sorted(groups)), tuple(sorted(arrays, key=lambda a: a.path)))
 
 
-def with_ranges(layout: ZarrLayout, paths: Sequence[str],
-                root_of: Callable[[int, int], bytes]) -> ZarrLayout:
+def with_ranges(layout: ZarrLayout, paths: Sequence[str], root_of: Callable[[int, int], bytes]) -> ZarrLayout:
     """The layout with each array's entry range in `paths` (the manifest's
     sorted file paths) and its subtree root, `root_of(first, count)`."""
     arrays = []
@@ -274,8 +284,7 @@ def _load(key: str, read: Callable[[str], bytes]) -> dict[str, Any]:
 
 
 def _ints(value: Any, where: str, minimum: int) -> tuple[int, ...]:
-    if not isinstance(value, list) or len(value) > MAX_NDIM or not all(
-            type(v) is int and v >= minimum for v in value):
+    if not isinstance(value, list) or len(value) > MAX_NDIM or not all(type(v) is int and v >= minimum for v in value):
         raise FormatError(f"{where} must be a list of at most {MAX_NDIM} integers >= {minimum}")
     return tuple(value)
 
@@ -307,8 +316,15 @@ def _v3_array(node: str, doc: dict[str, Any], key: str) -> ZarrArray:
         raise FormatError("data_type is missing", key)
     if len(chunks) != len(shape) or (inner is not None and len(inner) != len(shape)):
         raise FormatError("shape and chunk shape differ in length", key)
-    return ZarrArray(node, shape, chunks, inner, dtype if isinstance(dtype, str) else json.dumps(dtype, sort_keys=True),
-                     separator, default)
+    return ZarrArray(
+        node,
+        shape,
+        chunks,
+        inner,
+        dtype if isinstance(dtype, str) else json.dumps(dtype, sort_keys=True),
+        separator,
+        default,
+    )
 
 
 def _v2_array(node: str, doc: dict[str, Any], key: str) -> ZarrArray:
@@ -322,8 +338,9 @@ def _v2_array(node: str, doc: dict[str, Any], key: str) -> ZarrArray:
     dtype = doc.get("dtype")
     if not isinstance(dtype, (str, list)):
         raise FormatError("dtype is missing", key)
-    return ZarrArray(node, shape, chunks, None, dtype if isinstance(dtype, str) else json.dumps(dtype), separator,
-                     False)
+    return ZarrArray(
+        node, shape, chunks, None, dtype if isinstance(dtype, str) else json.dumps(dtype), separator, False
+    )
 
 
 ARRAY_COUNTS = ("unchanged", "changed", "removed", "added", "errors")

@@ -28,8 +28,14 @@ def array_manifest(manifest: Manifest, path: str) -> Manifest:
         mine = {f.path for f in files}
         layers = LeafLayers({p: v for p, v in manifest.layers.leaves.items() if p in mine})
     alone = dataclasses.replace(array, first=0)
-    sub = Manifest.create(files, manifest.algorithm, manifest.chunk_size, manifest.exclude, layers,
-                          zarr=ZarrLayout(manifest.zarr.zarr_format, (), (alone,)))
+    sub = Manifest.create(
+        files,
+        manifest.algorithm,
+        manifest.chunk_size,
+        manifest.exclude,
+        layers,
+        zarr=ZarrLayout(manifest.zarr.zarr_format, (), (alone,)),
+    )
     assert sub.root == array.root, "an array's range and root are checked when its manifest is loaded"
     return sub
 

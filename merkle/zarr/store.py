@@ -56,8 +56,9 @@ if TYPE_CHECKING:
     from zarr.core.buffer import Buffer, BufferPrototype
 
 T = TypeVar("T")
-_READ_ONLY = ("store was opened in read-only mode and does not support writing: "
-              "a VerifiedStore serves the signed contents only")
+_READ_ONLY = (
+    "store was opened in read-only mode and does not support writing: a VerifiedStore serves the signed contents only"
+)
 READ_BYTES = 16 << 20
 """The most one read of a local key asks for at a time."""
 THREAD_BYTES = 1 << 20
@@ -74,10 +75,18 @@ class VerifiedStore(WrapperStore[Store]):
     A bundle is opened through the one trust path (merkle.signed.open_signed:
     signatures, expiry, rollback against the `attestations` store), as the CLI does."""
 
-    def __init__(self, store: Store | str | os.PathLike[str], bundle: Manifest | str | os.PathLike[str], *,
-                 keys: Sequence[str] = (), cas: Sequence[str] = (), policy: TrustPolicy | None = None,
-                 attestations: StoreChoice = True, storage_options: dict[str, Any] | None = None,
-                 read_only: bool = True) -> None:
+    def __init__(
+        self,
+        store: Store | str | os.PathLike[str],
+        bundle: Manifest | str | os.PathLike[str],
+        *,
+        keys: Sequence[str] = (),
+        cas: Sequence[str] = (),
+        policy: TrustPolicy | None = None,
+        attestations: StoreChoice = True,
+        storage_options: dict[str, Any] | None = None,
+        read_only: bool = True,
+    ) -> None:
         if not read_only:  # zarr's stores take `read_only`; this one serves signed contents only
             raise ValueError(_READ_ONLY)
         manifest = trusted_manifest(bundle, chosen_policy(keys, cas, policy), attestations)
@@ -112,8 +121,10 @@ class VerifiedStore(WrapperStore[Store]):
 
     def with_read_only(self, read_only: bool = False) -> Self:
         if not read_only:  # what zarr's stores say when they cannot give a writable copy
-            raise NotImplementedError(f"with_read_only is not implemented for the {type(self)} store type. "
-                                      "A VerifiedStore serves signed contents: it has no writable copy")
+            raise NotImplementedError(
+                f"with_read_only is not implemented for the {type(self)} store type. "
+                "A VerifiedStore serves signed contents: it has no writable copy"
+            )
         return self
 
     def __eq__(self, other: object) -> bool:
@@ -195,7 +206,7 @@ class VerifiedStore(WrapperStore[Store]):
         base = _dir(prefix)
         seen = set()
         for f in self._under(base):
-            child = f.path[len(base):].split("/", 1)[0]
+            child = f.path[len(base) :].split("/", 1)[0]
             if child not in seen:
                 seen.add(child)
                 yield child
@@ -211,8 +222,9 @@ class VerifiedStore(WrapperStore[Store]):
 
     # -- reads, every byte checked (Z4, Z5) ------------------------------------
 
-    async def get(self, key: str, prototype: BufferPrototype | None = None,
-                  byte_range: ByteRequest | None = None) -> Buffer | None:
+    async def get(
+        self, key: str, prototype: BufferPrototype | None = None, byte_range: ByteRequest | None = None
+    ) -> Buffer | None:
         if prototype is None:
             from zarr.core.buffer import default_buffer_prototype
 
@@ -235,12 +247,14 @@ class VerifiedStore(WrapperStore[Store]):
             return whole[start:end]
         return await self._range(entry, auth, start, end, prototype)
 
-    async def get_partial_values(self, prototype: BufferPrototype,
-                                 key_ranges: Iterable[tuple[str, ByteRequest | None]]) -> builtins.list[Buffer | None]:
+    async def get_partial_values(
+        self, prototype: BufferPrototype, key_ranges: Iterable[tuple[str, ByteRequest | None]]
+    ) -> builtins.list[Buffer | None]:
         return [*await asyncio.gather(*(self.get(k, prototype, r) for k, r in key_ranges))]
 
-    async def _get_many(self, requests: Iterable[tuple[str, BufferPrototype, ByteRequest | None]]
-                        ) -> AsyncGenerator[tuple[str, Buffer | None], None]:
+    async def _get_many(
+        self, requests: Iterable[tuple[str, BufferPrototype, ByteRequest | None]]
+    ) -> AsyncGenerator[tuple[str, Buffer | None], None]:
         requests = [*requests]
         got = await asyncio.gather(*(self.get(k, p, r) for k, p, r in requests))
         for (key, _, _), value in zip(requests, got, strict=True):
@@ -265,8 +279,10 @@ class VerifiedStore(WrapperStore[Store]):
     async def _fetch(self, entry: FileEntry, prototype: BufferPrototype, byte_range: ByteRequest | None) -> Buffer:
         got = await self._store.get(entry.path, prototype, byte_range)
         if got is None:
-            raise self._error(entry.path, f"missing from the store (signed with {entry.size} bytes); zarr alone "
-                                          "would read it as fill values")
+            raise self._error(
+                entry.path,
+                f"missing from the store (signed with {entry.size} bytes); zarr alone would read it as fill values",
+            )
         return got
 
     async def _whole(self, entry: FileEntry, prototype: BufferPrototype) -> Buffer:
@@ -315,16 +331,20 @@ class VerifiedStore(WrapperStore[Store]):
             self._sizes = frozenset(f.size for f in self._manifest.files)
         return self._sizes
 
-    async def _range(self, entry: FileEntry, auth: FileAuth, start: int, end: int,
-                     prototype: BufferPrototype) -> Buffer:
+    async def _range(
+        self, entry: FileEntry, auth: FileAuth, start: int, end: int, prototype: BufferPrototype
+    ) -> Buffer:
         cs = auth.chunk_size
         first, last = start // cs, (end - 1) // cs
         lo, hi = first * cs, min((last + 1) * cs, entry.size)
         got = await self._fetch(entry, prototype, RangeByteRequest(lo, hi))
         view = got.as_numpy_array().data.cast("B")
         if len(view) != hi - lo:
-            raise self._error(entry.path, f"bytes {lo}..{hi} came back as {len(view)} bytes" + (
-                f": the stored object is shorter than its signed {entry.size}" if len(view) < hi - lo else ""))
+            raise self._error(
+                entry.path,
+                f"bytes {lo}..{hi} came back as {len(view)} bytes"
+                + (f": the stored object is shorter than its signed {entry.size}" if len(view) < hi - lo else ""),
+            )
         hasher = self._manifest.hasher
         if len(view) > THREAD_BYTES:
             leaves = await _off_loop(tree.chunk_leaves, hasher, view, cs)
@@ -435,8 +455,9 @@ class ConfinedLocalStore(LocalStore):
     as in LocalStore.  VerifiedStore reads a local path with it (a Store
     object passed in is read as that store reads)."""
 
-    async def get(self, key: str, prototype: BufferPrototype | None = None,
-                  byte_range: ByteRequest | None = None) -> Buffer | None:
+    async def get(
+        self, key: str, prototype: BufferPrototype | None = None, byte_range: ByteRequest | None = None
+    ) -> Buffer | None:
         if not self._is_open:
             await self._open()
         if prototype is None:
@@ -445,8 +466,9 @@ class ConfinedLocalStore(LocalStore):
             prototype = default_buffer_prototype()
         return await asyncio.to_thread(_read_below, str(self.root), key, prototype, byte_range)
 
-    async def get_partial_values(self, prototype: BufferPrototype,
-                                 key_ranges: Iterable[tuple[str, ByteRequest | None]]) -> builtins.list[Buffer | None]:
+    async def get_partial_values(
+        self, prototype: BufferPrototype, key_ranges: Iterable[tuple[str, ByteRequest | None]]
+    ) -> builtins.list[Buffer | None]:
         return [*await asyncio.gather(*(self.get(k, prototype, r) for k, r in key_ranges))]
 
     async def getsize(self, key: str) -> int:
