@@ -211,7 +211,7 @@ class _Job:
             self.on_done(result)
 
     def handle_batch(self, batch: list[int]) -> None:
-        assert native is not None
+        assert native is not None and self.local_follow is not None  # batches are of local files only
         files: list[WalkedFile] = self.files  # type: ignore[assignment]  # local_follow is set for local files only
         # Each directory of the batch is opened once, down from its root and
         # never through a link; the extension opens each file relative to it.
