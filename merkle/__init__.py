@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from .builder import build
 from .engine import FileDigest, Progress
 from .errors import (
+    ChunkError,
     FormatError,
     IntegrityError,
     MerkleError,
@@ -73,6 +74,7 @@ __all__ = [
     "DEFAULT_ALGORITHM",
     "DEFAULT_CHUNK_SIZE",
     "Algorithm",
+    "ChunkError",
     "FileDigest",
     "FileEntry",
     "FormatError",

@@ -71,6 +71,28 @@ class IntegrityError(MerkleError):
     exit_code = 1
 
 
+class ChunkError(IntegrityError):
+    """A chunk's bytes do not hash to its signed leaf (`chunk` is its index)."""
+
+    def __init__(self, message: str, path: str | None, chunk: int) -> None:
+        super().__init__(message, path)
+        self.chunk = chunk
+
+
+class ZarrIntegrityError(IntegrityError):
+    """A key read through merkle.zarr.VerifiedStore is not what was signed:
+    its bytes differ, it is missing from the store, or it is shorter than
+    signed.  Deliberately not a FileNotFoundError or KeyError, which zarr
+    would turn into fill values.  `array` is the array's path ('' at the
+    store root, None for a key outside every array) and `key` the store key."""
+
+    def __init__(self, message: str, key: str, array: str | None) -> None:
+        where = f"array {array or '(root)'!r}, key {key!r}" if array is not None else f"key {key!r}"
+        super().__init__(message, where)
+        self.key = key
+        self.array = array
+
+
 class ProofError(IntegrityError):
     """An inclusion or consistency proof does not verify."""
 

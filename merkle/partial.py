@@ -17,21 +17,13 @@ from functools import cached_property
 from typing import Any
 
 from . import tree
-from .errors import IntegrityError, ProofError, UsageError
+from .errors import ChunkError, IntegrityError, ProofError, UsageError
 from .hashing import TreeHasher
 from .manifest import FileEntry, Manifest, chunk_count
 from .proofs import RangeProof, covering_chunks, range_proof
 from .sources.ranged import RangeSource
 
 READ_PIECE = 4 << 20
-
-
-class ChunkError(IntegrityError):
-    """A chunk's bytes do not hash to its signed leaf."""
-
-    def __init__(self, message: str, path: str | None, chunk: int) -> None:
-        super().__init__(message, path)
-        self.chunk = chunk
 
 
 @dataclass(frozen=True)

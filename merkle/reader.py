@@ -15,9 +15,9 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .errors import IntegrityError
+from .errors import ChunkError, IntegrityError
 from .manifest import Manifest
-from .partial import ChunkError, FileAuth
+from .partial import FileAuth
 from .sources.ranged import LocalFile, RangeSource, open_source
 
 if TYPE_CHECKING:

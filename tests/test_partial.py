@@ -20,9 +20,9 @@ from safetensors.numpy import load_file, save_file
 
 import merkle
 from merkle import tree
-from merkle.errors import FormatError, IntegrityError, ProofError, UsageError
+from merkle.errors import ChunkError, FormatError, IntegrityError, ProofError, UsageError
 from merkle.hashing import tree_hasher
-from merkle.partial import ChunkError, FileAuth, repair_plan, verify_range
+from merkle.partial import FileAuth, repair_plan, verify_range
 from merkle.proofs import RangeProof, range_proof
 from merkle.sources.ranged import Counting, LocalFile
 

@@ -12,8 +12,8 @@ import pytest
 from conftest import run_cli
 
 import merkle
-from merkle.errors import IntegrityError, SignatureError, UsageError
-from merkle.partial import ChunkError, FileAuth
+from merkle.errors import ChunkError, IntegrityError, SignatureError, UsageError
+from merkle.partial import FileAuth
 from merkle.reader import VerifiedReader
 from merkle.sources.ranged import Counting, LocalFile
 

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..errors import install_hint
-from .errors import ZarrIntegrityError
+from ..errors import ZarrIntegrityError, install_hint
 from .layout import ZarrArray, ZarrLayout
 
 if TYPE_CHECKING:

@@ -39,14 +39,13 @@ from zarr.storage import LocalStore, WrapperStore
 
 from .. import tree
 from ..engine import default_jobs
-from ..errors import IntegrityError, PathError, SourceError, UsageError
+from ..errors import IntegrityError, PathError, SourceError, UsageError, ZarrIntegrityError
 from ..manifest import FileEntry, Manifest
 from ..partial import FileAuth
 from ..paths import path_problem
 from ..signed import StoreChoice, chosen_policy, trusted_manifest
 from ..sources.local import open_below
 from ..trust import TrustPolicy
-from .errors import ZarrIntegrityError
 from .layout import ROOT_DOCS
 
 if TYPE_CHECKING:
