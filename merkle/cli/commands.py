@@ -246,41 +246,27 @@ def verify(args: argparse.Namespace) -> int:
     progress = make_progress("verifying", args.quiet or args.json)
     only = args.files or None
     try:
+        options: dict[str, Any] = dict(
+            allow_extra=args.allow_extra,
+            exclude=args.exclude,
+            follow_symlinks=args.follow_symlinks,
+            jobs=args.jobs,
+            progress=progress,
+            sparse=args.sparse,
+            only=only,
+            storage_options=parse_storage_options(args.storage_option),
+            revision=args.revision,
+            layout=args.layout,
+        )
         if bundles:
             from ..signed import verify_opened
             from .signing import store_for, trust_policy
 
             verified, report = verify_opened(  # the one trust path: open_signed
-                args.path,
-                bundles,
-                trust_policy(args),
-                store=store_for(args),
-                allow_extra=args.allow_extra,
-                exclude=args.exclude,
-                follow_symlinks=args.follow_symlinks,
-                jobs=args.jobs,
-                progress=progress,
-                sparse=args.sparse,
-                only=only,
-                storage_options=parse_storage_options(args.storage_option),
-                revision=args.revision,
-                layout=args.layout,
+                args.path, bundles, trust_policy(args), store=store_for(args), **options
             )
         else:
-            report = verify_tree(
-                args.path,
-                manifests[0],
-                allow_extra=args.allow_extra,
-                exclude=args.exclude,
-                follow_symlinks=args.follow_symlinks,
-                jobs=args.jobs,
-                progress=progress,
-                sparse=args.sparse,
-                only=only,
-                storage_options=parse_storage_options(args.storage_option),
-                revision=args.revision,
-                layout=args.layout,
-            )
+            report = verify_tree(args.path, manifests[0], **options)
     finally:
         close(progress)
     from .hf import print_report, verify_license
