@@ -49,7 +49,7 @@ from typing import Any, Final
 from .engine import FileDigest, Listed, Opener, Progress, hash_files, hash_stream
 from .errors import CheckpointWarning, MerkleError
 from .hashing import TreeHasher
-from .userdir import PrivateDir
+from .userdir import PrivateDir, cache_dir
 
 FORMAT: Final = "merkle-checkpoint-v2"
 SUFFIX: Final = ".checkpoint"
@@ -57,10 +57,7 @@ FLUSH_SECONDS: Final = 0.5
 
 
 def default_dir() -> str:
-    if os.environ.get("MERKLE_CHECKPOINTS"):
-        return os.environ["MERKLE_CHECKPOINTS"]
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(cache, "merkle", "checkpoints")
+    return cache_dir("MERKLE_CHECKPOINTS", "checkpoints")
 
 
 @dataclass(frozen=True)

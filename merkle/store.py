@@ -32,6 +32,7 @@ from .attest import Verified
 from .errors import FormatError, SourceError
 from .sources.local import read_capped, write_atomic
 from .trust import History
+from .userdir import cache_dir
 
 MAX_INDEX_BYTES = 256 << 20
 FORMAT = 2
@@ -39,10 +40,7 @@ _HEX64 = re.compile("[0-9a-f]{64}")
 
 
 def default_dir() -> str:
-    if os.environ.get("MERKLE_STORE"):
-        return os.environ["MERKLE_STORE"]
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(cache, "merkle", "attestations")
+    return cache_dir("MERKLE_STORE", "attestations")
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,14 @@ _OTHERS_ANY = stat.S_IRWXG | stat.S_IRWXO
 _OPEN = os.O_CLOEXEC | os.O_NOFOLLOW
 
 
+def cache_dir(env: str, name: str) -> str:
+    """$ENV if set, else `merkle/NAME` under $XDG_CACHE_HOME, else under ~/.cache."""
+    if os.environ.get(env):
+        return os.environ[env]
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(cache, "merkle", name)
+
+
 def _check(st: os.stat_result, kind: str, forbidden: int, path: str) -> None:
     is_kind = stat.S_ISDIR if kind == "directory" else stat.S_ISREG
     if not is_kind(st.st_mode):

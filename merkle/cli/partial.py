@@ -167,20 +167,16 @@ def run(args: argparse.Namespace, manifest: Manifest | None, signature: dict[str
         raise UsageError("--file needs a merkle manifest or bundle (OpenSSF bundles carry no chunk tree)")
     try:
         return verify_file(args, manifest, signature)
-    except SourceError as e:  # unreadable, or refused by the link policy: `!`, as in a tree
+    except (SourceError, IntegrityError) as e:
+        # Unreadable, or refused by the link policy: `!` and exit 2, as in a tree.  Not the signed bytes: `*`
+        # and exit 1.  Anything else cannot be decided and is raised (exit 2).
+        failed = isinstance(e, IntegrityError)
         if args.json:
             emit_json({"path": args.file, "ok": False, "error": str(e), "signature": signature})
         else:
-            print(f"! {shown(args.file)}  ({shown(e.message)})")
-        print(f"merkle: error: {e}", file=sys.stderr)
-        return 2
-    except IntegrityError as e:  # the bytes are not the signed ones; anything else cannot be decided (exit 2)
-        if args.json:
-            emit_json({"path": args.file, "ok": False, "error": str(e), "signature": signature})
-        else:
-            print(f"* {shown(args.file)}  ({shown(e.message)})")
-        print(f"merkle: FAILED: {e}", file=sys.stderr)
-        return 1
+            print(f"{'*' if failed else '!'} {shown(args.file)}  ({shown(e.message)})")
+        print(f"merkle: {'FAILED' if failed else 'error'}: {e}", file=sys.stderr)
+        return e.exit_code
 
 
 def verify_with_proof(args: argparse.Namespace, summary: Summary, signature: dict[str, Any] | None) -> int:
