@@ -20,8 +20,8 @@ import blake3
 import pytest
 
 import merkle
-from merkle.partial import FileAuth, verify_range
-from merkle.sources.ranged import Counting, LocalFile
+from merkle.source.ranged import Counting, LocalFile
+from merkle.verifying.ranges import FileAuth, verify_range
 
 from . import datasets
 from .settings import SEED

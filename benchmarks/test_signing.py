@@ -12,9 +12,10 @@ import hashlib
 
 import pytest
 
-from merkle import attest, signing, trust
-from merkle.envelope import Bundle
-from merkle.manifest import FileEntry, Manifest
+from merkle.format.manifest import FileEntry, Manifest
+from merkle.signing import statements, trust
+from merkle.signing.envelope import Bundle
+from merkle.signing.keys import generate
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,7 @@ def large_manifest(settings):
 
 @pytest.fixture(scope="module")
 def key():
-    return signing.generate("ecdsa-p256")
+    return generate("ecdsa-p256")
 
 
 def _rounds(settings):
@@ -42,12 +43,14 @@ def _rounds(settings):
 
 def test_sign_large_manifest(benchmark, settings, large_manifest, key):
     benchmark.extra_info["files"] = len(large_manifest.files)
-    data = benchmark.pedantic(lambda: attest.sign(large_manifest, key, name="dataset").to_json(), **_rounds(settings))
+    data = benchmark.pedantic(
+        lambda: statements.sign(large_manifest, key, name="dataset").to_json(), **_rounds(settings)
+    )
     assert Bundle.from_json(data).payload
 
 
 def test_verify_large_manifest_signature(benchmark, settings, large_manifest, key):
-    data = attest.sign(large_manifest, key, name="dataset").to_json()
+    data = statements.sign(large_manifest, key, name="dataset").to_json()
     policy = trust.TrustPolicy(keys=(key.public_key(),))
     benchmark.extra_info["files"] = len(large_manifest.files)
     benchmark.extra_info["bundle_bytes"] = len(data)

@@ -29,9 +29,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .builder import build
-from .engine import FileDigest, Progress
-from .errors import (
+from merkle.building import build
+from merkle.errors import (
     ChunkError,
     FormatError,
     IntegrityError,
@@ -42,18 +41,19 @@ from .errors import (
     UnsupportedError,
     UsageError,
 )
-from .hashfile import hash_file, hash_paths, hash_stream
-from .hashing import ALGORITHMS, DEFAULT_ALGORITHM, Algorithm
-from .layers import LeafLayers
-from .manifest import DEFAULT_CHUNK_SIZE, FileEntry, Manifest
-from .proofs import RangeProof, range_proof
-from .reader import open
-from .report import Outcome, Report, Status
-from .verify import verify
+from merkle.format.leaves import LeafLayers
+from merkle.format.manifest import DEFAULT_CHUNK_SIZE, FileEntry, Manifest
+from merkle.hashing.engine import FileDigest, Progress
+from merkle.hashing.files import hash_file, hash_paths, hash_stream
+from merkle.report import Outcome, Report, Status
+from merkle.tree.hasher import ALGORITHMS, DEFAULT_ALGORITHM, Algorithm
+from merkle.tree.ranges import RangeProof, range_proof
+from merkle.verifying.reader import open
+from merkle.verifying.tree import verify
 
 if TYPE_CHECKING:
-    from .signed import policy_from_files, sign, verify_signed
-    from .trust import TrustPolicy
+    from merkle.signing.trust import TrustPolicy
+    from merkle.verifying.signed import policy_from_files, sign, verify_signed
 
 _SIGNING = {"TrustPolicy": "trust", "policy_from_files": "signed", "sign": "signed", "verify_signed": "signed"}
 

@@ -17,7 +17,7 @@ CODES: Final = {"blake3": 1, "sha256": 2}
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from ._merkle import Buffer, _Entry
+    from merkle._merkle import Buffer, _Entry
 
 
 class Native(Protocol):
@@ -46,7 +46,7 @@ def _load() -> tuple[Native | None, str]:
     if os.environ.get(PURE_ENV, "") not in ("", "0"):
         return None, f"pure Python (forced by {PURE_ENV}={os.environ[PURE_ENV]})"
     try:
-        from . import _merkle
+        from merkle import _merkle
     except ImportError:
         return None, "pure Python (the C extension merkle._merkle is not installed: no compiler at install time?)"
     return _merkle, "native (C extension merkle._merkle)"

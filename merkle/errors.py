@@ -7,7 +7,7 @@ usage errors exit 2 (we could not decide).
 
 from __future__ import annotations
 
-from .display import shown
+from merkle.display import shown
 
 MAX_MESSAGE = 2000
 """Characters of a message printed; longer ones are cut in the middle."""

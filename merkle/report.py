@@ -13,8 +13,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from .display import shown
-from .errors import IntegrityError, SourceError
+from merkle.display import shown
+from merkle.errors import IntegrityError, SourceError
 
 
 class Status(enum.Enum):

@@ -10,8 +10,8 @@ import blake3
 import pytest
 
 import merkle
-from merkle import engine
 from merkle.cli.progress import Bar
+from merkle.hashing import engine
 
 
 def spec_mth(h, leaves):
@@ -140,6 +140,6 @@ def test_hashing_commands_do_not_load_cryptography():
 
 def test_cli_key_types_match_the_signing_module():
     from merkle.cli.options import KEY_TYPES
-    from merkle.signing import KEY_TYPES as SIGNING_KEY_TYPES
+    from merkle.signing.keys import KEY_TYPES as SIGNING_KEY_TYPES
 
     assert KEY_TYPES == SIGNING_KEY_TYPES

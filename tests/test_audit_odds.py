@@ -5,7 +5,7 @@ from math import ceil, comb
 
 import pytest
 
-from merkle.audit import catch_probability, samples_needed
+from merkle.verifying.audit import catch_probability, samples_needed
 
 
 @pytest.mark.parametrize("total,sampled,share", [(100, 10, 0.05), (12000, 120, 0.01), (500, 500, 0.002), (7, 0, 0.5)])

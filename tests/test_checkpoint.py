@@ -14,12 +14,12 @@ import pytest
 from conftest import assert_one_line_error
 
 import merkle
-from merkle.checkpoint import Checkpoint, hash_resumable, hash_stream_resumable, job
 from merkle.errors import CheckpointWarning, SourceError, UsageError
-from merkle.hashfile import hash_paths
-from merkle.hashing import tree_hasher
-from merkle.verify import checkpoint_job
-from merkle.walk import walk, walk_stream
+from merkle.hashing.checkpoint import Checkpoint, hash_resumable, hash_stream_resumable, job
+from merkle.hashing.files import hash_paths
+from merkle.source.walk import walk, walk_stream
+from merkle.tree.hasher import tree_hasher
+from merkle.verifying.tree import checkpoint_job
 
 OTHER_UID = 12345  # tests run as root: os.chown hands a file to "another user"
 

@@ -50,7 +50,7 @@ def spec_file_root(data: bytes, h, chunk: int = CHUNK) -> bytes:
 def spec_dataset_root(files: dict[str, bytes], h, chunk: int = CHUNK) -> bytes:
     """The dataset tree: one leaf per file in code-point order of its path,
     leaf data = u32 len(path) | path | u64 size | u64 chunk_size | file root
-    (big-endian; merkle/manifest.py FileEntry.leaf_data)."""
+    (big-endian; merkle/format/manifest.py FileEntry.leaf_data)."""
     leaves = []
     for path in sorted(files):  # Python str order is code-point order
         p = path.encode("utf-8")
@@ -456,7 +456,7 @@ def test_exclude_via_cli(tmp_path: Path):
 
 def test_file_spanning_several_work_units(tmp_path: Path):
     """At 1 KiB chunks a file over 8 MiB is hashed as several work units
-    (merkle/engine.py UNIT_BYTES); the root is still the MTH of all chunks."""
+    (merkle/hashing/engine.py UNIT_BYTES); the root is still the MTH of all chunks."""
     size = (8 << 20) + 3 * CHUNK + 5
     data = os.urandom(size)
     d = write_tree(tmp_path / "t", {"big.bin": data, "small.bin": b"s"})

@@ -40,20 +40,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import merkle
-from merkle import _json, attest, oms
-from merkle.envelope import Bundle, Statement
 from merkle.errors import MerkleError
-from merkle.fileproof import FileProof
-from merkle.fileproof import prove as prove_file
-from merkle.hashfile import format_sum, parse_sums
-from merkle.layers import LeafLayers
-from merkle.manifest import FileEntry, Manifest, Origin
-from merkle.partial import FileAuth
-from merkle.proofs import RangeProof
-from merkle.signing import generate
-from merkle.store import Store
-from merkle.tensors import read_header, tensor_info
-from merkle.trust import TrustPolicy, decide
+from merkle.format import strictjson
+from merkle.format.fileproof import FileProof
+from merkle.format.fileproof import prove as prove_file
+from merkle.format.leaves import LeafLayers
+from merkle.format.manifest import FileEntry, Manifest, Origin
+from merkle.format.tensors import read_header, tensor_info
+from merkle.hashing.files import format_sum, parse_sums
+from merkle.signing import oms, statements
+from merkle.signing.attestations import Store
+from merkle.signing.envelope import Bundle, Statement
+from merkle.signing.keys import generate
+from merkle.signing.trust import TrustPolicy, decide
+from merkle.tree.ranges import RangeProof
+from merkle.verifying.ranges import FileAuth
 
 FUZZ = settings(
     # MERKLE_FUZZ_EXAMPLES=5000 MERKLE_FUZZ_RANDOM=1 for a longer, new search.
@@ -408,15 +409,17 @@ def seeds(tmp_path_factory: pytest.TempPathFactory) -> Seeds:
     s.key = generate("ed25519")
     s.policy = TrustPolicy(keys=(s.key.public_key(),))
     expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=3650)
-    full = attest.sign(s.manifest, s.key, name="fuzz", version=3, expires=expires)
-    compact = attest.sign(s.manifest, s.key, name="fuzz", version=3, compact=True)
+    full = statements.sign(s.manifest, s.key, name="fuzz", version=3, expires=expires)
+    compact = statements.sign(s.manifest, s.key, name="fuzz", version=3, compact=True)
     stmt = oms.build(tree, name="model")
-    s.oms_bundle = attest.sign_statement(stmt.to_statement(), s.key)
+    s.oms_bundle = statements.sign_statement(stmt.to_statement(), s.key)
     s.bundles = {"full": full.to_json(), "compact": compact.to_json(), "oms": s.oms_bundle.to_json()}
     for kind in ("v2-hub", "v2-zarr"):
         if kind in s.manifests:
-            s.bundles[kind] = attest.sign(s.manifests[kind], s.key, name="fuzz", version=1).to_json()
-            s.bundles[kind + "-compact"] = attest.sign(s.manifests[kind], s.key, name="fuzz", compact=True).to_json()
+            s.bundles[kind] = statements.sign(s.manifests[kind], s.key, name="fuzz", version=1).to_json()
+            s.bundles[kind + "-compact"] = statements.sign(
+                s.manifests[kind], s.key, name="fuzz", compact=True
+            ).to_json()
 
     s.proof = prove_file(s.manifest, "sub/weights.bin")
     s.proof_bytes = s.proof.to_json()
@@ -484,8 +487,8 @@ def test_leaf_sidecar_is_accepted_only_whole(seeds: Seeds, data: st.DataObject) 
 # -- bundles and statements ------------------------------------------------------------------------------------------
 
 
-def open_bundle(raw: bytes, policy: TrustPolicy) -> attest.Verified | None:
-    def run() -> attest.Verified:
+def open_bundle(raw: bytes, policy: TrustPolicy) -> statements.Verified | None:
+    def run() -> statements.Verified:
         return decide([(Bundle.from_json(raw, "fuzzed.bundle"), "fuzzed.bundle")], policy)
 
     return merkle_errors_only(run)
@@ -529,7 +532,7 @@ def test_signed_statement_parser(seeds: Seeds, data: st.DataObject, kind: str) -
     predicate, manifest or summary, OMS resources, times) must hold too."""
     payload = Bundle.from_json(seeds.bundles.get(kind, seeds.bundles["full"])).payload
     mutated = data.draw(mutations(payload))
-    bundle = attest.sign_payload(mutated, seeds.key)
+    bundle = statements.sign_payload(mutated, seeds.key)
     verified = merkle_errors_only(lambda: decide([(bundle, "fuzzed.bundle")], seeds.policy))
     if verified is not None and verified.manifest is not None:
         assert verified.summary is not None and verified.summary.root == verified.manifest.root
@@ -540,7 +543,7 @@ def test_signed_statement_parser(seeds: Seeds, data: st.DataObject, kind: str) -
 def test_manifest_beside_a_compact_bundle(seeds: Seeds, data: st.DataObject) -> None:
     """BUNDLE.manifest is unauthenticated: used only when it is exactly what
     the signed summary describes (C1), whatever else it says."""
-    from merkle.signed import open_signed
+    from merkle.verifying.signed import open_signed
 
     where = Path(str(seeds.store_dir) + "-compact")
     where.mkdir(exist_ok=True)
@@ -600,7 +603,7 @@ def test_range_proof_parsers(seeds: Seeds, data: st.DataObject) -> None:
     doc = data.draw(mutations(json.dumps(seeds.range.to_dict()).encode()))
 
     def from_json() -> RangeProof:
-        parsed = _json.loads(doc, "fuzzed", 1 << 20)
+        parsed = strictjson.loads(doc, "fuzzed", 1 << 20)
         proof = RangeProof.from_dict(parsed)
         proof.to_bytes()  # whatever parses can be written back
         return _range_verifies(seeds, proof)

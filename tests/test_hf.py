@@ -26,9 +26,9 @@ from huggingface_hub.utils.sha import git_hash
 
 import merkle
 from merkle.errors import FormatError, IntegrityError, PolicyError, UsageError
+from merkle.format.manifest import Manifest
 from merkle.hf import check_license, hub_readme_license, open_checkout, readme_license, verify_checkout
 from merkle.hf.license import front_matter, parse_allowed
-from merkle.manifest import Manifest
 from merkle.report import Status
 
 REPO_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -635,7 +635,7 @@ def test_refused_build_leaves_nothing_behind(tmp_path, repo):
     """Nothing of a refused build stays in the output directory, not even the resume checkpoint: the build was not
     interrupted, it was refused, and the checkpoint holds digests of content the builder has just rejected.
 
-    KNOWN MERKLE BUG (fails when written): `m.json.checkpoint` is left behind; see merkle/builder.py `build`."""
+    KNOWN MERKLE BUG (fails when written): `m.json.checkpoint` is left behind; see merkle/building.py `build`."""
     layout = fresh_cache(tmp_path, repo)
     hl.corrupt(layout.blob_path("config.json"), 1)
     out = tmp_path / "out" / "m.json"
@@ -1561,7 +1561,7 @@ def test_manifest_of_the_raw_folder_still_verifies(tmp_path, repo):
     folder, not the checkout, so it keeps verifying."""
     layout = fresh_local(tmp_path, repo, files=SPARSE)
     entries = [
-        merkle.manifest.FileEntry(str(p.relative_to(layout.local_dir)), p.stat().st_size, merkle.hash_file(p))
+        merkle.format.manifest.FileEntry(str(p.relative_to(layout.local_dir)), p.stat().st_size, merkle.hash_file(p))
         for p in layout.local_dir.rglob("*")
         if p.is_file()
     ]

@@ -13,10 +13,10 @@ import pytest
 from conftest import assert_one_line_error, statuses
 
 import merkle
-from merkle.engine import hash_files
 from merkle.errors import FormatError, PathError, UnsupportedError
-from merkle.hashing import tree_hasher
-from merkle.walk import walk
+from merkle.hashing.engine import hash_files
+from merkle.source.walk import walk
+from merkle.tree.hasher import tree_hasher
 
 
 @pytest.fixture
@@ -159,13 +159,13 @@ def test_escaping_paths_are_path_errors(manifest_doc):
     with pytest.raises(FormatError, match=r"'\.' or '\.\.' component"):
         merkle.Manifest.from_json(json.dumps(doc).encode())
     with pytest.raises(PathError):
-        merkle.paths.check_path("../x")
+        merkle.format.paths.check_path("../x")
 
 
 def test_oversized_manifest_is_refused_before_parsing(tmp_path, monkeypatch):
     big = tmp_path / "big.json"
     big.write_bytes(b" " * 2048)
-    monkeypatch.setattr(merkle.manifest, "MAX_MANIFEST_BYTES", 1024)
+    monkeypatch.setattr(merkle.format.manifest, "MAX_MANIFEST_BYTES", 1024)
     with pytest.raises(FormatError, match="limit"):
         merkle.Manifest.load(big)
 

@@ -21,10 +21,10 @@ import pytest
 from conftest import assert_one_line_error
 
 import merkle
-from merkle import engine
 from merkle.errors import SourceError
-from merkle.hashing import tree_hasher
-from merkle.walk import walk, walk_stream
+from merkle.hashing import engine
+from merkle.source.walk import walk, walk_stream
+from merkle.tree.hasher import tree_hasher
 
 CHUNK = 4096
 B3 = tree_hasher("blake3")

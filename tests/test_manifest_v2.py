@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import merkle
 from merkle.errors import FormatError
-from merkle.manifest import FileEntry, Manifest, Origin, Summary
+from merkle.format.manifest import FileEntry, Manifest, Origin, Summary
 
 REV = "1234567890abcdef1234567890abcdef12345678"
 
@@ -103,10 +103,10 @@ def test_compact_bundle_vouches_for_origin_not_hub(cli, tmp_path):
     assert summary["origin"]["repo"] == "org/tiny"
     beside = json.loads((tmp_path / "b.json.manifest").read_text())
     assert beside["files"][0]["hub"] == {"gitBlob": git_hash(data)}
-    from merkle.documents import load_document
-    from merkle.signed import open_signed
-    from merkle.signing import load_public_key
-    from merkle.trust import TrustPolicy
+    from merkle.signing.documents import load_document
+    from merkle.signing.keys import load_public_key
+    from merkle.signing.trust import TrustPolicy
+    from merkle.verifying.signed import open_signed
 
     loaded = load_document(str(bundle), bundle=True)
     policy = TrustPolicy(keys=(load_public_key(str(tmp_path / "k.pub")),))
@@ -125,8 +125,8 @@ def test_compact_bundle_vouches_for_origin_not_hub(cli, tmp_path):
 @settings(max_examples=300, deadline=None)
 def test_fast_entry_encoding_is_the_canonical_json(path, size, root, hub):
     """M3: the per-entry fast path writes exactly what json.dumps of the entry's dict writes."""
-    from merkle import _json
-    from merkle.manifest import _entry_json
+    from merkle.format import strictjson
+    from merkle.format.manifest import _entry_json
 
     entry = FileEntry(path, size, root, hub)
-    assert _entry_json(entry) == _json.dumps(entry.to_dict())
+    assert _entry_json(entry) == strictjson.dumps(entry.to_dict())

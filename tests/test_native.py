@@ -21,10 +21,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from merkle import manifest, tree
 from merkle._native import CODES, native
-from merkle.hashing import tree_hasher
-from merkle.manifest import FileEntry
+from merkle.format import manifest
+from merkle.format.manifest import FileEntry
+from merkle.tree import rfc6962
+from merkle.tree.hasher import tree_hasher
 
 VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors"
 B3, SHA = tree_hasher("blake3"), tree_hasher("sha256")
@@ -106,9 +107,9 @@ def cpu() -> str:
 @pytest.mark.parametrize("hasher", [B3, SHA], ids=["blake3", "sha256"])
 def test_native_tree_root_equals_pure(hasher, n):
     leaves = b"".join(hasher.leaf(i.to_bytes(4, "big")) for i in range(n))
-    assert native.root_of_leaves(CODES[hasher.name], leaves) == tree.root_of_bytes_pure(hasher, leaves)
+    assert native.root_of_leaves(CODES[hasher.name], leaves) == rfc6962.root_of_bytes_pure(hasher, leaves)
     listed = [leaves[i : i + 32] for i in range(0, len(leaves), 32)]
-    assert tree.root_of_bytes_pure(hasher, leaves) == tree.root(hasher, listed)
+    assert rfc6962.root_of_bytes_pure(hasher, leaves) == rfc6962.root(hasher, listed)
 
 
 def test_native_tree_root_rfc6962_published_roots():
@@ -125,7 +126,7 @@ def test_native_tree_root_rfc6962_published_roots():
 def test_native_tree_root_of_a_million_leaves_equals_pure():
     leaves = os.urandom(32 * 1_000_003)
     for hasher in (B3, SHA):
-        assert tree.root_of_bytes(hasher, leaves) == tree.root_of_bytes_pure(hasher, leaves)
+        assert rfc6962.root_of_bytes(hasher, leaves) == rfc6962.root_of_bytes_pure(hasher, leaves)
 
 
 @given(
@@ -149,7 +150,7 @@ def test_native_dataset_root_equals_pure(items, chunk_size):
 def test_native_chunk_leaves_equal_pure(data, chunk_size):
     for hasher in (B3, SHA):
         native_leaves = native.chunk_leaves(CODES[hasher.name], data, chunk_size)
-        assert native_leaves == tree.chunk_leaves_pure(hasher, data, chunk_size)
+        assert native_leaves == rfc6962.chunk_leaves_pure(hasher, data, chunk_size)
         assert len(native_leaves) == 32 * -(-len(data) // chunk_size)
 
 
@@ -205,7 +206,7 @@ def test_pure_path_is_forced_by_the_environment():
 
 def _walked_with_traps(root: Path):
     """Files of every shape, plus entries that must fail the same way on both paths."""
-    from merkle.walk import WalkedFile, identity, walk
+    from merkle.source.walk import WalkedFile, identity, walk
 
     sizes = {"empty": 0, "one": 1, "chunk": 4096, "chunk+1": 4097, "many": 100_000, "odd": 12_345}
     for name, size in sizes.items():
@@ -232,7 +233,7 @@ def _walked_with_traps(root: Path):
 
 @pytest.mark.parametrize("hasher", [B3, SHA], ids=["blake3", "sha256"])
 def test_native_file_batches_equal_the_pure_engine(tmp_path, hasher):
-    from merkle import engine
+    from merkle.hashing import engine
 
     files = _walked_with_traps(tmp_path)
     native_run = engine.hash_files(files, hasher, 4096, jobs=2)
@@ -256,7 +257,7 @@ def test_native_file_batches_equal_the_pure_engine(tmp_path, hasher):
 
 def _kernel_files():
     """Files whose size lies, as procfs and sysfs files do: both paths must refuse them with the same words."""
-    from merkle.walk import WalkedFile, identity
+    from merkle.source.walk import WalkedFile, identity
 
     out = []
     for path in ("/proc/self/status", "/sys/kernel/mm/transparent_hugepage/enabled", "/sys/kernel/profiling"):
@@ -269,7 +270,7 @@ def _kernel_files():
 def test_native_refuses_lying_sizes_like_the_pure_path(hasher):
     """procfs says 0 bytes and has more (bytes past the listed size); sysfs says 4096 and has fewer (a short
     read).  /proc/self is read by whichever process opens it, so identities are re-taken by each path."""
-    from merkle import engine
+    from merkle.hashing import engine
 
     files = _kernel_files()
     assert files, "no procfs or sysfs here"
@@ -290,17 +291,17 @@ def test_native_refuses_lying_sizes_like_the_pure_path(hasher):
 @pytest.mark.parametrize("hasher", [B3, SHA], ids=["blake3", "sha256"])
 def test_native_levels_equal_pure(hasher, n):
     leaves = [hasher.leaf(i.to_bytes(4, "big")) for i in range(n)]
-    got = [tree.split_leaves(level) for level in native.levels(CODES[hasher.name], b"".join(leaves))]
-    assert got == tree.levels_pure(hasher, leaves) == tree.levels(hasher, leaves)
+    got = [rfc6962.split_leaves(level) for level in native.levels(CODES[hasher.name], b"".join(leaves))]
+    assert got == rfc6962.levels_pure(hasher, leaves) == rfc6962.levels(hasher, leaves)
     if n:
-        assert tree.inclusion_proof(tree.levels(hasher, leaves), n - 1) == tree.inclusion_proof(
-            tree.levels_pure(hasher, leaves), n - 1
+        assert rfc6962.inclusion_proof(rfc6962.levels(hasher, leaves), n - 1) == rfc6962.inclusion_proof(
+            rfc6962.levels_pure(hasher, leaves), n - 1
         )
 
 
 def test_native_dataset_leaves_and_proofs_equal_pure():
-    from merkle.fileproof import prove
-    from merkle.manifest import Manifest, dataset_leaves
+    from merkle.format.fileproof import prove
+    from merkle.format.manifest import Manifest, dataset_leaves
 
     files = [FileEntry(f"d{i // 100}/f{i:06d}", i, hashlib.sha256(str(i).encode()).digest()) for i in range(20_000)]
     m = Manifest.create(files)
@@ -308,7 +309,7 @@ def test_native_dataset_leaves_and_proofs_equal_pure():
     assert leaves == [m.hasher.leaf(f.leaf_data(m.chunk_size)) for f in m.files]
     proof = prove(m, "d123/f012345")
     proof.verify(m.summary)
-    assert list(proof.hashes) == tree.inclusion_proof(tree.levels_pure(m.hasher, leaves), m.index("d123/f012345"))
+    assert list(proof.hashes) == rfc6962.inclusion_proof(rfc6962.levels_pure(m.hasher, leaves), m.index("d123/f012345"))
 
 
 @pytest.mark.parametrize("hasher", [B3, SHA], ids=["blake3", "sha256"])
@@ -316,8 +317,8 @@ def test_native_confined_opens_equal_the_pure_engine(tmp_path, hasher):
     """Listed files are opened down from their root, never through a link (format rule W5), on both paths and
     with the same words: a directory swapped for a link, a file swapped for a link (to the very same inode), a
     directory removed, a file swapped for a FIFO."""
-    from merkle import engine
-    from merkle.walk import walk
+    from merkle.hashing import engine
+    from merkle.source.walk import walk
 
     root = tmp_path / "root"
     for d in ("a", "b", "c", "d/e"):

@@ -19,12 +19,12 @@ from conftest import assert_one_line_error, run_cli, statuses
 from safetensors.numpy import load_file, save_file
 
 import merkle
-from merkle import tree
 from merkle.errors import ChunkError, FormatError, IntegrityError, ProofError, UsageError
-from merkle.hashing import tree_hasher
-from merkle.partial import FileAuth, repair_plan, verify_range
-from merkle.proofs import RangeProof, range_proof
-from merkle.sources.ranged import Counting, LocalFile
+from merkle.source.ranged import Counting, LocalFile
+from merkle.tree import rfc6962
+from merkle.tree.hasher import tree_hasher
+from merkle.tree.ranges import RangeProof, range_proof
+from merkle.verifying.ranges import FileAuth, repair_plan, verify_range
 
 KiB, MiB = 1 << 10, 1 << 20
 CS = 64 * KiB  # chunk size of most tests here
@@ -127,7 +127,7 @@ def make_tree(n: int):
     def mth(lo, hi):
         return spec_mth(data[lo:hi])
 
-    return data, leaves, mth, tree.levels(SHA, leaves)
+    return data, leaves, mth, rfc6962.levels(SHA, leaves)
 
 
 # -- range proofs ------------------------------------------------------------------
@@ -151,8 +151,8 @@ def test_single_leaf_proofs_hold_the_rfc9162_audit_path():
         _, leaves, mth, levels = make_tree(n)
         root = mth(0, n)
         for i in range(n):
-            audit = tree.inclusion_proof(levels, i)
-            tree.verify_inclusion(SHA, i, n, leaves[i], audit, root)
+            audit = rfc6962.inclusion_proof(levels, i)
+            rfc6962.verify_inclusion(SHA, i, n, leaves[i], audit, root)
             p = range_proof(SHA, levels, i, i + 1)
             assert len(p.hashes) == len(audit)
             assert Counter(p.hashes) == Counter(audit)
@@ -406,7 +406,7 @@ def test_one_file_outside_any_tree_is_checked_by_name(cli, signed_tree, key, tmp
     assert doc["ok"] is True and doc["dataset_index"] == names.index("sub/tokenizer.json")
     # the audit path of that index in a tree of len(names) leaves
     _, _, _, levels = make_tree(len(names))
-    assert doc["dataset_proof_hashes"] == len(tree.inclusion_proof(levels, doc["dataset_index"]))
+    assert doc["dataset_proof_hashes"] == len(rfc6962.inclusion_proof(levels, doc["dataset_index"]))
     flip(lone, 5000)
     r = verify_file(cli, lone, bundle, key, "sub/tokenizer.json")
     assert r.returncode == 1, r.stdout + r.stderr
@@ -869,7 +869,7 @@ def test_a_tensor_question_that_cannot_be_answered_is_not_a_damaged_file(cli, sa
 
 
 def test_tensor_through_merkle_open_equals_what_safetensors_loads(safetensors_model, key):
-    from merkle.tensors import read_tensor
+    from merkle.format.tensors import read_tensor
 
     d, path, bundle, tensors = safetensors_model
     loaded = load_file(str(path))
@@ -882,7 +882,7 @@ def test_tensor_through_merkle_open_equals_what_safetensors_loads(safetensors_mo
 
 
 def test_tensor_read_through_merkle_open_refuses_damage(safetensors_model, key):
-    from merkle.tensors import read_tensor
+    from merkle.format.tensors import read_tensor
 
     d, path, bundle, _ = safetensors_model
     offsets = st_offsets(path)

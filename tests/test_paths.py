@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from merkle.display import INVISIBLE, shown
-from merkle.paths import MAX_PATH_BYTES, path_problem, path_problem_by_rules
+from merkle.format.paths import MAX_PATH_BYTES, path_problem, path_problem_by_rules
 
 ALPHABET = st.sampled_from(
     list("ab./\\ ~-_") + ["\x00", "\x1f", "\x7f", "\n", "é", "e\u0301", "\udcff", "Ω", "\u200b", "\ufe0f", "\u00a0"]

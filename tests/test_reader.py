@@ -13,9 +13,9 @@ from conftest import run_cli
 
 import merkle
 from merkle.errors import ChunkError, IntegrityError, SignatureError, UsageError
-from merkle.partial import FileAuth
-from merkle.reader import VerifiedReader
-from merkle.sources.ranged import Counting, LocalFile
+from merkle.source.ranged import Counting, LocalFile
+from merkle.verifying.ranges import FileAuth
+from merkle.verifying.reader import VerifiedReader
 
 CS = 4096
 

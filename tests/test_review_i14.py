@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from merkle import signing
+from merkle.signing.keys import generate, write_keypair
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def keys(tmp_path_factory):
     d = tmp_path_factory.mktemp("review-keys")
     out = {}
     for name in ("alice", "bob"):
-        signing.write_keypair(str(d / name), signing.generate())
+        write_keypair(str(d / name), generate())
         out[name] = d / name
     return out
 

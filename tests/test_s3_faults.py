@@ -39,11 +39,11 @@ from conftest import assert_one_line_error, statuses
 s3fs = pytest.importorskip("s3fs")
 moto_server = pytest.importorskip("moto.server")
 
-from merkle.builder import build  # noqa: E402
+from merkle.building import build  # noqa: E402
 from merkle.cli import main  # noqa: E402
 from merkle.errors import SourceError  # noqa: E402
-from merkle.sources import remote  # noqa: E402
-from merkle.verify import verify  # noqa: E402
+from merkle.source import remote  # noqa: E402
+from merkle.verifying.tree import verify  # noqa: E402
 
 CHUNK = 64 * 1024
 NO_CLIENT_RETRIES = {"config_kwargs": {"retries": {"max_attempts": 0}}}
@@ -696,7 +696,7 @@ def test_large_object_overwritten_while_its_units_are_read(direct, faults, tmp_p
     bytes) before the first unit's first read.  merkle must refuse the
     object or hash the bytes it listed: a success with a root of neither
     content is a manifest no byte sequence ever had."""
-    from merkle.engine import UNIT_BYTES
+    from merkle.hashing.engine import UNIT_BYTES
 
     bucket = f"f{os.urandom(4).hex()}"
     direct.mkdir(bucket)

@@ -1,6 +1,6 @@
 """Signed manifests (issue 3): keys, DSSE/Sigstore bundles, trust rules, the
 attestation store.  Real keys, real files, the real `merkle` program; bundles
-are only built by hand (with merkle.attest.sign_payload, so the signature is
+are only built by hand (with merkle.signing.statements.sign_payload, so the signature is
 valid) where a hostile but validly signed statement is the point."""
 
 import base64
@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 import merkle
-from merkle import attest, documents, envelope
 from merkle.errors import BundleError
+from merkle.signing import documents, envelope, statements
 
 PASS_ENV = "MERKLE_KEY_PASSPHRASE"
 MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
@@ -89,7 +89,7 @@ def write_doc(path: Path, doc: dict) -> Path:
 
 def sign_raw(payload: bytes, key: Path, out: Path) -> Path:
     """A correctly signed bundle over exactly `payload` (however hostile)."""
-    bundle = attest.sign_payload(payload, load_priv(key))
+    bundle = statements.sign_payload(payload, load_priv(key))
     out.write_bytes(bundle.to_json())
     return out
 
@@ -566,7 +566,7 @@ def test_same_version_with_other_content_is_refused(cli, tmp_path, model_dir, ke
 def test_expired_statement_is_refused(cli, tmp_path, model_dir, keys):
     k = keys["k1"]
     past = datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)
-    bundle = attest.sign(merkle.build(model_dir), load_priv(k), name="model", expires=past)
+    bundle = statements.sign(merkle.build(model_dir), load_priv(k), name="model", expires=past)
     b = tmp_path / "expired.json"
     b.write_bytes(bundle.to_json())
     assert statement_of(b)["predicate"]["expires"] == "2020-01-01T00:00:00Z"

@@ -8,11 +8,11 @@ import os
 import pytest
 
 import merkle
-from merkle import engine
-from merkle.checkpoint import Checkpoint, hash_resumable, job
 from merkle.errors import SourceError
-from merkle.hashing import tree_hasher
-from merkle.walk import walk, walk_stream
+from merkle.hashing import engine
+from merkle.hashing.checkpoint import Checkpoint, hash_resumable, job
+from merkle.source.walk import walk, walk_stream
+from merkle.tree.hasher import tree_hasher
 
 
 def tree(root, dirs=5, per_dir=7):

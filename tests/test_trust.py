@@ -1,5 +1,5 @@
-"""Issue 14 items 6-9: one trust path for every entry point (merkle.trust +
-merkle.signed.open_signed), rollback records keyed by signer and subject,
+"""Issue 14 items 6-9: one trust path for every entry point (merkle.signing.trust +
+merkle.verifying.signed.open_signed), rollback records keyed by signer and subject,
 certificates for code signing with pinned identities, co-signing only what
 verified.  Each test reproduces an attack or a false failure of the review."""
 
@@ -20,8 +20,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 import merkle
-from merkle import attest, signing
 from merkle.errors import FormatError, PolicyError, SignatureError
+from merkle.signing import statements
+from merkle.signing.keys import generate, key_id, load_private_key, load_public_key, write_keypair
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,7 +32,7 @@ def keys(tmp_path_factory):
     d = tmp_path_factory.mktemp("trust-keys")
     out = {}
     for name in ("alice", "bob", "mallory"):
-        signing.write_keypair(str(d / name), signing.generate())
+        write_keypair(str(d / name), generate())
         out[name] = d / name
     return out
 
@@ -273,28 +274,24 @@ def test_library_sign_then_verify_signed(tmp_path, keys):
     assert signed.name == "lib-model" and out.exists() and Path(f"{out}.leaves").exists()
     policy = merkle.policy_from_files([pub(keys["bob"])])
     verified, report = merkle.verify_signed(m, [out], policy=policy, attestations=tmp_path / "store")
-    assert (
-        report
-        and verified.version == 4
-        and verified.signers[0].key_id == signing.key_id(signing.load_public_key(pub(keys["bob"])))
-    )
+    assert report and verified.version == 4 and verified.signers[0].key_id == key_id(load_public_key(pub(keys["bob"])))
     with pytest.raises(SignatureError):
         merkle.verify_signed(m, [out], keys=[pub(keys["alice"])], attestations=False)
 
 
 def test_one_module_makes_the_trust_decisions():
-    """The places that check signatures, expiry and rollback are merkle.trust's; entry points go
-    through merkle.signed.open_signed (a reader of the code finds the one place)."""
+    """The places that check signatures, expiry and rollback are merkle.signing.trust's; entry points go
+    through merkle.verifying.signed.open_signed (a reader of the code finds the one place)."""
     callers = {}
     for path in (ROOT / "merkle").rglob("*.py"):
         text = path.read_text()
         for needle in ("trust.decide(", ".check(bundle", "history.check(", "interpret("):
             if needle in text:
                 callers.setdefault(needle, set()).add(path.relative_to(ROOT).as_posix())
-    assert callers["trust.decide("] <= {"merkle/signed.py", "merkle/cli/demo.py"}
-    assert callers[".check(bundle"] == {"merkle/trust.py"}
-    assert callers["history.check("] == {"merkle/trust.py"}
-    assert callers["interpret("] == {"merkle/trust.py", "merkle/attest.py"}
+    assert callers["trust.decide("] <= {"merkle/verifying/signed.py", "merkle/cli/demo.py"}
+    assert callers[".check(bundle"] == {"merkle/signing/trust.py"}
+    assert callers["history.check("] == {"merkle/signing/trust.py"}
+    assert callers["interpret("] == {"merkle/signing/trust.py", "merkle/signing/statements.py"}
 
 
 # -- 8. certificates: code signing, pinned identity and issuer -------------------------------------------
@@ -422,8 +419,8 @@ def test_co_signing_a_forged_bundle_is_refused(cli, tmp_path, keys):
 
 def test_a_statement_signed_without_a_version_carries_none():
     """`version` is optional in the predicate; when present it is a positive integer (not null)."""
-    assert "version" not in attest.statement(_tiny(), "x").predicate
-    assert attest.statement(_tiny(), "x", version=3).predicate["version"] == 3
+    assert "version" not in statements.statement(_tiny(), "x").predicate
+    assert statements.statement(_tiny(), "x", version=3).predicate["version"] == 3
 
 
 def _tiny() -> merkle.Manifest:
@@ -435,11 +432,11 @@ def _tiny() -> merkle.Manifest:
 
 
 def test_a_null_version_is_refused(tmp_path, keys):
-    stmt = attest.statement(_tiny(), "x")
+    stmt = statements.statement(_tiny(), "x")
     stmt.predicate["version"] = None
-    bundle = attest.sign_statement(stmt, signing.load_private_key(str(keys["alice"])))
-    from merkle import trust
+    bundle = statements.sign_statement(stmt, load_private_key(str(keys["alice"])))
+    from merkle.signing import trust
 
-    policy = trust.TrustPolicy(keys=(signing.load_public_key(pub(keys["alice"])),))
+    policy = trust.TrustPolicy(keys=(load_public_key(pub(keys["alice"])),))
     with pytest.raises(FormatError, match="version"):
         trust.decide([(bundle, "b.json")], policy)

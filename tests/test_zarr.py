@@ -17,7 +17,7 @@ from conftest import assert_one_line_error
 
 import merkle
 from merkle.errors import FormatError, PathError, SignatureError, UsageError
-from merkle.manifest import Manifest
+from merkle.format.manifest import Manifest
 
 zarr = pytest.importorskip("zarr")  # the [zarr] extra; the test extras install it, so CI runs these
 from zarr.abc.store import RangeByteRequest, SuffixByteRequest  # noqa: E402

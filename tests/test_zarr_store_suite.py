@@ -29,9 +29,9 @@ from zarr.core.buffer import cpu, default_buffer_prototype  # noqa: E402
 from zarr.storage import LocalStore  # noqa: E402
 from zarr.testing.store import StoreTests  # noqa: E402
 
-from merkle import tree  # noqa: E402
-from merkle.hashing import tree_hasher  # noqa: E402
-from merkle.manifest import FileEntry, Manifest  # noqa: E402
+from merkle.format.manifest import FileEntry, Manifest  # noqa: E402
+from merkle.tree import rfc6962  # noqa: E402
+from merkle.tree.hasher import tree_hasher  # noqa: E402
 from merkle.zarr import VerifiedStore  # noqa: E402
 from merkle.zarr.layout import ZarrLayout  # noqa: E402
 
@@ -66,7 +66,9 @@ def signed_manifest(root: Path) -> Manifest:
     entries = []
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         data = path.read_bytes()
-        entries.append(FileEntry(path.relative_to(root).as_posix(), len(data), tree.content_root(hasher, data, CHUNK)))
+        entries.append(
+            FileEntry(path.relative_to(root).as_posix(), len(data), rfc6962.content_root(hasher, data, CHUNK))
+        )
     return Manifest.create(entries, "blake3", CHUNK, (), zarr=ZarrLayout(3, (), ()))
 
 

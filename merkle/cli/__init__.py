@@ -11,13 +11,13 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 
-from .. import __version__
-from ..display import shown
-from ..errors import MerkleError
-from ..hashing import ALGORITHMS, DEFAULT_ALGORITHM
-from ..manifest import DEFAULT_CHUNK_SIZE
-from . import commands, hf, options
-from .options import KEY_TYPES
+from merkle import __version__
+from merkle.cli import commands, hf, options
+from merkle.cli.options import KEY_TYPES
+from merkle.display import shown
+from merkle.errors import MerkleError
+from merkle.format.manifest import DEFAULT_CHUNK_SIZE
+from merkle.tree.hasher import ALGORITHMS, DEFAULT_ALGORITHM
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 
@@ -100,7 +100,7 @@ def _walk_options(p: argparse.ArgumentParser) -> None:
 
 
 def _range(text: str) -> tuple[int, int]:
-    from .partial import parse_range
+    from merkle.cli.partial import parse_range
 
     return parse_range(text)
 
@@ -110,7 +110,7 @@ def _signing(name: str) -> Callable[[argparse.Namespace], int]:
     `cryptography`, which the hashing commands do not need)."""
 
     def run(args: argparse.Namespace) -> int:
-        from . import signing
+        from merkle.cli import signing
 
         result: int = getattr(signing, name)(args)
         return result
@@ -119,7 +119,7 @@ def _signing(name: str) -> Callable[[argparse.Namespace], int]:
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from .doctor import doctor
+    from merkle.cli.doctor import doctor
 
     return doctor(args)
 

@@ -9,13 +9,12 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..builder import build_resumable
-from ..display import shown
-from ..documents import load_document
-from ..engine import Progress
-from ..errors import FormatError, SourceError, UsageError
-from ..hashfile import escape_path, format_sum, hash_paths, hash_stream, parse_sums
-from ..manifest import (
+from merkle.building import build_resumable
+from merkle.cli.output import emit_json
+from merkle.cli.progress import close, make_progress
+from merkle.display import shown
+from merkle.errors import FormatError, SourceError, UsageError
+from merkle.format.manifest import (
     MANIFEST_SUFFIX,
     MAX_MANIFEST_BYTES,
     METADATA_SUFFIX,
@@ -23,14 +22,15 @@ from ..manifest import (
     Manifest,
     check_chunk_size,
 )
-from ..sources.local import check_output, read_capped
-from ..sources.remote import is_url, parse_storage_options
-from ..verify import verify as verify_tree
-from .output import emit_json
-from .progress import close, make_progress
+from merkle.hashing.engine import Progress
+from merkle.hashing.files import escape_path, format_sum, hash_paths, hash_stream, parse_sums
+from merkle.signing.documents import load_document
+from merkle.source.local import check_output, read_capped
+from merkle.source.remote import is_url, parse_storage_options
+from merkle.verifying.tree import verify as verify_tree
 
 if TYPE_CHECKING:
-    from ..signed import SignedInput
+    from merkle.verifying.signed import SignedInput
 
 LEGACY_CHECKPOINT_SUFFIX = ".checkpoint"
 OUTPUT_SUFFIXES = ("", SIDECAR_SUFFIX, METADATA_SUFFIX, MANIFEST_SUFFIX, LEGACY_CHECKPOINT_SUFFIX)
@@ -85,7 +85,7 @@ def build(args: argparse.Namespace) -> int:
             finally:
                 close(progress)
         if args.sign:
-            from .signing import sign_built
+            from merkle.cli.signing import sign_built
 
             verified = sign_built(args, manifest)
             root = verified.root_hex
@@ -172,7 +172,7 @@ def _resumed_line(progress: Progress, files: int | None) -> str:
 def _dask_client(args: argparse.Namespace) -> Any:
     if not getattr(args, "dask", None):
         return None
-    from ..distributed import client_for
+    from merkle.dask import client_for
 
     return client_for(args.dask)
 
@@ -226,19 +226,19 @@ def verify(args: argparse.Namespace) -> int:
     if args.proof:
         if not bundles or args.file or args.sparse or args.files:
             raise UsageError("--proof checks one file (PATH) against a signed bundle: give a bundle and --key")
-        from . import partial
-        from .signing import open_bundles, verified_dict
+        from merkle.cli import partial
+        from merkle.cli.signing import open_bundles, verified_dict
 
         verified = open_bundles(args, bundles, with_manifest=False)  # the proof needs only the signed summary
         if verified.summary is None:
             raise UsageError("--proof needs a merkle bundle")
         return partial.verify_with_proof(args, verified.summary, verified_dict(verified))
     if args.file:
-        from . import partial
+        from merkle.cli import partial
 
         manifest, signature = manifests[0] if manifests else None, None
         if bundles:
-            from .signing import open_bundles, verified_dict
+            from merkle.cli.signing import open_bundles, verified_dict
 
             verified = open_bundles(args, bundles)
             manifest, signature = verified.manifest, verified_dict(verified)
@@ -259,8 +259,8 @@ def verify(args: argparse.Namespace) -> int:
             layout=args.layout,
         )
         if bundles:
-            from ..signed import verify_opened
-            from .signing import store_for, trust_policy
+            from merkle.cli.signing import store_for, trust_policy
+            from merkle.verifying.signed import verify_opened
 
             verified, report = verify_opened(  # the one trust path: open_signed
                 args.path, bundles, trust_policy(args), store=store_for(args), **options
@@ -269,13 +269,13 @@ def verify(args: argparse.Namespace) -> int:
             report = verify_tree(args.path, manifests[0], **options)
     finally:
         close(progress)
-    from .hf import print_report, verify_license
+    from merkle.cli.hf import print_report, verify_license
 
     signed = (verified.manifest or verified.oms) if verified is not None else manifests[0]
     code, extra, note = verify_license(args, report, signed)
     head = None
     if verified is not None:
-        from .signing import describe, verified_dict
+        from merkle.cli.signing import describe, verified_dict
 
         extra["signature"] = verified_dict(verified)
         head = describe(verified)
@@ -364,20 +364,20 @@ def _check_sums(args: argparse.Namespace) -> int:
 
 
 def demo(args: argparse.Namespace) -> int:
-    from .demo import run
+    from merkle.cli.demo import run
 
     return run(args.directory)
 
 
 def prove(args: argparse.Namespace) -> int:
     """`merkle prove MANIFEST NAME -o PROOF`: a file proof for one entry."""
-    from ..fileproof import prove as make_proof
-    from ..sources.local import write_atomic
+    from merkle.format.fileproof import prove as make_proof
+    from merkle.source.local import write_atomic
 
     args.sources = [args.manifest]
     manifests, bundles = _documents(args)
     if bundles:
-        from .signing import open_bundles
+        from merkle.cli.signing import open_bundles
 
         manifest = open_bundles(args, bundles).manifest
         if manifest is None:
@@ -400,12 +400,12 @@ def audit(args: argparse.Namespace) -> int:
     unchanged (=) objects, at the depth asked for."""
     import random
 
-    from .. import audit as audits
+    from merkle.verifying import audit as audits
 
     manifests, bundles = _documents(args)
     signature = None
     if bundles:
-        from .signing import describe, open_bundles, verified_dict
+        from merkle.cli.signing import describe, open_bundles, verified_dict
 
         verified = open_bundles(args, bundles)
         if verified.manifest is None:
@@ -452,7 +452,7 @@ def audit(args: argparse.Namespace) -> int:
         mode = "full: every byte rehashed"
     arrays = None
     if manifest.zarr is not None:  # a zarr store: what changed, array by array
-        from ..zarr.layout import array_line, by_array
+        from merkle.zarr.layout import array_line, by_array
 
         arrays = by_array(manifest.zarr, ((o.path, o.status.value) for o in report.outcomes))
     if args.json:

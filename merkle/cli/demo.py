@@ -13,9 +13,9 @@ import tempfile
 
 import blake3
 
-from ..builder import build
-from ..manifest import Manifest
-from ..verify import verify
+from merkle.building import build
+from merkle.format.manifest import Manifest
+from merkle.verifying.tree import verify
 
 WEIGHT_BYTES = 24 << 20
 
@@ -85,9 +85,9 @@ def run(directory: str | None) -> int:
 
 def _partial_checks(manifest: Manifest, target: str, offset: int) -> bool:
     """Byte ranges and a repair plan: only the chunks asked for are read."""
-    from ..errors import IntegrityError
-    from ..partial import FileAuth, repair_plan, verify_range
-    from ..sources.ranged import Counting, LocalFile
+    from merkle.errors import IntegrityError
+    from merkle.source.ranged import Counting, LocalFile
+    from merkle.verifying.ranges import FileAuth, repair_plan, verify_range
 
     auth = FileAuth.of(manifest, "model.safetensors")
     source = Counting(LocalFile(target))
@@ -108,11 +108,12 @@ def _partial_checks(manifest: Manifest, target: str, offset: int) -> bool:
 def _signature_check(manifest: Manifest) -> bool:
     """Sign the manifest and open the bundle with the public key, as a
     consumer would (keys are generated for the demo and thrown away)."""
-    from .. import attest, signing, trust
-    from ..errors import SignatureError
+    from merkle.errors import SignatureError
+    from merkle.signing import statements, trust
+    from merkle.signing.keys import generate
 
-    key, stranger = signing.generate(), signing.generate()
-    bundle = attest.sign(manifest, key, name="demo-model", version=1)
+    key, stranger = generate(), generate()
+    bundle = statements.sign(manifest, key, name="demo-model", version=1)
     verified = trust.decide([(bundle, "demo bundle")], trust.TrustPolicy(keys=(key.public_key(),)))
     print(
         f"7. merkle build --sign KEY; merkle verify --key KEY.pub   -> signature ok, signed by "

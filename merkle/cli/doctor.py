@@ -10,10 +10,10 @@ import sys
 from importlib import metadata
 from typing import Any
 
-from .. import __version__
-from .._native import PURE_ENV, native, status
-from ..engine import default_jobs
-from .output import emit_json
+from merkle import __version__
+from merkle._native import PURE_ENV, native, status
+from merkle.cli.output import emit_json
+from merkle.hashing.engine import default_jobs
 
 CPU_FLAGS = ("sse4_1", "avx2", "avx512f", "sha_ni", "neon", "sha2")
 

@@ -8,15 +8,15 @@ import re
 import sys
 from typing import TYPE_CHECKING, Any
 
-from ..display import shown
-from ..errors import MerkleError, UsageError
-from ..manifest import Manifest
-from ..report import Report
-from .output import emit_json
-from .progress import close, make_progress
+from merkle.cli.output import emit_json
+from merkle.cli.progress import close, make_progress
+from merkle.display import shown
+from merkle.errors import MerkleError, UsageError
+from merkle.format.manifest import Manifest
+from merkle.report import Report
 
 if TYPE_CHECKING:
-    from ..oms import OmsStatement
+    from merkle.signing.oms import OmsStatement
 
 REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?")
 
@@ -31,7 +31,7 @@ def add_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_layout_option(p: argparse.ArgumentParser, build: bool) -> None:
-    from ..hf.layout import LAYOUTS
+    from merkle.hf.layout import LAYOUTS
 
     default = (
         "recognise a Hugging Face cache folder, snapshot or local_dir and record it in the manifest"
@@ -76,12 +76,12 @@ def print_report(
 
 
 def hf_verify(args: argparse.Namespace) -> int:
-    from ..hf import hub_readme_license, verify_checkout
+    from merkle.hf import hub_readme_license, verify_checkout
 
     allowed = _allowed(args)
     path = args.path
     if not os.path.exists(path) and REPO_ID.fullmatch(path):
-        from ..hf.layout import cache_folder_of
+        from merkle.hf.layout import cache_folder_of
 
         path = cache_folder_of(path, args.repo_type, args.cache_dir)
     elif args.repo_type or args.cache_dir:
@@ -120,7 +120,7 @@ def hf_verify(args: argparse.Namespace) -> int:
 def _allowed(args: argparse.Namespace) -> tuple[str, ...]:
     if not getattr(args, "allow_license", None):
         return ()
-    from ..hf.license import parse_allowed
+    from merkle.hf.license import parse_allowed
 
     return parse_allowed(args.allow_license)
 
@@ -145,7 +145,7 @@ def verify_license(
     if not allowed:
         return report.exit_code, {}, None
     assert manifest is not None
-    from ..hf import readme_license
+    from merkle.hf import readme_license
 
     code, doc, note = _apply(
         lambda: readme_license(args.path, manifest, allowed, args.revision, args.layout), report, report.exit_code

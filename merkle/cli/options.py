@@ -8,10 +8,10 @@ import argparse
 import datetime
 import re
 
-from ..errors import BundleError
-from ..timestamps import parse_time
+from merkle.errors import BundleError
+from merkle.format.timestamps import parse_time
 
-KEY_TYPES = ("ecdsa-p256", "ecdsa-p384", "ed25519")  # merkle.signing.KeyType; a test keeps them equal
+KEY_TYPES = ("ecdsa-p256", "ecdsa-p384", "ed25519")  # merkle.signing.keys.KeyType; a test keeps them equal
 _DURATION = re.compile(r"(\d+)([dhm])")
 
 

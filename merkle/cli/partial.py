@@ -8,22 +8,22 @@ import os
 import sys
 from typing import Any
 
-from ..display import shown
-from ..errors import IntegrityError, SourceError, UsageError
-from ..fileproof import FileProof, prove
-from ..hashfile import hash_file
-from ..manifest import Manifest, Summary
-from ..partial import FileAuth, repair_plan, verify_range
-from ..reader import VerifiedReader
-from ..sources.ranged import Counting, LocalFile, RangeSource, open_source
-from ..tensors import read_header, tensor_info
-from ..walk import blocked_by
-from .output import emit_json
+from merkle.cli.output import emit_json
+from merkle.display import shown
+from merkle.errors import IntegrityError, SourceError, UsageError
+from merkle.format.fileproof import FileProof, prove
+from merkle.format.manifest import Manifest, Summary
+from merkle.format.tensors import read_header, tensor_info
+from merkle.hashing.files import hash_file
+from merkle.source.ranged import Counting, LocalFile, RangeSource, open_source
+from merkle.source.walk import blocked_by
+from merkle.verifying.ranges import FileAuth, repair_plan, verify_range
+from merkle.verifying.reader import VerifiedReader
 
 
 def parse_range(text: str) -> tuple[int, int]:
     """'START:END' (half-open, bytes; binary suffixes allowed) -> (start, end)."""
-    from . import parse_size
+    from merkle.cli import parse_size
 
     start, sep, end = text.partition(":")
     if not sep:
@@ -47,7 +47,7 @@ def file_source(args: argparse.Namespace, manifest: Manifest) -> RangeSource:
     name: str = args.file
     if not os.path.isdir(path):
         return open_source(path)
-    from ..hf.layout import HfOptions, checked_layout, open_checkout
+    from merkle.hf.layout import HfOptions, checked_layout, open_checkout
 
     revision = getattr(args, "revision", None)
     follow = getattr(args, "follow_symlinks", False)
@@ -183,7 +183,7 @@ def verify_with_proof(args: argparse.Namespace, summary: Summary, signature: dic
     """A single file against a signed dataset root, with a file proof and no
     manifest: the proof shows the entry is in the signed tree, then the
     file's bytes must hash to the entry."""
-    from ..sources.local import read_capped
+    from merkle.source.local import read_capped
 
     proof = FileProof.from_json(read_capped(args.proof, 1 << 20), args.proof)
     path = os.fspath(args.path)

@@ -10,15 +10,16 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from .. import attest, oms, signed
-from ..attest import Verified
-from ..display import shown
-from ..documents import load_document
-from ..envelope import Bundle
-from ..errors import UsageError
-from ..manifest import SIDECAR_SUFFIX, Manifest
-from ..signed import SignedInput, open_signed, policy_from_files
-from ..signing import (
+from merkle.cli.output import emit_json
+from merkle.display import shown
+from merkle.errors import UsageError
+from merkle.format.manifest import SIDECAR_SUFFIX, Manifest
+from merkle.format.timestamps import format_time
+from merkle.signing import oms, statements
+from merkle.signing.attestations import Store
+from merkle.signing.documents import load_document
+from merkle.signing.envelope import Bundle
+from merkle.signing.keys import (
     PrivateKey,
     generate,
     key_id,
@@ -27,11 +28,11 @@ from ..signing import (
     passphrase_from_environment,
     write_keypair,
 )
-from ..sources.local import write_atomic
-from ..store import Store
-from ..timestamps import format_time
-from ..trust import TrustPolicy
-from .output import emit_json
+from merkle.signing.statements import Verified
+from merkle.signing.trust import TrustPolicy
+from merkle.source.local import write_atomic
+from merkle.verifying import signed
+from merkle.verifying.signed import SignedInput, open_signed, policy_from_files
 
 
 def trust_policy(args: argparse.Namespace, prefix: str = "") -> TrustPolicy:
@@ -51,7 +52,7 @@ def store_for(args: argparse.Namespace) -> Store | None:
 
 
 def open_bundles(args: argparse.Namespace, bundles: list[SignedInput], *, with_manifest: bool = True) -> Verified:
-    """The one trust path (merkle.signed.open_signed) with the command line's policy and store."""
+    """The one trust path (merkle.verifying.signed.open_signed) with the command line's policy and store."""
     return open_signed(bundles, trust_policy(args), store_for(args), with_manifest=with_manifest)
 
 
@@ -97,11 +98,11 @@ def sign_built(args: argparse.Namespace, manifest: Manifest | None) -> Verified:
         stmt = oms.build(
             args.path, name=args.name, ignore_paths=ignore, jobs=args.jobs, layout=args.layout, revision=args.revision
         )
-        bundle = attest.sign_statement(stmt.to_statement(), key, certs)
+        bundle = statements.sign_statement(stmt.to_statement(), key, certs)
         return write_signed(args, bundle, key, None)
     assert manifest is not None
     name = args.name or os.path.basename(os.path.abspath(args.path))
-    bundle = attest.sign(
+    bundle = statements.sign(
         manifest,
         key,
         name=name,
@@ -120,7 +121,7 @@ def sign(args: argparse.Namespace) -> int:
     doc = load_document(args.document)
     if isinstance(doc, Manifest):
         name = args.name or _stem(args.document)
-        bundle = attest.sign(
+        bundle = statements.sign(
             doc, key, name=name, version=args.statement_version, expires=args.expires, certificates=certs
         )
         verified = write_signed(args, bundle, key, doc)
@@ -147,7 +148,7 @@ def _cosign(args: argparse.Namespace, doc: tuple[Bundle, bytes], key: PrivateKey
     )
     if not args.json:
         print(f"merkle: {describe(existing)}; co-signing it", file=sys.stderr)
-    bundle = attest.sign_payload(original.payload, key, certs)
+    bundle = statements.sign_payload(original.payload, key, certs)
     verified = write_signed(args, bundle, key, None)
     sidecar = args.document + SIDECAR_SUFFIX
     if os.path.exists(sidecar) and verified.manifest is not None:

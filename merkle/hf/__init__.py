@@ -18,17 +18,17 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ..errors import IntegrityError, PolicyError
-from ..manifest import Manifest
-from ..sources.local import open_regular
-from ..walk import WalkedFile
-from .check import HubReport, verify_checkout
-from .hub import git_blob_id
-from .layout import Checkout, HfOptions, Layout, checked_layout, open_checkout
-from .license import MAX_README_BYTES, README, check_license, parse_allowed
+from merkle.errors import IntegrityError, PolicyError
+from merkle.format.manifest import Manifest
+from merkle.hf.check import HubReport, verify_checkout
+from merkle.hf.hub import git_blob_id
+from merkle.hf.layout import Checkout, HfOptions, Layout, checked_layout, open_checkout
+from merkle.hf.license import MAX_README_BYTES, README, check_license, parse_allowed
+from merkle.source.local import open_regular
+from merkle.source.walk import WalkedFile
 
 if TYPE_CHECKING:
-    from ..oms import OmsStatement
+    from merkle.signing.oms import OmsStatement
 
 __all__ = [
     "Checkout",
@@ -53,7 +53,7 @@ def _readme_location(path: str, checkout: Checkout | None) -> str | WalkedFile |
 
 
 def _read_readme(location: str | WalkedFile) -> bytes:
-    from ..errors import FormatError, SourceError
+    from merkle.errors import FormatError, SourceError
 
     fd, st = location.open() if isinstance(location, WalkedFile) else open_regular(location, follow_symlinks=False)
     try:
@@ -86,8 +86,8 @@ def readme_license(
     the manifest's origin, `layout`, `revision`).  Fails closed: PolicyError
     when README.md is not in the manifest or not on disk, IntegrityError
     when it does not match."""
-    from ..hashfile import hash_stream
-    from ..oms import OmsStatement
+    from merkle.hashing.files import hash_stream
+    from merkle.signing.oms import OmsStatement
 
     name = os.fspath(path)
     if isinstance(manifest, OmsStatement):
@@ -117,7 +117,7 @@ def readme_license(
 def hub_readme_license(checkout: Checkout, allowed: Sequence[str]) -> tuple[str, ...]:
     """The same policy against a checkout's Hub identity for README.md (its
     git blob id, from the tree listing or the blob name)."""
-    from .hub import SHA256
+    from merkle.hf.hub import SHA256
 
     found = [f for f in checkout.files if f.path == README]
     if not found:

@@ -15,12 +15,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..engine import FileDigest, Progress, digest_files
-from ..errors import IntegrityError, MerkleError, SourceError, UsageError, install_hint
-from ..report import Outcome, Report, Status
-from ..walk import WalkedFile, blocked_by
-from .hub import GIT_BLOB, MAX_POINTER_SIZE, SHA256, HubId, hub_id_of_etag, new_hasher, parse_lfs_pointer
-from .layout import Checkout, HfFile, HfOptions, open_checkout
+from merkle.errors import IntegrityError, MerkleError, SourceError, UsageError, install_hint
+from merkle.hashing.engine import FileDigest, Progress, digest_files
+from merkle.hf.hub import GIT_BLOB, MAX_POINTER_SIZE, SHA256, HubId, hub_id_of_etag, new_hasher, parse_lfs_pointer
+from merkle.hf.layout import Checkout, HfFile, HfOptions, open_checkout
+from merkle.report import Outcome, Report, Status
+from merkle.source.walk import WalkedFile, blocked_by
 
 _KIND_NAMES = {SHA256: "sha256", GIT_BLOB: "git blob id"}
 

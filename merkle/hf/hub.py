@@ -14,7 +14,7 @@ import hashlib
 import re
 from typing import Final
 
-from ..hashing import Hasher
+from merkle.tree.hasher import Hasher
 
 SHA256: Final = "sha256"
 GIT_BLOB: Final = "gitBlob"

@@ -27,13 +27,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from .. import _json
-from ..errors import FormatError, SourceError, UnsupportedError, UsageError
-from ..manifest import Origin
-from ..paths import name_problem, path_problem
-from ..sources.local import Root, descend, kind_of, read_capped
-from ..walk import Excluder, WalkedFile, WalkProblem, identity, walk
-from .hub import GIT_BLOB, SHA256, HubId, git_blob_id, hub_id_of_etag, lfs_pointer
+from merkle.errors import FormatError, SourceError, UnsupportedError, UsageError
+from merkle.format import strictjson
+from merkle.format.manifest import Origin
+from merkle.format.paths import name_problem, path_problem
+from merkle.hf.hub import GIT_BLOB, SHA256, HubId, git_blob_id, hub_id_of_etag, lfs_pointer
+from merkle.source.local import Root, descend, kind_of, read_capped
+from merkle.source.walk import Excluder, WalkedFile, WalkProblem, identity, walk
 
 CACHE_FOLDER: Final = re.compile(r"(models|datasets|spaces)--(.+)")
 COMMIT: Final = re.compile("[0-9a-f]{40}")
@@ -91,7 +91,7 @@ def checked_layout(
         return layout
     if origin is None:
         return "plain" if revision is None else "hf-cache"
-    from ..sources.remote import is_url
+    from merkle.source.remote import is_url
 
     if is_url(os.fspath(path)):
         return "plain"  # an object store holds the files alone
@@ -648,7 +648,7 @@ def read_tree(path: str, root: str | None = None) -> dict[str, TreeEntry] | None
         data = read_capped(os.path.relpath(path, root).replace(os.sep, "/"), MAX_TREE_BYTES, root=root)
     else:
         data = read_capped(path, MAX_TREE_BYTES, follow_symlinks=False)
-    doc = _json.loads(data, path, MAX_TREE_BYTES)
+    doc = strictjson.loads(data, path, MAX_TREE_BYTES)
     try:
         return parse_tree(doc)
     except FormatError as e:

@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
-from ..errors import FormatError, PolicyError, UsageError, install_hint
+from merkle.errors import FormatError, PolicyError, UsageError, install_hint
 
 README: Final = "README.md"
 MAX_README_BYTES: Final = 16 << 20

@@ -8,24 +8,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ZarrIntegrityError, install_hint
-from .layout import ZarrArray, ZarrLayout
+from merkle.errors import ZarrIntegrityError, install_hint
+from merkle.zarr.layout import ZarrArray, ZarrLayout
 
 if TYPE_CHECKING:
-    from .share import array_manifest, check_array_manifest
-    from .store import VerifiedStore
+    from merkle.zarr.share import array_manifest, check_array_manifest
+    from merkle.zarr.store import VerifiedStore
 
 __all__ = ["VerifiedStore", "ZarrArray", "ZarrIntegrityError", "ZarrLayout", "array_manifest", "check_array_manifest"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("array_manifest", "check_array_manifest"):  # imported late: merkle.manifest imports .layout
-        from . import share
+    if name in ("array_manifest", "check_array_manifest"):  # imported late: merkle.format.manifest imports .layout
+        from merkle.zarr import share
 
         return getattr(share, name)
     if name == "VerifiedStore":
         try:
-            from .store import VerifiedStore
+            from merkle.zarr.store import VerifiedStore
         except ImportError as e:
             if e.name is not None and e.name.split(".")[0] in ("zarr", "numpy", "numcodecs"):
                 raise ImportError(f"merkle.zarr.VerifiedStore needs {e.name}: {install_hint('zarr')}") from e

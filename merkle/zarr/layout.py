@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import FormatError
+from merkle.errors import FormatError
 
 V3_DOC = "zarr.json"
 V2_ARRAY = ".zarray"

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..errors import IntegrityError, UsageError
-from ..layers import LeafLayers
-from ..manifest import Manifest
-from .layout import ZarrLayout
+from merkle.errors import IntegrityError, UsageError
+from merkle.format.leaves import LeafLayers
+from merkle.format.manifest import Manifest
+from merkle.zarr.layout import ZarrLayout
 
 
 def array_manifest(manifest: Manifest, path: str) -> Manifest:

@@ -37,16 +37,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from zarr.abc.store import OffsetByteRequest, RangeByteRequest, Store, SuffixByteRequest
 from zarr.storage import LocalStore, WrapperStore
 
-from .. import tree
-from ..engine import default_jobs
-from ..errors import IntegrityError, PathError, SourceError, UsageError, ZarrIntegrityError
-from ..manifest import FileEntry, Manifest
-from ..partial import FileAuth
-from ..paths import path_problem
-from ..signed import StoreChoice, chosen_policy, trusted_manifest
-from ..sources.local import open_below
-from ..trust import TrustPolicy
-from .layout import ROOT_DOCS
+from merkle.errors import IntegrityError, PathError, SourceError, UsageError, ZarrIntegrityError
+from merkle.format.manifest import FileEntry, Manifest
+from merkle.format.paths import path_problem
+from merkle.hashing.engine import default_jobs
+from merkle.signing.trust import TrustPolicy
+from merkle.source.local import open_below
+from merkle.tree import rfc6962
+from merkle.verifying.ranges import FileAuth
+from merkle.verifying.signed import StoreChoice, chosen_policy, trusted_manifest
+from merkle.zarr.layout import ROOT_DOCS
 
 if TYPE_CHECKING:
     from typing import Self
@@ -71,7 +71,7 @@ class VerifiedStore(WrapperStore[Store]):
     `keys`, public key files, or `cas`, CA certificates, are required and the
     signature is checked first).  The leaf sidecar beside the manifest or
     bundle (M.leaves) lets byte ranges of large keys be checked alone.
-    A bundle is opened through the one trust path (merkle.signed.open_signed:
+    A bundle is opened through the one trust path (merkle.verifying.signed.open_signed:
     signatures, expiry, rollback against the `attestations` store), as the CLI does."""
 
     def __init__(
@@ -302,8 +302,8 @@ class VerifiedStore(WrapperStore[Store]):
     async def _content_root(self, view: memoryview) -> bytes:
         hasher, cs = self._manifest.hasher, self._manifest.chunk_size
         if len(view) > THREAD_BYTES:
-            return await _off_loop(tree.content_root, hasher, view, cs)
-        return tree.content_root(hasher, view, cs)
+            return await _off_loop(rfc6962.content_root, hasher, view, cs)
+        return rfc6962.content_root(hasher, view, cs)
 
     async def _too_long(self, entry: FileEntry, prototype: BufferPrototype) -> ZarrIntegrityError:
         """The error for a key stored longer than signed.  Its length comes
@@ -346,9 +346,9 @@ class VerifiedStore(WrapperStore[Store]):
             )
         hasher = self._manifest.hasher
         if len(view) > THREAD_BYTES:
-            leaves = await _off_loop(tree.chunk_leaves, hasher, view, cs)
+            leaves = await _off_loop(rfc6962.chunk_leaves, hasher, view, cs)
         else:
-            leaves = tree.chunk_leaves(hasher, view, cs)
+            leaves = rfc6962.chunk_leaves(hasher, view, cs)
         for i in range(first, last + 1):
             k = i - first
             if leaves[32 * k : 32 * k + 32] != auth.leaves[i]:
@@ -436,7 +436,7 @@ def _as_store(store: Store | str | os.PathLike[str], storage_options: dict[str, 
     if isinstance(store, Store):
         return store
     name = os.fspath(store)
-    from ..sources.remote import is_url
+    from merkle.source.remote import is_url
 
     if is_url(name) and not name.startswith("file://"):
         from zarr.storage import FsspecStore

@@ -1,0 +1,574 @@
+"""The manifest: a typed, immutable, strictly parsed commitment to a tree.
+
+A manifest lists every file (canonical path, size, Merkle root of its chunks)
+and the dataset root: the Merkle root over one leaf per file, in path order,
+each leaf encoding (path, size, chunk size, file root) unambiguously
+(docs/format.md, rules D1-D2).  Construction validates everything, including
+that the dataset root matches the entries, so a Manifest object is always
+consistent.
+"""
+
+from __future__ import annotations
+
+import bisect
+import copy
+import json
+import os
+import re
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Final
+
+from merkle._native import CODES, native
+from merkle.errors import FormatError, SidecarWarning, SourceError, UnsupportedError
+from merkle.format import strictjson
+from merkle.format.paths import _PLAIN_PATH, MAX_PATH_BYTES, case_collision, path_problem
+from merkle.tree import rfc6962
+from merkle.tree.hasher import (
+    ALGORITHMS,
+    DEFAULT_ALGORITHM,
+    DIGEST_SIZE,
+    LEAF_PREFIX,
+    Algorithm,
+    TreeHasher,
+    tree_hasher,
+)
+from merkle.zarr.layout import ZarrLayout, check_ranges, with_ranges
+
+if TYPE_CHECKING:
+    from merkle.format.leaves import LeafLayers
+
+FORMAT: Final = "merkle-manifest-v1"
+FORMAT_V2: Final = "merkle-manifest-v2"  # v1 + `origin` and per-file `hub` (rules M6-M8)
+FORMATS: Final = (FORMAT, FORMAT_V2)
+DEFAULT_CHUNK_SIZE: Final = 1 << 20
+MIN_CHUNK_SIZE: Final = 1 << 10
+MAX_CHUNK_SIZE: Final = 1 << 30
+MAX_MANIFEST_BYTES: Final = 256 << 20  # about two million entries; JSON decoding needs ~10x this
+MAX_EXCLUDES: Final = 1024
+MAX_PATTERN_LENGTH: Final = 4096
+MAX_FILE_SIZE: Final = (1 << 63) - 1
+DEFAULT_EXCLUDES: Final[tuple[str, ...]] = (".git",)
+SIDECAR_SUFFIX: Final = ".leaves"
+MANIFEST_SUFFIX: Final = ".manifest"  # beside a compact bundle
+METADATA_SUFFIX: Final = ".objects.json"  # object-store metadata, for audit --fast
+
+_KEYS: Final = ("format", "algorithm", "chunk_size", "exclude", "root", "files")
+_KEYS_V2: Final = ("format", "algorithm", "chunk_size", "exclude", "origin", "root", "files")
+_ENTRY_KEYS: Final = ("path", "size", "root")
+_ENTRY_KEYS_HUB: Final = ("path", "size", "root", "hub")
+_ORIGIN_KEYS: Final = ("type", "repo", "repo_type", "revision")
+REPO_TYPES: Final = ("model", "dataset", "space")
+HUB_KINDS: Final = {"sha256": 64, "gitBlob": 40}
+"""A file's identity on the Hugging Face Hub: the LFS object id (SHA-256 of
+the content) or the git blob id (SHA-1 of "blob N\\0" + content)."""
+_REVISION: Final = re.compile("[0-9a-f]{40}")
+_REPO_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?")
+
+
+def check_chunk_size(chunk_size: int) -> int:
+    if (
+        not isinstance(chunk_size, int)
+        or isinstance(chunk_size, bool)
+        or chunk_size < MIN_CHUNK_SIZE
+        or chunk_size > MAX_CHUNK_SIZE
+        or chunk_size & (chunk_size - 1)
+    ):
+        raise FormatError(f"chunk size {chunk_size!r} must be a power of two from {MIN_CHUNK_SIZE} to {MAX_CHUNK_SIZE}")
+    return chunk_size
+
+
+def chunk_count(size: int, chunk_size: int) -> int:
+    """Number of chunks of a file: 0 for an empty file, the last may be short."""
+    return -(-size // chunk_size)
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One file: canonical relative path, byte size, Merkle root of its chunks."""
+
+    path: str
+    size: int
+    root: bytes
+    hub: tuple[str, str] | None = None
+    """(kind, lower-case hex) from HUB_KINDS: the file's Hugging Face Hub
+    identity, signed with the manifest (rule M7) but not part of the
+    dataset root."""
+
+    def leaf_data(self, chunk_size: int) -> bytes:
+        """The dataset-tree leaf: u32 len(path) | path | u64 size | u64 chunk_size | root."""
+        p = self.path.encode("utf-8")
+        return len(p).to_bytes(4, "big") + p + self.size.to_bytes(8, "big") + chunk_size.to_bytes(8, "big") + self.root
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"path": self.path, "size": self.size, "root": self.root.hex()}
+        if self.hub is not None:
+            out["hub"] = {self.hub[0]: self.hub[1]}
+        return out
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a manifest's files come from (rule M6): a Hugging Face Hub
+    repository at one commit.  `repo` is None when the checkout does not
+    say (a local_dir) and the builder was not told."""
+
+    revision: str
+    repo: str | None = None
+    repo_type: str = "model"
+    type: str = "huggingface"
+
+    def __post_init__(self) -> None:
+        if self.type != "huggingface":
+            raise UnsupportedError(f"unsupported origin type {self.type!r}")
+        if not isinstance(self.revision, str) or not _REVISION.fullmatch(self.revision):
+            raise FormatError(f"origin revision {self.revision!r} is not a 40-digit lower-case commit hash")
+        if self.repo is not None and (
+            not isinstance(self.repo, str)
+            or not _REPO_ID.fullmatch(self.repo)
+            or ".." in self.repo
+            or "--" in self.repo
+        ):
+            raise FormatError(f"origin repo {self.repo!r} is not a Hub repository id")
+        if self.repo_type not in REPO_TYPES:
+            raise FormatError(f"origin repo_type {self.repo_type!r} is not one of {', '.join(REPO_TYPES)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "repo": self.repo, "repo_type": self.repo_type, "revision": self.revision}
+
+    @classmethod
+    def from_doc(cls, doc: Any) -> Origin:
+        if not isinstance(doc, dict):
+            raise FormatError("origin is not an object")
+        _exact_keys(doc, _ORIGIN_KEYS, "origin")
+        return cls(doc["revision"], doc["repo"], doc["repo_type"], doc["type"])
+
+    def describe(self) -> str:
+        return f"{self.repo or '(unnamed ' + self.repo_type + ' repo)'}@{self.revision}"
+
+
+def check_hub(value: Any, where: str) -> tuple[str, str]:
+    """Parse a `hub` identity: an object with exactly one key of HUB_KINDS."""
+    if isinstance(value, tuple) and len(value) == 2:
+        value = {value[0]: value[1]}
+    if not isinstance(value, dict) or len(value) != 1:
+        raise FormatError(f"{where}: hub must be an object with one of {', '.join(HUB_KINDS)}")
+    ((kind, digest),) = value.items()
+    if kind not in HUB_KINDS:
+        raise FormatError(f"{where}: unknown hub identity {kind!r}")
+    if not isinstance(digest, str) or not re.fullmatch(f"[0-9a-f]{{{HUB_KINDS[kind]}}}", digest):
+        raise FormatError(f"{where}: hub {kind} is not {HUB_KINDS[kind]} lower-case hex digits")
+    return kind, digest
+
+
+def dataset_root(hasher: TreeHasher, chunk_size: int, files: Sequence[FileEntry]) -> bytes:
+    """The root over the files' dataset leaves (D1-D2); native when the C
+    extension is built (ext/_merkle.c dataset_root)."""
+    if native is not None:
+        root: bytes = native.dataset_root(CODES[hasher.name], chunk_size, files)
+        return root
+    return dataset_root_pure(hasher, chunk_size, files)
+
+
+def dataset_leaves(hasher: TreeHasher, chunk_size: int, files: Sequence[FileEntry]) -> list[bytes]:
+    """Each file's dataset leaf hash (D1), in order."""
+    if native is not None:
+        return rfc6962.split_leaves(native.dataset_leaves(CODES[hasher.name], chunk_size, files))
+    return [hasher.leaf(f.leaf_data(chunk_size)) for f in files]
+
+
+def dataset_root_pure(hasher: TreeHasher, chunk_size: int, files: Sequence[FileEntry]) -> bytes:
+    builder = rfc6962.RootBuilder(hasher)
+    add, new = builder.add, hasher.new
+    for f in files:  # hasher.leaf(f.leaf_data(chunk_size)), inlined: this runs per file
+        add(new(LEAF_PREFIX + f.leaf_data(chunk_size)).digest())
+    return builder.root()
+
+
+def _check_entries(files: Sequence[FileEntry]) -> None:
+    previous = None
+    plain = _PLAIN_PATH.fullmatch  # path_problem's fast path, bound once: this runs per file
+    for f in files:
+        path = f.path
+        if not (type(path) is str and plain(path) and len(path) <= MAX_PATH_BYTES):
+            problem = path_problem(path) if isinstance(path, str) else "path is not a string"
+            if problem:
+                raise FormatError(f"file path {path!r}: {problem}")
+        size = f.size
+        if type(size) is not int or not 0 <= size <= MAX_FILE_SIZE:
+            raise FormatError(f"file {path!r}: size {size!r} is not a byte count")
+        if type(f.root) is not bytes or len(f.root) != DIGEST_SIZE:
+            raise FormatError(f"file {path!r}: root is not a {DIGEST_SIZE}-byte digest")
+        if f.hub is not None and check_hub(f.hub, f"file {path!r}") != f.hub:
+            raise FormatError(f"file {path!r}: hub identity is not a (kind, hex) pair")
+        if previous is not None and path <= previous:
+            what = "duplicate path" if path == previous else "paths not in sorted order at"
+            raise FormatError(f"{what} {path!r}")
+        previous = path
+    clash = case_collision(f.path for f in files)
+    if clash:
+        raise FormatError(f"paths {clash[0]!r} and {clash[1]!r} differ only in case")
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What a compact signed statement commits to: the dataset root and the
+    parameters a file proof is checked with (docs/partial.md, rule C1), and
+    the origin when there is one (per-file Hub identities are not in it)."""
+
+    algorithm: Algorithm
+    chunk_size: int
+    exclude: tuple[str, ...]
+    root: bytes
+    files: int
+    total_size: int
+    origin: Origin | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "format": FORMAT if self.origin is None else FORMAT_V2,
+            "algorithm": self.algorithm,
+            "chunk_size": self.chunk_size,
+            "exclude": list(self.exclude),
+        }
+        if self.origin is not None:
+            out["origin"] = self.origin.to_dict()
+        return {**out, "root": self.root.hex(), "files": self.files, "total_size": self.total_size}
+
+    @classmethod
+    def from_doc(cls, doc: Any) -> Summary:
+        if not isinstance(doc, dict):
+            raise FormatError("summary is not an object")
+        if doc.get("format") not in FORMATS:
+            raise UnsupportedError(f"unsupported manifest format {doc.get('format')!r}")
+        keys = ["format", "algorithm", "chunk_size", "exclude", "root", "files", "total_size"]
+        if doc["format"] == FORMAT_V2:
+            keys.insert(4, "origin")
+        _exact_keys(doc, keys, "summary")
+        if doc["algorithm"] not in ALGORITHMS:
+            raise UnsupportedError(f"unsupported algorithm {doc['algorithm']!r}")
+        counts = (doc["files"], doc["total_size"])
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts):
+            raise FormatError("summary files and total_size must be counts")
+        exclude = doc["exclude"]
+        if not isinstance(exclude, list) or not all(isinstance(p, str) for p in exclude):
+            raise FormatError("summary exclude must be a list of strings")
+        origin = Origin.from_doc(doc["origin"]) if doc["format"] == FORMAT_V2 else None
+        return cls(
+            doc["algorithm"],
+            check_chunk_size(doc["chunk_size"]),
+            tuple(exclude),
+            _hex_digest(doc["root"], "summary root"),
+            doc["files"],
+            doc["total_size"],
+            origin,
+        )
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A validated manifest.  Build one with `Manifest.create`, `merkle.build`,
+    `Manifest.from_json` or `Manifest.load`; each checks every rule.  The
+    constructor recomputes the dataset root and refuses a `root` that differs
+    (an empty `root` asks it to fill in the computed one)."""
+
+    algorithm: Algorithm
+    chunk_size: int
+    files: tuple[FileEntry, ...]
+    root: bytes
+    exclude: tuple[str, ...] = DEFAULT_EXCLUDES
+    layers: LeafLayers | None = field(default=None, compare=False, repr=False)
+    metadata: Mapping[str, Mapping[str, Any]] | None = field(default=None, compare=False, repr=False)
+    """Object-store metadata seen at build time (size, ETag, VersionId) by
+    path: unsigned, for `audit --fast` only (MANIFEST.objects.json)."""
+    origin: Origin | None = None
+    """The Hugging Face repository and commit the files come from (M6)."""
+    zarr: ZarrLayout | None = None
+    """The groups and arrays of a zarr store, each array with its own
+    subtree root (docs/zarr.md, Z1-Z2)."""
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in ALGORITHMS:
+            raise UnsupportedError(f"unsupported algorithm {self.algorithm!r}")
+        check_chunk_size(self.chunk_size)
+        if len(self.exclude) > MAX_EXCLUDES:
+            raise FormatError(f"more than {MAX_EXCLUDES} exclude patterns")
+        if not all(isinstance(p, str) and 0 < len(p) <= MAX_PATTERN_LENGTH and "\x00" not in p for p in self.exclude):
+            raise FormatError(f"exclude patterns must be non-empty strings of at most {MAX_PATTERN_LENGTH} characters")
+        _check_entries(self.files)
+        computed = dataset_root(self.hasher, self.chunk_size, self.files)
+        if self.root == b"":  # Manifest.create: the root is ours to compute
+            object.__setattr__(self, "root", computed)
+        elif computed != self.root:
+            raise FormatError("dataset root does not match the file entries")
+        if self.layers is not None:
+            self.layers.check(self)
+        if self.origin is not None and not isinstance(self.origin, Origin):
+            raise FormatError("origin is not an Origin")
+        if self.zarr is not None:
+            if not isinstance(self.zarr, ZarrLayout):
+                raise FormatError("zarr is not a ZarrLayout")
+            check_ranges(self.zarr, [f.path for f in self.files], self._subtree_root)
+
+    @classmethod
+    def create(
+        cls,
+        files: Iterable[FileEntry],
+        algorithm: Algorithm = DEFAULT_ALGORITHM,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        exclude: Sequence[str] = DEFAULT_EXCLUDES,
+        layers: LeafLayers | None = None,
+        origin: Origin | None = None,
+        zarr: ZarrLayout | None = None,
+    ) -> Manifest:
+        """A manifest over `files` (any order), computing the dataset root
+        (and, for a zarr store, each array's range and root)."""
+        ordered = tuple(sorted(files, key=lambda f: f.path))
+        if zarr is not None:
+            hasher = tree_hasher(algorithm)
+            zarr = with_ranges(
+                zarr,
+                [f.path for f in ordered],
+                lambda first, n: dataset_root(hasher, chunk_size, ordered[first : first + n]),
+            )
+        return cls(algorithm, chunk_size, ordered, b"", tuple(exclude), layers, origin=origin, zarr=zarr)
+
+    def _subtree_root(self, first: int, count: int) -> bytes:
+        """The dataset-tree root of files[first : first + count] alone."""
+        return dataset_root(self.hasher, self.chunk_size, self.files[first : first + count])
+
+    @cached_property
+    def hasher(self) -> TreeHasher:
+        return tree_hasher(self.algorithm)
+
+    @cached_property
+    def _by_path(self) -> dict[str, FileEntry]:
+        return {f.path: f for f in self.files}
+
+    def entry(self, path: str) -> FileEntry | None:
+        """The entry for `path`, or None when the manifest does not list it."""
+        return self._by_path.get(path)
+
+    def index(self, path: str) -> int:
+        """Position of `path` in the dataset tree (its leaf index)."""
+        i = bisect.bisect_left(self.files, path, key=lambda f: f.path)
+        if i == len(self.files) or self.files[i].path != path:
+            raise KeyError(path)
+        return i
+
+    @property
+    def summary(self) -> Summary:
+        return Summary(
+            self.algorithm, self.chunk_size, self.exclude, self.root, len(self.files), self.total_size, self.origin
+        )
+
+    @property
+    def format(self) -> str:
+        """v1 unless the manifest records an origin, Hub identities (M6) or a
+        zarr layout (Z1)."""
+        if self.origin is not None or self.zarr is not None or any(f.hub for f in self.files):
+            return FORMAT_V2
+        return FORMAT
+
+    def without_hub(self) -> Manifest:
+        """The same manifest without per-file Hub identities: what a compact
+        statement vouches for (the summary does not carry them)."""
+        if not any(f.hub for f in self.files):
+            return self
+        return self._attached(files=tuple(FileEntry(f.path, f.size, f.root) for f in self.files))
+
+    @property
+    def total_size(self) -> int:
+        """Bytes in all listed files."""
+        return sum(f.size for f in self.files)
+
+    # -- JSON ---------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest as a JSON-ready dict (what a signed statement carries)."""
+        fmt = self.format
+        out: dict[str, Any] = {
+            "format": fmt,
+            "algorithm": self.algorithm,
+            "chunk_size": self.chunk_size,
+            "exclude": list(self.exclude),
+        }
+        if fmt == FORMAT_V2:
+            out["origin"] = None if self.origin is None else self.origin.to_dict()
+            if self.zarr is not None:
+                out["zarr"] = self.zarr.to_dict()
+        out["root"] = self.root.hex()
+        out["files"] = [f.to_dict() for f in self.files]
+        return out
+
+    def to_json(self) -> bytes:
+        """Canonical bytes: fixed key order, one file entry per line."""
+        head = self.to_dict()
+        del head["files"]
+        lines = ",\n".join(map(_entry_json, self.files))
+        body = strictjson.dumps(head)[:-1] + ',"files":[' + ("\n" + lines + "\n" if lines else "") + "]}\n"
+        return body.encode("utf-8")
+
+    @classmethod
+    def from_json(cls, data: bytes, source: str = "manifest") -> Manifest:
+        """Parse and validate; FormatError (naming `source`) on any problem."""
+        doc = strictjson.loads(data, source, MAX_MANIFEST_BYTES)
+        try:
+            return cls.from_doc(doc)
+        except FormatError as e:
+            raise type(e)(e.message, source) from e
+
+    @classmethod
+    def from_doc(cls, doc: Any) -> Manifest:
+        """Validate an already parsed JSON document (see `from_json`)."""
+        if not isinstance(doc, dict):
+            raise FormatError("top level is not a JSON object")
+        fmt = doc.get("format")
+        if fmt not in FORMATS:
+            raise UnsupportedError(f"unsupported manifest format {fmt!r} (expected {FORMAT!r} or {FORMAT_V2!r})")
+        v2 = fmt == FORMAT_V2
+        _exact_keys(doc, (_KEYS_V2 + ("zarr",) if "zarr" in doc else _KEYS_V2) if v2 else _KEYS, "manifest")
+        algorithm = doc["algorithm"]
+        if algorithm not in ALGORITHMS:
+            raise UnsupportedError(f"unsupported algorithm {algorithm!r}")
+        exclude = doc["exclude"]
+        if not isinstance(exclude, list) or not all(isinstance(p, str) for p in exclude):
+            raise FormatError("'exclude' must be a list of strings")
+        files = doc["files"]
+        if not isinstance(files, list):
+            raise FormatError("'files' must be a list")
+        entries = []
+        keyset, hubset = set(_ENTRY_KEYS), set(_ENTRY_KEYS_HUB)
+        for i, item in enumerate(files):
+            if not isinstance(item, dict):
+                raise FormatError(f"files[{i}] is not an object")
+            keys = item.keys()
+            hub = None
+            if v2 and keys == hubset:
+                hub = check_hub(item["hub"], f"files[{i}]")
+            elif keys != keyset:
+                _exact_keys(item, _ENTRY_KEYS, f"files[{i}]")
+            if not isinstance(item["path"], str):
+                raise FormatError(f"files[{i}].path is not a string")
+            entries.append(FileEntry(item["path"], item["size"], _hex_digest(item["root"], f"files[{i}].root"), hub))
+        origin = Origin.from_doc(doc["origin"]) if v2 and doc["origin"] is not None else None
+        zarr = ZarrLayout.from_doc(doc["zarr"]) if v2 and "zarr" in doc else None
+        manifest = cls(
+            algorithm=algorithm,
+            chunk_size=doc["chunk_size"],
+            files=tuple(entries),
+            root=_hex_digest(doc["root"], "root"),
+            exclude=tuple(exclude),
+            origin=origin,
+            zarr=zarr,
+        )
+        if v2 and manifest.format != FORMAT_V2:
+            raise FormatError(f"{FORMAT_V2} without an origin, a zarr layout or any hub identity: write it as {FORMAT}")
+        return manifest
+
+    # -- files --------------------------------------------------------------
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], layers: bool = True) -> Manifest:
+        """Read a manifest file and, if present beside it, its leaf sidecar
+        (which must authenticate against the manifest's roots)."""
+        from merkle.source.local import read_capped
+
+        name = os.fspath(path)
+        manifest = cls.from_json(read_capped(name, MAX_MANIFEST_BYTES), name)
+        return manifest.with_sidecar(name + SIDECAR_SUFFIX).with_metadata_from(name) if layers else manifest
+
+    def with_metadata_from(self, path: str) -> Manifest:
+        """This manifest with the object metadata kept beside `path`, if any
+        (unsigned: used only by `audit --fast`, which says so).  Like the leaf
+        sidecar (S3), a file that does not parse is ignored with a
+        SidecarWarning: unsigned derived data never decides a verdict."""
+        from merkle.source.local import read_capped
+
+        sidecar = path + METADATA_SUFFIX
+        if not os.path.lexists(sidecar):
+            return self
+        try:
+            doc = strictjson.loads(read_capped(sidecar, MAX_MANIFEST_BYTES), sidecar, MAX_MANIFEST_BYTES)
+            if not isinstance(doc, dict) or not all(isinstance(v, dict) for v in doc.values()):
+                raise FormatError("object metadata must map paths to objects", sidecar)
+        except (FormatError, SourceError) as e:
+            warnings.warn(SidecarWarning(f"{e} (ignored)"), stacklevel=2)
+            return self
+        return self.with_metadata(doc)
+
+    def with_metadata(self, metadata: Mapping[str, Mapping[str, Any]] | None) -> Manifest:
+        return self._attached(metadata=metadata)
+
+    def _attached(self, **derived: Any) -> Manifest:
+        """A copy with derived data (layers, metadata) attached.  The entries
+        and root are this manifest's, already validated, so the constructor's
+        checks (a full recomputation of the dataset root) are not run again;
+        leaf layers are checked by LeafLayers.from_bytes before they get here."""
+        twin = copy.copy(self)
+        for name, value in derived.items():
+            object.__setattr__(twin, name, value)
+        if "files" in derived:
+            twin.__dict__.pop("_by_path", None)
+        return twin
+
+    def with_sidecar(self, sidecar: str) -> Manifest:
+        """This manifest with the leaf layers read from `sidecar`, if that
+        file exists and authenticates; a sidecar that does not is ignored
+        with a SidecarWarning (format rule S3)."""
+        from merkle.format.leaves import LeafLayers
+        from merkle.source.local import read_capped
+
+        if not os.path.exists(sidecar):
+            return self
+        try:
+            data = read_capped(sidecar, LeafLayers.expected_size(self))
+            loaded = LeafLayers.from_bytes(data, self, sidecar)
+        except (FormatError, SourceError) as e:
+            # Derived data: a stale or damaged sidecar costs detail, not the check.
+            warnings.warn(SidecarWarning(f"{e} (ignored)"), stacklevel=2)
+            return self
+        return self._attached(layers=loaded)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the manifest (and its sidecar, if it has leaf layers) atomically."""
+        from merkle.source.local import check_output, write_atomic
+
+        name = os.fspath(path)
+        check_output(name)
+        check_output(name + SIDECAR_SUFFIX)
+        write_atomic(name, self.to_json())
+        if self.metadata is not None:
+            write_atomic(name + METADATA_SUFFIX, (strictjson.dumps(dict(self.metadata)) + "\n").encode())
+        if self.layers is not None:
+            write_atomic(name + SIDECAR_SUFFIX, self.layers.to_bytes(self))
+        elif os.path.exists(name + SIDECAR_SUFFIX):
+            os.unlink(name + SIDECAR_SUFFIX)  # a stale sidecar would only be ignored
+
+
+def _entry_json(f: FileEntry) -> str:
+    """One entry exactly as `strictjson.dumps(f.to_dict())` writes it, without a
+    dict and a json.dumps call per file (a million-file manifest)."""
+    hub = f',"hub":{{"{f.hub[0]}":"{f.hub[1]}"}}' if f.hub is not None else ""
+    return f'{{"path":{_encode_string(f.path)},"size":{f.size},"root":"{f.root.hex()}"{hub}}}'
+
+
+def _exact_keys(obj: dict[str, Any], keys: Sequence[str], where: str) -> None:
+    unknown = sorted(set(obj) - set(keys))
+    if unknown:
+        raise FormatError(f"{where}: unknown key {unknown[0]!r}")
+    missing = [k for k in keys if k not in obj]
+    if missing:
+        raise FormatError(f"{where}: missing key {missing[0]!r}")
+
+
+_encode_string: Final = getattr(json.encoder, "c_encode_basestring", None) or json.encoder.encode_basestring
+_HEX_DIGEST: Final = re.compile(f"[0-9a-f]{{{2 * DIGEST_SIZE}}}")
+
+
+def _hex_digest(value: Any, where: str) -> bytes:
+    if not isinstance(value, str) or not _HEX_DIGEST.fullmatch(value):
+        raise FormatError(f"{where}: not a {2 * DIGEST_SIZE}-digit lower-case hex digest")
+    return bytes.fromhex(value)

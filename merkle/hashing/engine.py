@@ -1,0 +1,552 @@
+"""The one place with threads: read files in chunks and hash their leaves.
+
+Work is cut into units: a small file is one unit, a large file is split into
+runs of chunks (about UNIT_BYTES each).  A fixed set of long-lived worker
+threads pulls units from a shared iterator (one thread-pool future per file
+costs more than hashing a small file).  Each worker owns one reusable,
+page-aligned read buffer (an anonymous mmap: a plain bytearray starts 16 bytes
+into a page and reads into it are several times slower) and reads with
+`os.preadv`, so memory stays at workers x buffer whatever the file sizes, and a
+file truncated under us is a short read, not a SIGBUS.  Hashing releases the
+GIL, so the threads keep every core busy.
+
+Every byte is counted: a short read, a file that grows, or a file whose
+identity (device, inode, size, mtime) changes between listing and hashing is
+an error for that file, never a smaller chunk.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from merkle._native import CODES, native
+from merkle.errors import SourceError
+from merkle.format.manifest import chunk_count
+from merkle.source.local import Root, open_regular
+from merkle.source.walk import WalkedFile, identity
+from merkle.tree import rfc6962
+from merkle.tree.hasher import DIGEST_SIZE, Hasher, TreeHasher
+
+UNIT_BYTES = 8 << 20
+NATIVE_BATCH_FILES = 64
+T = TypeVar("T")
+MAX_BUFFER = 4 << 20
+
+
+def default_jobs() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class FileDigest:
+    """The result of hashing one file: its root and leaf hashes, or an error."""
+
+    path: str
+    size: int
+    root: bytes = b""
+    leaves: bytes = b""
+    error: SourceError | None = None
+
+
+class Progress:
+    """Counters the workers bump and a display may read (approximate: a
+    progress bar needs no lock)."""
+
+    def __init__(self, total_bytes: int = 0, total_files: int = 0) -> None:
+        self.total_bytes = total_bytes
+        self.total_files = total_files
+        self.bytes = 0
+        self.files = 0
+        self.resumed_files = 0
+        self.resumed_bytes = 0
+        """Taken from a checkpoint, not read (merkle.hashing.checkpoint); not in
+        `bytes`, `files` or the totals."""
+
+    def tick(self) -> None:
+        """Called from the main thread about ten times a second."""
+
+
+def hash_files(
+    files: Sequence[Listed],
+    hasher: TreeHasher,
+    chunk_size: int,
+    jobs: int | None = None,
+    progress: Progress | None = None,
+    follow_symlinks: bool = False,
+    opener: Opener | None = None,
+    on_done: Callable[[FileDigest], None] | None = None,
+) -> list[FileDigest]:
+    """Hash every file into chunk leaves and a root, in parallel.
+
+    Per-file problems come back as FileDigest.error; only bugs raise.
+    `opener` reads one listed object (default: local files, refusing
+    symlinks unless `follow_symlinks`)."""
+    job = _Job(hasher, chunk_size, opener or local_opener(follow_symlinks), progress or Progress(), on_done)
+    items = job.plan(files)
+    job.progress.total_bytes = sum(f.size for f in files)
+    job.progress.total_files = len(files)
+    _parallel(items, len(items), job.handle, jobs or default_jobs(), min(chunk_size, MAX_BUFFER), job.progress)
+    return job.done()
+
+
+def hash_stream(
+    groups: Iterable[Sequence[Listed]],
+    hasher: TreeHasher,
+    chunk_size: int,
+    jobs: int | None = None,
+    progress: Progress | None = None,
+    follow_symlinks: bool = False,
+    on_done: Callable[[FileDigest], None] | None = None,
+) -> list[FileDigest]:
+    """`hash_files` over files that are still being listed (a walk's
+    directories, as `walk_stream` yields them): workers hash what is listed
+    while the listing goes on, which hides the walk behind the hashing.  The
+    digests come back sorted by path."""
+    job = _Job(hasher, chunk_size, local_opener(follow_symlinks), progress or Progress(), on_done)
+
+    def items() -> Iterator[Item]:
+        for group in groups:  # runs in whichever worker needs more work, under the feed's lock
+            job.progress.total_bytes += sum(f.size for f in group)
+            job.progress.total_files += len(group)
+            yield from job.plan(group)
+
+    _parallel(items(), None, job.handle, jobs or default_jobs(), min(chunk_size, MAX_BUFFER), job.progress)
+    return sorted(job.done(), key=lambda d: d.path)
+
+
+Item = tuple[int, int, int] | list[int]
+"""A unit of work: (file index, first chunk, chunk count), or a list of
+whole small files for the extension."""
+
+
+class _Job:
+    """The files of one hashing run, their partial results, and how units of
+    work are cut from them (`plan`) and handled on the workers (`handle`)."""
+
+    def __init__(
+        self,
+        hasher: TreeHasher,
+        chunk_size: int,
+        opener: Opener,
+        progress: Progress,
+        on_done: Callable[[FileDigest], None] | None,
+    ) -> None:
+        self.hasher = hasher
+        self.chunk_size = chunk_size
+        self.opener = opener
+        self.progress = progress
+        self.on_done = on_done
+        self.group = max(1, UNIT_BYTES // chunk_size)
+        # Whole small files go to the extension in batches: open, read and
+        # hash with the GIL released for the batch, not per file.
+        self.local_follow: bool | None = getattr(opener, "local_follow", None) if native is not None else None
+        self.files: list[Listed] = []
+        self.counts: list[int] = []
+        self.pending: list[int] = []
+        self.leaves: list[bytearray] = []
+        self.results: list[FileDigest | None] = []
+        self.errors: dict[int, SourceError] = {}
+        self.lock = threading.Lock()
+
+    def plan(self, files: Sequence[Listed]) -> list[Item]:
+        """Take on more files; return their units of work."""
+        base = len(self.files)
+        units: list[tuple[int, int, int]] = []
+        whole: list[int] = []
+        for k, f in enumerate(files):
+            i = base + k
+            n = chunk_count(f.size, self.chunk_size)
+            self.counts.append(n)
+            if n <= self.group:
+                self.pending.append(1)
+                self.leaves.append(bytearray())
+                if self.local_follow is not None:
+                    whole.append(i)
+                else:
+                    units.append((i, 0, n))
+            else:
+                self.pending.append(-(-n // self.group))
+                self.leaves.append(bytearray(n * DIGEST_SIZE))
+                units.extend((i, first, min(self.group, n - first)) for first in range(0, n, self.group))
+        self.files.extend(files)
+        self.results.extend([None] * len(files))
+        items: list[Item] = [*units]
+        batch: list[int] = []
+        batch_bytes = 0
+        for i in whole:
+            batch.append(i)
+            batch_bytes += self.files[i].size
+            if len(batch) >= NATIVE_BATCH_FILES or batch_bytes >= UNIT_BYTES:
+                items.append(batch)
+                batch, batch_bytes = [], 0
+        if batch:
+            items.append(batch)
+        return items
+
+    def done(self) -> list[FileDigest]:
+        done = [r for r in self.results if r is not None]
+        assert len(done) == len(self.files), "engine lost a file"
+        return done
+
+    def finish(self, i: int, data: bytes) -> None:
+        src = self.files[i]
+        error = self.errors.get(i)
+        if error is not None:
+            result = FileDigest(src.path, src.size, error=error)
+        else:
+            root = data if self.counts[i] == 1 else rfc6962.root_of_bytes(self.hasher, data)
+            result = FileDigest(src.path, src.size, root, data)
+        self.results[i] = result
+        self.progress.files += 1
+        if self.on_done is not None:
+            self.on_done(result)
+
+    def handle_batch(self, batch: list[int]) -> None:
+        assert native is not None and self.local_follow is not None  # batches are of local files only
+        files: list[WalkedFile] = self.files  # type: ignore[assignment]  # local_follow is set for local files only
+        # Each directory of the batch is opened once, down from its root and
+        # never through a link; the extension opens each file relative to it.
+        opened: list[int] = []
+        args = []
+        todo = []
+        last: tuple[Root | None, str, int | SourceError] = (None, "", -1)
+        try:
+            for i in batch:
+                f = files[i]
+                base = f.base
+                if base is None:  # named by the user: opened as named
+                    args.append((-1, os.fsencode(f.abspath), f.size, f.identity))
+                    todo.append(i)
+                    continue
+                directory, _, name = f.target.rpartition("/")
+                if base is not last[0] or directory != last[1]:  # a batch is mostly one directory
+                    try:
+                        opened.append(base.open_dir(directory))
+                        last = (base, directory, opened[-1])
+                    except SourceError as e:
+                        last = (base, directory, e)
+                fd = last[2]
+                if isinstance(fd, SourceError):
+                    self.errors[i] = SourceError(fd.message, f.path)
+                    self.finish(i, b"")
+                    continue
+                args.append((fd, os.fsencode(name), f.size, f.identity))
+                todo.append(i)
+            got_all = native.hash_files(CODES[self.hasher.name], self.chunk_size, self.local_follow, args)
+        finally:
+            for fd in opened:
+                os.close(fd)
+        for i, got in zip(todo, got_all, strict=True):
+            if isinstance(got, str):
+                self.errors[i] = SourceError(got, files[i].path)
+                self.finish(i, b"")
+            else:
+                self.progress.bytes += files[i].size
+                self.finish(i, got)
+
+    def handle(self, unit: Item, view: memoryview) -> None:
+        if isinstance(unit, list):
+            self.handle_batch(unit)
+            return
+        i, first, count = unit
+        src = self.files[i]
+        if count == self.counts[i]:  # the whole file in one unit
+            try:
+                data = hash_run(
+                    self.opener(src), src, first, count, count, self.hasher, self.chunk_size, view, self.progress
+                )
+            except SourceError as e:
+                self.errors[i] = e
+                data = b""
+            self.finish(i, data)
+            return
+        if i not in self.errors:
+            try:
+                part = hash_run(
+                    self.opener(src),
+                    src,
+                    first,
+                    count,
+                    self.counts[i],
+                    self.hasher,
+                    self.chunk_size,
+                    view,
+                    self.progress,
+                )
+                self.leaves[i][first * DIGEST_SIZE : first * DIGEST_SIZE + len(part)] = part
+            except SourceError as e:
+                self.errors.setdefault(i, e)
+        with self.lock:
+            self.pending[i] -= 1
+            last = self.pending[i] == 0
+        if last:
+            data = bytes(self.leaves[i])
+            self.leaves[i] = bytearray()  # one copy, not two
+            self.finish(i, data)
+
+
+def _parallel(
+    items: Iterable[T],
+    count: int | None,
+    handle: Callable[[T, memoryview], None],
+    jobs: int,
+    buffer_size: int,
+    progress: Progress,
+) -> None:
+    """Run `handle(item, buffer)` over `items` (`count` of them, None when
+    not known yet) on long-lived worker threads, each with its own
+    page-aligned buffer.  A bug in a worker (or in `items`) stops the
+    others and is raised here; Ctrl-C stops them too."""
+    feed = iter(items)
+    lock = threading.Lock()
+    stop = threading.Event()
+    crashed: list[BaseException] = []
+
+    def worker() -> None:
+        buffer = mmap.mmap(-1, buffer_size)
+        view = memoryview(buffer)
+        _worker.dirs = DirCache()
+        try:
+            while not stop.is_set():
+                with lock:
+                    item = next(feed, None)
+                if item is None:
+                    return
+                handle(item, view)
+        except BaseException as e:  # a bug: hand it to the main thread
+            crashed.append(e)
+            stop.set()
+        finally:
+            _worker.dirs.close()
+            del _worker.dirs
+            view.release()
+            try:
+                buffer.close()
+            except BufferError:  # an error kept for its report may still hold a slice; GC frees it
+                pass
+
+    _run(worker, jobs if count is None else min(jobs, max(1, count)), stop, progress)
+    if crashed:
+        raise crashed[0]
+
+
+SWITCH_INTERVAL = 0.0005
+
+
+def _run(worker: Callable[[], None], count: int, stop: threading.Event, progress: Progress) -> None:
+    threads = [threading.Thread(target=worker, name=f"merkle-hash-{i}", daemon=True) for i in range(count)]
+    # Workers hold the GIL only between syscalls and hash calls; a short
+    # switch interval hands it over sooner when one waits (about 5% on many
+    # small files).  Restored afterwards: it is process-wide.
+    interval = sys.getswitchinterval()
+    if count > 1:
+        sys.setswitchinterval(min(interval, SWITCH_INTERVAL))
+    for t in threads:
+        t.start()
+    try:
+        for t in threads:
+            while t.is_alive():
+                t.join(0.1)
+                progress.tick()
+    except BaseException:
+        stop.set()
+        for t in threads:
+            t.join()
+        raise
+    finally:
+        sys.setswitchinterval(interval)
+
+
+def hash_run(
+    reader: UnitReader,
+    src: Listed,
+    first: int,
+    count: int,
+    chunks: int,
+    hasher: TreeHasher,
+    chunk_size: int,
+    view: memoryview,
+    progress: Progress,
+) -> bytes:
+    """Leaf hashes of chunks [first, first + count) of one file."""
+    with reader:
+        offset = first * chunk_size
+        out = []
+        for _ in range(count):
+            h = hasher.leaf_hasher()
+            length = min(chunk_size, src.size - offset)
+            feed_hasher(reader, src, offset, length, h, view)
+            offset += length
+            out.append(h.digest())
+        if first + count == chunks:
+            reader.check_end()
+        progress.bytes += offset - first * chunk_size
+        return b"".join(out)
+
+
+def digest_files(
+    files: Sequence[Listed],
+    new: Callable[[Listed], Hasher],
+    jobs: int | None = None,
+    progress: Progress | None = None,
+    follow_symlinks: bool = False,
+    opener: Opener | None = None,
+) -> list[FileDigest]:
+    """Plain whole-file digests (no tree), one file per unit, in parallel:
+    what OpenSSF model-signing's `files` serialization records, or a Hub
+    identity.  `new(file)` makes the hasher for one file."""
+    progress = progress or Progress()
+    opener = opener or local_opener(follow_symlinks)
+    progress.total_bytes = sum(f.size for f in files)
+    progress.total_files = len(files)
+    results: list[FileDigest | None] = [None] * len(files)
+
+    def handle(i: int, view: memoryview) -> None:
+        src = files[i]
+        try:
+            with opener(src) as reader:
+                h = new(src)
+                feed_hasher(reader, src, 0, src.size, h, view)
+                reader.check_end()
+                results[i] = FileDigest(src.path, src.size, h.digest())
+                progress.bytes += src.size
+        except SourceError as e:
+            results[i] = FileDigest(src.path, src.size, error=e)
+        progress.files += 1
+
+    _parallel(range(len(files)), len(files), handle, jobs or default_jobs(), MAX_BUFFER, progress)
+    return [r for r in results if r is not None]
+
+
+class Listed(Protocol):
+    """What the engine hashes: a listed file or object."""
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def abspath(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+
+
+class UnitReader(Protocol):
+    """Reads one listed object for one work unit: a context manager that
+    checks on entry and exit that the object is still the one listed."""
+
+    def __enter__(self) -> UnitReader: ...
+    def __exit__(self, kind: object, error: object, tb: object) -> None: ...
+    def read_into(self, offset: int, view: memoryview) -> int: ...
+    def check_end(self) -> None:
+        """After the last byte: no byte past the listed size."""
+
+
+Opener = Callable[[Listed], UnitReader]
+
+
+class LocalReader:
+    """A file opened for hashing, checked against what the walk saw: on entry
+    (same device, inode, size, mtime, ctime) and on exit (still the same, so
+    nothing changed while we read).  A listed file is opened down from its
+    root, never through a link (WalkedFile.open).  OSError becomes a
+    SourceError naming the file."""
+
+    def __init__(self, src: WalkedFile, follow_symlinks: bool) -> None:
+        self.src = src
+        self.follow = follow_symlinks
+        self.fd = -1
+
+    def __enter__(self) -> LocalReader:
+        dirs: DirCache | None = getattr(_worker, "dirs", None)
+        self.fd, st = (
+            dirs.open(self.src) if dirs is not None and self.src.base is not None else self.src.open(self.follow)
+        )
+        if identity(st) != self.src.identity:
+            os.close(self.fd)
+            raise SourceError("changed between listing and hashing", self.src.path)
+        return self
+
+    def read_into(self, offset: int, view: memoryview) -> int:
+        return os.preadv(self.fd, [view], offset)
+
+    def check_end(self) -> None:
+        # Bytes past the listed size mean a file whose size lies (procfs,
+        # some network file systems) or that grew: never hash a prefix of it.
+        if os.pread(self.fd, 1, self.src.size):
+            raise SourceError(f"has bytes past its listed size of {self.src.size}", self.src.path)
+
+    def __exit__(self, kind: object, error: object, tb: object) -> None:
+        try:
+            if error is None and identity(os.fstat(self.fd)) != self.src.identity:
+                raise SourceError("changed while hashing", self.src.path)
+        except OSError as e:
+            raise SourceError(f"read error: {e.strerror or e}", self.src.path) from e
+        finally:
+            os.close(self.fd)
+        if isinstance(error, OSError):
+            raise SourceError(f"read error: {error.strerror or error}", self.src.path) from error
+
+
+_worker = threading.local()
+"""Per worker thread of `_parallel`: its DirCache."""
+
+
+class DirCache:
+    """The directory a worker opened last, kept open for its next file: files
+    come in directory order, so most opens are one openat relative to it
+    instead of a walk down from the root.  The directory was opened down
+    from the root without following a link, like every other; closed when
+    the worker ends."""
+
+    def __init__(self) -> None:
+        self.base: Root | None = None
+        self.directory = ""
+        self.fd = -1
+
+    def open(self, src: WalkedFile) -> tuple[int, os.stat_result]:
+        """What `src.open()` gives, through the cached directory."""
+        assert src.base is not None
+        directory, _, name = src.target.rpartition("/")
+        if src.base is not self.base or directory != self.directory or self.fd < 0:
+            self.close()
+            try:
+                self.fd = src.base.open_dir(directory)
+            except SourceError as e:
+                raise SourceError(e.message, src.abspath) from e
+            self.base, self.directory = src.base, directory
+        return open_regular(name, False, self.fd, src.abspath)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+        self.base, self.fd = None, -1
+
+
+def local_opener(follow_symlinks: bool) -> Opener:
+    def open_local(src: Listed) -> UnitReader:
+        assert isinstance(src, WalkedFile)
+        return LocalReader(src, follow_symlinks)
+
+    open_local.local_follow = follow_symlinks  # type: ignore[attr-defined]  # the extension may read these itself
+    return open_local
+
+
+def feed_hasher(reader: UnitReader, src: Listed, offset: int, length: int, h: Hasher, view: memoryview) -> None:
+    """Hash bytes [offset, offset + length) through the aligned buffer; a
+    short read is an error, never a shorter chunk."""
+    buffer_size = len(view)
+    while length:
+        got = reader.read_into(offset, view[: min(buffer_size, length)])
+        if got == 0:
+            raise SourceError(f"short read: end of data at byte {offset}, expected {src.size} bytes", src.path)
+        h.update(view[:got])
+        offset += got
+        length -= got

@@ -1,0 +1,164 @@
+"""Keys, signing and signature checks, with algorithms fixed by the verifier.
+
+Allowed signature algorithms (never read from a bundle): ECDSA on P-256 with
+SHA-256, P-384 with SHA-384, P-521 with SHA-512 (DER signatures, as OpenSSF
+model-signing writes them), and Ed25519.  A key of any other type is refused
+when it is loaded.  A key's id is the hex SHA-256 of its PEM public key, the
+`hint` model-signing puts in its bundles; it helps pick a key and is never
+a trust decision.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import os
+import sys
+from collections.abc import Sequence
+from typing import Literal, get_args
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+from merkle.errors import FormatError, SignatureError, UsageError
+from merkle.source.local import read_capped, write_atomic
+
+KeyType = Literal["ecdsa-p256", "ecdsa-p384", "ed25519"]
+KEY_TYPES: tuple[str, ...] = get_args(KeyType)
+PASSPHRASE_ENV = "MERKLE_KEY_PASSPHRASE"
+MAX_KEY_BYTES = 1 << 20
+PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+
+_EC_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    "secp256r1": hashes.SHA256,
+    "secp384r1": hashes.SHA384,
+    "secp521r1": hashes.SHA512,
+}
+
+
+def check_public(key: object, where: str) -> PublicKey:
+    if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name in _EC_HASHES:
+        return key
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return key
+    kind = key.curve.name if isinstance(key, ec.EllipticCurvePublicKey) else type(key).__name__
+    raise SignatureError(f"key type {kind} is not allowed (ECDSA P-256/P-384/P-521 or Ed25519 only)", where)
+
+
+def algorithm_name(key: PublicKey) -> str:
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return "ed25519"
+    return {"secp256r1": "ecdsa-p256-sha256", "secp384r1": "ecdsa-p384-sha384", "secp521r1": "ecdsa-p521-sha512"}[
+        key.curve.name
+    ]
+
+
+def public_pem(key: PublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def key_id(key: PublicKey) -> str:
+    """Hex SHA-256 of the PEM public key (model-signing's `hint`)."""
+    return hashlib.sha256(public_pem(key)).hexdigest()
+
+
+def sign_bytes(key: PrivateKey, data: bytes) -> bytes:
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return key.sign(data)
+    return key.sign(data, ec.ECDSA(_EC_HASHES[key.curve.name]()))
+
+
+def signature_ok(key: PublicKey, signature: bytes, data: bytes) -> bool:
+    try:
+        if isinstance(key, ed25519.Ed25519PublicKey):
+            key.verify(signature, data)
+        else:
+            key.verify(signature, data, ec.ECDSA(_EC_HASHES[key.curve.name]()))
+        return True
+    except InvalidSignature:
+        return False
+
+
+# -- keys on disk --------------------------------------------------------------
+
+
+def generate(kind: KeyType = "ecdsa-p256") -> PrivateKey:
+    if kind == "ecdsa-p256":
+        return ec.generate_private_key(ec.SECP256R1())
+    if kind == "ecdsa-p384":
+        return ec.generate_private_key(ec.SECP384R1())
+    if kind == "ed25519":
+        return ed25519.Ed25519PrivateKey.generate()
+    raise UsageError(f"unknown key type {kind!r} (expected one of: {', '.join(KEY_TYPES)})")
+
+
+def write_keypair(path: str, key: PrivateKey, passphrase: bytes | None = None) -> None:
+    """Write PATH (private, mode 0600) and PATH.pub; never overwrite either."""
+    for p in (path, path + ".pub"):
+        if os.path.lexists(p):
+            raise UsageError("already exists; not overwriting a key", p)
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
+    )
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
+    write_atomic(path, private, mode=0o600)
+    write_atomic(path + ".pub", public_pem(key.public_key()))
+
+
+def passphrase_from_environment(prompt: str, confirm: bool = False) -> bytes | None:
+    """The passphrase from $MERKLE_KEY_PASSPHRASE, else from a prompt when
+    stdin is a terminal; None when neither is available (never blocks)."""
+    value = os.environ.get(PASSPHRASE_ENV)
+    if value is not None:
+        return value.encode("utf-8")
+    if not sys.stdin.isatty():
+        return None
+    first = getpass.getpass(prompt)
+    if confirm and getpass.getpass("Repeat passphrase: ") != first:
+        raise UsageError("passphrases do not match")
+    return first.encode("utf-8")
+
+
+def load_private_key(path: str) -> PrivateKey:
+    """A PEM private key (PKCS#8 or traditional OpenSSL), asking for the
+    passphrase only if the key turns out to be encrypted."""
+    data = read_capped(path, MAX_KEY_BYTES)
+    try:
+        try:
+            key = serialization.load_pem_private_key(data, None)
+        except TypeError:  # encrypted: cryptography wants a password
+            passphrase = passphrase_from_environment(f"Passphrase for {path}: ")
+            if passphrase is None:
+                raise UsageError(f"key is encrypted: set {PASSPHRASE_ENV} (stdin is not a terminal)", path) from None
+            try:
+                key = serialization.load_pem_private_key(data, passphrase)
+            except (ValueError, TypeError) as e:
+                raise FormatError("wrong passphrase, or not a PEM private key", path) from e
+    except (ValueError, UnsupportedAlgorithm) as e:
+        raise FormatError("not a PEM private key", path) from e
+    if not isinstance(key, (ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey)):
+        raise SignatureError(f"key type {type(key).__name__} is not allowed", path)
+    check_public(key.public_key(), path)
+    return key
+
+
+def load_public_key(path: str) -> PublicKey:
+    data = read_capped(path, MAX_KEY_BYTES)
+    try:
+        key = serialization.load_pem_public_key(data)
+    except (ValueError, UnsupportedAlgorithm) as e:
+        raise FormatError("not a PEM public key", path) from e
+    return check_public(key, path)
+
+
+def load_certificates(paths: Sequence[str]) -> list[x509.Certificate]:
+    certs = []
+    for p in paths:
+        try:
+            certs.extend(x509.load_pem_x509_certificates(read_capped(p, MAX_KEY_BYTES)))
+        except ValueError as e:
+            raise FormatError("not PEM certificates", p) from e
+    return certs

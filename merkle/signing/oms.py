@@ -1,0 +1,221 @@
+"""OpenSSF model-signing (OMS v1.0) statements: read theirs, write ours.
+
+Facts (docs/signing.md, rules O1-O5): predicateType
+`https://model_signing/signature/v1.0`; predicate `{resources: [{name,
+digest, algorithm}], serialization: {method: "files", hash_type: "sha256",
+allow_symlinks, ignore_paths}}`; one subject named after the model
+directory whose `sha256` digest is SHA-256 over the raw resource digests in
+listed order; whole-file SHA-256 per resource.  model-signing rejects extra
+and missing files and skips `ignore_paths` (relative to the model root).
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from merkle.errors import BundleError, SourceError, UsageError
+from merkle.format.paths import path_problem
+from merkle.hashing.engine import Progress, digest_files
+from merkle.report import Outcome, Report, Status
+from merkle.signing.envelope import Statement
+from merkle.source.walk import blocked_by
+
+if TYPE_CHECKING:
+    from merkle.hf.layout import Layout
+
+PREDICATE_TYPE: Final = "https://model_signing/signature/v1.0"
+DEFAULT_IGNORES: Final = (".git", ".gitignore", ".gitattributes", ".github")
+_SERIALIZATION_KEYS: Final = {"method", "hash_type", "allow_symlinks", "ignore_paths"}
+
+
+@dataclass(frozen=True)
+class OmsStatement:
+    name: str
+    resources: tuple[tuple[str, bytes], ...]
+    ignore_paths: tuple[str, ...] = DEFAULT_IGNORES
+    allow_symlinks: bool = False
+
+    @property
+    def subject_digest(self) -> bytes:
+        return hashlib.sha256(b"".join(d for _, d in self.resources)).digest()
+
+    def to_statement(self) -> Statement:
+        predicate = {
+            "resources": [{"algorithm": "sha256", "name": n, "digest": d.hex()} for n, d in self.resources],
+            "serialization": {
+                "ignore_paths": list(self.ignore_paths),
+                "hash_type": "sha256",
+                "allow_symlinks": self.allow_symlinks,
+                "method": "files",
+            },
+        }
+        return Statement(((self.name, {"sha256": self.subject_digest.hex()}),), PREDICATE_TYPE, predicate)
+
+    @classmethod
+    def from_statement(cls, stmt: Statement) -> OmsStatement:
+        if len(stmt.subjects) != 1:
+            raise BundleError("an OMS statement has exactly one subject")
+        name, digests = stmt.subjects[0]
+        pred = stmt.predicate
+        if set(pred) != {"resources", "serialization"}:
+            raise BundleError("OMS predicate must have exactly resources and serialization")
+        ser = pred["serialization"]
+        if not isinstance(ser, dict) or not {"method", "hash_type"} <= set(ser) <= _SERIALIZATION_KEYS:
+            raise BundleError("OMS serialization has unexpected keys")
+        if ser["method"] != "files" or ser["hash_type"] != "sha256":
+            raise BundleError(
+                f"OMS serialization {ser['method']!r}/{ser['hash_type']!r} is not supported (files/sha256 only)"
+            )
+        ignore = ser.get("ignore_paths", [])
+        if not isinstance(ignore, list) or not all(isinstance(p, str) and not path_problem(p) for p in ignore):
+            raise BundleError("OMS ignore_paths must be a list of canonical relative paths")
+        allow_symlinks = ser.get("allow_symlinks", False)
+        if not isinstance(allow_symlinks, bool):
+            raise BundleError("OMS allow_symlinks is not a boolean")
+        resources = _resources(pred["resources"])
+        parsed = cls(name, resources, tuple(ignore), allow_symlinks)
+        if digests.get("sha256") != parsed.subject_digest.hex():
+            raise BundleError("OMS subject digest does not match its resources")
+        return parsed
+
+
+def _resources(raw: Any) -> tuple[tuple[str, bytes], ...]:
+    if not isinstance(raw, list):
+        raise BundleError("OMS resources is not a list")
+    out = []
+    seen = set()
+    for i, r in enumerate(raw):
+        if not isinstance(r, dict) or set(r) != {"name", "digest", "algorithm"}:
+            raise BundleError(f"resources[{i}] must have exactly name, digest, algorithm")
+        name, digest = r["name"], r["digest"]
+        if r["algorithm"] != "sha256":
+            raise BundleError(f"resources[{i}]: algorithm {r['algorithm']!r} is not allowed (sha256 only)")
+        if not isinstance(name, str) or path_problem(name):
+            raise BundleError(f"resources[{i}]: name {name!r} is not a canonical relative path")
+        if name in seen:
+            raise BundleError(f"resources[{i}]: duplicate name {name!r}")
+        seen.add(name)
+        if not isinstance(digest, str) or len(digest) != 64 or digest.strip("0123456789abcdef"):
+            raise BundleError(f"resources[{i}]: digest is not 64 lower-case hex digits")
+        out.append((name, bytes.fromhex(digest)))
+    return tuple(out)
+
+
+def _excludes(ignore_paths: Sequence[str]) -> tuple[str, ...]:
+    # Anchored at the model root, literal (not globs): '/' makes our walk
+    # match the whole relative path.
+    return tuple("/" + glob.escape(p) for p in ignore_paths)
+
+
+def build(
+    path: str | os.PathLike[str],
+    *,
+    name: str | None = None,
+    ignore_paths: Sequence[str] = (),
+    jobs: int | None = None,
+    progress: Progress | None = None,
+    layout: Layout | None = None,
+    revision: str | None = None,
+) -> OmsStatement:
+    """Hash a model directory the way `model_signing sign` does.  A
+    local_dir is recognised and its `.cache/huggingface` recorded in
+    `ignore_paths`; a cache folder is read through its snapshot only when
+    `layout` says so ("hf-cache"): an OMS statement cannot record it, so its
+    verifier must be told the same (docs/hf.md, HF10)."""
+    from merkle.hf.layout import HF_DIR, HfOptions
+    from merkle.source.listing import list_source
+
+    ignores = tuple(dict.fromkeys((*ignore_paths, *DEFAULT_IGNORES)))
+    listing = list_source(path, _excludes(ignores), hf=HfOptions(revision, layout=layout))
+    if listing.hf is not None and listing.hf.kind == "cache" and layout is None:
+        raise UsageError(
+            "a Hugging Face cache folder is read through its snapshot, which an OpenSSF statement "
+            "cannot record: sign a local_dir, or pass --layout hf-cache (and verify with it)",
+            os.fspath(path),
+        )
+    if listing.hf is None and revision:
+        raise UsageError("--revision applies to Hugging Face checkouts", os.fspath(path))
+    if listing.hf is not None and listing.hf.kind == "local_dir":
+        ignores = (*ignores, HF_DIR)  # so that model_signing leaves the download bookkeeping out too
+    if listing.problems:
+        first = listing.problems[0]
+        raise SourceError(first.reason, os.path.join(os.fspath(path), first.path))
+    digests = digest_files(listing.files, _sha256, jobs, progress, follow_symlinks=False)
+    for d in digests:
+        if d.error is not None:
+            raise d.error
+    model = name or os.path.basename(os.path.abspath(os.fspath(path)))
+    return OmsStatement(model, tuple((d.path, d.root) for d in digests), ignores)
+
+
+def verify(
+    path: str | os.PathLike[str],
+    stmt: OmsStatement,
+    *,
+    jobs: int | None = None,
+    progress: Progress | None = None,
+    layout: Layout | None = None,
+    revision: str | None = None,
+) -> Report:
+    """Rehash the model and compare with an OMS statement (closed world).
+    Left out: the statement's `ignore_paths` and OpenSSF's own top-level
+    git files (DEFAULT_IGNORES, as model_signing does, unless the statement
+    signs a resource there: that is checked), nothing else.  The
+    tree is read plain unless `layout` (or `revision`, a cache snapshot)
+    says otherwise: the statement records no origin (HF10)."""
+    started = time.perf_counter()
+    from merkle.hf.layout import HfOptions, checked_layout
+    from merkle.source.listing import list_source
+
+    signed = [n for n, _ in stmt.resources]
+    ignores = tuple(
+        dict.fromkeys(
+            (
+                *stmt.ignore_paths,
+                *(p for p in DEFAULT_IGNORES if not any(n == p or n.startswith(p + "/") for n in signed)),
+            )
+        )
+    )
+    hf = HfOptions(revision, bookkeeping=False, layout=checked_layout(path, None, layout, revision))
+    listing = list_source(path, _excludes(ignores), hf=hf)
+    if listing.hf is None and revision:
+        raise UsageError("--revision applies to Hugging Face cache folders", os.fspath(path))
+    present = {f.path: f for f in listing.files}
+    expected = dict(stmt.resources)
+    outcomes = [
+        Outcome(p.path, Status.ERROR if p.path in expected else Status.EXTRA, p.reason) for p in listing.problems
+    ]
+    problems = {p.path: p for p in listing.problems}
+    for p in expected:
+        if p in present or p in problems:
+            continue
+        parent = blocked_by(p, problems)  # behind a refused link or special file: unknown, never missing
+        outcomes.append(
+            Outcome(p, Status.ERROR, f"{parent.path}: {parent.reason}")
+            if parent is not None
+            else Outcome(p, Status.MISSING)
+        )
+    outcomes += [Outcome(p, Status.EXTRA) for p in present if p not in expected]
+    todo = [f for f in listing.files if f.path in expected]
+    hashed = 0
+    for d in digest_files(todo, _sha256, jobs, progress, follow_symlinks=False):
+        if d.error is not None:
+            outcomes.append(Outcome(d.path, Status.ERROR, d.error.message))
+        elif d.root == expected[d.path]:
+            hashed += d.size
+            outcomes.append(Outcome(d.path, Status.OK))
+        else:
+            hashed += d.size
+            outcomes.append(Outcome(d.path, Status.MISMATCH, "sha256 differs"))
+    outcomes.sort(key=lambda o: o.path)
+    return Report(stmt.subject_digest, "sha256", tuple(outcomes), False, hashed, time.perf_counter() - started)
+
+
+def _sha256(_: object) -> hashlib._Hash:
+    return hashlib.sha256()

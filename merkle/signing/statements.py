@@ -1,0 +1,148 @@
+"""Signed manifests: in-toto statements over a manifest, signed in DSSE
+envelopes inside Sigstore bundles; and the parsing of a statement whose
+signatures verified.  Whether they verified, and every other trust decision,
+is merkle.signing.trust's.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from merkle.errors import BundleError, UsageError
+from merkle.format.manifest import Manifest, Summary
+from merkle.format.timestamps import format_time, parse_time
+from merkle.signing import oms
+from merkle.signing.envelope import PAYLOAD_TYPE, Bundle, Statement, pae
+from merkle.signing.keys import PrivateKey, key_id, sign_bytes
+
+if TYPE_CHECKING:
+    from merkle.signing.trust import Signer
+
+PREDICATE_TYPE: Final = "https://merkle.dev/manifest/v1"
+
+
+def digest_key(algorithm: str) -> str:
+    """The subject digest key for a dataset root: `merkle-blake3`, `merkle-sha256`."""
+    return f"merkle-{algorithm}"
+
+
+@dataclass(frozen=True)
+class Verified:
+    """A statement whose signatures checked out, parsed and shape-checked.
+    Exactly one of `manifest` (merkle format) and `oms` is set."""
+
+    name: str
+    version: int | None
+    """None when signed without one: no rollback record (merkle.signing.trust)."""
+    expires: datetime.datetime | None
+    signers: tuple[Signer, ...]
+    payload: bytes
+    manifest: Manifest | None = None
+    oms: oms.OmsStatement | None = None
+    summary: Summary | None = None
+    """Set for every merkle statement; `manifest` is None for a compact one
+    until the manifest beside the bundle is matched to it."""
+
+    @property
+    def root_hex(self) -> str:
+        if self.summary is not None:
+            return self.summary.root.hex()
+        assert self.oms is not None
+        return self.oms.subject_digest.hex()
+
+    @property
+    def payload_digest(self) -> str:
+        return hashlib.sha256(self.payload).hexdigest()
+
+
+def statement(
+    manifest: Manifest,
+    name: str,
+    version: int | None = None,
+    expires: datetime.datetime | None = None,
+    compact: bool = False,
+) -> Statement:
+    """The statement to sign.  `compact` signs the summary (root and
+    parameters) instead of every entry: small for a million files; the
+    manifest then travels beside the bundle, authenticated by the root."""
+    if not name:
+        raise UsageError("a signed manifest needs a subject name")
+    if version is not None and version < 1:
+        raise UsageError("version must be a positive integer")
+    body = {"summary": manifest.summary.to_dict()} if compact else {"manifest": manifest.to_dict()}
+    predicate: dict[str, Any] = dict(body)
+    if version is not None:
+        predicate["version"] = version
+    if expires is not None:
+        predicate["expires"] = format_time(expires)
+    return Statement(((name, {digest_key(manifest.algorithm): manifest.root.hex()}),), PREDICATE_TYPE, predicate)
+
+
+def sign_statement(stmt: Statement, key: PrivateKey, certificates: Sequence[bytes] = ()) -> Bundle:
+    payload = stmt.to_payload()
+    return sign_payload(payload, key, certificates)
+
+
+def sign_payload(payload: bytes, key: PrivateKey, certificates: Sequence[bytes] = ()) -> Bundle:
+    """A bundle over exactly these payload bytes (co-signers sign the same bytes)."""
+    signature = sign_bytes(key, pae(PAYLOAD_TYPE, payload))
+    public = key.public_key()
+    kid = key_id(public)
+    return Bundle(
+        payload=payload,
+        payload_type=PAYLOAD_TYPE,
+        signature=signature,
+        keyid="" if certificates else kid,
+        key_hint="" if certificates else kid,
+        certificates=tuple(certificates),
+    )
+
+
+def sign(
+    manifest: Manifest,
+    key: PrivateKey,
+    *,
+    name: str,
+    version: int | None = None,
+    expires: datetime.datetime | None = None,
+    certificates: Sequence[bytes] = (),
+    compact: bool = False,
+) -> Bundle:
+    """Sign `manifest` as subject `name`, at `version` when given (verifiers
+    then refuse older versions of `name` from this signer: merkle.signing.trust),
+    valid until `expires` when given."""
+    return sign_statement(statement(manifest, name, version, expires, compact), key, certificates)
+
+
+def interpret(stmt: Statement, signers: tuple[Signer, ...], payload: bytes) -> Verified:
+    """V5: the statement of a payload whose signatures verified (merkle.signing.trust
+    decides that), parsed and checked: a merkle statement's subject digest
+    must equal its manifest's recomputed root."""
+    if stmt.predicate_type == oms.PREDICATE_TYPE:
+        parsed = oms.OmsStatement.from_statement(stmt)
+        return Verified(parsed.name, None, None, signers, payload, oms=parsed)
+    if stmt.predicate_type != PREDICATE_TYPE:
+        raise BundleError(f"unsupported predicateType {stmt.predicate_type!r}")
+    if len(stmt.subjects) != 1:
+        raise BundleError("a merkle statement has exactly one subject")
+    name, digests = stmt.subjects[0]
+    pred = stmt.predicate
+    body = {"manifest", "summary"} & set(pred)
+    if len(body) != 1 or not set(pred) - body <= {"version", "expires"}:
+        raise BundleError("predicate must have manifest or summary, and optionally version and expires")
+    version = pred.get("version")
+    if "version" in pred and (type(version) is not int or version < 1):
+        raise BundleError("predicate version must be a positive integer")
+    expires = parse_time(pred["expires"], "predicate expires") if "expires" in pred else None
+    manifest = Manifest.from_doc(pred["manifest"]) if "manifest" in pred else None  # 5. recomputes the root
+    summary = manifest.summary if manifest is not None else Summary.from_doc(pred["summary"])
+    want = digests.get(digest_key(summary.algorithm))
+    if want != summary.root.hex():
+        raise BundleError(f"subject digest {digest_key(summary.algorithm)} does not match the manifest root")
+    if not name:
+        raise BundleError("subject name is empty")
+    return Verified(name, version, expires, signers, payload, manifest=manifest, summary=summary)

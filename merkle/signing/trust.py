@@ -1,0 +1,414 @@
+"""Every trust decision merkle makes, in one place, with no I/O.
+
+    bundles (shape-checked) + TrustPolicy + History + now  ->  Verified
+
+Whoever verifies a signed manifest (the CLI's verify, audit, prove, --proof
+and --file, `merkle.open`, `merkle.verify`, `merkle.zarr.VerifiedStore`, the
+co-signing in `merkle sign`) comes through `decide`; `merkle.verifying.signed` does the
+reading and writing around it.  The steps (docs/signing.md V2-V6):
+
+  V2 each signature, against the trusted keys, or against the leaf of a
+     certificate chain that leads to a trusted CA, is for code signing and
+     carries the pinned identity;
+  V4 every bundle carries the same payload; `threshold` distinct signers;
+  V5 only then the payload is parsed (merkle.signing.statements.interpret);
+  V6 not expired; not older than a version this signer's statement for this
+     subject had before (rollback), looked up in `History`.
+
+History is keyed by (signer identity, subject name): another publisher's
+model of the same name, or another model of the same name, never blocks
+this one.  Only statements with an explicit version take part (a statement
+signed without --version carries none and leaves no record), so re-signing
+a model after an edit never fails; an unversioned statement is refused only
+where this signer has published versions of this subject before.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
+from cryptography.x509.verification import (
+    Criticality,
+    ExtensionPolicy,
+    PolicyBuilder,
+    VerificationError,
+)
+from cryptography.x509.verification import Store as CertificateStore
+
+from merkle.errors import BundleError, FormatError, PolicyError, SignatureError, UsageError
+from merkle.format.timestamps import format_time
+from merkle.signing.envelope import Bundle, Statement
+from merkle.signing.keys import PublicKey, algorithm_name, check_public, key_id, signature_ok
+from merkle.signing.statements import Verified, interpret
+
+# Fulcio's OIDC issuer extensions: v1 holds the raw string, v2 a DER UTF8String.
+_OIDC_ISSUER_V1 = ObjectIdentifier("1.3.6.1.4.1.57264.1.1")
+_OIDC_ISSUER_V2 = ObjectIdentifier("1.3.6.1.4.1.57264.1.8")
+_USAGE_NAMES = {
+    ExtendedKeyUsageOID.SERVER_AUTH: "serverAuth",
+    ExtendedKeyUsageOID.CLIENT_AUTH: "clientAuth",
+    ExtendedKeyUsageOID.CODE_SIGNING: "codeSigning",
+    ExtendedKeyUsageOID.EMAIL_PROTECTION: "emailProtection",
+}
+
+
+@dataclass(frozen=True)
+class Signer:
+    """Who signed: the key id of the trusted key (or of the leaf certificate's
+    key) that verified the signature, and for certificates the leaf's subject,
+    issuer and subject alternative names."""
+
+    key_id: str
+    algorithm: str
+    subject: str = ""
+    issuer: str = ""
+    names: tuple[str, ...] = ()
+    pinned: tuple[str, ...] = ()
+    """The verifier's pinned identities (TrustPolicy.identities) this
+    certificate carries, and ..."""
+    pinned_issuers: tuple[str, ...] = ()
+    """... the pinned issuers it carries."""
+
+    @property
+    def identity(self) -> str:
+        """What rollback records are kept under: the key for a bare key; for
+        a certificate the identity the verifier pinned (and the issuer it
+        pinned, if any), else its issuer, subject and names: a renewed or
+        reissued certificate of the same pinned identity keeps the records of
+        the one before it, whatever else changed in it."""
+        if not self.issuer:
+            return f"key:{self.key_id}"
+        if self.pinned:
+            return "x509-pinned:" + json.dumps(
+                [sorted(self.pinned_issuers), sorted(self.pinned)], separators=(",", ":")
+            )
+        return "x509:" + json.dumps([self.issuer, self.subject, sorted(self.names)], separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class TrustPolicy:
+    """Whom to believe: public keys, or CA certificates for X.509 chains.
+    `threshold` distinct signers are required across the bundles.  With
+    certificates, `identities` (any of them) must be the leaf's subject (RFC
+    4514) or one of its subject alternative names, and `issuers` (any of
+    them) the leaf's issuer (RFC 4514) or its Fulcio OIDC issuer."""
+
+    keys: tuple[PublicKey, ...] = ()
+    roots: tuple[x509.Certificate, ...] = ()
+    threshold: int = 1
+    identities: tuple[str, ...] = ()
+    issuers: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.keys and not self.roots:
+            raise UsageError("no trusted key or CA given")
+        if self.threshold < 1:
+            raise UsageError("threshold must be at least 1")
+        if (self.identities or self.issuers) and not self.roots:
+            raise UsageError("certificate identities and issuers apply to CA-signed bundles: give a CA")
+        distinct = len({key_id(k) for k in self.keys})
+        if self.threshold > distinct and not self.roots:
+            raise UsageError(f"threshold {self.threshold} is more than the {distinct} distinct trusted keys")
+
+    def check(self, bundle: Bundle, source: str, now: datetime.datetime) -> Signer:
+        """V2: who signed, before any payload field is read."""
+        data = bundle.signed_bytes()
+        if bundle.certificates:
+            if not self.roots:
+                raise SignatureError("bundle is signed with a certificate; verify it with a trusted CA", source)
+            leaf = _verify_chain(bundle.certificates, self.roots, source, now)
+            key = check_public(leaf.public_key(), source)
+            if not signature_ok(key, bundle.signature, data):
+                raise SignatureError("signature does not verify with the certificate's key", source)
+            signer = Signer(
+                key_id(key),
+                algorithm_name(key),
+                leaf.subject.rfc4514_string(),
+                leaf.issuer.rfc4514_string(),
+                _alternative_names(leaf),
+            )
+            return self._check_identity(signer, leaf, source)
+        for key in self.keys:
+            if signature_ok(key, bundle.signature, data):
+                return Signer(key_id(key), algorithm_name(key))
+        if not self.keys:
+            raise SignatureError("bundle is signed with a bare key; verify it with a trusted public key", source)
+        raise SignatureError("signature does not verify with any trusted key", source)
+
+    def _check_identity(self, signer: Signer, leaf: x509.Certificate, source: str) -> Signer:
+        """The signer with the pinned identities and issuers it carries; SignatureError if none."""
+        pinned = {signer.subject, *signer.names} & set(self.identities)
+        if self.identities and not pinned:
+            seen = ", ".join([signer.subject, *signer.names]) or "none"
+            raise SignatureError(f"certificate identity is not a trusted one (it has: {seen})", source)
+        pinned_issuers: set[str] = set()
+        if self.issuers:
+            issuers = {signer.issuer, *_oidc_issuers(leaf)}
+            pinned_issuers = issuers & set(self.issuers)
+            if not pinned_issuers:
+                raise SignatureError(
+                    f"certificate issuer is not a trusted one (it has: {', '.join(sorted(issuers))})", source
+                )
+        return dataclasses.replace(signer, pinned=tuple(sorted(pinned)), pinned_issuers=tuple(sorted(pinned_issuers)))
+
+
+@dataclass(frozen=True)
+class Seen:
+    """The highest explicit version of a subject verified from one signer."""
+
+    version: int
+    root: str
+
+
+@dataclass(frozen=True)
+class History:
+    """What this machine verified before: signer identity -> subject name ->
+    Seen.  Immutable; `after` gives the history that includes a statement."""
+
+    records: Mapping[str, Mapping[str, Seen]] = field(default_factory=dict)
+
+    def seen(self, signer: Signer, name: str) -> Seen | None:
+        return self.records.get(signer.identity, {}).get(name)
+
+    def after(self, verified: Verified) -> History:
+        if verified.version is None or verified.summary is None:
+            return self  # unversioned and OpenSSF statements leave no record
+        records = {identity: dict(names) for identity, names in self.records.items()}
+        for signer in verified.signers:
+            names = records.setdefault(signer.identity, {})
+            held = names.get(verified.name)
+            if held is None or verified.version > held.version:
+                names[verified.name] = Seen(verified.version, verified.root_hex)
+        return History(records)
+
+    def check(self, verified: Verified, source: str) -> None:
+        """V6, rollback: refuse a version older than one a signer of this
+        statement published for this subject, the same version with another
+        root (freeze, or mix), and an unversioned statement where versioned
+        ones were seen.  An OpenSSF statement carries no version: it is an
+        unversioned statement like any other, never a way around the records."""
+        for signer in verified.signers:
+            held = self.seen(signer, verified.name)
+            if held is None:
+                continue
+            if verified.version is None:
+                what = "OpenSSF statement" if verified.summary is None else "statement"
+                raise PolicyError(
+                    f"rollback: the {what} for {verified.name!r} has no version, and version "
+                    f"{held.version} from the same signer was verified before",
+                    source,
+                )
+            if verified.version < held.version:
+                raise PolicyError(
+                    f"rollback: version {verified.version} of {verified.name!r} is older than version "
+                    f"{held.version} from the same signer, verified before",
+                    source,
+                )
+            if verified.version == held.version and verified.root_hex != held.root:
+                raise PolicyError(
+                    f"version {verified.version} of {verified.name!r} from the same signer was "
+                    "verified before with another root",
+                    source,
+                )
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            identity: {name: {"version": s.version, "root": s.root} for name, s in sorted(names.items())}
+            for identity, names in sorted(self.records.items())
+        }
+
+    @classmethod
+    def from_doc(cls, doc: object, where: str) -> History:
+        """Strict: a store index edited by hand or damaged is a FormatError."""
+        if not isinstance(doc, dict):
+            raise FormatError("malformed attestation index: versions must be an object", where)
+        records: dict[str, dict[str, Seen]] = {}
+        for identity, names in doc.items():
+            if not isinstance(names, dict):
+                raise FormatError(
+                    f"malformed attestation index: versions of {identity[:80]!r} must be an object", where
+                )
+            for name, seen in names.items():
+                ok = (
+                    isinstance(seen, dict)
+                    and set(seen) == {"version", "root"}
+                    and type(seen["version"]) is int
+                    and seen["version"] >= 1
+                    and isinstance(seen["root"], str)
+                    and re.fullmatch("[0-9a-f]{64}", seen["root"]) is not None
+                )
+                if not ok:
+                    raise FormatError(
+                        f"malformed attestation index: the record of {name[:80]!r} must be {{version, root}}", where
+                    )
+                records.setdefault(identity, {})[name] = Seen(seen["version"], seen["root"])
+        return cls(records)
+
+
+def check_reuse(history: History, verified: Verified, source: str) -> None:
+    """For a signer: refuse to sign a version of a subject that this signer's
+    history holds with another root (an edit signed without bumping the
+    version), which every verifier that saw the first would refuse as a
+    freeze.  Older versions and unversioned statements are the signer's
+    choice (a verifier that saw newer ones refuses them, V6)."""
+    if verified.version is None:
+        return
+    for signer in verified.signers:
+        held = history.seen(signer, verified.name)
+        if held is not None and held.version == verified.version and held.root != verified.root_hex:
+            raise PolicyError(
+                f"version {verified.version} of {verified.name!r} was signed or verified before with "
+                "another root: verifiers that saw it would refuse this statement; sign the new "
+                "content with a higher version",
+                source,
+            )
+
+
+def decide(
+    bundles: Sequence[tuple[Bundle, str]],
+    policy: TrustPolicy,
+    history: History | None = None,
+    now: datetime.datetime | None = None,
+) -> Verified:
+    """V2-V6 for bundles already shape-checked (V1).  `history` None: no
+    rollback check (the caller keeps no store).  Raises SignatureError,
+    BundleError or PolicyError (all exit 1)."""
+    if not bundles:
+        raise UsageError("no bundle given")
+    moment = now or datetime.datetime.now(datetime.timezone.utc)
+    signers = [policy.check(bundle, source, moment) for bundle, source in bundles]  # V2
+    payload = bundles[0][0].payload
+    for bundle, source in bundles[1:]:  # V4
+        if bundle.payload != payload:
+            raise SignatureError("bundles sign different statements; co-signers must sign the same one", source)
+    distinct = {s.key_id for s in signers}
+    if len(distinct) < policy.threshold:
+        raise SignatureError(f"{len(distinct)} distinct trusted signer(s), {policy.threshold} required", bundles[-1][1])
+    source = bundles[0][1]
+    stmt = Statement.from_payload(payload, source)  # V5
+    try:
+        verified = interpret(stmt, tuple(signers), payload)
+    except FormatError as e:
+        raise BundleError(e.message, source) from e
+    if verified.expires is not None and moment > verified.expires:  # V6
+        raise PolicyError(f"statement for {verified.name!r} expired at {format_time(verified.expires)}", source)
+    if history is not None:
+        history.check(verified, source)
+    return verified
+
+
+# -- certificates ------------------------------------------------------------------
+
+
+def _verify_chain(
+    chain_der: Sequence[bytes], roots: Sequence[x509.Certificate], source: str, now: datetime.datetime
+) -> x509.Certificate:
+    """The leaf (first) must be valid now, for code signing (extended key
+    usage, as Sigstore and OpenSSF model-signing require), and lead through
+    the intermediates in the bundle to a trusted CA (path building, validity,
+    CA constraints and signatures by cryptography's X.509 verifier).
+    Returns the leaf."""
+    try:
+        chain = [x509.load_der_x509_certificate(c) for c in chain_der]
+        for cert in chain:  # parsed lazily: names and extensions now (messages quote them), not mid-check
+            _ = (cert.subject.rfc4514_string(), cert.issuer.rfc4514_string(), cert.extensions)
+    except ValueError as e:
+        raise SignatureError(
+            "bundle certificate is not valid DER (or holds a malformed name or extension)", source
+        ) from e
+    leaf = chain[0]
+    for cert in chain:
+        if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+            raise SignatureError(f"certificate {cert.subject.rfc4514_string()} is not valid now", source)
+    try:
+        usage = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        usage = None
+    except ValueError as e:
+        raise SignatureError(f"certificate {leaf.subject.rfc4514_string()} has a malformed extension", source) from e
+    if usage is None or ExtendedKeyUsageOID.CODE_SIGNING not in usage:
+        have = ", ".join(_USAGE_NAMES.get(u, u.dotted_string) for u in usage) if usage else "no extended key usage"
+        raise SignatureError(f"certificate {leaf.subject.rfc4514_string()} is not for code signing ({have})", source)
+    verifier = (
+        PolicyBuilder()
+        .store(CertificateStore(list(roots)))
+        .time(now)
+        .extension_policies(ca_policy=_CA_POLICY, ee_policy=_LEAF_POLICY)
+        .build_client_verifier()
+    )
+    try:
+        verifier.verify(leaf, chain[1:])
+    except VerificationError as e:
+        reason = " ".join(str(e).split())
+        raise SignatureError(
+            f"certificate {leaf.subject.rfc4514_string()} is not issued by a trusted CA ({reason})", source
+        ) from e
+    return leaf
+
+
+def _must_be_ca(policy: object, cert: x509.Certificate, value: x509.BasicConstraints) -> None:
+    if not value.ca:
+        raise ValueError("issuer is not a CA")
+
+
+def _may_sign_certificates(policy: object, cert: x509.Certificate, value: x509.KeyUsage | None) -> None:
+    if value is not None and not value.key_cert_sign:
+        raise ValueError("issuer's key usage does not allow signing certificates")
+
+
+def _may_issue_code_signing(policy: object, cert: x509.Certificate, value: x509.ExtendedKeyUsage | None) -> None:
+    """A CA whose extended key usage is limited (a TLS-only subordinate CA)
+    issues no code-signing certificate: its limits bind what it issues, as
+    the Web PKI and Windows read an intermediate's EKU."""
+    if value is not None and not {ExtendedKeyUsageOID.CODE_SIGNING, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE} & set(
+        value
+    ):
+        have = ", ".join(_USAGE_NAMES.get(u, u.dotted_string) for u in value) or "none"
+        raise ValueError(f"CA {cert.subject.rfc4514_string()} is not for code signing (extended key usage: {have})")
+
+
+def _may_sign_data(policy: object, cert: x509.Certificate, value: x509.KeyUsage | None) -> None:
+    if value is not None and not value.digital_signature:
+        raise ValueError("leaf's key usage does not allow digital signatures")
+
+
+_CA_POLICY = (
+    ExtensionPolicy.permit_all()
+    .require_present(x509.BasicConstraints, Criticality.AGNOSTIC, _must_be_ca)
+    .may_be_present(x509.KeyUsage, Criticality.AGNOSTIC, _may_sign_certificates)
+    .may_be_present(x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _may_issue_code_signing)
+)
+_LEAF_POLICY = ExtensionPolicy.permit_all().may_be_present(x509.KeyUsage, Criticality.AGNOSTIC, _may_sign_data)
+
+
+def _alternative_names(cert: x509.Certificate) -> tuple[str, ...]:
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (x509.ExtensionNotFound, ValueError):
+        return ()
+    names: list[str] = []
+    for kind in (x509.RFC822Name, x509.UniformResourceIdentifier, x509.DNSName):
+        names.extend(str(v) for v in sans.get_values_for_type(kind))
+    return tuple(names)
+
+
+def _oidc_issuers(cert: x509.Certificate) -> set[str]:
+    found = set()
+    for ext in cert.extensions:
+        if ext.oid in (_OIDC_ISSUER_V1, _OIDC_ISSUER_V2) and isinstance(ext.value, x509.UnrecognizedExtension):
+            raw = ext.value.value
+            if ext.oid == _OIDC_ISSUER_V2 and len(raw) >= 2 and raw[0] == 0x0C and raw[1] == len(raw) - 2:
+                raw = raw[2:]  # DER UTF8String of under 128 bytes
+            try:
+                found.add(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                continue
+    return found

@@ -1,1 +1,0 @@
-"""Where bytes come from.  Only this package and the engine open files."""

@@ -1,0 +1,259 @@
+"""Verifying a directory against a manifest: parse -> walk -> rehash -> Report."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from merkle.errors import UsageError
+from merkle.format.manifest import FileEntry, Manifest
+from merkle.hashing.checkpoint import Checkpoint, Job, hash_resumable, job
+from merkle.hashing.engine import Listed, Progress
+from merkle.report import Outcome, Report, Status
+from merkle.source.listing import list_source
+from merkle.source.walk import Excluder, blocked_by
+from merkle.tree.hasher import DIGEST_SIZE
+
+if TYPE_CHECKING:
+    from merkle.hf.layout import Layout
+
+
+def verify(
+    path: str | os.PathLike[str],
+    manifest: Manifest | str | os.PathLike[str],
+    *,
+    allow_extra: bool = False,
+    exclude: Sequence[str] = (),
+    follow_symlinks: bool = False,
+    jobs: int | None = None,
+    progress: Progress | None = None,
+    sparse: bool = False,
+    only: Sequence[str] | None = None,
+    storage_options: dict[str, Any] | None = None,
+    checkpoint: bool = False,
+    resume: bool = False,
+    dask: Any = None,
+    revision: str | None = None,
+    layout: Layout | None = None,
+) -> Report:
+    """Check every file under `path` against `manifest` (a Manifest or the
+    path of a manifest file).  Closed world: files the manifest does not list
+    are EXTRA and fail unless `allow_extra`.  Never raises for a bad file; it
+    is reported.  Raises FormatError for a bad manifest, SourceError when
+    `path` itself cannot be read.
+
+    `sparse`: listed files absent on disk are ABSENT, not a failure (a
+    partial checkout).  `only`: check just these listed paths; nothing else
+    is reported, and a name the manifest does not list is an error.
+
+    A git-lfs pointer file standing in for a listed file (a clone made
+    without git-lfs, a failed smudge) is not downloaded, not corrupt: ABSENT
+    with `sparse`, MISSING otherwise.
+
+    How `path` is read comes from the manifest and the caller, never from
+    what the tree holds (docs/hf.md, HF10): `layout` ("plain", "hf-cache",
+    "hf-local-dir"), else a recorded Hugging Face origin (its cache folder
+    or a snapshot, by name, as the cache; anything else as a local_dir,
+    without .cache/huggingface), else a plain tree.  `revision` picks the
+    snapshot of a Hugging Face cache folder (alone, it asks for one).
+
+    `checkpoint` and `resume`: as for `build` (a checkpoint of the files
+    hashed, in the user's private directory, read only with `resume`; it is
+    deleted once every file is hashed)."""
+    started = time.perf_counter()
+    if not isinstance(checkpoint, bool) or not isinstance(resume, bool):
+        raise UsageError(
+            "checkpoint and resume take True or False: checkpoints are kept in a private "
+            "per-user directory ($MERKLE_CHECKPOINTS), never at a path given"
+        )
+    if resume and dask is not None:
+        raise UsageError("resume: a check on a Dask cluster keeps no checkpoint")
+    if not isinstance(manifest, Manifest):
+        manifest = Manifest.load(manifest)
+    from merkle.hf.layout import HfOptions, checked_layout
+
+    hf = HfOptions(revision, bookkeeping=False, layout=checked_layout(path, manifest.origin, layout, revision))
+    listing = list_source(path, manifest.exclude, follow_symlinks, storage_options, hf)
+    if listing.hf is None and revision:
+        raise UsageError("--revision applies to Hugging Face cache folders", os.fspath(path))
+    ignored = Excluder(exclude)  # the caller's exclusions only hide extras
+    present = {f.path: f for f in listing.files}
+    unreadable = tuple(p.path + "/" for p in listing.problems if p.unreadable_dir)
+    outcomes: list[Outcome] = []
+    to_hash: list[tuple[FileEntry, Listed]] = []
+
+    problems = every_problem = {p.path: p for p in listing.problems}
+    entries: Sequence[FileEntry] = manifest.files
+    if only is not None:
+        wanted = dict.fromkeys(only)
+        entries = [e for e in manifest.files if e.path in wanted]
+        listed = {e.path for e in entries}
+        outcomes += [Outcome(p, Status.ERROR, "not listed in the manifest") for p in wanted if p not in listed]
+        present = {p: f for p, f in present.items() if p in listed}
+        problems = {p: v for p, v in problems.items() if p in listed}
+    for entry in entries:
+        found = present.pop(entry.path, None)
+        if found is None:
+            problem = problems.pop(entry.path, None)
+            parent = blocked_by(entry.path, every_problem) if problem is None else None
+            if parent is not None:  # behind a refused link or a special file: unknown, never absent
+                outcomes.append(Outcome(entry.path, Status.ERROR, f"{parent.path}: {parent.reason}"))
+            elif problem is None and entry.path.startswith(unreadable):
+                outcomes.append(Outcome(entry.path, Status.ERROR, "inside a directory that cannot be listed"))
+            elif problem is None:
+                outcomes.append(Outcome(entry.path, Status.ABSENT if sparse else Status.MISSING))
+            else:
+                outcomes.append(Outcome(entry.path, Status.ERROR, problem.reason))
+        elif found.size != entry.size:
+            outcomes.append(
+                _pointer_outcome(found, entry, sparse)
+                or Outcome(entry.path, Status.MISMATCH, f"size {found.size}, expected {entry.size}")
+            )
+        else:
+            to_hash.append((entry, found))
+    for extra in present.values():
+        if not ignored.covers(extra.path):
+            outcomes.append(Outcome(extra.path, Status.EXTRA))
+    for problem in problems.values():
+        if ignored.covers(problem.path) and not problem.unmapped:
+            continue
+        # Something unhashable that the manifest does not list is extra, and
+        # shown and counted even when extras are allowed; an unreadable
+        # directory may hide listed files, and a name or key that names no
+        # canonical path can match no entry, so both are errors.
+        if problem.unreadable_dir or problem.unmapped:
+            outcomes.append(Outcome(problem.path, Status.ERROR, problem.reason))
+        else:
+            outcomes.append(Outcome(problem.path, Status.EXTRA, problem.reason))
+
+    if dask is not None:
+        from merkle.dask import hash_on_cluster
+
+        digests = hash_on_cluster(
+            dask, [w for _, w in to_hash], manifest.algorithm, manifest.chunk_size, listing.fs_spec
+        )
+    else:
+        state = None
+        if checkpoint or resume:
+            state = Checkpoint.open(
+                checkpoint_job(
+                    path,
+                    manifest,
+                    follow_symlinks=follow_symlinks,
+                    storage_options=storage_options,
+                    revision=revision,
+                    layout=hf.layout,
+                ),
+                resume,
+            )
+        try:
+            digests = hash_resumable(
+                [w for _, w in to_hash],
+                manifest.hasher,
+                manifest.chunk_size,
+                state,
+                jobs or listing.jobs,
+                progress,
+                listing.opener,
+            )
+        except BaseException:  # interrupted: what was finished stays for a resume
+            if state is not None:
+                state.keep()
+            raise
+        if state is not None:
+            state.discard()
+    hashed = 0
+    for (entry, _), digest in zip(to_hash, digests, strict=True):
+        if digest.error is not None:
+            outcomes.append(Outcome(entry.path, Status.ERROR, digest.error.message))
+            continue
+        hashed += entry.size
+        if digest.root == entry.root:
+            outcomes.append(Outcome(entry.path, Status.OK))
+        else:
+            outcomes.append(Outcome(entry.path, Status.MISMATCH, _diff_detail(manifest, entry, digest.leaves)))
+    outcomes.sort(key=lambda o: o.path)
+    return Report(
+        manifest.root,
+        manifest.algorithm,
+        tuple(outcomes),
+        allow_extra,
+        hashed,
+        time.perf_counter() - started,
+    )
+
+
+def checkpoint_job(
+    path: str | os.PathLike[str],
+    manifest: Manifest,
+    *,
+    follow_symlinks: bool = False,
+    storage_options: dict[str, Any] | None = None,
+    revision: str | None = None,
+    layout: Layout | None = None,
+) -> Job:
+    """What the checkpoint of `verify(path, manifest, ...)` with these
+    options is valid for (merkle.hashing.checkpoint): how the files are read and
+    hashed, never the manifest's roots."""
+    from merkle.hf.layout import checked_layout
+
+    return job(
+        "verify",
+        os.fspath(path),
+        storage_options,
+        algorithm=manifest.algorithm,
+        chunk_size=manifest.chunk_size,
+        exclude=list(manifest.exclude),
+        follow_symlinks=follow_symlinks,
+        layout=checked_layout(path, manifest.origin, layout, revision),
+        revision=revision,
+    )
+
+
+def _pointer_outcome(found: Listed, entry: FileEntry, sparse: bool) -> Outcome | None:
+    """For a local file whose size differs: a verdict when it is a git-lfs
+    pointer (docs/hf.md, HF8).  A pointer to this entry's content (size
+    field, and object id = the signed Hub identity) is not downloaded:
+    ABSENT with `sparse`, else MISSING.  Without a Hub identity to check the
+    object id against it is MISSING even when sparse; to other content,
+    MISMATCH."""
+    from merkle.hf.check import read_pointer
+    from merkle.hf.hub import MAX_POINTER_SIZE, SHA256
+    from merkle.source.walk import WalkedFile
+
+    if not isinstance(found, WalkedFile) or found.size >= MAX_POINTER_SIZE:
+        return None
+    pointer = read_pointer(found)
+    if pointer is None:
+        return None
+    if pointer[1] != entry.size or (entry.hub is not None and entry.hub != (SHA256, pointer[0])):
+        return Outcome(entry.path, Status.MISMATCH, "git-lfs pointer to other content")
+    if entry.hub is None:
+        return Outcome(
+            entry.path,
+            Status.MISSING,
+            "git-lfs pointer: content not downloaded (its object id cannot "
+            "be checked: the manifest records no Hub identity)",
+        )
+    return Outcome(entry.path, Status.ABSENT if sparse else Status.MISSING, "git-lfs pointer: content not downloaded")
+
+
+def _diff_detail(manifest: Manifest, entry: FileEntry, leaves: bytes) -> str:
+    """Which chunks differ, as byte ranges, when the leaf sidecar lets us say."""
+    if manifest.layers is None:
+        return "content differs"
+    expected = manifest.layers.leaf_hashes(entry, manifest.chunk_size)
+    got = [leaves[i : i + DIGEST_SIZE] for i in range(0, len(leaves), DIGEST_SIZE)]
+    bad = [i for i, (a, b) in enumerate(zip(got, expected, strict=True)) if a != b]
+    ranges: list[list[int]] = []
+    for i in bad:
+        if ranges and ranges[-1][1] == i:
+            ranges[-1][1] = i + 1
+        else:
+            ranges.append([i, i + 1])
+    cs = manifest.chunk_size
+    shown = ", ".join(f"{a * cs}-{min(b * cs, entry.size)}" for a, b in ranges[:3])
+    more = f" and {len(ranges) - 3} more ranges" if len(ranges) > 3 else ""
+    return f"{len(bad)} of {len(expected)} chunks differ, bytes {shown}{more}"
