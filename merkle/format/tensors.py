@@ -1,7 +1,7 @@
 """safetensors files, read through verification: the header and one named
 tensor, touching only the chunks that hold them.
 
-Layout (DESIGN.md section 7): u64 little-endian N, N bytes of JSON header
+Layout (the safetensors file format): u64 little-endian N, N bytes of JSON header
 `{name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {...}}`,
 then the data; offsets count from byte 8 + N.
 """
