@@ -55,7 +55,12 @@ if TYPE_CHECKING:
     from merkle.signing.trust import TrustPolicy
     from merkle.verifying.signed import policy_from_files, sign, verify_signed
 
-_SIGNING = {"TrustPolicy": "trust", "policy_from_files": "signed", "sign": "signed", "verify_signed": "signed"}
+_SIGNING = {
+    "TrustPolicy": "merkle.signing.trust",
+    "policy_from_files": "merkle.verifying.signed",
+    "sign": "merkle.verifying.signed",
+    "verify_signed": "merkle.verifying.signed",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -63,7 +68,7 @@ def __getattr__(name: str) -> Any:
     if name in _SIGNING:
         import importlib
 
-        return getattr(importlib.import_module(f".{_SIGNING[name]}", __name__), name)
+        return getattr(importlib.import_module(_SIGNING[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
