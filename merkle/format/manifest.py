@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Final
 
-from merkle._native import CODES, native
+from merkle._native import native
 from merkle.errors import FormatError, SidecarWarning, SourceError, UnsupportedError
 from merkle.format import strictjson
 from merkle.format.paths import _PLAIN_PATH, MAX_PATH_BYTES, case_collision, path_problem
@@ -167,7 +167,7 @@ def dataset_root(hasher: TreeHasher, chunk_size: int, files: Sequence[FileEntry]
     """The root over the files' dataset leaves (D1-D2); native when the C
     extension is built (ext/_merkle.c dataset_root)."""
     if native is not None:
-        root: bytes = native.dataset_root(CODES[hasher.name], chunk_size, files)
+        root: bytes = native.dataset_root(hasher.code, chunk_size, files)
         return root
     return dataset_root_pure(hasher, chunk_size, files)
 
@@ -175,7 +175,7 @@ def dataset_root(hasher: TreeHasher, chunk_size: int, files: Sequence[FileEntry]
 def dataset_leaves(hasher: TreeHasher, chunk_size: int, files: Sequence[FileEntry]) -> list[bytes]:
     """Each file's dataset leaf hash (D1), in order."""
     if native is not None:
-        return rfc6962.split_leaves(native.dataset_leaves(CODES[hasher.name], chunk_size, files))
+        return rfc6962.split_leaves(native.dataset_leaves(hasher.code, chunk_size, files))
     return [hasher.leaf(f.leaf_data(chunk_size)) for f in files]
 
 

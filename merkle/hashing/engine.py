@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from merkle._native import CODES, native
+from merkle._native import native
 from merkle.errors import SourceError
 from merkle.format.manifest import chunk_count
 from merkle.source.local import Root, open_regular
@@ -241,7 +241,7 @@ class _Job:
                     continue
                 args.append((fd, os.fsencode(name), f.size, f.identity))
                 todo.append(i)
-            got_all = native.hash_files(CODES[self.hasher.name], self.chunk_size, self.local_follow, args)
+            got_all = native.hash_files(self.hasher.code, self.chunk_size, self.local_follow, args)
         finally:
             for fd in opened:
                 os.close(fd)
