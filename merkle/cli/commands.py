@@ -10,7 +10,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from merkle.building import build_resumable
-from merkle.cli.output import emit_json
+from merkle.cli.output import emit_json, print_report
 from merkle.cli.progress import close, make_progress
 from merkle.display import shown
 from merkle.errors import FormatError, SourceError, UsageError
@@ -269,7 +269,7 @@ def verify(args: argparse.Namespace) -> int:
             report = verify_tree(args.path, manifests[0], **options)
     finally:
         close(progress)
-    from merkle.cli.hf import print_report, verify_license
+    from merkle.cli.hf import verify_license
 
     signed = (verified.manifest or verified.oms) if verified is not None else manifests[0]
     code, extra, note = verify_license(args, report, signed)
@@ -450,31 +450,19 @@ def audit(args: argparse.Namespace) -> int:
         finally:
             close(progress)
         mode = "full: every byte rehashed"
-    arrays = None
+    extra: dict[str, Any] = {
+        "mode": mode.split(":", 1)[0],
+        "signature": signature,
+        "sample": sample.to_dict() if sample else None,
+        "resumed": _resumed(args, progress),
+    }
+    notes = [f"audit {mode}"]
+    if args.resume:
+        notes.append(_resumed_line(progress, None))
     if manifest.zarr is not None:  # a zarr store: what changed, array by array
         from merkle.zarr.layout import array_line, by_array
 
-        arrays = by_array(manifest.zarr, ((o.path, o.status.value) for o in report.outcomes))
-    if args.json:
-        doc = report.to_dict()
-        doc.update(
-            mode=mode.split(":", 1)[0],
-            signature=signature,
-            sample=sample.to_dict() if sample else None,
-            resumed=_resumed(args, progress),
-        )
-        if arrays is not None:
-            doc["arrays"] = arrays
-        emit_json(doc)
-    else:
-        failures = set(report.failures)
-        for outcome in report.outcomes:
-            if not args.quiet or outcome in failures:
-                print(outcome.line())
-        print(f"merkle: audit {mode}", file=sys.stderr)
-        if args.resume:
-            print(f"merkle: {_resumed_line(progress, None)}", file=sys.stderr)
-        for name, counts in (arrays or {}).items():
-            print(f"merkle: {shown(array_line(name, counts))}", file=sys.stderr)
-        print(f"merkle: {report.summary()}", file=sys.stderr)
+        extra["arrays"] = by_array(manifest.zarr, ((o.path, o.status.value) for o in report.outcomes))
+        notes += [shown(array_line(name, counts)) for name, counts in extra["arrays"].items()]
+    print_report(args, report, extra, notes=notes)
     return report.exit_code
