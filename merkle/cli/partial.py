@@ -15,7 +15,7 @@ from merkle.format.fileproof import FileProof, prove
 from merkle.format.manifest import Manifest, Summary
 from merkle.format.tensors import read_header, tensor_info
 from merkle.hashing.files import hash_file
-from merkle.source.ranged import Counting, LocalFile, RangeSource, open_source
+from merkle.source.readers import Counting, LocalFile, Reader, open_source
 from merkle.source.walk import blocked_by
 from merkle.verifying.ranges import FileAuth, repair_plan, verify_range
 from merkle.verifying.reader import VerifiedReader
@@ -36,7 +36,7 @@ def parse_range(text: str) -> tuple[int, int]:
     return a, b
 
 
-def file_source(args: argparse.Namespace, manifest: Manifest) -> RangeSource:
+def file_source(args: argparse.Namespace, manifest: Manifest) -> Reader:
     """PATH is the file itself (opened as named), or the tree root that holds
     NAME, read as the tree check reads it (docs/hf.md HF10: the manifest's
     origin, --layout, --revision): opened below it under the link policy

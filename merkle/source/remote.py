@@ -18,6 +18,7 @@ from typing import Any
 
 from merkle.errors import SourceError, UsageError, install_hint
 from merkle.format.paths import path_problem
+from merkle.source.readers import Listed, Opener, Reader, fill
 from merkle.source.walk import Excluder, WalkProblem
 
 RETRIES = 5
@@ -187,8 +188,15 @@ class RemoteReader:
     def __init__(self, fs: Any, obj: RemoteObject) -> None:
         self.fs = fs
         self.obj = obj
+        self.name = obj.path
         self._window = b""
         self._window_start = 0
+
+    def size(self) -> int:
+        return self.obj.size
+
+    def close(self) -> None:
+        """Nothing to release: every read is a request of its own."""
 
     def __enter__(self) -> RemoteReader:
         return self
@@ -200,6 +208,9 @@ class RemoteReader:
             self._same_object()
 
     def read_into(self, offset: int, view: memoryview) -> int:
+        return fill(self._read_some, offset, view)
+
+    def _read_some(self, offset: int, view: memoryview) -> int:
         """Objects larger than WINDOW are fetched a WINDOW at a time (requests
         cost more than bytes, and chunks are often smaller); smaller objects
         exactly as asked.  A short body just ends the window early."""
@@ -264,8 +275,8 @@ class RemoteReader:
         raise AssertionError("unreachable")
 
 
-def remote_opener(fs: Any) -> Any:
-    def open_remote(src: Any) -> RemoteReader:
+def remote_opener(fs: Any) -> Opener:
+    def open_remote(src: Listed) -> Reader:
         assert isinstance(src, RemoteObject)
         return RemoteReader(fs, src)
 

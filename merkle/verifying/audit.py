@@ -18,10 +18,11 @@ from typing import Any
 
 from merkle.errors import SourceError, UsageError
 from merkle.format.manifest import FileEntry, Manifest, chunk_count
-from merkle.hashing.engine import Listed, Opener, Progress, feed_hasher
+from merkle.hashing.engine import Progress, feed_hasher
 from merkle.hf.layout import HfOptions, checked_layout
 from merkle.report import Outcome, Report, Status
 from merkle.source.listing import Listing, list_source
+from merkle.source.readers import Listed, Opener
 from merkle.source.walk import blocked_by
 from merkle.verifying.tree import verify
 
