@@ -53,9 +53,15 @@ from merkle.verifying.tree import verify
 
 if TYPE_CHECKING:
     from merkle.signing.trust import TrustPolicy
-    from merkle.verifying.signed import policy_from_files, sign, verify_signed
+    from merkle.signing.writing import sign
+    from merkle.verifying.signed import policy_from_files, verify_signed
 
-_SIGNING = {"TrustPolicy": "trust", "policy_from_files": "signed", "sign": "signed", "verify_signed": "signed"}
+_SIGNING = {
+    "TrustPolicy": "signing.trust",
+    "policy_from_files": "verifying.signed",
+    "sign": "signing.writing",
+    "verify_signed": "verifying.signed",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -30,7 +30,7 @@ from merkle.source.remote import is_url, parse_storage_options
 from merkle.verifying.tree import verify as verify_tree
 
 if TYPE_CHECKING:
-    from merkle.verifying.signed import SignedInput
+    from merkle.signing.envelope import BundleFile
 
 LEGACY_CHECKPOINT_SUFFIX = ".checkpoint"
 OUTPUT_SUFFIXES = ("", SIDECAR_SUFFIX, METADATA_SUFFIX, MANIFEST_SUFFIX, LEGACY_CHECKPOINT_SUFFIX)
@@ -198,12 +198,12 @@ def _output_inside(tree: str, output: str) -> list[str]:
     return ["/" + escaped + suffix for suffix in OUTPUT_SUFFIXES]
 
 
-def _documents(args: argparse.Namespace) -> tuple[list[Manifest], list[SignedInput]]:
+def _documents(args: argparse.Namespace) -> tuple[list[Manifest], list[BundleFile]]:
     """The sources of verify, audit and prove: one unsigned manifest, or one
     or more bundles with the keys or CAs that must have signed them."""
     trusted = bool(args.key or args.ca)
     docs = [load_document(p, bundle=trusted) for p in args.sources]
-    bundles = [(d[0], d[1], p) for d, p in zip(docs, args.sources, strict=True) if not isinstance(d, Manifest)]
+    bundles = [d for d in docs if not isinstance(d, Manifest)]
     manifests = [d for d in docs if isinstance(d, Manifest)]
     if manifests and (bundles or len(manifests) > 1):
         raise UsageError("give one manifest, or one or more bundles")

@@ -540,12 +540,21 @@ class Manifest:
         check_output(name)
         check_output(name + SIDECAR_SUFFIX)
         write_atomic(name, self.to_json())
-        if self.metadata is not None:
-            write_atomic(name + METADATA_SUFFIX, (strictjson.dumps(dict(self.metadata)) + "\n").encode())
-        if self.layers is not None:
-            write_atomic(name + SIDECAR_SUFFIX, self.layers.to_bytes(self))
-        elif os.path.exists(name + SIDECAR_SUFFIX):
+        self.save_beside(name)
+        if self.layers is None and os.path.exists(name + SIDECAR_SUFFIX):
             os.unlink(name + SIDECAR_SUFFIX)  # a stale sidecar would only be ignored
+
+    def save_beside(self, path: str) -> None:
+        """Write, each atomically, the derived files kept beside `path` (this
+        manifest, or a bundle that signs it): the object metadata
+        (PATH.objects.json) and the leaf sidecar (PATH.leaves), those this
+        manifest carries."""
+        from merkle.source.local import write_atomic
+
+        if self.metadata is not None:
+            write_atomic(path + METADATA_SUFFIX, (strictjson.dumps(dict(self.metadata)) + "\n").encode())
+        if self.layers is not None:
+            write_atomic(path + SIDECAR_SUFFIX, self.layers.to_bytes(self))
 
 
 def _entry_json(f: FileEntry) -> str:

@@ -196,3 +196,16 @@ def _is_bundle_record(record: object) -> bool:
         and all(isinstance(s, str) for s in signers)
         and (version is None or (type(version) is int and version >= 0))
     )
+
+
+StoreChoice = Store | str | os.PathLike[str] | bool
+"""The `attestations` parameter: where rollback records live: True for the default store, a directory or a
+Store, False for none (no rollback check, nothing recorded)."""
+
+
+def as_store(store: StoreChoice) -> Store | None:
+    if store is True:
+        return Store()
+    if store is False:
+        return None
+    return store if isinstance(store, Store) else Store(os.fspath(store))
