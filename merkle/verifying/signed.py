@@ -14,7 +14,6 @@ describes).  Nothing in a bundle is used before its signature checked out.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import os
 from collections.abc import Sequence
@@ -96,7 +95,7 @@ def open_signed(
         manifest = _beside(verified.summary, first + MANIFEST_SUFFIX)
     if manifest is not None:
         layered = manifest.with_sidecar(first + SIDECAR_SUFFIX).with_metadata_from(first)
-        verified = dataclasses.replace(verified, manifest=layered)
+        verified = verified.with_manifest(layered)
     return verified
 
 
