@@ -10,6 +10,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from merkle.building import build_resumable
+from merkle.cli.options import parse_storage_options
 from merkle.cli.output import emit_json, print_report
 from merkle.cli.progress import close, make_progress
 from merkle.display import shown
@@ -26,7 +27,7 @@ from merkle.hashing.engine import Progress
 from merkle.hashing.files import escape_path, format_sum, hash_paths, hash_stream, parse_sums
 from merkle.signing.documents import load_document
 from merkle.source.local import check_output, read_capped
-from merkle.source.remote import is_url, parse_storage_options
+from merkle.source.remote import is_url
 from merkle.verifying.tree import verify as verify_tree
 
 if TYPE_CHECKING:

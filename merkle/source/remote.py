@@ -10,7 +10,6 @@ is an error, never a verified result.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,21 +27,6 @@ WINDOW = 4 << 20  # bytes per ranged GET of a large object; in flight <= workers
 
 def is_url(path: str) -> bool:
     return "://" in path and not path.startswith("file://")
-
-
-def parse_storage_options(pairs: Sequence[str]) -> dict[str, Any]:
-    """`key=value` pairs; a value that parses as JSON (numbers, true, objects
-    like {"endpoint_url": ...}) is taken as JSON, anything else as text."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--storage-option wants KEY=VALUE, got {pair!r}")
-        try:
-            out[key] = json.loads(value)
-        except ValueError:
-            out[key] = value
-    return out
 
 
 @dataclass(frozen=True)
