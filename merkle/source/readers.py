@@ -118,9 +118,12 @@ class LocalFile:
 
     def read_into(self, offset: int, view: memoryview) -> int:
         try:
-            return fill(lambda at, rest: os.preadv(self._fd, [rest], at), offset, view)
+            return fill(self._pread, offset, view)
         except OSError as e:
             raise SourceError(f"read error: {e.strerror or e}", self.name) from e
+
+    def _pread(self, offset: int, view: memoryview) -> int:
+        return os.preadv(self._fd, [view], offset)
 
     def check_end(self) -> None:
         # Bytes past the size mean a file whose size lies (procfs, some
