@@ -20,7 +20,7 @@ import blake3
 import pytest
 
 import merkle
-from merkle.source.ranged import Counting, LocalFile
+from merkle.source.readers import Counting, LocalFile
 from merkle.verifying.ranges import FileAuth, verify_range
 
 from . import datasets

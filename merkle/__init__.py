@@ -53,13 +53,14 @@ from merkle.verifying.tree import verify
 
 if TYPE_CHECKING:
     from merkle.signing.trust import TrustPolicy
-    from merkle.verifying.signed import policy_from_files, sign, verify_signed
+    from merkle.signing.writing import sign
+    from merkle.verifying.signed import policy_from_files, verify_signed
 
 _SIGNING = {
-    "TrustPolicy": "merkle.signing.trust",
-    "policy_from_files": "merkle.verifying.signed",
-    "sign": "merkle.verifying.signed",
-    "verify_signed": "merkle.verifying.signed",
+    "TrustPolicy": "signing.trust",
+    "policy_from_files": "verifying.signed",
+    "sign": "signing.writing",
+    "verify_signed": "verifying.signed",
 }
 
 
@@ -68,7 +69,7 @@ def __getattr__(name: str) -> Any:
     if name in _SIGNING:
         import importlib
 
-        return getattr(importlib.import_module(_SIGNING[name]), name)
+        return getattr(importlib.import_module(f".{_SIGNING[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -1,6 +1,6 @@
 """Typed stub of the optional C extension (ext/_merkle.c).  Every function
 has a pure-Python twin with identical results (tests/test_native.py);
-`alg` is an algorithm code of merkle._native.CODES."""
+`alg` is an algorithm code, merkle.tree.hasher.TreeHasher.code."""
 
 from collections.abc import Sequence
 from typing import Protocol

@@ -10,8 +10,6 @@ import os
 from typing import TYPE_CHECKING, Final, Protocol
 
 PURE_ENV: Final = "MERKLE_PURE"
-CODES: Final = {"blake3": 1, "sha256": 2}
-"""Algorithm codes the extension takes (the leaf sidecar's, rule S1)."""
 
 
 if TYPE_CHECKING:

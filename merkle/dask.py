@@ -15,7 +15,8 @@ from typing import Any
 
 from merkle.errors import SourceError, UsageError, install_hint
 from merkle.format.manifest import chunk_count
-from merkle.hashing.engine import FileDigest, Listed, LocalReader, Progress, hash_run
+from merkle.hashing.engine import FileDigest, Progress, hash_run
+from merkle.source.readers import Listed, LocalFile, Reader
 from merkle.source.walk import WalkedFile
 from merkle.tree import rfc6962
 from merkle.tree.hasher import DIGEST_SIZE, tree_hasher
@@ -34,10 +35,10 @@ def client_for(address: str) -> Any:
     return Client(address)  # type: ignore[no-untyped-call]
 
 
-def _reader(item: Listed, fs_spec: tuple[str, dict[str, Any]] | None) -> Any:
+def _reader(item: Listed, fs_spec: tuple[str, dict[str, Any]] | None) -> Reader:
     if fs_spec is None:
         assert isinstance(item, WalkedFile)
-        return LocalReader(item, follow_symlinks=False)
+        return LocalFile.listed(item)
     import fsspec
 
     from merkle.source.remote import RemoteReader

@@ -7,6 +7,9 @@ usage errors exit 2 (we could not decide).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator, Mapping
+
 from merkle.display import shown
 
 MAX_MESSAGE = 2000
@@ -17,6 +20,32 @@ DISTRIBUTION = "merkle-ml"  # the name on the package index; the import and the 
 def install_hint(extra: str) -> str:
     """How to install an optional extra, for messages about a missing library."""
     return f"pip install '{DISTRIBUTION}[{extra}]'"
+
+
+_SPELLINGS: dict[str, str] = {}
+
+
+def option(name: str) -> str:
+    """An option as a message names it.  Messages are written once, in the
+    library's words: `name` is how a Python caller asks for it (a keyword
+    argument, `follow_symlinks=True`, or a function, `audit_fast`), unless a
+    front end that spells options its own way (the CLI: its flags) said so
+    with `spelled`."""
+    return _SPELLINGS.get(name, name)
+
+
+@contextlib.contextmanager
+def spelled(spellings: Mapping[str, str]) -> Iterator[None]:
+    """Within it, `option` answers with `spellings` (the library's name ->
+    the front end's).  Process-wide, as a front end is: messages made on
+    worker threads speak its words too."""
+    saved = dict(_SPELLINGS)
+    _SPELLINGS.update(spellings)
+    try:
+        yield
+    finally:
+        _SPELLINGS.clear()
+        _SPELLINGS.update(saved)
 
 
 class MerkleError(Exception):

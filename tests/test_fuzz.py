@@ -50,7 +50,7 @@ from merkle.format.tensors import read_header, tensor_info
 from merkle.hashing.files import format_sum, parse_sums
 from merkle.signing import oms, statements
 from merkle.signing.attestations import Store
-from merkle.signing.envelope import Bundle, Statement
+from merkle.signing.envelope import Bundle, BundleFile, Statement
 from merkle.signing.keys import generate
 from merkle.signing.trust import TrustPolicy, decide
 from merkle.tree.ranges import RangeProof
@@ -551,7 +551,9 @@ def test_manifest_beside_a_compact_bundle(seeds: Seeds, data: st.DataObject) -> 
     (where / "b.json").write_bytes(raw)
     (where / "b.json.manifest").write_bytes(data.draw(mutations(seeds.manifest_bytes)))
     bundle = Bundle.from_json(raw)
-    verified = merkle_errors_only(lambda: open_signed([(bundle, raw, str(where / "b.json"))], seeds.policy, None))
+    verified = merkle_errors_only(
+        lambda: open_signed([BundleFile(bundle, raw, str(where / "b.json"))], seeds.policy, None)
+    )
     if verified is not None and verified.manifest is not None:
         got = verified.manifest
         assert _core(got) == _core(seeds.manifest) and got.exclude == seeds.manifest.exclude

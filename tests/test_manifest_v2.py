@@ -110,7 +110,7 @@ def test_compact_bundle_vouches_for_origin_not_hub(cli, tmp_path):
 
     loaded = load_document(str(bundle), bundle=True)
     policy = TrustPolicy(keys=(load_public_key(str(tmp_path / "k.pub")),))
-    verified = open_signed([(loaded[0], loaded[1], str(bundle))], policy, None)
+    verified = open_signed([loaded], policy, None)
     assert verified.manifest is not None and verified.manifest.origin == Origin(REV, "org/tiny")
     assert verified.manifest.files[0].hub is None  # the summary does not vouch for it
     assert cli("verify", str(snap), str(bundle), "--key", str(tmp_path / "k.pub")).returncode == 0

@@ -20,7 +20,7 @@ from safetensors.numpy import load_file, save_file
 
 import merkle
 from merkle.errors import ChunkError, FormatError, IntegrityError, ProofError, UsageError
-from merkle.source.ranged import Counting, LocalFile
+from merkle.source.readers import Counting, LocalFile
 from merkle.tree import rfc6962
 from merkle.tree.hasher import tree_hasher
 from merkle.tree.ranges import RangeProof, range_proof

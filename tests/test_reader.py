@@ -13,7 +13,7 @@ from conftest import run_cli
 
 import merkle
 from merkle.errors import ChunkError, IntegrityError, SignatureError, UsageError
-from merkle.source.ranged import Counting, LocalFile
+from merkle.source.readers import Counting, LocalFile
 from merkle.verifying.ranges import FileAuth
 from merkle.verifying.reader import VerifiedReader
 

@@ -15,7 +15,7 @@ from merkle import __version__
 from merkle.cli import commands, hf, options
 from merkle.cli.options import KEY_TYPES
 from merkle.display import shown
-from merkle.errors import MerkleError
+from merkle.errors import MerkleError, spelled
 from merkle.format.manifest import DEFAULT_CHUNK_SIZE
 from merkle.tree.hasher import ALGORITHMS, DEFAULT_ALGORITHM
 
@@ -364,7 +364,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
-        return int(args.run(args))
+        with spelled(options.FLAGS):
+            return int(args.run(args))
     except MerkleError as e:
         print(f"merkle: error: {e}", file=sys.stderr)
         return e.exit_code

@@ -10,7 +10,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from merkle.building import build_resumable
-from merkle.cli.output import emit_json
+from merkle.cli.options import parse_storage_options
+from merkle.cli.output import emit_json, print_report
 from merkle.cli.progress import close, make_progress
 from merkle.display import shown
 from merkle.errors import FormatError, SourceError, UsageError
@@ -26,11 +27,11 @@ from merkle.hashing.engine import Progress
 from merkle.hashing.files import escape_path, format_sum, hash_paths, hash_stream, parse_sums
 from merkle.signing.documents import load_document
 from merkle.source.local import check_output, read_capped
-from merkle.source.remote import is_url, parse_storage_options
+from merkle.source.remote import is_url
 from merkle.verifying.tree import verify as verify_tree
 
 if TYPE_CHECKING:
-    from merkle.verifying.signed import SignedInput
+    from merkle.signing.envelope import BundleFile
 
 LEGACY_CHECKPOINT_SUFFIX = ".checkpoint"
 OUTPUT_SUFFIXES = ("", SIDECAR_SUFFIX, METADATA_SUFFIX, MANIFEST_SUFFIX, LEGACY_CHECKPOINT_SUFFIX)
@@ -198,12 +199,12 @@ def _output_inside(tree: str, output: str) -> list[str]:
     return ["/" + escaped + suffix for suffix in OUTPUT_SUFFIXES]
 
 
-def _documents(args: argparse.Namespace) -> tuple[list[Manifest], list[SignedInput]]:
+def _documents(args: argparse.Namespace) -> tuple[list[Manifest], list[BundleFile]]:
     """The sources of verify, audit and prove: one unsigned manifest, or one
     or more bundles with the keys or CAs that must have signed them."""
     trusted = bool(args.key or args.ca)
     docs = [load_document(p, bundle=trusted) for p in args.sources]
-    bundles = [(d[0], d[1], p) for d, p in zip(docs, args.sources, strict=True) if not isinstance(d, Manifest)]
+    bundles = [d for d in docs if not isinstance(d, Manifest)]
     manifests = [d for d in docs if isinstance(d, Manifest)]
     if manifests and (bundles or len(manifests) > 1):
         raise UsageError("give one manifest, or one or more bundles")
@@ -269,7 +270,7 @@ def verify(args: argparse.Namespace) -> int:
             report = verify_tree(args.path, manifests[0], **options)
     finally:
         close(progress)
-    from merkle.cli.hf import print_report, verify_license
+    from merkle.cli.hf import verify_license
 
     signed = (verified.manifest or verified.oms) if verified is not None else manifests[0]
     code, extra, note = verify_license(args, report, signed)
@@ -450,31 +451,19 @@ def audit(args: argparse.Namespace) -> int:
         finally:
             close(progress)
         mode = "full: every byte rehashed"
-    arrays = None
+    extra: dict[str, Any] = {
+        "mode": mode.split(":", 1)[0],
+        "signature": signature,
+        "sample": sample.to_dict() if sample else None,
+        "resumed": _resumed(args, progress),
+    }
+    notes = [f"audit {mode}"]
+    if args.resume:
+        notes.append(_resumed_line(progress, None))
     if manifest.zarr is not None:  # a zarr store: what changed, array by array
         from merkle.zarr.layout import array_line, by_array
 
-        arrays = by_array(manifest.zarr, ((o.path, o.status.value) for o in report.outcomes))
-    if args.json:
-        doc = report.to_dict()
-        doc.update(
-            mode=mode.split(":", 1)[0],
-            signature=signature,
-            sample=sample.to_dict() if sample else None,
-            resumed=_resumed(args, progress),
-        )
-        if arrays is not None:
-            doc["arrays"] = arrays
-        emit_json(doc)
-    else:
-        failures = set(report.failures)
-        for outcome in report.outcomes:
-            if not args.quiet or outcome in failures:
-                print(outcome.line())
-        print(f"merkle: audit {mode}", file=sys.stderr)
-        if args.resume:
-            print(f"merkle: {_resumed_line(progress, None)}", file=sys.stderr)
-        for name, counts in (arrays or {}).items():
-            print(f"merkle: {shown(array_line(name, counts))}", file=sys.stderr)
-        print(f"merkle: {report.summary()}", file=sys.stderr)
+        extra["arrays"] = by_array(manifest.zarr, ((o.path, o.status.value) for o in report.outcomes))
+        notes += [shown(array_line(name, counts)) for name, counts in extra["arrays"].items()]
+    print_report(args, report, extra, notes=notes)
     return report.exit_code

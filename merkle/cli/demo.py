@@ -86,7 +86,7 @@ def run(directory: str | None) -> int:
 def _partial_checks(manifest: Manifest, target: str, offset: int) -> bool:
     """Byte ranges and a repair plan: only the chunks asked for are read."""
     from merkle.errors import IntegrityError
-    from merkle.source.ranged import Counting, LocalFile
+    from merkle.source.readers import Counting, LocalFile
     from merkle.verifying.ranges import FileAuth, repair_plan, verify_range
 
     auth = FileAuth.of(manifest, "model.safetensors")

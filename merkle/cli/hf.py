@@ -8,7 +8,7 @@ import re
 import sys
 from typing import TYPE_CHECKING, Any
 
-from merkle.cli.output import emit_json
+from merkle.cli.output import print_report
 from merkle.cli.progress import close, make_progress
 from merkle.display import shown
 from merkle.errors import MerkleError, UsageError
@@ -57,22 +57,6 @@ def add_license_option(p: argparse.ArgumentParser) -> None:
         help="require README.md's license (model card front matter) to be one of these comma-separated "
         "ids, read only after README.md verified; fails closed",
     )
-
-
-def print_report(
-    args: argparse.Namespace, report: Report, doc_extra: dict[str, Any] | None = None, head: str | None = None
-) -> None:
-    """The report as verify prints it: JSON, or one line per file and a summary."""
-    if args.json:
-        emit_json({**report.to_dict(), **(doc_extra or {})})
-        return
-    if head:
-        print(f"merkle: {shown(head)}", file=sys.stderr)
-    failures = set(report.failures)
-    for outcome in report.outcomes:
-        if not args.quiet or outcome in failures:
-            print(outcome.line())
-    print(f"merkle: {report.summary()}", file=sys.stderr)
 
 
 def hf_verify(args: argparse.Namespace) -> int:

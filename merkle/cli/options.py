@@ -6,13 +6,27 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import re
+from collections.abc import Sequence
+from typing import Any
 
-from merkle.errors import BundleError
+from merkle.errors import BundleError, UsageError
 from merkle.format.timestamps import parse_time
 
 KEY_TYPES = ("ecdsa-p256", "ecdsa-p384", "ed25519")  # merkle.signing.keys.KeyType; a test keeps them equal
 _DURATION = re.compile(r"(\d+)([dhm])")
+
+FLAGS = {
+    "follow_symlinks=True": "--follow-symlinks",
+    "attestations=DIR": "--store",
+    "attestations=False": "--no-store",
+    'layout="hf-cache"': "--layout hf-cache",
+    "revision": "--revision",
+    "audit_fast": "--fast",
+    "audit_sample": "--sample",
+}
+"""How the library's messages name options (merkle.errors.option), as the command line spells them."""
 
 
 def parse_expiry(text: str) -> datetime.datetime:
@@ -106,3 +120,18 @@ def add_store_option(p: argparse.ArgumentParser, no_store: bool = False) -> None
     p.add_argument("--store", metavar="DIR", help="attestation store (default: $MERKLE_STORE or ~/.cache/merkle)")
     if no_store:
         p.add_argument("--no-store", action="store_true", help="neither read nor update the attestation store")
+
+
+def parse_storage_options(pairs: Sequence[str]) -> dict[str, Any]:
+    """`key=value` pairs; a value that parses as JSON (numbers, true, objects
+    like {"endpoint_url": ...}) is taken as JSON, anything else as text."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--storage-option wants KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out

@@ -2,11 +2,41 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
+from collections.abc import Sequence
 from typing import Any
+
+from merkle.display import shown
+from merkle.report import Report
 
 
 def emit_json(doc: Any) -> None:
     """One JSON document on stdout (the --json contract)."""
     sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+
+
+def print_report(
+    args: argparse.Namespace,
+    report: Report,
+    doc_extra: dict[str, Any] | None = None,
+    head: str | None = None,
+    notes: Sequence[str] = (),
+) -> None:
+    """A report as verify and audit print it: JSON (the report's own keys,
+    then `doc_extra`), or `head`, one line per file (failures only with
+    --quiet), `notes` and the summary, each on stderr but the file lines.
+    `notes` are printed as given: the caller escapes what it did not write."""
+    if args.json:
+        emit_json({**report.to_dict(), **(doc_extra or {})})
+        return
+    if head:
+        print(f"merkle: {shown(head)}", file=sys.stderr)
+    failures = set(report.failures)
+    for outcome in report.outcomes:
+        if not args.quiet or outcome in failures:
+            print(outcome.line())
+    for note in notes:
+        print(f"merkle: {note}", file=sys.stderr)
+    print(f"merkle: {report.summary()}", file=sys.stderr)

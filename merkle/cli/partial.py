@@ -11,14 +11,12 @@ from typing import Any
 from merkle.cli.output import emit_json
 from merkle.display import shown
 from merkle.errors import IntegrityError, SourceError, UsageError
-from merkle.format.fileproof import FileProof, prove
+from merkle.format.fileproof import prove
 from merkle.format.manifest import Manifest, Summary
-from merkle.format.tensors import read_header, tensor_info
-from merkle.hashing.files import hash_file
-from merkle.source.ranged import Counting, LocalFile, RangeSource, open_source
-from merkle.source.walk import blocked_by
+from merkle.source.readers import Counting, Reader, open_file
+from merkle.verifying import single_file
 from merkle.verifying.ranges import FileAuth, repair_plan, verify_range
-from merkle.verifying.reader import VerifiedReader
+from merkle.verifying.single_file import read_file_proof, verify_tensor
 
 
 def parse_range(text: str) -> tuple[int, int]:
@@ -36,39 +34,25 @@ def parse_range(text: str) -> tuple[int, int]:
     return a, b
 
 
-def file_source(args: argparse.Namespace, manifest: Manifest) -> RangeSource:
+def file_source(args: argparse.Namespace, manifest: Manifest) -> Reader:
     """PATH is the file itself (opened as named), or the tree root that holds
     NAME, read as the tree check reads it (docs/hf.md HF10: the manifest's
     origin, --layout, --revision): opened below it under the link policy
     (docs/cli.md, Links), or for a Hugging Face cache folder or snapshot, its
-    blob, reached through the checks of HF3 (a snapshot file that is not
-    listed is never opened)."""
+    blob (merkle.hf.open_snapshot_file)."""
     path: str = os.fspath(args.path)
-    name: str = args.file
-    if not os.path.isdir(path):
-        return open_source(path)
-    from merkle.hf.layout import HfOptions, checked_layout, open_checkout
-
     revision = getattr(args, "revision", None)
     follow = getattr(args, "follow_symlinks", False)
-    if checked_layout(path, manifest.origin, getattr(args, "layout", None), revision) != "hf-cache":
+    if os.path.isdir(path):
+        from merkle.hf.layout import checked_layout
+
+        if checked_layout(path, manifest.origin, getattr(args, "layout", None), revision) == "hf-cache":
+            from merkle.hf import open_snapshot_file
+
+            return open_snapshot_file(path, args.file, revision, follow)
         if revision:
             raise UsageError("--revision applies to Hugging Face cache folders", path)
-        return LocalFile.below(path, name, follow)
-    checkout = open_checkout(path, HfOptions(revision, bookkeeping=False, layout="hf-cache"))
-    if checkout is None:  # no longer a directory: opened (and refused) as it is
-        return LocalFile.below(path, name, follow)
-    shown = os.path.join(checkout.root, *name.split("/"))
-    found = [f.walked for f in checkout.files if f.path == name]
-    if found:
-        return LocalFile(shown, found[0].open())
-    problems = {p.path: p for p in checkout.problems}
-    problem = problems.get(name) or blocked_by(name, problems)
-    if problem is not None:
-        raise SourceError(problem.reason if problem.path == name else f"{problem.path}: {problem.reason}", shown)
-    if name in checkout.broken:
-        raise SourceError(f"broken link: blobs/{checkout.broken[name]} does not exist", shown)
-    raise SourceError("not in the snapshot", shown)
+    return open_file(path, args.file, follow)
 
 
 def verify_file(args: argparse.Namespace, manifest: Manifest, signature: dict[str, Any] | None) -> int:
@@ -79,12 +63,11 @@ def verify_file(args: argparse.Namespace, manifest: Manifest, signature: dict[st
     membership = prove(manifest, args.file)
     membership.verify(manifest.summary)
     source = Counting(file_source(args, manifest))
-    where = source.name
     try:
         if args.repair:
-            return _repair(args, source, auth, where, signature)
+            return _repair(args, source, auth, signature)
         if args.tensor:
-            return _tensor(args, source, auth, where, signature)
+            return _tensor(args, source, auth, signature)
         start, end = args.range if args.range else (0, auth.entry.size)
         check = verify_range(source, auth, start, end - start)
     finally:
@@ -102,23 +85,8 @@ def verify_file(args: argparse.Namespace, manifest: Manifest, signature: dict[st
     return 0
 
 
-def _tensor(
-    args: argparse.Namespace, source: Counting, auth: FileAuth, where: str, signature: dict[str, Any] | None
-) -> int:
-    # Header, then tensor, through one unbuffered verified reader: exactly
-    # the chunks that hold them are read (a chunk shared by both, once).
-    raw = VerifiedReader(source, auth)
-    f: Any = raw
-    n, header = read_header(f, auth.entry.size, where)
-    info = tensor_info(n, header, args.tensor, auth.entry.size, where)
-    raw.seek(info.start)
-    view = memoryview(bytearray(min(max(auth.chunk_size, 1 << 16), 1 << 20)))
-    remaining = info.end - info.start
-    while remaining:
-        got = raw.readinto(view[: min(len(view), remaining)])
-        if not got:
-            raise IntegrityError("ends before the tensor does", where)
-        remaining -= got
+def _tensor(args: argparse.Namespace, source: Counting, auth: FileAuth, signature: dict[str, Any] | None) -> int:
+    info = verify_tensor(source, auth, args.tensor)
     first, last = info.start // auth.chunk_size, -(-info.end // auth.chunk_size)
     if args.json:
         emit_json(
@@ -144,9 +112,7 @@ def _tensor(
     return 0
 
 
-def _repair(
-    args: argparse.Namespace, source: Counting, auth: FileAuth, where: str, signature: dict[str, Any] | None
-) -> int:
+def _repair(args: argparse.Namespace, source: Counting, auth: FileAuth, signature: dict[str, Any] | None) -> int:
     plan = repair_plan(source, auth)  # a local file's holes are found through its open descriptor
     if args.json:
         emit_json({**plan.to_dict(), "signature": signature})
@@ -180,21 +146,11 @@ def run(args: argparse.Namespace, manifest: Manifest | None, signature: dict[str
 
 
 def verify_with_proof(args: argparse.Namespace, summary: Summary, signature: dict[str, Any] | None) -> int:
-    """A single file against a signed dataset root, with a file proof and no
-    manifest: the proof shows the entry is in the signed tree, then the
-    file's bytes must hash to the entry."""
-    from merkle.source.local import read_capped
-
-    proof = FileProof.from_json(read_capped(args.proof, 1 << 20), args.proof)
-    path = os.fspath(args.path)
+    """`merkle verify PATH BUNDLE --proof PROOF`: one file against a signed
+    dataset root, without the manifest (merkle.verifying.single_file)."""
+    proof = read_file_proof(args.proof)
     try:
-        proof.verify(summary)
-        size = os.stat(path).st_size  # compared first: a grown file is refused unread
-        if size != proof.entry.size:
-            raise IntegrityError(f"size {size}, signed {proof.entry.size}", path)
-        root = hash_file(path, summary.algorithm, summary.chunk_size)
-        if root != proof.entry.root:
-            raise IntegrityError("content differs", path)
+        single_file.verify_with_proof(args.path, proof, summary)
     except IntegrityError as e:
         if args.json:
             emit_json({"path": proof.entry.path, "ok": False, "error": str(e), "signature": signature})

@@ -13,12 +13,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from merkle.cli.output import emit_json
 from merkle.display import shown
 from merkle.errors import UsageError
-from merkle.format.manifest import SIDECAR_SUFFIX, Manifest
+from merkle.format.manifest import Manifest
 from merkle.format.timestamps import format_time
 from merkle.signing import oms, statements
 from merkle.signing.attestations import Store
 from merkle.signing.documents import load_document
-from merkle.signing.envelope import Bundle
+from merkle.signing.envelope import Bundle, BundleFile
 from merkle.signing.keys import (
     PrivateKey,
     generate,
@@ -30,9 +30,8 @@ from merkle.signing.keys import (
 )
 from merkle.signing.statements import Verified
 from merkle.signing.trust import TrustPolicy
-from merkle.source.local import write_atomic
-from merkle.verifying import signed
-from merkle.verifying.signed import SignedInput, open_signed, policy_from_files
+from merkle.signing.writing import cosign, write_signed
+from merkle.verifying.signed import open_signed, policy_from_files
 
 
 def trust_policy(args: argparse.Namespace, prefix: str = "") -> TrustPolicy:
@@ -51,7 +50,7 @@ def store_for(args: argparse.Namespace) -> Store | None:
     return None if getattr(args, "no_store", False) else Store(args.store)
 
 
-def open_bundles(args: argparse.Namespace, bundles: list[SignedInput], *, with_manifest: bool = True) -> Verified:
+def open_bundles(args: argparse.Namespace, bundles: list[BundleFile], *, with_manifest: bool = True) -> Verified:
     """The one trust path (merkle.verifying.signed.open_signed) with the command line's policy and store."""
     return open_signed(bundles, trust_policy(args), store_for(args), with_manifest=with_manifest)
 
@@ -72,13 +71,17 @@ def _certificates(args: argparse.Namespace, key: PrivateKey) -> list[bytes]:
     return [c.public_bytes(serialization.Encoding.DER) for c in chain]
 
 
-def write_signed(
-    args: argparse.Namespace, bundle: Bundle, key: PrivateKey, manifest: Manifest | None, compact: bool = False
-) -> Verified:
-    output = args.output
+def _output(args: argparse.Namespace) -> str:
+    output: str | None = args.output
     if not output or output == "-":
         raise UsageError("a signed bundle needs -o BUNDLE")
-    return signed.write_signed(output, bundle, key, manifest, store_for(args), compact=compact)
+    return output
+
+
+def _write(
+    args: argparse.Namespace, bundle: Bundle, key: PrivateKey, manifest: Manifest | None, compact: bool = False
+) -> Verified:
+    return write_signed(_output(args), bundle, key, manifest, store_for(args), compact=compact)
 
 
 def sign_built(args: argparse.Namespace, manifest: Manifest | None) -> Verified:
@@ -99,7 +102,7 @@ def sign_built(args: argparse.Namespace, manifest: Manifest | None) -> Verified:
             args.path, name=args.name, ignore_paths=ignore, jobs=args.jobs, layout=args.layout, revision=args.revision
         )
         bundle = statements.sign_statement(stmt.to_statement(), key, certs)
-        return write_signed(args, bundle, key, None)
+        return _write(args, bundle, key, None)
     assert manifest is not None
     name = args.name or os.path.basename(os.path.abspath(args.path))
     bundle = statements.sign(
@@ -111,7 +114,7 @@ def sign_built(args: argparse.Namespace, manifest: Manifest | None) -> Verified:
         certificates=certs,
         compact=args.compact,
     )
-    return write_signed(args, bundle, key, manifest, compact=args.compact)
+    return _write(args, bundle, key, manifest, compact=args.compact)
 
 
 def sign(args: argparse.Namespace) -> int:
@@ -124,14 +127,14 @@ def sign(args: argparse.Namespace) -> int:
         bundle = statements.sign(
             doc, key, name=name, version=args.statement_version, expires=args.expires, certificates=certs
         )
-        verified = write_signed(args, bundle, key, doc)
+        verified = _write(args, bundle, key, doc)
     else:
         verified = _cosign(args, doc, key, certs)
     _report_signed(args, verified)
     return 0
 
 
-def _cosign(args: argparse.Namespace, doc: tuple[Bundle, bytes], key: PrivateKey, certs: list[bytes]) -> Verified:
+def _cosign(args: argparse.Namespace, doc: BundleFile, key: PrivateKey, certs: list[bytes]) -> Verified:
     """Co-sign what the bundle's own signers signed, and only that: the
     bundle is opened through the one trust path first (with --verify-key or
     --verify-ca naming its signers, and the store's rollback records), so a
@@ -142,20 +145,10 @@ def _cosign(args: argparse.Namespace, doc: tuple[Bundle, bytes], key: PrivateKey
         raise UsageError(
             "co-signing checks the bundle first: name its signers with --verify-key PUB or --verify-ca CERT"
         )
-    original, data = doc
-    existing = open_signed(
-        [(original, data, args.document)], trust_policy(args, "verify_"), store_for(args), with_manifest=False
-    )
+    existing = open_signed([doc], trust_policy(args, "verify_"), store_for(args), with_manifest=False)
     if not args.json:
         print(f"merkle: {describe(existing)}; co-signing it", file=sys.stderr)
-    bundle = statements.sign_payload(original.payload, key, certs)
-    verified = write_signed(args, bundle, key, None)
-    sidecar = args.document + SIDECAR_SUFFIX
-    if os.path.exists(sidecar) and verified.manifest is not None:
-        layered = verified.manifest.with_sidecar(sidecar)
-        if layered.layers is not None:
-            write_atomic(args.output + SIDECAR_SUFFIX, layered.layers.to_bytes(layered))
-    return verified
+    return cosign(doc, key, _output(args), store_for(args), certs)
 
 
 def _stem(path: str) -> str:

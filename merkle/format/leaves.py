@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 
 MAGIC: Final = b"MRKLLEAF"
 VERSION: Final = 1
-_ALGORITHM_IDS: Final = {"blake3": 1, "sha256": 2}
 HEADER_SIZE: Final = 16 + DIGEST_SIZE
 
 
@@ -78,7 +77,7 @@ class LeafLayers:
     @staticmethod
     def _header(manifest: Manifest) -> bytes:
         log2 = manifest.chunk_size.bit_length() - 1
-        alg = _ALGORITHM_IDS[manifest.algorithm]
+        alg = manifest.hasher.code
         return MAGIC + bytes([VERSION, alg, log2]) + bytes(5) + manifest.root
 
     @classmethod

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Final
 
-from merkle._native import CODES, native
+from merkle._native import native
 from merkle.errors import FormatError, SidecarWarning, SourceError, UnsupportedError
 from merkle.format import strictjson
 from merkle.format.paths import _PLAIN_PATH, MAX_PATH_BYTES, case_collision, path_problem
@@ -167,7 +167,7 @@ def dataset_root(hasher: TreeHasher, chunk_size: int, files: Sequence[FileEntry]
     """The root over the files' dataset leaves (D1-D2); native when the C
     extension is built (ext/_merkle.c dataset_root)."""
     if native is not None:
-        root: bytes = native.dataset_root(CODES[hasher.name], chunk_size, files)
+        root: bytes = native.dataset_root(hasher.code, chunk_size, files)
         return root
     return dataset_root_pure(hasher, chunk_size, files)
 
@@ -175,7 +175,7 @@ def dataset_root(hasher: TreeHasher, chunk_size: int, files: Sequence[FileEntry]
 def dataset_leaves(hasher: TreeHasher, chunk_size: int, files: Sequence[FileEntry]) -> list[bytes]:
     """Each file's dataset leaf hash (D1), in order."""
     if native is not None:
-        return rfc6962.split_leaves(native.dataset_leaves(CODES[hasher.name], chunk_size, files))
+        return rfc6962.split_leaves(native.dataset_leaves(hasher.code, chunk_size, files))
     return [hasher.leaf(f.leaf_data(chunk_size)) for f in files]
 
 
@@ -540,12 +540,21 @@ class Manifest:
         check_output(name)
         check_output(name + SIDECAR_SUFFIX)
         write_atomic(name, self.to_json())
-        if self.metadata is not None:
-            write_atomic(name + METADATA_SUFFIX, (strictjson.dumps(dict(self.metadata)) + "\n").encode())
-        if self.layers is not None:
-            write_atomic(name + SIDECAR_SUFFIX, self.layers.to_bytes(self))
-        elif os.path.exists(name + SIDECAR_SUFFIX):
+        self.save_beside(name)
+        if self.layers is None and os.path.exists(name + SIDECAR_SUFFIX):
             os.unlink(name + SIDECAR_SUFFIX)  # a stale sidecar would only be ignored
+
+    def save_beside(self, path: str) -> None:
+        """Write, each atomically, the derived files kept beside `path` (this
+        manifest, or a bundle that signs it): the object metadata
+        (PATH.objects.json) and the leaf sidecar (PATH.leaves), those this
+        manifest carries."""
+        from merkle.source.local import write_atomic
+
+        if self.metadata is not None:
+            write_atomic(path + METADATA_SUFFIX, (strictjson.dumps(dict(self.metadata)) + "\n").encode())
+        if self.layers is not None:
+            write_atomic(path + SIDECAR_SUFFIX, self.layers.to_bytes(self))
 
 
 def _entry_json(f: FileEntry) -> str:

@@ -67,9 +67,14 @@ def tensor_info(header_len: int, header: dict[str, Any], name: str, file_size: i
     return TensorInfo(name, dtype, tuple(shape), start, end)
 
 
+def find_tensor(f: BinaryIO, name: str, file_size: int, where: str = "safetensors") -> TensorInfo:
+    """Where tensor `name` lies, from the header read through `f` (which verifies)."""
+    n, header = read_header(f, file_size, where)
+    return tensor_info(n, header, name, file_size, where)
+
+
 def read_tensor(f: BinaryIO, name: str, file_size: int, where: str = "safetensors") -> tuple[TensorInfo, bytes]:
     """The raw bytes of tensor `name` (read through `f`, which verifies)."""
-    n, header = read_header(f, file_size, where)
-    info = tensor_info(n, header, name, file_size, where)
+    info = find_tensor(f, name, file_size, where)
     f.seek(info.start)
     return info, f.read(info.end - info.start)

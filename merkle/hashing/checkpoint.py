@@ -47,7 +47,8 @@ from json.encoder import encode_basestring_ascii as _json_str
 from typing import Any, Final
 
 from merkle.errors import CheckpointWarning, MerkleError
-from merkle.hashing.engine import FileDigest, Listed, Opener, Progress, hash_files, hash_stream
+from merkle.hashing.engine import FileDigest, Progress, hash_files, hash_stream
+from merkle.source.readers import Listed, Opener
 from merkle.source.userdir import PrivateDir, cache_dir
 from merkle.tree.hasher import TreeHasher
 

@@ -23,13 +23,14 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
-from merkle._native import CODES, native
+from merkle._native import native
 from merkle.errors import SourceError
 from merkle.format.manifest import chunk_count
-from merkle.source.local import Root, open_regular
-from merkle.source.walk import WalkedFile, identity
+from merkle.source.local import Root
+from merkle.source.readers import Listed, Opener, Reader, directory_cache, local_opener
+from merkle.source.walk import WalkedFile
 from merkle.tree import rfc6962
 from merkle.tree.hasher import DIGEST_SIZE, Hasher, TreeHasher
 
@@ -241,7 +242,7 @@ class _Job:
                     continue
                 args.append((fd, os.fsencode(name), f.size, f.identity))
                 todo.append(i)
-            got_all = native.hash_files(CODES[self.hasher.name], self.chunk_size, self.local_follow, args)
+            got_all = native.hash_files(self.hasher.code, self.chunk_size, self.local_follow, args)
         finally:
             for fd in opened:
                 os.close(fd)
@@ -314,20 +315,18 @@ def _parallel(
     def worker() -> None:
         buffer = mmap.mmap(-1, buffer_size)
         view = memoryview(buffer)
-        _worker.dirs = DirCache()
         try:
-            while not stop.is_set():
-                with lock:
-                    item = next(feed, None)
-                if item is None:
-                    return
-                handle(item, view)
+            with directory_cache():
+                while not stop.is_set():
+                    with lock:
+                        item = next(feed, None)
+                    if item is None:
+                        return
+                    handle(item, view)
         except BaseException as e:  # a bug: hand it to the main thread
             crashed.append(e)
             stop.set()
         finally:
-            _worker.dirs.close()
-            del _worker.dirs
             view.release()
             try:
                 buffer.close()
@@ -367,7 +366,7 @@ def _run(worker: Callable[[], None], count: int, stop: threading.Event, progress
 
 
 def hash_run(
-    reader: UnitReader,
+    reader: Reader,
     src: Listed,
     first: int,
     count: int,
@@ -427,119 +426,7 @@ def digest_files(
     return [r for r in results if r is not None]
 
 
-class Listed(Protocol):
-    """What the engine hashes: a listed file or object."""
-
-    @property
-    def path(self) -> str: ...
-    @property
-    def abspath(self) -> str: ...
-    @property
-    def size(self) -> int: ...
-
-
-class UnitReader(Protocol):
-    """Reads one listed object for one work unit: a context manager that
-    checks on entry and exit that the object is still the one listed."""
-
-    def __enter__(self) -> UnitReader: ...
-    def __exit__(self, kind: object, error: object, tb: object) -> None: ...
-    def read_into(self, offset: int, view: memoryview) -> int: ...
-    def check_end(self) -> None:
-        """After the last byte: no byte past the listed size."""
-
-
-Opener = Callable[[Listed], UnitReader]
-
-
-class LocalReader:
-    """A file opened for hashing, checked against what the walk saw: on entry
-    (same device, inode, size, mtime, ctime) and on exit (still the same, so
-    nothing changed while we read).  A listed file is opened down from its
-    root, never through a link (WalkedFile.open).  OSError becomes a
-    SourceError naming the file."""
-
-    def __init__(self, src: WalkedFile, follow_symlinks: bool) -> None:
-        self.src = src
-        self.follow = follow_symlinks
-        self.fd = -1
-
-    def __enter__(self) -> LocalReader:
-        dirs: DirCache | None = getattr(_worker, "dirs", None)
-        self.fd, st = (
-            dirs.open(self.src) if dirs is not None and self.src.base is not None else self.src.open(self.follow)
-        )
-        if identity(st) != self.src.identity:
-            os.close(self.fd)
-            raise SourceError("changed between listing and hashing", self.src.path)
-        return self
-
-    def read_into(self, offset: int, view: memoryview) -> int:
-        return os.preadv(self.fd, [view], offset)
-
-    def check_end(self) -> None:
-        # Bytes past the listed size mean a file whose size lies (procfs,
-        # some network file systems) or that grew: never hash a prefix of it.
-        if os.pread(self.fd, 1, self.src.size):
-            raise SourceError(f"has bytes past its listed size of {self.src.size}", self.src.path)
-
-    def __exit__(self, kind: object, error: object, tb: object) -> None:
-        try:
-            if error is None and identity(os.fstat(self.fd)) != self.src.identity:
-                raise SourceError("changed while hashing", self.src.path)
-        except OSError as e:
-            raise SourceError(f"read error: {e.strerror or e}", self.src.path) from e
-        finally:
-            os.close(self.fd)
-        if isinstance(error, OSError):
-            raise SourceError(f"read error: {error.strerror or error}", self.src.path) from error
-
-
-_worker = threading.local()
-"""Per worker thread of `_parallel`: its DirCache."""
-
-
-class DirCache:
-    """The directory a worker opened last, kept open for its next file: files
-    come in directory order, so most opens are one openat relative to it
-    instead of a walk down from the root.  The directory was opened down
-    from the root without following a link, like every other; closed when
-    the worker ends."""
-
-    def __init__(self) -> None:
-        self.base: Root | None = None
-        self.directory = ""
-        self.fd = -1
-
-    def open(self, src: WalkedFile) -> tuple[int, os.stat_result]:
-        """What `src.open()` gives, through the cached directory."""
-        assert src.base is not None
-        directory, _, name = src.target.rpartition("/")
-        if src.base is not self.base or directory != self.directory or self.fd < 0:
-            self.close()
-            try:
-                self.fd = src.base.open_dir(directory)
-            except SourceError as e:
-                raise SourceError(e.message, src.abspath) from e
-            self.base, self.directory = src.base, directory
-        return open_regular(name, False, self.fd, src.abspath)
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-        self.base, self.fd = None, -1
-
-
-def local_opener(follow_symlinks: bool) -> Opener:
-    def open_local(src: Listed) -> UnitReader:
-        assert isinstance(src, WalkedFile)
-        return LocalReader(src, follow_symlinks)
-
-    open_local.local_follow = follow_symlinks  # type: ignore[attr-defined]  # the extension may read these itself
-    return open_local
-
-
-def feed_hasher(reader: UnitReader, src: Listed, offset: int, length: int, h: Hasher, view: memoryview) -> None:
+def feed_hasher(reader: Reader, src: Listed, offset: int, length: int, h: Hasher, view: memoryview) -> None:
     """Hash bytes [offset, offset + length) through the aligned buffer; a
     short read is an error, never a shorter chunk."""
     buffer_size = len(view)

@@ -29,6 +29,7 @@ from merkle.source.walk import WalkedFile
 
 if TYPE_CHECKING:
     from merkle.signing.oms import OmsStatement
+    from merkle.source.readers import Reader
 
 __all__ = [
     "Checkout",
@@ -38,6 +39,7 @@ __all__ = [
     "parse_allowed",
     "readme_license",
     "hub_readme_license",
+    "open_snapshot_file",
     "verify_checkout",
 ]
 
@@ -130,3 +132,28 @@ def hub_readme_license(checkout: Checkout, allowed: Sequence[str]) -> tuple[str,
     if got != expected[1]:
         raise IntegrityError("README.md does not match its Hub identity: its license is not read", checkout.root)
     return check_license(data, allowed)
+
+
+def open_snapshot_file(path: str, name: str, revision: str | None = None, follow_symlinks: bool = False) -> Reader:
+    """File `name` of the Hugging Face cache folder or snapshot at `path`,
+    read as the tree check reads it (docs/hf.md HF3, HF10): its blob,
+    reached through the snapshot's link checks; a snapshot file that is not
+    listed is never opened (SourceError says why it is not)."""
+    from merkle.errors import SourceError
+    from merkle.source.readers import LocalFile
+    from merkle.source.walk import blocked_by
+
+    checkout = open_checkout(path, HfOptions(revision, bookkeeping=False, layout="hf-cache"))
+    if checkout is None:  # no longer a directory: opened (and refused) as it is
+        return LocalFile.below(path, name, follow_symlinks)
+    shown = os.path.join(checkout.root, *name.split("/"))
+    found = [f.walked for f in checkout.files if f.path == name]
+    if found:
+        return LocalFile(shown, found[0].open())
+    problems = {p.path: p for p in checkout.problems}
+    problem = problems.get(name) or blocked_by(name, problems)
+    if problem is not None:
+        raise SourceError(problem.reason if problem.path == name else f"{problem.path}: {problem.reason}", shown)
+    if name in checkout.broken:
+        raise SourceError(f"broken link: blobs/{checkout.broken[name]} does not exist", shown)
+    raise SourceError("not in the snapshot", shown)

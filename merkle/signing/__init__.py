@@ -10,4 +10,6 @@ decision and the attestation store.
 - `attestations`: this machine's store of verified bundles and rollback
   records.
 - `documents`: a file given where a manifest or bundle is expected.
+- `writing`: signing to disk: the signer's own check, the bundle and its
+  companions written, the store told.
 """

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from merkle.errors import FormatError, SourceError
+from merkle.errors import FormatError, SourceError, option
 from merkle.format import strictjson
 from merkle.signing.statements import Verified
 from merkle.signing.trust import History
@@ -123,8 +123,8 @@ class Store:
             fd = os.open(os.path.join(self.dir, ".lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         except OSError as e:
             raise SourceError(
-                f"cannot open the attestation store: {e.strerror or e} "
-                "(choose another with --store, or none with --no-store)",
+                f"cannot open the attestation store: {e.strerror or e} (choose another with "
+                f"{option('attestations=DIR')}, or none with {option('attestations=False')})",
                 self.dir,
             ) from e
         try:
@@ -196,3 +196,16 @@ def _is_bundle_record(record: object) -> bool:
         and all(isinstance(s, str) for s in signers)
         and (version is None or (type(version) is int and version >= 0))
     )
+
+
+StoreChoice = Store | str | os.PathLike[str] | bool
+"""The `attestations` parameter: where rollback records live: True for the default store, a directory or a
+Store, False for none (no rollback check, nothing recorded)."""
+
+
+def as_store(store: StoreChoice) -> Store | None:
+    if store is True:
+        return Store()
+    if store is False:
+        return None
+    return store if isinstance(store, Store) else Store(os.fspath(store))

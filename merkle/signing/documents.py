@@ -5,22 +5,21 @@ from __future__ import annotations
 from merkle.errors import FormatError
 from merkle.format import strictjson
 from merkle.format.manifest import MAX_MANIFEST_BYTES, SIDECAR_SUFFIX, Manifest
-from merkle.signing.envelope import Bundle, read_bundle_bytes
+from merkle.signing.envelope import Bundle, BundleFile
 from merkle.source.local import read_capped
 
 
-def load_document(path: str, bundle: bool = False) -> Manifest | tuple[Bundle, bytes]:
+def load_document(path: str, bundle: bool = False) -> Manifest | BundleFile:
     """Read a manifest or a bundle, telling them apart by shape: a bundle
     has a `mediaType`.  With `bundle=True` (a key or CA was given) the file
     can only be a bundle: it is capped at the bundle limit before decoding
     and anything else is a BundleError.  Bundles come back unverified."""
     if bundle:
-        raw = read_bundle_bytes(path)
-        return Bundle.from_json(raw, path), raw
+        return BundleFile.read(path)
     data = read_capped(path, MAX_MANIFEST_BYTES)
     doc = strictjson.loads(data, path, MAX_MANIFEST_BYTES)
     if isinstance(doc, dict) and ("mediaType" in doc or "dsseEnvelope" in doc):
-        return Bundle.from_json(data, path), data
+        return BundleFile(Bundle.from_json(data, path), data, path)
     try:
         manifest = Manifest.from_doc(doc)
     except FormatError as e:

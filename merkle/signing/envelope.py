@@ -216,6 +216,23 @@ def read_bundle_bytes(path: str) -> bytes:
         raise BundleError(e.message, path) from e
 
 
+@dataclass(frozen=True)
+class BundleFile:
+    """A bundle as read from its file: shape-checked, not trusted yet.
+    `data` are the bytes read (what the attestation store keeps), `path`
+    the file (what errors name; its leaf sidecar and manifest lie beside it)."""
+
+    bundle: Bundle
+    data: bytes
+    path: str
+
+    @classmethod
+    def read(cls, path: str) -> BundleFile:
+        """Read and shape-check a bundle file (size capped before decoding)."""
+        data = read_bundle_bytes(path)
+        return cls(Bundle.from_json(data, path), data, path)
+
+
 def read_bundle(path: str) -> Bundle:
     """Read and shape-check a bundle file (size capped before decoding)."""
-    return Bundle.from_json(read_bundle_bytes(path), path)
+    return BundleFile.read(path).bundle

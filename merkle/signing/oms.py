@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from merkle.errors import BundleError, SourceError, UsageError
+from merkle.errors import BundleError, SourceError, UsageError, option
 from merkle.format.paths import path_problem
 from merkle.hashing.engine import Progress, digest_files
 from merkle.report import Outcome, Report, Status
@@ -134,13 +134,14 @@ def build(
     ignores = tuple(dict.fromkeys((*ignore_paths, *DEFAULT_IGNORES)))
     listing = list_source(path, _excludes(ignores), hf=HfOptions(revision, layout=layout))
     if listing.hf is not None and listing.hf.kind == "cache" and layout is None:
+        cache = option('layout="hf-cache"')
         raise UsageError(
             "a Hugging Face cache folder is read through its snapshot, which an OpenSSF statement "
-            "cannot record: sign a local_dir, or pass --layout hf-cache (and verify with it)",
+            f"cannot record: sign a local_dir, or pass {cache} (and verify with it)",
             os.fspath(path),
         )
     if listing.hf is None and revision:
-        raise UsageError("--revision applies to Hugging Face checkouts", os.fspath(path))
+        raise UsageError(f"{option('revision')} applies to Hugging Face checkouts", os.fspath(path))
     if listing.hf is not None and listing.hf.kind == "local_dir":
         ignores = (*ignores, HF_DIR)  # so that model_signing leaves the download bookkeeping out too
     if listing.problems:
@@ -185,7 +186,7 @@ def verify(
     hf = HfOptions(revision, bookkeeping=False, layout=checked_layout(path, None, layout, revision))
     listing = list_source(path, _excludes(ignores), hf=hf)
     if listing.hf is None and revision:
-        raise UsageError("--revision applies to Hugging Face cache folders", os.fspath(path))
+        raise UsageError(f"{option('revision')} applies to Hugging Face cache folders", os.fspath(path))
     present = {f.path: f for f in listing.files}
     expected = dict(stmt.resources)
     outcomes = [

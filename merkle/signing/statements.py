@@ -6,6 +6,7 @@ is merkle.signing.trust's.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 from collections.abc import Sequence
@@ -31,9 +32,31 @@ def digest_key(algorithm: str) -> str:
 
 
 @dataclass(frozen=True)
+class MerkleSigned:
+    """What a merkle statement signs: the dataset's summary (root and
+    parameters) and, when known, its manifest: signed whole, or for a
+    compact statement the one beside the bundle, once it matched."""
+
+    summary: Summary
+    manifest: Manifest | None = None
+
+    def __post_init__(self) -> None:
+        if self.manifest is not None and self.manifest.summary != self.summary:
+            raise ValueError("a manifest the signed summary does not describe")
+
+
+@dataclass(frozen=True)
+class OmsSigned:
+    """What an OpenSSF model-signing statement signs."""
+
+    statement: oms.OmsStatement
+
+
+@dataclass(frozen=True)
 class Verified:
     """A statement whose signatures checked out, parsed and shape-checked.
-    Exactly one of `manifest` (merkle format) and `oms` is set."""
+    `content` is either kind of statement; `manifest`, `summary` and `oms`
+    read it."""
 
     name: str
     version: int | None
@@ -41,18 +64,34 @@ class Verified:
     expires: datetime.datetime | None
     signers: tuple[Signer, ...]
     payload: bytes
-    manifest: Manifest | None = None
-    oms: oms.OmsStatement | None = None
-    summary: Summary | None = None
-    """Set for every merkle statement; `manifest` is None for a compact one
-    until the manifest beside the bundle is matched to it."""
+    content: MerkleSigned | OmsSigned
+
+    @property
+    def manifest(self) -> Manifest | None:
+        """A merkle statement's manifest; None for a compact one until the
+        manifest beside the bundle is matched to it (`with_manifest`)."""
+        return self.content.manifest if isinstance(self.content, MerkleSigned) else None
+
+    @property
+    def summary(self) -> Summary | None:
+        """Set for every merkle statement."""
+        return self.content.summary if isinstance(self.content, MerkleSigned) else None
+
+    @property
+    def oms(self) -> oms.OmsStatement | None:
+        return self.content.statement if isinstance(self.content, OmsSigned) else None
+
+    def with_manifest(self, manifest: Manifest) -> Verified:
+        """This merkle statement with `manifest`, which its summary must describe."""
+        if not isinstance(self.content, MerkleSigned):
+            raise ValueError("an OpenSSF statement carries no merkle manifest")
+        return dataclasses.replace(self, content=MerkleSigned(self.content.summary, manifest))
 
     @property
     def root_hex(self) -> str:
-        if self.summary is not None:
-            return self.summary.root.hex()
-        assert self.oms is not None
-        return self.oms.subject_digest.hex()
+        if isinstance(self.content, MerkleSigned):
+            return self.content.summary.root.hex()
+        return self.content.statement.subject_digest.hex()
 
     @property
     def payload_digest(self) -> str:
@@ -124,7 +163,7 @@ def interpret(stmt: Statement, signers: tuple[Signer, ...], payload: bytes) -> V
     must equal its manifest's recomputed root."""
     if stmt.predicate_type == oms.PREDICATE_TYPE:
         parsed = oms.OmsStatement.from_statement(stmt)
-        return Verified(parsed.name, None, None, signers, payload, oms=parsed)
+        return Verified(parsed.name, None, None, signers, payload, OmsSigned(parsed))
     if stmt.predicate_type != PREDICATE_TYPE:
         raise BundleError(f"unsupported predicateType {stmt.predicate_type!r}")
     if len(stmt.subjects) != 1:
@@ -145,4 +184,4 @@ def interpret(stmt: Statement, signers: tuple[Signer, ...], payload: bytes) -> V
         raise BundleError(f"subject digest {digest_key(summary.algorithm)} does not match the manifest root")
     if not name:
         raise BundleError("subject name is empty")
-    return Verified(name, version, expires, signers, payload, manifest=manifest, summary=summary)
+    return Verified(name, version, expires, signers, payload, MerkleSigned(summary, manifest))

@@ -4,8 +4,9 @@
 
 Whoever verifies a signed manifest (the CLI's verify, audit, prove, --proof
 and --file, `merkle.open`, `merkle.verify`, `merkle.zarr.VerifiedStore`, the
-co-signing in `merkle sign`) comes through `decide`; `merkle.verifying.signed` does the
-reading and writing around it.  The steps (docs/signing.md V2-V6):
+co-signing in `merkle sign`) comes through `decide`; `merkle.verifying.signed`
+does the reading around it, `merkle.signing.writing` the signer's own check
+and the writing.  The steps (docs/signing.md V2-V6):
 
   V2 each signature, against the trusted keys, or against the leaf of a
      certificate chain that leads to a trusted CA, is for code signing and

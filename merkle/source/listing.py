@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from merkle.errors import UsageError
-from merkle.hashing.engine import Listed, Opener, local_opener
+from merkle.source.readers import Listed, Opener, local_opener
 from merkle.source.walk import WalkedFile, WalkProblem, walk, walk_stream
 
 if TYPE_CHECKING:

@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from merkle.errors import FormatError, SourceError
+from merkle.errors import FormatError, SourceError, option
 
 _OPEN_FLAGS = (
     os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
@@ -31,10 +31,14 @@ _DIR_FLAGS = _ROOT_FLAGS | _NOFOLLOW
 MAX_LINKS = 40
 """Links followed while resolving one name (the kernel's own limit)."""
 
-REFUSED = "symbolic link refused (use --follow-symlinks)"
 OUTSIDE = "symbolic link points outside the root"
 BROKEN = "broken symbolic link"
 LOOP = "too many levels of symbolic links"
+
+
+def link_refused() -> str:
+    """Why a symbolic link was not followed, naming the option that follows it."""
+    return f"symbolic link refused (use {option('follow_symlinks=True')})"
 
 
 def kind_of(mode: int) -> str:
@@ -243,7 +247,7 @@ def resolve(root: Root, root_fd: int, rel: str, follow_symlinks: bool) -> tuple[
                 raise refused(e.strerror or str(e), i) from e
             if stat.S_ISLNK(st.st_mode):
                 if not follow_symlinks:
-                    raise refused(REFUSED, i)
+                    raise refused(link_refused(), i)
                 links += 1
                 if links > MAX_LINKS:
                     raise refused(LOOP, i)

@@ -10,7 +10,6 @@ is an error, never a verified result.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any
 
 from merkle.errors import SourceError, UsageError, install_hint
 from merkle.format.paths import path_problem
+from merkle.source.readers import Listed, Opener, Reader, fill
 from merkle.source.walk import Excluder, WalkProblem
 
 RETRIES = 5
@@ -27,21 +27,6 @@ WINDOW = 4 << 20  # bytes per ranged GET of a large object; in flight <= workers
 
 def is_url(path: str) -> bool:
     return "://" in path and not path.startswith("file://")
-
-
-def parse_storage_options(pairs: Sequence[str]) -> dict[str, Any]:
-    """`key=value` pairs; a value that parses as JSON (numbers, true, objects
-    like {"endpoint_url": ...}) is taken as JSON, anything else as text."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--storage-option wants KEY=VALUE, got {pair!r}")
-        try:
-            out[key] = json.loads(value)
-        except ValueError:
-            out[key] = value
-    return out
 
 
 @dataclass(frozen=True)
@@ -187,8 +172,15 @@ class RemoteReader:
     def __init__(self, fs: Any, obj: RemoteObject) -> None:
         self.fs = fs
         self.obj = obj
+        self.name = obj.path
         self._window = b""
         self._window_start = 0
+
+    def size(self) -> int:
+        return self.obj.size
+
+    def close(self) -> None:
+        """Nothing to release: every read is a request of its own."""
 
     def __enter__(self) -> RemoteReader:
         return self
@@ -200,6 +192,9 @@ class RemoteReader:
             self._same_object()
 
     def read_into(self, offset: int, view: memoryview) -> int:
+        return fill(self._read_some, offset, view)
+
+    def _read_some(self, offset: int, view: memoryview) -> int:
         """Objects larger than WINDOW are fetched a WINDOW at a time (requests
         cost more than bytes, and chunks are often smaller); smaller objects
         exactly as asked.  A short body just ends the window early."""
@@ -264,8 +259,8 @@ class RemoteReader:
         raise AssertionError("unreachable")
 
 
-def remote_opener(fs: Any) -> Any:
-    def open_remote(src: Any) -> RemoteReader:
+def remote_opener(fs: Any) -> Opener:
+    def open_remote(src: Listed) -> Reader:
         assert isinstance(src, RemoteObject)
         return RemoteReader(fs, src)
 

@@ -22,7 +22,16 @@ from dataclasses import dataclass, field
 from merkle.errors import SourceError
 from merkle.format.manifest import DEFAULT_EXCLUDES
 from merkle.format.paths import MAX_PATH_BYTES, name_problem, path_problem
-from merkle.source.local import Root, component_reason, descend, kind_of, open_dir_at, open_regular, resolve
+from merkle.source.local import (
+    Root,
+    component_reason,
+    descend,
+    kind_of,
+    link_refused,
+    open_dir_at,
+    open_regular,
+    resolve,
+)
 
 
 @dataclass(frozen=True)
@@ -307,7 +316,7 @@ class _Visit:
         parent, below, target = self.directory, entry.name, self.real + entry.name
         if stat.S_ISLNK(st.st_mode):
             if not self.follow:
-                result.problems.append(WalkProblem(rel, "symbolic link refused (use --follow-symlinks)"))
+                result.problems.append(WalkProblem(rel, link_refused()))
                 return
             try:
                 target, st = resolve(self.base, self.root.fd, target, True)

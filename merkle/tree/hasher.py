@@ -36,6 +36,9 @@ class TreeHasher:
 
     name: Algorithm
     new: Callable[[bytes], Hasher]
+    code: int
+    """The algorithm's number: in the leaf sidecar's header (docs/format.md,
+    rule S1) and for the C extension's `alg` argument."""
 
     def leaf_hasher(self) -> Hasher:
         """A streaming hasher already fed the leaf prefix: update() it with a
@@ -55,8 +58,8 @@ class TreeHasher:
 
 
 _HASHERS: Final[dict[str, TreeHasher]] = {
-    "blake3": TreeHasher("blake3", blake3.blake3),
-    "sha256": TreeHasher("sha256", hashlib.sha256),
+    "blake3": TreeHasher("blake3", blake3.blake3, 1),
+    "sha256": TreeHasher("sha256", hashlib.sha256, 2),
 }
 
 

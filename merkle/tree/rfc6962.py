@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from merkle._native import CODES, native
+from merkle._native import native
 from merkle.errors import ProofError
 from merkle.tree.hasher import DIGEST_SIZE, TreeHasher
 
@@ -82,7 +82,7 @@ def root_of_bytes(hasher: TreeHasher, leaves: bytes | bytearray | memoryview) ->
     if native is not None:
         if len(leaves) % DIGEST_SIZE:
             raise ValueError(f"leaf bytes: length {len(leaves)} is not a multiple of {DIGEST_SIZE}")
-        root: bytes = native.root_of_leaves(CODES[hasher.name], leaves)
+        root: bytes = native.root_of_leaves(hasher.code, leaves)
         return root
     return root_of_bytes_pure(hasher, leaves)
 
@@ -91,7 +91,7 @@ def chunk_leaves(hasher: TreeHasher, data: bytes | bytearray | memoryview, chunk
     """The leaf hashes of `data` cut into chunks, concatenated (native, the
     GIL released, when the C extension is built: ext/_merkle.c chunk_leaves)."""
     if native is not None:
-        leaves: bytes = native.chunk_leaves(CODES[hasher.name], data, chunk_size)
+        leaves: bytes = native.chunk_leaves(hasher.code, data, chunk_size)
         return leaves
     return chunk_leaves_pure(hasher, data, chunk_size)
 
@@ -126,7 +126,7 @@ def levels(hasher: TreeHasher, leaves: Sequence[bytes]) -> list[Level]:
     """Every level of the tree, leaves first, root last (one level when n <= 1);
     built natively for larger trees when the C extension is there."""
     if native is not None and len(leaves) > 64:
-        return [split_leaves(level) for level in native.levels(CODES[hasher.name], b"".join(leaves))]
+        return [split_leaves(level) for level in native.levels(hasher.code, b"".join(leaves))]
     return levels_pure(hasher, leaves)
 
 

@@ -16,12 +16,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from merkle.errors import SourceError, UsageError
+from merkle.errors import SourceError, UsageError, option
 from merkle.format.manifest import FileEntry, Manifest, chunk_count
-from merkle.hashing.engine import Listed, Opener, Progress, feed_hasher
+from merkle.hashing.engine import Progress, feed_hasher
 from merkle.hf.layout import HfOptions, checked_layout
 from merkle.report import Outcome, Report, Status
 from merkle.source.listing import Listing, list_source
+from merkle.source.readers import Listed, Opener
 from merkle.source.walk import blocked_by
 from merkle.verifying.tree import verify
 
@@ -119,7 +120,7 @@ def audit_fast(url: str, manifest: Manifest, storage_options: dict[str, Any] | N
     if not manifest.metadata:
         raise UsageError(
             "no object metadata was recorded with this manifest (MANIFEST.objects.json): "
-            "--fast needs a manifest built from an object store"
+            f"{option('audit_fast')} needs a manifest built from an object store"
         )
     started = time.perf_counter()
     listing = list_source(url, manifest.exclude, storage_options=storage_options, hf=_reading(url, manifest))
@@ -146,7 +147,7 @@ def audit_sample(
     jobs: int | None = None,
 ) -> tuple[Report, SampleStats]:
     if not 0 < fraction <= 1:
-        raise UsageError("--sample takes a fraction in (0, 1]")
+        raise UsageError(f"{option('audit_sample')} takes a fraction in (0, 1]")
     started = time.perf_counter()
     listing = list_source(url, manifest.exclude, storage_options=storage_options, hf=_reading(url, manifest))
     outcomes, both = _diff(manifest, listing)
@@ -166,7 +167,9 @@ def audit_sample(
     for k, (entry, obj, n) in enumerate(spans):
         chosen = by_object.get(k, [])
         if n and manifest.layers is None and n > 1:
-            raise UsageError("--sample needs the leaf sidecar (MANIFEST.leaves) beside the manifest or bundle")
+            raise UsageError(
+                f"{option('audit_sample')} needs the leaf sidecar (MANIFEST.leaves) beside the manifest or bundle"
+            )
         leaves = manifest.layers.leaf_hashes(entry, manifest.chunk_size) if manifest.layers else [entry.root] * n
         bad = []
         try:

@@ -18,7 +18,7 @@ from typing import Any
 
 from merkle.errors import ChunkError, IntegrityError, ProofError, UsageError
 from merkle.format.manifest import FileEntry, Manifest, chunk_count
-from merkle.source.ranged import RangeSource
+from merkle.source.readers import Reader, in_hole
 from merkle.tree import rfc6962
 from merkle.tree.hasher import TreeHasher
 from merkle.tree.ranges import RangeProof, covering_chunks, range_proof
@@ -98,7 +98,7 @@ class FileAuth:
                 )
 
 
-def hash_chunk(source: RangeSource, auth: FileAuth, index: int, view: memoryview) -> bytes | None:
+def hash_chunk(source: Reader, auth: FileAuth, index: int, view: memoryview) -> bytes | None:
     """Leaf hash of chunk `index` read from `source`, or None if the source
     ends before the chunk does.  `view` is scratch space."""
     start, end = auth.chunk_span(index)
@@ -134,7 +134,7 @@ class RangeCheck:
         }
 
 
-def verify_range(source: RangeSource, auth: FileAuth, offset: int, length: int) -> RangeCheck:
+def verify_range(source: Reader, auth: FileAuth, offset: int, length: int) -> RangeCheck:
     """Check bytes [offset, offset + length) by reading only their chunks.
     IntegrityError (ChunkError for a bad chunk) unless they match.  A range
     of no bytes (but the whole of an empty file) or one past the signed size
@@ -210,7 +210,7 @@ class RepairPlan:
         }
 
 
-def repair_plan(source: RangeSource, auth: FileAuth, local_path: str | None = None) -> RepairPlan:
+def repair_plan(source: Reader, auth: FileAuth, local_path: str | None = None) -> RepairPlan:
     """Hash every chunk that is present and sort chunks into good, bad and
     missing.  For a local source (one that has `in_hole`, or with
     `local_path`, the same file named again), a chunk lying wholly in a hole
@@ -219,15 +219,15 @@ def repair_plan(source: RangeSource, auth: FileAuth, local_path: str | None = No
     local_size = source.size()
     view = memoryview(bytearray(min(auth.chunk_size, READ_PIECE)))
     zero_leaves: dict[int, bytes] = {}
-    in_hole: Callable[[int, int], bool] | None = getattr(source, "in_hole", None)
+    holes: Callable[[int, int], bool] | None = getattr(source, "in_hole", None)
     if local_path:
-        in_hole = functools.partial(_in_hole, local_path)
+        holes = functools.partial(_in_hole, local_path)
     status = []
     for i in range(auth.chunks):
         start, end = auth.chunk_span(i)
         if end > local_size:
             status.append("missing")
-        elif in_hole is not None and in_hole(start, end):
+        elif holes is not None and holes(start, end):
             # A hole reads as zeros, which may be exactly what was signed.
             if end - start not in zero_leaves:
                 zero_leaves[end - start] = auth.hasher.leaf(bytes(end - start))
@@ -239,15 +239,11 @@ def repair_plan(source: RangeSource, auth: FileAuth, local_path: str | None = No
 
 
 def _in_hole(path: str, start: int, end: int) -> bool:
-    if start == end or not hasattr(os, "SEEK_DATA"):
-        return False
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError:
         return False
     try:
-        return os.lseek(fd, start, os.SEEK_DATA) >= end
-    except OSError:  # ENXIO: no data after start at all
-        return True
+        return in_hole(fd, start, end)
     finally:
         os.close(fd)

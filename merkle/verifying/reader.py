@@ -17,16 +17,16 @@ from typing import TYPE_CHECKING, Any
 
 from merkle.errors import ChunkError, IntegrityError
 from merkle.format.manifest import Manifest
-from merkle.source.ranged import LocalFile, RangeSource, open_source
+from merkle.source.readers import Reader, open_file
 from merkle.verifying.ranges import FileAuth
 
 if TYPE_CHECKING:
+    from merkle.signing.attestations import StoreChoice
     from merkle.signing.trust import TrustPolicy
-    from merkle.verifying.signed import StoreChoice
 
 
 class VerifiedReader(io.RawIOBase):
-    def __init__(self, source: RangeSource, auth: FileAuth) -> None:
+    def __init__(self, source: Reader, auth: FileAuth) -> None:
         super().__init__()
         size = source.size()
         if size != auth.entry.size:
@@ -154,11 +154,5 @@ def open(  # noqa: A001 - the name users expect, like io.open
 
     manifest = trusted_manifest(source, chosen_policy(keys, cas, policy), attestations)
     auth = FileAuth.of(manifest, name)
-    where = os.fspath(path_or_url)
-    local = where.removeprefix("file://")
-    if "://" not in local and os.path.isdir(local):
-        reading: RangeSource = LocalFile.below(local, name, follow_symlinks)
-    else:
-        reading = open_source(where, storage_options)
-    raw = VerifiedReader(reading, auth)
+    raw = VerifiedReader(open_file(os.fspath(path_or_url), name, follow_symlinks, storage_options), auth)
     return io.BufferedReader(raw, buffer_size=max(io.DEFAULT_BUFFER_SIZE, min(auth.chunk_size, 1 << 20)))

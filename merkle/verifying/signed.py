@@ -1,4 +1,5 @@
-"""Signed manifests on disk: reading bundles, the one trust path, signing.
+"""Signed manifests on disk: reading bundles, the one trust path, and the
+checks that follow it (merkle.signing.writing signs).
 
 Every entry point that accepts a bundle opens it with `open_signed` (the
 CLI's verify, audit, prove, sign, `merkle.verify`, `merkle.open`,
@@ -13,44 +14,29 @@ describes).  Nothing in a bundle is used before its signature checked out.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
-import json
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from merkle.errors import BundleError, FormatError, MerkleError, UsageError
-from merkle.format.manifest import MANIFEST_SUFFIX, METADATA_SUFFIX, SIDECAR_SUFFIX, Manifest, Summary
+from merkle.format.manifest import MANIFEST_SUFFIX, SIDECAR_SUFFIX, Manifest, Summary
 from merkle.hashing.engine import Progress
 from merkle.report import Report
-from merkle.signing import oms, statements, trust
-from merkle.signing.attestations import Store
-from merkle.signing.envelope import Bundle, read_bundle_bytes
-from merkle.signing.keys import PrivateKey, load_certificates, load_public_key
+from merkle.signing import oms, trust
+from merkle.signing.attestations import Store, StoreChoice, as_store
+from merkle.signing.envelope import BundleFile
+from merkle.signing.keys import load_certificates, load_public_key
 from merkle.signing.statements import Verified
-from merkle.signing.trust import History, TrustPolicy
-from merkle.source.local import write_atomic
+from merkle.signing.trust import TrustPolicy
 from merkle.verifying.tree import verify
 
 if TYPE_CHECKING:
     from merkle.hf.layout import Layout
 
-SignedInput = tuple[Bundle, bytes, str]
-"""A bundle as read (shape-checked, not trusted), its bytes and its file."""
 
-StoreChoice = Store | str | os.PathLike[str] | bool
-"""The `attestations` parameter: where rollback records live: True for the default store, a directory or a
-Store, False for none (no rollback check, nothing recorded)."""
-
-
-def read_bundles(paths: Sequence[str | os.PathLike[str]]) -> list[SignedInput]:
-    out = []
-    for p in paths:
-        path = os.fspath(p)
-        raw = read_bundle_bytes(path)
-        out.append((Bundle.from_json(raw, path), raw, path))
-    return out
+def read_bundles(paths: Sequence[str | os.PathLike[str]]) -> list[BundleFile]:
+    return [BundleFile.read(os.fspath(p)) for p in paths]
 
 
 def policy_from_files(
@@ -80,16 +66,8 @@ def chosen_policy(
     return policy_from_files(keys, cas) if keys or cas else policy
 
 
-def as_store(store: StoreChoice) -> Store | None:
-    if store is True:
-        return Store()
-    if store is False:
-        return None
-    return store if isinstance(store, Store) else Store(os.fspath(store))
-
-
 def open_signed(
-    bundles: Sequence[SignedInput],
+    bundles: Sequence[BundleFile],
     policy: TrustPolicy,
     store: Store | None,
     now: datetime.datetime | None = None,
@@ -104,22 +82,20 @@ def open_signed(
     is none).  Raises SignatureError/BundleError/PolicyError (exit 1)."""
     if not bundles:
         raise UsageError("no bundle given")
-    shaped = [(b, src) for b, _, src in bundles]
+    shaped = [(b.bundle, b.path) for b in bundles]
     if store is None:
         verified = trust.decide(shaped, policy, None, now)
     else:
-        verified = store.decide(
-            [data for _, data, _ in bundles], lambda history: trust.decide(shaped, policy, history, now)
-        )
+        verified = store.decide([b.data for b in bundles], lambda history: trust.decide(shaped, policy, history, now))
     if not with_manifest:
         return verified
-    first = bundles[0][2]
+    first = bundles[0].path
     manifest = verified.manifest
     if manifest is None and verified.summary is not None:
         manifest = _beside(verified.summary, first + MANIFEST_SUFFIX)
     if manifest is not None:
         layered = manifest.with_sidecar(first + SIDECAR_SUFFIX).with_metadata_from(first)
-        verified = dataclasses.replace(verified, manifest=layered)
+        verified = verified.with_manifest(layered)
     return verified
 
 
@@ -214,7 +190,7 @@ def verify_signed(
 
 def verify_opened(
     path: str | os.PathLike[str],
-    bundles: Sequence[SignedInput],
+    bundles: Sequence[BundleFile],
     policy: TrustPolicy,
     *,
     store: Store | None = None,
@@ -237,7 +213,7 @@ def verify_opened(
     verified = open_signed(bundles, policy, store, now)
     if verified.summary is not None and verified.manifest is None:
         raise UsageError(
-            f"a compact bundle needs its manifest ({bundles[0][2]}{MANIFEST_SUFFIX}) to check a tree; "
+            f"a compact bundle needs its manifest ({bundles[0].path}{MANIFEST_SUFFIX}) to check a tree; "
             "check single files with a file proof"
         )
     if verified.manifest is not None:
@@ -261,72 +237,3 @@ def verify_opened(
             raise UsageError("sparse checks and chosen files need a merkle bundle; OpenSSF bundles are checked whole")
         report = oms.verify(path, verified.oms, jobs=jobs, progress=progress, layout=layout, revision=revision)
     return verified, report
-
-
-# -- signing -------------------------------------------------------------------------
-
-
-def self_check(bundle: Bundle, key: PrivateKey, output: str, store: Store | None = None) -> Verified:
-    """Open what was just signed, as a verifier would (catches a bad key or
-    statement before anyone else meets it); the chain is the verifier's
-    business, and no history applies, except that a version this key
-    signed (or this machine verified) before with another root is refused:
-    every verifier that saw that one would refuse this one forever."""
-    plain = dataclasses.replace(bundle, certificates=())
-    verified = trust.decide([(plain, output)], TrustPolicy(keys=(key.public_key(),)), History())
-    if store is not None:
-        trust.check_reuse(store.history(), verified, output)
-    return verified
-
-
-def write_signed(
-    output: str,
-    bundle: Bundle,
-    key: PrivateKey,
-    manifest: Manifest | None,
-    store: Store | None,
-    *,
-    compact: bool = False,
-) -> Verified:
-    """Check `bundle`, then write it to `output` with the leaf sidecar and
-    object metadata of `manifest` beside it, and with `compact` the manifest
-    itself (OUTPUT.manifest): each file atomically, the bundle last, so a
-    bundle on disk always has its companions.  Keep it in `store`."""
-    verified = self_check(bundle, key, output, store)
-    data = bundle.to_json()
-    if compact and manifest is not None:
-        write_atomic(output + MANIFEST_SUFFIX, manifest.to_json())
-    if manifest is not None and manifest.layers is not None:
-        write_atomic(output + SIDECAR_SUFFIX, manifest.layers.to_bytes(manifest))
-    if manifest is not None and manifest.metadata:
-        write_atomic(output + METADATA_SUFFIX, (json.dumps(dict(manifest.metadata)) + "\n").encode())
-    write_atomic(output, data)
-    if store is not None:
-        store.add(data, verified)
-    return verified
-
-
-def sign(
-    manifest: Manifest,
-    key: PrivateKey | str | os.PathLike[str],
-    output: str | os.PathLike[str],
-    *,
-    name: str,
-    version: int | None = None,
-    expires: datetime.datetime | None = None,
-    certificates: Sequence[bytes] = (),
-    compact: bool = False,
-    attestations: StoreChoice = True,
-) -> Verified:
-    """Sign `manifest` as subject `name` and write the bundle to `output`
-    (with OUTPUT.leaves, and OUTPUT.manifest when `compact`).  `version`,
-    when given, makes verifiers refuse older versions of `name` from this
-    signer; `key` is a private key or a PEM key file."""
-    from merkle.signing.keys import load_private_key
-
-    private = load_private_key(os.fspath(key)) if isinstance(key, (str, os.PathLike)) else key
-    out = os.fspath(output)
-    bundle = statements.sign(
-        manifest, private, name=name, version=version, expires=expires, certificates=certificates, compact=compact
-    )
-    return write_signed(out, bundle, private, manifest, as_store(attestations), compact=compact)

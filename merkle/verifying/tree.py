@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any
 from merkle.errors import UsageError
 from merkle.format.manifest import FileEntry, Manifest
 from merkle.hashing.checkpoint import Checkpoint, Job, hash_resumable, job
-from merkle.hashing.engine import Listed, Progress
+from merkle.hashing.engine import Progress
 from merkle.report import Outcome, Report, Status
 from merkle.source.listing import list_source
+from merkle.source.readers import Listed
 from merkle.source.walk import Excluder, blocked_by
 from merkle.tree.hasher import DIGEST_SIZE
 

@@ -41,11 +41,12 @@ from merkle.errors import IntegrityError, PathError, SourceError, UsageError, Za
 from merkle.format.manifest import FileEntry, Manifest
 from merkle.format.paths import path_problem
 from merkle.hashing.engine import default_jobs
+from merkle.signing.attestations import StoreChoice
 from merkle.signing.trust import TrustPolicy
 from merkle.source.local import open_below
 from merkle.tree import rfc6962
 from merkle.verifying.ranges import FileAuth
-from merkle.verifying.signed import StoreChoice, chosen_policy, trusted_manifest
+from merkle.verifying.signed import chosen_policy, trusted_manifest
 from merkle.zarr.layout import ROOT_DOCS
 
 if TYPE_CHECKING:
