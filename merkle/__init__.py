@@ -43,9 +43,9 @@ from merkle.errors import (
 )
 from merkle.format.leaves import LeafLayers
 from merkle.format.manifest import DEFAULT_CHUNK_SIZE, FileEntry, Manifest
-from merkle.hashing.engine import FileDigest, Progress
+from merkle.hashing.engine import FileDigest
 from merkle.hashing.files import hash_file, hash_paths, hash_stream
-from merkle.report import Outcome, Report, Status
+from merkle.report import Outcome, Progress, Report, Status
 from merkle.tree.hasher import ALGORITHMS, DEFAULT_ALGORITHM, Algorithm
 from merkle.tree.ranges import RangeProof, range_proof
 from merkle.verifying.reader import open

@@ -4,22 +4,22 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from merkle.errors import FormatError, SourceError, UsageError
+from merkle.errors import FormatError, SourceError, UsageError, option
 from merkle.format.leaves import LeafLayers
 from merkle.format.manifest import DEFAULT_CHUNK_SIZE, DEFAULT_EXCLUDES, FileEntry, Manifest, check_chunk_size
 from merkle.format.paths import case_collision
+from merkle.format.zarr import MAX_DOC_BYTES, ROOT_DOCS, ZARR_CHUNK_SIZE, ZarrLayout, describe, is_zarr_root
 from merkle.hashing.checkpoint import Checkpoint, hash_resumable, hash_stream_resumable, job
-from merkle.hashing.engine import FileDigest, Progress
+from merkle.hashing.cluster import Cluster
+from merkle.hashing.engine import FileDigest
+from merkle.report import Progress
+from merkle.source.layouts import LayoutOptions
 from merkle.source.listing import Listing, list_source
 from merkle.source.walk import WalkedFile
 from merkle.tree import rfc6962
 from merkle.tree.hasher import DEFAULT_ALGORITHM, Algorithm, TreeHasher, tree_hasher
-from merkle.zarr.layout import MAX_DOC_BYTES, ROOT_DOCS, ZARR_CHUNK_SIZE, ZarrLayout, describe, is_zarr_root
-
-if TYPE_CHECKING:
-    from merkle.hf.layout import Layout
 
 
 def exclusions(exclude: Sequence[str], default_excludes: bool) -> tuple[str, ...]:
@@ -40,11 +40,11 @@ def build(
     storage_options: dict[str, Any] | None = None,
     checkpoint: bool = False,
     resume: bool = False,
-    dask: Any = None,
+    cluster: Cluster | None = None,
     revision: str | None = None,
     repo_id: str | None = None,
     repo_type: str | None = None,
-    layout: Layout | None = None,
+    layout: str | None = None,
 ) -> Manifest:
     """Hash every file under directory `path` (or every object under an
     fsspec URL such as s3://bucket/prefix) into a Manifest, with its leaf
@@ -63,8 +63,9 @@ def build(
     `progress.resumed_files` and `resumed_bytes` count them.  Without
     `resume` no checkpoint is read.
 
-    With `dask` (a dask.distributed Client), hashing runs on the cluster;
-    the manifest is identical to a local build.
+    With `cluster` (merkle.dask.DaskCluster(client), or any
+    merkle.hashing.cluster.Cluster), hashing runs there; the manifest is
+    identical to a local build.
 
     A Hugging Face cache folder, snapshot or local_dir checkout is built as
     such (docs/hf.md): the manifest records the repository and revision
@@ -88,7 +89,7 @@ def build(
         storage_options=storage_options,
         checkpoint=checkpoint,
         resume=resume,
-        dask=dask,
+        cluster=cluster,
         revision=revision,
         repo_id=repo_id,
         repo_type=repo_type,
@@ -112,11 +113,11 @@ def build_resumable(
     storage_options: dict[str, Any] | None = None,
     checkpoint: bool = False,
     resume: bool = False,
-    dask: Any = None,
+    cluster: Cluster | None = None,
     revision: str | None = None,
     repo_id: str | None = None,
     repo_type: str | None = None,
-    layout: Layout | None = None,
+    layout: str | None = None,
 ) -> tuple[Manifest, Checkpoint | None]:
     """`build`, with the checkpoint left open: the caller discards it once
     the manifest is safely written (or keeps it if that fails)."""
@@ -125,36 +126,36 @@ def build_resumable(
             "checkpoint and resume take True or False: checkpoints are kept in a private "
             "per-user directory ($MERKLE_CHECKPOINTS), never at a path given"
         )
-    if resume and dask is not None:
-        raise UsageError("resume: a build on a Dask cluster keeps no checkpoint")
+    if resume and cluster is not None:
+        raise UsageError("resume: a build on a cluster keeps no checkpoint")
     hasher = tree_hasher(algorithm)
     if chunk_size is not None:
         check_chunk_size(chunk_size)
     patterns = exclusions(exclude, default_excludes)
-    from merkle.hf.layout import HF_DIR, HfOptions
-
-    hf_options = HfOptions(revision, repo_id, repo_type, layout=layout)
+    reading = LayoutOptions(layout, revision, repo_id, repo_type)
     # A plain local tree is hashed while it is walked (engine.hash_stream);
     # its problems are then known only at the end, and checked before any
     # digest is used, in the same order as for a listing made up front.
-    listing = list_source(path, patterns, follow_symlinks, storage_options, hf_options, stream=dask is None)
+    listing = list_source(path, patterns, follow_symlinks, storage_options, reading, stream=cluster is None)
     root = os.fspath(path)
-    zarr_store = listing.hf is None and _zarr_root(listing, root)
+    found = listing.found
+    zarr_store = found is None and _zarr_root(listing, root)
     if chunk_size is None:  # small chunks in a zarr store: a range read of a shard reads little more than asked
         chunk_size = ZARR_CHUNK_SIZE if zarr_store else DEFAULT_CHUNK_SIZE
-    if listing.hf is None and (revision or repo_id or repo_type):
-        raise UsageError("--revision, --repo-id and --repo-type apply to Hugging Face checkouts", root)
-    if listing.hf is not None and listing.hf.kind == "local_dir":
+    if found is None and (revision or repo_id or repo_type):
+        named = f"{option('revision')}, {option('repo_id')} and {option('repo_type')}"
+        raise UsageError(f"{named} apply to Hugging Face checkouts", root)
+    if found is not None and found.exclusions:
         # Recorded, so that any verifier (an older merkle, a plain copy) leaves the bookkeeping out too.
-        patterns = (*patterns, HF_DIR)
-        if repo_id and listing.hf.revision is None:
-            raise UsageError(
-                "--repo-id: the checkout's revision is unknown (no download metadata or tree listing "
-                "names one), so no origin can be recorded; pass --revision",
-                root,
-            )
+        patterns = (*patterns, *found.exclusions)
+    if found is not None and repo_id and found.origin is None:
+        raise UsageError(
+            f"{option('repo_id')}: the checkout's revision is unknown (no download metadata or tree listing "
+            f"names one), so no origin can be recorded; pass {option('revision')}",
+            root,
+        )
     state = None
-    if (checkpoint or resume) and dask is None:
+    if (checkpoint or resume) and cluster is None:
         state = Checkpoint.open(
             job(
                 "build",
@@ -164,7 +165,7 @@ def build_resumable(
                 chunk_size=chunk_size,
                 exclude=list(patterns),
                 follow_symlinks=follow_symlinks,
-                hf=listing.hf.kind if listing.hf is not None else None,
+                hf=found.kind if found is not None else None,  # the job's name for it, kept: checkpoints stay valid
                 layout=layout,
                 revision=revision,
                 repo_id=repo_id,
@@ -185,7 +186,7 @@ def build_resumable(
             progress,
             follow_symlinks,
             algorithm,
-            dask,
+            cluster,
         )
     except BaseException:  # refused, failed or interrupted: what was finished stays for a resume
         if state is not None:
@@ -206,7 +207,7 @@ def _hash_and_describe(
     progress: Progress | None,
     follow_symlinks: bool,
     algorithm: Algorithm,
-    dask: Any,
+    cluster: Cluster | None,
 ) -> Manifest:
     if listing.stream is not None:
         digests = hash_stream_resumable(
@@ -215,25 +216,20 @@ def _hash_and_describe(
         _check_listing(listing, root)
     else:
         _check_listing(listing, root)
-        if dask is not None:
-            from merkle.dask import hash_on_cluster
-
-            digests = hash_on_cluster(dask, listing.files, algorithm, chunk_size, listing.fs_spec)
+        if cluster is not None:
+            digests = cluster.hash_files(listing.files, algorithm, chunk_size, listing.access)
         else:
             digests = hash_resumable(
-                listing.files, hasher, chunk_size, state, jobs or listing.jobs, progress, listing.opener
+                listing.files, hasher, chunk_size, state, jobs or listing.jobs, progress, listing.access.opener()
             )
     for d in digests:
         if d.error is not None:
             raise SourceError(d.error.message, root.rstrip("/") + "/" + d.path) from d.error
-    hub: dict[str, tuple[str, str]] = {}
-    if listing.hf is not None:
-        from merkle.hf.check import hub_identities
-
-        hub = hub_identities(listing.hf, jobs, progress)
+    found = listing.found
+    hub = found.identities(jobs, progress) if found is not None and found.identities is not None else {}
     entries = [FileEntry(d.path, d.size, d.root, hub.get(d.path) if hub else None) for d in digests]
     layers = LeafLayers({d.path: d.leaves for d in digests if len(d.leaves) > len(d.root)})
-    origin = listing.hf.origin if listing.hf is not None else None
+    origin = found.origin if found is not None else None
     zarr = _zarr_layout(listing, digests, hasher, chunk_size, root) if zarr_store else None
     manifest = Manifest.create(entries, algorithm, chunk_size, patterns, layers, origin, zarr)
     return manifest.with_metadata(listing.metadata) if listing.metadata else manifest
@@ -278,13 +274,14 @@ def _zarr_layout(
     between fails the build)."""
     by_path = {f.path: f for f in listing.files}
     roots = {d.path: d.root for d in digests}
+    opener = listing.access.opener()
 
     def read(key: str) -> bytes:
         src = by_path[key]
         if src.size > MAX_DOC_BYTES:
             raise FormatError(f"metadata document larger than {MAX_DOC_BYTES} bytes", key)
         data = bytearray(src.size)
-        with listing.opener(src) as reader:
+        with opener(src) as reader:
             got = reader.read_into(0, memoryview(data)) if data else 0
             reader.check_end()
         if got != len(data) or rfc6962.content_root(hasher, data, chunk_size) != roots[key]:

@@ -1,4 +1,5 @@
-"""Verification results: one Outcome per path and a Report over them.
+"""Verification results: one Outcome per path and a Report over them; and
+the Progress counters a long check or build bumps as it goes.
 
 Symbols follow `rclone check --combined`: `=` ok, `*` differs, `-` missing,
 `+` extra, `!` error; merkle adds `~` absent (allowed: a sparse checkout) and
@@ -133,3 +134,21 @@ class Report:
             "seconds": round(self.seconds, 6),
             "files": [o.to_dict() for o in self.outcomes],
         }
+
+
+class Progress:
+    """Counters the workers bump and a display may read (approximate: a
+    progress bar needs no lock)."""
+
+    def __init__(self, total_bytes: int = 0, total_files: int = 0) -> None:
+        self.total_bytes = total_bytes
+        self.total_files = total_files
+        self.bytes = 0
+        self.files = 0
+        self.resumed_files = 0
+        self.resumed_bytes = 0
+        """Taken from a checkpoint, not read (merkle.hashing.checkpoint); not in
+        `bytes`, `files` or the totals."""
+
+    def tick(self) -> None:
+        """Called from the main thread about ten times a second."""

@@ -9,6 +9,7 @@ import os
 import pytest
 
 import merkle
+from merkle.dask import DaskCluster
 
 distributed = pytest.importorskip("distributed")  # installed by the test extras; CI runs these
 
@@ -33,13 +34,13 @@ def tree(root):
 
 def test_local_tree_identical_to_single_machine(client, tmp_path):
     d = tree(tmp_path / "d")
-    on_cluster = merkle.build(d, chunk_size=4096, dask=client)
+    on_cluster = merkle.build(d, chunk_size=4096, cluster=DaskCluster(client))
     alone = merkle.build(d, chunk_size=4096)
     assert on_cluster.to_json() == alone.to_json()
     assert on_cluster.layers.to_bytes(on_cluster) == alone.layers.to_bytes(alone)
-    assert merkle.verify(d, alone, dask=client)
+    assert merkle.verify(d, alone, cluster=DaskCluster(client))
     (d / "sub" / "large.bin").write_bytes(os.urandom(200 * 4096 + 5))
-    report = merkle.verify(d, alone, dask=client)
+    report = merkle.verify(d, alone, cluster=DaskCluster(client))
     assert [o.path for o in report.failures] == ["sub/large.bin"]
 
 
@@ -62,7 +63,9 @@ def test_s3_prefix_identical_to_single_machine(client, tmp_path, monkeypatch):
         for path in sorted(local.rglob("*")):
             if path.is_file():
                 fs.pipe(f"dask-bucket/data/{path.relative_to(local).as_posix()}", path.read_bytes())
-        on_cluster = merkle.build("s3://dask-bucket/data", chunk_size=4096, storage_options=options, dask=client)
+        on_cluster = merkle.build(
+            "s3://dask-bucket/data", chunk_size=4096, storage_options=options, cluster=DaskCluster(client)
+        )
         alone = merkle.build("s3://dask-bucket/data", chunk_size=4096, storage_options=options)
         assert on_cluster.to_json() == alone.to_json()
         assert on_cluster.root == merkle.build(local, chunk_size=4096).root

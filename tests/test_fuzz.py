@@ -45,7 +45,8 @@ from merkle.format import strictjson
 from merkle.format.fileproof import FileProof
 from merkle.format.fileproof import prove as prove_file
 from merkle.format.leaves import LeafLayers
-from merkle.format.manifest import FileEntry, Manifest, Origin
+from merkle.format.manifest import FileEntry, Manifest
+from merkle.format.origin import Origin
 from merkle.format.tensors import read_header, tensor_info
 from merkle.hashing.files import format_sum, parse_sums
 from merkle.signing import oms, statements
@@ -651,7 +652,7 @@ def hf_local_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, 
     from huggingface_hub._local_folder import get_local_download_paths, write_download_metadata
     from huggingface_hub._tree_cache import TreeCacheEntry, tree_cache_folder_for_local_dir, write_tree_cache
 
-    from merkle.hf.hub import git_blob_id, lfs_pointer
+    from merkle.format.hub import git_blob_id, lfs_pointer
 
     root = tmp_path_factory.mktemp("hf") / "local"
     commit = hashlib.sha1(b"fuzz commit").hexdigest()

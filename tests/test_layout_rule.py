@@ -21,7 +21,8 @@ from conftest import assert_one_line_error, run_cli, statuses
 
 import merkle
 from merkle.errors import UsageError
-from merkle.format.manifest import FileEntry, Manifest, Origin
+from merkle.format.manifest import FileEntry, Manifest
+from merkle.format.origin import Origin
 
 COMMIT = "c0ffee" + "0" * 34
 REPO = "org/name"

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 import merkle
 from merkle.errors import FormatError
-from merkle.format.manifest import FileEntry, Manifest, Origin, Summary
+from merkle.format.manifest import FileEntry, Manifest, Summary
+from merkle.format.origin import Origin
 
 REV = "1234567890abcdef1234567890abcdef12345678"
 

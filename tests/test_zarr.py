@@ -520,7 +520,7 @@ def test_leaf_hashes_of_another_store_are_not_trusted(tmp_path):
 
 
 def test_keys_are_assigned_to_the_right_array_whatever_the_names():
-    from merkle.zarr.layout import ZarrArray, ZarrLayout
+    from merkle.format.zarr import ZarrArray, ZarrLayout
 
     def array(path):
         return ZarrArray(path, (4,), (2,), None, "int8", "/", True)

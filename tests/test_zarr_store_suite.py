@@ -30,10 +30,10 @@ from zarr.storage import LocalStore  # noqa: E402
 from zarr.testing.store import StoreTests  # noqa: E402
 
 from merkle.format.manifest import FileEntry, Manifest  # noqa: E402
+from merkle.format.zarr import ZarrLayout  # noqa: E402
 from merkle.tree import rfc6962  # noqa: E402
 from merkle.tree.hasher import tree_hasher  # noqa: E402
 from merkle.zarr import VerifiedStore  # noqa: E402
-from merkle.zarr.layout import ZarrLayout  # noqa: E402
 
 CHUNK = 4096
 READ_ONLY = ValueError  # what zarr's read-only stores raise for a write

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import signal
 import sys
 import warnings
@@ -13,31 +12,11 @@ from collections.abc import Callable, Sequence
 
 from merkle import __version__
 from merkle.cli import commands, hf, options
-from merkle.cli.options import KEY_TYPES
+from merkle.cli.options import KEY_TYPES, parse_size, positive_int
 from merkle.display import shown
 from merkle.errors import MerkleError, spelled
 from merkle.format.manifest import DEFAULT_CHUNK_SIZE
 from merkle.tree.hasher import ALGORITHMS, DEFAULT_ALGORITHM
-
-_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-
-
-def parse_size(text: str) -> int:
-    """'1048576', '1M', '1MiB', '64k' -> bytes (binary units)."""
-    m = re.fullmatch(r"\s*(\d+)\s*([kmg]?)(i?b)?\s*", text, re.IGNORECASE)
-    if not m:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (examples: 1048576, 1M, 4MiB)")
-    return int(m.group(1)) * _UNITS[m.group(2).lower()]
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"not a positive integer: {text!r}")
-    return value
 
 
 def _common(

@@ -23,14 +23,15 @@ from merkle.format.manifest import (
     Manifest,
     check_chunk_size,
 )
-from merkle.hashing.engine import Progress
 from merkle.hashing.files import escape_path, format_sum, hash_paths, hash_stream, parse_sums
+from merkle.report import Progress
 from merkle.signing.documents import load_document
 from merkle.source.local import check_output, read_capped
 from merkle.source.remote import is_url
 from merkle.verifying.tree import verify as verify_tree
 
 if TYPE_CHECKING:
+    from merkle.hashing.cluster import Cluster
     from merkle.signing.envelope import BundleFile
 
 LEGACY_CHECKPOINT_SUFFIX = ".checkpoint"
@@ -77,7 +78,7 @@ def build(args: argparse.Namespace) -> int:
                     storage_options=parse_storage_options(args.storage_option),
                     checkpoint=True,
                     resume=args.resume,
-                    dask=_dask_client(args),
+                    cluster=_cluster(args),
                     revision=args.revision,
                     repo_id=args.repo_id,
                     repo_type=args.repo_type,
@@ -170,12 +171,12 @@ def _resumed_line(progress: Progress, files: int | None) -> str:
     )
 
 
-def _dask_client(args: argparse.Namespace) -> Any:
+def _cluster(args: argparse.Namespace) -> Cluster | None:
     if not getattr(args, "dask", None):
         return None
-    from merkle.dask import client_for
+    from merkle.dask import DaskCluster
 
-    return client_for(args.dask)
+    return DaskCluster.connect(args.dask)
 
 
 def _writable(output: str) -> None:
@@ -437,15 +438,15 @@ def audit(args: argparse.Namespace) -> int:
         progress = make_progress("auditing", args.quiet or args.json)
         try:
             # Every full audit records a checkpoint (in the user's private directory); only --resume reads one.
-            dask = _dask_client(args)
+            cluster = _cluster(args)
             report = audits.audit_full(
                 args.path,
                 manifest,
                 options,
                 args.jobs,
                 progress,
-                checkpoint=dask is None,
-                dask=dask,
+                checkpoint=cluster is None,
+                cluster=cluster,
                 resume=args.resume,
             )
         finally:
@@ -461,7 +462,7 @@ def audit(args: argparse.Namespace) -> int:
     if args.resume:
         notes.append(_resumed_line(progress, None))
     if manifest.zarr is not None:  # a zarr store: what changed, array by array
-        from merkle.zarr.layout import array_line, by_array
+        from merkle.zarr.audit import array_line, by_array
 
         extra["arrays"] = by_array(manifest.zarr, ((o.path, o.status.value) for o in report.outcomes))
         notes += [shown(array_line(name, counts)) for name, counts in extra["arrays"].items()]

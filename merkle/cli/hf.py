@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -13,12 +12,12 @@ from merkle.cli.progress import close, make_progress
 from merkle.display import shown
 from merkle.errors import MerkleError, UsageError
 from merkle.format.manifest import Manifest
+from merkle.format.origin import is_repo_id
 from merkle.report import Report
+from merkle.source.layouts import LAYOUTS
 
 if TYPE_CHECKING:
     from merkle.signing.oms import OmsStatement
-
-REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?")
 
 
 def add_options(p: argparse.ArgumentParser) -> None:
@@ -31,8 +30,6 @@ def add_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_layout_option(p: argparse.ArgumentParser, build: bool) -> None:
-    from merkle.hf.layout import LAYOUTS
-
     default = (
         "recognise a Hugging Face cache folder, snapshot or local_dir and record it in the manifest"
         if build
@@ -64,7 +61,7 @@ def hf_verify(args: argparse.Namespace) -> int:
 
     allowed = _allowed(args)
     path = args.path
-    if not os.path.exists(path) and REPO_ID.fullmatch(path):
+    if not os.path.exists(path) and is_repo_id(path):
         from merkle.hf.layout import cache_folder_of
 
         path = cache_folder_of(path, args.repo_type, args.cache_dir)

@@ -14,6 +14,7 @@ from typing import Any
 from merkle.errors import BundleError, UsageError
 from merkle.format.timestamps import parse_time
 
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 KEY_TYPES = ("ecdsa-p256", "ecdsa-p384", "ed25519")  # merkle.signing.keys.KeyType; a test keeps them equal
 _DURATION = re.compile(r"(\d+)([dhm])")
 
@@ -22,11 +23,37 @@ FLAGS = {
     "attestations=DIR": "--store",
     "attestations=False": "--no-store",
     'layout="hf-cache"': "--layout hf-cache",
+    'layout="plain"': "--layout plain",
+    'layout="hf-local-dir"': "--layout hf-local-dir",
+    "layout": "--layout",
     "revision": "--revision",
+    "repo_id": "--repo-id",
+    "repo_type": "--repo-type",
+    "xet": "--xet",
+    "dask": "--dask",
+    "allowed": "--allow-license",
     "audit_fast": "--fast",
     "audit_sample": "--sample",
 }
 """How the library's messages name options (merkle.errors.option), as the command line spells them."""
+
+
+def parse_size(text: str) -> int:
+    """'1048576', '1M', '1MiB', '64k' -> bytes (binary units)."""
+    m = re.fullmatch(r"\s*(\d+)\s*([kmg]?)(i?b)?\s*", text, re.IGNORECASE)
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (examples: 1048576, 1M, 4MiB)")
+    return int(m.group(1)) * _UNITS[m.group(2).lower()]
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"not a positive integer: {text!r}")
+    return value
 
 
 def parse_expiry(text: str) -> datetime.datetime:

@@ -8,11 +8,13 @@ import os
 import sys
 from typing import Any
 
+from merkle.cli.options import parse_size
 from merkle.cli.output import emit_json
 from merkle.display import shown
 from merkle.errors import IntegrityError, SourceError, UsageError
 from merkle.format.fileproof import prove
 from merkle.format.manifest import Manifest, Summary
+from merkle.source.layouts import choose_layout
 from merkle.source.readers import Counting, Reader, open_file
 from merkle.verifying import single_file
 from merkle.verifying.ranges import FileAuth, repair_plan, verify_range
@@ -21,8 +23,6 @@ from merkle.verifying.single_file import read_file_proof, verify_tensor
 
 def parse_range(text: str) -> tuple[int, int]:
     """'START:END' (half-open, bytes; binary suffixes allowed) -> (start, end)."""
-    from merkle.cli import parse_size
-
     start, sep, end = text.partition(":")
     if not sep:
         raise argparse.ArgumentTypeError(f"not a range: {text!r} (START:END, e.g. 0:1M)")
@@ -44,9 +44,7 @@ def file_source(args: argparse.Namespace, manifest: Manifest) -> Reader:
     revision = getattr(args, "revision", None)
     follow = getattr(args, "follow_symlinks", False)
     if os.path.isdir(path):
-        from merkle.hf.layout import checked_layout
-
-        if checked_layout(path, manifest.origin, getattr(args, "layout", None), revision) == "hf-cache":
+        if choose_layout(path, manifest.origin, getattr(args, "layout", None), revision) == "hf-cache":
             from merkle.hf import open_snapshot_file
 
             return open_snapshot_file(path, args.file, revision, follow)

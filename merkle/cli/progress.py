@@ -6,7 +6,7 @@ import sys
 import time
 from typing import TextIO
 
-from merkle.hashing.engine import Progress
+from merkle.report import Progress
 
 
 def _size(n: float) -> str:

@@ -11,7 +11,7 @@ from typing import Any, Final
 from merkle.display import shown
 from merkle.errors import FormatError, IntegrityError, ProofError
 from merkle.format import strictjson
-from merkle.format.manifest import MAX_FILE_SIZE, FileEntry, Manifest, Summary, _exact_keys, _hex_digest, dataset_leaves
+from merkle.format.manifest import MAX_FILE_SIZE, FileEntry, Manifest, Summary, _hex_digest, dataset_leaves
 from merkle.format.paths import path_problem
 from merkle.tree import rfc6962
 from merkle.tree.hasher import tree_hasher
@@ -61,7 +61,7 @@ class FileProof:
     def _from_doc(cls, doc: Any) -> FileProof:
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             raise FormatError(f"not a merkle file proof (format {FORMAT!r})")
-        _exact_keys(doc, _KEYS, "file proof")
+        strictjson.exact_keys(doc, _KEYS, "file proof")
         for key in ("size", "index", "tree_size"):
             v = doc[key]
             if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= MAX_FILE_SIZE:

@@ -35,9 +35,7 @@ class LeafLayers:
 
     @staticmethod
     def _layered(manifest: Manifest) -> list[tuple[FileEntry, int]]:
-        from merkle.format.manifest import chunk_count
-
-        counts = ((f, chunk_count(f.size, manifest.chunk_size)) for f in manifest.files)
+        counts = ((f, rfc6962.chunk_count(f.size, manifest.chunk_size)) for f in manifest.files)
         return [(f, n) for f, n in counts if n >= 2]
 
     @classmethod
@@ -46,9 +44,7 @@ class LeafLayers:
 
     def leaf_hashes(self, entry: FileEntry, chunk_size: int) -> list[bytes]:
         """All leaf hashes of `entry`'s file."""
-        from merkle.format.manifest import chunk_count
-
-        n = chunk_count(entry.size, chunk_size)
+        n = rfc6962.chunk_count(entry.size, chunk_size)
         if n == 0:
             return []
         if n == 1:

@@ -6,6 +6,10 @@ each leaf encoding (path, size, chunk size, file root) unambiguously
 (docs/format.md, rules D1-D2).  Construction validates everything, including
 that the dataset root matches the entries, so a Manifest object is always
 consistent.
+
+Upward import: `Manifest.load` and `Manifest.save` read and write through
+merkle.source.local (capped reads, atomic writes: the one place files are
+opened), which imports nothing above merkle.errors.
 """
 
 from __future__ import annotations
@@ -19,12 +23,18 @@ import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from merkle._native import native
 from merkle.errors import FormatError, SidecarWarning, SourceError, UnsupportedError
 from merkle.format import strictjson
+from merkle.format.hub import HubId, check_hub
+from merkle.format.leaves import LeafLayers
+from merkle.format.origin import Origin
 from merkle.format.paths import _PLAIN_PATH, MAX_PATH_BYTES, case_collision, path_problem
+from merkle.format.strictjson import exact_keys
+from merkle.format.zarr import ZarrLayout, check_ranges, with_ranges
+from merkle.source.local import check_output, read_capped, write_atomic
 from merkle.tree import rfc6962
 from merkle.tree.hasher import (
     ALGORITHMS,
@@ -35,10 +45,6 @@ from merkle.tree.hasher import (
     TreeHasher,
     tree_hasher,
 )
-from merkle.zarr.layout import ZarrLayout, check_ranges, with_ranges
-
-if TYPE_CHECKING:
-    from merkle.format.leaves import LeafLayers
 
 FORMAT: Final = "merkle-manifest-v1"
 FORMAT_V2: Final = "merkle-manifest-v2"  # v1 + `origin` and per-file `hub` (rules M6-M8)
@@ -59,13 +65,6 @@ _KEYS: Final = ("format", "algorithm", "chunk_size", "exclude", "root", "files")
 _KEYS_V2: Final = ("format", "algorithm", "chunk_size", "exclude", "origin", "root", "files")
 _ENTRY_KEYS: Final = ("path", "size", "root")
 _ENTRY_KEYS_HUB: Final = ("path", "size", "root", "hub")
-_ORIGIN_KEYS: Final = ("type", "repo", "repo_type", "revision")
-REPO_TYPES: Final = ("model", "dataset", "space")
-HUB_KINDS: Final = {"sha256": 64, "gitBlob": 40}
-"""A file's identity on the Hugging Face Hub: the LFS object id (SHA-256 of
-the content) or the git blob id (SHA-1 of "blob N\\0" + content)."""
-_REVISION: Final = re.compile("[0-9a-f]{40}")
-_REPO_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?")
 
 
 def check_chunk_size(chunk_size: int) -> int:
@@ -80,11 +79,6 @@ def check_chunk_size(chunk_size: int) -> int:
     return chunk_size
 
 
-def chunk_count(size: int, chunk_size: int) -> int:
-    """Number of chunks of a file: 0 for an empty file, the last may be short."""
-    return -(-size // chunk_size)
-
-
 @dataclass(frozen=True)
 class FileEntry:
     """One file: canonical relative path, byte size, Merkle root of its chunks."""
@@ -92,7 +86,7 @@ class FileEntry:
     path: str
     size: int
     root: bytes
-    hub: tuple[str, str] | None = None
+    hub: HubId | None = None
     """(kind, lower-case hex) from HUB_KINDS: the file's Hugging Face Hub
     identity, signed with the manifest (rule M7) but not part of the
     dataset root."""
@@ -107,60 +101,6 @@ class FileEntry:
         if self.hub is not None:
             out["hub"] = {self.hub[0]: self.hub[1]}
         return out
-
-
-@dataclass(frozen=True)
-class Origin:
-    """Where a manifest's files come from (rule M6): a Hugging Face Hub
-    repository at one commit.  `repo` is None when the checkout does not
-    say (a local_dir) and the builder was not told."""
-
-    revision: str
-    repo: str | None = None
-    repo_type: str = "model"
-    type: str = "huggingface"
-
-    def __post_init__(self) -> None:
-        if self.type != "huggingface":
-            raise UnsupportedError(f"unsupported origin type {self.type!r}")
-        if not isinstance(self.revision, str) or not _REVISION.fullmatch(self.revision):
-            raise FormatError(f"origin revision {self.revision!r} is not a 40-digit lower-case commit hash")
-        if self.repo is not None and (
-            not isinstance(self.repo, str)
-            or not _REPO_ID.fullmatch(self.repo)
-            or ".." in self.repo
-            or "--" in self.repo
-        ):
-            raise FormatError(f"origin repo {self.repo!r} is not a Hub repository id")
-        if self.repo_type not in REPO_TYPES:
-            raise FormatError(f"origin repo_type {self.repo_type!r} is not one of {', '.join(REPO_TYPES)}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"type": self.type, "repo": self.repo, "repo_type": self.repo_type, "revision": self.revision}
-
-    @classmethod
-    def from_doc(cls, doc: Any) -> Origin:
-        if not isinstance(doc, dict):
-            raise FormatError("origin is not an object")
-        _exact_keys(doc, _ORIGIN_KEYS, "origin")
-        return cls(doc["revision"], doc["repo"], doc["repo_type"], doc["type"])
-
-    def describe(self) -> str:
-        return f"{self.repo or '(unnamed ' + self.repo_type + ' repo)'}@{self.revision}"
-
-
-def check_hub(value: Any, where: str) -> tuple[str, str]:
-    """Parse a `hub` identity: an object with exactly one key of HUB_KINDS."""
-    if isinstance(value, tuple) and len(value) == 2:
-        value = {value[0]: value[1]}
-    if not isinstance(value, dict) or len(value) != 1:
-        raise FormatError(f"{where}: hub must be an object with one of {', '.join(HUB_KINDS)}")
-    ((kind, digest),) = value.items()
-    if kind not in HUB_KINDS:
-        raise FormatError(f"{where}: unknown hub identity {kind!r}")
-    if not isinstance(digest, str) or not re.fullmatch(f"[0-9a-f]{{{HUB_KINDS[kind]}}}", digest):
-        raise FormatError(f"{where}: hub {kind} is not {HUB_KINDS[kind]} lower-case hex digits")
-    return kind, digest
 
 
 def dataset_root(hasher: TreeHasher, chunk_size: int, files: Sequence[FileEntry]) -> bytes:
@@ -246,7 +186,7 @@ class Summary:
         keys = ["format", "algorithm", "chunk_size", "exclude", "root", "files", "total_size"]
         if doc["format"] == FORMAT_V2:
             keys.insert(4, "origin")
-        _exact_keys(doc, keys, "summary")
+        exact_keys(doc, keys, "summary")
         if doc["algorithm"] not in ALGORITHMS:
             raise UnsupportedError(f"unsupported algorithm {doc['algorithm']!r}")
         counts = (doc["files"], doc["total_size"])
@@ -429,7 +369,7 @@ class Manifest:
         if fmt not in FORMATS:
             raise UnsupportedError(f"unsupported manifest format {fmt!r} (expected {FORMAT!r} or {FORMAT_V2!r})")
         v2 = fmt == FORMAT_V2
-        _exact_keys(doc, (_KEYS_V2 + ("zarr",) if "zarr" in doc else _KEYS_V2) if v2 else _KEYS, "manifest")
+        exact_keys(doc, (_KEYS_V2 + ("zarr",) if "zarr" in doc else _KEYS_V2) if v2 else _KEYS, "manifest")
         algorithm = doc["algorithm"]
         if algorithm not in ALGORITHMS:
             raise UnsupportedError(f"unsupported algorithm {algorithm!r}")
@@ -449,7 +389,7 @@ class Manifest:
             if v2 and keys == hubset:
                 hub = check_hub(item["hub"], f"files[{i}]")
             elif keys != keyset:
-                _exact_keys(item, _ENTRY_KEYS, f"files[{i}]")
+                exact_keys(item, _ENTRY_KEYS, f"files[{i}]")
             if not isinstance(item["path"], str):
                 raise FormatError(f"files[{i}].path is not a string")
             entries.append(FileEntry(item["path"], item["size"], _hex_digest(item["root"], f"files[{i}].root"), hub))
@@ -474,8 +414,6 @@ class Manifest:
     def load(cls, path: str | os.PathLike[str], layers: bool = True) -> Manifest:
         """Read a manifest file and, if present beside it, its leaf sidecar
         (which must authenticate against the manifest's roots)."""
-        from merkle.source.local import read_capped
-
         name = os.fspath(path)
         manifest = cls.from_json(read_capped(name, MAX_MANIFEST_BYTES), name)
         return manifest.with_sidecar(name + SIDECAR_SUFFIX).with_metadata_from(name) if layers else manifest
@@ -485,8 +423,6 @@ class Manifest:
         (unsigned: used only by `audit --fast`, which says so).  Like the leaf
         sidecar (S3), a file that does not parse is ignored with a
         SidecarWarning: unsigned derived data never decides a verdict."""
-        from merkle.source.local import read_capped
-
         sidecar = path + METADATA_SUFFIX
         if not os.path.lexists(sidecar):
             return self
@@ -518,9 +454,6 @@ class Manifest:
         """This manifest with the leaf layers read from `sidecar`, if that
         file exists and authenticates; a sidecar that does not is ignored
         with a SidecarWarning (format rule S3)."""
-        from merkle.format.leaves import LeafLayers
-        from merkle.source.local import read_capped
-
         if not os.path.exists(sidecar):
             return self
         try:
@@ -534,8 +467,6 @@ class Manifest:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the manifest (and its sidecar, if it has leaf layers) atomically."""
-        from merkle.source.local import check_output, write_atomic
-
         name = os.fspath(path)
         check_output(name)
         check_output(name + SIDECAR_SUFFIX)
@@ -562,15 +493,6 @@ def _entry_json(f: FileEntry) -> str:
     dict and a json.dumps call per file (a million-file manifest)."""
     hub = f',"hub":{{"{f.hub[0]}":"{f.hub[1]}"}}' if f.hub is not None else ""
     return f'{{"path":{_encode_string(f.path)},"size":{f.size},"root":"{f.root.hex()}"{hub}}}'
-
-
-def _exact_keys(obj: dict[str, Any], keys: Sequence[str], where: str) -> None:
-    unknown = sorted(set(obj) - set(keys))
-    if unknown:
-        raise FormatError(f"{where}: unknown key {unknown[0]!r}")
-    missing = [k for k in keys if k not in obj]
-    if missing:
-        raise FormatError(f"{where}: missing key {missing[0]!r}")
 
 
 _encode_string: Final = getattr(json.encoder, "c_encode_basestring", None) or json.encoder.encode_basestring

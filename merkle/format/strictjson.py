@@ -4,6 +4,7 @@ Infinity, no floats.  The standard library accepts all of these silently."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from merkle.errors import FormatError
@@ -60,3 +61,13 @@ def loads(data: bytes, what: str, max_bytes: int) -> Any:
 def dumps(value: Any) -> str:
     """Deterministic compact JSON (key order as given, UTF-8 kept)."""
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def exact_keys(obj: dict[str, Any], keys: Sequence[str], where: str) -> None:
+    """FormatError naming the first key `obj` has beyond `keys`, or lacks."""
+    unknown = sorted(set(obj) - set(keys))
+    if unknown:
+        raise FormatError(f"{where}: unknown key {unknown[0]!r}")
+    missing = [k for k in keys if k not in obj]
+    if missing:
+        raise FormatError(f"{where}: missing key {missing[0]!r}")

@@ -47,8 +47,10 @@ from json.encoder import encode_basestring_ascii as _json_str
 from typing import Any, Final
 
 from merkle.errors import CheckpointWarning, MerkleError
-from merkle.hashing.engine import FileDigest, Progress, hash_files, hash_stream
+from merkle.hashing.engine import FileDigest, hash_files, hash_stream
+from merkle.report import Progress
 from merkle.source.readers import Listed, Opener
+from merkle.source.remote import is_url
 from merkle.source.userdir import PrivateDir, cache_dir
 from merkle.tree.hasher import TreeHasher
 
@@ -81,8 +83,6 @@ def job(kind: str, source: str, storage_options: dict[str, Any] | None, **params
     """The job `kind` ("build", "verify") over `source`: a local root by its
     real path, a URL as given with a digest of its storage options (they
     name the endpoint; they may hold secrets, so only their digest)."""
-    from merkle.source.remote import is_url
-
     if is_url(source):
         where = source.rstrip("/")
         options = json.dumps(storage_options or {}, sort_keys=True, default=repr).encode()

@@ -27,12 +27,13 @@ from typing import TypeVar
 
 from merkle._native import native
 from merkle.errors import SourceError
-from merkle.format.manifest import chunk_count
+from merkle.report import Progress
 from merkle.source.local import Root
 from merkle.source.readers import Listed, Opener, Reader, directory_cache, local_opener
 from merkle.source.walk import WalkedFile
 from merkle.tree import rfc6962
 from merkle.tree.hasher import DIGEST_SIZE, Hasher, TreeHasher
+from merkle.tree.rfc6962 import chunk_count
 
 UNIT_BYTES = 8 << 20
 NATIVE_BATCH_FILES = 64
@@ -56,24 +57,6 @@ class FileDigest:
     root: bytes = b""
     leaves: bytes = b""
     error: SourceError | None = None
-
-
-class Progress:
-    """Counters the workers bump and a display may read (approximate: a
-    progress bar needs no lock)."""
-
-    def __init__(self, total_bytes: int = 0, total_files: int = 0) -> None:
-        self.total_bytes = total_bytes
-        self.total_files = total_files
-        self.bytes = 0
-        self.files = 0
-        self.resumed_files = 0
-        self.resumed_bytes = 0
-        """Taken from a checkpoint, not read (merkle.hashing.checkpoint); not in
-        `bytes`, `files` or the totals."""
-
-    def tick(self) -> None:
-        """Called from the main thread about ten times a second."""
 
 
 def hash_files(

@@ -14,7 +14,8 @@ from typing import BinaryIO
 
 from merkle.errors import FormatError, SourceError
 from merkle.format.manifest import DEFAULT_CHUNK_SIZE, check_chunk_size
-from merkle.hashing.engine import MAX_BUFFER, FileDigest, Progress, hash_files
+from merkle.hashing.engine import MAX_BUFFER, FileDigest, hash_files
+from merkle.report import Progress
 from merkle.source.local import kind_of
 from merkle.source.walk import WalkedFile, identity
 from merkle.tree import rfc6962

@@ -16,20 +16,19 @@ import hashlib
 import io
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-from merkle.errors import IntegrityError, PolicyError
+from merkle.errors import FormatError, IntegrityError, PolicyError, SourceError
+from merkle.format.hub import SHA256, git_blob_id
 from merkle.format.manifest import Manifest
+from merkle.hashing.files import hash_stream
 from merkle.hf.check import HubReport, verify_checkout
-from merkle.hf.hub import git_blob_id
-from merkle.hf.layout import Checkout, HfOptions, Layout, checked_layout, open_checkout
+from merkle.hf.layout import Checkout, open_checkout
 from merkle.hf.license import MAX_README_BYTES, README, check_license, parse_allowed
+from merkle.signing.oms import OmsStatement
+from merkle.source.layouts import LayoutOptions, choose_layout
 from merkle.source.local import open_regular
-from merkle.source.walk import WalkedFile
-
-if TYPE_CHECKING:
-    from merkle.signing.oms import OmsStatement
-    from merkle.source.readers import Reader
+from merkle.source.readers import LocalFile, Reader
+from merkle.source.walk import WalkedFile, blocked_by
 
 __all__ = [
     "Checkout",
@@ -55,8 +54,6 @@ def _readme_location(path: str, checkout: Checkout | None) -> str | WalkedFile |
 
 
 def _read_readme(location: str | WalkedFile) -> bytes:
-    from merkle.errors import FormatError, SourceError
-
     fd, st = location.open() if isinstance(location, WalkedFile) else open_regular(location, follow_symlinks=False)
     try:
         if st.st_size > MAX_README_BYTES:
@@ -79,18 +76,15 @@ def readme_license(
     manifest: Manifest | OmsStatement,
     allowed: Sequence[str],
     revision: str | None = None,
-    layout: Layout | None = None,
+    layout: str | None = None,
 ) -> tuple[str, ...]:
     """Apply a license policy to the README.md under `path`, after checking
     the very bytes parsed against `manifest` (a merkle manifest or an OpenSSF
     model-signing statement, whose signature the caller has verified).
-    README.md is found the way the tree check reads `path` (`checked_layout`:
+    README.md is found the way the tree check reads `path` (`choose_layout`:
     the manifest's origin, `layout`, `revision`).  Fails closed: PolicyError
     when README.md is not in the manifest or not on disk, IntegrityError
     when it does not match."""
-    from merkle.hashing.files import hash_stream
-    from merkle.signing.oms import OmsStatement
-
     name = os.fspath(path)
     if isinstance(manifest, OmsStatement):
         digest = dict(manifest.resources).get(README)
@@ -101,8 +95,8 @@ def readme_license(
     if digest is None:
         raise PolicyError("README.md is not in the manifest: the license cannot be established", name)
     checkout = None
-    if checked_layout(name, origin, layout, revision) == "hf-cache":
-        checkout = open_checkout(name, HfOptions(revision, bookkeeping=False, layout="hf-cache"))
+    if choose_layout(name, origin, layout, revision) == "hf-cache":
+        checkout = open_checkout(name, LayoutOptions("hf-cache", revision, bookkeeping=False))
     location = _readme_location(name, checkout)
     if location is None:
         raise PolicyError("README.md is not present: the license cannot be checked", name)
@@ -119,8 +113,6 @@ def readme_license(
 def hub_readme_license(checkout: Checkout, allowed: Sequence[str]) -> tuple[str, ...]:
     """The same policy against a checkout's Hub identity for README.md (its
     git blob id, from the tree listing or the blob name)."""
-    from merkle.hf.hub import SHA256
-
     found = [f for f in checkout.files if f.path == README]
     if not found:
         raise PolicyError("README.md is not present: the license cannot be checked", checkout.root)
@@ -139,11 +131,7 @@ def open_snapshot_file(path: str, name: str, revision: str | None = None, follow
     read as the tree check reads it (docs/hf.md HF3, HF10): its blob,
     reached through the snapshot's link checks; a snapshot file that is not
     listed is never opened (SourceError says why it is not)."""
-    from merkle.errors import SourceError
-    from merkle.source.readers import LocalFile
-    from merkle.source.walk import blocked_by
-
-    checkout = open_checkout(path, HfOptions(revision, bookkeeping=False, layout="hf-cache"))
+    checkout = open_checkout(path, LayoutOptions("hf-cache", revision, bookkeeping=False))
     if checkout is None:  # no longer a directory: opened (and refused) as it is
         return LocalFile.below(path, name, follow_symlinks)
     shown = os.path.join(checkout.root, *name.split("/"))

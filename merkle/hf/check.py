@@ -15,11 +15,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from merkle.errors import IntegrityError, MerkleError, SourceError, UsageError, install_hint
-from merkle.hashing.engine import FileDigest, Progress, digest_files
-from merkle.hf.hub import GIT_BLOB, MAX_POINTER_SIZE, SHA256, HubId, hub_id_of_etag, new_hasher, parse_lfs_pointer
-from merkle.hf.layout import Checkout, HfFile, HfOptions, open_checkout
-from merkle.report import Outcome, Report, Status
+from merkle.errors import IntegrityError, MerkleError, SourceError, UsageError, install_hint, option
+from merkle.format.hub import GIT_BLOB, MAX_POINTER_SIZE, SHA256, HubId, new_hasher, parse_lfs_pointer
+from merkle.hashing.engine import FileDigest, digest_files
+from merkle.hf.layout import Checkout, HfFile, hub_id_of_etag, open_checkout
+from merkle.report import Outcome, Progress, Report, Status
+from merkle.source.layouts import LayoutOptions
 from merkle.source.walk import WalkedFile, blocked_by
 
 _KIND_NAMES = {SHA256: "sha256", GIT_BLOB: "git blob id"}
@@ -63,7 +64,7 @@ def verify_checkout(
     files the tree listing gives a Xet hash are also checked with hf_xet."""
     started = time.perf_counter()
     name = os.fspath(path)
-    checkout = open_checkout(name, HfOptions(revision))
+    checkout = open_checkout(name, LayoutOptions(revision=revision))
     if checkout is None:
         raise UsageError("not a Hugging Face cache folder, snapshot or local_dir checkout", name)
     if xet:
@@ -167,16 +168,7 @@ def _pointer(f: HfFile, hub: HubId, size: int | None) -> bool | None:
 def read_pointer(f: WalkedFile) -> tuple[str, int] | None:
     """The git-lfs pointer a listed file holds (opened down from its root,
     never through a link), or None."""
-    try:
-        fd, _ = f.open()
-    except SourceError:
-        return None
-    try:
-        return parse_lfs_pointer(os.read(fd, MAX_POINTER_SIZE))
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
+    return parse_lfs_pointer(f.head(MAX_POINTER_SIZE) or b"")
 
 
 def _judge(f: HfFile, hub: HubId, source: str, d: FileDigest, absent: Status) -> Outcome:
@@ -228,7 +220,7 @@ def _hf_xet() -> Any:
     try:
         import hf_xet
     except ImportError as e:
-        raise UsageError(f"--xet needs hf_xet: {install_hint('hf')}") from e
+        raise UsageError(f"{option('xet')} needs hf_xet: {install_hint('hf')}") from e
     return hf_xet
 
 

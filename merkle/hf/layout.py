@@ -27,11 +27,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from merkle.errors import FormatError, SourceError, UnsupportedError, UsageError
+from merkle.errors import FormatError, SourceError, UnsupportedError, UsageError, option
 from merkle.format import strictjson
-from merkle.format.manifest import Origin
+from merkle.format.hub import GIT_BLOB, SHA256, HubId, git_blob_id, lfs_pointer
+from merkle.format.origin import Origin
 from merkle.format.paths import name_problem, path_problem
-from merkle.hf.hub import GIT_BLOB, SHA256, HubId, git_blob_id, hub_id_of_etag, lfs_pointer
+from merkle.source.layouts import LayoutOptions, check_repo
 from merkle.source.local import Root, descend, kind_of, read_capped
 from merkle.source.walk import Excluder, WalkedFile, WalkProblem, identity, walk
 
@@ -46,56 +47,24 @@ _LOCAL_INCOMPLETE: Final = re.compile(
     r"(?P<tag>[A-Za-z0-9_-]{27}=)\.(?P<etag>[0-9a-f]{40}|[0-9a-f]{64})(?:\.[0-9a-f]{8})?\.incomplete"
 )
 _XET_NAME: Final = re.compile("[0-9a-f]{64}")
+_ETAG: Final = re.compile("[0-9a-f]{64}|[0-9a-f]{40}")
 
 
-Layout = Literal["plain", "hf-cache", "hf-local-dir"]
-LAYOUTS: Final[tuple[Layout, ...]] = ("plain", "hf-cache", "hf-local-dir")
 CACHE_PARTS: Final = frozenset({"blobs", "refs", "snapshots", "trees", ".no_exist"})
 """All that huggingface_hub keeps in a cache repo folder."""
 
 
-@dataclass(frozen=True)
-class HfOptions:
-    """How to read a Hugging Face checkout.  `revision` picks a cache
-    snapshot or a local_dir's revision; `repo` and `repo_type` name a
-    local_dir's repository (a cache folder names its own); `bookkeeping`
-    reads tree listings and download metadata (off when only the files
-    matter: checking against a manifest).  `layout` None recognises a
-    checkout by what the folder holds (only `merkle hf verify`, and `merkle
-    build`, which records what it found); otherwise it is what the caller
-    decided (`checked_layout`): "plain" lists the path as a plain
-    directory.  `exclude` is what a local_dir's walk leaves out besides
-    `.cache/huggingface`."""
-
-    revision: str | None = None
-    repo: str | None = None
-    repo_type: str | None = None
-    bookkeeping: bool = True
-    layout: Layout | None = None
-    follow_symlinks: bool = False
-    exclude: tuple[str, ...] = (".git",)
-
-
-def checked_layout(
-    path: str | os.PathLike[str], origin: Origin | None, layout: Layout | None = None, revision: str | None = None
-) -> Layout:
-    """How a verifier reads `path` (docs/hf.md, HF10), decided by the signed
-    statement and the caller, never by what the tree holds: an explicit
-    `layout`; else, for a statement with a Hugging Face `origin`, the cache
-    when `path` is that repository's cache folder (`models--ORG--NAME`) or
-    one of its snapshots by name, a local_dir otherwise; else, without an
-    origin, a plain tree, unless `revision` asks for a cache snapshot."""
-    if layout is not None:
-        if layout not in LAYOUTS:
-            raise UsageError(f"layout {layout!r} is not one of {', '.join(LAYOUTS)}")
-        return layout
+def layout_for(path: str, origin: Origin | None, revision: str | None) -> str | None:
+    """The Hugging Face layout a verifier reads `path` with (docs/hf.md,
+    HF10): under a Hugging Face `origin`, the cache when `path` is named as
+    that repository's cache folder (`models--ORG--NAME`) or one of its
+    snapshots, a local_dir otherwise; without one, a cache snapshot when
+    `revision` asks for one, else none (the plain tree)."""
     if origin is None:
-        return "plain" if revision is None else "hf-cache"
-    from merkle.source.remote import is_url
-
-    if is_url(os.fspath(path)):
-        return "plain"  # an object store holds the files alone
-    return "hf-cache" if _names_cache_of(os.fspath(path), origin) else "hf-local-dir"
+        return None if revision is None else "hf-cache"
+    if origin.type != "huggingface":
+        return None
+    return "hf-cache" if _names_cache_of(path, origin) else "hf-local-dir"
 
 
 def _names_cache_of(path: str, origin: Origin) -> bool:
@@ -109,6 +78,14 @@ def _names_cache_of(path: str, origin: Origin) -> bool:
     return os.path.basename(real) == folder or (
         os.path.basename(parent) == "snapshots" and os.path.basename(os.path.dirname(parent)) == folder
     )
+
+
+def hub_id_of_etag(etag: str) -> HubId | None:
+    """What a cache blob name or local_dir etag claims: 64 hex digits are an
+    LFS object id, 40 a git blob id; anything else is not a content address."""
+    if not _ETAG.fullmatch(etag):
+        return None
+    return (SHA256, etag) if len(etag) == 64 else (GIT_BLOB, etag)
 
 
 @dataclass(frozen=True)
@@ -209,7 +186,7 @@ class Checkout:
         return f"Hugging Face {what} of {repo} at {self.revision or 'an unknown revision'}"
 
 
-def open_checkout(path: str, options: HfOptions | None = None) -> Checkout | None:
+def open_checkout(path: str, options: LayoutOptions | None = None) -> Checkout | None:
     """The checkout at `path` (a cache repo folder, one of its snapshots, or a
     local_dir), or None when `path` is none of these or is to be read plain.
     With `options.layout` None the folder's shape decides; "hf-cache" and
@@ -217,12 +194,12 @@ def open_checkout(path: str, options: HfOptions | None = None) -> Checkout | Non
     cache folder or snapshot).  Bookkeeping folders that are symbolic links
     are not followed: nothing outside the checkout (or, for the cache, its
     repo folder and shared blob store) is read."""
-    opts = options or HfOptions()
+    opts = options or LayoutOptions()
     name = os.fspath(path).removeprefix("file://")
     if opts.layout == "plain" or not os.path.isdir(name):
         return None
-    if opts.repo is not None:
-        check_repo_id(opts.repo)
+    if opts.repo_id is not None:
+        check_repo(opts.repo_id)
     if opts.layout == "hf-local-dir":
         return _open_local_dir(name, opts)
     real = os.path.realpath(name)
@@ -235,7 +212,7 @@ def open_checkout(path: str, options: HfOptions | None = None) -> Checkout | Non
         if not COMMIT.fullmatch(snapshot):
             raise FormatError("snapshot folder is not named by a 40-digit commit hash", name)
         if opts.revision is not None and _resolve_revision(folder, opts.revision) != snapshot:
-            raise UsageError(f"--revision {opts.revision} is not this snapshot ({snapshot})", name)
+            raise UsageError(f"{option('revision')} {opts.revision} is not this snapshot ({snapshot})", name)
         revision = snapshot
     elif opts.layout == "hf-cache":
         raise UsageError(
@@ -257,9 +234,10 @@ def _no_strays(shown: str, folder: str) -> None:
     except OSError as e:
         raise SourceError(f"cannot list: {e.strerror or e}", shown) from e
     if strays:
+        plain, local_dir = option('layout="plain"'), option('layout="hf-local-dir"')
         raise SourceError(
             f"not part of a Hugging Face cache folder (it holds only {', '.join(sorted(CACHE_PARTS))}); "
-            "to check the folder's own files, pass --layout plain or --layout hf-local-dir",
+            f"to check the folder's own files, pass {plain} or {local_dir}",
             os.path.join(shown, strays[0]),
         )
 
@@ -277,19 +255,12 @@ def hub_cache_dir() -> str:
 
 def cache_folder_of(repo: str, repo_type: str | None = None, cache_dir: str | None = None) -> str:
     """`ORG/NAME` -> its repo folder in the cache (`models--ORG--NAME`)."""
-    check_repo_id(repo)
+    check_repo(repo)
     cache = cache_dir or hub_cache_dir()
     folder = os.path.join(cache, f"{repo_type or 'model'}s--" + repo.replace("/", "--"))
     if not os.path.isdir(folder):
         raise SourceError(f"{repo} is not in the Hugging Face cache (no {folder})", repo)
     return folder
-
-
-def check_repo_id(repo: str) -> None:
-    try:
-        Origin("0" * 40, repo)
-    except FormatError as e:
-        raise UsageError(f"--repo-id: {e.message}") from e
 
 
 def _real_dir(path: str) -> bool:
@@ -307,15 +278,19 @@ def _is_repo_folder(path: str) -> bool:
 # -- the cache ---------------------------------------------------------------
 
 
-def _open_cache(shown: str, folder: str, revision: str | None, opts: HfOptions) -> Checkout:
+def _open_cache(shown: str, folder: str, revision: str | None, opts: LayoutOptions) -> Checkout:
     m = CACHE_FOLDER.fullmatch(os.path.basename(folder))
     assert m is not None
     repo_type = m[1][:-1]
     named = m[2].replace("--", "/")
-    if opts.repo is not None and opts.repo != named:
-        raise UsageError(f"--repo-id {opts.repo} does not match the cache folder's repository {named}", shown)
+    if opts.repo_id is not None and opts.repo_id != named:
+        raise UsageError(
+            f"{option('repo_id')} {opts.repo_id} does not match the cache folder's repository {named}", shown
+        )
     if opts.repo_type is not None and opts.repo_type != repo_type:
-        raise UsageError(f"--repo-type {opts.repo_type} does not match the cache folder's ({repo_type})", shown)
+        raise UsageError(
+            f"{option('repo_type')} {opts.repo_type} does not match the cache folder's ({repo_type})", shown
+        )
     commit = _resolve_revision(folder, revision)
     snapshot = os.path.join(folder, "snapshots", commit)
     if not _real_dir(snapshot):
@@ -354,7 +329,7 @@ def _resolve_revision(folder: str, revision: str | None) -> str:
     if not snapshots:
         raise SourceError("no snapshot in this cache folder", folder)
     raise UsageError(
-        f"{len(snapshots)} snapshots and no refs/main: choose one with --revision "
+        f"{len(snapshots)} snapshots and no refs/main: choose one with {option('revision')} "
         f"({', '.join(s[:12] for s in snapshots[:4])}{', ...' if len(snapshots) > 4 else ''})",
         folder,
     )
@@ -508,9 +483,9 @@ def _cache_partials(checkout: Checkout, blobs: str) -> None:
 # -- local_dir ---------------------------------------------------------------
 
 
-def _open_local_dir(root: str, opts: HfOptions) -> Checkout:
+def _open_local_dir(root: str, opts: LayoutOptions) -> Checkout:
     listing = walk(root, (*opts.exclude, HF_DIR), opts.follow_symlinks)
-    checkout = Checkout("local_dir", root, opts.repo, opts.repo_type or "model", None, problems=listing.problems)
+    checkout = Checkout("local_dir", root, opts.repo_id, opts.repo_type or "model", None, problems=listing.problems)
     hf_dir = os.path.join(root, HF_DIR)
     download = os.path.join(hf_dir, "download")
     meta = _read_download_metadata(download, checkout) if opts.bookkeeping and _real_dir(download) else {}
@@ -523,13 +498,15 @@ def _open_local_dir(root: str, opts: HfOptions) -> Checkout:
     if revision is not None:
         if not COMMIT.fullmatch(revision):
             raise UsageError(
-                f"--revision for a local_dir checkout must be a 40-digit commit hash, not {revision!r}", root
+                f"{option('revision')} for a local_dir checkout must be a 40-digit commit hash, not {revision!r}",
+                root,
             )
         if revision not in checkout.revisions and not (
             has_trees and os.path.exists(os.path.join(trees, revision + ".json"))
         ):
             raise UsageError(
-                f"--revision {revision}: no download metadata or tree listing of this checkout names it", root
+                f"{option('revision')} {revision}: no download metadata or tree listing of this checkout names it",
+                root,
             )
     elif len(checkout.revisions) == 1:
         (revision,) = checkout.revisions

@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
-from merkle.errors import FormatError, PolicyError, UsageError, install_hint
+from merkle.errors import FormatError, PolicyError, UsageError, install_hint, option
 
 README: Final = "README.md"
 MAX_README_BYTES: Final = 16 << 20
@@ -25,17 +25,17 @@ _FRONT: Final = re.compile(
 _LICENSE_ID: Final = re.compile(r"(other:)?[a-z0-9][a-z0-9.+_-]{0,127}")
 
 
-def parse_allowed(text: str | Iterable[str]) -> tuple[str, ...]:
+def parse_allowed(allowed: str | Iterable[str]) -> tuple[str, ...]:
     """`mit,apache-2.0` (or several such options) as normalised license ids;
     `other:NAME` allows a custom license (`license: other`, `license_name: NAME`)."""
-    items = [text] if isinstance(text, str) else list(text)
-    allowed = tuple(dict.fromkeys(p.strip().lower() for item in items for p in item.split(",") if p.strip()))
-    if not allowed:
-        raise UsageError("--allow-license needs at least one license id")
-    bad = [a for a in allowed if not _LICENSE_ID.fullmatch(a)]
+    items = [allowed] if isinstance(allowed, str) else list(allowed)
+    ids = tuple(dict.fromkeys(p.strip().lower() for item in items for p in item.split(",") if p.strip()))
+    if not ids:
+        raise UsageError(f"{option('allowed')} needs at least one license id")
+    bad = [a for a in ids if not _LICENSE_ID.fullmatch(a)]
     if bad:
         raise UsageError(f"{bad[0]!r} is not a license id (such as mit, apache-2.0 or other:NAME)")
-    return allowed
+    return ids
 
 
 def front_matter(data: bytes, source: str = README) -> dict[str, Any]:

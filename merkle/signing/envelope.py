@@ -15,6 +15,7 @@ from typing import Any, Final
 
 from merkle.errors import BundleError, FormatError
 from merkle.format import strictjson
+from merkle.source.local import read_capped
 
 BUNDLE_MEDIA_TYPE: Final = "application/vnd.dev.sigstore.bundle.v0.3+json"
 PAYLOAD_TYPE: Final = "application/vnd.in-toto+json"
@@ -208,8 +209,6 @@ class Statement:
 
 def read_bundle_bytes(path: str) -> bytes:
     """A bundle file's bytes, refused over the size cap before any decoding."""
-    from merkle.source.local import read_capped
-
     try:
         return read_capped(path, MAX_BUNDLE_BYTES)
     except FormatError as e:

@@ -17,17 +17,16 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from merkle.errors import BundleError, SourceError, UsageError, option
 from merkle.format.paths import path_problem
-from merkle.hashing.engine import Progress, digest_files
-from merkle.report import Outcome, Report, Status
+from merkle.hashing.engine import digest_files
+from merkle.report import Outcome, Progress, Report, Status
 from merkle.signing.envelope import Statement
+from merkle.source.layouts import LayoutOptions, choose_layout
+from merkle.source.listing import list_source
 from merkle.source.walk import blocked_by
-
-if TYPE_CHECKING:
-    from merkle.hf.layout import Layout
 
 PREDICATE_TYPE: Final = "https://model_signing/signature/v1.0"
 DEFAULT_IGNORES: Final = (".git", ".gitignore", ".gitattributes", ".github")
@@ -120,7 +119,7 @@ def build(
     ignore_paths: Sequence[str] = (),
     jobs: int | None = None,
     progress: Progress | None = None,
-    layout: Layout | None = None,
+    layout: str | None = None,
     revision: str | None = None,
 ) -> OmsStatement:
     """Hash a model directory the way `model_signing sign` does.  A
@@ -128,22 +127,20 @@ def build(
     `ignore_paths`; a cache folder is read through its snapshot only when
     `layout` says so ("hf-cache"): an OMS statement cannot record it, so its
     verifier must be told the same (docs/hf.md, HF10)."""
-    from merkle.hf.layout import HF_DIR, HfOptions
-    from merkle.source.listing import list_source
-
     ignores = tuple(dict.fromkeys((*ignore_paths, *DEFAULT_IGNORES)))
-    listing = list_source(path, _excludes(ignores), hf=HfOptions(revision, layout=layout))
-    if listing.hf is not None and listing.hf.kind == "cache" and layout is None:
-        cache = option('layout="hf-cache"')
+    listing = list_source(path, _excludes(ignores), layout=LayoutOptions(layout, revision))
+    found = listing.found
+    if found is not None and found.exclusions is None and layout is None:
+        cache = option(f'layout="{found.layout}"')
         raise UsageError(
             "a Hugging Face cache folder is read through its snapshot, which an OpenSSF statement "
             f"cannot record: sign a local_dir, or pass {cache} (and verify with it)",
             os.fspath(path),
         )
-    if listing.hf is None and revision:
+    if found is None and revision:
         raise UsageError(f"{option('revision')} applies to Hugging Face checkouts", os.fspath(path))
-    if listing.hf is not None and listing.hf.kind == "local_dir":
-        ignores = (*ignores, HF_DIR)  # so that model_signing leaves the download bookkeeping out too
+    if found is not None and found.exclusions:
+        ignores = (*ignores, *found.exclusions)  # so that model_signing leaves the download bookkeeping out too
     if listing.problems:
         first = listing.problems[0]
         raise SourceError(first.reason, os.path.join(os.fspath(path), first.path))
@@ -161,7 +158,7 @@ def verify(
     *,
     jobs: int | None = None,
     progress: Progress | None = None,
-    layout: Layout | None = None,
+    layout: str | None = None,
     revision: str | None = None,
 ) -> Report:
     """Rehash the model and compare with an OMS statement (closed world).
@@ -171,9 +168,6 @@ def verify(
     tree is read plain unless `layout` (or `revision`, a cache snapshot)
     says otherwise: the statement records no origin (HF10)."""
     started = time.perf_counter()
-    from merkle.hf.layout import HfOptions, checked_layout
-    from merkle.source.listing import list_source
-
     signed = [n for n, _ in stmt.resources]
     ignores = tuple(
         dict.fromkeys(
@@ -183,9 +177,9 @@ def verify(
             )
         )
     )
-    hf = HfOptions(revision, bookkeeping=False, layout=checked_layout(path, None, layout, revision))
-    listing = list_source(path, _excludes(ignores), hf=hf)
-    if listing.hf is None and revision:
+    reading = LayoutOptions(choose_layout(path, None, layout, revision), revision, bookkeeping=False)
+    listing = list_source(path, _excludes(ignores), layout=reading)
+    if listing.found is None and revision:
         raise UsageError(f"{option('revision')} applies to Hugging Face cache folders", os.fspath(path))
     present = {f.path: f for f in listing.files}
     expected = dict(stmt.resources)

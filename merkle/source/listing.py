@@ -1,37 +1,63 @@
-"""One door for every source: a local directory or an fsspec URL becomes a
-sorted list of objects, the problems met on the way, and the opener that
-reads them."""
+"""One door for every source: a local directory (its plain tree or a layout,
+merkle.source.layouts) or an fsspec URL becomes a sorted list of objects,
+the problems met on the way, and how to open them."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from merkle.errors import UsageError
-from merkle.source.readers import Listed, Opener, local_opener
+from merkle.errors import UsageError, option
+from merkle.source.layouts import Found, LayoutOptions, open_layout
+from merkle.source.readers import Opener, local_opener
+from merkle.source.remote import RemoteObject, filesystem_of, is_url, list_objects, remote_opener
 from merkle.source.walk import WalkedFile, WalkProblem, walk, walk_stream
-
-if TYPE_CHECKING:
-    from merkle.hf.layout import Checkout, HfOptions
 
 REMOTE_JOBS = 16  # network reads wait, they do not compute: more workers than cores
 
 
+@dataclass(frozen=True)
+class Access:
+    """How a listing's objects are opened, as data another process can take
+    (a Dask worker rebuilds its readers from it): local files, or an fsspec
+    file system by protocol and storage options.  `fs`, the file system
+    already open in this process, never leaves it."""
+
+    follow_symlinks: bool = False
+    """For files named by the user; a walked file is opened down from its
+    root, never through a link (merkle.source.walk)."""
+    protocol: str | None = None
+    """The fsspec protocol; None for the local file system."""
+    storage_options: Mapping[str, Any] = field(default_factory=dict)
+    fs: Any = field(default=None, compare=False, repr=False)
+
+    def __reduce__(self) -> tuple[type[Access], tuple[bool, str | None, dict[str, Any]]]:
+        return Access, (self.follow_symlinks, self.protocol, dict(self.storage_options))
+
+    def opener(self) -> Opener:
+        """The readers of the listing's objects: the one place the local or
+        remote reader is chosen, for the engine here and on every Dask
+        worker."""
+        if self.protocol is None:
+            return local_opener(self.follow_symlinks)
+        fs = self.fs if self.fs is not None else filesystem_of(self.protocol, dict(self.storage_options))
+        return remote_opener(fs)
+
+
 @dataclass
 class Listing:
-    files: Sequence[Listed]
+    files: Sequence[WalkedFile | RemoteObject]
     problems: list[WalkProblem]
-    opener: Opener
+    access: Access
     jobs: int | None = None
     metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per-object store metadata (size, ETag, VersionId) for --fast audits."""
-    fs_spec: tuple[str, dict[str, Any]] | None = None
-    """(protocol, storage options) to rebuild the file system elsewhere (Dask)."""
-    hf: Checkout | None = None
-    """Set when the source is a Hugging Face cache snapshot or local_dir."""
+    found: Found | None = None
+    """Set when a layout read the path (merkle.source.layouts): a Hugging
+    Face cache snapshot or local_dir."""
     stream: Iterator[list[WalkedFile]] | None = None
     """With `list_source(..., stream=True)` on a plain local directory: the
     walk, one directory at a time; `files` and `problems` are complete only
@@ -43,48 +69,35 @@ def list_source(
     exclude: Sequence[str],
     follow_symlinks: bool = False,
     storage_options: dict[str, Any] | None = None,
-    hf: HfOptions | None = None,
+    layout: LayoutOptions | None = None,
     stream: bool = False,
 ) -> Listing:
     """List `path`, leaving out what `exclude` covers.  How a local
-    directory is read is `hf.layout` (see merkle.hf.layout: a cache
+    directory is read is `layout` (merkle.source.layouts: a cache
     snapshot's files are opened in blobs/, a local_dir's .cache/huggingface
     is not part of the tree; "plain" is neither); its default, None,
-    recognises a checkout by its shape, which only `merkle build` (that
+    recognises a layout by its shape, which only `merkle build` (that
     records what it found) and `merkle hf verify` may do."""
-    from merkle.source.remote import is_url
-
     name = os.fspath(path)
     if is_url(name):
-        from merkle.source.remote import list_objects, remote_opener
-
-        if hf is not None and hf.layout not in (None, "plain"):
-            raise UsageError("--layout applies to local directories", name)
-
+        if layout is not None and layout.layout not in (None, "plain"):
+            raise UsageError(f"{option('layout')} applies to local directories", name)
         fs, objects, problems = list_objects(name, exclude, storage_options)
         protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
         return Listing(
             objects,
             problems,
-            remote_opener(fs),
+            Access(protocol=protocol, storage_options=dict(storage_options or {}), fs=fs),
             REMOTE_JOBS,
             {o.path: o.metadata() for o in objects},
-            (protocol, dict(storage_options or {})),
         )
     local = name.removeprefix("file://")
-    from merkle.hf.layout import HfOptions, excluded, open_checkout
-
-    options = dataclasses.replace(hf or HfOptions(), follow_symlinks=follow_symlinks, exclude=tuple(exclude))
-    checkout = open_checkout(local, options)
-    if checkout is not None:  # snapshot files are links into blobs/: opened there, confined to it
-        checkout = excluded(checkout, tuple(exclude))
-        problems = checkout.problems + [
-            WalkProblem(p, f"broken link: blobs/{b} does not exist") for p, b in checkout.broken.items()
-        ]
-        problems.sort(key=lambda p: p.path)
-        return Listing([f.walked for f in checkout.files], problems, local_opener(False), hf=checkout)
+    options = dataclasses.replace(layout or LayoutOptions(), follow_symlinks=follow_symlinks, exclude=tuple(exclude))
+    found = open_layout(local, options)
+    if found is not None:  # e.g. snapshot files are links into blobs/: opened there, confined to it
+        return Listing(found.files, found.problems, Access(), found=found)
     if stream:
         result, directories = walk_stream(local, exclude, follow_symlinks)
-        return Listing(result.files, result.problems, local_opener(follow_symlinks), stream=directories)
+        return Listing(result.files, result.problems, Access(follow_symlinks), stream=directories)
     listing = walk(local, exclude, follow_symlinks)
-    return Listing(listing.files, listing.problems, local_opener(follow_symlinks))
+    return Listing(listing.files, listing.problems, Access(follow_symlinks))

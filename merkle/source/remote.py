@@ -67,6 +67,15 @@ def filesystem(url: str, storage_options: dict[str, Any] | None) -> tuple[Any, s
     return fs, root.rstrip("/")
 
 
+def filesystem_of(protocol: str, storage_options: dict[str, Any]) -> Any:
+    """The file system of `protocol` with these options, as `filesystem`
+    opened it (fsspec keeps one instance per protocol and options), or anew
+    in another process."""
+    import fsspec
+
+    return fsspec.filesystem(protocol, **storage_options)
+
+
 def _describe(e: BaseException) -> str:
     name = type(e).__name__
     if name in ("NoCredentialsError", "PartialCredentialsError"):

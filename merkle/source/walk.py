@@ -68,6 +68,20 @@ class WalkedFile:
         finally:
             os.close(fd)
 
+    def head(self, limit: int) -> bytes | None:
+        """Up to `limit` bytes from the start, opened as `open()` opens it;
+        None when it cannot be opened or read."""
+        try:
+            fd, _ = self.open()
+        except SourceError:
+            return None
+        try:
+            return os.read(fd, limit)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+
 
 @dataclass(frozen=True)
 class WalkProblem:

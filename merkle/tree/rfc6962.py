@@ -21,6 +21,11 @@ from merkle.tree.hasher import DIGEST_SIZE, TreeHasher
 Level = list[bytes]
 
 
+def chunk_count(size: int, chunk_size: int) -> int:
+    """Number of chunks (leaves) of a file: 0 for an empty file, the last may be short."""
+    return -(-size // chunk_size)
+
+
 def split_leaves(leaves: bytes | bytearray | memoryview, size: int = DIGEST_SIZE) -> list[bytes]:
     """Cut a concatenation of leaf hashes into a list of hashes."""
     if len(leaves) % size:

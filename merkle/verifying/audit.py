@@ -17,13 +17,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from merkle.errors import SourceError, UsageError, option
-from merkle.format.manifest import FileEntry, Manifest, chunk_count
-from merkle.hashing.engine import Progress, feed_hasher
-from merkle.hf.layout import HfOptions, checked_layout
-from merkle.report import Outcome, Report, Status
+from merkle.format.manifest import FileEntry, Manifest
+from merkle.hashing.cluster import Cluster
+from merkle.hashing.engine import feed_hasher
+from merkle.report import Outcome, Progress, Report, Status
+from merkle.source.layouts import LayoutOptions, choose_layout
 from merkle.source.listing import Listing, list_source
 from merkle.source.readers import Listed, Opener
 from merkle.source.walk import blocked_by
+from merkle.tree import rfc6962
 from merkle.verifying.tree import verify
 
 MAX_SAMPLE_SHOWN = 3
@@ -78,10 +80,10 @@ class SampleStats:
         }
 
 
-def _reading(url: str, manifest: Manifest) -> HfOptions:
+def _reading(url: str, manifest: Manifest) -> LayoutOptions:
     """A local directory is read as verify reads it (HF10): from the
     manifest's origin, never from what it holds."""
-    return HfOptions(bookkeeping=False, layout=checked_layout(url, manifest.origin))
+    return LayoutOptions(choose_layout(url, manifest.origin), bookkeeping=False)
 
 
 def _diff(manifest: Manifest, listing: Listing) -> tuple[list[Outcome], list[tuple[FileEntry, Listed]]]:
@@ -93,7 +95,8 @@ def _diff(manifest: Manifest, listing: Listing) -> tuple[list[Outcome], list[tup
     present = {o.path: o for o in listing.files}
     every = {p.path: p for p in listing.problems}
     refused = dict(every)
-    outcomes, both = [], []
+    outcomes: list[Outcome] = []
+    both: list[tuple[FileEntry, Listed]] = []
     for entry in manifest.files:
         obj = present.pop(entry.path, None)
         problem = refused.pop(entry.path, None) if obj is None else None
@@ -123,7 +126,7 @@ def audit_fast(url: str, manifest: Manifest, storage_options: dict[str, Any] | N
             f"{option('audit_fast')} needs a manifest built from an object store"
         )
     started = time.perf_counter()
-    listing = list_source(url, manifest.exclude, storage_options=storage_options, hf=_reading(url, manifest))
+    listing = list_source(url, manifest.exclude, storage_options=storage_options, layout=_reading(url, manifest))
     outcomes, both = _diff(manifest, listing)
     for entry, _ in both:
         then = manifest.metadata.get(entry.path, {})
@@ -149,9 +152,9 @@ def audit_sample(
     if not 0 < fraction <= 1:
         raise UsageError(f"{option('audit_sample')} takes a fraction in (0, 1]")
     started = time.perf_counter()
-    listing = list_source(url, manifest.exclude, storage_options=storage_options, hf=_reading(url, manifest))
+    listing = list_source(url, manifest.exclude, storage_options=storage_options, layout=_reading(url, manifest))
     outcomes, both = _diff(manifest, listing)
-    spans = [(entry, obj, chunk_count(entry.size, manifest.chunk_size)) for entry, obj in both]
+    spans = [(entry, obj, rfc6962.chunk_count(entry.size, manifest.chunk_size)) for entry, obj in both]
     total = sum(n for _, _, n in spans)
     rng = random.Random(seed)
     picked = sorted(rng.sample(range(total), min(total, math.ceil(total * fraction)))) if total else []
@@ -164,6 +167,7 @@ def audit_sample(
             cursor += 1
         base += n
     hashed = 0
+    opener = listing.access.opener()
     for k, (entry, obj, n) in enumerate(spans):
         chosen = by_object.get(k, [])
         if n and manifest.layers is None and n > 1:
@@ -174,7 +178,7 @@ def audit_sample(
         bad = []
         try:
             for index in chosen:
-                leaf = _chunk_leaf(listing.opener, obj, manifest, index)
+                leaf = _chunk_leaf(opener, obj, manifest, index)
                 hashed += min(manifest.chunk_size, entry.size - index * manifest.chunk_size)
                 if leaf != leaves[index]:
                     bad.append(index)
@@ -211,7 +215,7 @@ def audit_full(
     jobs: int | None = None,
     progress: Progress | None = None,
     checkpoint: bool = False,
-    dask: Any = None,
+    cluster: Cluster | None = None,
     resume: bool = False,
 ) -> Report:
     """Every byte rehashed; with `checkpoint`, objects are recorded as they
@@ -226,5 +230,5 @@ def audit_full(
         progress=progress,
         checkpoint=checkpoint,
         resume=resume,
-        dask=dask,
+        cluster=cluster,
     )

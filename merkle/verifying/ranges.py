@@ -17,7 +17,7 @@ from functools import cached_property
 from typing import Any
 
 from merkle.errors import ChunkError, IntegrityError, ProofError, UsageError
-from merkle.format.manifest import FileEntry, Manifest, chunk_count
+from merkle.format.manifest import FileEntry, Manifest
 from merkle.source.readers import Reader, in_hole
 from merkle.tree import rfc6962
 from merkle.tree.hasher import TreeHasher
@@ -41,7 +41,7 @@ class FileAuth:
         entry = manifest.entry(name)
         if entry is None:
             raise IntegrityError("not listed in the manifest", name)
-        n = chunk_count(entry.size, manifest.chunk_size)
+        n = rfc6962.chunk_count(entry.size, manifest.chunk_size)
         if n > 1 and manifest.layers is None:
             raise IntegrityError(
                 "checking part of a multi-chunk file needs the leaf sidecar (MANIFEST.leaves or BUNDLE.leaves) "

@@ -17,12 +17,11 @@ from __future__ import annotations
 import datetime
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from merkle.errors import BundleError, FormatError, MerkleError, UsageError
 from merkle.format.manifest import MANIFEST_SUFFIX, SIDECAR_SUFFIX, Manifest, Summary
-from merkle.hashing.engine import Progress
-from merkle.report import Report
+from merkle.report import Progress, Report
 from merkle.signing import oms, trust
 from merkle.signing.attestations import Store, StoreChoice, as_store
 from merkle.signing.envelope import BundleFile
@@ -30,9 +29,6 @@ from merkle.signing.keys import load_certificates, load_public_key
 from merkle.signing.statements import Verified
 from merkle.signing.trust import TrustPolicy
 from merkle.verifying.tree import verify
-
-if TYPE_CHECKING:
-    from merkle.hf.layout import Layout
 
 
 def read_bundles(paths: Sequence[str | os.PathLike[str]]) -> list[BundleFile]:
@@ -204,7 +200,7 @@ def verify_opened(
     only: Sequence[str] | None = None,
     storage_options: dict[str, Any] | None = None,
     revision: str | None = None,
-    layout: Layout | None = None,
+    layout: str | None = None,
 ) -> tuple[Verified, Report]:
     """Check signatures and policy, then the content under `path`.
 

@@ -5,20 +5,19 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from merkle.errors import UsageError
+from merkle.errors import UsageError, option
+from merkle.format.hub import MAX_POINTER_SIZE, SHA256, parse_lfs_pointer
 from merkle.format.manifest import FileEntry, Manifest
 from merkle.hashing.checkpoint import Checkpoint, Job, hash_resumable, job
-from merkle.hashing.engine import Progress
-from merkle.report import Outcome, Report, Status
+from merkle.hashing.cluster import Cluster
+from merkle.report import Outcome, Progress, Report, Status
+from merkle.source.layouts import LayoutOptions, choose_layout
 from merkle.source.listing import list_source
 from merkle.source.readers import Listed
-from merkle.source.walk import Excluder, blocked_by
+from merkle.source.walk import Excluder, WalkedFile, blocked_by
 from merkle.tree.hasher import DIGEST_SIZE
-
-if TYPE_CHECKING:
-    from merkle.hf.layout import Layout
 
 
 def verify(
@@ -35,9 +34,9 @@ def verify(
     storage_options: dict[str, Any] | None = None,
     checkpoint: bool = False,
     resume: bool = False,
-    dask: Any = None,
+    cluster: Cluster | None = None,
     revision: str | None = None,
-    layout: Layout | None = None,
+    layout: str | None = None,
 ) -> Report:
     """Check every file under `path` against `manifest` (a Manifest or the
     path of a manifest file).  Closed world: files the manifest does not list
@@ -62,23 +61,22 @@ def verify(
 
     `checkpoint` and `resume`: as for `build` (a checkpoint of the files
     hashed, in the user's private directory, read only with `resume`; it is
-    deleted once every file is hashed)."""
+    deleted once every file is hashed).  `cluster`: as for `build`."""
     started = time.perf_counter()
     if not isinstance(checkpoint, bool) or not isinstance(resume, bool):
         raise UsageError(
             "checkpoint and resume take True or False: checkpoints are kept in a private "
             "per-user directory ($MERKLE_CHECKPOINTS), never at a path given"
         )
-    if resume and dask is not None:
-        raise UsageError("resume: a check on a Dask cluster keeps no checkpoint")
+    if resume and cluster is not None:
+        raise UsageError("resume: a check on a cluster keeps no checkpoint")
     if not isinstance(manifest, Manifest):
         manifest = Manifest.load(manifest)
-    from merkle.hf.layout import HfOptions, checked_layout
-
-    hf = HfOptions(revision, bookkeeping=False, layout=checked_layout(path, manifest.origin, layout, revision))
-    listing = list_source(path, manifest.exclude, follow_symlinks, storage_options, hf)
-    if listing.hf is None and revision:
-        raise UsageError("--revision applies to Hugging Face cache folders", os.fspath(path))
+    chosen = choose_layout(path, manifest.origin, layout, revision)
+    reading = LayoutOptions(chosen, revision, bookkeeping=False)
+    listing = list_source(path, manifest.exclude, follow_symlinks, storage_options, reading)
+    if listing.found is None and revision:
+        raise UsageError(f"{option('revision')} applies to Hugging Face cache folders", os.fspath(path))
     ignored = Excluder(exclude)  # the caller's exclusions only hide extras
     present = {f.path: f for f in listing.files}
     unreadable = tuple(p.path + "/" for p in listing.problems if p.unreadable_dir)
@@ -129,12 +127,8 @@ def verify(
         else:
             outcomes.append(Outcome(problem.path, Status.EXTRA, problem.reason))
 
-    if dask is not None:
-        from merkle.dask import hash_on_cluster
-
-        digests = hash_on_cluster(
-            dask, [w for _, w in to_hash], manifest.algorithm, manifest.chunk_size, listing.fs_spec
-        )
+    if cluster is not None:
+        digests = cluster.hash_files([w for _, w in to_hash], manifest.algorithm, manifest.chunk_size, listing.access)
     else:
         state = None
         if checkpoint or resume:
@@ -145,7 +139,7 @@ def verify(
                     follow_symlinks=follow_symlinks,
                     storage_options=storage_options,
                     revision=revision,
-                    layout=hf.layout,
+                    layout=chosen,
                 ),
                 resume,
             )
@@ -157,7 +151,7 @@ def verify(
                 state,
                 jobs or listing.jobs,
                 progress,
-                listing.opener,
+                listing.access.opener(),
             )
         except BaseException:  # interrupted: what was finished stays for a resume
             if state is not None:
@@ -193,13 +187,11 @@ def checkpoint_job(
     follow_symlinks: bool = False,
     storage_options: dict[str, Any] | None = None,
     revision: str | None = None,
-    layout: Layout | None = None,
+    layout: str | None = None,
 ) -> Job:
     """What the checkpoint of `verify(path, manifest, ...)` with these
     options is valid for (merkle.hashing.checkpoint): how the files are read and
     hashed, never the manifest's roots."""
-    from merkle.hf.layout import checked_layout
-
     return job(
         "verify",
         os.fspath(path),
@@ -208,7 +200,7 @@ def checkpoint_job(
         chunk_size=manifest.chunk_size,
         exclude=list(manifest.exclude),
         follow_symlinks=follow_symlinks,
-        layout=checked_layout(path, manifest.origin, layout, revision),
+        layout=choose_layout(path, manifest.origin, layout, revision),
         revision=revision,
     )
 
@@ -220,13 +212,9 @@ def _pointer_outcome(found: Listed, entry: FileEntry, sparse: bool) -> Outcome |
     ABSENT with `sparse`, else MISSING.  Without a Hub identity to check the
     object id against it is MISSING even when sparse; to other content,
     MISMATCH."""
-    from merkle.hf.check import read_pointer
-    from merkle.hf.hub import MAX_POINTER_SIZE, SHA256
-    from merkle.source.walk import WalkedFile
-
     if not isinstance(found, WalkedFile) or found.size >= MAX_POINTER_SIZE:
         return None
-    pointer = read_pointer(found)
+    pointer = parse_lfs_pointer(found.head(MAX_POINTER_SIZE) or b"")
     if pointer is None:
         return None
     if pointer[1] != entry.size or (entry.hub is not None and entry.hub != (SHA256, pointer[0])):

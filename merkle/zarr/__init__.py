@@ -1,28 +1,25 @@
 """Zarr stores: signed manifests of every key, each array with its own
-subtree root (merkle.zarr.layout), and `VerifiedStore`, a read-only zarr store
-wrapper that checks every byte it returns against a signed manifest
-(docs/zarr.md).  Building and auditing need no zarr; VerifiedStore needs
-zarr 3 (pip install 'merkle-ml[zarr]')."""
+subtree root (the manifest's `zarr` record, merkle.format.zarr), and
+`VerifiedStore`, a read-only zarr store wrapper that checks every byte it
+returns against a signed manifest (docs/zarr.md).  Building and auditing
+need no zarr; VerifiedStore needs zarr 3 (pip install 'merkle-ml[zarr]')."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from merkle.errors import ZarrIntegrityError, install_hint
-from merkle.zarr.layout import ZarrArray, ZarrLayout
+from merkle.format.zarr import ZarrArray, ZarrLayout
+from merkle.zarr.share import array_manifest, check_array_manifest
 
 if TYPE_CHECKING:
-    from merkle.zarr.share import array_manifest, check_array_manifest
     from merkle.zarr.store import VerifiedStore
 
 __all__ = ["VerifiedStore", "ZarrArray", "ZarrIntegrityError", "ZarrLayout", "array_manifest", "check_array_manifest"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("array_manifest", "check_array_manifest"):  # imported late: merkle.format.manifest imports .layout
-        from merkle.zarr import share
-
-        return getattr(share, name)
+    """VerifiedStore, imported on first use: it needs the zarr library."""
     if name == "VerifiedStore":
         try:
             from merkle.zarr.store import VerifiedStore

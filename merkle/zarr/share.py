@@ -8,7 +8,7 @@ import dataclasses
 from merkle.errors import IntegrityError, UsageError
 from merkle.format.leaves import LeafLayers
 from merkle.format.manifest import Manifest
-from merkle.zarr.layout import ZarrLayout
+from merkle.format.zarr import ZarrLayout
 
 
 def array_manifest(manifest: Manifest, path: str) -> Manifest:

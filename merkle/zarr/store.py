@@ -40,14 +40,15 @@ from zarr.storage import LocalStore, WrapperStore
 from merkle.errors import IntegrityError, PathError, SourceError, UsageError, ZarrIntegrityError
 from merkle.format.manifest import FileEntry, Manifest
 from merkle.format.paths import path_problem
+from merkle.format.zarr import ROOT_DOCS
 from merkle.hashing.engine import default_jobs
 from merkle.signing.attestations import StoreChoice
 from merkle.signing.trust import TrustPolicy
 from merkle.source.local import open_below
+from merkle.source.remote import is_url
 from merkle.tree import rfc6962
 from merkle.verifying.ranges import FileAuth
 from merkle.verifying.signed import chosen_policy, trusted_manifest
-from merkle.zarr.layout import ROOT_DOCS
 
 if TYPE_CHECKING:
     from typing import Self
@@ -437,8 +438,6 @@ def _as_store(store: Store | str | os.PathLike[str], storage_options: dict[str, 
     if isinstance(store, Store):
         return store
     name = os.fspath(store)
-    from merkle.source.remote import is_url
-
     if is_url(name) and not name.startswith("file://"):
         from zarr.storage import FsspecStore
 

@@ -1,4 +1,6 @@
-"""Pure: the Hugging Face Hub's own file identities.
+"""Pure: the Hugging Face Hub's own file identities, as a v2 manifest
+records them per file (`hub`, rule M7), and the git-lfs pointer files that
+stand in for content not downloaded (rule HF8).
 
 A Hub file is named by one of two content addresses (docs/hf.md, rule HF1):
 an LFS file by the SHA-256 of its content (the LFS object id), any other file
@@ -12,12 +14,17 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Final
+from typing import Any, Final
 
+from merkle.errors import FormatError
 from merkle.tree.hasher import Hasher
 
 SHA256: Final = "sha256"
 GIT_BLOB: Final = "gitBlob"
+HUB_KINDS: Final = {SHA256: 64, GIT_BLOB: 40}
+"""A file's identity on the Hub, by kind: the LFS object id (SHA-256 of the
+content) or the git blob id (SHA-1 of "blob N\\0" + content), and its
+length in hex digits."""
 HubId = tuple[str, str]
 """(kind, lower-case hex): ("sha256", 64 hex) or ("gitBlob", 40 hex)."""
 
@@ -29,15 +36,20 @@ _POINTER: Final = re.compile(
     rb"oid sha256:(?P<oid>[0-9a-f]{64})\n"
     rb"size (?P<size>0|[1-9][0-9]{0,18})\n"
 )
-_ETAG: Final = re.compile("[0-9a-f]{64}|[0-9a-f]{40}")
 
 
-def hub_id_of_etag(etag: str) -> HubId | None:
-    """What a cache blob name or local_dir etag claims: 64 hex digits are an
-    LFS object id, 40 a git blob id; anything else is not a content address."""
-    if not _ETAG.fullmatch(etag):
-        return None
-    return (SHA256, etag) if len(etag) == 64 else (GIT_BLOB, etag)
+def check_hub(value: Any, where: str) -> HubId:
+    """Parse a `hub` identity: an object with exactly one key of HUB_KINDS."""
+    if isinstance(value, tuple) and len(value) == 2:
+        value = {value[0]: value[1]}
+    if not isinstance(value, dict) or len(value) != 1:
+        raise FormatError(f"{where}: hub must be an object with one of {', '.join(HUB_KINDS)}")
+    ((kind, digest),) = value.items()
+    if kind not in HUB_KINDS:
+        raise FormatError(f"{where}: unknown hub identity {kind!r}")
+    if not isinstance(digest, str) or not re.fullmatch(f"[0-9a-f]{{{HUB_KINDS[kind]}}}", digest):
+        raise FormatError(f"{where}: hub {kind} is not {HUB_KINDS[kind]} lower-case hex digits")
+    return kind, digest
 
 
 def git_blob_hasher(size: int) -> Hasher:

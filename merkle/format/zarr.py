@@ -1,6 +1,9 @@
-"""What a zarr store holds, read from its metadata documents: which nodes are
-groups and arrays, and how each array names its chunk keys.  No zarr import:
-building, auditing and describing a store need only the documents.
+"""The `zarr` record of a v2 manifest: what a zarr store holds, read from
+its metadata documents (which nodes are groups and arrays, and how each
+array names its chunk keys), and each array's range of entries and subtree
+root.  Part of the manifest format, and pure: building, auditing and
+describing a store need only the documents, never the zarr library
+(merkle.zarr reads stores with it).
 
 Rules (docs/zarr.md, Z1-Z6):
 - A store is zarr when its root holds `zarr.json` (format 3) or `.zgroup` /
@@ -21,7 +24,7 @@ import dataclasses
 import functools
 import json
 import posixpath
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -341,36 +344,3 @@ def _v2_array(node: str, doc: dict[str, Any], key: str) -> ZarrArray:
     return ZarrArray(
         node, shape, chunks, None, dtype if isinstance(dtype, str) else json.dumps(dtype), separator, False
     )
-
-
-ARRAY_COUNTS = ("unchanged", "changed", "removed", "added", "errors")
-_COUNT_OF = {"=": "unchanged", "*": "changed", "-": "removed", "+": "added", "!": "errors", "~": "removed"}
-
-
-def by_array(layout: ZarrLayout, outcomes: Iterable[tuple[str, str]]) -> dict[str, dict[str, Any]]:
-    """An audit's (path, status symbol) pairs grouped by array (rule Z7):
-    per array the counts of unchanged, changed, removed, added keys and
-    errors, and the chunk keys among the removed ones (zarr alone would read
-    those as fill values).  Keys outside every array (group metadata) are
-    grouped under '(groups)'."""
-    out: dict[str, dict[str, Any]] = {}
-    for path, symbol in outcomes:
-        array = layout.array_of(path)
-        name = array.path if array is not None else "(groups)"
-        counts = out.setdefault(name, {**dict.fromkeys(ARRAY_COUNTS, 0), "missing_chunks": []})
-        kind = _COUNT_OF.get(symbol)
-        if kind is not None:
-            counts[kind] += 1
-        if kind == "removed" and array is not None and array.chunk_coords(path) is not None:
-            counts["missing_chunks"].append(path)
-    return dict(sorted(out.items()))
-
-
-def array_line(name: str, counts: dict[str, Any]) -> str:
-    """One line of the per-array audit summary."""
-    label = "groups" if name == "(groups)" else f"array {name or '(root)'!r}"
-    parts = ", ".join(f"{counts[k]} {k}" for k in ARRAY_COUNTS if counts[k] or k in ("changed", "removed", "added"))
-    missing = counts["missing_chunks"]
-    tail = f"; chunks missing (zarr alone reads fill values): {', '.join(missing[:5])}" if missing else ""
-    more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-    return f"{label}: {parts}{tail}{more}"
