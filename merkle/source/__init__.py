@@ -5,8 +5,11 @@ files or sockets.
   descent stays under the root whatever races the walk.
 - `walk`: a local tree, sorted, with the problems met on the way.
 - `remote`: fsspec objects (S3, GCS, ...), listed and read.
-- `listing`: one door for every source: a sorted list of objects and the
-  opener that reads them.
+- `layouts`: how a local directory is read: its plain tree, or a layout an
+  integration provides (a Hugging Face cache snapshot, a local_dir),
+  found by name in a registry the core keeps; which one a verifier reads.
+- `listing`: one door for every source: a sorted list of objects, the
+  problems met, and how to open them (`Access`, which a worker can take).
 - `ranged`: byte ranges of one file or object (partial checks, the reader).
 - `userdir`: this user's private state directory (checkpoints, the
   attestation store), refused when others could write it.
