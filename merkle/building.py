@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from merkle.errors import FormatError, SourceError, UsageError, option
@@ -14,17 +15,43 @@ from merkle.format.zarr import MAX_DOC_BYTES, ROOT_DOCS, ZARR_CHUNK_SIZE, ZarrLa
 from merkle.hashing.checkpoint import Checkpoint, hash_resumable, hash_stream_resumable, job
 from merkle.hashing.cluster import Cluster
 from merkle.hashing.engine import FileDigest
+from merkle.hashing.options import HashOptions
 from merkle.report import Progress
 from merkle.source.layouts import LayoutOptions
-from merkle.source.listing import Listing, list_source
+from merkle.source.listing import Listing, WalkOptions, list_source
 from merkle.source.walk import WalkedFile
 from merkle.tree import rfc6962
 from merkle.tree.hasher import DEFAULT_ALGORITHM, Algorithm, TreeHasher, tree_hasher
 
 
-def exclusions(exclude: Sequence[str], default_excludes: bool) -> tuple[str, ...]:
-    base = DEFAULT_EXCLUDES if default_excludes else ()
-    return tuple(dict.fromkeys((*base, *exclude)))
+@dataclass(frozen=True)
+class BuildOptions:
+    """What a build records in the manifest: the parameters that change a
+    digest or are signed with it (format rule M5, docs/hf.md M6).
+    `algorithm` and `chunk_size` (None: 1 MiB, or 64 KiB for a zarr store,
+    whose shards are read in small ranges); `exclude`, patterns left out of
+    the walk, with `.git` unless `default_excludes` is False; `repo_id` and
+    `repo_type`, the repository of a Hugging Face local_dir, which does not
+    say (a cache folder names its own)."""
+
+    algorithm: Algorithm = DEFAULT_ALGORITHM
+    chunk_size: int | None = None
+    exclude: tuple[str, ...] = ()
+    default_excludes: bool = True
+    repo_id: str | None = None
+    repo_type: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "exclude", tuple(self.exclude))
+        tree_hasher(self.algorithm)  # UnsupportedError for an algorithm this build refuses
+        if self.chunk_size is not None:
+            check_chunk_size(self.chunk_size)
+
+    @property
+    def exclusions(self) -> tuple[str, ...]:
+        """The patterns the walk leaves out, as the manifest records them."""
+        base = DEFAULT_EXCLUDES if self.default_excludes else ()
+        return tuple(dict.fromkeys((*base, *self.exclude)))
 
 
 def build(
@@ -49,23 +76,14 @@ def build(
     """Hash every file under directory `path` (or every object under an
     fsspec URL such as s3://bucket/prefix) into a Manifest, with its leaf
     layers (and, for object stores, per-object metadata) attached for
-    `Manifest.save` to write beside it.
+    `Manifest.save` to write beside it.  The keywords are those of
+    BuildOptions (what the manifest records), WalkOptions (how the source
+    is read) and HashOptions (how hashing runs); `build_with` takes the
+    three objects.
 
     Raises SourceError, naming the file, if anything in the tree cannot be
     hashed faithfully: a refused symlink, a FIFO, an unreadable file, a file
     that changes while it is read.
-
-    With `checkpoint`, finished objects are recorded as they complete in a
-    checkpoint in the user's private directory (merkle.hashing.checkpoint), kept if
-    the build fails and deleted once it succeeds.  With `resume` (which
-    implies `checkpoint`), a build with the same source and parameters
-    reuses the objects such a checkpoint holds whose identity is unchanged;
-    `progress.resumed_files` and `resumed_bytes` count them.  Without
-    `resume` no checkpoint is read.
-
-    With `cluster` (merkle.dask.DaskCluster(client), or any
-    merkle.hashing.cluster.Cluster), hashing runs there; the manifest is
-    identical to a local build.
 
     A Hugging Face cache folder, snapshot or local_dir checkout is built as
     such (docs/hf.md): the manifest records the repository and revision
@@ -77,24 +95,19 @@ def build(
     in the manifest (its origin, and a local_dir's `.cache/huggingface` in
     its exclusions), since a verifier never looks at the shape (docs/hf.md,
     HF10)."""
-    manifest, state = build_resumable(
-        path,
-        algorithm=algorithm,
-        chunk_size=chunk_size,
-        exclude=exclude,
-        default_excludes=default_excludes,
-        follow_symlinks=follow_symlinks,
-        jobs=jobs,
-        progress=progress,
-        storage_options=storage_options,
-        checkpoint=checkpoint,
-        resume=resume,
-        cluster=cluster,
-        revision=revision,
-        repo_id=repo_id,
-        repo_type=repo_type,
-        layout=layout,
-    )
+    hashing = HashOptions(jobs, progress, checkpoint, resume, cluster)
+    options = BuildOptions(algorithm, chunk_size, tuple(exclude), default_excludes, repo_id, repo_type)
+    return build_with(path, options, WalkOptions(follow_symlinks, storage_options, layout, revision), hashing)
+
+
+def build_with(
+    path: str | os.PathLike[str],
+    options: BuildOptions = BuildOptions(),
+    walk: WalkOptions = WalkOptions(),
+    hashing: HashOptions = HashOptions(),
+) -> Manifest:
+    """`build`, with its options as objects."""
+    manifest, state = build_resumable(path, options, walk, hashing)
     if state is not None:
         state.discard()
     return manifest
@@ -102,92 +115,58 @@ def build(
 
 def build_resumable(
     path: str | os.PathLike[str],
-    *,
-    algorithm: Algorithm = DEFAULT_ALGORITHM,
-    chunk_size: int | None = None,
-    exclude: Sequence[str] = (),
-    default_excludes: bool = True,
-    follow_symlinks: bool = False,
-    jobs: int | None = None,
-    progress: Progress | None = None,
-    storage_options: dict[str, Any] | None = None,
-    checkpoint: bool = False,
-    resume: bool = False,
-    cluster: Cluster | None = None,
-    revision: str | None = None,
-    repo_id: str | None = None,
-    repo_type: str | None = None,
-    layout: str | None = None,
+    options: BuildOptions = BuildOptions(),
+    walk: WalkOptions = WalkOptions(),
+    hashing: HashOptions = HashOptions(),
 ) -> tuple[Manifest, Checkpoint | None]:
-    """`build`, with the checkpoint left open: the caller discards it once
-    the manifest is safely written (or keeps it if that fails)."""
-    if not isinstance(checkpoint, bool) or not isinstance(resume, bool):
-        raise UsageError(
-            "checkpoint and resume take True or False: checkpoints are kept in a private "
-            "per-user directory ($MERKLE_CHECKPOINTS), never at a path given"
-        )
-    if resume and cluster is not None:
-        raise UsageError("resume: a build on a cluster keeps no checkpoint")
-    hasher = tree_hasher(algorithm)
-    if chunk_size is not None:
-        check_chunk_size(chunk_size)
-    patterns = exclusions(exclude, default_excludes)
-    reading = LayoutOptions(layout, revision, repo_id, repo_type)
+    """`build_with`, with the checkpoint left open: the caller discards it
+    once the manifest is safely written (or keeps it if that fails)."""
+    hasher = tree_hasher(options.algorithm)
+    patterns = options.exclusions
+    reading = LayoutOptions(walk.layout, walk.revision, options.repo_id, options.repo_type)
     # A plain local tree is hashed while it is walked (engine.hash_stream);
     # its problems are then known only at the end, and checked before any
     # digest is used, in the same order as for a listing made up front.
-    listing = list_source(path, patterns, follow_symlinks, storage_options, reading, stream=cluster is None)
+    listing = list_source(path, patterns, walk, reading, stream=hashing.cluster is None)
     root = os.fspath(path)
     found = listing.found
     zarr_store = found is None and _zarr_root(listing, root)
+    chunk_size = options.chunk_size
     if chunk_size is None:  # small chunks in a zarr store: a range read of a shard reads little more than asked
         chunk_size = ZARR_CHUNK_SIZE if zarr_store else DEFAULT_CHUNK_SIZE
-    if found is None and (revision or repo_id or repo_type):
+    if found is None and (walk.revision or options.repo_id or options.repo_type):
         named = f"{option('revision')}, {option('repo_id')} and {option('repo_type')}"
         raise UsageError(f"{named} apply to Hugging Face checkouts", root)
     if found is not None and found.exclusions:
         # Recorded, so that any verifier (an older merkle, a plain copy) leaves the bookkeeping out too.
         patterns = (*patterns, *found.exclusions)
-    if found is not None and repo_id and found.origin is None:
+    if found is not None and options.repo_id and found.origin is None:
         raise UsageError(
             f"{option('repo_id')}: the checkout's revision is unknown (no download metadata or tree listing "
             f"names one), so no origin can be recorded; pass {option('revision')}",
             root,
         )
     state = None
-    if (checkpoint or resume) and cluster is None:
+    if hashing.keeps_checkpoint:
         state = Checkpoint.open(
             job(
                 "build",
                 root,
-                storage_options,
+                dict(walk.storage_options) if walk.storage_options is not None else None,
                 algorithm=hasher.name,
                 chunk_size=chunk_size,
                 exclude=list(patterns),
-                follow_symlinks=follow_symlinks,
+                follow_symlinks=walk.follow_symlinks,
                 hf=found.kind if found is not None else None,  # the job's name for it, kept: checkpoints stay valid
-                layout=layout,
-                revision=revision,
-                repo_id=repo_id,
-                repo_type=repo_type,
+                layout=walk.layout,
+                revision=walk.revision,
+                repo_id=options.repo_id,
+                repo_type=options.repo_type,
             ),
-            resume,
+            hashing.resume,
         )
     try:
-        manifest = _hash_and_describe(
-            listing,
-            root,
-            hasher,
-            chunk_size,
-            patterns,
-            zarr_store,
-            state,
-            jobs,
-            progress,
-            follow_symlinks,
-            algorithm,
-            cluster,
-        )
+        manifest = _hash_and_describe(listing, root, hasher, chunk_size, patterns, zarr_store, state, walk, hashing)
     except BaseException:  # refused, failed or interrupted: what was finished stays for a resume
         if state is not None:
             state.keep()
@@ -203,21 +182,19 @@ def _hash_and_describe(
     patterns: tuple[str, ...],
     zarr_store: bool,
     state: Checkpoint | None,
-    jobs: int | None,
-    progress: Progress | None,
-    follow_symlinks: bool,
-    algorithm: Algorithm,
-    cluster: Cluster | None,
+    walk: WalkOptions,
+    hashing: HashOptions,
 ) -> Manifest:
+    jobs, progress = hashing.jobs, hashing.progress
     if listing.stream is not None:
         digests = hash_stream_resumable(
-            _until_problem(listing), hasher, chunk_size, state, jobs, progress, follow_symlinks
+            _until_problem(listing), hasher, chunk_size, state, jobs, progress, walk.follow_symlinks
         )
         _check_listing(listing, root)
     else:
         _check_listing(listing, root)
-        if cluster is not None:
-            digests = cluster.hash_files(listing.files, algorithm, chunk_size, listing.access)
+        if hashing.cluster is not None:
+            digests = hashing.cluster.hash_files(listing.files, hasher.name, chunk_size, listing.access)
         else:
             digests = hash_resumable(
                 listing.files, hasher, chunk_size, state, jobs or listing.jobs, progress, listing.access.opener()
@@ -231,7 +208,7 @@ def _hash_and_describe(
     layers = LeafLayers({d.path: d.leaves for d in digests if len(d.leaves) > len(d.root)})
     origin = found.origin if found is not None else None
     zarr = _zarr_layout(listing, digests, hasher, chunk_size, root) if zarr_store else None
-    manifest = Manifest.create(entries, algorithm, chunk_size, patterns, layers, origin, zarr)
+    manifest = Manifest.create(entries, hasher.name, chunk_size, patterns, layers, origin, zarr)
     return manifest.with_metadata(listing.metadata) if listing.metadata else manifest
 
 

@@ -9,7 +9,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from merkle.building import build_resumable
+from merkle.building import BuildOptions, build_resumable
 from merkle.cli.options import parse_storage_options
 from merkle.cli.output import emit_json, print_report
 from merkle.cli.progress import close, make_progress
@@ -24,11 +24,13 @@ from merkle.format.manifest import (
     check_chunk_size,
 )
 from merkle.hashing.files import escape_path, format_sum, hash_paths, hash_stream, parse_sums
+from merkle.hashing.options import HashOptions
 from merkle.report import Progress
 from merkle.signing.documents import load_document
+from merkle.source.listing import WalkOptions
 from merkle.source.local import check_output, read_capped
 from merkle.source.remote import is_url
-from merkle.verifying.tree import verify as verify_tree
+from merkle.verifying.tree import CheckOptions, verify_with
 
 if TYPE_CHECKING:
     from merkle.hashing.cluster import Cluster
@@ -68,21 +70,16 @@ def build(args: argparse.Namespace) -> int:
                 # Every build records a checkpoint (in the user's private directory); only --resume reads one.
                 manifest, state = build_resumable(
                     args.path,
-                    algorithm=args.algorithm,
-                    chunk_size=args.chunk_size,
-                    exclude=exclude,
-                    default_excludes=not args.no_default_excludes,
-                    follow_symlinks=args.follow_symlinks,
-                    jobs=args.jobs,
-                    progress=progress,
-                    storage_options=parse_storage_options(args.storage_option),
-                    checkpoint=True,
-                    resume=args.resume,
-                    cluster=_cluster(args),
-                    revision=args.revision,
-                    repo_id=args.repo_id,
-                    repo_type=args.repo_type,
-                    layout=args.layout,
+                    BuildOptions(
+                        args.algorithm,
+                        args.chunk_size,
+                        tuple(exclude),
+                        not args.no_default_excludes,
+                        args.repo_id,
+                        args.repo_type,
+                    ),
+                    _walk(args),
+                    HashOptions(args.jobs, progress, checkpoint=True, resume=args.resume, cluster=_cluster(args)),
                 )
             finally:
                 close(progress)
@@ -171,6 +168,11 @@ def _resumed_line(progress: Progress, files: int | None) -> str:
     )
 
 
+def _walk(args: argparse.Namespace) -> WalkOptions:
+    """How PATH is read, from the options build and verify share."""
+    return WalkOptions(args.follow_symlinks, parse_storage_options(args.storage_option), args.layout, args.revision)
+
+
 def _cluster(args: argparse.Namespace) -> Cluster | None:
     if not getattr(args, "dask", None):
         return None
@@ -248,27 +250,17 @@ def verify(args: argparse.Namespace) -> int:
     progress = make_progress("verifying", args.quiet or args.json)
     only = args.files or None
     try:
-        options: dict[str, Any] = dict(
-            allow_extra=args.allow_extra,
-            exclude=args.exclude,
-            follow_symlinks=args.follow_symlinks,
-            jobs=args.jobs,
-            progress=progress,
-            sparse=args.sparse,
-            only=only,
-            storage_options=parse_storage_options(args.storage_option),
-            revision=args.revision,
-            layout=args.layout,
-        )
+        check = CheckOptions(args.allow_extra, tuple(args.exclude), args.sparse, only)
+        walk, hashing = _walk(args), HashOptions(args.jobs, progress)
         if bundles:
             from merkle.cli.signing import store_for, trust_policy
             from merkle.verifying.signed import verify_opened
 
             verified, report = verify_opened(  # the one trust path: open_signed
-                args.path, bundles, trust_policy(args), store=store_for(args), **options
+                args.path, bundles, trust_policy(args), store=store_for(args), check=check, walk=walk, hashing=hashing
             )
         else:
-            report = verify_tree(args.path, manifests[0], **options)
+            report = verify_with(args.path, manifests[0], check, walk, hashing)
     finally:
         close(progress)
     from merkle.cli.hf import verify_license
@@ -442,12 +434,8 @@ def audit(args: argparse.Namespace) -> int:
             report = audits.audit_full(
                 args.path,
                 manifest,
-                options,
-                args.jobs,
-                progress,
-                checkpoint=cluster is None,
-                cluster=cluster,
-                resume=args.resume,
+                WalkOptions(storage_options=options),
+                HashOptions(args.jobs, progress, checkpoint=cluster is None, resume=args.resume, cluster=cluster),
             )
         finally:
             close(progress)

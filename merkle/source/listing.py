@@ -14,9 +14,27 @@ from merkle.errors import UsageError, option
 from merkle.source.layouts import Found, LayoutOptions, open_layout
 from merkle.source.readers import Opener, local_opener
 from merkle.source.remote import RemoteObject, filesystem_of, is_url, list_objects, remote_opener
-from merkle.source.walk import WalkedFile, WalkProblem, walk, walk_stream
+from merkle.source.walk import WalkedFile, WalkProblem, walk_stream
+from merkle.source.walk import walk as walk_tree
 
 REMOTE_JOBS = 16  # network reads wait, they do not compute: more workers than cores
+
+
+@dataclass(frozen=True)
+class WalkOptions:
+    """How a source is read, the same for building, verifying and auditing.
+    `follow_symlinks`: links to files inside the tree are read as those
+    files (never a link out of it; docs/cli.md); `storage_options`: the
+    fsspec options of an object store URL; `layout` and `revision`: how a
+    local directory is read (merkle.source.layouts: "plain", "hf-cache",
+    "hf-local-dir"; a cache folder's snapshot).  What is left out of the
+    walk is not here: a build records it, a verifier takes the signed
+    exclusions."""
+
+    follow_symlinks: bool = False
+    storage_options: Mapping[str, Any] | None = None
+    layout: str | None = None
+    revision: str | None = None
 
 
 @dataclass(frozen=True)
@@ -67,27 +85,29 @@ class Listing:
 def list_source(
     path: str | os.PathLike[str],
     exclude: Sequence[str],
-    follow_symlinks: bool = False,
-    storage_options: dict[str, Any] | None = None,
+    walk: WalkOptions = WalkOptions(),
     layout: LayoutOptions | None = None,
     stream: bool = False,
 ) -> Listing:
-    """List `path`, leaving out what `exclude` covers.  How a local
-    directory is read is `layout` (merkle.source.layouts: a cache
+    """List `path`, leaving out what `exclude` covers, as `walk` says.  How
+    a local directory is read is `layout` (merkle.source.layouts: a cache
     snapshot's files are opened in blobs/, a local_dir's .cache/huggingface
-    is not part of the tree; "plain" is neither); its default, None,
-    recognises a layout by its shape, which only `merkle build` (that
-    records what it found) and `merkle hf verify` may do."""
+    is not part of the tree; "plain" is neither; its follow_symlinks and
+    exclude are `walk`'s and `exclude`); its default, None, recognises a
+    layout by its shape, which only `merkle build` (that records what it
+    found) and `merkle hf verify` may do."""
     name = os.fspath(path)
+    follow_symlinks = walk.follow_symlinks
     if is_url(name):
         if layout is not None and layout.layout not in (None, "plain"):
             raise UsageError(f"{option('layout')} applies to local directories", name)
+        storage_options = dict(walk.storage_options or {})
         fs, objects, problems = list_objects(name, exclude, storage_options)
         protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
         return Listing(
             objects,
             problems,
-            Access(protocol=protocol, storage_options=dict(storage_options or {}), fs=fs),
+            Access(protocol=protocol, storage_options=storage_options, fs=fs),
             REMOTE_JOBS,
             {o.path: o.metadata() for o in objects},
         )
@@ -99,5 +119,5 @@ def list_source(
     if stream:
         result, directories = walk_stream(local, exclude, follow_symlinks)
         return Listing(result.files, result.problems, Access(follow_symlinks), stream=directories)
-    listing = walk(local, exclude, follow_symlinks)
+    listing = walk_tree(local, exclude, follow_symlinks)
     return Listing(listing.files, listing.problems, Access(follow_symlinks))

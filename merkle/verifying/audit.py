@@ -18,15 +18,15 @@ from typing import Any
 
 from merkle.errors import SourceError, UsageError, option
 from merkle.format.manifest import FileEntry, Manifest
-from merkle.hashing.cluster import Cluster
 from merkle.hashing.engine import feed_hasher
-from merkle.report import Outcome, Progress, Report, Status
+from merkle.hashing.options import HashOptions
+from merkle.report import Outcome, Report, Status
 from merkle.source.layouts import LayoutOptions, choose_layout
-from merkle.source.listing import Listing, list_source
+from merkle.source.listing import Listing, WalkOptions, list_source
 from merkle.source.readers import Listed, Opener
 from merkle.source.walk import blocked_by
 from merkle.tree import rfc6962
-from merkle.verifying.tree import verify
+from merkle.verifying.tree import verify_with
 
 MAX_SAMPLE_SHOWN = 3
 
@@ -126,7 +126,7 @@ def audit_fast(url: str, manifest: Manifest, storage_options: dict[str, Any] | N
             f"{option('audit_fast')} needs a manifest built from an object store"
         )
     started = time.perf_counter()
-    listing = list_source(url, manifest.exclude, storage_options=storage_options, layout=_reading(url, manifest))
+    listing = list_source(url, manifest.exclude, WalkOptions(storage_options=storage_options), _reading(url, manifest))
     outcomes, both = _diff(manifest, listing)
     for entry, _ in both:
         then = manifest.metadata.get(entry.path, {})
@@ -152,7 +152,7 @@ def audit_sample(
     if not 0 < fraction <= 1:
         raise UsageError(f"{option('audit_sample')} takes a fraction in (0, 1]")
     started = time.perf_counter()
-    listing = list_source(url, manifest.exclude, storage_options=storage_options, layout=_reading(url, manifest))
+    listing = list_source(url, manifest.exclude, WalkOptions(storage_options=storage_options), _reading(url, manifest))
     outcomes, both = _diff(manifest, listing)
     spans = [(entry, obj, rfc6962.chunk_count(entry.size, manifest.chunk_size)) for entry, obj in both]
     total = sum(n for _, _, n in spans)
@@ -209,26 +209,11 @@ def _chunk_leaf(opener: Opener, obj: Listed, manifest: Manifest, index: int) -> 
 
 
 def audit_full(
-    url: str,
-    manifest: Manifest,
-    storage_options: dict[str, Any] | None = None,
-    jobs: int | None = None,
-    progress: Progress | None = None,
-    checkpoint: bool = False,
-    cluster: Cluster | None = None,
-    resume: bool = False,
+    url: str, manifest: Manifest, walk: WalkOptions = WalkOptions(), hashing: HashOptions = HashOptions()
 ) -> Report:
-    """Every byte rehashed; with `checkpoint`, objects are recorded as they
-    are hashed, and a rerun with `resume` after an interruption skips those
-    still in the same state (same ETag, version, size), counted in
-    `progress.resumed_files` and `resumed_bytes` (merkle.hashing.checkpoint)."""
-    return verify(
-        url,
-        manifest,
-        storage_options=storage_options,
-        jobs=jobs,
-        progress=progress,
-        checkpoint=checkpoint,
-        resume=resume,
-        cluster=cluster,
-    )
+    """Every byte rehashed, as `verify` does; with `hashing.checkpoint`,
+    objects are recorded as they are hashed, and a rerun with `resume` after
+    an interruption skips those still in the same state (same ETag, version,
+    size), counted in `progress.resumed_files` and `resumed_bytes`
+    (merkle.hashing.checkpoint)."""
+    return verify_with(url, manifest, walk=walk, hashing=hashing)

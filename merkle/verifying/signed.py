@@ -14,6 +14,7 @@ describes).  Nothing in a bundle is used before its signature checked out.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 from collections.abc import Sequence
@@ -21,14 +22,16 @@ from typing import Any
 
 from merkle.errors import BundleError, FormatError, MerkleError, UsageError
 from merkle.format.manifest import MANIFEST_SUFFIX, SIDECAR_SUFFIX, Manifest, Summary
-from merkle.report import Progress, Report
+from merkle.hashing.options import HashOptions
+from merkle.report import Report
 from merkle.signing import oms, trust
 from merkle.signing.attestations import Store, StoreChoice, as_store
 from merkle.signing.envelope import BundleFile
 from merkle.signing.keys import load_certificates, load_public_key
 from merkle.signing.statements import Verified
 from merkle.signing.trust import TrustPolicy
-from merkle.verifying.tree import verify
+from merkle.source.listing import WalkOptions
+from merkle.verifying.tree import CheckOptions, verify_with
 
 
 def read_bundles(paths: Sequence[str | os.PathLike[str]]) -> list[BundleFile]:
@@ -173,7 +176,7 @@ def verify_signed(
     certificates `cas`, or as `policy` says), then the tree under `path`, as
     `merkle verify PATH BUNDLE... --key PUB` does.  `attestations` holds the
     rollback records (True: the default store; False: none).  `options` are
-    merkle.verify's (allow_extra, exclude, sparse, only, jobs...).
+    merkle.verify's keywords (allow_extra, exclude, sparse, only, jobs...).
 
     Returns the verified statement and the Report of the content; raises
     SignatureError, BundleError or PolicyError (exit 1) before any content
@@ -181,7 +184,22 @@ def verify_signed(
     chosen = chosen_policy(keys, cas, policy)
     if chosen is None:
         raise UsageError("a signed bundle needs keys=, cas= or policy= to be trusted")
-    return verify_opened(path, read_bundles(bundles), chosen, store=as_store(attestations), **options)
+    check, walk, hashing = _split(options)
+    return verify_opened(
+        path, read_bundles(bundles), chosen, store=as_store(attestations), check=check, walk=walk, hashing=hashing
+    )
+
+
+def _split(options: dict[str, Any]) -> tuple[CheckOptions, WalkOptions, HashOptions]:
+    """merkle.verify's keywords, each to the options object with its name."""
+    kinds = (CheckOptions, WalkOptions, HashOptions)
+    parts: tuple[dict[str, Any], ...] = ({}, {}, {})
+    for key, value in options.items():
+        owner = next((i for i, kind in enumerate(kinds) if key in {f.name for f in dataclasses.fields(kind)}), None)
+        if owner is None:
+            raise TypeError(f"verify_signed() got an unexpected keyword argument {key!r}")
+        parts[owner][key] = value
+    return CheckOptions(**parts[0]), WalkOptions(**parts[1]), HashOptions(**parts[2])
 
 
 def verify_opened(
@@ -190,19 +208,14 @@ def verify_opened(
     policy: TrustPolicy,
     *,
     store: Store | None = None,
-    allow_extra: bool = False,
-    exclude: Sequence[str] = (),
-    follow_symlinks: bool = False,
-    jobs: int | None = None,
-    progress: Progress | None = None,
     now: datetime.datetime | None = None,
-    sparse: bool = False,
-    only: Sequence[str] | None = None,
-    storage_options: dict[str, Any] | None = None,
-    revision: str | None = None,
-    layout: str | None = None,
+    check: CheckOptions = CheckOptions(),
+    walk: WalkOptions = WalkOptions(),
+    hashing: HashOptions = HashOptions(),
 ) -> tuple[Verified, Report]:
-    """Check signatures and policy, then the content under `path`.
+    """Check signatures and policy, then the content under `path` (as
+    `merkle.verifying.tree.verify_with` does, or for an OpenSSF statement as
+    merkle.signing.oms.verify does: whole, with `hashing.jobs`).
 
     Raises SignatureError/BundleError/PolicyError (exit 1) before any byte of
     content is read when the bundles cannot be trusted."""
@@ -213,23 +226,12 @@ def verify_opened(
             "check single files with a file proof"
         )
     if verified.manifest is not None:
-        report = verify(
-            path,
-            verified.manifest,
-            allow_extra=allow_extra,
-            exclude=exclude,
-            follow_symlinks=follow_symlinks,
-            jobs=jobs,
-            progress=progress,
-            sparse=sparse,
-            only=only,
-            storage_options=storage_options,
-            revision=revision,
-            layout=layout,
-        )
+        report = verify_with(path, verified.manifest, check, walk, hashing)
     else:
         assert verified.oms is not None
-        if sparse or only is not None:
+        if check.sparse or check.only is not None:
             raise UsageError("sparse checks and chosen files need a merkle bundle; OpenSSF bundles are checked whole")
-        report = oms.verify(path, verified.oms, jobs=jobs, progress=progress, layout=layout, revision=revision)
+        report = oms.verify(
+            path, verified.oms, jobs=hashing.jobs, progress=hashing.progress, layout=walk.layout, revision=walk.revision
+        )
     return verified, report

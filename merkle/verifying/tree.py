@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from merkle.errors import UsageError, option
@@ -12,12 +13,34 @@ from merkle.format.hub import MAX_POINTER_SIZE, SHA256, parse_lfs_pointer
 from merkle.format.manifest import FileEntry, Manifest
 from merkle.hashing.checkpoint import Checkpoint, Job, hash_resumable, job
 from merkle.hashing.cluster import Cluster
+from merkle.hashing.engine import FileDigest
+from merkle.hashing.options import HashOptions
 from merkle.report import Outcome, Progress, Report, Status
 from merkle.source.layouts import LayoutOptions, choose_layout
-from merkle.source.listing import list_source
+from merkle.source.listing import Listing, WalkOptions, list_source
 from merkle.source.readers import Listed
 from merkle.source.walk import Excluder, WalkedFile, blocked_by
 from merkle.tree.hasher import DIGEST_SIZE
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    """How a verdict is reached.  Closed world: files the manifest does not
+    list are EXTRA and fail, unless `allow_extra`; `exclude` hides extras
+    (patterns, as a manifest's; a listed file is always checked);
+    `sparse`: listed files absent on disk are ABSENT, not a failure (a
+    partial checkout); `only`: check just these listed paths (nothing else
+    is reported, and a name the manifest does not list is an error)."""
+
+    allow_extra: bool = False
+    exclude: tuple[str, ...] = ()
+    sparse: bool = False
+    only: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "exclude", tuple(self.exclude))
+        if self.only is not None:
+            object.__setattr__(self, "only", tuple(self.only))
 
 
 def verify(
@@ -39,45 +62,77 @@ def verify(
     layout: str | None = None,
 ) -> Report:
     """Check every file under `path` against `manifest` (a Manifest or the
-    path of a manifest file).  Closed world: files the manifest does not list
-    are EXTRA and fail unless `allow_extra`.  Never raises for a bad file; it
-    is reported.  Raises FormatError for a bad manifest, SourceError when
-    `path` itself cannot be read.
+    path of a manifest file).  The keywords are those of CheckOptions (how
+    the verdict is reached), WalkOptions (how `path` is read) and
+    HashOptions (how hashing runs); `verify_with` takes the three objects."""
+    hashing = HashOptions(jobs, progress, checkpoint, resume, cluster)
+    check = CheckOptions(allow_extra, tuple(exclude), sparse, None if only is None else tuple(only))
+    return verify_with(path, manifest, check, WalkOptions(follow_symlinks, storage_options, layout, revision), hashing)
 
-    `sparse`: listed files absent on disk are ABSENT, not a failure (a
-    partial checkout).  `only`: check just these listed paths; nothing else
-    is reported, and a name the manifest does not list is an error.
+
+def verify_with(
+    path: str | os.PathLike[str],
+    manifest: Manifest | str | os.PathLike[str],
+    check: CheckOptions = CheckOptions(),
+    walk: WalkOptions = WalkOptions(),
+    hashing: HashOptions = HashOptions(),
+) -> Report:
+    """Check every file under `path` against `manifest` (a Manifest or the
+    path of a manifest file), as `check` says.  Never raises for a bad file;
+    it is reported.  Raises FormatError for a bad manifest, SourceError when
+    `path` itself cannot be read.
 
     A git-lfs pointer file standing in for a listed file (a clone made
     without git-lfs, a failed smudge) is not downloaded, not corrupt: ABSENT
     with `sparse`, MISSING otherwise.
 
     How `path` is read comes from the manifest and the caller, never from
-    what the tree holds (docs/hf.md, HF10): `layout` ("plain", "hf-cache",
-    "hf-local-dir"), else a recorded Hugging Face origin (its cache folder
-    or a snapshot, by name, as the cache; anything else as a local_dir,
-    without .cache/huggingface), else a plain tree.  `revision` picks the
-    snapshot of a Hugging Face cache folder (alone, it asks for one).
+    what the tree holds (docs/hf.md, HF10): `walk.layout` ("plain",
+    "hf-cache", "hf-local-dir"), else a recorded Hugging Face origin (its
+    cache folder or a snapshot, by name, as the cache; anything else as a
+    local_dir, without .cache/huggingface), else a plain tree.
+    `walk.revision` picks the snapshot of a Hugging Face cache folder
+    (alone, it asks for one).
 
-    `checkpoint` and `resume`: as for `build` (a checkpoint of the files
-    hashed, in the user's private directory, read only with `resume`; it is
-    deleted once every file is hashed).  `cluster`: as for `build`."""
+    A checkpoint (`hashing.checkpoint`, `resume`) records the files hashed,
+    as for a build; it is deleted once every file is hashed."""
     started = time.perf_counter()
-    if not isinstance(checkpoint, bool) or not isinstance(resume, bool):
-        raise UsageError(
-            "checkpoint and resume take True or False: checkpoints are kept in a private "
-            "per-user directory ($MERKLE_CHECKPOINTS), never at a path given"
-        )
-    if resume and cluster is not None:
-        raise UsageError("resume: a check on a cluster keeps no checkpoint")
     if not isinstance(manifest, Manifest):
         manifest = Manifest.load(manifest)
-    chosen = choose_layout(path, manifest.origin, layout, revision)
-    reading = LayoutOptions(chosen, revision, bookkeeping=False)
-    listing = list_source(path, manifest.exclude, follow_symlinks, storage_options, reading)
-    if listing.found is None and revision:
+    chosen = choose_layout(path, manifest.origin, walk.layout, walk.revision)
+    reading = LayoutOptions(chosen, walk.revision, bookkeeping=False)
+    listing = list_source(path, manifest.exclude, walk, reading)
+    if listing.found is None and walk.revision:
         raise UsageError(f"{option('revision')} applies to Hugging Face cache folders", os.fspath(path))
-    ignored = Excluder(exclude)  # the caller's exclusions only hide extras
+    outcomes, to_hash = _compare(manifest, listing, check)
+    digests = _hash(path, manifest, listing, [w for _, w in to_hash], walk, hashing)
+    hashed = 0
+    for (entry, _), digest in zip(to_hash, digests, strict=True):
+        if digest.error is not None:
+            outcomes.append(Outcome(entry.path, Status.ERROR, digest.error.message))
+            continue
+        hashed += entry.size
+        if digest.root == entry.root:
+            outcomes.append(Outcome(entry.path, Status.OK))
+        else:
+            outcomes.append(Outcome(entry.path, Status.MISMATCH, _diff_detail(manifest, entry, digest.leaves)))
+    outcomes.sort(key=lambda o: o.path)
+    return Report(
+        manifest.root,
+        manifest.algorithm,
+        tuple(outcomes),
+        check.allow_extra,
+        hashed,
+        time.perf_counter() - started,
+    )
+
+
+def _compare(
+    manifest: Manifest, listing: Listing, check: CheckOptions
+) -> tuple[list[Outcome], list[tuple[FileEntry, Listed]]]:
+    """The outcomes decided without reading content, and the listed files
+    whose content is to be hashed, with their entries."""
+    ignored = Excluder(check.exclude)  # the caller's exclusions only hide extras
     present = {f.path: f for f in listing.files}
     unreadable = tuple(p.path + "/" for p in listing.problems if p.unreadable_dir)
     outcomes: list[Outcome] = []
@@ -85,8 +140,8 @@ def verify(
 
     problems = every_problem = {p.path: p for p in listing.problems}
     entries: Sequence[FileEntry] = manifest.files
-    if only is not None:
-        wanted = dict.fromkeys(only)
+    if check.only is not None:
+        wanted = dict.fromkeys(check.only)
         entries = [e for e in manifest.files if e.path in wanted]
         listed = {e.path for e in entries}
         outcomes += [Outcome(p, Status.ERROR, "not listed in the manifest") for p in wanted if p not in listed]
@@ -102,12 +157,12 @@ def verify(
             elif problem is None and entry.path.startswith(unreadable):
                 outcomes.append(Outcome(entry.path, Status.ERROR, "inside a directory that cannot be listed"))
             elif problem is None:
-                outcomes.append(Outcome(entry.path, Status.ABSENT if sparse else Status.MISSING))
+                outcomes.append(Outcome(entry.path, Status.ABSENT if check.sparse else Status.MISSING))
             else:
                 outcomes.append(Outcome(entry.path, Status.ERROR, problem.reason))
         elif found.size != entry.size:
             outcomes.append(
-                _pointer_outcome(found, entry, sparse)
+                _pointer_outcome(found, entry, check.sparse)
                 or Outcome(entry.path, Status.MISMATCH, f"size {found.size}, expected {entry.size}")
             )
         else:
@@ -126,82 +181,55 @@ def verify(
             outcomes.append(Outcome(problem.path, Status.ERROR, problem.reason))
         else:
             outcomes.append(Outcome(problem.path, Status.EXTRA, problem.reason))
-
-    if cluster is not None:
-        digests = cluster.hash_files([w for _, w in to_hash], manifest.algorithm, manifest.chunk_size, listing.access)
-    else:
-        state = None
-        if checkpoint or resume:
-            state = Checkpoint.open(
-                checkpoint_job(
-                    path,
-                    manifest,
-                    follow_symlinks=follow_symlinks,
-                    storage_options=storage_options,
-                    revision=revision,
-                    layout=chosen,
-                ),
-                resume,
-            )
-        try:
-            digests = hash_resumable(
-                [w for _, w in to_hash],
-                manifest.hasher,
-                manifest.chunk_size,
-                state,
-                jobs or listing.jobs,
-                progress,
-                listing.access.opener(),
-            )
-        except BaseException:  # interrupted: what was finished stays for a resume
-            if state is not None:
-                state.keep()
-            raise
-        if state is not None:
-            state.discard()
-    hashed = 0
-    for (entry, _), digest in zip(to_hash, digests, strict=True):
-        if digest.error is not None:
-            outcomes.append(Outcome(entry.path, Status.ERROR, digest.error.message))
-            continue
-        hashed += entry.size
-        if digest.root == entry.root:
-            outcomes.append(Outcome(entry.path, Status.OK))
-        else:
-            outcomes.append(Outcome(entry.path, Status.MISMATCH, _diff_detail(manifest, entry, digest.leaves)))
-    outcomes.sort(key=lambda o: o.path)
-    return Report(
-        manifest.root,
-        manifest.algorithm,
-        tuple(outcomes),
-        allow_extra,
-        hashed,
-        time.perf_counter() - started,
-    )
+    return outcomes, to_hash
 
 
-def checkpoint_job(
+def _hash(
     path: str | os.PathLike[str],
     manifest: Manifest,
-    *,
-    follow_symlinks: bool = False,
-    storage_options: dict[str, Any] | None = None,
-    revision: str | None = None,
-    layout: str | None = None,
-) -> Job:
-    """What the checkpoint of `verify(path, manifest, ...)` with these
-    options is valid for (merkle.hashing.checkpoint): how the files are read and
+    listing: Listing,
+    files: Sequence[Listed],
+    walk: WalkOptions,
+    hashing: HashOptions,
+) -> list[FileDigest]:
+    if hashing.cluster is not None:
+        return hashing.cluster.hash_files(files, manifest.algorithm, manifest.chunk_size, listing.access)
+    state = None
+    if hashing.keeps_checkpoint:
+        state = Checkpoint.open(checkpoint_job(path, manifest, walk), hashing.resume)
+    try:
+        digests = hash_resumable(
+            files,
+            manifest.hasher,
+            manifest.chunk_size,
+            state,
+            hashing.jobs or listing.jobs,
+            hashing.progress,
+            listing.access.opener(),
+        )
+    except BaseException:  # interrupted: what was finished stays for a resume
+        if state is not None:
+            state.keep()
+        raise
+    if state is not None:
+        state.discard()
+    return digests
+
+
+def checkpoint_job(path: str | os.PathLike[str], manifest: Manifest, walk: WalkOptions = WalkOptions()) -> Job:
+    """What the checkpoint of `verify_with(path, manifest, ..., walk)` is
+    valid for (merkle.hashing.checkpoint): how the files are read and
     hashed, never the manifest's roots."""
     return job(
         "verify",
         os.fspath(path),
-        storage_options,
+        dict(walk.storage_options) if walk.storage_options is not None else None,
         algorithm=manifest.algorithm,
         chunk_size=manifest.chunk_size,
         exclude=list(manifest.exclude),
-        follow_symlinks=follow_symlinks,
-        layout=choose_layout(path, manifest.origin, layout, revision),
-        revision=revision,
+        follow_symlinks=walk.follow_symlinks,
+        layout=choose_layout(path, manifest.origin, walk.layout, walk.revision),
+        revision=walk.revision,
     )
 
 
