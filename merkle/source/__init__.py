@@ -9,8 +9,9 @@ files or sockets.
   integration provides (a Hugging Face cache snapshot, a local_dir),
   found by name in a registry the core keeps; which one a verifier reads.
 - `listing`: one door for every source: a sorted list of objects, the
-  problems met, and how to open them (`Access`, which a worker can take).
-- `ranged`: byte ranges of one file or object (partial checks, the reader).
+  problems met, and how to open them (`Access`, which a worker can take:
+  the one place the local or remote reader is chosen).
+- `readers`: the one reader protocol and its local and fsspec readers.
 - `userdir`: this user's private state directory (checkpoints, the
   attestation store), refused when others could write it.
 """
