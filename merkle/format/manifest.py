@@ -480,8 +480,6 @@ class Manifest:
         manifest, or a bundle that signs it): the object metadata
         (PATH.objects.json) and the leaf sidecar (PATH.leaves), those this
         manifest carries."""
-        from merkle.source.local import write_atomic
-
         if self.metadata is not None:
             write_atomic(path + METADATA_SUFFIX, (strictjson.dumps(dict(self.metadata)) + "\n").encode())
         if self.layers is not None:

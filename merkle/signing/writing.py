@@ -19,7 +19,7 @@ from merkle.format.manifest import MANIFEST_SUFFIX, SIDECAR_SUFFIX, Manifest
 from merkle.signing import statements, trust
 from merkle.signing.attestations import Store, StoreChoice, as_store
 from merkle.signing.envelope import Bundle, BundleFile
-from merkle.signing.keys import PrivateKey
+from merkle.signing.keys import PrivateKey, load_private_key
 from merkle.signing.statements import Verified
 from merkle.signing.trust import History, TrustPolicy
 from merkle.source.local import write_atomic
@@ -108,8 +108,6 @@ def sign(
     (with OUTPUT.leaves, and OUTPUT.manifest when `compact`).  `version`,
     when given, makes verifiers refuse older versions of `name` from this
     signer; `key` is a private key or a PEM key file."""
-    from merkle.signing.keys import load_private_key
-
     private = load_private_key(os.fspath(key)) if isinstance(key, (str, os.PathLike)) else key
     out = os.fspath(output)
     bundle = statements.sign(

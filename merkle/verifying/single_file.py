@@ -14,6 +14,7 @@ from merkle.format.fileproof import MAX_PROOF_BYTES, FileProof
 from merkle.format.manifest import Summary
 from merkle.format.tensors import TensorInfo, find_tensor
 from merkle.hashing.files import hash_file
+from merkle.source.local import read_capped
 from merkle.source.readers import Reader
 from merkle.verifying.ranges import FileAuth
 from merkle.verifying.reader import VerifiedReader
@@ -23,8 +24,6 @@ TENSOR_PIECE = 1 << 20
 
 def read_file_proof(path: str | os.PathLike[str]) -> FileProof:
     """A file proof from its file (size capped before decoding)."""
-    from merkle.source.local import read_capped
-
     name = os.fspath(path)
     return FileProof.from_json(read_capped(name, MAX_PROOF_BYTES), name)
 
