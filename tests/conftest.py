@@ -1,6 +1,8 @@
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,36 @@ def run_cli(
         env=env,
         input=stdin.decode() if stdin is not None else None,
     )
+
+
+_HOME_VARIABLES = ("XDG_CACHE_HOME", "HF_HOME", "MERKLE_STORE", "MERKLE_CHECKPOINTS")
+_home = pytest.StashKey[tuple[str, dict[str, str | None]]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Each test process (pytest-xdist runs one per CPU) gets its own cache
+    directories before anything is imported or started: what fixtures wider
+    than a test (a module's signed bundle, a Hugging Face cache) and the
+    programs they run would write under ~/.cache is the process's, never
+    shared with another worker, another run or the user."""
+    home = tempfile.mkdtemp(prefix="merkle-tests-")
+    config.stash[_home] = home, {k: os.environ.get(k) for k in _HOME_VARIABLES}
+    os.environ["XDG_CACHE_HOME"] = os.path.join(home, "cache")
+    os.environ["HF_HOME"] = os.path.join(home, "cache", "huggingface")
+    os.environ["MERKLE_STORE"] = os.path.join(home, "store")
+    os.environ["MERKLE_CHECKPOINTS"] = os.path.join(home, "checkpoints")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _home not in config.stash:
+        return
+    home, saved = config.stash[_home]
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
