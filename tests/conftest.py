@@ -1,28 +1,12 @@
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
-
-def run_cli(
-    *args: str, cwd: Path | None = None, timeout: float = 60, stdin: bytes | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run the real `merkle` program in a child process."""
-    env = dict(os.environ, PYTHONWARNINGS="error::ResourceWarning")
-    return subprocess.run(
-        [sys.executable, "-m", "merkle", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        input=stdin.decode() if stdin is not None else None,
-    )
-
+pytest.register_assert_rewrite("support")  # before it is imported
+from support.cli import run_cli  # noqa: E402
 
 _HOME_VARIABLES = ("XDG_CACHE_HOME", "HF_HOME", "MERKLE_STORE", "MERKLE_CHECKPOINTS")
 _home = pytest.StashKey[tuple[str, dict[str, str | None]]]()
@@ -84,24 +68,6 @@ def model_dir(tmp_path: Path) -> Path:
     (d / "empty.txt").write_bytes(b"")
     (d / "vocabulário.txt").write_text("a\nb\n", encoding="utf-8")
     return d
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
-    err = result.stderr.strip()
-    assert "Traceback" not in result.stderr
-    assert err.startswith("merkle: error: "), err
-    assert len(err.splitlines()) == 1, err
-    for needle in needles:
-        assert needle in err, (needle, err)
-
-
-def statuses(stdout: str) -> dict[str, str]:
-    """{path: symbol} from `merkle verify` lines like '* a.bin  (detail)'."""
-    out = {}
-    for line in stdout.splitlines():
-        symbol, _, rest = line.partition(" ")
-        out[rest.split("  (")[0]] = symbol
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import assert_one_line_error
+from support.cli import assert_one_line_error
 
 CHUNK = "4K"
 

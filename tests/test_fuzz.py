@@ -758,7 +758,7 @@ def test_sums_parser(seeds: Seeds, data: st.DataObject) -> None:
 
 @pytest.fixture(scope="module")
 def signed_tree(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    from conftest import run_cli
+    from support.cli import run_cli
 
     base = tmp_path_factory.mktemp("signed")
     tree = base / "t"
@@ -801,7 +801,7 @@ def test_malformed_store_index_is_one_line_naming_it(cli, signed_tree, private_s
     """Issue 14 item 7 (parse only): `internal error: TypeError` before (or a
     bundle path outside the store); now every command that reads the index
     says which file is malformed."""
-    from conftest import assert_one_line_error
+    from support.cli import assert_one_line_error
 
     tree, bundle, key = signed_tree
     private_store.mkdir()

@@ -17,12 +17,12 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import hf_layout as hl
 import pytest
-from conftest import assert_one_line_error, run_cli, statuses
 from huggingface_hub import scan_cache_dir
 from huggingface_hub._local_folder import write_download_metadata
 from huggingface_hub.utils.sha import git_hash
+from support import hf_layout as hl
+from support.cli import assert_one_line_error, run_cli, statuses
 
 import merkle
 from merkle.errors import FormatError, IntegrityError, PolicyError, UsageError

@@ -7,7 +7,6 @@ import os
 import re
 from pathlib import Path
 
-import hf_layout as hl
 import pytest
 from huggingface_hub import hf_hub_download, scan_cache_dir, snapshot_download, try_to_load_from_cache
 from huggingface_hub._local_folder import get_local_download_paths, read_download_metadata
@@ -18,6 +17,7 @@ from huggingface_hub.utils._shared_blobs import is_shared_blobs_dir, shared_blob
 from huggingface_hub.utils._verification import FolderVerification, collect_local_files, verify_maps
 from huggingface_hub.utils._xet import is_valid_xet_hash
 from huggingface_hub.utils.sha import git_hash
+from support import hf_layout as hl
 
 REPO_ID = "sentence-transformers/all-MiniLM-L6-v2"
 LFS_FILE = "model.safetensors"

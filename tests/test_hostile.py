@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import assert_one_line_error, statuses
+from support.cli import assert_one_line_error, statuses
 
 import merkle
 from merkle.errors import FormatError, PathError, UnsupportedError

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import assert_one_line_error, run_cli, statuses
+from support.cli import assert_one_line_error, run_cli, statuses
 
 import merkle
 from merkle.errors import UsageError

@@ -18,7 +18,7 @@ import struct
 from pathlib import Path
 
 import pytest
-from conftest import assert_one_line_error
+from support.cli import assert_one_line_error
 
 import merkle
 from merkle.errors import SourceError

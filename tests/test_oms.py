@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import assert_one_line_error, run_cli, statuses
+from support.cli import assert_one_line_error, run_cli, statuses
 
 MODEL_SIGNING = Path(sys.executable).parent / "model_signing"
 OMS_PREDICATE = "https://model_signing/signature/v1.0"

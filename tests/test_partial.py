@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_one_line_error, run_cli, statuses
 from safetensors.numpy import load_file, save_file
+from support.cli import assert_one_line_error, run_cli, statuses
 
 import merkle
 from merkle.errors import ChunkError, FormatError, IntegrityError, ProofError, UsageError

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import fsspec
 import pytest
-from conftest import run_cli
+from support.cli import run_cli
 
 import merkle
 from merkle.errors import ChunkError, IntegrityError, SignatureError, UsageError

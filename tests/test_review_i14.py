@@ -14,11 +14,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import assert_one_line_error
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from support.cli import assert_one_line_error
 
 from merkle.signing.keys import generate, write_keypair
 

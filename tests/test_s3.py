@@ -7,7 +7,7 @@ import json
 import os
 
 import pytest
-from conftest import assert_one_line_error, statuses
+from support.cli import assert_one_line_error, statuses
 
 s3fs = pytest.importorskip("s3fs")  # installed by the test extras; CI runs these
 moto_server = pytest.importorskip("moto.server")

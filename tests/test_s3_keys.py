@@ -17,7 +17,7 @@ import json
 import os
 
 import pytest
-from conftest import assert_one_line_error, statuses
+from support.cli import assert_one_line_error, statuses
 
 s3fs = pytest.importorskip("s3fs")  # test extras; CI runs these
 boto3 = pytest.importorskip("boto3")

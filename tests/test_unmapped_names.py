@@ -8,7 +8,7 @@ from __future__ import annotations
 import unicodedata
 
 import pytest
-from conftest import statuses
+from support.cli import statuses
 
 
 @pytest.mark.parametrize(

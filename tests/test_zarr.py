@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_one_line_error
+from support.cli import assert_one_line_error
 
 import merkle
 from merkle.errors import FormatError, PathError, SignatureError, UsageError
