@@ -1,5 +1,5 @@
 """Local file names that name no canonical path are errors, as object keys
-are (tests/test_s3_keys.py): a second 'café.txt' spelt in NFD beside the
+are (tests/source/test_s3_keys.py): a second 'café.txt' spelt in NFD beside the
 signed NFC one, or a name with a backslash, is never an extra that
 --allow-extra lets pass without a word."""
 

@@ -1,13 +1,13 @@
 """The lint gate (sigstore-python's `make lint`): ruff's checks and its
 formatter agree with the tree, so the README's test command enforces them;
-mypy --strict is tests/test_typing.py."""
+mypy --strict is tests/project/test_typing.py."""
 
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PATHS = ["merkle", "tests", "benchmarks"]
 
 

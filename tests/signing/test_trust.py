@@ -24,7 +24,7 @@ from merkle.errors import FormatError, PolicyError, SignatureError
 from merkle.signing import statements
 from merkle.signing.keys import generate, key_id, load_private_key, load_public_key, write_keypair
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """The proof engine and hash functions against published vectors and against a
 spec-literal RFC 6962 implementation written here.
 
-Vectors are read in place from ../shared/vectors/ (never copied).  The
+Vectors are read in place from ../shared/vectors/ (beside the repository) (never copied).  The
 rfc6962/ probes come from transparency-dev/merkle; blake3.json from the BLAKE3
 team.  The spec-literal code below is RFC 6962 section 2.1 transcribed: MTH,
 PATH and PROOF/SUBPROOF, recursive, over the data entries themselves.
@@ -24,7 +24,7 @@ from merkle.errors import ProofError
 from merkle.tree import rfc6962
 from merkle.tree.hasher import tree_hasher
 
-VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors"
+VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors"
 RFC = VECTORS / "rfc6962"
 
 SHA = tree_hasher("sha256")
