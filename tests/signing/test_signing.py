@@ -556,7 +556,7 @@ def test_same_version_with_other_content_is_refused(cli, tmp_path, model_dir, ke
     assert cli("verify", str(model_dir), str(a), "--key", pub(k)).returncode == 0
     (model_dir / "config.json").write_text('{"hidden_size": 768}\n')
     # signed where this store is not seen (on this machine the signing itself is refused:
-    # tests/test_review_i14.py::test_re_signing_a_version_with_other_bytes_is_refused_when_signing)
+    # tests/signing/test_review_i14.py::test_re_signing_a_version_with_other_bytes_is_refused_when_signing)
     c = signed_bundle(cli, model_dir, k, tmp_path / "c.json", "--version", "3", "--no-store")
     r = cli("verify", str(model_dir), str(c), "--key", pub(k))
     assert_error(r, 1, str(c), "another root")
