@@ -1,3 +1,10 @@
+"""Fixtures every test shares.
+
+tests/ mirrors merkle/: a module's tests sit in the folder of that module's package (tests/tree/,
+tests/format/, ... tests/hf/, tests/zarr/, tests/cli/), the tests of top-level modules (the public API,
+_native, building, dask) at the top; tests/project/ holds the repository's own gates (the README's
+commands, lint, types); tests/support/ the helpers, imported as `support`."""
+
 import os
 import shutil
 import tempfile
