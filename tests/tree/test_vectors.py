@@ -1,7 +1,7 @@
 """The proof engine and hash functions against published vectors and against a
 spec-literal RFC 6962 implementation written here.
 
-Vectors are read in place from ../shared/vectors/ (beside the repository) (never copied).  The
+Vectors are read in place from ../shared/vectors/ (tests/support/vectors.py).  The
 rfc6962/ probes come from transparency-dev/merkle; blake3.json from the BLAKE3
 team.  The spec-literal code below is RFC 6962 section 2.1 transcribed: MTH,
 PATH and PROOF/SUBPROOF, recursive, over the data entries themselves.
@@ -12,19 +12,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import re
 from functools import cache
 from pathlib import Path
 
 import blake3
 import pytest
+from support.vectors import VECTORS, readme_leaves_and_roots
 
 import merkle
 from merkle.errors import ProofError
 from merkle.tree import rfc6962
 from merkle.tree.hasher import tree_hasher
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors"
 RFC = VECTORS / "rfc6962"
 
 SHA = tree_hasher("sha256")
@@ -89,7 +88,7 @@ def _data(n: int) -> tuple[bytes, ...]:
 
 def test_spec_literal_matches_the_published_roots():
     """Guard the reference itself: it reproduces the README's roots."""
-    leaves, roots = _readme_leaves_and_roots()
+    leaves, roots = readme_leaves_and_roots()
     for n, want in roots.items():
         assert spec_mth(tuple(leaves[:n])) == want
 
@@ -140,18 +139,8 @@ def test_rfc6962_probe(probe: Path):
 # -- README roots for n = 1..8 -------------------------------------------------
 
 
-def _readme_leaves_and_roots() -> tuple[list[bytes], dict[int, bytes]]:
-    text = (VECTORS / "README.md").read_text()
-    section = text.split("## rfc6962/", 1)[1].split("\n## ", 1)[0]
-    m = re.search(r"leaves are these byte strings, in order \(hex\):(.*?)\.\s*\n\s*Roots", section, re.S)
-    assert m, "README leaf list not found"
-    leaves = [bytes.fromhex(item.strip().strip('"')) for item in m.group(1).split(",")]
-    roots = {int(n): bytes.fromhex(h) for n, h in re.findall(r"^- n=(\d+) ([0-9a-f]{64})$", section, re.M)}
-    return leaves, roots
-
-
 def test_readme_parse():
-    leaves, roots = _readme_leaves_and_roots()
+    leaves, roots = readme_leaves_and_roots()
     assert leaves[0] == b"" and leaves[1] == b"\x00" and leaves[-1] == bytes(range(0x60, 0x70))
     assert len(leaves) == 8
     assert sorted(roots) == list(range(1, 9))
@@ -159,7 +148,7 @@ def test_readme_parse():
 
 @pytest.mark.parametrize("n", range(1, 9))
 def test_published_roots(n: int):
-    leaves, roots = _readme_leaves_and_roots()
+    leaves, roots = readme_leaves_and_roots()
     assert rfc6962.root(SHA, [SHA.leaf(x) for x in leaves[:n]]) == roots[n]
     # The leaf layer streamed through leaf_hasher() gives the same leaves.
     streamed = []
@@ -175,7 +164,7 @@ def test_published_root_one_leaf_is_one_chunk_file(tmp_path: Path):
     """n=1 (the single leaf "") is not a file: an empty file has zero chunks
     and root H("").  The meaningful file-level case is a file whose single
     chunk is a published leaf: its root is that leaf's hash."""
-    leaves, roots = _readme_leaves_and_roots()
+    leaves, roots = readme_leaves_and_roots()
     for i, x in enumerate(leaves[1:], 1):
         f = tmp_path / f"leaf{i}"
         f.write_bytes(x)
