@@ -1,25 +1,48 @@
+"""Fixtures every test shares.
+
+tests/ mirrors merkle/: a module's tests sit in the folder of that module's package (tests/tree/,
+tests/format/, ... tests/hf/, tests/zarr/, tests/cli/), the tests of top-level modules (the public API,
+_native, building, dask) at the top; tests/project/ holds the repository's own gates (the README's
+commands, lint, types); tests/support/ the helpers, imported as `support`."""
+
 import os
-import subprocess
-import sys
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
+pytest.register_assert_rewrite("support")  # before it is imported
+from support.cli import run_cli  # noqa: E402
 
-def run_cli(
-    *args: str, cwd: Path | None = None, timeout: float = 60, stdin: bytes | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run the real `merkle` program in a child process."""
-    env = dict(os.environ, PYTHONWARNINGS="error::ResourceWarning")
-    return subprocess.run(
-        [sys.executable, "-m", "merkle", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        input=stdin.decode() if stdin is not None else None,
-    )
+_HOME_VARIABLES = ("XDG_CACHE_HOME", "HF_HOME", "MERKLE_STORE", "MERKLE_CHECKPOINTS")
+_home = pytest.StashKey[tuple[str, dict[str, str | None]]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Each test process (pytest-xdist runs one per CPU) gets its own cache
+    directories before anything is imported or started: what fixtures wider
+    than a test (a module's signed bundle, a Hugging Face cache) and the
+    programs they run would write under ~/.cache is the process's, never
+    shared with another worker, another run or the user."""
+    home = tempfile.mkdtemp(prefix="merkle-tests-")
+    config.stash[_home] = home, {k: os.environ.get(k) for k in _HOME_VARIABLES}
+    os.environ["XDG_CACHE_HOME"] = os.path.join(home, "cache")
+    os.environ["HF_HOME"] = os.path.join(home, "cache", "huggingface")
+    os.environ["MERKLE_STORE"] = os.path.join(home, "store")
+    os.environ["MERKLE_CHECKPOINTS"] = os.path.join(home, "checkpoints")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _home not in config.stash:
+        return
+    home, saved = config.stash[_home]
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
@@ -52,24 +75,6 @@ def model_dir(tmp_path: Path) -> Path:
     (d / "empty.txt").write_bytes(b"")
     (d / "vocabulário.txt").write_text("a\nb\n", encoding="utf-8")
     return d
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
-    err = result.stderr.strip()
-    assert "Traceback" not in result.stderr
-    assert err.startswith("merkle: error: "), err
-    assert len(err.splitlines()) == 1, err
-    for needle in needles:
-        assert needle in err, (needle, err)
-
-
-def statuses(stdout: str) -> dict[str, str]:
-    """{path: symbol} from `merkle verify` lines like '* a.bin  (detail)'."""
-    out = {}
-    for line in stdout.splitlines():
-        symbol, _, rest = line.partition(" ")
-        out[rest.split("  (")[0]] = symbol
-    return out
 
 
 @pytest.fixture(scope="module")

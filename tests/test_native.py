@@ -20,6 +20,7 @@ import blake3
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.vectors import VECTORS, readme_leaves_and_roots
 
 from merkle._native import native
 from merkle.format import manifest
@@ -27,7 +28,6 @@ from merkle.format.manifest import FileEntry
 from merkle.tree import rfc6962
 from merkle.tree.hasher import tree_hasher
 
-VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors"
 B3, SHA = tree_hasher("blake3"), tree_hasher("sha256")
 
 if os.environ.get("MERKLE_PURE", "") in ("", "0"):
@@ -114,9 +114,7 @@ def test_native_tree_root_equals_pure(hasher, n):
 
 def test_native_tree_root_rfc6962_published_roots():
     """The roots the vectors' README publishes for the first n reference leaves (n = 1..8)."""
-    from test_vectors import _readme_leaves_and_roots
-
-    leaves, roots = _readme_leaves_and_roots()
+    leaves, roots = readme_leaves_and_roots()
     assert len(roots) == 8
     for n, want in roots.items():
         hashed = b"".join(hashlib.sha256(b"\0" + d).digest() for d in leaves[:n])

@@ -1,0 +1,229 @@
+"""OpenSSF model-signing interop (issue 3, item 4): the real `model_signing`
+CLI (model-signing 1.1.1) against the real `merkle` program, both ways,
+including a tampered file, extra and missing files and a wrong key."""
+
+import base64
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support.cli import assert_one_line_error, run_cli, statuses
+
+MODEL_SIGNING = Path(sys.executable).parent / "model_signing"
+OMS_PREDICATE = "https://model_signing/signature/v1.0"
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory):
+    d = tmp_path_factory.mktemp("keys")
+    out = {}
+    for name, kind in (("k1", "ecdsa-p256"), ("k2", "ecdsa-p256"), ("p384", "ecdsa-p384"), ("ed", "ed25519")):
+        r = run_cli("keygen", "-o", str(d / name), "--type", kind)
+        assert r.returncode == 0, r.stderr
+        out[name] = d / name
+    return out
+
+
+@pytest.fixture
+def model(model_dir):
+    """conftest's model (subdirectory, empty file, non-ASCII name) plus git
+    metadata, which both tools leave out."""
+    (model_dir / ".git").mkdir()
+    (model_dir / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (model_dir / ".gitattributes").write_text("*.safetensors filter=lfs\n")
+    return model_dir
+
+
+def pub(key: Path) -> str:
+    return str(key) + ".pub"
+
+
+def ms(*args: str) -> subprocess.CompletedProcess[str]:
+    assert MODEL_SIGNING.exists(), MODEL_SIGNING
+    return subprocess.run(
+        [str(MODEL_SIGNING), *args], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+    )
+
+
+def ms_verify(model: Path, bundle: Path, key: Path) -> subprocess.CompletedProcess[str]:
+    return ms("verify", "key", str(model), "--signature", str(bundle), "--public_key", pub(key))
+
+
+def ms_sign(model: Path, bundle: Path, key: Path) -> subprocess.CompletedProcess[str]:
+    r = ms("sign", "key", str(model), "--private_key", str(key), "--signature", str(bundle))
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r
+
+
+def merkle_oms(cli, model: Path, key: Path, out: Path) -> Path:
+    r = cli("build", str(model), "--sign", str(key), "--format", "oms", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def statement(bundle: Path) -> dict:
+    return json.loads(base64.b64decode(json.loads(bundle.read_bytes())["dsseEnvelope"]["payload"]))
+
+
+def files_of(model: Path) -> dict[str, bytes]:
+    """Every regular file outside git metadata, by relative POSIX path."""
+    out = {}
+    for p in sorted(model.rglob("*")):
+        rel = p.relative_to(model).as_posix()
+        if p.is_file() and rel.split("/")[0] not in (".git", ".gitattributes"):
+            out[rel] = p.read_bytes()
+    return out
+
+
+# -- merkle signs, model_signing verifies --------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["k1", "p384"])
+def test_model_signing_verifies_merkles_bundle(cli, tmp_path, model, keys, key):
+    b = merkle_oms(cli, model, keys[key], tmp_path / "b.json")
+    r = ms_verify(model, b, keys[key])
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = cli("verify", str(model), str(b), "--key", pub(keys[key]))
+    assert r.returncode == 0, r.stderr
+    assert set(statuses(r.stdout)) == set(files_of(model))
+
+
+def test_merkles_oms_statement_matches_the_spec(cli, tmp_path, model, keys):
+    """Resources are whole-file SHA-256 of every file (the empty one and the
+    subdirectory too, not git metadata); the subject digest is SHA-256 over the
+    raw digests in listed order."""
+    b = merkle_oms(cli, model, keys["k1"], tmp_path / "b.json")
+    stmt = statement(b)
+    assert stmt["predicateType"] == OMS_PREDICATE
+    resources = stmt["predicate"]["resources"]
+    expected = {name: hashlib.sha256(data).hexdigest() for name, data in files_of(model).items()}
+    assert {r["name"]: r["digest"] for r in resources} == expected
+    assert "empty.txt" in expected and "1_Pooling/config.json" in expected
+    assert all(r["algorithm"] == "sha256" for r in resources)
+    joined = b"".join(bytes.fromhex(r["digest"]) for r in resources)
+    assert stmt["subject"] == [{"name": "model", "digest": {"sha256": hashlib.sha256(joined).hexdigest()}}]
+    assert stmt["predicate"]["serialization"]["method"] == "files"
+    assert stmt["predicate"]["serialization"]["hash_type"] == "sha256"
+
+
+def test_tampered_file_is_rejected_by_both_tools(cli, tmp_path, model, keys):
+    b = merkle_oms(cli, model, keys["k1"], tmp_path / "b.json")
+    weights = model / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[5000] ^= 0x80
+    weights.write_bytes(bytes(data))
+    r = ms_verify(model, b, keys["k1"])
+    assert r.returncode != 0, r.stdout + r.stderr
+    r = cli("verify", str(model), str(b), "--key", pub(keys["k1"]))
+    assert r.returncode == 1, r.stderr
+    assert statuses(r.stdout)["model.safetensors"] == "*"
+
+
+def test_wrong_key_is_rejected_by_both_tools(cli, tmp_path, model, keys):
+    b = merkle_oms(cli, model, keys["k1"], tmp_path / "b.json")
+    r = ms_verify(model, b, keys["k2"])
+    assert r.returncode != 0, r.stdout + r.stderr
+    r = cli("verify", str(model), str(b), "--key", pub(keys["k2"]))
+    assert r.returncode == 1
+    assert_one_line_error(r, str(b), "signature")
+
+
+def test_merkle_bundle_inside_the_model_is_ignored_by_both_tools(cli, model, keys):
+    b = merkle_oms(cli, model, keys["k1"], model / "model.sig.json")
+    assert "model.sig.json" in statement(b)["predicate"]["serialization"]["ignore_paths"]
+    assert "model.sig.json" not in {r["name"] for r in statement(b)["predicate"]["resources"]}
+    r = ms_verify(model, b, keys["k1"])
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = cli("verify", str(model), str(b), "--key", pub(keys["k1"]))
+    assert r.returncode == 0, r.stderr
+    assert "model.sig.json" not in statuses(r.stdout)
+
+
+def test_ed25519_key_is_refused_for_oms(cli, tmp_path, model, keys):
+    """model-signing verifies ECDSA keys only: merkle must not write a bundle
+    model_signing cannot verify."""
+    b = tmp_path / "b.json"
+    r = cli("build", str(model), "--sign", str(keys["ed"]), "--format", "oms", "-o", str(b))
+    assert r.returncode == 2
+    assert_one_line_error(r, str(keys["ed"]), "ECDSA")
+    assert not b.exists()
+
+
+def test_oms_format_needs_a_key(cli, tmp_path, model):
+    r = cli("build", str(model), "--format", "oms", "-o", str(tmp_path / "b.json"))
+    assert r.returncode == 2
+    assert_one_line_error(r, "--sign")
+
+
+# -- model_signing signs, merkle verifies ------------------------------------------------------
+
+
+@pytest.fixture
+def ms_bundle(tmp_path, model, keys):
+    b = tmp_path / "s.json"
+    ms_sign(model, b, keys["k1"])
+    assert statement(b)["predicateType"] == OMS_PREDICATE
+    return b
+
+
+def test_merkle_verifies_model_signings_bundle(cli, model, keys, ms_bundle):
+    r = cli("verify", str(model), str(ms_bundle), "--key", pub(keys["k1"]))
+    assert r.returncode == 0, r.stderr
+    assert statuses(r.stdout) == {p: "=" for p in files_of(model)}
+    assert "model-signing" in r.stderr
+    r = cli("verify", str(model), str(ms_bundle), "--key", pub(keys["k1"]), "--json")
+    assert r.returncode == 0
+    assert json.loads(r.stdout)["signature"]["format"] == "oms"
+
+
+def test_merkle_rejects_a_tampered_file_in_a_model_signing_model(cli, model, keys, ms_bundle):
+    (model / "1_Pooling" / "config.json").write_text('{"pooling_mode_mean_tokens": false}\n')
+    r = cli("verify", str(model), str(ms_bundle), "--key", pub(keys["k1"]))
+    assert r.returncode == 1, r.stderr
+    assert statuses(r.stdout)["1_Pooling/config.json"] == "*"
+    assert r.returncode == 1 and ms_verify(model, ms_bundle, keys["k1"]).returncode != 0
+
+
+def test_merkle_rejects_an_extra_file(cli, model, keys, ms_bundle):
+    (model / "1_Pooling" / "extra.bin").write_bytes(b"x")
+    r = cli("verify", str(model), str(ms_bundle), "--key", pub(keys["k1"]))
+    assert r.returncode == 1, r.stderr
+    assert statuses(r.stdout)["1_Pooling/extra.bin"] == "+"
+    assert ms_verify(model, ms_bundle, keys["k1"]).returncode != 0  # model_signing agrees
+
+
+def test_merkle_rejects_a_missing_file(cli, model, keys, ms_bundle):
+    (model / "empty.txt").unlink()
+    r = cli("verify", str(model), str(ms_bundle), "--key", pub(keys["k1"]))
+    assert r.returncode == 1, r.stderr
+    assert statuses(r.stdout)["empty.txt"] == "-"
+    assert ms_verify(model, ms_bundle, keys["k1"]).returncode != 0
+
+
+def test_merkle_rejects_model_signings_bundle_with_a_wrong_key(cli, model, keys, ms_bundle):
+    r = cli("verify", str(model), str(ms_bundle), "--key", pub(keys["k2"]))
+    assert r.returncode == 1
+    assert_one_line_error(r, str(ms_bundle), "signature")
+    assert r.stdout == ""
+
+
+def test_model_signing_bundle_inside_the_model_is_ignored_by_both_tools(cli, model, keys):
+    b = model / "model.sig"
+    ms_sign(model, b, keys["k1"])
+    r = cli("verify", str(model), str(b), "--key", pub(keys["k1"]))
+    assert r.returncode == 0, r.stderr
+    assert "model.sig" not in statuses(r.stdout)
+    assert ms_verify(model, b, keys["k1"]).returncode == 0
+
+
+def test_model_signing_bundle_of_another_model_is_rejected(cli, tmp_path, model, keys, ms_bundle):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "model.safetensors").write_bytes(b"other weights")
+    r = cli("verify", str(other), str(ms_bundle), "--key", pub(keys["k1"]))
+    assert r.returncode == 1, r.stderr
+    got = statuses(r.stdout)
+    assert got["model.safetensors"] == "*" and got["empty.txt"] == "-"
