@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 LEVELS: tuple[tuple[str, ...], ...] = (
     ("errors", "report", "display", "_native", "_merkle"),
