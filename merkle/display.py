@@ -12,7 +12,7 @@ paths: general categories Cf (format), Zl and Zp (line and paragraph
 separators), and the Default_Ignorable_Code_Point property (Unicode's
 DerivedCoreProperties: fillers, variation selectors, tags).  It is a fixed
 table, so the rule does not move with the Unicode version of the Python
-that reads a manifest; tests/test_paths.py compares it with current Unicode
+that reads a manifest; tests/format/test_paths.py compares it with current Unicode
 data.
 """
 
