@@ -1,10 +1,14 @@
 """merkle: content-addressed integrity for large ML models and datasets.
 
-The data flow, one module per arrow::
+The data flow, one folder per arrow (docs/architecture.md)::
 
-    directory --walk--> files --engine (threads, chunked reads)--> leaf hashes
-      --tree--> file roots --manifest--> dataset root (+ leaf sidecar)
-      --verify--> Report (=, *, -, +, ! per file)
+    directory or bucket --source--> files --hashing (threads, chunked reads)--> leaf hashes
+      --tree--> file roots --format--> manifest, dataset root (+ leaf sidecar)
+      --signing--> bundle (in-toto statement in a DSSE envelope)
+      --verifying--> Report (=, *, -, +, ! per file), or one file, a byte range, a reader
+
+building.py and verifying/ are the two flows; hf/, zarr/ and dask.py plug
+into them; cli/ is argparse and printing.
 
 Typical use::
 
@@ -52,30 +56,60 @@ from merkle.verifying.reader import open
 from merkle.verifying.tree import verify
 
 if TYPE_CHECKING:
+    from merkle.building import BuildOptions
+    from merkle.format.fileproof import FileProof, prove
+    from merkle.hashing.options import HashOptions
     from merkle.signing.trust import TrustPolicy
     from merkle.signing.writing import sign
+    from merkle.source.listing import WalkOptions
+    from merkle.verifying.audit import audit_fast, audit_full, audit_sample
     from merkle.verifying.signed import policy_from_files, verify_signed
+    from merkle.verifying.single_file import read_file_proof, verify_with_proof
+    from merkle.verifying.tree import CheckOptions
 
-_SIGNING = {
-    "TrustPolicy": "signing.trust",
-    "policy_from_files": "verifying.signed",
-    "sign": "signing.writing",
-    "verify_signed": "verifying.signed",
+_LAZY = {
+    # signing loads cryptography; the rest is imported when first used
+    "TrustPolicy": "merkle.signing.trust",
+    "policy_from_files": "merkle.verifying.signed",
+    "sign": "merkle.signing.writing",
+    "verify_signed": "merkle.verifying.signed",
+    "FileProof": "merkle.format.fileproof",
+    "prove": "merkle.format.fileproof",
+    "read_file_proof": "merkle.verifying.single_file",
+    "verify_with_proof": "merkle.verifying.single_file",
+    "audit_fast": "merkle.verifying.audit",
+    "audit_full": "merkle.verifying.audit",
+    "audit_sample": "merkle.verifying.audit",
+    "BuildOptions": "merkle.building",
+    "HashOptions": "merkle.hashing.options",
+    "WalkOptions": "merkle.source.listing",
+    "CheckOptions": "merkle.verifying.tree",
 }
 
 
 def __getattr__(name: str) -> Any:
-    """The signing API, imported on first use (it loads cryptography)."""
-    if name in _SIGNING:
+    """Names of the API whose modules load on first use."""
+    if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(f".{_SIGNING[name]}", __name__), name)
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BuildOptions",
+    "CheckOptions",
+    "FileProof",
+    "HashOptions",
+    "WalkOptions",
+    "audit_fast",
+    "audit_full",
+    "audit_sample",
+    "prove",
+    "read_file_proof",
+    "verify_with_proof",
     "ALGORITHMS",
     "DEFAULT_ALGORITHM",
     "DEFAULT_CHUNK_SIZE",

@@ -143,3 +143,20 @@ def test_cli_key_types_match_the_signing_module():
     from merkle.signing.keys import KEY_TYPES as SIGNING_KEY_TYPES
 
     assert KEY_TYPES == SIGNING_KEY_TYPES
+
+
+def test_every_public_name_resolves_to_the_module_that_defines_it():
+    """merkle.__all__ is the supported API: each name imports (lazily or not) and is the object its
+    defining module holds, so the facade never drifts from the code it fronts."""
+    import importlib
+
+    import merkle as api
+
+    assert len(set(api.__all__)) == len(api.__all__)
+    for name in api.__all__:
+        value = getattr(api, name)
+        module = importlib.import_module(value.__module__) if hasattr(value, "__module__") else None
+        if module is not None and name in vars(module):
+            assert vars(module)[name] is value, name
+    for name in ("sign", "verify_signed", "prove", "verify_with_proof", "audit_full", "BuildOptions"):
+        assert name in api.__all__
