@@ -9,7 +9,7 @@ setup(
         Extension(
             "merkle._merkle",
             sources=["ext/_merkle.c"],
-            depends=["ext/blake3_portable.h"],
+            depends=["ext/blake3.h"],
             libraries=["crypto"],
             extra_compile_args=["-O3", "-Wno-deprecated-declarations"],
             optional=True,

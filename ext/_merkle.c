@@ -21,7 +21,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "blake3_portable.h"
+#include "blake3.h"
 
 #define DIGEST 32
 #define ALG_BLAKE3 1
@@ -506,10 +506,15 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "merkle._merkle",
 PyMODINIT_FUNC PyInit__merkle(void) {
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
-    const char *b3 = mb3_use_avx512() ? "C from the BLAKE3 specification, AVX-512 16-way over chunks"
-                     : mb3_use_avx2() ? "C from the BLAKE3 specification, AVX2 8-way over chunks"
-                                      : "portable C from the BLAKE3 specification";
-    if (PyModule_AddStringConstant(m, "BLAKE3", b3) < 0 ||
+    static const char *const tiers[] = {"portable", "avx2", "avx512"};
+    static const char *const described[] = {
+        "portable C from the BLAKE3 specification (no vector code for this CPU)",
+        "C from the BLAKE3 specification, AVX2: 8 chunks or parents per step",
+        "C from the BLAKE3 specification, AVX-512: 16 chunks or parents per step",
+    };
+    int tier = mb3_tier();
+    if (PyModule_AddStringConstant(m, "BLAKE3", described[tier]) < 0 ||
+        PyModule_AddStringConstant(m, "BLAKE3_TIER", tiers[tier]) < 0 ||
         PyModule_AddStringConstant(m, "SHA256", OPENSSL_VERSION_TEXT) < 0) {
         Py_DECREF(m);
         return NULL;

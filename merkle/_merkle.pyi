@@ -8,7 +8,11 @@ from typing import Protocol
 Buffer = bytes | bytearray | memoryview
 
 BLAKE3: str
-"""Which BLAKE3 code runs: AVX-512, AVX2 or portable C."""
+"""Which BLAKE3 code runs, in words."""
+BLAKE3_TIER: str
+"""The vector tier of the extension's BLAKE3: "avx512", "avx2" or "portable"
+(chosen at import from the CPU; MERKLE_NO_AVX512 / MERKLE_NO_AVX2 mask the
+wider tiers)."""
 SHA256: str
 """The OpenSSL version that serves SHA-256."""
 

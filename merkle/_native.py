@@ -23,6 +23,7 @@ class Native(Protocol):
     (typed by _merkle.pyi) against it where it is loaded."""
 
     BLAKE3: str
+    BLAKE3_TIER: str
     SHA256: str
 
     def chunk_leaves(self, alg: int, data: Buffer, chunk_size: int) -> bytes: ...
@@ -51,3 +52,22 @@ def _load() -> tuple[Native | None, str]:
 
 
 native, status = _load()
+
+
+def _bulk_blake3() -> tuple[bool, str]:
+    """Whether bulk BLAKE3 (the leaves of files) runs in the extension, and why.
+
+    Where the extension has no vector code for this CPU (no AVX2 on x86, or
+    any other architecture), its portable C is several times slower than the
+    blake3 package, which has SSE4.1 and NEON code: bulk leaves then go to
+    the package.  Node hashes stay in the extension either way (a 65-byte
+    input, where the cost of a call decides)."""
+    if native is None:
+        return False, "blake3 package (pure Python paths)"
+    tier = native.BLAKE3_TIER
+    if tier == "portable":
+        return False, "blake3 package: the C extension has no vector code for this CPU (its portable C is slower)"
+    return True, f"C extension, {tier.upper().replace('AVX512', 'AVX-512')}"
+
+
+bulk_blake3, blake3_engine = _bulk_blake3()

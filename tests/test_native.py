@@ -67,8 +67,13 @@ SIZES = [
     17 * 1024 + 1,
     65_536,
     100_001,
+    512 * 1024 - 1,
+    512 * 1024,
+    512 * 1024 + 1,
     1 << 20,
     (1 << 20) + 3,
+    1536 * 1024 + 1,
+    2047 * 1024,
     4096 * 1024,
     4096 * 1024 + 1,
     5 << 20,
@@ -77,24 +82,44 @@ SIZES = [
 
 @pytest.mark.parametrize("size", SIZES)
 def test_native_blake3_chunk_boundaries(size):
-    """Sizes around the 8- and 16-chunk SIMD batches and the level-wise tree limit, with and without a prefix."""
+    """Sizes around the 8- and 16-chunk batches and the driver's 512-chunk windows, with and without a prefix."""
     data = os.urandom(size)
     assert native.hash(1, data, 0) == blake3.blake3(b"\0" + data).digest()
     assert native.hash(1, data) == blake3.blake3(data).digest()
 
 
-@pytest.mark.parametrize(("switch", "engine"), [("MERKLE_NO_AVX512", "AVX2"), ("MERKLE_NO_AVX2", "portable")])
-def test_native_blake3_narrower_paths(switch, engine):
-    """The AVX2 and portable paths, forced on a machine that would pick a wider one."""
+@pytest.mark.parametrize(("switch", "tier"), [("MERKLE_NO_AVX512", "avx2"), ("MERKLE_NO_AVX2", "portable")])
+def test_native_blake3_narrower_tiers(switch, tier):
+    """The AVX2 and portable tiers, forced on a machine that would pick a wider one: the published
+    vectors, then sizes around every batch and window boundary, against the package."""
     code = (
-        "import os, blake3; from merkle._native import native; "
+        "import json, os, sys, blake3; from merkle._native import native; "
+        f"cases = json.loads(open({str(VECTORS / 'blake3.json')!r}).read())['cases']; "
+        "assert all(native.hash(1, bytes(i % 251 for i in range(c['input_len']))) "
+        "== bytes.fromhex(c['hash'])[:32] for c in cases); "
         f"sizes = {SIZES!r}; "
         "assert all(native.hash(1, d, 0) == blake3.blake3(b'\\0' + d).digest() "
-        "for d in map(os.urandom, sizes)); print(native.BLAKE3)"
+        "for d in map(os.urandom, sizes)); print(native.BLAKE3_TIER)"
     )
-    r = subprocess.run([sys.executable, "-c", code], env={**os.environ, switch: "1"}, capture_output=True, text=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("MERKLE_NO_AVX512", "MERKLE_NO_AVX2")}
+    r = subprocess.run([sys.executable, "-c", code], env={**env, switch: "1"}, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert "AVX-512" not in r.stdout and (engine in r.stdout or not (engine == "AVX2" and "avx2" in cpu()))
+    got = r.stdout.strip()
+    if tier == "avx2" and "avx2" not in cpu():
+        assert got == "portable"
+    else:
+        assert got == tier
+
+
+def test_native_tier_follows_the_cpu():
+    """Unmasked, the tier is the widest the CPU has (the twin runs in CI mask the wider ones)."""
+    masked = [k for k in ("MERKLE_NO_AVX512", "MERKLE_NO_AVX2") if os.environ.get(k)]
+    flags = cpu().split()
+    if masked:
+        want = "portable" if "MERKLE_NO_AVX2" in masked or "avx2" not in flags else "avx2"
+    else:
+        want = "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else "portable"
+    assert native.BLAKE3_TIER == want
 
 
 def cpu() -> str:
