@@ -71,3 +71,13 @@ def _bulk_blake3() -> tuple[bool, str]:
 
 
 bulk_blake3, blake3_engine = _bulk_blake3()
+
+BLAKE3_CODE: Final = 1  # merkle.tree.hasher.TreeHasher.code of BLAKE3
+
+
+def bulk(code: int) -> Native | None:
+    """The extension, where it should hash files' leaves with algorithm
+    `code` (a TreeHasher.code); None where the Python path is faster."""
+    if code == BLAKE3_CODE and not bulk_blake3:
+        return None
+    return native

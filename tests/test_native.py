@@ -224,6 +224,28 @@ def test_pure_path_is_forced_by_the_environment():
     assert r.returncode == 0 and "native" in r.stdout
 
 
+@pytest.mark.parametrize(
+    ("switch", "engine"),
+    [("", "C extension, AVX"), ("MERKLE_NO_AVX512", "C extension, AVX2"), ("MERKLE_NO_AVX2", "blake3 package")],
+)
+def test_doctor_says_which_blake3_engine_runs_and_why(switch, engine):
+    """Where the extension has only portable C, bulk BLAKE3 goes to the package, and doctor says so."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MERKLE_NO_AVX512", "MERKLE_NO_AVX2", "MERKLE_PURE")}
+    if switch:
+        env[switch] = "1"
+    if "avx2" not in cpu().split() and switch != "MERKLE_NO_AVX2":
+        engine = "blake3 package"
+    r = subprocess.run([sys.executable, "-m", "merkle", "doctor", "--json"], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info["blake3_engine"].startswith(engine)
+    if engine == "blake3 package":
+        assert "no vector code" in info["blake3_engine"] and info["native_blake3_tier"] == "portable"
+    code = "from merkle._native import bulk; print(bulk(1) is None, bulk(2) is None)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split() == [str(engine == "blake3 package"), "False"]
+
+
 # -- whole small files in batches (engine.hash_files) ------------------------------
 
 

@@ -11,7 +11,7 @@ from importlib import metadata
 from typing import Any
 
 from merkle import __version__
-from merkle._native import PURE_ENV, native, status
+from merkle._native import PURE_ENV, blake3_engine, native, status
 from merkle.cli.output import emit_json
 from merkle.hashing.engine import default_jobs
 
@@ -42,7 +42,10 @@ def report() -> dict[str, Any]:
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "hot_paths": status,
         "native": native is not None,
+        "blake3_engine": blake3_engine,
         "native_blake3": getattr(native, "BLAKE3", None),
+        "native_blake3_tier": getattr(native, "BLAKE3_TIER", None),
+        "tier_switches": "MERKLE_NO_AVX512=1, MERKLE_NO_AVX2=1 simulate lesser CPUs",
         "native_sha256": getattr(native, "SHA256", None),
         "blake3_package": version("blake3"),
         "hashlib_openssl": ssl.OPENSSL_VERSION if "sha256" in hashlib.algorithms_guaranteed else None,

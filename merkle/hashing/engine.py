@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from merkle._native import native
+from merkle._native import bulk, native
 from merkle.errors import SourceError
 from merkle.report import Progress
 from merkle.source.local import Root
@@ -132,7 +132,10 @@ class _Job:
         self.group = max(1, UNIT_BYTES // chunk_size)
         # Whole small files go to the extension in batches: open, read and
         # hash with the GIL released for the batch, not per file.
-        self.local_follow: bool | None = getattr(opener, "local_follow", None) if native is not None else None
+        # Not where the extension's BLAKE3 is portable C (merkle._native.bulk).
+        self.local_follow: bool | None = (
+            getattr(opener, "local_follow", None) if bulk(hasher.code) is not None else None
+        )
         self.files: list[Listed] = []
         self.counts: list[int] = []
         self.pending: list[int] = []

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from merkle._native import native
+from merkle._native import bulk, native
 from merkle.errors import ProofError
 from merkle.tree.hasher import DIGEST_SIZE, TreeHasher
 
@@ -94,9 +94,11 @@ def root_of_bytes(hasher: TreeHasher, leaves: bytes | bytearray | memoryview) ->
 
 def chunk_leaves(hasher: TreeHasher, data: bytes | bytearray | memoryview, chunk_size: int) -> bytes:
     """The leaf hashes of `data` cut into chunks, concatenated (native, the
-    GIL released, when the C extension is built: ext/_merkle.c chunk_leaves)."""
-    if native is not None:
-        leaves: bytes = native.chunk_leaves(hasher.code, data, chunk_size)
+    GIL released, when the C extension is built and its code for this CPU is
+    the faster: ext/_merkle.c chunk_leaves, merkle._native.bulk)."""
+    ext = bulk(hasher.code)
+    if ext is not None:
+        leaves: bytes = ext.chunk_leaves(hasher.code, data, chunk_size)
         return leaves
     return chunk_leaves_pure(hasher, data, chunk_size)
 
