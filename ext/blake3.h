@@ -183,13 +183,13 @@ __attribute__((target("avx2"))) static inline void mb3_transpose8(__m256i v[8]) 
     } while (0)
 
 /* The seven rounds with message schedule r: columns, then diagonals. */
-#define MB3_ROUNDS_OF(...) MB3_ROUNDS(__VA_ARGS__)
-#define MB3_ROUNDS(ADD, XOR, R16, R12, R8, R7)                                                                   \
+#define MB3_ROUNDS_OF(HALF, ...) MB3_ROUNDS(HALF, __VA_ARGS__)
+#define MB3_ROUNDS(HALF, ADD, XOR, R16, R12, R8, R7)                                                                   \
     _Pragma("GCC unroll 7") for (int r = 0; r < 7; r++) {                                                        \
         const uint8_t *s = mb3_schedule[r];                                                                      \
-        MB3_HALF(ADD, XOR, R16, R12, R8, R7, 0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15, m[s[0]],        \
+        HALF(ADD, XOR, R16, R12, R8, R7, 0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15, m[s[0]],        \
                  m[s[1]], m[s[2]], m[s[3]], m[s[4]], m[s[5]], m[s[6]], m[s[7]]);                                  \
-        MB3_HALF(ADD, XOR, R16, R12, R8, R7, 0, 5, 10, 15, 1, 6, 11, 12, 2, 7, 8, 13, 3, 4, 9, 14, m[s[8]],        \
+        HALF(ADD, XOR, R16, R12, R8, R7, 0, 5, 10, 15, 1, 6, 11, 12, 2, 7, 8, 13, 3, 4, 9, 14, m[s[8]],        \
                  m[s[9]], m[s[10]], m[s[11]], m[s[12]], m[s[13]], m[s[14]], m[s[15]]);                            \
     }
 
@@ -214,8 +214,8 @@ __attribute__((target("avx2"))) static void mb3_hash8_avx2(const uint8_t *const 
         hi[j] = (uint32_t)((counter + (uint64_t)j) >> 32);
     }
     const __m256i clo = _mm256_loadu_si256((const __m256i *)lo), chi = _mm256_loadu_si256((const __m256i *)hi);
-    __m256i h[8], m[16], v[16];
-    for (int i = 0; i < 8; i++) h[i] = _mm256_set1_epi32((int)mb3_iv[i]);
+    __m256i m[16], v[16]; /* v[0..7] carry the chaining values from block to block */
+    for (int i = 0; i < 8; i++) v[i] = _mm256_set1_epi32((int)mb3_iv[i]);
     for (int b = 0; b < MB3_CHUNK / MB3_BLOCK; b++) {
         for (int j = 0; j < 8; j++) {
             m[j] = _mm256_loadu_si256((const __m256i *)(chunk[j] + b * MB3_BLOCK));
@@ -224,17 +224,16 @@ __attribute__((target("avx2"))) static void mb3_hash8_avx2(const uint8_t *const 
         mb3_transpose8(m);
         mb3_transpose8(m + 8);
         uint32_t flags = (b == 0 ? MB3_CHUNK_START : 0) | (b == MB3_CHUNK / MB3_BLOCK - 1 ? MB3_CHUNK_END : 0);
-        for (int i = 0; i < 8; i++) v[i] = h[i];
         for (int i = 0; i < 4; i++) v[8 + i] = _mm256_set1_epi32((int)mb3_iv[i]);
         v[12] = clo;
         v[13] = chi;
         v[14] = _mm256_set1_epi32(MB3_BLOCK);
         v[15] = _mm256_set1_epi32((int)flags);
-        MB3_ROUNDS_OF(MB3_VG);
-        for (int i = 0; i < 8; i++) h[i] = _mm256_xor_si256(v[i], v[i + 8]);
+        MB3_ROUNDS_OF(MB3_HALF, MB3_VG);
+        for (int i = 0; i < 8; i++) v[i] = _mm256_xor_si256(v[i], v[i + 8]);
     }
-    mb3_transpose8(h);
-    for (int j = 0; j < 8; j++) _mm256_storeu_si256((__m256i *)out[j], h[j]);
+    mb3_transpose8(v);
+    for (int j = 0; j < 8; j++) _mm256_storeu_si256((__m256i *)out[j], v[j]);
 }
 
 
@@ -248,7 +247,7 @@ __attribute__((target("avx2"))) static void mb3_hash8_avx2(const uint8_t *const 
 
 /* The seven rounds of the compression function on 16 lanes. */
 __attribute__((target("avx512f"), always_inline)) static inline void mb3_rounds16(__m512i v[16], const __m512i m[16]) {
-    MB3_ROUNDS_OF(MB3_VG16);
+    MB3_ROUNDS_OF(MB3_HALF, MB3_VG16);
 }
 
 /* A 16x16 matrix of 32-bit words, one row per register, transposed in
@@ -287,24 +286,23 @@ __attribute__((target("avx512f"))) static void mb3_hash16_avx512(const uint8_t *
         hi[j] = (uint32_t)((counter + (uint64_t)j) >> 32);
     }
     const __m512i clo = _mm512_loadu_si512(lo), chi = _mm512_loadu_si512(hi);
-    __m512i h[16], m[16], v[16];
-    for (int i = 0; i < 8; i++) h[i] = _mm512_set1_epi32((int)mb3_iv[i]);
+    __m512i m[16], v[16]; /* v[0..7] carry the chaining values from block to block */
+    for (int i = 0; i < 8; i++) v[i] = _mm512_set1_epi32((int)mb3_iv[i]);
     for (int b = 0; b < MB3_CHUNK / MB3_BLOCK; b++) {
         for (int j = 0; j < 16; j++) m[j] = _mm512_loadu_si512((const void *)(chunk[j] + b * MB3_BLOCK));
         mb3_transpose16(m);
         uint32_t flags = (b == 0 ? MB3_CHUNK_START : 0) | (b == MB3_CHUNK / MB3_BLOCK - 1 ? MB3_CHUNK_END : 0);
-        for (int i = 0; i < 8; i++) v[i] = h[i];
         for (int i = 0; i < 4; i++) v[8 + i] = _mm512_set1_epi32((int)mb3_iv[i]);
         v[12] = clo;
         v[13] = chi;
         v[14] = _mm512_set1_epi32(MB3_BLOCK);
         v[15] = _mm512_set1_epi32((int)flags);
         mb3_rounds16(v, m);
-        for (int i = 0; i < 8; i++) h[i] = _mm512_xor_si512(v[i], v[i + 8]);
+        for (int i = 0; i < 8; i++) v[i] = _mm512_xor_si512(v[i], v[i + 8]);
     }
-    for (int i = 8; i < 16; i++) h[i] = _mm512_setzero_si512();
-    mb3_transpose16(h);
-    for (int j = 0; j < 16; j++) _mm256_storeu_si256((__m256i *)out[j], _mm512_castsi512_si256(h[j]));
+    for (int i = 8; i < 16; i++) v[i] = _mm512_setzero_si512();
+    mb3_transpose16(v);
+    for (int j = 0; j < 16; j++) _mm256_storeu_si256((__m256i *)out[j], _mm512_castsi512_si256(v[j]));
 }
 
 
@@ -347,7 +345,7 @@ __attribute__((target("avx2"))) static void mb3_parents8_avx2(const uint8_t *blo
     v[13] = _mm256_setzero_si256();
     v[14] = _mm256_set1_epi32(MB3_BLOCK);
     v[15] = _mm256_set1_epi32((int)MB3_PARENT);
-    MB3_ROUNDS_OF(MB3_VG);
+    MB3_ROUNDS_OF(MB3_HALF, MB3_VG);
     for (int i = 0; i < 8; i++) v[i] = _mm256_xor_si256(v[i], v[i + 8]);
     mb3_transpose8(v);
     for (int j = 0; j < 8; j++) _mm256_storeu_si256((__m256i *)(out + 8 * j), v[j]);
