@@ -8,7 +8,6 @@ import os
 import sys
 from typing import Any
 
-from merkle.cli.options import parse_size
 from merkle.cli.output import emit_json
 from merkle.display import shown
 from merkle.errors import IntegrityError, SourceError, UsageError
@@ -19,19 +18,6 @@ from merkle.source.readers import Counting, Reader, open_file
 from merkle.verifying import single_file
 from merkle.verifying.ranges import FileAuth, repair_plan, verify_range
 from merkle.verifying.single_file import read_file_proof, verify_tensor
-
-
-def parse_range(text: str) -> tuple[int, int]:
-    """'START:END' (half-open, bytes; binary suffixes allowed) -> (start, end)."""
-    start, sep, end = text.partition(":")
-    if not sep:
-        raise argparse.ArgumentTypeError(f"not a range: {text!r} (START:END, e.g. 0:1M)")
-    a, b = parse_size(start or "0"), parse_size(end)
-    if b < a:
-        raise argparse.ArgumentTypeError(f"range end {b} is before its start {a}")
-    if b == a:
-        raise argparse.ArgumentTypeError(f"empty range {text!r}: it would check nothing (END must be after START)")
-    return a, b
 
 
 def file_source(args: argparse.Namespace, manifest: Manifest) -> Reader:
