@@ -234,7 +234,7 @@ def verify(args: argparse.Namespace) -> int:
         if not bundles or args.file or args.sparse or args.files:
             raise UsageError("--proof checks one file (PATH) against a signed bundle: give a bundle and --key")
         from merkle.cli import partial
-        from merkle.cli.signing import open_bundles, verified_dict
+        from merkle.cli.trust import open_bundles, verified_dict
 
         verified = open_bundles(args, bundles, with_manifest=False)  # the proof needs only the signed summary
         if verified.summary is None:
@@ -245,7 +245,7 @@ def verify(args: argparse.Namespace) -> int:
 
         manifest, signature = manifests[0] if manifests else None, None
         if bundles:
-            from merkle.cli.signing import open_bundles, verified_dict
+            from merkle.cli.trust import open_bundles, verified_dict
 
             verified = open_bundles(args, bundles)
             manifest, signature = verified.manifest, verified_dict(verified)
@@ -256,7 +256,7 @@ def verify(args: argparse.Namespace) -> int:
         check = CheckOptions(args.allow_extra, tuple(args.exclude), args.sparse, only)
         walk, hashing = _walk(args), HashOptions(args.jobs, progress)
         if bundles:
-            from merkle.cli.signing import store_for, trust_policy
+            from merkle.cli.trust import store_for, trust_policy
             from merkle.verifying.signed import verify_opened
 
             verified, report = verify_opened(  # the one trust path: open_signed
@@ -266,13 +266,17 @@ def verify(args: argparse.Namespace) -> int:
             report = verify_with(args.path, manifests[0], check, walk, hashing)
     finally:
         close(progress)
-    from merkle.cli.hf import verify_license
+    code: int = report.exit_code
+    extra: dict[str, Any] = {}
+    note: str | None = None
+    if args.allow_license:  # only then is README.md read, and the Hugging Face code imported
+        from merkle.cli.hf import verify_license
 
-    signed = (verified.manifest or verified.oms) if verified is not None else manifests[0]
-    code, extra, note = verify_license(args, report, signed)
+        signed = (verified.manifest or verified.oms) if verified is not None else manifests[0]
+        code, extra, note = verify_license(args, report, signed)
     head = None
     if verified is not None:
-        from merkle.cli.signing import describe, verified_dict
+        from merkle.cli.trust import describe, verified_dict
 
         extra["signature"] = verified_dict(verified)
         head = describe(verified)
@@ -296,7 +300,7 @@ def prove(args: argparse.Namespace) -> int:
     args.sources = [args.manifest]
     manifests, bundles = _documents(args)
     if bundles:
-        from merkle.cli.signing import open_bundles
+        from merkle.cli.trust import open_bundles
 
         manifest = open_bundles(args, bundles).manifest
         if manifest is None:
@@ -324,7 +328,7 @@ def audit(args: argparse.Namespace) -> int:
     manifests, bundles = _documents(args)
     signature = None
     if bundles:
-        from merkle.cli.signing import describe, open_bundles, verified_dict
+        from merkle.cli.trust import describe, open_bundles, verified_dict
 
         verified = open_bundles(args, bundles)
         if verified.manifest is None:

@@ -15,9 +15,7 @@ from merkle.format.fileproof import prove
 from merkle.format.manifest import Manifest, Summary
 from merkle.source.layouts import choose_layout
 from merkle.source.readers import Counting, Reader, open_file
-from merkle.verifying import single_file
 from merkle.verifying.ranges import FileAuth, repair_plan, verify_range
-from merkle.verifying.single_file import read_file_proof, verify_tensor
 
 
 def file_source(args: argparse.Namespace, manifest: Manifest) -> Reader:
@@ -70,6 +68,8 @@ def verify_file(args: argparse.Namespace, manifest: Manifest, signature: dict[st
 
 
 def _tensor(args: argparse.Namespace, source: Counting, auth: FileAuth, signature: dict[str, Any] | None) -> int:
+    from merkle.verifying.single_file import verify_tensor  # with the safetensors header's parser
+
     info = verify_tensor(source, auth, args.tensor)
     first, last = info.start // auth.chunk_size, -(-info.end // auth.chunk_size)
     if args.json:
@@ -132,7 +132,9 @@ def run(args: argparse.Namespace, manifest: Manifest | None, signature: dict[str
 def verify_with_proof(args: argparse.Namespace, summary: Summary, signature: dict[str, Any] | None) -> int:
     """`merkle verify PATH BUNDLE --proof PROOF`: one file against a signed
     dataset root, without the manifest (merkle.verifying.single_file)."""
-    proof = read_file_proof(args.proof)
+    from merkle.verifying import single_file
+
+    proof = single_file.read_file_proof(args.proof)
     try:
         single_file.verify_with_proof(args.path, proof, summary)
     except IntegrityError as e:

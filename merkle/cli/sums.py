@@ -9,7 +9,6 @@ from merkle.cli.output import emit_json
 from merkle.cli.progress import close, make_progress
 from merkle.display import shown
 from merkle.errors import FormatError
-from merkle.format.manifest import MAX_MANIFEST_BYTES
 from merkle.format.parameters import check_chunk_size
 from merkle.hashing.files import escape_path, format_sum, hash_paths, hash_stream, parse_sums
 from merkle.source.local import read_capped
@@ -52,6 +51,8 @@ def hash_(args: argparse.Namespace) -> int:
 
 
 def _check_sums(args: argparse.Namespace) -> int:
+    from merkle.format.manifest import MAX_MANIFEST_BYTES  # the cap of a sums file too
+
     expected: list[tuple[bytes, str]] = []
     for sums in args.files:
         text = sys.stdin.buffer.read(MAX_MANIFEST_BYTES + 1) if sums == "-" else read_capped(sums, MAX_MANIFEST_BYTES)

@@ -24,7 +24,7 @@ from merkle.errors import BundleError, FormatError, MerkleError, UsageError
 from merkle.format.manifest import MANIFEST_SUFFIX, SIDECAR_SUFFIX, Manifest, Summary
 from merkle.hashing.options import HashOptions
 from merkle.report import Report
-from merkle.signing import oms, trust
+from merkle.signing import trust
 from merkle.signing.attestations import Store, StoreChoice, as_store
 from merkle.signing.envelope import BundleFile
 from merkle.signing.keys import load_certificates, load_public_key
@@ -231,6 +231,8 @@ def verify_opened(
         assert verified.oms is not None
         if check.sparse or check.only is not None:
             raise UsageError("sparse checks and chosen files need a merkle bundle; OpenSSF bundles are checked whole")
+        from merkle.signing import oms
+
         report = oms.verify(
             path, verified.oms, jobs=hashing.jobs, progress=hashing.progress, layout=walk.layout, revision=walk.revision
         )
