@@ -23,17 +23,15 @@ from merkle.format.manifest import (
     Manifest,
     check_chunk_size,
 )
-from merkle.hashing.options import HashOptions
 from merkle.report import Progress
 from merkle.signing.documents import load_document
-from merkle.source.listing import WalkOptions
 from merkle.source.local import check_output
 from merkle.source.remote import is_url
-from merkle.verifying.tree import CheckOptions, verify_with
 
 if TYPE_CHECKING:
     from merkle.hashing.cluster import Cluster
     from merkle.signing.envelope import BundleFile
+    from merkle.source.listing import WalkOptions
 
 LEGACY_CHECKPOINT_SUFFIX = ".checkpoint"
 OUTPUT_SUFFIXES = ("", SIDECAR_SUFFIX, METADATA_SUFFIX, MANIFEST_SUFFIX, LEGACY_CHECKPOINT_SUFFIX)
@@ -46,6 +44,7 @@ one is not part of the data)."""
 
 def build(args: argparse.Namespace) -> int:
     from merkle.building import BuildOptions, build_resumable
+    from merkle.hashing.options import HashOptions
 
     if args.chunk_size is not None:
         check_chunk_size(args.chunk_size)
@@ -171,6 +170,8 @@ def _resumed_line(progress: Progress, files: int | None) -> str:
 
 def _walk(args: argparse.Namespace) -> WalkOptions:
     """How PATH is read, from the options build and verify share."""
+    from merkle.source.listing import WalkOptions
+
     return WalkOptions(args.follow_symlinks, parse_storage_options(args.storage_option), args.layout, args.revision)
 
 
@@ -250,6 +251,9 @@ def verify(args: argparse.Namespace) -> int:
             verified = open_bundles(args, bundles)
             manifest, signature = verified.manifest, verified_dict(verified)
         return partial.run(args, manifest, signature)
+    from merkle.hashing.options import HashOptions  # a tree's check: what --file and --proof never load
+    from merkle.verifying.tree import CheckOptions, verify_with
+
     progress = make_progress("verifying", args.quiet or args.json)
     only = args.files or None
     try:
@@ -323,6 +327,8 @@ def audit(args: argparse.Namespace) -> int:
     unchanged (=) objects, at the depth asked for."""
     import random
 
+    from merkle.hashing.options import HashOptions
+    from merkle.source.listing import WalkOptions
     from merkle.verifying import audit as audits
 
     manifests, bundles = _documents(args)
