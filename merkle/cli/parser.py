@@ -349,16 +349,16 @@ def command_of(argv: Sequence[str]) -> str | None:
 
 
 class _Formatter(argparse.HelpFormatter):
-    """argparse's own, but finding the terminal's width as
+    """argparse's own, finding the terminal's width as
     shutil.get_terminal_size does ($COLUMNS, else stdout's terminal, else
-    80) without importing shutil, which every parser would import for it
-    (it pulls in the compression modules): the same help, for less than a
-    small `merkle hash` costs."""
+    80) but without importing shutil, which argparse does for the first
+    parser it builds: shutil loads the compression modules, about 2 ms, more
+    than a small `merkle hash` spends hashing."""
 
-    def __init__(
-        self, prog: str, indent_increment: int = 2, max_help_position: int = 24, width: int | None = None
-    ) -> None:
-        super().__init__(prog, indent_increment, max_help_position, _columns() - 2 if width is None else width)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # argparse's own arguments, whatever its version
+        if len(args) < 4 and kwargs.get("width") is None:
+            kwargs["width"] = _columns() - 2
+        super().__init__(*args, **kwargs)
 
 
 def _columns() -> int:
