@@ -31,69 +31,107 @@ Typical use::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-from merkle.building import build
-from merkle.errors import (
-    ChunkError,
-    FormatError,
-    IntegrityError,
-    MerkleError,
-    PathError,
-    ProofError,
-    SourceError,
-    UnsupportedError,
-    UsageError,
-)
-from merkle.format.leaves import LeafLayers
-from merkle.format.manifest import DEFAULT_CHUNK_SIZE, FileEntry, Manifest
-from merkle.hashing.engine import FileDigest
-from merkle.hashing.files import hash_file, hash_paths, hash_stream
-from merkle.report import Outcome, Progress, Report, Status
-from merkle.tree.hasher import ALGORITHMS, DEFAULT_ALGORITHM, Algorithm
-from merkle.tree.ranges import RangeProof, range_proof
-from merkle.verifying.reader import open
-from merkle.verifying.tree import verify
-
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: `merkle --version` imports no more than this
 if TYPE_CHECKING:
-    from merkle.building import BuildOptions
+    from typing import Any
+
+    from merkle.building import BuildOptions, build
+    from merkle.errors import (
+        ChunkError,
+        FormatError,
+        IntegrityError,
+        MerkleError,
+        PathError,
+        ProofError,
+        SourceError,
+        UnsupportedError,
+        UsageError,
+    )
     from merkle.format.fileproof import FileProof, prove
+    from merkle.format.leaves import LeafLayers
+    from merkle.format.manifest import FileEntry, Manifest
+    from merkle.format.parameters import DEFAULT_CHUNK_SIZE
+    from merkle.hashing.engine import FileDigest
+    from merkle.hashing.files import hash_file, hash_paths, hash_stream
     from merkle.hashing.options import HashOptions
+    from merkle.report import Outcome, Progress, Report, Status
     from merkle.signing.trust import TrustPolicy
     from merkle.signing.writing import sign
     from merkle.source.listing import WalkOptions
+    from merkle.tree.hasher import ALGORITHMS, DEFAULT_ALGORITHM, Algorithm
+    from merkle.tree.ranges import RangeProof, range_proof
     from merkle.verifying.audit import audit_fast, audit_full, audit_sample
+    from merkle.verifying.reader import open
     from merkle.verifying.signed import policy_from_files, verify_signed
     from merkle.verifying.single_file import read_file_proof, verify_with_proof
-    from merkle.verifying.tree import CheckOptions
+    from merkle.verifying.tree import CheckOptions, verify
 
 _LAZY = {
-    # signing loads cryptography; the rest is imported when first used
-    "TrustPolicy": "merkle.signing.trust",
-    "policy_from_files": "merkle.verifying.signed",
-    "sign": "merkle.signing.writing",
-    "verify_signed": "merkle.verifying.signed",
+    # Every name of the API is imported when first used, so that `import merkle` (and so every `merkle`
+    # command, whose package this is) costs nothing: signing would load cryptography, building the engine.
+    "build": "merkle.building",
+    "BuildOptions": "merkle.building",
+    "ChunkError": "merkle.errors",
+    "FormatError": "merkle.errors",
+    "IntegrityError": "merkle.errors",
+    "MerkleError": "merkle.errors",
+    "PathError": "merkle.errors",
+    "ProofError": "merkle.errors",
+    "SourceError": "merkle.errors",
+    "UnsupportedError": "merkle.errors",
+    "UsageError": "merkle.errors",
     "FileProof": "merkle.format.fileproof",
     "prove": "merkle.format.fileproof",
-    "read_file_proof": "merkle.verifying.single_file",
-    "verify_with_proof": "merkle.verifying.single_file",
+    "LeafLayers": "merkle.format.leaves",
+    "DEFAULT_CHUNK_SIZE": "merkle.format.parameters",
+    "FileEntry": "merkle.format.manifest",
+    "Manifest": "merkle.format.manifest",
+    "FileDigest": "merkle.hashing.engine",
+    "hash_file": "merkle.hashing.files",
+    "hash_paths": "merkle.hashing.files",
+    "hash_stream": "merkle.hashing.files",
+    "HashOptions": "merkle.hashing.options",
+    "Outcome": "merkle.report",
+    "Progress": "merkle.report",
+    "Report": "merkle.report",
+    "Status": "merkle.report",
+    "TrustPolicy": "merkle.signing.trust",
+    "sign": "merkle.signing.writing",
+    "WalkOptions": "merkle.source.listing",
+    "ALGORITHMS": "merkle.tree.hasher",
+    "DEFAULT_ALGORITHM": "merkle.tree.hasher",
+    "Algorithm": "merkle.tree.hasher",
+    "RangeProof": "merkle.tree.ranges",
+    "range_proof": "merkle.tree.ranges",
     "audit_fast": "merkle.verifying.audit",
     "audit_full": "merkle.verifying.audit",
     "audit_sample": "merkle.verifying.audit",
-    "BuildOptions": "merkle.building",
-    "HashOptions": "merkle.hashing.options",
-    "WalkOptions": "merkle.source.listing",
+    "open": "merkle.verifying.reader",
+    "policy_from_files": "merkle.verifying.signed",
+    "verify_signed": "merkle.verifying.signed",
+    "read_file_proof": "merkle.verifying.single_file",
+    "verify_with_proof": "merkle.verifying.single_file",
     "CheckOptions": "merkle.verifying.tree",
+    "verify": "merkle.verifying.tree",
 }
+"""Where each public name lives: `merkle.NAME` imports its module on first use."""
 
 
 def __getattr__(name: str) -> Any:
-    """Names of the API whose modules load on first use."""
-    if name in _LAZY:
-        import importlib
+    """A name of the API: its module is imported on first use, and the name
+    kept here, so later uses are plain attribute reads."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 __version__ = "0.1.0"

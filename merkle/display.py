@@ -7,7 +7,7 @@ names print alike.  `shown` leaves visible text alone and writes anything
 else as ASCII Python escapes (`\\x1b`, `\\u200b`, `\\\\`), the form every
 error message and report line uses (docs/cli.md).
 
-`INVISIBLE` is the set that format rule P7 (docs/format.md) refuses in
+`invisible_characters()` is the set that format rule P7 (docs/format.md) refuses in
 paths: general categories Cf (format), Zl and Zp (line and paragraph
 separators), and the Default_Ignorable_Code_Point property (Unicode's
 DerivedCoreProperties: fillers, variation selectors, tags).  It is a fixed
@@ -18,6 +18,7 @@ data.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Final
 
@@ -49,21 +50,29 @@ _INVISIBLE_RANGES: Final = (
     (0x1D173, 0x1D17A),  # musical symbol format controls
     (0xE0000, 0xE0FFF),  # tags, variation selectors 17-256, reserved
 )
-INVISIBLE: Final = re.compile("[" + "".join(f"\\U{a:08x}-\\U{b:08x}" for a, b in _INVISIBLE_RANGES) + "]")
+
+
+@functools.cache
+def invisible_characters() -> re.Pattern[str]:
+    """The characters of _INVISIBLE_RANGES, as a compiled class: compiled on
+    first use, since that takes about half a millisecond, which every
+    command would pay and a `merkle hash` that prints plain names never
+    needs."""
+    return re.compile("[" + "".join(f"\\U{a:08x}-\\U{b:08x}" for a, b in _INVISIBLE_RANGES) + "]")
 
 
 def invisible(text: str) -> str | None:
     """The first character of `text` that rule P7 refuses, or None."""
-    m = INVISIBLE.search(text)
+    m = invisible_characters().search(text)
     return m.group() if m else None
 
 
 def shown(text: str) -> str:
     """`text` as it may be printed on one line: unchanged when every
-    character is visible (str.isprintable, and nothing of INVISIBLE), else
+    character is visible (str.isprintable, and nothing invisible), else
     ASCII with Python escapes, so that it cannot pass for another name or
     line."""
-    if text.isprintable() and not INVISIBLE.search(text):
+    if text.isprintable() and not invisible_characters().search(text):
         return text
     return ascii(text)[1:-1]
 

@@ -1,40 +1,37 @@
-"""One function per subcommand: parse-free, print-and-return-exit-code."""
+"""One function per subcommand of the tree (build, verify, audit, prove):
+parse-free, print-and-return-exit-code.  What only `build` uses (the
+builder) is imported by it, not by `verify`; `merkle hash` is cli/sums.py.
+"""
 
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from merkle.building import BuildOptions, build_resumable
 from merkle.cli.options import parse_storage_options
 from merkle.cli.output import emit_json, print_report
 from merkle.cli.progress import close, make_progress
 from merkle.display import shown
-from merkle.errors import FormatError, SourceError, UsageError
+from merkle.errors import SourceError, UsageError
 from merkle.format.manifest import (
     MANIFEST_SUFFIX,
-    MAX_MANIFEST_BYTES,
     METADATA_SUFFIX,
     SIDECAR_SUFFIX,
     Manifest,
     check_chunk_size,
 )
-from merkle.hashing.files import escape_path, format_sum, hash_paths, hash_stream, parse_sums
-from merkle.hashing.options import HashOptions
 from merkle.report import Progress
 from merkle.signing.documents import load_document
-from merkle.source.listing import WalkOptions
-from merkle.source.local import check_output, read_capped
+from merkle.source.local import check_output
 from merkle.source.remote import is_url
-from merkle.verifying.tree import CheckOptions, verify_with
 
 if TYPE_CHECKING:
     from merkle.hashing.cluster import Cluster
     from merkle.signing.envelope import BundleFile
+    from merkle.source.listing import WalkOptions
 
 LEGACY_CHECKPOINT_SUFFIX = ".checkpoint"
 OUTPUT_SUFFIXES = ("", SIDECAR_SUFFIX, METADATA_SUFFIX, MANIFEST_SUFFIX, LEGACY_CHECKPOINT_SUFFIX)
@@ -46,6 +43,9 @@ one is not part of the data)."""
 
 
 def build(args: argparse.Namespace) -> int:
+    from merkle.building import BuildOptions, build_resumable
+    from merkle.hashing.options import HashOptions
+
     if args.chunk_size is not None:
         check_chunk_size(args.chunk_size)
     if args.format == "oms" and not args.sign:
@@ -170,6 +170,8 @@ def _resumed_line(progress: Progress, files: int | None) -> str:
 
 def _walk(args: argparse.Namespace) -> WalkOptions:
     """How PATH is read, from the options build and verify share."""
+    from merkle.source.listing import WalkOptions
+
     return WalkOptions(args.follow_symlinks, parse_storage_options(args.storage_option), args.layout, args.revision)
 
 
@@ -195,6 +197,8 @@ def _output_inside(tree: str, output: str) -> list[str]:
     describes, anchored at the root: every file a build to OUTPUT may write
     (OUTPUT_SUFFIXES) whether or not this run writes it, so that no output
     of this or an earlier build, signed or not, compact or not, is hashed."""
+    import glob
+
     rel = os.path.relpath(os.path.realpath(output), os.path.realpath(tree))
     if rel == os.curdir or rel.split(os.sep)[0] == os.pardir:
         return []
@@ -231,7 +235,7 @@ def verify(args: argparse.Namespace) -> int:
         if not bundles or args.file or args.sparse or args.files:
             raise UsageError("--proof checks one file (PATH) against a signed bundle: give a bundle and --key")
         from merkle.cli import partial
-        from merkle.cli.signing import open_bundles, verified_dict
+        from merkle.cli.trust import open_bundles, verified_dict
 
         verified = open_bundles(args, bundles, with_manifest=False)  # the proof needs only the signed summary
         if verified.summary is None:
@@ -242,18 +246,21 @@ def verify(args: argparse.Namespace) -> int:
 
         manifest, signature = manifests[0] if manifests else None, None
         if bundles:
-            from merkle.cli.signing import open_bundles, verified_dict
+            from merkle.cli.trust import open_bundles, verified_dict
 
             verified = open_bundles(args, bundles)
             manifest, signature = verified.manifest, verified_dict(verified)
         return partial.run(args, manifest, signature)
+    from merkle.hashing.options import HashOptions  # a tree's check: what --file and --proof never load
+    from merkle.verifying.tree import CheckOptions, verify_with
+
     progress = make_progress("verifying", args.quiet or args.json)
     only = args.files or None
     try:
         check = CheckOptions(args.allow_extra, tuple(args.exclude), args.sparse, only)
         walk, hashing = _walk(args), HashOptions(args.jobs, progress)
         if bundles:
-            from merkle.cli.signing import store_for, trust_policy
+            from merkle.cli.trust import store_for, trust_policy
             from merkle.verifying.signed import verify_opened
 
             verified, report = verify_opened(  # the one trust path: open_signed
@@ -263,13 +270,17 @@ def verify(args: argparse.Namespace) -> int:
             report = verify_with(args.path, manifests[0], check, walk, hashing)
     finally:
         close(progress)
-    from merkle.cli.hf import verify_license
+    code: int = report.exit_code
+    extra: dict[str, Any] = {}
+    note: str | None = None
+    if args.allow_license:  # only then is README.md read, and the Hugging Face code imported
+        from merkle.cli.hf import verify_license
 
-    signed = (verified.manifest or verified.oms) if verified is not None else manifests[0]
-    code, extra, note = verify_license(args, report, signed)
+        signed = (verified.manifest or verified.oms) if verified is not None else manifests[0]
+        code, extra, note = verify_license(args, report, signed)
     head = None
     if verified is not None:
-        from merkle.cli.signing import describe, verified_dict
+        from merkle.cli.trust import describe, verified_dict
 
         extra["signature"] = verified_dict(verified)
         head = describe(verified)
@@ -277,84 +288,6 @@ def verify(args: argparse.Namespace) -> int:
     if note and not args.json:
         print(f"merkle: {shown(note)}", file=sys.stderr)
     return code
-
-
-def hash_(args: argparse.Namespace) -> int:
-    check_chunk_size(args.chunk_size)
-    if args.check:
-        return _check_sums(args)
-    results: list[dict[str, Any]] = []
-    status = 0
-    names = [f for f in args.files if f != "-"]
-    progress = make_progress("hashing", args.quiet or args.json)
-    try:
-        digests = {d.path: d for d in hash_paths(names, args.algorithm, args.chunk_size, args.jobs, progress)}
-    finally:
-        close(progress)
-    for name in args.files:
-        if name == "-":
-            root = hash_stream(sys.stdin.buffer, args.algorithm, args.chunk_size)
-        else:
-            d = digests[name]
-            if d.error is not None:
-                print(f"merkle: error: {d.error}", file=sys.stderr)
-                results.append({"path": name, "error": d.error.message})
-                status = 2
-                continue
-            root = d.root
-        results.append({"path": name, "root": root.hex()})
-        if not args.json:
-            print(format_sum(root, name))
-    if args.json:
-        emit_json({"algorithm": args.algorithm, "chunk_size": args.chunk_size, "files": results})
-    return status
-
-
-def _check_sums(args: argparse.Namespace) -> int:
-    expected: list[tuple[bytes, str]] = []
-    for sums in args.files:
-        text = sys.stdin.buffer.read(MAX_MANIFEST_BYTES + 1) if sums == "-" else read_capped(sums, MAX_MANIFEST_BYTES)
-        if len(text) > MAX_MANIFEST_BYTES:
-            raise FormatError(f"larger than the {MAX_MANIFEST_BYTES}-byte limit", sums)
-        try:
-            expected += parse_sums(text.decode("utf-8"), sums)
-        except UnicodeDecodeError as e:
-            raise FormatError("not UTF-8", sums) from e
-    progress = make_progress("checking", args.quiet or args.json)
-    try:
-        digests = hash_paths([p for _, p in expected], args.algorithm, args.chunk_size, args.jobs, progress)
-    finally:
-        close(progress)
-    failed = unreadable = 0
-    rows = []
-    for (want, path), d in zip(expected, digests, strict=True):
-        # The names come from the sums file: escaped as `hash` writes them
-        # (b3sum's rule), so that no name can start a line of its own, and
-        # any other control or invisible character as everywhere else
-        # (display.shown), so that none can move the cursor over a line.
-        escaped, flag = escape_path(path)
-        name = shown(("\\" if flag else "") + escaped)
-        if d.error is not None:
-            unreadable += 1
-            rows.append({"path": path, "ok": False, "error": d.error.message})
-            line = f"{name}: FAILED ({shown(d.error.message)})"
-        elif d.root != want:
-            failed += 1
-            rows.append({"path": path, "ok": False, "error": "root differs"})
-            line = f"{name}: FAILED"
-        else:
-            rows.append({"path": path, "ok": True})
-            line = f"{name}: OK"
-        if not args.json and (not args.quiet or "FAILED" in line):
-            print(line)
-    if args.json:
-        emit_json({"ok": not (failed or unreadable), "files": rows})
-    if failed or unreadable:
-        print(
-            f"merkle: WARNING: {failed} computed roots did NOT match, {unreadable} files could not be read",
-            file=sys.stderr,
-        )
-    return 1 if failed else (2 if unreadable else 0)
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -371,7 +304,7 @@ def prove(args: argparse.Namespace) -> int:
     args.sources = [args.manifest]
     manifests, bundles = _documents(args)
     if bundles:
-        from merkle.cli.signing import open_bundles
+        from merkle.cli.trust import open_bundles
 
         manifest = open_bundles(args, bundles).manifest
         if manifest is None:
@@ -394,12 +327,14 @@ def audit(args: argparse.Namespace) -> int:
     unchanged (=) objects, at the depth asked for."""
     import random
 
+    from merkle.hashing.options import HashOptions
+    from merkle.source.listing import WalkOptions
     from merkle.verifying import audit as audits
 
     manifests, bundles = _documents(args)
     signature = None
     if bundles:
-        from merkle.cli.signing import describe, open_bundles, verified_dict
+        from merkle.cli.trust import describe, open_bundles, verified_dict
 
         verified = open_bundles(args, bundles)
         if verified.manifest is None:

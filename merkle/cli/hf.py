@@ -14,46 +14,9 @@ from merkle.errors import MerkleError, UsageError
 from merkle.format.manifest import Manifest
 from merkle.format.origin import is_repo_id
 from merkle.report import Report
-from merkle.source.layouts import LAYOUTS
 
 if TYPE_CHECKING:
     from merkle.signing.oms import OmsStatement
-
-
-def add_options(p: argparse.ArgumentParser) -> None:
-    """Options build and verify share for Hugging Face checkouts."""
-    p.add_argument(
-        "--revision",
-        metavar="REV",
-        help="Hugging Face cache folder: the snapshot to use (commit or ref; default: refs/main)",
-    )
-
-
-def add_layout_option(p: argparse.ArgumentParser, build: bool) -> None:
-    default = (
-        "recognise a Hugging Face cache folder, snapshot or local_dir and record it in the manifest"
-        if build
-        else "from the manifest: with a recorded Hugging Face origin, its cache folder or a snapshot (by "
-        "name) as the cache and any other folder as a local_dir; without one, plain. Never from what "
-        "the tree holds"
-    )
-    p.add_argument(
-        "--layout",
-        choices=LAYOUTS,
-        default=None,
-        help=f"how to read PATH: plain (every file under it), hf-cache (a cache folder's snapshot), "
-        f"hf-local-dir (without .cache/huggingface) (default: {default})",
-    )
-
-
-def add_license_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--allow-license",
-        action="append",
-        metavar="IDS",
-        help="require README.md's license (model card front matter) to be one of these comma-separated "
-        "ids, read only after README.md verified; fails closed",
-    )
 
 
 def hf_verify(args: argparse.Namespace) -> int:

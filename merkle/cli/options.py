@@ -1,22 +1,22 @@
-"""Options shared by subcommands.  This module must stay light: it is
-imported for every command, and `cryptography` is imported only by the
-commands that sign or check signatures."""
+"""Options shared by subcommands, and the parsers of their values.  This
+module must stay light: the parser (cli/parser.py) imports it for every
+command, `merkle hash` included, so what only some options need (datetime,
+json, the layouts) is imported where they are read, and `cryptography` only
+by the commands that sign or check signatures."""
 
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import re
 from collections.abc import Sequence
-from typing import Any
 
-from merkle.errors import BundleError, UsageError
-from merkle.format.timestamps import parse_time
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import datetime
+    from typing import Any
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 KEY_TYPES = ("ecdsa-p256", "ecdsa-p384", "ed25519")  # merkle.signing.keys.KeyType; a test keeps them equal
-_DURATION = re.compile(r"(\d+)([dhm])")
 
 FLAGS = {
     "follow_symlinks=True": "--follow-symlinks",
@@ -56,9 +56,27 @@ def positive_int(text: str) -> int:
     return value
 
 
+def parse_range(text: str) -> tuple[int, int]:
+    """'START:END' (half-open, bytes; binary suffixes allowed) -> (start, end)."""
+    start, sep, end = text.partition(":")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"not a range: {text!r} (START:END, e.g. 0:1M)")
+    a, b = parse_size(start or "0"), parse_size(end)
+    if b < a:
+        raise argparse.ArgumentTypeError(f"range end {b} is before its start {a}")
+    if b == a:
+        raise argparse.ArgumentTypeError(f"empty range {text!r}: it would check nothing (END must be after START)")
+    return a, b
+
+
 def parse_expiry(text: str) -> datetime.datetime:
     """'2027-01-31T00:00:00Z', or a duration from now: '90d', '12h', '30m'."""
-    m = _DURATION.fullmatch(text.strip())
+    import datetime
+
+    from merkle.errors import BundleError
+    from merkle.format.timestamps import parse_time
+
+    m = re.fullmatch(r"(\d+)([dhm])", text.strip())
     now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
     if m:
         unit = {"d": "days", "h": "hours", "m": "minutes"}[m.group(2)]
@@ -143,6 +161,44 @@ def add_trust_options(p: argparse.ArgumentParser, prefix: str = "") -> None:
         add_store_option(p, no_store=True)
 
 
+def add_revision_option(p: argparse.ArgumentParser) -> None:
+    """--revision, which build and verify share for Hugging Face cache folders."""
+    p.add_argument(
+        "--revision",
+        metavar="REV",
+        help="Hugging Face cache folder: the snapshot to use (commit or ref; default: refs/main)",
+    )
+
+
+def add_layout_option(p: argparse.ArgumentParser, build: bool) -> None:
+    from merkle.source.layouts import LAYOUTS
+
+    default = (
+        "recognise a Hugging Face cache folder, snapshot or local_dir and record it in the manifest"
+        if build
+        else "from the manifest: with a recorded Hugging Face origin, its cache folder or a snapshot (by "
+        "name) as the cache and any other folder as a local_dir; without one, plain. Never from what "
+        "the tree holds"
+    )
+    p.add_argument(
+        "--layout",
+        choices=LAYOUTS,
+        default=None,
+        help=f"how to read PATH: plain (every file under it), hf-cache (a cache folder's snapshot), "
+        f"hf-local-dir (without .cache/huggingface) (default: {default})",
+    )
+
+
+def add_license_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--allow-license",
+        action="append",
+        metavar="IDS",
+        help="require README.md's license (model card front matter) to be one of these comma-separated "
+        "ids, read only after README.md verified; fails closed",
+    )
+
+
 def add_store_option(p: argparse.ArgumentParser, no_store: bool = False) -> None:
     p.add_argument("--store", metavar="DIR", help="attestation store (default: $MERKLE_STORE or ~/.cache/merkle)")
     if no_store:
@@ -152,6 +208,10 @@ def add_store_option(p: argparse.ArgumentParser, no_store: bool = False) -> None
 def parse_storage_options(pairs: Sequence[str]) -> dict[str, Any]:
     """`key=value` pairs; a value that parses as JSON (numbers, true, objects
     like {"endpoint_url": ...}) is taken as JSON, anything else as text."""
+    import json
+
+    from merkle.errors import UsageError
+
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")

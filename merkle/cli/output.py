@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-from collections.abc import Sequence
-from typing import Any
 
 from merkle.display import shown
-from merkle.report import Report
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
+    from typing import Any
+
+    from merkle.report import Report
 
 
 def emit_json(doc: Any) -> None:
     """One JSON document on stdout (the --json contract)."""
+    import json  # only with --json: `merkle hash` prints its sums without it
+
     sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
 
 

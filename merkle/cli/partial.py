@@ -8,7 +8,6 @@ import os
 import sys
 from typing import Any
 
-from merkle.cli.options import parse_size
 from merkle.cli.output import emit_json
 from merkle.display import shown
 from merkle.errors import IntegrityError, SourceError, UsageError
@@ -16,22 +15,7 @@ from merkle.format.fileproof import prove
 from merkle.format.manifest import Manifest, Summary
 from merkle.source.layouts import choose_layout
 from merkle.source.readers import Counting, Reader, open_file
-from merkle.verifying import single_file
 from merkle.verifying.ranges import FileAuth, repair_plan, verify_range
-from merkle.verifying.single_file import read_file_proof, verify_tensor
-
-
-def parse_range(text: str) -> tuple[int, int]:
-    """'START:END' (half-open, bytes; binary suffixes allowed) -> (start, end)."""
-    start, sep, end = text.partition(":")
-    if not sep:
-        raise argparse.ArgumentTypeError(f"not a range: {text!r} (START:END, e.g. 0:1M)")
-    a, b = parse_size(start or "0"), parse_size(end)
-    if b < a:
-        raise argparse.ArgumentTypeError(f"range end {b} is before its start {a}")
-    if b == a:
-        raise argparse.ArgumentTypeError(f"empty range {text!r}: it would check nothing (END must be after START)")
-    return a, b
 
 
 def file_source(args: argparse.Namespace, manifest: Manifest) -> Reader:
@@ -84,6 +68,8 @@ def verify_file(args: argparse.Namespace, manifest: Manifest, signature: dict[st
 
 
 def _tensor(args: argparse.Namespace, source: Counting, auth: FileAuth, signature: dict[str, Any] | None) -> int:
+    from merkle.verifying.single_file import verify_tensor  # with the safetensors header's parser
+
     info = verify_tensor(source, auth, args.tensor)
     first, last = info.start // auth.chunk_size, -(-info.end // auth.chunk_size)
     if args.json:
@@ -146,7 +132,9 @@ def run(args: argparse.Namespace, manifest: Manifest | None, signature: dict[str
 def verify_with_proof(args: argparse.Namespace, summary: Summary, signature: dict[str, Any] | None) -> int:
     """`merkle verify PATH BUNDLE --proof PROOF`: one file against a signed
     dataset root, without the manifest (merkle.verifying.single_file)."""
-    proof = read_file_proof(args.proof)
+    from merkle.verifying import single_file
+
+    proof = single_file.read_file_proof(args.proof)
     try:
         single_file.verify_with_proof(args.path, proof, summary)
     except IntegrityError as e:

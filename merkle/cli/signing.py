@@ -1,4 +1,6 @@
-"""Subcommands and options for keys, signatures and the attestation store."""
+"""Subcommands for keys, signatures and the attestation store (keygen, sign,
+store, build --sign).  Imported only by them: what verify needs of the
+trust options is cli/trust.py."""
 
 from __future__ import annotations
 
@@ -11,10 +13,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from merkle.cli.output import emit_json
+from merkle.cli.trust import describe, store_for, trust_policy
 from merkle.display import shown
 from merkle.errors import UsageError
 from merkle.format.manifest import Manifest
-from merkle.format.timestamps import format_time
 from merkle.signing import oms, statements
 from merkle.signing.attestations import Store
 from merkle.signing.documents import load_document
@@ -29,30 +31,8 @@ from merkle.signing.keys import (
     write_keypair,
 )
 from merkle.signing.statements import Verified
-from merkle.signing.trust import TrustPolicy
 from merkle.signing.writing import cosign, write_signed
-from merkle.verifying.signed import open_signed, policy_from_files
-
-
-def trust_policy(args: argparse.Namespace, prefix: str = "") -> TrustPolicy:
-    keys, cas = getattr(args, f"{prefix}key"), getattr(args, f"{prefix}ca")
-    flag = f"--{prefix.replace('_', '-')}"
-    if not keys and not cas:
-        raise UsageError(f"no trusted key or CA given (use {flag}key PUB or {flag}ca CERT)")
-    if (args.cert_identity or args.cert_issuer) and not cas:
-        raise UsageError(f"--cert-identity and --cert-issuer apply to certificate chains: add {flag}ca CERT")
-    return policy_from_files(
-        keys, cas, threshold=args.threshold, identities=args.cert_identity, issuers=args.cert_issuer
-    )
-
-
-def store_for(args: argparse.Namespace) -> Store | None:
-    return None if getattr(args, "no_store", False) else Store(args.store)
-
-
-def open_bundles(args: argparse.Namespace, bundles: list[BundleFile], *, with_manifest: bool = True) -> Verified:
-    """The one trust path (merkle.verifying.signed.open_signed) with the command line's policy and store."""
-    return open_signed(bundles, trust_policy(args), store_for(args), with_manifest=with_manifest)
+from merkle.verifying.signed import open_signed
 
 
 def _certificates(args: argparse.Namespace, key: PrivateKey) -> list[bytes]:
@@ -192,41 +172,6 @@ def keygen(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
-
-
-def describe(verified: Verified) -> str:
-    signers = ", ".join(
-        f"{shown(s.key_id[:16])} ({s.algorithm}{', ' + shown(s.subject) if s.subject else ''})"
-        for s in verified.signers
-    )
-    kind = (
-        "OpenSSF model-signing statement"
-        if verified.oms
-        else f"version {verified.version}"
-        if verified.version is not None
-        else "no version"
-    )
-    expires = f", expires {format_time(verified.expires)}" if verified.expires else ""
-    return f"signature ok: '{shown(verified.name)}' {kind}{expires}, signed by {signers}"
-
-
-def verified_dict(verified: Verified) -> dict[str, Any]:
-    return {
-        "name": verified.name,
-        "format": "oms" if verified.oms else "merkle",
-        "version": verified.version,
-        "expires": format_time(verified.expires) if verified.expires else None,
-        "signers": [
-            {
-                "key_id": s.key_id,
-                "algorithm": s.algorithm,
-                "subject": s.subject,
-                "issuer": s.issuer,
-                "names": list(s.names),
-            }
-            for s in verified.signers
-        ],
-    }
 
 
 def store_list(args: argparse.Namespace) -> int:

@@ -12,12 +12,13 @@ listing can be checked against itself without reading a byte.
 
 from __future__ import annotations
 
-import hashlib
 import re
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from merkle.errors import FormatError
-from merkle.tree.hasher import Hasher
+
+if TYPE_CHECKING:
+    from merkle.tree.hasher import Hasher
 
 SHA256: Final = "sha256"
 GIT_BLOB: Final = "gitBlob"
@@ -30,7 +31,7 @@ HubId = tuple[str, str]
 
 LFS_VERSION: Final = b"version https://git-lfs.github.com/spec/v1\n"
 MAX_POINTER_SIZE: Final = 1024  # git-lfs: "Pointer files must be less than 1024 bytes in size"
-_POINTER: Final = re.compile(
+_POINTER: Final = (  # compiled on first use (re's cache): most runs never meet a pointer
     rb"version https://git-lfs\.github\.com/spec/v1\n"
     rb"(?:ext-[0-9]-[a-z0-9.-]+ sha256:[0-9a-f]{64}\n)*"
     rb"oid sha256:(?P<oid>[0-9a-f]{64})\n"
@@ -54,12 +55,16 @@ def check_hub(value: Any, where: str) -> HubId:
 
 def git_blob_hasher(size: int) -> Hasher:
     """A hasher that, fed exactly `size` bytes, gives their git blob id."""
+    import hashlib  # OpenSSL: only Hub identities need it
+
     h = hashlib.sha1(usedforsecurity=False)
     h.update(b"blob %d\0" % size)
     return h
 
 
 def new_hasher(kind: str, size: int) -> Hasher:
+    import hashlib
+
     return hashlib.sha256() if kind == SHA256 else git_blob_hasher(size)
 
 
@@ -78,7 +83,7 @@ def parse_lfs_pointer(data: bytes) -> tuple[str, int] | None:
     """(object id, size) when `data` is a git-lfs pointer file, else None."""
     if len(data) >= MAX_POINTER_SIZE or not data.startswith(LFS_VERSION):
         return None
-    m = _POINTER.fullmatch(data)
+    m = re.fullmatch(_POINTER, data)
     if m is None:
         return None
     return m["oid"].decode("ascii"), int(m["size"])

@@ -10,12 +10,15 @@ consistent.
 Upward import: `Manifest.load` and `Manifest.save` read and write through
 merkle.source.local (capped reads, atomic writes: the one place files are
 opened), which imports nothing above merkle.errors.
+
+The records of a v2 manifest (format/origin.py, hub.py, zarr.py) and the
+leaf sidecar (leaves.py) are imported where a manifest has them: every
+`merkle hash` imports this module (for the chunk-size rule), and a plain
+manifest needs none of them.
 """
 
 from __future__ import annotations
 
-import bisect
-import copy
 import json
 import os
 import re
@@ -23,17 +26,16 @@ import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from merkle._native import native
 from merkle.errors import FormatError, SidecarWarning, SourceError, UnsupportedError
 from merkle.format import strictjson
-from merkle.format.hub import HubId, check_hub
-from merkle.format.leaves import LeafLayers
-from merkle.format.origin import Origin
+from merkle.format.parameters import DEFAULT_CHUNK_SIZE as DEFAULT_CHUNK_SIZE  # re-exported: imported from here
+from merkle.format.parameters import DEFAULT_EXCLUDES as DEFAULT_EXCLUDES
+from merkle.format.parameters import check_chunk_size as check_chunk_size
 from merkle.format.paths import _PLAIN_PATH, MAX_PATH_BYTES, case_collision, path_problem
 from merkle.format.strictjson import exact_keys
-from merkle.format.zarr import ZarrLayout, check_ranges, with_ranges
 from merkle.source.local import check_output, read_capped, write_atomic
 from merkle.tree import rfc6962
 from merkle.tree.hasher import (
@@ -46,17 +48,19 @@ from merkle.tree.hasher import (
     tree_hasher,
 )
 
+if TYPE_CHECKING:
+    from merkle.format.hub import HubId
+    from merkle.format.leaves import LeafLayers
+    from merkle.format.origin import Origin
+    from merkle.format.zarr import ZarrLayout
+
 FORMAT: Final = "merkle-manifest-v1"
 FORMAT_V2: Final = "merkle-manifest-v2"  # v1 + `origin` and per-file `hub` (rules M6-M8)
 FORMATS: Final = (FORMAT, FORMAT_V2)
-DEFAULT_CHUNK_SIZE: Final = 1 << 20
-MIN_CHUNK_SIZE: Final = 1 << 10
-MAX_CHUNK_SIZE: Final = 1 << 30
 MAX_MANIFEST_BYTES: Final = 256 << 20  # about two million entries; JSON decoding needs ~10x this
 MAX_EXCLUDES: Final = 1024
 MAX_PATTERN_LENGTH: Final = 4096
 MAX_FILE_SIZE: Final = (1 << 63) - 1
-DEFAULT_EXCLUDES: Final[tuple[str, ...]] = (".git",)
 SIDECAR_SUFFIX: Final = ".leaves"
 MANIFEST_SUFFIX: Final = ".manifest"  # beside a compact bundle
 METADATA_SUFFIX: Final = ".objects.json"  # object-store metadata, for audit --fast
@@ -65,18 +69,6 @@ _KEYS: Final = ("format", "algorithm", "chunk_size", "exclude", "root", "files")
 _KEYS_V2: Final = ("format", "algorithm", "chunk_size", "exclude", "origin", "root", "files")
 _ENTRY_KEYS: Final = ("path", "size", "root")
 _ENTRY_KEYS_HUB: Final = ("path", "size", "root", "hub")
-
-
-def check_chunk_size(chunk_size: int) -> int:
-    if (
-        not isinstance(chunk_size, int)
-        or isinstance(chunk_size, bool)
-        or chunk_size < MIN_CHUNK_SIZE
-        or chunk_size > MAX_CHUNK_SIZE
-        or chunk_size & (chunk_size - 1)
-    ):
-        raise FormatError(f"chunk size {chunk_size!r} must be a power of two from {MIN_CHUNK_SIZE} to {MAX_CHUNK_SIZE}")
-    return chunk_size
 
 
 @dataclass(frozen=True)
@@ -141,7 +133,7 @@ def _check_entries(files: Sequence[FileEntry]) -> None:
             raise FormatError(f"file {path!r}: size {size!r} is not a byte count")
         if type(f.root) is not bytes or len(f.root) != DIGEST_SIZE:
             raise FormatError(f"file {path!r}: root is not a {DIGEST_SIZE}-byte digest")
-        if f.hub is not None and check_hub(f.hub, f"file {path!r}") != f.hub:
+        if f.hub is not None and _check_hub(f.hub, f"file {path!r}") != f.hub:
             raise FormatError(f"file {path!r}: hub identity is not a (kind, hex) pair")
         if previous is not None and path <= previous:
             what = "duplicate path" if path == previous else "paths not in sorted order at"
@@ -150,6 +142,18 @@ def _check_entries(files: Sequence[FileEntry]) -> None:
     clash = case_collision(f.path for f in files)
     if clash:
         raise FormatError(f"paths {clash[0]!r} and {clash[1]!r} differ only in case")
+
+
+def _check_hub(value: Any, where: str) -> HubId:
+    from merkle.format.hub import check_hub
+
+    return check_hub(value, where)
+
+
+def _origin(doc: Any) -> Origin:
+    from merkle.format.origin import Origin
+
+    return Origin.from_doc(doc)
 
 
 @dataclass(frozen=True)
@@ -195,7 +199,7 @@ class Summary:
         exclude = doc["exclude"]
         if not isinstance(exclude, list) or not all(isinstance(p, str) for p in exclude):
             raise FormatError("summary exclude must be a list of strings")
-        origin = Origin.from_doc(doc["origin"]) if doc["format"] == FORMAT_V2 else None
+        origin = _origin(doc["origin"]) if doc["format"] == FORMAT_V2 else None
         return cls(
             doc["algorithm"],
             check_chunk_size(doc["chunk_size"]),
@@ -245,9 +249,14 @@ class Manifest:
             raise FormatError("dataset root does not match the file entries")
         if self.layers is not None:
             self.layers.check(self)
-        if self.origin is not None and not isinstance(self.origin, Origin):
-            raise FormatError("origin is not an Origin")
+        if self.origin is not None:
+            from merkle.format.origin import Origin
+
+            if not isinstance(self.origin, Origin):
+                raise FormatError("origin is not an Origin")
         if self.zarr is not None:
+            from merkle.format.zarr import ZarrLayout, check_ranges
+
             if not isinstance(self.zarr, ZarrLayout):
                 raise FormatError("zarr is not a ZarrLayout")
             check_ranges(self.zarr, [f.path for f in self.files], self._subtree_root)
@@ -267,6 +276,8 @@ class Manifest:
         (and, for a zarr store, each array's range and root)."""
         ordered = tuple(sorted(files, key=lambda f: f.path))
         if zarr is not None:
+            from merkle.format.zarr import with_ranges
+
             hasher = tree_hasher(algorithm)
             zarr = with_ranges(
                 zarr,
@@ -293,6 +304,8 @@ class Manifest:
 
     def index(self, path: str) -> int:
         """Position of `path` in the dataset tree (its leaf index)."""
+        import bisect
+
         i = bisect.bisect_left(self.files, path, key=lambda f: f.path)
         if i == len(self.files) or self.files[i].path != path:
             raise KeyError(path)
@@ -387,14 +400,18 @@ class Manifest:
             keys = item.keys()
             hub = None
             if v2 and keys == hubset:
-                hub = check_hub(item["hub"], f"files[{i}]")
+                hub = _check_hub(item["hub"], f"files[{i}]")
             elif keys != keyset:
                 exact_keys(item, _ENTRY_KEYS, f"files[{i}]")
             if not isinstance(item["path"], str):
                 raise FormatError(f"files[{i}].path is not a string")
             entries.append(FileEntry(item["path"], item["size"], _hex_digest(item["root"], f"files[{i}].root"), hub))
-        origin = Origin.from_doc(doc["origin"]) if v2 and doc["origin"] is not None else None
-        zarr = ZarrLayout.from_doc(doc["zarr"]) if v2 and "zarr" in doc else None
+        origin = _origin(doc["origin"]) if v2 and doc["origin"] is not None else None
+        zarr = None
+        if v2 and "zarr" in doc:
+            from merkle.format.zarr import ZarrLayout
+
+            zarr = ZarrLayout.from_doc(doc["zarr"])
         manifest = cls(
             algorithm=algorithm,
             chunk_size=doc["chunk_size"],
@@ -443,6 +460,8 @@ class Manifest:
         and root are this manifest's, already validated, so the constructor's
         checks (a full recomputation of the dataset root) are not run again;
         leaf layers are checked by LeafLayers.from_bytes before they get here."""
+        import copy
+
         twin = copy.copy(self)
         for name, value in derived.items():
             object.__setattr__(twin, name, value)
@@ -456,6 +475,8 @@ class Manifest:
         with a SidecarWarning (format rule S3)."""
         if not os.path.exists(sidecar):
             return self
+        from merkle.format.leaves import LeafLayers
+
         try:
             data = read_capped(sidecar, LeafLayers.expected_size(self))
             loaded = LeafLayers.from_bytes(data, self, sidecar)

@@ -10,20 +10,21 @@ a trust decision.
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import os
 import sys
 from collections.abc import Sequence
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
-from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from merkle.errors import FormatError, SignatureError, UsageError
 from merkle.source.local import read_capped, write_atomic
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 KeyType = Literal["ecdsa-p256", "ecdsa-p384", "ed25519"]
 KEY_TYPES: tuple[str, ...] = get_args(KeyType)
@@ -116,6 +117,8 @@ def passphrase_from_environment(prompt: str, confirm: bool = False) -> bytes | N
         return value.encode("utf-8")
     if not sys.stdin.isatty():
         return None
+    import getpass  # only to prompt (it loads the terminal's modules)
+
     first = getpass.getpass(prompt)
     if confirm and getpass.getpass("Repeat passphrase: ") != first:
         raise UsageError("passphrases do not match")
@@ -155,6 +158,10 @@ def load_public_key(path: str) -> PublicKey:
 
 
 def load_certificates(paths: Sequence[str]) -> list[x509.Certificate]:
+    if not paths:
+        return []  # no --ca, --cert: cryptography's X.509, its largest part, stays unloaded
+    from cryptography import x509
+
     certs = []
     for p in paths:
         try:

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any, Final
 from merkle.errors import BundleError, UsageError
 from merkle.format.manifest import Manifest, Summary
 from merkle.format.timestamps import format_time, parse_time
-from merkle.signing import oms
 from merkle.signing.envelope import PAYLOAD_TYPE, Bundle, Statement, pae
 from merkle.signing.keys import PrivateKey, key_id, sign_bytes
 
 if TYPE_CHECKING:
+    from merkle.signing import oms
     from merkle.signing.trust import Signer
 
 PREDICATE_TYPE: Final = "https://merkle.dev/manifest/v1"
@@ -161,11 +161,13 @@ def interpret(stmt: Statement, signers: tuple[Signer, ...], payload: bytes) -> V
     """V5: the statement of a payload whose signatures verified (merkle.signing.trust
     decides that), parsed and checked: a merkle statement's subject digest
     must equal its manifest's recomputed root."""
-    if stmt.predicate_type == oms.PREDICATE_TYPE:
+    if stmt.predicate_type != PREDICATE_TYPE:
+        from merkle.signing import oms  # OpenSSF statements only: it brings the whole-file hashing
+
+        if stmt.predicate_type != oms.PREDICATE_TYPE:
+            raise BundleError(f"unsupported predicateType {stmt.predicate_type!r}")
         parsed = oms.OmsStatement.from_statement(stmt)
         return Verified(parsed.name, None, None, signers, payload, OmsSigned(parsed))
-    if stmt.predicate_type != PREDICATE_TYPE:
-        raise BundleError(f"unsupported predicateType {stmt.predicate_type!r}")
     if len(stmt.subjects) != 1:
         raise BundleError("a merkle statement has exactly one subject")
     name, digests = stmt.subjects[0]

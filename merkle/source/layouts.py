@@ -22,14 +22,16 @@ import importlib
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from merkle.errors import FormatError, UsageError, option
-from merkle.format.hub import HubId
-from merkle.format.origin import Origin, check_repo_id
-from merkle.report import Progress
 from merkle.source.remote import is_url
-from merkle.source.walk import WalkedFile, WalkProblem
+
+if TYPE_CHECKING:
+    from merkle.format.hub import HubId
+    from merkle.format.origin import Origin
+    from merkle.report import Progress
+    from merkle.source.walk import WalkedFile, WalkProblem
 
 PLAIN: Final = "plain"
 KNOWN_LAYOUTS: Final[Mapping[str, str]] = {
@@ -103,7 +105,8 @@ class LayoutProvider(Protocol):
         """The layout of this provider a verifier reads `path` with when the
         signed statement records `origin` and the caller gives `revision`,
         decided by names the user chose, never by what the tree holds; None
-        when neither asks for one of this provider's layouts."""
+        when neither asks for one of this provider's layouts (and so always
+        when both are None: `choose_layout` then asks no provider)."""
         ...
 
 
@@ -145,6 +148,8 @@ def choose_layout(
         return check_layout(layout) or PLAIN
     if origin is not None and is_url(os.fspath(path)):
         return PLAIN  # an object store holds the files alone
+    if origin is None and revision is None:
+        return PLAIN  # nothing asks for a layout: no provider is imported (a plain manifest's verify)
     for p in _providers():
         chosen = p.layout_for(os.fspath(path), origin, revision)
         if chosen is not None:
@@ -154,6 +159,8 @@ def choose_layout(
 
 def check_repo(repo_id: str) -> str:
     """`repo_id`, or UsageError when it is not a Hub repository id."""
+    from merkle.format.origin import check_repo_id
+
     try:
         return check_repo_id(repo_id)
     except FormatError as e:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -341,6 +340,8 @@ def check_output(path: str) -> None:
 def write_atomic(path: str, data: bytes, mode: int = 0o666) -> None:
     """Write `data` to `path` through a temporary file and a rename
     (`mode` is masked by the umask, as open() would)."""
+    import tempfile  # only writers need it, and it costs `merkle hash` more than its own run
+
     check_output(path)
     directory = os.path.dirname(os.path.abspath(path))
     try:

@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from merkle.errors import SourceError
-from merkle.format.manifest import DEFAULT_EXCLUDES
+from merkle.format.parameters import DEFAULT_EXCLUDES
 from merkle.format.paths import MAX_PATH_BYTES, name_problem, path_problem
 from merkle.source.local import (
     Root,

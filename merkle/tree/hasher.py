@@ -7,7 +7,6 @@ H = BLAKE3 the tree has the same shape.  Nothing here does I/O.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal, Protocol, get_args
@@ -57,17 +56,20 @@ class TreeHasher:
         return self.new(b"").digest()
 
 
-_HASHERS: Final[dict[str, TreeHasher]] = {
-    "blake3": TreeHasher("blake3", blake3.blake3, 1),
-    "sha256": TreeHasher("sha256", hashlib.sha256, 2),
-}
+_HASHERS: Final[dict[str, TreeHasher]] = {"blake3": TreeHasher("blake3", blake3.blake3, 1)}
+"""The TreeHasher of each algorithm asked for so far: SHA-256 joins on first
+use, as hashlib (OpenSSL) costs a default `merkle hash` more to import than
+its whole run on a small file."""
 
 
 def tree_hasher(algorithm: str) -> TreeHasher:
     """The TreeHasher for `algorithm`; UnsupportedError for anything else."""
-    try:
-        return _HASHERS[algorithm]
-    except KeyError:
-        raise UnsupportedError(
-            f"unsupported algorithm {algorithm!r} (expected one of: {', '.join(ALGORITHMS)})"
-        ) from None
+    found = _HASHERS.get(algorithm)
+    if found is not None:
+        return found
+    if algorithm == "sha256":
+        import hashlib
+
+        found = _HASHERS[algorithm] = TreeHasher("sha256", hashlib.sha256, 2)
+        return found
+    raise UnsupportedError(f"unsupported algorithm {algorithm!r} (expected one of: {', '.join(ALGORITHMS)})")

@@ -10,6 +10,11 @@ files beside the first bundle read: the leaf sidecar (BUNDLE.leaves, which
 must authenticate against the signed roots) and, for a compact bundle, its
 manifest (BUNDLE.manifest, which must be the one the signed summary
 describes).  Nothing in a bundle is used before its signature checked out.
+
+The check of a tree that follows (merkle.verifying.tree, with the engine's
+checkpoints and the listings of every source) is imported by the functions
+that run it: `merkle verify --file` and `merkle.open` need only the trust
+path.
 """
 
 from __future__ import annotations
@@ -18,20 +23,22 @@ import dataclasses
 import datetime
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from merkle.errors import BundleError, FormatError, MerkleError, UsageError
 from merkle.format.manifest import MANIFEST_SUFFIX, SIDECAR_SUFFIX, Manifest, Summary
-from merkle.hashing.options import HashOptions
-from merkle.report import Report
-from merkle.signing import oms, trust
+from merkle.signing import trust
 from merkle.signing.attestations import Store, StoreChoice, as_store
 from merkle.signing.envelope import BundleFile
 from merkle.signing.keys import load_certificates, load_public_key
 from merkle.signing.statements import Verified
 from merkle.signing.trust import TrustPolicy
-from merkle.source.listing import WalkOptions
-from merkle.verifying.tree import CheckOptions, verify_with
+
+if TYPE_CHECKING:
+    from merkle.hashing.options import HashOptions
+    from merkle.report import Report
+    from merkle.source.listing import WalkOptions
+    from merkle.verifying.tree import CheckOptions
 
 
 def read_bundles(paths: Sequence[str | os.PathLike[str]]) -> list[BundleFile]:
@@ -192,6 +199,10 @@ def verify_signed(
 
 def _split(options: dict[str, Any]) -> tuple[CheckOptions, WalkOptions, HashOptions]:
     """merkle.verify's keywords, each to the options object with its name."""
+    from merkle.hashing.options import HashOptions
+    from merkle.source.listing import WalkOptions
+    from merkle.verifying.tree import CheckOptions
+
     kinds = (CheckOptions, WalkOptions, HashOptions)
     parts: tuple[dict[str, Any], ...] = ({}, {}, {})
     for key, value in options.items():
@@ -209,16 +220,24 @@ def verify_opened(
     *,
     store: Store | None = None,
     now: datetime.datetime | None = None,
-    check: CheckOptions = CheckOptions(),
-    walk: WalkOptions = WalkOptions(),
-    hashing: HashOptions = HashOptions(),
+    check: CheckOptions | None = None,
+    walk: WalkOptions | None = None,
+    hashing: HashOptions | None = None,
 ) -> tuple[Verified, Report]:
     """Check signatures and policy, then the content under `path` (as
     `merkle.verifying.tree.verify_with` does, or for an OpenSSF statement as
-    merkle.signing.oms.verify does: whole, with `hashing.jobs`).
+    merkle.signing.oms.verify does: whole, with `hashing.jobs`).  An option
+    left out is its class's default.
 
     Raises SignatureError/BundleError/PolicyError (exit 1) before any byte of
     content is read when the bundles cannot be trusted."""
+    from merkle.hashing.options import HashOptions
+    from merkle.source.listing import WalkOptions
+    from merkle.verifying.tree import CheckOptions, verify_with
+
+    check = CheckOptions() if check is None else check
+    walk = WalkOptions() if walk is None else walk
+    hashing = HashOptions() if hashing is None else hashing
     verified = open_signed(bundles, policy, store, now)
     if verified.summary is not None and verified.manifest is None:
         raise UsageError(
@@ -231,6 +250,8 @@ def verify_opened(
         assert verified.oms is not None
         if check.sparse or check.only is not None:
             raise UsageError("sparse checks and chosen files need a merkle bundle; OpenSSF bundles are checked whole")
+        from merkle.signing import oms
+
         report = oms.verify(
             path, verified.oms, jobs=hashing.jobs, progress=hashing.progress, layout=walk.layout, revision=walk.revision
         )

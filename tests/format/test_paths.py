@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from merkle.display import INVISIBLE, shown
+from merkle.display import invisible_characters, shown
 from merkle.format.paths import MAX_PATH_BYTES, path_problem, path_problem_by_rules
 
 ALPHABET = st.sampled_from(
@@ -61,7 +61,7 @@ def test_invisible_table_is_unicode_format_separators_and_default_ignorables():
     regex = pytest.importorskip("regex")
     want = regex.compile(r"[\p{Cf}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}]")
     everything = "".join(map(chr, range(sys.maxunicode + 1)))
-    assert [hex(m.start()) for m in INVISIBLE.finditer(everything)] == [
+    assert [hex(m.start()) for m in invisible_characters().finditer(everything)] == [
         hex(m.start()) for m in want.finditer(everything)
     ]
 
