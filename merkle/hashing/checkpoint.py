@@ -31,11 +31,8 @@ noticed, exactly as when the listing and the hashing of one run race.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import fcntl
-import hashlib
-import hmac
 import json
 import os
 import threading
@@ -72,6 +69,8 @@ class Job:
 
     @property
     def digest(self) -> bytes:
+        import hashlib  # start-up: only where a checkpoint is used
+
         return hashlib.sha256(json.dumps(self.description, sort_keys=True).encode()).digest()
 
     @property
@@ -84,6 +83,8 @@ def job(kind: str, source: str, storage_options: dict[str, Any] | None, **params
     real path, a URL as given with a digest of its storage options (they
     name the endpoint; they may hold secrets, so only their digest)."""
     if is_url(source):
+        import hashlib  # start-up: only where a checkpoint is used
+
         where = source.rstrip("/")
         options = json.dumps(storage_options or {}, sort_keys=True, default=repr).encode()
         params["storage_options"] = hashlib.sha256(options).hexdigest()
@@ -166,11 +167,15 @@ class Checkpoint:
         return state
 
     def _line(self, body: str) -> bytes:
+        import hmac  # start-up: only where a checkpoint is used
+
         data = body.encode()
         return hmac.digest(self._key, self._bind + data, "sha256").hex().encode() + b" " + data + b"\n"
 
     def _verified(self, line: bytes) -> Any:
         """The JSON of one line whose MAC verifies, else None (verify, then parse)."""
+        import hmac
+
         mac, _, data = line.partition(b" ")
         try:
             good = hmac.compare_digest(
@@ -196,6 +201,8 @@ class Checkpoint:
         record = self.done.get(item.path)
         if record is None or record.get("identity") != _identity(item):
             return None
+        import base64
+
         try:
             return FileDigest(item.path, item.size, bytes.fromhex(record["root"]), base64.b64decode(record["leaves"]))
         except (ValueError, KeyError, TypeError):

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import BinaryIO
 
 from merkle.errors import FormatError, SourceError
-from merkle.format.manifest import DEFAULT_CHUNK_SIZE, check_chunk_size
+from merkle.format.parameters import DEFAULT_CHUNK_SIZE, check_chunk_size
 from merkle.hashing.engine import MAX_BUFFER, FileDigest, hash_files
 from merkle.report import Progress
 from merkle.source.local import kind_of

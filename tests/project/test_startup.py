@@ -102,6 +102,7 @@ def test_hash_loads_the_engine_and_nothing_for_trees_signatures_or_integrations(
             "merkle.format.hub",
             "merkle.format.origin",
             "merkle.format.leaves",
+            "merkle.format.manifest",
             "merkle.cli.commands",
             "merkle.cli.signing",
             "merkle.cli.trust",
@@ -112,7 +113,7 @@ def test_hash_loads_the_engine_and_nothing_for_trees_signatures_or_integrations(
     # the standard library's heavier corners: OpenSSL's hashlib (BLAKE3 is
     # the default), temporary files, shutil (argparse's help width),
     # datetime, the terminal prompt
-    assert {"hashlib", "_hashlib", "tempfile", "shutil", "datetime", "getpass", "random"} & modules == set()
+    assert {"hashlib", "_hashlib", "tempfile", "shutil", "datetime", "getpass", "random", "json"} & modules == set()
 
 
 def test_verify_with_a_manifest_loads_no_signing_and_no_integration(tmp_path, model_dir):
@@ -122,6 +123,7 @@ def test_verify_with_a_manifest_loads_no_signing_and_no_integration(tmp_path, mo
     assert "verified" in run.stderr
     assert _under(modules, *HEAVY, *INTEGRATIONS) == set()
     assert _under(modules, "merkle.signing") == {"merkle.signing", "merkle.signing.documents"}
+    assert {"hmac", "base64"} & modules == set()  # a checkpoint's MACs only where one is used
     assert (
         _under(
             modules,
