@@ -9,6 +9,8 @@ Buffer = bytes | bytearray | memoryview
 
 BLAKE3: str
 """Which BLAKE3 code runs: AVX-512, AVX2 or portable C."""
+BLAKE3_LANES: int
+"""How many chunks it hashes at once: 16 (AVX-512), 8 (AVX2) or 1."""
 SHA256: str
 """The OpenSSL version that serves SHA-256."""
 
@@ -32,3 +34,15 @@ def hash_files(
     follow_symlinks: bool,
     files: Sequence[tuple[int, bytes, int, tuple[int, int, int, int, int]]],
 ) -> list[bytes | str]: ...
+def hash_range(
+    alg: int,
+    chunk_size: int,
+    follow_symlinks: bool,
+    dirfd: int,
+    name: bytes,
+    size: int,
+    identity: tuple[int, int, int, int, int],
+    first: int,
+    count: int,
+) -> bytes | str | None: ...
+def faults() -> int: ...
