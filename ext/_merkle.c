@@ -517,7 +517,14 @@ done:
  * the handler that was installed before ours (Python's faulthandler, say),
  * or ends the process as SIGBUS does by default: no fault is swallowed.
  * Slots, not thread-local storage: TLS of a dlopen()ed module may be
- * allocated on first use, which a signal handler must not do. */
+ * allocated on first use, which a signal handler must not do.  A jump out
+ * of hash2 leaves nothing behind as long as it holds no lock or heap block
+ * while it reads its input (mb3_hash and OpenSSL's SHA256_Update hold
+ * none).  Linux only; elsewhere nothing is mapped (the caller reads). */
+enum { MAPPED_OK, MAPPED_FAULT, NOT_MAPPED };
+static unsigned long long faults_caught;
+
+#if defined(__linux__) && defined(MAP_POPULATE) && defined(SYS_gettid)
 #define GUARD_SLOTS 256
 
 typedef struct {
@@ -530,8 +537,8 @@ typedef struct {
 static guard_slot guards[GUARD_SLOTS];
 static struct sigaction previous[2]; /* the handler ours replaced: previous[previous_at] */
 static volatile sig_atomic_t previous_at;
-static volatile sig_atomic_t passing; /* a fault not ours is being handed on */
-static unsigned long long faults_caught;
+static volatile sig_atomic_t passing; /* a SIGBUS not ours is being handed on */
+static void *volatile refaulting;      /* where the last fault handed on was, if its handler returned */
 static pthread_mutex_t install_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void on_sigbus(int sig, siginfo_t *si, void *ctx);
@@ -548,28 +555,29 @@ static void die_of(int sig) {
 }
 
 /* Hand a SIGBUS that is not a guarded fault to the handler ours replaced.
- * A handler that hands it back to us (faulthandler restores the handler it
- * replaced, which may be ours, and raises again) finds `passing` set: then
- * the default action ends the process, so no two handlers loop. */
+ * No two handlers may loop: one that hands it back to us (faulthandler
+ * restores the handler it replaced, which may be ours, and raises again)
+ * finds `passing` set; a fault whose handler returned without curing it
+ * (faulthandler's, once disabled, returns at once) comes back at the same
+ * address.  Both then end the process by the default action. */
 static void pass_on(int sig, siginfo_t *si, void *ctx) {
     const struct sigaction *prev = &previous[previous_at];
-    if (passing || is_ours(prev)) {
+    int fault = si->si_code > 0;
+    if (passing || is_ours(prev) || prev->sa_handler == SIG_DFL || (fault && refaulting == si->si_addr)) {
         die_of(sig);
         return;
     }
-    if (prev->sa_flags & SA_SIGINFO) {
-        passing = 1;
-        prev->sa_sigaction(sig, si, ctx);
-        passing = 0;
-    } else if (prev->sa_handler == SIG_IGN) {
-        if (si->si_code > 0) die_of(sig); /* a real fault cannot be ignored: it would only repeat */
-    } else if (prev->sa_handler == SIG_DFL) {
-        die_of(sig);
-    } else {
-        passing = 1;
-        prev->sa_handler(sig);
-        passing = 0;
+    if (prev->sa_handler == SIG_IGN) {
+        if (fault) die_of(sig); /* a real fault cannot be ignored: it would only repeat */
+        return;
     }
+    passing = 1;
+    if (prev->sa_flags & SA_SIGINFO)
+        prev->sa_sigaction(sig, si, ctx);
+    else
+        prev->sa_handler(sig);
+    passing = 0;
+    if (fault) refaulting = si->si_addr; /* returned: the faulting access runs again */
 }
 
 static void on_sigbus(int sig, siginfo_t *si, void *ctx) {
@@ -635,8 +643,6 @@ static void release_slot(guard_slot *g) {
     __atomic_store_n(&g->tid, 0, __ATOMIC_RELEASE);
 }
 
-enum { MAPPED_OK, MAPPED_FAULT, NOT_MAPPED };
-
 /* Leaves of bytes [start, end) (chunks of chunk_size from start) of fd,
  * read through a guarded mapping. */
 static int hash_mapped(int fd, int alg, size_t chunk_size, unsigned long long start, unsigned long long end,
@@ -674,6 +680,12 @@ static int hash_mapped(int fd, int alg, size_t chunk_size, unsigned long long st
     release_slot(g);
     return MAPPED_OK;
 }
+#else
+static int hash_mapped(int fd, int alg, size_t chunk_size, unsigned long long start, unsigned long long end,
+                       uint8_t *leaves) {
+    return NOT_MAPPED;
+}
+#endif
 
 PyDoc_STRVAR(range_doc,
              "hash_range(alg, chunk_size, follow_symlinks, dirfd, name, size, identity, first, count) -> bytes | str "
