@@ -75,6 +75,40 @@ def test_mapped_units_equal_the_pure_engine(tmp_path, monkeypatch, hasher):
             assert d.error is None and d.leaves == leaves_of(hasher, contents[d.path], chunk_size), d.path
 
 
+@pytest.mark.parametrize("hasher", [B3, SHA], ids=["blake3", "sha256"])
+def test_mapped_units_fail_as_the_pure_engine_does(tmp_path, monkeypatch, hasher):
+    """Large files that changed after listing, swapped for a link, a FIFO or nothing, or below a directory
+    swapped for a link: the same words on both paths."""
+    monkeypatch.setattr(engine, "UNIT_BYTES", 3 * 1024)
+    monkeypatch.setattr(engine, "MAPPED_BLAKE3_LANES", 1)
+    root = tmp_path / "root"
+    (root / "d").mkdir(parents=True)
+    for name in ("changed", "link", "fifo", "gone", "d/below", "kept"):
+        (root / name).write_bytes(os.urandom(10_000))
+    files = walk(root).files
+    (root / "changed").write_bytes(os.urandom(10_001))  # a new size: changed whatever the clock says
+    (root / "link").unlink()
+    (root / "link").symlink_to("kept")
+    (root / "fifo").unlink()
+    os.mkfifo(root / "fifo")
+    (root / "gone").unlink()
+    (root / "d").rename(tmp_path / "d")
+    (root / "d").symlink_to(tmp_path / "d")
+    local = engine.local_opener(False)
+    mapped = engine.hash_files(files, hasher, 1024, jobs=2)
+    read = engine.hash_files(files, hasher, 1024, jobs=2, opener=lambda src: local(src))
+    assert shape(mapped) == shape(read)
+    messages = {d.path: d.error and d.error.message for d in mapped}
+    assert messages == {
+        "changed": "changed between listing and hashing",
+        "link": "is a symbolic link",
+        "fifo": "a FIFO, not a regular file",
+        "gone": "No such file or directory",
+        "d/below": "d: symbolic link refused",
+        "kept": None,
+    }
+
+
 def test_blake3_is_mapped_only_with_a_kernel_as_fast_as_the_package():
     assert engine.mapped_is_faster(SHA)
     assert engine.mapped_is_faster(B3) == (native.BLAKE3_LANES >= 16) == ("AVX-512" in native.BLAKE3)
