@@ -36,3 +36,15 @@ def hash_files(
     follow_symlinks: bool,
     files: Sequence[tuple[int, bytes, int, tuple[int, int, int, int, int]]],
 ) -> list[bytes | str]: ...
+def hash_range(
+    alg: int,
+    chunk_size: int,
+    follow_symlinks: bool,
+    dirfd: int,
+    name: bytes,
+    size: int,
+    identity: tuple[int, int, int, int, int],
+    first: int,
+    count: int,
+) -> bytes | str | None: ...
+def faults() -> int: ...

@@ -38,6 +38,18 @@ class Native(Protocol):
         follow_symlinks: bool,
         files: Sequence[tuple[int, bytes, int, tuple[int, int, int, int, int]]],
     ) -> list[bytes | str]: ...
+    def hash_range(
+        self,
+        alg: int,
+        chunk_size: int,
+        follow_symlinks: bool,
+        dirfd: int,
+        name: bytes,
+        size: int,
+        identity: tuple[int, int, int, int, int],
+        first: int,
+        count: int,
+    ) -> bytes | str | None: ...
 
 
 def _load() -> tuple[Native | None, str]:
