@@ -67,7 +67,8 @@ def test_mapped_units_equal_the_pure_engine(tmp_path, monkeypatch, hasher):
             contents[name] = data
         files = walk(root).files
         monkeypatch.setattr(engine, "UNIT_BYTES", unit_bytes)
-        monkeypatch.setattr(engine, "MAPPED_BLAKE3_TIERS", frozenset({"avx512", "avx2", "portable"}))  # mapped whichever BLAKE3 kernel this CPU runs
+        # mapped whichever BLAKE3 kernel this CPU runs
+        monkeypatch.setattr(engine, "MAPPED_BLAKE3_TIERS", frozenset({"avx512", "avx2", "portable"}))
         assert all(engine.chunk_count(f.size, chunk_size) > unit_bytes // chunk_size for f in files)  # all in units
         mapped = engine.hash_files(files, hasher, chunk_size, jobs=2)
         assert shape(mapped) == shape(engine.hash_files(files, hasher, chunk_size, jobs=2, opener=read))
