@@ -628,6 +628,14 @@ static int install_guard(void) {
     return ok;
 }
 
+/* In a child forked while threads hashed, none of them exists: free their
+ * slots and the install lock one of them may have held. */
+static void guards_after_fork(void) {
+    memset((void *)guards, 0, sizeof guards);
+    pthread_mutex_init(&install_lock, NULL);
+}
+#define MERKLE_GUARDS 1
+
 static guard_slot *claim_slot(void) {
     pid_t me = (pid_t)syscall(SYS_gettid);
     for (int i = 0; i < GUARD_SLOTS; i++) {
@@ -670,11 +678,13 @@ static int hash_mapped(int fd, int alg, size_t chunk_size, unsigned long long st
         return MAPPED_FAULT;
     }
     g->active = 1;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST); /* no read of the mapping moves above this */
     size_t n = (size_t)((end - start + chunk_size - 1) / chunk_size);
     for (size_t i = 0; i < n; i++) {
         size_t at = i * chunk_size, len = length - skip - at < chunk_size ? length - skip - at : chunk_size;
         hash2(alg, 0, map + skip + at, len, NULL, 0, leaves + i * DIGEST);
     }
+    __atomic_signal_fence(__ATOMIC_SEQ_CST); /* nor below this */
     g->active = 0;
     munmap(map, length);
     release_slot(g);
@@ -725,7 +735,13 @@ static PyObject *py_hash_range(PyObject *self, PyObject *args) {
     if (fd >= 0) {
         mapped = hash_mapped(fd, alg, (size_t)chunk_size, start, end, (uint8_t *)PyBytes_AS_STRING(out));
         if (mapped == MAPPED_FAULT) {
-            snprintf(f.error, sizeof f.error, "changed while hashing");
+            /* a file that still is what was listed did not shrink: the
+             * fault was the device's (an I/O error), as a read would say */
+            struct stat st;
+            if (fstat(fd, &st) == 0 && same_identity(&st, &f))
+                os_reason(&f, EIO, "read error: ");
+            else
+                snprintf(f.error, sizeof f.error, "changed while hashing");
             close(fd);
         } else if (mapped == MAPPED_OK) {
             close_listed(&f, fd, end == f.size);
@@ -770,6 +786,10 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "merkle._merkle",
 PyMODINIT_FUNC PyInit__merkle(void) {
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
+#ifdef MERKLE_GUARDS
+    static int at_fork;
+    if (!at_fork && pthread_atfork(NULL, NULL, guards_after_fork) == 0) at_fork = 1;
+#endif
     static const char *const tiers[] = {"portable", "avx2", "avx512"};
     static const char *const described[] = {
         "portable C from the BLAKE3 specification (no vector code for this CPU)",

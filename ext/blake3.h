@@ -364,14 +364,20 @@ __attribute__((target("avx2"))) static void mb3_parents8_avx2(const uint8_t *blo
 
 static int mb3_tier_value = -1;
 
+/* A switch is on when set to anything but "" or "0" (as MERKLE_PURE). */
+static int mb3_switch_on(const char *name) {
+    const char *v = getenv(name);
+    return v != NULL && v[0] != '\0' && strcmp(v, "0") != 0;
+}
+
 static int mb3_tier(void) {
     if (mb3_tier_value < 0) {
         int tier = MB3_TIER_PORTABLE;
 #if MB3_HAVE_X86
         __builtin_cpu_init();
-        if (__builtin_cpu_supports("avx2") && getenv("MERKLE_NO_AVX2") == NULL) {
+        if (__builtin_cpu_supports("avx2") && !mb3_switch_on("MERKLE_NO_AVX2")) {
             tier = MB3_TIER_AVX2;
-            if (__builtin_cpu_supports("avx512f") && getenv("MERKLE_NO_AVX512") == NULL) tier = MB3_TIER_AVX512;
+            if (__builtin_cpu_supports("avx512f") && !mb3_switch_on("MERKLE_NO_AVX512")) tier = MB3_TIER_AVX512;
         }
 #endif
         mb3_tier_value = tier;

@@ -365,3 +365,88 @@ def test_a_walked_file_cut_short_while_hashing_is_an_error_not_a_digest(tmp_path
         assert digest.root == engine.rfc6962.root_of_bytes(B3, B3.leaf(bytes(1 << 20)) * 64)
     else:
         assert digest.error.message in ("changed while hashing", "changed between listing and hashing"), digest.error
+
+
+# -- swapped between units (found by the attacker review of issue 16) -------------------
+
+
+def _file_to_symlink(root: Path, outside: Path) -> None:
+    (root / "d" / "f").unlink()
+    (root / "d" / "f").symlink_to(outside / "f")
+
+
+def _dir_to_symlink(root: Path, outside: Path) -> None:
+    os.rename(root / "d", root / "d-old")
+    (root / "d").symlink_to(outside)
+
+
+def _dir_to_another_holding_the_same_inode(root: Path, outside: Path) -> None:
+    os.rename(root / "d", root / "d-old")
+    (root / "d").mkdir()
+    os.link(root / "d-old" / "f", root / "d" / "f")
+
+
+def _file_to_fifo(root: Path, outside: Path) -> None:
+    (root / "d" / "f").unlink()
+    os.mkfifo(root / "d" / "f")
+
+
+def _file_to_a_copy(root: Path, outside: Path) -> None:
+    (root / "d" / "f").unlink()
+    (root / "d" / "f").write_bytes((outside / "f").read_bytes())
+
+
+def _rewritten_with_its_mtime_put_back(root: Path, outside: Path) -> None:
+    st = os.stat(root / "d" / "f")
+    with open(root / "d" / "f", "r+b") as f:
+        f.seek(20_000)
+        f.write(b"X")
+    os.utime(root / "d" / "f", ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+@pytest.mark.parametrize(
+    ("swap", "words"),
+    [
+        (_file_to_symlink, "symbolic link"),
+        (_dir_to_symlink, "symbolic link"),
+        (_dir_to_another_holding_the_same_inode, "changed between listing and hashing"),
+        (_file_to_fifo, "FIFO"),
+        (_file_to_a_copy, "changed between listing and hashing"),
+        (_rewritten_with_its_mtime_put_back, "changed between listing and hashing"),
+    ],
+    ids=lambda v: v.__name__.strip("_") if callable(v) else None,
+)
+def test_a_file_swapped_between_its_units_is_refused(tmp_path, monkeypatch, swap, words):
+    """After the first mapped unit of a large file, its directory or the file itself is swapped
+    (for a link out of the root, a FIFO, another file with the same bytes, the same file rewritten
+    with its mtime put back): the next unit refuses it; no digest, no hang, nothing read outside."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "d").mkdir(parents=True)
+    outside.mkdir()
+    data = os.urandom(40_000)
+    (root / "d" / "f").write_bytes(data)
+    (outside / "f").write_bytes(data)  # the same bytes, outside the root
+    files = walk(root).files
+    monkeypatch.setattr(engine, "UNIT_BYTES", 4096)  # ten units of four 1K chunks
+    units: list[int] = []
+    real = native.hash_range
+
+    class Between:
+        """The extension, with a swap after the first unit (a seam in time, not a stand-in)."""
+
+        def __getattr__(self, name):
+            return getattr(native, name)
+
+        def hash_range(self, *args):
+            got = real(*args)
+            units.append(args[-2])
+            if len(units) == 1:
+                swap(root, outside)
+            return got
+
+    monkeypatch.setattr(engine, "native", Between())
+    # SHA-256: mapped on every tier, so this runs under the CI's masks too
+    (digest,) = engine.hash_files(files, SHA, 1024, jobs=1)
+    assert units, "the first unit went through the mapping"
+    assert digest.error is not None and words in digest.error.message
+    assert digest.root == b""
