@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from merkle._gc import paused
 from merkle.errors import FormatError, SourceError, UsageError, option
 from merkle.format.leaves import LeafLayers
 from merkle.format.manifest import DEFAULT_CHUNK_SIZE, DEFAULT_EXCLUDES, FileEntry, Manifest, check_chunk_size
@@ -113,6 +114,7 @@ def build_with(
     return manifest
 
 
+@paused()
 def build_resumable(
     path: str | os.PathLike[str],
     options: BuildOptions = BuildOptions(),

@@ -56,8 +56,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "run", None):
         parser.print_help(sys.stderr)
         return 2
+    from merkle._gc import paused
+
     try:
-        with spelled(FLAGS):
+        with spelled(FLAGS), paused():  # millions of long-lived objects, no cycles: merkle/_gc.py
             return int(args.run(args))
     except MerkleError as e:
         print(f"merkle: error: {e}", file=sys.stderr)

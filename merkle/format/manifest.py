@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Final
 
+from merkle._gc import paused
 from merkle._native import native
 from merkle.errors import FormatError, SidecarWarning, SourceError, UnsupportedError
 from merkle.format import strictjson
@@ -339,8 +340,9 @@ class Manifest:
 
     # -- JSON ---------------------------------------------------------------
 
-    def to_dict(self) -> dict[str, Any]:
-        """The manifest as a JSON-ready dict (what a signed statement carries)."""
+    def to_dict(self, files: bool = True) -> dict[str, Any]:
+        """The manifest as a JSON-ready dict (what a signed statement carries);
+        without the "files" list unless `files`."""
         fmt = self.format
         out: dict[str, Any] = {
             "format": fmt,
@@ -353,18 +355,19 @@ class Manifest:
             if self.zarr is not None:
                 out["zarr"] = self.zarr.to_dict()
         out["root"] = self.root.hex()
-        out["files"] = [f.to_dict() for f in self.files]
+        if files:
+            out["files"] = [f.to_dict() for f in self.files]
         return out
 
     def to_json(self) -> bytes:
         """Canonical bytes: fixed key order, one file entry per line."""
-        head = self.to_dict()
-        del head["files"]
+        head = self.to_dict(files=False)
         lines = ",\n".join(map(_entry_json, self.files))
         body = strictjson.dumps(head)[:-1] + ',"files":[' + ("\n" + lines + "\n" if lines else "") + "]}\n"
         return body.encode("utf-8")
 
     @classmethod
+    @paused()
     def from_json(cls, data: bytes, source: str = "manifest") -> Manifest:
         """Parse and validate; FormatError (naming `source`) on any problem."""
         doc = strictjson.loads(data, source, MAX_MANIFEST_BYTES)

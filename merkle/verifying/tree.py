@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from merkle._gc import paused
 from merkle.errors import UsageError, option
 from merkle.format.hub import MAX_POINTER_SIZE, SHA256, parse_lfs_pointer
 from merkle.format.manifest import FileEntry, Manifest
@@ -70,6 +71,7 @@ def verify(
     return verify_with(path, manifest, check, WalkOptions(follow_symlinks, storage_options, layout, revision), hashing)
 
 
+@paused()
 def verify_with(
     path: str | os.PathLike[str],
     manifest: Manifest | str | os.PathLike[str],

@@ -32,7 +32,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 LEVELS: tuple[tuple[str, ...], ...] = (
-    ("errors", "report", "display", "_native", "_merkle"),
+    ("errors", "report", "display", "_native", "_merkle", "_gc"),
     ("tree",),
     ("format",),
     ("source",),
