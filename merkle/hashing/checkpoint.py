@@ -19,11 +19,15 @@ signed, so it must not be steerable by anyone but the user running merkle:
    size, mtime and ctime) is exactly the one recorded.
 
 The file, `<directory>/<sha256 of the job>.checkpoint`, holds lines
-`MAC JSON`: a header `{format, job}`, then per finished object `{path,
-identity, root, leaves}`.  One run of a job holds it at a time (flock); a
-second one goes without.  A run that fails, however it fails, keeps it
-(only objects hashed without error are recorded) for an explicit resume; a
-run that succeeds deletes it.  What a resumed build is worth is what the
+`MAC JSON`: a header `{format, job}`, then, per flush (at most FLUSH_SECONDS
+apart), one line listing the objects finished since the last one, each as
+`[path, identity, root hex, leaves base64]` (leaves "" for a one-chunk
+object, whose only leaf is its root).  One MAC per flush, not per object:
+recording a million small files cost a third of their build when every
+object had its own line and MAC; a kill tears at most the last line.  One
+run of a job holds it at a time (flock); a second one goes without.  A run
+that fails, however it fails, keeps it (only objects hashed without error
+are recorded) for an explicit resume; a run that succeeds deletes it.  What a resumed build is worth is what the
 identities are worth: a file rewritten with its size, mtime and ctime
 restored, or an object store that keeps an ETag for other bytes, is not
 noticed, exactly as when the listing and the hashing of one run race.
@@ -51,7 +55,7 @@ from merkle.source.remote import is_url
 from merkle.source.userdir import PrivateDir, cache_dir
 from merkle.tree.hasher import TreeHasher
 
-FORMAT: Final = "merkle-checkpoint-v2"
+FORMAT: Final = "merkle-checkpoint-v3"  # v2: one object per line
 SUFFIX: Final = ".checkpoint"
 FLUSH_SECONDS: Final = 0.5
 
@@ -98,10 +102,16 @@ def _identity(item: Listed) -> list[Any]:
     return list(getattr(item, "identity", (item.size,)))
 
 
-def _json_identity(values: list[Any]) -> str:
+def _record_json(record: tuple[str, Sequence[Any], bytes, bytes]) -> str:
+    path, identity, root, leaves = record
+    tail = "" if leaves == root else binascii.b2a_base64(leaves, newline=False).decode("ascii")
+    return f'[{_json_str(path)}, {_json_identity(identity)}, "{root.hex()}", "{tail}"]'
+
+
+def _json_identity(values: Sequence[Any]) -> str:
     if all(type(v) is int for v in values):  # a local file's: the common case, formatted directly
         return "[" + ", ".join(map(str, values)) + "]"
-    return json.dumps(values)
+    return json.dumps(list(values))
 
 
 def _warn(message: str) -> None:
@@ -120,11 +130,11 @@ class Checkpoint:
         self._fd = fd
         self._bind = FORMAT.encode() + b"\0" + job.digest  # fixed length: no ambiguity with the line after it
         self._key = key
-        self.done: dict[str, dict[str, Any]] = {}
+        self.done: dict[str, list[Any]] = {}
         self._lock = threading.Lock()
         self._broken = False
         self._flushed = time.monotonic()
-        self._pending: list[tuple[str, list[Any], bytes, bytes]] = []
+        self._pending: list[tuple[str, Sequence[Any], bytes, bytes]] = []
 
     @classmethod
     def open(cls, job: Job, resume: bool, directory: str | None = None) -> Checkpoint | None:
@@ -185,27 +195,30 @@ class Checkpoint:
         except ValueError:  # not hex, not ASCII, not JSON: torn by a kill, or not ours
             return None
 
-    def _load(self) -> dict[str, dict[str, Any]]:
+    def _load(self) -> dict[str, list[Any]]:
         with os.fdopen(os.dup(self._fd), "rb") as f:
             lines = f.read().split(b"\n")
         if self._verified(lines[0]) != {"format": FORMAT, "job": self.job.description}:
             return {}
         done = {}
         for line in lines[1:]:
-            record = self._verified(line)
-            if isinstance(record, dict) and isinstance(record.get("path"), str):
-                done[record["path"]] = record
+            block = self._verified(line)
+            for record in block if isinstance(block, list) else ():
+                if isinstance(record, list) and len(record) == 4 and isinstance(record[0], str):
+                    done[record[0]] = record
         return done
 
     def reusable(self, item: Listed) -> FileDigest | None:
         record = self.done.get(item.path)
-        if record is None or record.get("identity") != _identity(item):
+        if record is None or record[1] != _identity(item):
             return None
         import base64
 
         try:
-            return FileDigest(item.path, item.size, bytes.fromhex(record["root"]), base64.b64decode(record["leaves"]))
-        except (ValueError, KeyError, TypeError):
+            root = bytes.fromhex(record[2])
+            leaves = base64.b64decode(record[3], validate=True) if record[3] else root
+            return FileDigest(item.path, item.size, root, leaves)
+        except (ValueError, TypeError):
             return None
 
     def record(self, item: Listed, digest: FileDigest) -> None:
@@ -214,7 +227,7 @@ class Checkpoint:
         object cost more than hashing a small file)."""
         if digest.error is not None or self._broken:
             return
-        record = (item.path, _identity(item), digest.root, digest.leaves)
+        record = (item.path, getattr(item, "identity", (item.size,)), digest.root, digest.leaves)
         with self._lock:  # a worker may be swapping the list out in _write
             self._pending.append(record)
             due = time.monotonic() - self._flushed >= FLUSH_SECONDS
@@ -228,14 +241,7 @@ class Checkpoint:
             if self._broken or not pending or self._fd < 0:
                 return
             try:
-                self._append(
-                    [
-                        f'{{"path": {_json_str(path)}, "identity": {_json_identity(identity)}, '
-                        f'"root": "{root.hex()}", '
-                        f'"leaves": "{binascii.b2a_base64(leaves, newline=False).decode("ascii")}"}}'
-                        for path, identity, root, leaves in pending
-                    ]
-                )
+                self._append(["[" + ", ".join(map(_record_json, pending)) + "]"])
             except OSError as e:  # a checkpoint only saves time: losing it must not stop the job
                 self._broken = True
                 _warn(f"{self.path}: cannot keep a checkpoint ({e.strerror or e}); going on without")

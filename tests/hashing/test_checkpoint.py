@@ -66,33 +66,35 @@ def fail_once(root, **params) -> Path:
 
 
 def records(cp: Path) -> dict[str, dict]:
-    """What a checkpoint holds, read as anyone who can read it would (no key)."""
+    """What a checkpoint holds, read as anyone who can read it would (no key):
+    after the header, one line per flush listing [path, identity, root,
+    leaves] per object."""
     lines = [line.partition(b" ")[2] for line in cp.read_bytes().split(b"\n") if line]
-    return {r["path"]: r for r in map(json.loads, lines[1:])}
+    fields = ("path", "identity", "root", "leaves")
+    return {r[0]: dict(zip(fields, r, strict=True)) for block in map(json.loads, lines[1:]) for r in block}
 
 
 def forge(cp: Path, key: bytes, replace: dict[str, bytes], identities: dict[str, list] | None = None) -> None:
-    """Give the paths in `replace` the root and leaves of other bytes (and
-    the identity in `identities`), their lines MACed under `key`: what
-    whoever holds the key (or owns the directory, with a key of their own)
-    could do.  Other lines stay."""
+    """Append a line, MACed under `key`, that records the paths in `replace`
+    with the root and leaves of other bytes (and the identity in
+    `identities`): what whoever holds the key (or owns the directory, with a
+    key of their own) could do.  A later record of a path wins; the lines
+    already there stay."""
     lines = [line for line in cp.read_bytes().split(b"\n") if line]
     header = json.loads(lines[0].partition(b" ")[2])
-    bind = b"merkle-checkpoint-v2\0" + hashlib.sha256(json.dumps(header["job"], sort_keys=True).encode()).digest()
-    out = []
-    for line in lines:
-        body = json.loads(line.partition(b" ")[2])
-        if body.get("path") in replace:
+    bind = b"merkle-checkpoint-v3\0" + hashlib.sha256(json.dumps(header["job"], sort_keys=True).encode()).digest()
+    forged = []
+    for path, record in records(cp).items():
+        if path in replace:
             other = cp.parent / "forged.tmp"
-            other.write_bytes(replace[body["path"]])
+            other.write_bytes(replace[path])
             fake = hash_paths([str(other)], header["job"]["algorithm"], header["job"]["chunk_size"])[0]
             other.unlink()
-            body.update(root=fake.root.hex(), leaves=base64.b64encode(fake.leaves).decode())
-            body["identity"] = (identities or {}).get(body["path"], body["identity"])
-            data = json.dumps(body).encode()
-            line = hmac.digest(key, bind + data, "sha256").hex().encode() + b" " + data
-        out.append(line)
-    cp.write_bytes(b"\n".join(out) + b"\n")
+            identity = (identities or {}).get(path, record["identity"])
+            forged.append([path, identity, fake.root.hex(), base64.b64encode(fake.leaves).decode()])
+    data = json.dumps(forged).encode()
+    lines.append(hmac.digest(key, bind + data, "sha256").hex().encode() + b" " + data)
+    cp.write_bytes(b"\n".join(lines) + b"\n")
 
 
 # -- resuming is explicit, counted, and reuses only unchanged objects ------------
@@ -106,7 +108,7 @@ def test_resume_hashes_only_what_was_not_finished(tmp_path):
     hash_resumable(files[:4], h, 4096, state)
     state.keep()  # "interrupted" after four files
     [cp] = kept()
-    assert json.loads(cp.read_bytes().split(b"\n")[0].partition(b" ")[2])["format"] == "merkle-checkpoint-v2"
+    assert json.loads(cp.read_bytes().split(b"\n")[0].partition(b" ")[2])["format"] == "merkle-checkpoint-v3"
     assert stat.S_IMODE(cp.stat().st_mode) == 0o600 and stat.S_IMODE(private_dir().stat().st_mode) == 0o700
     progress = merkle.Progress()
     state = Checkpoint.open(a_job(d), resume=True)
@@ -172,7 +174,7 @@ def test_torn_lines_are_skipped(tmp_path):
     state.keep()
     [cp] = kept()
     with open(cp, "ab") as f:
-        f.write(b'0123abcd {"path": "f0.bin", "ident')  # killed mid-write
+        f.write(b'0123abcd [["f0.bin", [1, 2')  # killed mid-write
     progress = merkle.Progress()
     digests = hash_resumable(
         files, tree_hasher("blake3"), 4096, Checkpoint.open(a_job(d), resume=True), progress=progress
@@ -250,10 +252,11 @@ def test_a_record_needs_the_users_key(tmp_path, by):
     forge(cp, (private_dir() / "key").read_bytes() if mine else os.urandom(32), {"f2.bin": os.urandom(5002)})
     progress = merkle.Progress()
     manifest = merkle.build(d, resume=True, progress=progress)
+    assert progress.resumed_files == 6  # the real records, or the user's forged one
     if mine:  # the boundary: what the user's own key authenticates is used (and proves forge() is right)
-        assert progress.resumed_files == 6 and manifest.root != real
-    else:
-        assert progress.resumed_files == 5 and manifest.root == real
+        assert manifest.root != real
+    else:  # the line under another key is not read: the real record of f2.bin stands
+        assert manifest.root == real
 
 
 # -- nothing another user could write is read -----------------------------------

@@ -739,7 +739,7 @@ def assert_no_manifest(m: Path, failed: str | None = None) -> None:
     private = Path(os.environ["MERKLE_CHECKPOINTS"])
     for checkpoint in private.glob("*.checkpoint") if failed else ():
         lines = [line.partition(" ")[2] for line in checkpoint.read_text().splitlines() if line]
-        recorded = [json.loads(line).get("path") for line in lines[1:]]
+        recorded = [record[0] for line in lines[1:] for record in json.loads(line)]
         assert failed not in recorded, recorded
 
 
