@@ -15,17 +15,19 @@ from collections.abc import Callable
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from . import datasets, procs, table
+from . import datasets, perfile, procs, table
 from .settings import SEED, Settings, from_env
 
 TIMINGS = pytest.StashKey[list[table.Timing]]()
 MEMORY = pytest.StashKey[list[table.Memory]]()
+FILES_MEMORY = pytest.StashKey[list[perfile.Peak]]()
 BYTECODE_WAS_OFF = pytest.StashKey[bool]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[TIMINGS] = []
     config.stash[MEMORY] = []
+    config.stash[FILES_MEMORY] = []
     config.stash[BYTECODE_WAS_OFF] = procs.allow_bytecode()
 
 
@@ -59,9 +61,10 @@ def small_files(settings: Settings) -> datasets.SmallFiles:
 
 @pytest.fixture
 def measure(benchmark: BenchmarkFixture, settings: Settings, pytestconfig: pytest.Config) -> Callable[..., None]:
-    """measure(case, tool, fn, nbytes): time fn and record its median."""
+    """measure(case, tool, fn, nbytes, rounds=None): time fn and record its
+    median (rounds: this many instead of the mode's, e.g. 1 for a long run)."""
 
-    def run(case: str, tool: str, fn: Callable[[], object], nbytes: int) -> None:
+    def run(case: str, tool: str, fn: Callable[[], object], nbytes: int, rounds: int | None = None) -> None:
         times: list[float] = []
 
         def timed() -> None:
@@ -70,8 +73,9 @@ def measure(benchmark: BenchmarkFixture, settings: Settings, pytestconfig: pytes
             times.append(time.perf_counter() - started)
 
         benchmark.extra_info.update(case=case, tool=tool, bytes=nbytes)
-        benchmark.pedantic(timed, rounds=settings.rounds, iterations=1, warmup_rounds=settings.warmup)
-        kept = times[settings.warmup : settings.warmup + settings.rounds] or times  # disabled: one call
+        rounds = rounds or settings.rounds
+        benchmark.pedantic(timed, rounds=rounds, iterations=1, warmup_rounds=settings.warmup)
+        kept = times[settings.warmup : settings.warmup + rounds] or times  # disabled: one call
         median = statistics.median(kept)
         benchmark.extra_info["gb_per_s"] = round(nbytes / median / 1e9, 3)
         pytestconfig.stash[TIMINGS].append(table.Timing(case, tool, median, len(kept), nbytes))
@@ -84,14 +88,28 @@ def record_memory(pytestconfig: pytest.Config) -> Callable[[table.Memory], None]
     return pytestconfig.stash[MEMORY].append
 
 
+@pytest.fixture
+def record_files_memory(pytestconfig: pytest.Config) -> Callable[[perfile.Peak], None]:
+    return pytestconfig.stash[FILES_MEMORY].append
+
+
 @pytest.hookimpl(trylast=True)  # after pytest-benchmark's tables
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     timings, memory = config.stash.get(TIMINGS, []), config.stash.get(MEMORY, [])
-    if not (timings or memory):
+    files_memory = config.stash.get(FILES_MEMORY, [])
+    if not (timings or memory or files_memory):
         return
     s = from_env(config.rootpath)
-    terminalreporter.section(f"merkle vs peers ({s.mode} mode, medians of this run)")
-    for line in table.render(timings, memory):
-        terminalreporter.write_line(line)
-    table.write_json(s.out, s.mode, timings, memory)
+    others = [t for t in timings if not t.case.startswith(perfile.PREFIX)]
+    if others or memory:
+        terminalreporter.section(f"merkle vs peers ({s.mode} mode, medians of this run)")
+        for line in table.render(others, memory):
+            terminalreporter.write_line(line)
+    per_file = perfile.render(timings, files_memory)
+    if per_file:
+        terminalreporter.section("merkle on many tiny files (per file, medians of this run)")
+        for line in per_file:
+            terminalreporter.write_line(line)
+    extra = {"tiny_files": perfile.rows(timings), "tiny_files_memory": perfile.peak_rows(files_memory)}
+    table.write_json(s.out, s.mode, others, memory, extra)
     terminalreporter.write_line(f"\ntable written to {s.out}")

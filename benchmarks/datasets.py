@@ -75,6 +75,44 @@ def small_files(data_dir: Path, count: int, low: int, high: int, seed: bytes) ->
     return SmallFiles(root, listing, count, sum(sizes))
 
 
+def tiny_files(data_dir: Path, count: int, seed: bytes, per_folder: int = 1000) -> SmallFiles:
+    """`count` files of 16-64 bytes, `per_folder` to a folder: a dataset whose
+    cost is all per file (walk, open, records), none of it bytes.
+
+    Made with os.open/os.write (a million pathlib writes take minutes) and
+    checked by count and total size only: checking a million sizes would cost
+    as much as the runs it prepares."""
+    rng = random.Random(seed + b"tiny")
+    sizes = [rng.randint(16, 64) for _ in range(count)]
+    names = [f"d{i // per_folder:04d}/f{i:07d}.bin" for i in range(count)]
+    root = data_dir / f"tiny-{count}"
+    listing = data_dir / f"tiny-{count}.list0"
+    stamp = data_dir / f"tiny-{count}.done"
+    expected = f"{count} {sum(sizes)}\n"
+    if not (root.is_dir() and listing.is_file() and stamp.is_file() and stamp.read_text() == expected):
+        stamp.unlink(missing_ok=True)
+        shutil.rmtree(root, ignore_errors=True)
+        partial = root.with_suffix(".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        pool = random_bytes(seed + b"tiny-pool", 1 << 20)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        for i, (name, size) in enumerate(zip(names, sizes, strict=True)):
+            if i % per_folder == 0:
+                os.makedirs(partial / name.partition("/")[0])
+            fd = os.open(partial / name, flags, 0o644)
+            try:
+                start = (i * 64) % (len(pool) - 64)
+                os.write(fd, pool[start : start + size])
+            finally:
+                os.close(fd)
+        partial.rename(root)
+        os.sync()
+        listing.write_bytes(b"".join(os.fsencode(root / n) + b"\0" for n in names))
+        stamp.write_text(expected)
+    return SmallFiles(root, listing, count, sum(sizes))
+
+
 def one_file_dir(data_dir: Path, big: BigFile) -> Path:
     """A directory holding just `big` as model.bin: a hard link, no copy, for
     tools that sign or build directories (their bytes are the file's)."""

@@ -128,9 +128,12 @@ def _ratio(value: object) -> str:
     return f"{value:.2f}x" if isinstance(value, float) else "-"
 
 
-def write_json(path: Path, mode: str, timings: list[Timing], memory: list[Memory]) -> None:
+def write_json(
+    path: Path, mode: str, timings: list[Timing], memory: list[Memory], extra: dict[str, object] | None = None
+) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {"mode": mode, "machine": machine(), "timings": rows(timings), "memory": [asdict(m) for m in memory]}
+    doc.update(extra or {})
     path.write_text(json.dumps(doc, indent=2) + "\n")
 
 

@@ -14,7 +14,7 @@ from merkle.errors import UsageError, option
 from merkle.source.layouts import Found, LayoutOptions, open_layout
 from merkle.source.readers import Opener, local_opener
 from merkle.source.remote import RemoteObject, filesystem_of, is_url, list_objects, remote_opener
-from merkle.source.walk import WalkedFile, WalkProblem, walk_stream
+from merkle.source.walk import WalkedFile, WalkProblem, walk_named, walk_stream
 from merkle.source.walk import walk as walk_tree
 
 REMOTE_JOBS = 16  # network reads wait, they do not compute: more workers than cores
@@ -88,6 +88,7 @@ def list_source(
     walk: WalkOptions = WalkOptions(),
     layout: LayoutOptions | None = None,
     stream: bool = False,
+    only: Sequence[str] | None = None,
 ) -> Listing:
     """List `path`, leaving out what `exclude` covers, as `walk` says.  How
     a local directory is read is `layout` (merkle.source.layouts: a cache
@@ -95,7 +96,12 @@ def list_source(
     is not part of the tree; "plain" is neither; its follow_symlinks and
     exclude are `walk`'s and `exclude`); its default, None, recognises a
     layout by its shape, which only `merkle build` (that records what it
-    found) and `merkle hf verify` may do."""
+    found) and `merkle hf verify` may do.
+
+    `only`: the caller wants these canonical paths and nothing else; a
+    plain local directory then looks each one up (walk.walk_named) rather
+    than listing the tree, so checking a few files of a million reads only
+    what it names.  Other sources are listed whole."""
     name = os.fspath(path)
     follow_symlinks = walk.follow_symlinks
     if is_url(name):
@@ -116,6 +122,9 @@ def list_source(
     found = open_layout(local, options)
     if found is not None:  # e.g. snapshot files are links into blobs/: opened there, confined to it
         return Listing(found.files, found.problems, Access(), found=found)
+    if only is not None:
+        named = walk_named(local, only, exclude, follow_symlinks)
+        return Listing(named.files, named.problems, Access(follow_symlinks))
     if stream:
         result, directories = walk_stream(local, exclude, follow_symlinks)
         return Listing(result.files, result.problems, Access(follow_symlinks), stream=directories)

@@ -12,6 +12,7 @@ one that was listed (W5).  Problems are collected (not raised) so that
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import os
 import re
@@ -23,6 +24,7 @@ from merkle.errors import SourceError
 from merkle.format.parameters import DEFAULT_EXCLUDES
 from merkle.format.paths import MAX_PATH_BYTES, name_problem, path_problem
 from merkle.source.local import (
+    BROKEN,
     Root,
     component_reason,
     descend,
@@ -156,6 +158,77 @@ def walk(
     for _ in directories:
         pass
     return result
+
+
+def walk_named(
+    root: str | os.PathLike[str],
+    names: Sequence[str],
+    exclude: Sequence[str] = DEFAULT_EXCLUDES,
+    follow_symlinks: bool = False,
+) -> Walk:
+    """The Walk of `root` restricted to `names` (canonical relative paths),
+    found by looking each one up instead of listing the tree: a check of a
+    few files of a million reads only what it names.  Each is resolved down
+    from the root under the same rules as the walk (merkle.source.local
+    resolve: no link unless `follow_symlinks`, and then only inside the
+    root) and listed as the walk would list it: a regular file; a name that
+    is absent, or stands where a directory or something else is, is left
+    out (the caller reports it missing); a name pruned by `exclude` is left
+    out as the walk prunes it; a refused link, a special file or a directory
+    that cannot be read on the way is a problem at that name.  Unlike the
+    walk, it does not notice one directory reached under two names through
+    followed links: each name is read where it resolves, inside the root."""
+    top = os.fspath(root)
+    try:
+        st = os.stat(top)
+    except OSError as e:
+        raise SourceError(e.strerror or str(e), top) from e
+    if not stat.S_ISDIR(st.st_mode):
+        raise SourceError(f"{kind_of(st.st_mode)}, expected a directory", top)
+    base = Root(top, st.st_dev, st.st_ino)
+    result = Walk(top)
+    excluded = Excluder(exclude)
+    fd = base.reopen()
+    try:
+        for rel in sorted(set(names)):
+            if path_problem(rel) or excluded.covers(rel):
+                continue
+            try:
+                target, st = resolve(base, fd, rel, follow_symlinks)
+            except SourceError as e:
+                problem = _lookup_problem(e, fd)
+                if problem is not None:
+                    result.problems.append(WalkProblem(rel, problem))
+                continue
+            if stat.S_ISREG(st.st_mode):
+                where = os.path.join(top, *target.split("/"))
+                result.files.append(WalkedFile(rel, where, st.st_size, identity(st), base, target))
+            elif not stat.S_ISDIR(st.st_mode):
+                result.problems.append(WalkProblem(rel, f"{kind_of(st.st_mode)}, not a regular file"))
+    finally:
+        os.close(fd)
+    return result
+
+
+def _lookup_problem(e: SourceError, root_fd: int) -> str | None:
+    """What the walk would have reported for a name whose lookup failed:
+    None where it would have listed nothing there (no such name, or a
+    regular file where a directory was needed), else the reason (a refused
+    or broken link, a special file on the way, a directory that cannot be
+    read)."""
+    cause = e.__cause__
+    if BROKEN in e.message:
+        return e.message
+    if isinstance(cause, OSError):
+        return None if cause.errno in (errno.ENOENT, errno.ENOTDIR) else e.message
+    prefix, _, reason = e.message.rpartition(": ")
+    if reason == "not a directory" and prefix:
+        try:  # only to tell a file from a FIFO or device there: nothing is opened
+            mode = os.stat(prefix, dir_fd=root_fd, follow_symlinks=False).st_mode
+        except OSError:
+            return None
+        return None if stat.S_ISREG(mode) else f"{prefix}: {kind_of(mode)}, not a regular file"
+    return e.message
 
 
 def walk_stream(

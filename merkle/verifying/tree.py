@@ -103,7 +103,7 @@ def verify_with(
         manifest = Manifest.load(manifest)
     chosen = choose_layout(path, manifest.origin, walk.layout, walk.revision)
     reading = LayoutOptions(chosen, walk.revision, bookkeeping=False)
-    listing = list_source(path, manifest.exclude, walk, reading)
+    listing = list_source(path, manifest.exclude, walk, reading, only=check.only)
     if listing.found is None and walk.revision:
         raise UsageError(f"{option('revision')} applies to Hugging Face cache folders", os.fspath(path))
     outcomes, to_hash = _compare(manifest, listing, check)
