@@ -72,7 +72,7 @@ _ENTRY_KEYS: Final = ("path", "size", "root")
 _ENTRY_KEYS_HUB: Final = ("path", "size", "root", "hub")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a million of them are held at once
 class FileEntry:
     """One file: canonical relative path, byte size, Merkle root of its chunks."""
 
@@ -370,7 +370,7 @@ class Manifest:
     @paused()
     def from_json(cls, data: bytes, source: str = "manifest") -> Manifest:
         """Parse and validate; FormatError (naming `source`) on any problem."""
-        doc = strictjson.loads(data, source, MAX_MANIFEST_BYTES)
+        doc = strictjson.loads(data, source, MAX_MANIFEST_BYTES, MANIFEST_FIELDS)
         try:
             return cls.from_doc(doc)
         except FormatError as e:
@@ -395,20 +395,10 @@ class Manifest:
         files = doc["files"]
         if not isinstance(files, list):
             raise FormatError("'files' must be a list")
-        entries = []
-        keyset, hubset = set(_ENTRY_KEYS), set(_ENTRY_KEYS_HUB)
-        for i, item in enumerate(files):
-            if not isinstance(item, dict):
-                raise FormatError(f"files[{i}] is not an object")
-            keys = item.keys()
-            hub = None
-            if v2 and keys == hubset:
-                hub = _check_hub(item["hub"], f"files[{i}]")
-            elif keys != keyset:
-                exact_keys(item, _ENTRY_KEYS, f"files[{i}]")
-            if not isinstance(item["path"], str):
-                raise FormatError(f"files[{i}].path is not a string")
-            entries.append(FileEntry(item["path"], item["size"], _hex_digest(item["root"], f"files[{i}].root"), hub))
+        if isinstance(files, ParsedFiles):  # read by files_at: entries already made where they were canonical
+            entries = [f if type(f) is FileEntry else _entry(f, i, v2) for i, f in enumerate(files)]
+        else:
+            entries = [_entry(item, i, v2) for i, item in enumerate(files)]
         origin = _origin(doc["origin"]) if v2 and doc["origin"] is not None else None
         zarr = None
         if v2 and "zarr" in doc:
@@ -518,6 +508,78 @@ def _entry_json(f: FileEntry) -> str:
 
 
 _encode_string: Final = getattr(json.encoder, "c_encode_basestring", None) or json.encoder.encode_basestring
+
+
+def _entry(item: Any, i: int, v2: bool) -> FileEntry:
+    """One parsed entry object as a FileEntry; FormatError naming files[i]."""
+    if not isinstance(item, dict):
+        raise FormatError(f"files[{i}] is not an object")
+    keys = item.keys()
+    hub = None
+    if v2 and keys == _HUB_KEYSET:
+        hub = _check_hub(item["hub"], f"files[{i}]")
+    elif keys != _KEYSET:
+        exact_keys(item, _ENTRY_KEYS, f"files[{i}]")
+    if not isinstance(item["path"], str):
+        raise FormatError(f"files[{i}].path is not a string")
+    return FileEntry(item["path"], item["size"], _hex_digest(item["root"], f"files[{i}].root"), hub)
+
+
+_KEYSET: Final = frozenset(_ENTRY_KEYS)
+_HUB_KEYSET: Final = frozenset(_ENTRY_KEYS_HUB)
+
+
+class ParsedFiles(list[Any]):
+    """A manifest's "files" as `files_at` read it: a FileEntry for each entry
+    in the canonical form `to_json` writes, the parsed JSON object for any
+    other (which `Manifest.from_doc` then checks as usual)."""
+
+
+# One entry exactly as _entry_json writes it without a hub: a path with no
+# escape, a size without sign, leading zero or more than 19 digits, a root of
+# lower-case hex.  It matches nothing else, and what it matches means what the
+# strict parser would read (tests/format/test_fast_parse.py compares the two).
+_CANONICAL_ENTRY: Final = re.compile(
+    rf'\{{"path":"([^"\\\x00-\x1f]*)","size":(0|[1-9][0-9]{{0,18}}),"root":"([0-9a-f]{{{2 * DIGEST_SIZE}}})"\}}'
+)
+
+
+def files_at(text: str, pos: int) -> tuple[Any, int]:
+    """The "files" member of a manifest at text[pos:] (strictjson.Parser):
+    canonical entries read by one regular expression each, anything else by
+    the strict parser, so a million-file manifest is not a million dicts
+    built and thrown away; not a list: parsed strictly, as anywhere."""
+    if not text.startswith("[", pos):
+        return strictjson.value_at(text, pos)
+    out = ParsedFiles()
+    append, entry, after = out.append, _CANONICAL_ENTRY.match, strictjson.after_space
+    fromhex = bytes.fromhex
+    pos = after(text, pos + 1)
+    if text.startswith("]", pos):
+        return out, pos + 1
+    while True:
+        m = entry(text, pos)
+        if m is not None:
+            path, size, root = m.groups()
+            append(FileEntry(path, int(size), fromhex(root)))
+            pos = m.end()
+        else:
+            item, pos = strictjson.value_at(text, pos)
+            append(item)
+        if text.startswith(",\n{", pos):  # to_json's separator, then the next entry
+            pos += 2
+            continue
+        pos = after(text, pos)
+        if text.startswith(",", pos):
+            pos = after(text, pos + 1)
+        elif text.startswith("]", pos):
+            return out, pos + 1
+        else:
+            raise json.JSONDecodeError("Expecting ',' delimiter", text, pos)
+
+
+MANIFEST_FIELDS: Final[Mapping[str, strictjson.Parser]] = {"files": files_at}
+"""strictjson.loads(..., fields=MANIFEST_FIELDS) parses a manifest document."""
 _HEX_DIGEST: Final = re.compile(f"[0-9a-f]{{{2 * DIGEST_SIZE}}}")
 
 

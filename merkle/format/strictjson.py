@@ -4,7 +4,8 @@ Infinity, no floats.  The standard library accepts all of these silently."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from merkle.errors import FormatError
@@ -35,19 +36,85 @@ def _bounded_int(text: str) -> int:
     return int(text)
 
 
-def loads(data: bytes, what: str, max_bytes: int) -> Any:
-    """Parse `data` strictly; errors name `what` (a file name or URL)."""
+_scanstring: Callable[[str, int, bool], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
+_DECODER = json.JSONDecoder(
+    object_pairs_hook=_no_duplicates, parse_constant=_no_constant, parse_float=_no_float, parse_int=_bounded_int
+)
+_WHITESPACE = re.compile(r"[ \t\n\r]*")  # JSON's four
+
+Parser = Callable[[str, int], tuple[Any, int]]
+"""Parses the JSON value at text[pos:] (pos at its first character):
+(the value, the position after it); json.JSONDecodeError or FormatError."""
+
+
+def value_at(text: str, pos: int) -> tuple[Any, int]:
+    """Any value, strictly (the rules of `loads`)."""
+    value, end = _DECODER.raw_decode(text, pos)
+    return value, end
+
+
+def object_at(text: str, pos: int, fields: Mapping[str, Parser]) -> tuple[Any, int]:
+    """An object whose members named in `fields` are parsed by those parsers
+    and every other value by `value_at`; the same rules as `loads` (JSON
+    whitespace, no duplicate key).  Anything but an object is parsed by
+    `value_at`.  This lets a large member (a manifest's file list) be read
+    by a parser made for it while the document stays strict JSON."""
+    if not text.startswith("{", pos):
+        return value_at(text, pos)
+    out: dict[str, Any] = {}
+    duplicate: str | None = None  # refused once the object is read, as the strict parser's hook does
+    pos = after_space(text, pos + 1)
+    if text.startswith("}", pos):
+        return out, pos + 1
+    while True:
+        if not text.startswith('"', pos):
+            raise json.JSONDecodeError("Expecting property name enclosed in double quotes", text, pos)
+        key, pos = _scanstring(text, pos + 1, True)
+        pos = after_space(text, pos)
+        if not text.startswith(":", pos):
+            raise json.JSONDecodeError("Expecting ':' delimiter", text, pos)
+        if key in out and duplicate is None:
+            duplicate = key
+        out[key], pos = fields.get(key, value_at)(text, after_space(text, pos + 1))
+        pos = after_space(text, pos)
+        if text.startswith("}", pos):
+            if duplicate is not None:
+                raise FormatError(f"duplicate key {duplicate!r}")
+            return out, pos + 1
+        if not text.startswith(",", pos):
+            raise json.JSONDecodeError("Expecting ',' delimiter", text, pos)
+        pos = after_space(text, pos + 1)
+
+
+def after_space(text: str, pos: int) -> int:
+    """The position of the first non-whitespace character at or after `pos`."""
+    match = _WHITESPACE.match(text, pos)
+    return match.end() if match is not None else pos
+
+
+def loads(data: bytes, what: str, max_bytes: int, fields: Mapping[str, Parser] | None = None) -> Any:
+    """Parse `data` strictly; errors name `what` (a file name or URL).  With
+    `fields`, a top-level object's members of those names are parsed by
+    their parsers (`object_at`)."""
     if len(data) > max_bytes:
         raise FormatError(f"larger than the {max_bytes}-byte limit", what)
     try:
         text = data.decode("utf-8")
-        return json.loads(
-            text,
-            object_pairs_hook=_no_duplicates,
-            parse_constant=_no_constant,
-            parse_float=_no_float,
-            parse_int=_bounded_int,
-        )
+        if fields is None:
+            return json.loads(
+                text,
+                object_pairs_hook=_no_duplicates,
+                parse_constant=_no_constant,
+                parse_float=_no_float,
+                parse_int=_bounded_int,
+            )
+        if text.startswith("\ufeff"):  # as json.loads says it
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        value, end = object_at(text, after_space(text, 0), fields)
+        end = after_space(text, end)
+        if end != len(text):
+            raise json.JSONDecodeError("Extra data", text, end)
+        return value
     except FormatError as e:
         raise FormatError(e.message, what) from e
     except UnicodeDecodeError as e:

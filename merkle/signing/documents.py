@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from merkle.errors import FormatError
 from merkle.format import strictjson
-from merkle.format.manifest import MAX_MANIFEST_BYTES, SIDECAR_SUFFIX, Manifest
+from merkle.format.manifest import MANIFEST_FIELDS, MAX_MANIFEST_BYTES, SIDECAR_SUFFIX, Manifest
 from merkle.source.local import read_capped
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ def load_document(path: str, bundle: bool = False) -> Manifest | BundleFile:
 
         return BundleFile.read(path)
     data = read_capped(path, MAX_MANIFEST_BYTES)
-    doc = strictjson.loads(data, path, MAX_MANIFEST_BYTES)
+    doc = strictjson.loads(data, path, MAX_MANIFEST_BYTES, MANIFEST_FIELDS)
     if isinstance(doc, dict) and ("mediaType" in doc or "dsseEnvelope" in doc):
         from merkle.signing.envelope import Bundle, BundleFile
 

@@ -160,6 +160,17 @@ def _material(material: Any) -> tuple[str, tuple[bytes, ...]]:
     return "", tuple(out)
 
 
+def _manifest_at(text: str, pos: int) -> tuple[Any, int]:
+    from merkle.format.manifest import MANIFEST_FIELDS
+
+    return strictjson.object_at(text, pos, MANIFEST_FIELDS)
+
+
+# A merkle statement carries its manifest in predicate.manifest: its file list
+# is read by the manifest's own parser (format.manifest.files_at).
+_STATEMENT_FIELDS: Final = {"predicate": lambda text, pos: strictjson.object_at(text, pos, {"manifest": _manifest_at})}
+
+
 @dataclass(frozen=True)
 class Statement:
     """A parsed in-toto Statement v1 (parse it only after its signature checked)."""
@@ -171,7 +182,7 @@ class Statement:
     @classmethod
     def from_payload(cls, payload: bytes, source: str = "statement") -> Statement:
         try:
-            doc = strictjson.loads(payload, source, MAX_BUNDLE_BYTES)
+            doc = strictjson.loads(payload, source, MAX_BUNDLE_BYTES, _STATEMENT_FIELDS)
         except FormatError as e:
             raise BundleError(e.message, source) from e
         if not isinstance(doc, dict) or set(doc) != {"_type", "subject", "predicateType", "predicate"}:
