@@ -297,9 +297,14 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def prove(args: argparse.Namespace) -> int:
-    """`merkle prove MANIFEST NAME -o PROOF`: a file proof for one entry."""
-    from merkle.format.fileproof import prove as make_proof
+    """`merkle prove MANIFEST NAME... [--names FILE] -o PROOF`: a file proof
+    per entry, one per line (a single proof is a proof file)."""
+    from merkle.format.fileproof import prove_many
     from merkle.source.local import write_atomic
+
+    names = list(args.name) + (_read_names(args.names) if args.names else [])
+    if not names:
+        raise UsageError("name a file: NAME or --names FILE")
 
     args.sources = [args.manifest]
     manifests, bundles = _documents(args)
@@ -314,12 +319,29 @@ def prove(args: argparse.Namespace) -> int:
             )
     else:
         manifest = manifests[0]
-    proof = make_proof(manifest, args.name)
+    data = b"".join(proof.to_json() for proof in prove_many(manifest, names))
     if args.output in (None, "-"):
-        sys.stdout.buffer.write(proof.to_json())
+        sys.stdout.buffer.write(data)
     else:
-        write_atomic(args.output, proof.to_json())
+        write_atomic(args.output, data)
     return 0
+
+
+def _read_names(source: str) -> list[str]:
+    """Paths one per line from a file or '-' (standard input); blank lines
+    skipped, nothing else trimmed (a path may begin or end with a space)."""
+    try:
+        if source == "-":
+            text = sys.stdin.buffer.read()
+        else:
+            with open(source, "rb") as f:
+                text = f.read()
+        lines = text.decode("utf-8").split("\n")
+    except OSError as e:
+        raise UsageError(f"cannot read: {e.strerror or e}", source) from e
+    except UnicodeDecodeError as e:
+        raise UsageError(f"not UTF-8 at byte {e.start}", source) from e
+    return [line.removesuffix("\r") for line in lines if line not in ("", "\r")]
 
 
 def audit(args: argparse.Namespace) -> int:

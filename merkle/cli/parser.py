@@ -224,8 +224,18 @@ def _prove(p: argparse.ArgumentParser) -> None:
         metavar="MANIFEST|BUNDLE",
         help="a manifest, or a bundle (with --key or --ca; a compact one needs BUNDLE.manifest)",
     )
-    p.add_argument("name", metavar="NAME", help="the file's path in the manifest")
-    p.add_argument("-o", "--output", metavar="PROOF", help="proof file to write (default: stdout)")
+    p.add_argument("name", metavar="NAME", nargs="*", help="a file's path in the manifest; repeatable")
+    p.add_argument(
+        "--names",
+        metavar="FILE",
+        help="read more paths from FILE, one per line ('-': standard input)",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="PROOF",
+        help="proof file to write (default: stdout); with several paths, one proof per line, in their order",
+    )
     options.add_trust_options(p)
     p.set_defaults(run=_run("commands", "prove"))
 
@@ -315,7 +325,7 @@ COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None]], ...]
     ("build", "hash a directory into a manifest", _build),
     ("verify", "check a directory against a manifest or signed bundles", _verify),
     ("audit", "what was added, removed or changed in a dataset since it was signed", _audit),
-    ("prove", "write the proof that one file belongs to a manifest's dataset root", _prove),
+    ("prove", "write the proof that a file belongs to a manifest's dataset root", _prove),
     ("keygen", "write a new signing key pair: KEY and KEY.pub", _keygen),
     ("sign", "sign a manifest, or co-sign a bundle's statement", _sign),
     ("store", "list or show attestations kept in the store", _store),

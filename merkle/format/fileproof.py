@@ -5,13 +5,14 @@ a million-file dataset without the manifest (docs/partial.md, rules C1-C3).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
 from merkle.display import shown
 from merkle.errors import FormatError, IntegrityError, ProofError
 from merkle.format import strictjson
-from merkle.format.manifest import MAX_FILE_SIZE, FileEntry, Manifest, Summary, _hex_digest, dataset_leaves
+from merkle.format.manifest import MAX_FILE_SIZE, FileEntry, Manifest, Summary, _hex_digest, dataset_leaves_bytes
 from merkle.format.paths import path_problem
 from merkle.tree import rfc6962
 from merkle.tree.hasher import tree_hasher
@@ -80,10 +81,21 @@ class FileProof:
 
 def prove(manifest: Manifest, path: str) -> FileProof:
     """The proof that `path`'s entry is in `manifest`'s dataset tree."""
-    entry = manifest.entry(path)
-    if entry is None:
-        raise IntegrityError("not listed in the manifest", path)
+    (proof,) = prove_many(manifest, [path])
+    return proof
+
+
+def prove_many(manifest: Manifest, paths: Iterable[str]) -> list[FileProof]:
+    """The proofs of `paths`' entries, in that order, from one pass over the
+    dataset tree (each further proof costs a lookup and log2(files) hashes
+    copied).  IntegrityError naming the first path the manifest does not list."""
+    files = manifest.files
+    indices = []
+    for path in paths:
+        try:
+            indices.append(manifest.index(path))
+        except KeyError:
+            raise IntegrityError("not listed in the manifest", path) from None
     hasher = manifest.hasher
-    leaves = dataset_leaves(hasher, manifest.chunk_size, manifest.files)
-    index = manifest.index(path)
-    return FileProof(entry, index, len(leaves), tuple(rfc6962.inclusion_proof(rfc6962.levels(hasher, leaves), index)))
+    tree = rfc6962.flat_levels(hasher, dataset_leaves_bytes(hasher, manifest.chunk_size, files))
+    return [FileProof(files[i], i, len(files), tuple(rfc6962.inclusion_proof_flat(tree, i))) for i in indices]

@@ -35,12 +35,15 @@ class LeafLayers:
 
     @staticmethod
     def _layered(manifest: Manifest) -> list[tuple[FileEntry, int]]:
-        counts = ((f, rfc6962.chunk_count(f.size, manifest.chunk_size)) for f in manifest.files)
-        return [(f, n) for f, n in counts if n >= 2]
+        """(entry, chunk count) of each file of two or more chunks (one pass,
+        no call per file: a million-file manifest is mostly one-chunk files)."""
+        cs = manifest.chunk_size
+        return [(f, -(-f.size // cs)) for f in manifest.files if f.size > cs]
 
     @classmethod
-    def expected_size(cls, manifest: Manifest) -> int:
-        return HEADER_SIZE + DIGEST_SIZE * sum(n for _, n in cls._layered(manifest))
+    def expected_size(cls, manifest: Manifest, layered: list[tuple[FileEntry, int]] | None = None) -> int:
+        layered = cls._layered(manifest) if layered is None else layered
+        return HEADER_SIZE + DIGEST_SIZE * sum(n for _, n in layered)
 
     def leaf_hashes(self, entry: FileEntry, chunk_size: int) -> list[bytes]:
         """All leaf hashes of `entry`'s file."""
@@ -51,10 +54,10 @@ class LeafLayers:
             return [entry.root]
         return rfc6962.split_leaves(self.leaves[entry.path])
 
-    def check(self, manifest: Manifest) -> None:
+    def check(self, manifest: Manifest, layered: list[tuple[FileEntry, int]] | None = None) -> None:
         """Raise FormatError unless every layer rebuilds its file's root."""
         hasher = manifest.hasher
-        layered = self._layered(manifest)
+        layered = self._layered(manifest) if layered is None else layered
         if len(layered) != len(self.leaves):
             raise FormatError("leaf layers do not cover the manifest's multi-chunk files")
         for entry, n in layered:
@@ -84,15 +87,17 @@ class LeafLayers:
                 raise FormatError("not a merkle leaf sidecar (bad magic)")
             if data[:HEADER_SIZE] != cls._header(manifest):
                 raise FormatError("sidecar header does not match the manifest (version, algorithm, chunk size or root)")
-            if len(data) != cls.expected_size(manifest):
-                raise FormatError(f"sidecar is {len(data)} bytes, want {cls.expected_size(manifest)}")
+            layered = cls._layered(manifest)
+            expected = cls.expected_size(manifest, layered)
+            if len(data) != expected:
+                raise FormatError(f"sidecar is {len(data)} bytes, want {expected}")
             leaves = {}
             offset = HEADER_SIZE
-            for entry, n in cls._layered(manifest):
+            for entry, n in layered:
                 leaves[entry.path] = data[offset : offset + n * DIGEST_SIZE]
                 offset += n * DIGEST_SIZE
             layers = cls(leaves)
-            layers.check(manifest)
+            layers.check(manifest, layered)
             return layers
         except FormatError as e:
             raise FormatError(e.message, source) from e

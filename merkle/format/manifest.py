@@ -112,6 +112,14 @@ def dataset_leaves(hasher: TreeHasher, chunk_size: int, files: Sequence[FileEntr
     return [hasher.leaf(f.leaf_data(chunk_size)) for f in files]
 
 
+def dataset_leaves_bytes(hasher: TreeHasher, chunk_size: int, files: Sequence[FileEntry]) -> bytes:
+    """`dataset_leaves`, concatenated (no object per file)."""
+    if native is not None:
+        leaves: bytes = native.dataset_leaves(hasher.code, chunk_size, files)
+        return leaves
+    return b"".join(hasher.leaf(f.leaf_data(chunk_size)) for f in files)
+
+
 def dataset_root_pure(hasher: TreeHasher, chunk_size: int, files: Sequence[FileEntry]) -> bytes:
     builder = rfc6962.RootBuilder(hasher)
     add, new = builder.add, hasher.new

@@ -203,8 +203,11 @@ def test_generated_inclusion_proofs(size: int):
     root = rfc6962.root(SHA, leaves)
     assert levels[-1] == [root]
     other = SHA.leaf(b"not a leaf of this tree")
+    flat = rfc6962.flat_levels(SHA, b"".join(leaves))  # prove_many's levels: no object per node
+    assert flat == [b"".join(level) for level in levels]
     for index in range(size):
         proof = rfc6962.inclusion_proof(levels, index)
+        assert rfc6962.inclusion_proof_flat(flat, index) == proof
         rfc6962.verify_inclusion(SHA, index, size, leaves[index], proof, root)
         assert rfc6962.root_from_inclusion(SHA, index, size, leaves[index], proof) == root
         for j, p in enumerate(proof):

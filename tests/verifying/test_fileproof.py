@@ -74,6 +74,50 @@ def test_single_file_with_a_proof(cli, tmp_path, key):
     assert r.returncode == 1 and "content differs" in r.stdout
 
 
+def test_many_proofs_at_once(cli, tmp_path, key):
+    """`prove` of a list writes one proof per line, in the order asked, each the proof file `prove NAME` writes;
+    each verifies its file alone, and none verifies another file."""
+    tree = make_tree(tmp_path / "t", 30)
+    bundle = compact(cli, tree, key, tmp_path / "t.json")
+    names = ["shard-2/part-0029.bin", "shard-0/part-0000.bin", "shard-1/part-0013.bin"]
+    listed = tmp_path / "names.txt"
+    listed.write_text(names[1] + "\n\n" + names[2] + "\r\n")
+    many = tmp_path / "many.jsonl"
+    assert cli("prove", f"{bundle}.manifest", names[0], "--names", str(listed), "-o", str(many)).returncode == 0
+    lines = many.read_bytes().splitlines(keepends=True)
+    assert [json.loads(line)["path"] for line in lines] == names
+    piped = cli("prove", f"{bundle}.manifest", "--names", "-", stdin="\n".join(names).encode())
+    assert piped.returncode == 0 and piped.stdout.encode() == many.read_bytes()
+    for name, line in zip(names, lines, strict=True):
+        single = tmp_path / "single.json"
+        assert cli("prove", f"{bundle}.manifest", name, "-o", str(single)).returncode == 0
+        assert single.read_bytes() == line
+        r = cli("verify", str(tree / name), str(bundle), "--key", f"{key}.pub", "--proof", str(single))
+        assert r.returncode == 0, r.stdout + r.stderr
+        other = tree / names[(names.index(name) + 1) % 3]
+        r = cli("verify", str(other), str(bundle), "--key", f"{key}.pub", "--proof", str(single))
+        assert r.returncode == 1, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["nope.bin"], 1, "nope.bin: not listed in the manifest"),
+        (["shard-0/part-0000.bin", "nope.bin"], 1, "nope.bin: not listed in the manifest"),
+        ([], 2, "name a file: NAME or --names FILE"),
+        (["--names", "/nonexistent/list"], 2, "/nonexistent/list"),
+    ],
+)
+def test_prove_refuses_with_one_line(cli, tmp_path, key, args, code, message):
+    tree = make_tree(tmp_path / "t", 4)
+    bundle = compact(cli, tree, key, tmp_path / "t.json")
+    out = tmp_path / "out.jsonl"
+    r = cli("prove", f"{bundle}.manifest", *args, "-o", str(out))
+    assert r.returncode == code
+    assert_one_line_error(r, message)
+    assert not out.exists()
+
+
 def _tamper(original: Path, changes: dict) -> Path:
     doc = json.loads(original.read_text())
     doc.update(changes)
