@@ -74,8 +74,13 @@ def main(argv: list[str] | None = None) -> int:
     widest = max(sum((case, tool) in rate for tool in tools) for case in cases)
     width = 0.85 / widest
     fig, ax = plt.subplots(figsize=(max(8.0, 0.3 * len(cases) * widest + 3.5), 6.0))
-    palette, spare = plt.get_cmap("tab20").colors, iter(SPARE * 4)
-    colors = {tool: palette[_color(tool) if _color(tool) is not None else next(spare)] for tool in tools}
+    tab20, spare = plt.get_cmap("tab20"), iter(SPARE * 4)  # tab20(i): the i-th of its 20 colours
+
+    def pick(tool: str) -> int:
+        fixed = _color(tool)
+        return fixed if fixed is not None else next(spare)
+
+    colors = {tool: tab20(pick(tool)) for tool in tools}
     labelled = set()
     for c, case in enumerate(cases):
         present = [tool for tool in tools if (case, tool) in rate]
@@ -115,13 +120,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _tool_order(cases: list[str], rows: list[dict]) -> list[str]:
+def _tool_order(cases: list[str], rows: list[dict[str, object]]) -> list[str]:
     """Every tool once, each case's tools in that case's run order (a tool
     first seen in a later case goes after its predecessor there)."""
     tools: list[str] = []
     for case in cases:
         at = -1
-        for tool in dict.fromkeys(r["tool"] for r in rows if r["case"] == case):
+        for tool in dict.fromkeys(str(r["tool"]) for r in rows if r["case"] == case):
             if tool in tools:
                 at = tools.index(tool)
             else:

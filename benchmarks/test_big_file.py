@@ -6,16 +6,19 @@ row: merkle.hash_file in this process, which leaves out interpreter start-up.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 import merkle
 
+from .datasets import BigFile
 from .procs import merkle_cli, require, run
 from .table import B3SUM, OPENSSL
 
 CASE = "one large file"
 
-COMMANDS = {
+COMMANDS: dict[str, Callable[[str], list[str]]] = {
     "merkle hash": lambda f: [*merkle_cli(), "hash", f],
     B3SUM: lambda f: ["b3sum", f],
     "b3sum --num-threads 1": lambda f: ["b3sum", "--num-threads", "1", f],
@@ -26,12 +29,12 @@ COMMANDS = {
 pytestmark = pytest.mark.benchmark(group=CASE)
 
 
-def test_merkle_api(measure, big_file):
+def test_merkle_api(measure: Callable[..., None], big_file: BigFile) -> None:
     measure(CASE, "merkle.hash_file (API)", lambda: merkle.hash_file(big_file.path), big_file.size)
 
 
 @pytest.mark.parametrize("tool", COMMANDS)
-def test_process(tool, measure, big_file):
+def test_process(tool: str, measure: Callable[..., None], big_file: BigFile) -> None:
     argv = COMMANDS[tool](str(big_file.path))
     require(argv[0])
     measure(CASE, tool, lambda: run(argv), big_file.size)

@@ -18,6 +18,7 @@ import hashlib
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -25,7 +26,7 @@ from types import SimpleNamespace
 import pytest
 
 from . import datasets
-from .settings import SEED
+from .settings import SEED, Settings
 from .table import HF_SERIAL
 
 CASE = "hf snapshot"
@@ -53,7 +54,7 @@ def _lfs_pointer(oid: str, size: int) -> bytes:
     return b"version https://git-lfs.github.com/spec/v1\noid sha256:%s\nsize %d\n" % (oid.encode(), size)
 
 
-def _write_blob(blobs: Path, data_pieces, lfs: bool) -> tuple[str, int, str]:
+def _write_blob(blobs: Path, data_pieces: Iterable[bytes], lfs: bool) -> tuple[str, int, str]:
     """Write content to blobs/<etag>; (etag, size, git blob id of what the tree lists)."""
     from huggingface_hub.utils.sha import git_hash
 
@@ -112,7 +113,7 @@ def build_snapshot(data_dir: Path, shard_size: int) -> Snapshot:
 
 
 @pytest.fixture(scope="module")
-def hf_snapshot(settings):
+def hf_snapshot(settings: Settings) -> Snapshot:
     return build_snapshot(settings.data_dir, (32 << 20) if settings.quick else (1 << 30))
 
 
@@ -129,7 +130,7 @@ def hub_serial_verify(snap: Snapshot) -> None:
         for p, e in tree.items()
     }
     result = verify_maps(
-        remote_by_path=remote,
+        remote_by_path=remote,  # type: ignore[arg-type]  # stand-ins with RepoFile's path, blob_id, lfs
         local_by_path=collect_local_files(snap.snapshot),
         revision=COMMIT,
         verified_path=snap.snapshot,
@@ -137,21 +138,21 @@ def hub_serial_verify(snap: Snapshot) -> None:
     assert not result.mismatches and not result.missing_paths and result.checked_count == len(tree)
 
 
-def test_huggingface_hub_serial(measure, hf_snapshot):
+def test_huggingface_hub_serial(measure: Callable[..., None], hf_snapshot: Snapshot) -> None:
     measure(CASE, HF_SERIAL, lambda: hub_serial_verify(hf_snapshot), hf_snapshot.size)
 
 
-def test_merkle_hf_verify_api(measure, hf_snapshot):
+def test_merkle_hf_verify_api(measure: Callable[..., None], hf_snapshot: Snapshot) -> None:
     from merkle.hf import verify_checkout
 
-    def run():
+    def run() -> None:
         report = verify_checkout(hf_snapshot.folder)
         assert report.ok and report.counts[report.outcomes[0].status] == len(SMALL) + 3
 
     measure(CASE, "merkle hf verify (API)", run, hf_snapshot.size)
 
 
-def test_merkle_hf_verify_cli(measure, hf_snapshot):
+def test_merkle_hf_verify_cli(measure: Callable[..., None], hf_snapshot: Snapshot) -> None:
     command = [sys.executable, "-m", "merkle", "hf", "verify", "-q", str(hf_snapshot.folder)]
     measure(
         CASE, "merkle hf verify", lambda: subprocess.run(command, check=True, capture_output=True), hf_snapshot.size

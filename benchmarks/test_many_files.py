@@ -12,6 +12,8 @@ Python twins instead of the C extension.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -32,7 +34,7 @@ def _xargs(files: SmallFiles, *command: str, parallel: int = 1) -> list[str]:
 
 
 # tool -> (peer that must be installed or None, argv from (files, manifest path))
-COMMANDS = {
+COMMANDS: dict[str, tuple[str | None, Callable[[SmallFiles, str], list[str]]]] = {
     "merkle build": (None, lambda files, out: [*merkle_cli(), "build", str(files.root), "-o", out, "-q"]),
     B3SUM: ("b3sum", lambda files, out: _xargs(files, "b3sum")),
     "b3sum --num-threads 1": ("b3sum", lambda files, out: _xargs(files, "b3sum", "--num-threads", "1")),
@@ -70,12 +72,12 @@ COMMANDS = {
 pytestmark = pytest.mark.benchmark(group=CASE)
 
 
-def test_merkle_api(measure, small_files):
+def test_merkle_api(measure: Callable[..., None], small_files: SmallFiles) -> None:
     measure(CASE, "merkle.build (API)", lambda: merkle.build(small_files.root), small_files.size)
 
 
 @pytest.mark.parametrize("tool", COMMANDS)
-def test_process(tool, measure, small_files, tmp_path):
+def test_process(tool: str, measure: Callable[..., None], small_files: SmallFiles, tmp_path: Path) -> None:
     program, make_argv = COMMANDS[tool]
     if program:
         require(program)

@@ -8,12 +8,15 @@ This records numbers for the table; it asserts nothing about them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
+from .datasets import BigFile
 from .procs import merkle_cli, peak_memory, require
 from .table import Memory
 
-COMMANDS = {
+COMMANDS: dict[str, Callable[[str], list[str]]] = {
     "merkle hash": lambda f: [*merkle_cli(), "hash", f],
     "merkle hash --algorithm sha256": lambda f: [*merkle_cli(), "hash", "--algorithm", "sha256", f],
     "b3sum": lambda f: ["b3sum", f],
@@ -21,7 +24,7 @@ COMMANDS = {
 
 
 @pytest.mark.parametrize("tool", COMMANDS)
-def test_peak_memory(tool, big_file, record_memory):
+def test_peak_memory(tool: str, big_file: BigFile, record_memory: Callable[[Memory], None]) -> None:
     argv = COMMANDS[tool](str(big_file.path))
     if tool == "b3sum":
         require("b3sum")

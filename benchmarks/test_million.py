@@ -141,7 +141,14 @@ def _rounds(settings: Settings, count: int) -> int:
 
 @pytest.mark.parametrize("step", STEPS)
 @pytest.mark.parametrize("count", COUNTS)
-def test_step(step, count, settings, prepared, measure, tmp_path):
+def test_step(
+    step: str,
+    count: int,
+    settings: Settings,
+    prepared: Callable[[int], Prepared],
+    measure: Callable[..., None],
+    tmp_path: Path,
+) -> None:
     steps = _steps(prepared(count), tmp_path / "out")
     assert tuple(steps) == STEPS
     argv = steps[step]
@@ -151,13 +158,19 @@ def test_step(step, count, settings, prepared, measure, tmp_path):
 
 @pytest.mark.parametrize("step", ["merkle build", "merkle verify --key (bundle)", "merkle sign (manifest, no hashing)"])
 @pytest.mark.parametrize("count", COUNTS)
-def test_memory(step, count, settings, prepared, record_files_memory, tmp_path):
+def test_memory(
+    step: str,
+    count: int,
+    prepared: Callable[[int], Prepared],
+    record_files_memory: Callable[[perfile.Peak], None],
+    tmp_path: Path,
+) -> None:
     p = prepared(count)
     peak = peak_memory(_steps(p, tmp_path / "out")[step])
     record_files_memory(perfile.Peak(perfile.case(count), step, count, peak.rss_anon, peak.hwm))
 
 
-def test_outputs_agree(settings, prepared):
+def test_outputs_agree(settings: Settings, prepared: Callable[[int], Prepared]) -> None:
     """The timed steps hashed the real files: b3sum of 0x00 || content (a
     one-chunk file's root, docs/format.md H2/F2) is the root the manifest lists."""
     require("b3sum")

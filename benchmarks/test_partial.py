@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import mmap
 import os
+from collections.abc import Callable
+from pathlib import Path
 
 import blake3
 import pytest
@@ -24,7 +26,7 @@ from merkle.source.readers import Counting, LocalFile
 from merkle.verifying.ranges import FileAuth, verify_range
 
 from . import datasets
-from .settings import SEED
+from .settings import SEED, Settings
 from .table import READ_AND_HASH, WHOLE_FILE
 
 RANGE = "range in a big file"
@@ -33,7 +35,7 @@ PIECE = 1 << 20
 
 
 @pytest.fixture(scope="module")
-def signed_big(settings):
+def signed_big(settings: Settings) -> tuple[Path, merkle.Manifest, int]:
     size = (64 << 20) if settings.quick else (4 << 30)
     big = datasets.big_file(settings.data_dir, size, SEED)
     tree_dir = settings.data_dir / f"partial-{size}"
@@ -45,18 +47,18 @@ def signed_big(settings):
     return tree_dir, manifest, size
 
 
-def test_verify_whole_file(measure, signed_big):
+def test_verify_whole_file(measure: Callable[..., None], signed_big: tuple[Path, merkle.Manifest, int]) -> None:
     tree_dir, manifest, size = signed_big
     measure(RANGE, WHOLE_FILE, lambda: merkle.verify(tree_dir, manifest).raise_for_failure(), size)
 
 
-def test_verify_one_mib_range(measure, signed_big):
+def test_verify_one_mib_range(measure: Callable[..., None], signed_big: tuple[Path, merkle.Manifest, int]) -> None:
     tree_dir, manifest, size = signed_big
     auth = FileAuth.of(manifest, "model.bin")
     offset = size * 3 // 4
-    counted = []
+    counted: list[int] = []
 
-    def check():
+    def check() -> None:
         source = Counting(LocalFile(str(tree_dir / "model.bin")))
         verify_range(source, auth, offset, 1 << 20)
         counted.append(source.bytes_read)
@@ -66,11 +68,11 @@ def test_verify_one_mib_range(measure, signed_big):
     assert max(counted) <= 2 * manifest.chunk_size  # the covering chunks, nothing else
 
 
-def test_unverified_read_and_hash(measure, signed_big):
+def test_unverified_read_and_hash(measure: Callable[..., None], signed_big: tuple[Path, merkle.Manifest, int]) -> None:
     tree_dir, _, size = signed_big
     path = tree_dir / "model.bin"
 
-    def read_and_hash():
+    def read_and_hash() -> None:
         buf = mmap.mmap(-1, PIECE)
         view = memoryview(buf)
         with open(path, "rb", buffering=0) as f:
@@ -82,10 +84,10 @@ def test_unverified_read_and_hash(measure, signed_big):
     measure(READ, READ_AND_HASH, read_and_hash, size)
 
 
-def test_verified_sequential_read(measure, signed_big):
+def test_verified_sequential_read(measure: Callable[..., None], signed_big: tuple[Path, merkle.Manifest, int]) -> None:
     tree_dir, manifest, size = signed_big
 
-    def read_verified():
+    def read_verified() -> None:
         buf = mmap.mmap(-1, PIECE)
         view = memoryview(buf)
         total = 0

@@ -40,7 +40,7 @@ import pytest
 
 from . import datasets
 from .procs import merkle_cli, peak_memory, require, run
-from .settings import SEED
+from .settings import SEED, Settings
 from .table import B3SUM, MERKLE_BUILD, OPENSSL, PEER_FILE, PEER_MODEL, PEER_SMALL, Memory
 
 CPUS = len(os.sched_getaffinity(0))
@@ -144,7 +144,7 @@ SHORT = {PEER_FILE: "file", PEER_SMALL: "small", PEER_MODEL: "model"}
 
 
 @pytest.fixture(scope="module")
-def peer_file(settings) -> Target:
+def peer_file(settings: Settings) -> Target:
     big = datasets.big_file(settings.data_dir, settings.peer_big_size, SEED)
     root = datasets.one_file_dir(settings.data_dir, big)
     names = settings.data_dir / f"one-file-{big.size}.list0"
@@ -153,7 +153,7 @@ def peer_file(settings) -> Target:
 
 
 @pytest.fixture(scope="module")
-def peer_small(settings) -> Target:
+def peer_small(settings: Settings) -> Target:
     files = datasets.small_files(
         settings.data_dir, settings.peer_small_count, settings.small_min, settings.small_max, SEED
     )
@@ -161,13 +161,13 @@ def peer_small(settings) -> Target:
 
 
 @pytest.fixture(scope="module")
-def peer_model(settings) -> Target:
+def peer_model(settings: Settings) -> Target:
     model = datasets.model_dir(settings.data_dir, settings.shard_size, SEED)
     return Target(model.root, None, model.names, model.count, model.size)
 
 
 @pytest.fixture(scope="module")
-def signing_key(tmp_path_factory) -> Path:
+def signing_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh ECDSA P-256 private key (PKCS#8 PEM, unencrypted) for model_signing."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -193,8 +193,8 @@ def _require(tool: str, case: str) -> None:
         require("xargs")
 
 
-def _call(request, case: str, tmp_path: Path, key: Path) -> Call:
-    target = request.getfixturevalue(FIXTURES[case])
+def _call(request: pytest.FixtureRequest, case: str, tmp_path: Path, key: Path) -> Call:
+    target: Target = request.getfixturevalue(FIXTURES[case])
     return Call(target, tmp_path / "manifest.json", tmp_path / "model.sig", key)
 
 
@@ -207,7 +207,14 @@ PARAMS = [
 
 
 @pytest.mark.parametrize(("case", "tool"), PARAMS)
-def test_peer(case, tool, measure, signing_key, tmp_path, request):
+def test_peer(
+    case: str,
+    tool: str,
+    measure: Callable[..., None],
+    signing_key: Path,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
     _require(tool, case)
     call = _call(request, case, tmp_path, signing_key)
     argv = TOOLS[tool][1](call)
@@ -227,7 +234,14 @@ MEMORY_NAMES = {"merkle hash": "merkle hash", MERKLE_BUILD: "merkle build", MS_S
     ("case", "tool"),
     [pytest.param(case, tool, id=f"{SHORT[case]}-{tool}") for case, tools in MEMORY_TOOLS.items() for tool in tools],
 )
-def test_peak_memory(case, tool, signing_key, tmp_path, request, record_memory):
+def test_peak_memory(
+    case: str,
+    tool: str,
+    signing_key: Path,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    record_memory: Callable[[Memory], None],
+) -> None:
     _require(tool, case)
     call = _call(request, case, tmp_path, signing_key)
     peak = peak_memory(TOOLS[tool][1](call))
@@ -235,7 +249,7 @@ def test_peak_memory(case, tool, signing_key, tmp_path, request, record_memory):
     record_memory(Memory(f"{MEMORY_NAMES[tool]}: {what}", call.target.size, peak.rss_anon, peak.hwm, peak.samples))
 
 
-def test_same_bytes(peer_file, peer_small, peer_model):
+def test_same_bytes(peer_file: Target, peer_small: Target, peer_model: Target) -> None:
     """Every tool of a case sees the same files: the list matches the directory."""
     for t in (peer_file, peer_small, peer_model):
         listed = {Path(os.fsdecode(n)).resolve() for n in t.names.read_bytes().split(b"\0") if n}

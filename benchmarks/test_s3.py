@@ -28,14 +28,18 @@ readers alike.
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import logging
 import os
 import random
 import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,7 +47,7 @@ import merkle
 
 from . import datasets
 from .procs import merkle_cli, peak_memory
-from .settings import SEED
+from .settings import SEED, Settings
 from .table import S3FS_READ, Memory
 
 s3fs = pytest.importorskip("s3fs")
@@ -82,20 +86,23 @@ def _cheap_ranges(mp: pytest.MonkeyPatch) -> None:
     the buffer is trimmed) instead of a fresh copy of the whole object."""
     from moto.s3.models import FakeKey
 
-    copying = FakeKey.value
+    copying: property = inspect.getattr_static(FakeKey, "value")
+    assert copying.fget is not None and copying.fset is not None
 
     def shared(key: FakeKey) -> bytes:
         held = getattr(key._value_buffer, "_file", None)
         if isinstance(held, io.BytesIO):
             with key.lock:
                 return held.getvalue()
-        return copying.fget(key)
+        assert copying.fget is not None
+        copied: bytes = copying.fget(key)
+        return copied
 
     mp.setattr(FakeKey, "value", property(shared, copying.fset))
 
 
 @pytest.fixture(scope="module")
-def store(settings):
+def store(settings: Settings) -> Iterator[Store]:
     with pytest.MonkeyPatch.context() as mp:
         for key, value in {
             "AWS_ACCESS_KEY_ID": "testing",
@@ -124,7 +131,7 @@ def store(settings):
             werkzeug.setLevel(level)
 
 
-def _upload(fs, endpoint: str, settings) -> Store:
+def _upload(fs: Any, endpoint: str, settings: Settings) -> Store:
     small_count, large_count, large_size, memory_sizes = (
         (100, 2, 16 << 20, (4 << 20, 16 << 20)) if settings.quick else (1000, 3, 256 << 20, (16 << 20, 256 << 20))
     )
@@ -148,12 +155,12 @@ def _upload(fs, endpoint: str, settings) -> Store:
     return Store(endpoint, fs, Prefix(f"s3://{BUCKET}/small", small_count, sum(small.values())), large, memory)
 
 
-def plain_read(fs, url: str) -> int:
+def plain_read(fs: Any, url: str) -> int:
     """List the prefix and read every byte on THREADS threads; bytes read."""
     root = url.removeprefix("s3://")
     fs.invalidate_cache(root)
     infos = fs.find(root, detail=True)
-    tasks = []
+    tasks: list[tuple[str, int | None, int | None]] = []
     for path, info in infos.items():
         size = int(info["size"])
         if size <= PIECE:
@@ -175,14 +182,14 @@ def plain_read(fs, url: str) -> int:
 
 
 @pytest.mark.parametrize(("case", "tool"), [(c, t) for c in (SMALL, LARGE) for t in (S3FS_READ, MERKLE_API)])
-def test_read_a_prefix(measure, store, case, tool):
+def test_read_a_prefix(measure: Callable[..., None], store: Store, case: str, tool: str) -> None:
     prefix: Prefix = store.small if case == SMALL else store.large
     if tool == S3FS_READ:
         counted: list[int] = []
         measure(case, tool, lambda: counted.append(plain_read(store.fs, prefix.url)), prefix.bytes)
         assert set(counted) == {prefix.bytes}
     else:
-        built = []
+        built: list[merkle.Manifest] = []
         measure(
             case,
             tool,
@@ -194,7 +201,7 @@ def test_read_a_prefix(measure, store, case, tool):
 
 
 @pytest.mark.parametrize("size", [0, 1], ids=["smaller objects", "larger objects"])
-def test_peak_memory_of_build(store, size, record_memory, tmp_path):
+def test_peak_memory_of_build(store: Store, size: int, record_memory: Callable[[Memory], None], tmp_path: Path) -> None:
     object_size = sorted(store.memory)[size]
     prefix = store.memory[object_size]
     option = "client_kwargs=" + json.dumps({"endpoint_url": store.endpoint})

@@ -14,14 +14,21 @@ be exactly the chunks the slice touches (asserted).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pytest
 
 import merkle
 
+from .settings import Settings
 from .table import ZARR_PLAIN
 
 zarr = pytest.importorskip("zarr")
+from zarr.abc.store import ByteRequest  # noqa: E402
+from zarr.core.buffer import Buffer, BufferPrototype  # noqa: E402
 from zarr.storage import LocalStore, WrapperStore  # noqa: E402
 
 from merkle.zarr import VerifiedStore  # noqa: E402
@@ -29,21 +36,21 @@ from merkle.zarr import VerifiedStore  # noqa: E402
 FULL, ROWS, COLUMNS = "zarr full read", "zarr row slice", "zarr column slice"
 
 
-class Counting(WrapperStore):
-    def __init__(self, store):
+class Counting(WrapperStore[LocalStore]):
+    def __init__(self, store: LocalStore) -> None:
         super().__init__(store)
         self.keys: set[str] = set()
 
-    def _with_store(self, store):
+    def _with_store(self, store: LocalStore) -> Counting:
         return self
 
-    async def get(self, key, prototype, byte_range=None):
+    async def get(self, key: str, prototype: BufferPrototype, byte_range: ByteRequest | None = None) -> Buffer | None:
         self.keys.add(key)
         return await self._store.get(key, prototype, byte_range)
 
 
 @pytest.fixture(scope="module")
-def signed_array(settings):
+def signed_array(settings: Settings) -> tuple[Path, Path, tuple[int, int, int]]:
     rows, cols, chunk = (2048, 8192, 512) if settings.quick else (16384, 32768, 1024)
     root = settings.data_dir / f"zarr-{rows}x{cols}.zarr"
     done = root / ".complete"
@@ -60,11 +67,11 @@ def signed_array(settings):
     return root, manifest, (rows, cols, chunk)
 
 
-def _read(store, sel):
+def _read(store: object, sel: tuple[slice, slice]) -> Any:
     return zarr.open_array(store=store, mode="r")[sel]
 
 
-def _read_bands(store, rows, chunk):
+def _read_bands(store: object, rows: int, chunk: int) -> None:
     """The whole array, one row of chunks at a time (as a loader reads it):
     a 2 GiB result per call made the kernel's page-fault time swing by 2x
     between rounds, for both stores."""
@@ -73,7 +80,7 @@ def _read_bands(store, rows, chunk):
         array[r : r + chunk]
 
 
-CASES = {
+CASES: dict[str, Callable[[int, int, int], tuple[slice, slice]]] = {
     FULL: lambda r, c, k: (slice(None), slice(None)),
     ROWS: lambda r, c, k: (slice(k + 10, k + 60), slice(None)),
     COLUMNS: lambda r, c, k: (slice(None), slice(3 * k + 5, 3 * k + 55)),
@@ -82,14 +89,16 @@ CASES = {
 
 @pytest.mark.parametrize("tool", [ZARR_PLAIN, "VerifiedStore"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_zarr_read(signed_array, measure, case, tool):
+def test_zarr_read(
+    signed_array: tuple[Path, Path, tuple[int, int, int]], measure: Callable[..., None], case: str, tool: str
+) -> None:
     root, manifest, (rows, cols, chunk) = signed_array
     sel = CASES[case](rows, cols, chunk)
     touched = (rows // chunk if sel[0] == slice(None) else 1) * (cols // chunk if sel[1] == slice(None) else 1)
     nbytes = 4 * (rows if sel[0] == slice(None) else 50) * (cols if sel[1] == slice(None) else 50)
     counting = Counting(LocalStore(str(root), read_only=True))
     # opened once, as a reader would (the manifest is loaded and its signature checked once)
-    store = counting if tool == ZARR_PLAIN else VerifiedStore(counting, manifest)
+    store: object = counting if tool == ZARR_PLAIN else VerifiedStore(counting, manifest)
     first = _read(store, sel)
     assert first.shape == (
         nbytes // 4 // (cols if sel[1] == slice(None) else 50),
