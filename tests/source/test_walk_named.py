@@ -135,3 +135,20 @@ def test_directory_swapped_between_lookup_and_read(tmp_path):
     (root / "sub").symlink_to(tmp_path / "elsewhere")
     (digest,) = engine.hash_files(named.files, tree_hasher("blake3"), CHUNK, jobs=1)
     assert digest.error is not None and digest.error.message == "sub: symbolic link refused"
+
+
+@pytest.mark.parametrize(
+    "patterns, literal",
+    [((".git",), True), ((".git", "node_modules"), True), (("*.tmp",), False), (("a/b",), False), (("[ab]",), False)],
+)
+def test_plain_exclusions_are_one_set_lookup_with_the_same_answers(patterns, literal):
+    """The walk tests plain-name exclusions (the default, .git) with a set lookup: it must answer as the patterns do."""
+    from merkle.source.walk import Excluder
+
+    excluder = Excluder(patterns)
+    assert (excluder.literal_names is not None) is literal
+    names = [".git", ".GIT", "x.git", ".git2", "node_modules", "a", "b", "a.tmp", ".tmp", "[ab]", "git"]
+    for name in names:
+        expected = excluder(f"dir/{name}", name)
+        if excluder.literal_names is not None:
+            assert (name in excluder.literal_names) == expected, name
