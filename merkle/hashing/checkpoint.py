@@ -21,13 +21,14 @@ signed, so it must not be steerable by anyone but the user running merkle:
 The file, `<directory>/<sha256 of the job>.checkpoint`, holds lines
 `MAC JSON`: a header `{format, job}`, then, per flush (at most FLUSH_SECONDS
 apart), one line listing the objects finished since the last one, each as
-`[path, identity, root hex, leaves base64]` (leaves "" for a one-chunk
-object, whose only leaf is its root).  One MAC per flush, not per object:
-recording a million small files cost a third of their build when every
-object had its own line and MAC; a kill tears at most the last line.  One
-run of a job holds it at a time (flock); a second one goes without.  A run
-that fails, however it fails, keeps it (only objects hashed without error
-are recorded) for an explicit resume; a run that succeeds deletes it.  What a resumed build is worth is what the
+`[path, identity, root hex, leaves base64]` (leaves "-", not base64, for a
+one-chunk object, whose only leaf is its root; an empty one's are "").  One
+MAC per flush, not per object: recording a million small files cost a third
+of their build when every object had its own line and MAC; a kill tears at
+most the last line.  One run of a job holds it at a time (flock); a second
+one goes without.  A run that fails, however it fails, keeps it (only
+objects hashed without error are recorded) for an explicit resume; a run
+that succeeds deletes it.  What a resumed build is worth is what the
 identities are worth: a file rewritten with its size, mtime and ctime
 restored, or an object store that keeps an ETag for other bytes, is not
 noticed, exactly as when the listing and the hashing of one run race.
@@ -104,7 +105,7 @@ def _identity(item: Listed) -> list[Any]:
 
 def _record_json(record: tuple[str, Sequence[Any], bytes, bytes]) -> str:
     path, identity, root, leaves = record
-    tail = "" if leaves == root else binascii.b2a_base64(leaves, newline=False).decode("ascii")
+    tail = "-" if leaves == root else binascii.b2a_base64(leaves, newline=False).decode("ascii")
     return f'[{_json_str(path)}, {_json_identity(identity)}, "{root.hex()}", "{tail}"]'
 
 
@@ -216,7 +217,7 @@ class Checkpoint:
 
         try:
             root = bytes.fromhex(record[2])
-            leaves = base64.b64decode(record[3], validate=True) if record[3] else root
+            leaves = root if record[3] == "-" else base64.b64decode(record[3], validate=True)
             return FileDigest(item.path, item.size, root, leaves)
         except (ValueError, TypeError):
             return None

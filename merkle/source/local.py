@@ -208,6 +208,14 @@ def descend(dir_fd: int, parts: Sequence[str]) -> int:
     return fd if fd != dir_fd else os.dup(dir_fd)
 
 
+class NotFound(SourceError):
+    """`resolve` found nothing at the name (no such entry on the way, or a
+    regular file where a directory was named), as opposed to refusing
+    something there (a link, a special file, a directory that would not
+    open: an open that fails after the lstat said "directory" is a race,
+    never "not found")."""
+
+
 def resolve(root: Root, root_fd: int, rel: str, follow_symlinks: bool) -> tuple[str, os.stat_result]:
     """The canonical path below the root that `rel` names under the link
     policy, and its lstat: no component of the result is a link.  Without
@@ -243,6 +251,8 @@ def resolve(root: Root, root_fd: int, rel: str, follow_symlinks: bool) -> tuple[
             except OSError as e:
                 if via_link and e.errno in (errno.ENOENT, errno.ENOTDIR):
                     raise refused(BROKEN, i) from e
+                if e.errno in (errno.ENOENT, errno.ENOTDIR):
+                    raise NotFound(refused(e.strerror or str(e), i).message) from e
                 raise refused(e.strerror or str(e), i) from e
             if stat.S_ISLNK(st.st_mode):
                 if not follow_symlinks:
@@ -265,7 +275,9 @@ def resolve(root: Root, root_fd: int, rel: str, follow_symlinks: bool) -> tuple[
                 done.append(name)
                 return "/".join(done), st
             if not stat.S_ISDIR(st.st_mode):
-                raise refused(BROKEN if via_link else "not a directory", i)
+                if not via_link and stat.S_ISREG(st.st_mode):  # a file where a directory was named
+                    raise NotFound(refused("not a directory", i).message)
+                raise refused(BROKEN if via_link else f"{kind_of(st.st_mode)}, not a directory", i)
             try:
                 fds.append(os.open(name, _DIR_FLAGS, dir_fd=fds[-1]))
             except OSError as e:

@@ -12,7 +12,6 @@ one that was listed (W5).  Problems are collected (not raised) so that
 
 from __future__ import annotations
 
-import errno
 import fnmatch
 import os
 import re
@@ -26,7 +25,7 @@ from merkle.errors import SourceError
 from merkle.format.parameters import DEFAULT_EXCLUDES
 from merkle.format.paths import _PLAIN_PART, MAX_PATH_BYTES, name_problem, path_problem
 from merkle.source.local import (
-    BROKEN,
+    NotFound,
     Root,
     component_reason,
     descend,
@@ -186,9 +185,12 @@ def walk_named(
     is absent, or stands where a directory or something else is, is left
     out (the caller reports it missing); a name pruned by `exclude` is left
     out as the walk prunes it; a refused link, a special file or a directory
-    that cannot be read on the way is a problem at that name.  Unlike the
+    that cannot be read on the way is a problem at that name, and so is a
+    directory that changes between its lstat and its open.  Unlike the
     walk, it does not notice one directory reached under two names through
-    followed links: each name is read where it resolves, inside the root."""
+    followed links (each name is read where it resolves, inside the root),
+    and on a case-insensitive file system it finds a file whose name differs
+    in case from the one asked for (its bytes are still checked)."""
     top = os.fspath(root)
     try:
         st = os.stat(top)
@@ -206,10 +208,10 @@ def walk_named(
                 continue
             try:
                 target, st = resolve(base, fd, rel, follow_symlinks)
-            except SourceError as e:
-                problem = _lookup_problem(e, fd)
-                if problem is not None:
-                    result.problems.append(WalkProblem(rel, problem))
+            except NotFound:  # the walk would have listed nothing there
+                continue
+            except SourceError as e:  # a refusal, or a race the walk would also report
+                result.problems.append(WalkProblem(rel, e.message))
                 continue
             if stat.S_ISREG(st.st_mode):
                 where = os.path.join(top, *target.split("/"))
@@ -219,27 +221,6 @@ def walk_named(
     finally:
         os.close(fd)
     return result
-
-
-def _lookup_problem(e: SourceError, root_fd: int) -> str | None:
-    """What the walk would have reported for a name whose lookup failed:
-    None where it would have listed nothing there (no such name, or a
-    regular file where a directory was needed), else the reason (a refused
-    or broken link, a special file on the way, a directory that cannot be
-    read)."""
-    cause = e.__cause__
-    if BROKEN in e.message:
-        return e.message
-    if isinstance(cause, OSError):
-        return None if cause.errno in (errno.ENOENT, errno.ENOTDIR) else e.message
-    prefix, _, reason = e.message.rpartition(": ")
-    if reason == "not a directory" and prefix:
-        try:  # only to tell a file from a FIFO or device there: nothing is opened
-            mode = os.stat(prefix, dir_fd=root_fd, follow_symlinks=False).st_mode
-        except OSError:
-            return None
-        return None if stat.S_ISREG(mode) else f"{prefix}: {kind_of(mode)}, not a regular file"
-    return e.message
 
 
 def walk_stream(

@@ -120,6 +120,30 @@ def test_resume_hashes_only_what_was_not_finished(tmp_path):
     assert kept() == []
 
 
+def test_resumed_digests_are_the_fresh_ones_for_every_shape(tmp_path):
+    """Empty, one-chunk (leaves are the root: written "-") and multi-chunk files come back from a checkpoint with
+    exactly the root and leaves a fresh hash gives (an empty file's leaves are none, not its root)."""
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "empty").write_bytes(b"")
+    (d / "one").write_bytes(os.urandom(4096))
+    (d / "many").write_bytes(os.urandom(3 * 4096 + 1))
+    h = tree_hasher("blake3")
+    files = walk(d).files
+    state = Checkpoint.open(a_job(d), resume=False)
+    fresh = hash_resumable(files, h, 4096, state)
+    state.keep()
+    [cp] = kept()
+    assert {p: r["leaves"] for p, r in records(cp).items()}["one"] == "-"
+    progress = merkle.Progress()
+    state = Checkpoint.open(a_job(d), resume=True)
+    resumed = hash_resumable(files, h, 4096, state, progress=progress)
+    assert progress.resumed_files == 3 and progress.bytes == 0
+    assert [(x.path, x.root, x.leaves) for x in resumed] == [(x.path, x.root, x.leaves) for x in fresh]
+    assert [x.leaves for x in resumed if x.path == "empty"] == [b""]
+    state.discard()
+
+
 def test_a_failed_build_keeps_its_checkpoint_and_only_resume_reads_it(tmp_path):
     d = failing_tree(tmp_path / "d")
     cp = fail_once(d)

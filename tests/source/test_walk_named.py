@@ -152,3 +152,32 @@ def test_plain_exclusions_are_one_set_lookup_with_the_same_answers(patterns, lit
         expected = excluder(f"dir/{name}", name)
         if excluder.literal_names is not None:
             assert (name in excluder.literal_names) == expected, name
+
+
+def test_directory_swapped_between_its_lstat_and_its_open_is_an_error_not_absent(tmp_path, monkeypatch):
+    """The race the lookup cannot avoid: d/ is a directory when looked at and a link out of the root when opened.
+    The open fails (O_NOFOLLOW); that is an error at the name, as the walk's "replaced while walked", never a file
+    absent (which --sparse would let pass)."""
+    import merkle.source.local as local
+
+    root = tmp_path / "tree"
+    (root / "d").mkdir(parents=True)
+    (root / "d" / "a.txt").write_text("signed\n")
+    m = merkle.build(root)
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "a.txt").write_text("other\n")
+    real_open, swapped = os.open, []
+
+    def racing_open(path, flags, *args, dir_fd=None, **kwargs):
+        if path == "d" and dir_fd is not None and flags & os.O_DIRECTORY and not swapped:
+            swapped.append(True)
+            shutil.rmtree(root / "d")
+            (root / "d").symlink_to(tmp_path / "outside")
+        return real_open(path, flags, *args, dir_fd=dir_fd, **kwargs)
+
+    monkeypatch.setattr(local.os, "open", racing_open)
+    report = verify_with(root, m, CheckOptions(sparse=True, only=("d/a.txt",)))
+    monkeypatch.undo()
+    assert swapped
+    (outcome,) = report.outcomes
+    assert outcome.status is merkle.Status.ERROR and not report.ok, outcome
