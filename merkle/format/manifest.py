@@ -348,9 +348,10 @@ class Manifest:
 
     # -- JSON ---------------------------------------------------------------
 
-    def to_dict(self, files: bool = True) -> dict[str, Any]:
+    def to_dict(self, files: bool = True, raw_files: bool = False) -> dict[str, Any]:
         """The manifest as a JSON-ready dict (what a signed statement carries);
-        without the "files" list unless `files`."""
+        without the "files" list unless `files`; with `raw_files`, the list as
+        `strictjson.Raw` (its compact JSON, written once, no dict per entry)."""
         fmt = self.format
         out: dict[str, Any] = {
             "format": fmt,
@@ -363,7 +364,10 @@ class Manifest:
             if self.zarr is not None:
                 out["zarr"] = self.zarr.to_dict()
         out["root"] = self.root.hex()
-        if files:
+        if raw_files:
+            text = "[" + ",".join(map(_entry_json, self.files)) + "]"
+            out["files"] = strictjson.Raw(text, lambda: [f.to_dict() for f in self.files])
+        elif files:
             out["files"] = [f.to_dict() for f in self.files]
         return out
 

@@ -125,9 +125,48 @@ def loads(data: bytes, what: str, max_bytes: int, fields: Mapping[str, Parser] |
         raise FormatError("JSON nested too deeply", what) from e
 
 
+class Raw:
+    """A value already written as compact JSON, put into `dumps`' output as
+    is: a manifest's million entries are written by a formatter made for
+    them, not as a million dicts.  `text` must be exactly what `dumps` would
+    write for `value` (what the value means where it is parsed)."""
+
+    __slots__ = ("text", "value")
+
+    def __init__(self, text: str, value: Callable[[], Any]) -> None:
+        self.text = text
+        self.value = value  # the same, as data: for the rare document where the text cannot be spliced in
+
+
 def dumps(value: Any) -> str:
-    """Deterministic compact JSON (key order as given, UTF-8 kept)."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    """Deterministic compact JSON (key order as given, UTF-8 kept); `Raw`
+    values spliced in where they stand."""
+    raws: list[Raw] = []
+
+    def placeholder(obj: Any) -> Any:
+        if isinstance(obj, Raw):
+            raws.append(obj)
+            return f"\0merkle-raw-{len(raws) - 1}\0"  # a string: NUL written \u0000, as nothing of ours is
+        raise TypeError(f"{type(obj).__name__} is not JSON")
+
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=placeholder)
+    marks = [json.dumps(f"\0merkle-raw-{i}\0") for i in range(len(raws))]
+    if any(text.count(mark) != 1 for mark in marks):  # some string of the document spells a placeholder
+        return json.dumps(_expand(value), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    for mark, raw in zip(marks, raws, strict=True):
+        before, _, after = text.partition(mark)
+        text = before + raw.text + after
+    return text
+
+
+def _expand(value: Any) -> Any:
+    if isinstance(value, Raw):
+        return value.value()
+    if isinstance(value, dict):
+        return {k: _expand(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_expand(v) for v in value]
+    return value
 
 
 def exact_keys(obj: dict[str, Any], keys: Sequence[str], where: str) -> None:

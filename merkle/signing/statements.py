@@ -112,7 +112,7 @@ def statement(
         raise UsageError("a signed manifest needs a subject name")
     if version is not None and version < 1:
         raise UsageError("version must be a positive integer")
-    body = {"summary": manifest.summary.to_dict()} if compact else {"manifest": manifest.to_dict()}
+    body = {"summary": manifest.summary.to_dict()} if compact else {"manifest": manifest.to_dict(raw_files=True)}
     predicate: dict[str, Any] = dict(body)
     if version is not None:
         predicate["version"] = version

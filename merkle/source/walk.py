@@ -192,13 +192,7 @@ def walk_named(
     and on a case-insensitive file system it finds a file whose name differs
     in case from the one asked for (its bytes are still checked)."""
     top = os.fspath(root)
-    try:
-        st = os.stat(top)
-    except OSError as e:
-        raise SourceError(e.strerror or str(e), top) from e
-    if not stat.S_ISDIR(st.st_mode):
-        raise SourceError(f"{kind_of(st.st_mode)}, expected a directory", top)
-    base = Root(top, st.st_dev, st.st_ino)
+    base = _root(top)
     result = Walk(top)
     excluded = Excluder(exclude)
     fd = base.reopen()
@@ -233,14 +227,19 @@ def walk_stream(
     hashing can start before the walk ends.  The Walk fills as it runs; once
     the iterator is exhausted it is complete and sorted, as `walk` returns it."""
     top = os.fspath(root)
+    result = Walk(top)
+    return result, _directories(result, Excluder(exclude), follow_symlinks, _root(top))
+
+
+def _root(top: str) -> Root:
+    """The directory `top` pinned as a Root; SourceError if it is none."""
     try:
         st = os.stat(top)
     except OSError as e:
         raise SourceError(e.strerror or str(e), top) from e
     if not stat.S_ISDIR(st.st_mode):
         raise SourceError(f"{kind_of(st.st_mode)}, expected a directory", top)
-    result = Walk(top)
-    return result, _directories(result, Excluder(exclude), follow_symlinks, Root(top, st.st_dev, st.st_ino))
+    return Root(top, st.st_dev, st.st_ino)
 
 
 class _Dir:

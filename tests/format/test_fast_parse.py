@@ -172,3 +172,34 @@ def same_manifest(doc: object) -> object:
         return Manifest.from_doc(doc)
     except MerkleError as e:
         return type(e), e.message
+
+
+def test_statements_write_the_file_list_as_the_generic_writer_would():
+    """A statement's predicate.manifest.files is written by _entry_json and spliced in (strictjson.Raw): the payload
+    must be byte for byte what json.dumps of the plain dicts writes, hub identities and odd names included."""
+    from merkle.format.hub import GIT_BLOB, SHA256
+    from merkle.format.origin import Origin
+    from merkle.signing.statements import statement
+
+    odd = ["a", 'q"uote', "é/ü", "z/ü2", "sp ace", "日本/語"]
+    files = [FileEntry(p, i * 7, bytes([i]) * 32) for i, p in enumerate(sorted(odd))]
+    plain = Manifest.create(files)
+    hub = [
+        FileEntry(f.path, f.size, f.root, (SHA256, "ab" * 32) if i % 2 else (GIT_BLOB, "cd" * 20))
+        for i, f in enumerate(plain.files)
+    ]
+    origin = Origin("0123456789abcdef0123456789abcdef01234567", "org/name")
+    for m in (plain, Manifest.create(hub, origin=origin)):
+        generic = json.dumps(m.to_dict(), ensure_ascii=False, separators=(",", ":"))
+        assert strictjson.dumps(m.to_dict(raw_files=True)) == generic
+        payload = statement(m, "name", version=2).to_payload()
+        assert json.loads(payload)["predicate"]["manifest"] == json.loads(generic)
+        assert Manifest.from_doc(Statement.from_payload(payload).predicate["manifest"]).files == m.files
+
+
+def test_a_string_spelling_the_placeholder_falls_back_to_the_plain_writer():
+    raw = strictjson.Raw('[{"path":"a"}]', lambda: [{"path": "a"}])
+    doc = {"x": "\0merkle-raw-0\0", "files": raw}
+    assert strictjson.dumps(doc) == json.dumps(
+        {"x": "\0merkle-raw-0\0", "files": [{"path": "a"}]}, ensure_ascii=False, separators=(",", ":")
+    )
