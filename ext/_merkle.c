@@ -761,6 +761,133 @@ static PyObject *py_hash_range(PyObject *self, PyObject *args) {
     return out;
 }
 
+/* ---- canonical manifest entries ------------------------------------------
+ * A run of file entries written exactly as merkle.format.manifest._entry_json
+ * writes them without a hub: {"path":"P","size":N,"root":"H"}, P without a
+ * quote, backslash or control character, N "0" or 1-19 digits without a
+ * leading zero, H 64 lower-case hex digits: what _CANONICAL_ENTRY matches,
+ * entry for entry (tests/format/test_fast_parse.py holds the two equal).
+ * Texts of one byte per character only (ASCII and Latin-1; others: None). */
+
+static const char ENTRY_HEAD[] = "{\"path\":\"";
+static const char ENTRY_SIZE[] = "\",\"size\":";
+static const char ENTRY_ROOT[] = ",\"root\":\"";
+
+static int hexval(Py_UCS1 c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+}
+
+static int has(const Py_UCS1 *s, Py_ssize_t n, Py_ssize_t p, const char *lit, Py_ssize_t len) {
+    return p + len <= n && memcmp(s + p, lit, (size_t)len) == 0;
+}
+
+/* One canonical entry at s[p:]: its parts and the position after it, or -1. */
+static Py_ssize_t canonical_entry(const Py_UCS1 *s, Py_ssize_t n, Py_ssize_t p, Py_ssize_t *path_at,
+                                  Py_ssize_t *path_len, unsigned long long *size, uint8_t root[DIGEST]) {
+    if (!has(s, n, p, ENTRY_HEAD, sizeof ENTRY_HEAD - 1)) return -1;
+    p += sizeof ENTRY_HEAD - 1;
+    Py_ssize_t start = p;
+    while (p < n && s[p] != '"') {
+        if (s[p] == '\\' || s[p] < 0x20) return -1;
+        p++;
+    }
+    if (!has(s, n, p, ENTRY_SIZE, sizeof ENTRY_SIZE - 1)) return -1;
+    *path_at = start;
+    *path_len = p - start;
+    p += sizeof ENTRY_SIZE - 1;
+    Py_ssize_t digits = 0;
+    unsigned long long v = 0;
+    while (p + digits < n && s[p + digits] >= '0' && s[p + digits] <= '9' && digits < 20) {
+        v = v * 10 + (unsigned long long)(s[p + digits] - '0');
+        digits++;
+    }
+    if (digits == 0 || digits > 19 || (digits > 1 && s[p] == '0')) return -1;
+    *size = v;
+    p += digits;
+    if (!has(s, n, p, ENTRY_ROOT, sizeof ENTRY_ROOT - 1)) return -1;
+    p += sizeof ENTRY_ROOT - 1;
+    if (p + 2 * DIGEST + 2 > n) return -1;
+    for (int k = 0; k < DIGEST; k++) {
+        int hi = hexval(s[p + 2 * k]), lo = hexval(s[p + 2 * k + 1]);
+        if (hi < 0 || lo < 0) return -1;
+        root[k] = (uint8_t)(hi << 4 | lo);
+    }
+    p += 2 * DIGEST;
+    if (s[p] != '"' || s[p + 1] != '}') return -1;
+    return p + 2;
+}
+
+/* entry_type(path, size, root) without running its __init__ (a frozen
+ * dataclass's costs a microsecond): slots set as the class declares them. */
+static PyObject *new_entry(PyTypeObject *type, PyObject *names[4], PyObject *path, PyObject *size, PyObject *root) {
+    PyObject *obj = type->tp_alloc(type, 0);
+    if (!obj) return NULL;
+    PyObject *values[4] = {path, size, root, Py_None};
+    for (int k = 0; k < 4; k++) {
+        if (PyObject_GenericSetAttr(obj, names[k], values[k]) < 0) {
+            Py_DECREF(obj);
+            return NULL;
+        }
+    }
+    return obj;
+}
+
+PyDoc_STRVAR(canonical_entries_doc,
+             "canonical_entries(text, pos, entry_type) -> (list, pos) | None: the run of canonical manifest entries "
+             "at text[pos:] (each but the last followed by ',' or ',\\n', which are consumed) as entry_type objects, "
+             "and the position after the last; None for a text of more than one byte per character. "
+             "Twin: the _CANONICAL_ENTRY loop of merkle.format.manifest.files_at.");
+
+static PyObject *py_canonical_entries(PyObject *self, PyObject *args) {
+    PyObject *text;
+    Py_ssize_t pos;
+    PyTypeObject *type;
+    if (!PyArg_ParseTuple(args, "UnO!", &text, &pos, &PyType_Type, &type)) return NULL;
+    if (PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND) Py_RETURN_NONE;
+    static PyObject *names[4];
+    static const char *const spelled[4] = {"path", "size", "root", "hub"};
+    for (int k = 0; k < 4; k++)
+        if (!names[k] && !(names[k] = PyUnicode_InternFromString(spelled[k]))) return NULL;
+    const Py_UCS1 *s = PyUnicode_1BYTE_DATA(text);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    if (pos < 0 || pos > n) return PyErr_Format(PyExc_ValueError, "position %zd outside the text", pos);
+    PyObject *out = PyList_New(0);
+    if (!out) return NULL;
+    Py_ssize_t p = pos, end = pos;
+    for (;;) {
+        Py_ssize_t at, len;
+        unsigned long long size;
+        uint8_t root[DIGEST];
+        Py_ssize_t next = canonical_entry(s, n, p, &at, &len, &size, root);
+        if (next < 0) break;
+        PyObject *path = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, s + at, len);
+        PyObject *sz = path ? PyLong_FromUnsignedLongLong(size) : NULL;
+        PyObject *rt = sz ? PyBytes_FromStringAndSize((const char *)root, DIGEST) : NULL;
+        PyObject *entry = rt ? new_entry(type, names, path, sz, rt) : NULL;
+        Py_XDECREF(path);
+        Py_XDECREF(sz);
+        Py_XDECREF(rt);
+        if (!entry || PyList_Append(out, entry) < 0) {
+            Py_XDECREF(entry);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(entry);
+        end = next;
+        /* a separator is taken only with a canonical entry after it */
+        p = next;
+        if (p < n && s[p] == ',') {
+            p++;
+            if (p < n && s[p] == '\n') p++;
+            continue;
+        }
+        break;
+    }
+    return Py_BuildValue("(Nn)", out, end);
+}
+
 PyDoc_STRVAR(faults_doc, "faults() -> int: how many SIGBUS faults of files truncated under hash_range were caught.");
 
 static PyObject *py_faults(PyObject *self, PyObject *unused) {
@@ -777,6 +904,7 @@ static PyMethodDef methods[] = {
     {"dataset_root", py_dataset_root, METH_VARARGS, dataset_doc},
     {"dataset_leaves", py_dataset_leaves, METH_VARARGS, dataset_leaves_doc},
     {"levels", py_levels, METH_VARARGS, levels_doc},
+    {"canonical_entries", py_canonical_entries, METH_VARARGS, canonical_entries_doc},
     {NULL, NULL, 0, NULL},
 };
 

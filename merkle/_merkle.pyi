@@ -3,7 +3,9 @@ has a pure-Python twin with identical results (tests/test_native.py);
 `alg` is an algorithm code, merkle.tree.hasher.TreeHasher.code."""
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, TypeVar
+
+_T = TypeVar("_T")
 
 Buffer = bytes | bytearray | memoryview
 
@@ -30,6 +32,7 @@ def root_of_leaves(alg: int, leaves: Buffer) -> bytes: ...
 def dataset_leaves(alg: int, chunk_size: int, files: Sequence[_Entry]) -> bytes: ...
 def dataset_root(alg: int, chunk_size: int, files: Sequence[_Entry]) -> bytes: ...
 def levels(alg: int, leaves: Buffer) -> list[bytes]: ...
+def canonical_entries(text: str, pos: int, entry_type: type[_T]) -> tuple[list[_T], int] | None: ...
 def hash_files(
     alg: int,
     chunk_size: int,

@@ -7,7 +7,7 @@ them side by side); MERKLE_PURE=1 forces the pure path.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol, TypeVar
 
 PURE_ENV: Final = "MERKLE_PURE"
 
@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from merkle._merkle import Buffer, _Entry
+
+_T = TypeVar("_T")
 
 
 class Native(Protocol):
@@ -31,6 +33,7 @@ class Native(Protocol):
     def dataset_leaves(self, alg: int, chunk_size: int, files: Sequence[_Entry]) -> bytes: ...
     def dataset_root(self, alg: int, chunk_size: int, files: Sequence[_Entry]) -> bytes: ...
     def levels(self, alg: int, leaves: Buffer) -> list[bytes]: ...
+    def canonical_entries(self, text: str, pos: int, entry_type: type[_T]) -> tuple[list[_T], int] | None: ...
     def hash_files(
         self,
         alg: int,

@@ -566,12 +566,18 @@ def files_at(text: str, pos: int) -> tuple[Any, int]:
     out = ParsedFiles()
     append, entry, after = out.append, _CANONICAL_ENTRY.match, strictjson.after_space
     fromhex = bytes.fromhex
+    runs = native.canonical_entries if native is not None else None  # the same entries, read in C
     pos = after(text, pos + 1)
     if text.startswith("]", pos):
         return out, pos + 1
     while True:
-        m = entry(text, pos)
-        if m is not None:
+        run = runs(text, pos, FileEntry) if runs is not None else None
+        if run is None:
+            runs = None  # a text of wider characters: the loop below, entry by entry
+        if run is not None and run[0]:
+            out += run[0]
+            pos = run[1]
+        elif (m := entry(text, pos)) is not None:
             path, size, root = m.groups()
             append(FileEntry(path, int(size), fromhex(root)))
             pos = m.end()

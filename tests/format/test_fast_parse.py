@@ -203,3 +203,63 @@ def test_a_string_spelling_the_placeholder_falls_back_to_the_plain_writer():
     assert strictjson.dumps(doc) == json.dumps(
         {"x": "\0merkle-raw-0\0", "files": [{"path": "a"}]}, ensure_ascii=False, separators=(",", ":")
     )
+
+
+def _files_at_both_ways(text: str, monkeypatch: pytest.MonkeyPatch) -> tuple[object, object]:
+    """format.manifest.files_at over `text` with the C reader of canonical entries and without it."""
+    from merkle.format import manifest as module
+
+    def run() -> object:
+        try:
+            files, end = module.files_at(text, text.index("["))
+            return [(f.path, f.size, f.root, f.hub) if type(f) is FileEntry else f for f in files], end
+        except (FormatError, json.JSONDecodeError) as e:
+            return type(e), str(e)
+
+    native = run()
+    monkeypatch.setattr(module, "native", None)
+    pure = run()
+    monkeypatch.undo()
+    return native, pure
+
+
+def test_the_c_reader_of_entries_is_the_regular_expressions_twin(good, monkeypatch):
+    """ext/_merkle.c canonical_entries reads what _CANONICAL_ENTRY matches, entry for entry, and stops where it stops;
+    on wider characters (not Latin-1) it declines and the expression reads every entry."""
+    from merkle._native import native
+
+    if native is None:
+        pytest.skip("the C extension is not built (MERKLE_PURE or no compiler): the pure run is the only one")
+    texts = [data.decode("utf-8", "replace") for data in _edits(good).values()]
+    texts += [
+        '{"files":[{"path":"caf\u00e9","size":1,"root":"'
+        + "ab" * 32
+        + '"},\n{"path":"x","size":0,"root":"'
+        + "cd" * 32
+        + '"}]}',  # Latin-1: read in C
+        '{"files":[{"path":"\u65e5","size":1,"root":"' + "ab" * 32 + '"}]}',  # wider: declined
+        '{"files":[{"path":"a","size":18446744073709551615,"root":"' + "ab" * 32 + '"}]}',  # 20 digits
+        '{"files":[{"path":"a","size":9999999999999999999,"root":"' + "ab" * 32 + '"}]}',  # 19 nines
+        '{"files":[{"path":"a","size":1,"root":"'
+        + "ab" * 32
+        + '"},{"path":"b","size":2,"root":"'
+        + "ab" * 31
+        + 'a"}]}',  # short root after a good entry
+        '{"files":[{"path":"a","size":1,"root":"'
+        + "ab" * 32
+        + '"} , {"path":"b","size":2,"root":"'
+        + "ab" * 32
+        + '"}]}',  # spaced separator
+        '{"files":[{"path":"a\x7f","size":1,"root":"' + "ab" * 32 + '"},\n]}',  # DEL, trailing comma
+        '{"files":[{"path":"a","size":1,"root":"' + "ab" * 32 + '"',  # truncated inside
+    ]
+    for text in texts:
+        if "[" not in text:
+            continue
+        native_result, pure_result = _files_at_both_ways(text, monkeypatch)
+        assert native_result == pure_result, text[:200]
+    m = manifest([f"d/{i:06d}" for i in range(2000)], list(range(2000)))
+    assert (
+        _files_at_both_ways(m.to_json().decode(), monkeypatch)[0]
+        == _files_at_both_ways(m.to_json().decode(), monkeypatch)[1]
+    )
