@@ -888,6 +888,101 @@ static PyObject *py_canonical_entries(PyObject *self, PyObject *args) {
     return Py_BuildValue("(Nn)", out, end);
 }
 
+/* ---- plain entries ----------------------------------------------------------
+ * The common case of merkle.format.manifest._check_entries, in one pass: every
+ * entry has a plain path (format.paths._PLAIN_PATH: printable ASCII but
+ * backslash, '/'-separated non-empty parts, none '.' or '..', at most
+ * max_path bytes), in strictly increasing order, an int size in
+ * [0, max_size], a root of DIGEST bytes and no hub.  Anything else (or
+ * anything unusual) answers False, and the caller checks entry by entry,
+ * which names the problem. */
+
+static int plain_path(const Py_UCS1 *s, Py_ssize_t n) {
+    if (n == 0) return 0;
+    Py_ssize_t part = 0; /* length of the current part */
+    for (Py_ssize_t i = 0; i <= n; i++) {
+        if (i == n || s[i] == '/') {
+            if (part == 0) return 0;
+            if (part <= 2 && s[i - 1] == '.' && (part == 1 || s[i - 2] == '.')) return 0;
+            part = 0;
+            continue;
+        }
+        Py_UCS1 c = s[i];
+        if (c < 0x20 || c > 0x7e || c == '\\') return 0;
+        part++;
+    }
+    return 1;
+}
+
+PyDoc_STRVAR(plain_entries_doc,
+             "plain_entries(files, max_path, max_size) -> bool: whether every entry is plain, sorted, sized and "
+             "rooted as merkle.format.manifest._check_entries requires, with no hub (False: look entry by entry).");
+
+static PyObject *py_plain_entries(PyObject *self, PyObject *args) {
+    PyObject *files;
+    Py_ssize_t max_path;
+    unsigned long long max_size;
+    if (!PyArg_ParseTuple(args, "OnK", &files, &max_path, &max_size)) return NULL;
+    static PyObject *names[4];
+    static const char *const spelled[4] = {"path", "size", "root", "hub"};
+    for (int k = 0; k < 4; k++)
+        if (!names[k] && !(names[k] = PyUnicode_InternFromString(spelled[k]))) return NULL;
+    PyObject *seq = PySequence_Fast(files, "files must be a sequence");
+    if (!seq) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    const Py_UCS1 *prev = NULL;
+    Py_ssize_t prev_len = 0;
+    PyObject *prev_obj = NULL; /* keeps prev alive */
+    int ok = 1;
+    for (Py_ssize_t i = 0; i < n && ok; i++) {
+        PyObject *f = PySequence_Fast_GET_ITEM(seq, i);
+        PyObject *v[4] = {NULL, NULL, NULL, NULL};
+        for (int k = 0; k < 4 && ok; k++) {
+            v[k] = PyObject_GetAttr(f, names[k]);
+            if (!v[k]) ok = 0;
+        }
+        if (ok) {
+            PyObject *path = v[0], *size = v[1], *root = v[2], *hub = v[3];
+            ok = PyUnicode_CheckExact(path) && PyUnicode_IS_ASCII(path) && PyUnicode_GET_LENGTH(path) <= max_path &&
+                 PyLong_CheckExact(size) && PyBytes_CheckExact(root) && PyBytes_GET_SIZE(root) == DIGEST &&
+                 hub == Py_None;
+            if (ok) {
+                unsigned long long sz = PyLong_AsUnsignedLongLong(size);
+                if (PyErr_Occurred()) { /* negative or too big */
+                    PyErr_Clear();
+                    ok = 0;
+                } else {
+                    ok = sz <= max_size;
+                }
+            }
+            if (ok) {
+                const Py_UCS1 *s = PyUnicode_1BYTE_DATA(path);
+                Py_ssize_t len = PyUnicode_GET_LENGTH(path);
+                ok = plain_path(s, len);
+                if (ok && prev) { /* strictly increasing: byte order is code point order for ASCII */
+                    Py_ssize_t m = len < prev_len ? len : prev_len;
+                    int c = memcmp(prev, s, (size_t)m);
+                    ok = c < 0 || (c == 0 && prev_len < len);
+                }
+                if (ok) {
+                    Py_XDECREF(prev_obj);
+                    prev_obj = path;
+                    Py_INCREF(prev_obj);
+                    prev = s;
+                    prev_len = len;
+                }
+            }
+        }
+        for (int k = 0; k < 4; k++) Py_XDECREF(v[k]);
+        if (!ok && PyErr_Occurred()) { /* an attribute missing: the entry-by-entry check names it */
+            PyErr_Clear();
+        }
+    }
+    Py_XDECREF(prev_obj);
+    Py_DECREF(seq);
+    return PyBool_FromLong(ok);
+}
+
 PyDoc_STRVAR(faults_doc, "faults() -> int: how many SIGBUS faults of files truncated under hash_range were caught.");
 
 static PyObject *py_faults(PyObject *self, PyObject *unused) {
@@ -905,6 +1000,7 @@ static PyMethodDef methods[] = {
     {"dataset_leaves", py_dataset_leaves, METH_VARARGS, dataset_leaves_doc},
     {"levels", py_levels, METH_VARARGS, levels_doc},
     {"canonical_entries", py_canonical_entries, METH_VARARGS, canonical_entries_doc},
+    {"plain_entries", py_plain_entries, METH_VARARGS, plain_entries_doc},
     {NULL, NULL, 0, NULL},
 };
 

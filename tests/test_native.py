@@ -396,3 +396,56 @@ def test_native_confined_opens_equal_the_pure_engine(tmp_path, hasher):
     assert want["c/z.bin"] == "c: No such file or directory"
     assert want["d/v.bin"] == "a FIFO, not a regular file"
     assert isinstance(want["top.bin"], bytes) and isinstance(want["d/e/w.bin"], bytes)
+
+
+_PATH_PARTS = st.sampled_from(["a", "b", ".", "..", "", "a.b", ".x", "x.", "A", "é", "\\", " ", "~", "\x7f", "\x1f"])
+_PATHS = st.lists(_PATH_PARTS, min_size=1, max_size=3).map("/".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            _PATHS,
+            st.sampled_from([0, 1, 7, manifest.MAX_FILE_SIZE, manifest.MAX_FILE_SIZE + 1, -1, True, 2.0]),
+            st.sampled_from([bytes(32), bytes(31), bytearray(32), "00" * 32]),
+            st.sampled_from([None, None, None, ("sha256", "ab" * 32)]),
+        ),
+        max_size=6,
+    ),
+    st.booleans(),
+)
+def test_native_plain_entries_is_sound_and_takes_the_common_case(rows, sort):
+    """ext plain_entries answers True only for entries the entry-by-entry check accepts (less the case check, done
+    after either), and True for every set of plain, sorted, hub-less entries."""
+    if sort:
+        rows = sorted(rows, key=lambda r: r[0])
+    files = [FileEntry.__new__(FileEntry) for _ in rows]
+    for f, (path, size, root, hub) in zip(files, rows, strict=True):
+        for name, value in (("path", path), ("size", size), ("root", root), ("hub", hub)):
+            object.__setattr__(f, name, value)
+    fast = native.plain_entries(files, manifest.MAX_PATH_BYTES, manifest.MAX_FILE_SIZE)
+    try:
+        manifest._check_each_entry(files)
+        accepted = True
+    except manifest.FormatError:
+        accepted = False
+    if fast:
+        assert accepted, rows
+    plain = all(p.isascii() and manifest.path_problem(p) is None for p, *_ in rows)
+    if accepted and plain and all(h is None for *_, h in rows):
+        assert fast, rows
+
+
+def test_native_plain_entries_limits():
+    root = bytes(32)
+    longest = "a" * manifest.MAX_PATH_BYTES
+    assert native.plain_entries([FileEntry(longest, 0, root)], manifest.MAX_PATH_BYTES, manifest.MAX_FILE_SIZE)
+    over = FileEntry.__new__(FileEntry)
+    for name, value in (("path", longest + "a"), ("size", 0), ("root", root), ("hub", None)):
+        object.__setattr__(over, name, value)
+    assert not native.plain_entries([over], manifest.MAX_PATH_BYTES, manifest.MAX_FILE_SIZE)
+    assert not native.plain_entries([FileEntry("b", 0, root), FileEntry("a", 0, root)], 4096, 10)  # order
+    assert not native.plain_entries([FileEntry("a", 0, root), FileEntry("a", 0, root)], 4096, 10)  # duplicate
+    assert not native.plain_entries([FileEntry("a", 11, root)], 4096, 10)  # size over the limit
+    assert native.plain_entries([FileEntry("a", 0, root), FileEntry("a/b", 0, root), FileEntry("ab", 0, root)], 9, 1)

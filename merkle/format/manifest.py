@@ -129,6 +129,18 @@ def dataset_root_pure(hasher: TreeHasher, chunk_size: int, files: Sequence[FileE
 
 
 def _check_entries(files: Sequence[FileEntry]) -> None:
+    """FormatError naming the first entry that breaks a rule (and paths that
+    differ only in case).  The common case, plain ASCII paths and no hub, is
+    checked in one C pass (ext plain_entries); anything else, or a failure
+    there, entry by entry here, which names the problem."""
+    if native is None or not native.plain_entries(files, MAX_PATH_BYTES, MAX_FILE_SIZE):
+        _check_each_entry(files)
+    clash = case_collision(f.path for f in files)
+    if clash:
+        raise FormatError(f"paths {clash[0]!r} and {clash[1]!r} differ only in case")
+
+
+def _check_each_entry(files: Sequence[FileEntry]) -> None:
     previous = None
     plain = _PLAIN_PATH.fullmatch  # path_problem's fast path, bound once: this runs per file
     for f in files:
@@ -148,9 +160,6 @@ def _check_entries(files: Sequence[FileEntry]) -> None:
             what = "duplicate path" if path == previous else "paths not in sorted order at"
             raise FormatError(f"{what} {path!r}")
         previous = path
-    clash = case_collision(f.path for f in files)
-    if clash:
-        raise FormatError(f"paths {clash[0]!r} and {clash[1]!r} differ only in case")
 
 
 def _check_hub(value: Any, where: str) -> HubId:
