@@ -38,10 +38,8 @@ def print_report(
         return
     if head:
         print(f"merkle: {shown(head)}", file=sys.stderr)
-    failures = set(report.failures)
-    for outcome in report.outcomes:
-        if not args.quiet or outcome in failures:
-            print(outcome.line())
+    for outcome in report.failures if args.quiet else report.outcomes:  # failures: in the outcomes' order
+        print(outcome.line())
     for note in notes:
         print(f"merkle: {note}", file=sys.stderr)
     print(f"merkle: {report.summary()}", file=sys.stderr)

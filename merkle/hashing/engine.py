@@ -29,7 +29,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from merkle._native import bulk, native
 from merkle.errors import SourceError
@@ -39,7 +39,6 @@ from merkle.source.readers import Listed, Opener, Reader, directory_cache, local
 from merkle.source.walk import WalkedFile
 from merkle.tree import rfc6962
 from merkle.tree.hasher import DIGEST_SIZE, Hasher, TreeHasher
-from merkle.tree.rfc6962 import chunk_count
 
 UNIT_BYTES = 8 << 20
 NATIVE_BATCH_FILES = 64
@@ -123,6 +122,9 @@ def hash_stream(
     return sorted(job.done(), key=lambda d: d.path)
 
 
+_NO_LEAVES: Final = bytearray()
+"""self.leaves of a file hashed in one unit: shared, never written."""
+
 Item = tuple[int, int, int] | list[int]
 """A unit of work: (file index, first chunk, chunk count), or a list of
 whole small files for the extension."""
@@ -166,21 +168,23 @@ class _Job:
         base = len(self.files)
         units: list[tuple[int, int, int]] = []
         whole: list[int] = []
-        for k, f in enumerate(files):
+        cs, group, batched = self.chunk_size, self.group, self.local_follow is not None
+        count, pend, keep = self.counts.append, self.pending.append, self.leaves.append
+        for k, f in enumerate(files):  # per file: a million of them
             i = base + k
-            n = chunk_count(f.size, self.chunk_size)
-            self.counts.append(n)
-            if n <= self.group:
-                self.pending.append(1)
-                self.leaves.append(bytearray())
-                if self.local_follow is not None:
+            n = -(-f.size // cs)  # chunk_count
+            count(n)
+            if n <= group:  # one unit: its leaves come back whole, never gathered in self.leaves
+                pend(1)
+                keep(_NO_LEAVES)
+                if batched:
                     whole.append(i)
                 else:
                     units.append((i, 0, n))
             else:
-                self.pending.append(-(-n // self.group))
-                self.leaves.append(bytearray(n * DIGEST_SIZE))
-                units.extend((i, first, min(self.group, n - first)) for first in range(0, n, self.group))
+                pend(-(-n // group))
+                keep(bytearray(n * DIGEST_SIZE))
+                units.extend((i, first, min(group, n - first)) for first in range(0, n, group))
         self.files.extend(files)
         self.results.extend([None] * len(files))
         items: list[Item] = [*units]
