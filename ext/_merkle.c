@@ -983,6 +983,129 @@ static PyObject *py_plain_entries(PyObject *self, PyObject *args) {
     return PyBool_FromLong(ok);
 }
 
+PyDoc_STRVAR(entries_from_doc,
+             "entries_from(entry_type, items) -> list: entry_type(item.path, item.size, item.root) for each item "
+             "(hub None), made without the frozen dataclass's __init__; the values are taken as they are (the "
+             "manifest checks them).");
+
+static PyObject *py_entries_from(PyObject *self, PyObject *args) {
+    PyTypeObject *type;
+    PyObject *items;
+    if (!PyArg_ParseTuple(args, "O!O", &PyType_Type, &type, &items)) return NULL;
+    static PyObject *names[4];
+    static const char *const spelled[4] = {"path", "size", "root", "hub"};
+    for (int k = 0; k < 4; k++)
+        if (!names[k] && !(names[k] = PyUnicode_InternFromString(spelled[k]))) return NULL;
+    PyObject *seq = PySequence_Fast(items, "items must be a sequence");
+    if (!seq) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject *out = PyList_New(n);
+    for (Py_ssize_t i = 0; out && i < n; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
+        PyObject *path = PyObject_GetAttr(item, names[0]);
+        PyObject *size = path ? PyObject_GetAttr(item, names[1]) : NULL;
+        PyObject *root = size ? PyObject_GetAttr(item, names[2]) : NULL;
+        PyObject *entry = root ? new_entry(type, names, path, size, root) : NULL;
+        Py_XDECREF(path);
+        Py_XDECREF(size);
+        Py_XDECREF(root);
+        if (!entry) {
+            Py_CLEAR(out);
+            break;
+        }
+        PyList_SET_ITEM(out, i, entry);
+    }
+    Py_DECREF(seq);
+    return out;
+}
+
+PyDoc_STRVAR(entries_json_doc,
+             "entries_json(files, separator) -> str | None: the entries as merkle.format.manifest._entry_json "
+             "writes them, joined by separator; None unless every path is ASCII without a quote, backslash or "
+             "control character, every size an int, every root 32 bytes and every hub None (the caller then "
+             "writes them itself).");
+
+static PyObject *py_entries_json(PyObject *self, PyObject *args) {
+    PyObject *files;
+    const char *sep;
+    Py_ssize_t sep_len;
+    if (!PyArg_ParseTuple(args, "Os#", &files, &sep, &sep_len)) return NULL;
+    static PyObject *names[4];
+    static const char *const spelled[4] = {"path", "size", "root", "hub"};
+    for (int k = 0; k < 4; k++)
+        if (!names[k] && !(names[k] = PyUnicode_InternFromString(spelled[k]))) return NULL;
+    PyObject *seq = PySequence_Fast(files, "files must be a sequence");
+    if (!seq) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    size_t cap = (size_t)n * 128 + 64, len = 0;
+    char *buf = PyMem_Malloc(cap);
+    int ok = buf != NULL, declined = 0;
+    if (!buf) PyErr_NoMemory();
+    static const char hex[] = "0123456789abcdef";
+    for (Py_ssize_t i = 0; ok && !declined && i < n; i++) {
+        PyObject *f = PySequence_Fast_GET_ITEM(seq, i);
+        PyObject *v[4] = {NULL, NULL, NULL, NULL};
+        for (int k = 0; k < 4 && ok; k++)
+            if (!(v[k] = PyObject_GetAttr(f, names[k]))) ok = 0;
+        if (ok) {
+            PyObject *path = v[0], *size = v[1], *root = v[2];
+            declined = !(PyUnicode_CheckExact(path) && PyUnicode_IS_ASCII(path) && PyLong_CheckExact(size) &&
+                         PyBytes_CheckExact(root) && PyBytes_GET_SIZE(root) == DIGEST && v[3] == Py_None);
+            unsigned long long sz = 0;
+            if (!declined) {
+                sz = PyLong_AsUnsignedLongLong(size);
+                if (PyErr_Occurred()) {
+                    PyErr_Clear();
+                    declined = 1;
+                }
+            }
+            const Py_UCS1 *ps = declined ? NULL : PyUnicode_1BYTE_DATA(path);
+            Py_ssize_t pl = declined ? 0 : PyUnicode_GET_LENGTH(path);
+            for (Py_ssize_t k = 0; ps && k < pl; k++)
+                if (ps[k] == '"' || ps[k] == '\\' || ps[k] < 0x20) declined = 1;
+            if (!declined) {
+                size_t need = (size_t)pl + (size_t)sep_len + 2 * DIGEST + 64;
+                if (len + need > cap) {
+                    size_t grown_cap = (len + need) * 2;
+                    char *grown = PyMem_Realloc(buf, grown_cap);
+                    if (!grown) {
+                        PyErr_NoMemory();
+                        ok = 0;
+                    } else {
+                        buf = grown;
+                        cap = grown_cap;
+                    }
+                }
+                if (ok) {
+                    if (i > 0) {
+                        memcpy(buf + len, sep, (size_t)sep_len);
+                        len += (size_t)sep_len;
+                    }
+                    len += (size_t)sprintf(buf + len, "{\"path\":\"");
+                    memcpy(buf + len, ps, (size_t)pl);
+                    len += (size_t)pl;
+                    len += (size_t)sprintf(buf + len, "\",\"size\":%llu,\"root\":\"", sz);
+                    const uint8_t *r = (const uint8_t *)PyBytes_AS_STRING(root);
+                    for (int k = 0; k < DIGEST; k++) {
+                        buf[len++] = hex[r[k] >> 4];
+                        buf[len++] = hex[r[k] & 15];
+                    }
+                    buf[len++] = '"';
+                    buf[len++] = '}';
+                }
+            }
+        }
+        for (int k = 0; k < 4; k++) Py_XDECREF(v[k]);
+    }
+    Py_DECREF(seq);
+    PyObject *out = NULL;
+    if (ok && !declined) out = PyUnicode_DecodeASCII(buf, (Py_ssize_t)len, "strict");
+    PyMem_Free(buf);
+    if (!ok) return NULL;
+    if (declined) Py_RETURN_NONE;
+    return out;
+}
+
 PyDoc_STRVAR(faults_doc, "faults() -> int: how many SIGBUS faults of files truncated under hash_range were caught.");
 
 static PyObject *py_faults(PyObject *self, PyObject *unused) {
@@ -1001,6 +1124,8 @@ static PyMethodDef methods[] = {
     {"levels", py_levels, METH_VARARGS, levels_doc},
     {"canonical_entries", py_canonical_entries, METH_VARARGS, canonical_entries_doc},
     {"plain_entries", py_plain_entries, METH_VARARGS, plain_entries_doc},
+    {"entries_from", py_entries_from, METH_VARARGS, entries_from_doc},
+    {"entries_json", py_entries_json, METH_VARARGS, entries_json_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from merkle._gc import paused
+from merkle._native import native
 from merkle.errors import FormatError, SourceError, UsageError, option
 from merkle.format.leaves import LeafLayers
 from merkle.format.manifest import DEFAULT_CHUNK_SIZE, DEFAULT_EXCLUDES, FileEntry, Manifest, check_chunk_size
@@ -206,7 +207,10 @@ def _hash_and_describe(
             raise SourceError(d.error.message, root.rstrip("/") + "/" + d.path) from d.error
     found = listing.found
     hub = found.identities(jobs, progress) if found is not None and found.identities is not None else {}
-    entries = [FileEntry(d.path, d.size, d.root, hub.get(d.path) if hub else None) for d in digests]
+    if hub or native is None:
+        entries = [FileEntry(d.path, d.size, d.root, hub.get(d.path) if hub else None) for d in digests]
+    else:  # a million small files: made in C, checked by Manifest.create as any entries
+        entries = native.entries_from(FileEntry, digests)
     layers = LeafLayers({d.path: d.leaves for d in digests if len(d.leaves) > len(d.root)})
     origin = found.origin if found is not None else None
     zarr = _zarr_layout(listing, digests, hasher, chunk_size, root) if zarr_store else None

@@ -449,3 +449,23 @@ def test_native_plain_entries_limits():
     assert not native.plain_entries([FileEntry("a", 0, root), FileEntry("a", 0, root)], 4096, 10)  # duplicate
     assert not native.plain_entries([FileEntry("a", 11, root)], 4096, 10)  # size over the limit
     assert native.plain_entries([FileEntry("a", 0, root), FileEntry("a/b", 0, root), FileEntry("ab", 0, root)], 9, 1)
+
+
+def test_native_entries_json_and_entries_from_equal_the_python_writers():
+    """ext entries_json writes what _entry_json writes, joined (or declines: None); entries_from makes the entries
+    the dataclass makes."""
+    from merkle.format.hub import SHA256
+
+    root = bytes(range(32))
+    plain = [FileEntry(p, s, root) for p, s in [("a", 0), ("b/c d", 7), ("e~f", manifest.MAX_FILE_SIZE)]]
+    for sep in (",", ",\n"):
+        assert native.entries_json(plain, sep) == sep.join(map(manifest._entry_json, plain))
+        assert native.entries_json([], sep) == ""
+    for odd in ('q"uote', "back\\slash", "é", "tab\tx", "日本"):
+        assert native.entries_json([*plain, FileEntry(odd, 1, root)], ",") is None
+    assert native.entries_json([FileEntry("h", 1, root, (SHA256, "ab" * 32))], ",") is None
+    made = native.entries_from(FileEntry, plain)
+    assert made == plain and all(type(e) is FileEntry and e.hub is None for e in made)
+    for m in (manifest.Manifest.create(plain), manifest.Manifest.create([FileEntry("é", 1, root)])):
+        assert m.to_json().decode().count("\n") == len(m.files) + 2  # after "[", between entries, before "]", last
+        assert manifest.Manifest.from_json(m.to_json()) == m

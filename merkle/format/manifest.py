@@ -374,7 +374,7 @@ class Manifest:
                 out["zarr"] = self.zarr.to_dict()
         out["root"] = self.root.hex()
         if raw_files:
-            text = "[" + ",".join(map(_entry_json, self.files)) + "]"
+            text = "[" + _entries_json(self.files, ",") + "]"
             out["files"] = strictjson.Raw(text, lambda: [f.to_dict() for f in self.files])
         elif files:
             out["files"] = [f.to_dict() for f in self.files]
@@ -383,7 +383,7 @@ class Manifest:
     def to_json(self) -> bytes:
         """Canonical bytes: fixed key order, one file entry per line."""
         head = self.to_dict(files=False)
-        lines = ",\n".join(map(_entry_json, self.files))
+        lines = _entries_json(self.files, ",\n")
         body = strictjson.dumps(head)[:-1] + ',"files":[' + ("\n" + lines + "\n" if lines else "") + "]}\n"
         return body.encode("utf-8")
 
@@ -529,6 +529,13 @@ def _entry_json(f: FileEntry) -> str:
 
 
 _encode_string: Final = getattr(json.encoder, "c_encode_basestring", None) or json.encoder.encode_basestring
+
+
+def _entries_json(files: Sequence[FileEntry], separator: str) -> str:
+    """The entries as _entry_json writes them, joined: in C when every path
+    is plain ASCII and no entry has a hub (ext entries_json), else here."""
+    text = native.entries_json(files, separator) if native is not None else None
+    return separator.join(map(_entry_json, files)) if text is None else text
 
 
 def _entry(item: Any, i: int, v2: bool) -> FileEntry:
