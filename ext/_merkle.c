@@ -769,6 +769,15 @@ static PyObject *py_hash_range(PyObject *self, PyObject *args) {
  * entry for entry (tests/format/test_fast_parse.py holds the two equal).
  * Texts of one byte per character only (ASCII and Latin-1; others: None). */
 
+/* The attribute names of a manifest entry, interned once: path, size, root, hub. */
+static PyObject **entry_names(void) {
+    static PyObject *names[4];
+    static const char *const spelled[4] = {"path", "size", "root", "hub"};
+    for (int k = 0; k < 4; k++)
+        if (!names[k] && !(names[k] = PyUnicode_InternFromString(spelled[k]))) return NULL;
+    return names;
+}
+
 static const char ENTRY_HEAD[] = "{\"path\":\"";
 static const char ENTRY_SIZE[] = "\",\"size\":";
 static const char ENTRY_ROOT[] = ",\"root\":\"";
@@ -846,10 +855,8 @@ static PyObject *py_canonical_entries(PyObject *self, PyObject *args) {
     PyTypeObject *type;
     if (!PyArg_ParseTuple(args, "UnO!", &text, &pos, &PyType_Type, &type)) return NULL;
     if (PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND) Py_RETURN_NONE;
-    static PyObject *names[4];
-    static const char *const spelled[4] = {"path", "size", "root", "hub"};
-    for (int k = 0; k < 4; k++)
-        if (!names[k] && !(names[k] = PyUnicode_InternFromString(spelled[k]))) return NULL;
+    PyObject **names = entry_names();
+    if (!names) return NULL;
     const Py_UCS1 *s = PyUnicode_1BYTE_DATA(text);
     Py_ssize_t n = PyUnicode_GET_LENGTH(text);
     if (pos < 0 || pos > n) return PyErr_Format(PyExc_ValueError, "position %zd outside the text", pos);
@@ -923,10 +930,8 @@ static PyObject *py_plain_entries(PyObject *self, PyObject *args) {
     Py_ssize_t max_path;
     unsigned long long max_size;
     if (!PyArg_ParseTuple(args, "OnK", &files, &max_path, &max_size)) return NULL;
-    static PyObject *names[4];
-    static const char *const spelled[4] = {"path", "size", "root", "hub"};
-    for (int k = 0; k < 4; k++)
-        if (!names[k] && !(names[k] = PyUnicode_InternFromString(spelled[k]))) return NULL;
+    PyObject **names = entry_names();
+    if (!names) return NULL;
     PyObject *seq = PySequence_Fast(files, "files must be a sequence");
     if (!seq) return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
@@ -992,10 +997,8 @@ static PyObject *py_entries_from(PyObject *self, PyObject *args) {
     PyTypeObject *type;
     PyObject *items;
     if (!PyArg_ParseTuple(args, "O!O", &PyType_Type, &type, &items)) return NULL;
-    static PyObject *names[4];
-    static const char *const spelled[4] = {"path", "size", "root", "hub"};
-    for (int k = 0; k < 4; k++)
-        if (!names[k] && !(names[k] = PyUnicode_InternFromString(spelled[k]))) return NULL;
+    PyObject **names = entry_names();
+    if (!names) return NULL;
     PyObject *seq = PySequence_Fast(items, "items must be a sequence");
     if (!seq) return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
@@ -1030,10 +1033,8 @@ static PyObject *py_entries_json(PyObject *self, PyObject *args) {
     const char *sep;
     Py_ssize_t sep_len;
     if (!PyArg_ParseTuple(args, "Os#", &files, &sep, &sep_len)) return NULL;
-    static PyObject *names[4];
-    static const char *const spelled[4] = {"path", "size", "root", "hub"};
-    for (int k = 0; k < 4; k++)
-        if (!names[k] && !(names[k] = PyUnicode_InternFromString(spelled[k]))) return NULL;
+    PyObject **names = entry_names();
+    if (!names) return NULL;
     PyObject *seq = PySequence_Fast(files, "files must be a sequence");
     if (!seq) return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
