@@ -346,11 +346,11 @@ def test_native_levels_equal_pure(hasher, n):
 
 def test_native_dataset_leaves_and_proofs_equal_pure():
     from merkle.format.fileproof import prove
-    from merkle.format.manifest import Manifest, dataset_leaves
+    from merkle.format.manifest import Manifest, dataset_leaves_bytes
 
     files = [FileEntry(f"d{i // 100}/f{i:06d}", i, hashlib.sha256(str(i).encode()).digest()) for i in range(20_000)]
     m = Manifest.create(files)
-    leaves = dataset_leaves(m.hasher, m.chunk_size, m.files)
+    leaves = rfc6962.split_leaves(dataset_leaves_bytes(m.hasher, m.chunk_size, m.files))
     assert leaves == [m.hasher.leaf(f.leaf_data(m.chunk_size)) for f in m.files]
     proof = prove(m, "d123/f012345")
     proof.verify(m.summary)

@@ -105,15 +105,9 @@ def dataset_root(hasher: TreeHasher, chunk_size: int, files: Sequence[FileEntry]
     return dataset_root_pure(hasher, chunk_size, files)
 
 
-def dataset_leaves(hasher: TreeHasher, chunk_size: int, files: Sequence[FileEntry]) -> list[bytes]:
-    """Each file's dataset leaf hash (D1), in order."""
-    if native is not None:
-        return rfc6962.split_leaves(native.dataset_leaves(hasher.code, chunk_size, files))
-    return [hasher.leaf(f.leaf_data(chunk_size)) for f in files]
-
-
 def dataset_leaves_bytes(hasher: TreeHasher, chunk_size: int, files: Sequence[FileEntry]) -> bytes:
-    """`dataset_leaves`, concatenated (no object per file)."""
+    """Each file's dataset leaf hash (D1), in order, concatenated (no object
+    per file)."""
     if native is not None:
         leaves: bytes = native.dataset_leaves(hasher.code, chunk_size, files)
         return leaves

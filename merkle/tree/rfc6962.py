@@ -133,7 +133,7 @@ def levels(hasher: TreeHasher, leaves: Sequence[bytes]) -> list[Level]:
     """Every level of the tree, leaves first, root last (one level when n <= 1);
     built natively for larger trees when the C extension is there."""
     if native is not None and len(leaves) > 64:
-        return [split_leaves(level) for level in native.levels(hasher.code, b"".join(leaves))]
+        return [split_leaves(level) for level in flat_levels(hasher, b"".join(leaves))]
     return levels_pure(hasher, leaves)
 
 
