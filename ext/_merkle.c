@@ -922,8 +922,9 @@ static int plain_path(const Py_UCS1 *s, Py_ssize_t n) {
 }
 
 PyDoc_STRVAR(plain_entries_doc,
-             "plain_entries(files, max_path, max_size) -> bool: whether every entry is plain, sorted, sized and "
-             "rooted as merkle.format.manifest._check_entries requires, with no hub (False: look entry by entry).");
+             "plain_entries(files, max_path, max_size) -> int: 1 when every entry is plain, sorted, sized and "
+             "rooted as merkle.format.manifest._check_entries requires, with no hub; 2 when also no path holds a "
+             "capital letter (no two can differ only in case); 0: look entry by entry.");
 
 static PyObject *py_plain_entries(PyObject *self, PyObject *args) {
     PyObject *files;
@@ -938,7 +939,7 @@ static PyObject *py_plain_entries(PyObject *self, PyObject *args) {
     const Py_UCS1 *prev = NULL;
     Py_ssize_t prev_len = 0;
     PyObject *prev_obj = NULL; /* keeps prev alive */
-    int ok = 1;
+    int ok = 1, capital = 0;
     for (Py_ssize_t i = 0; i < n && ok; i++) {
         PyObject *f = PySequence_Fast_GET_ITEM(seq, i);
         PyObject *v[4] = {NULL, NULL, NULL, NULL};
@@ -964,6 +965,7 @@ static PyObject *py_plain_entries(PyObject *self, PyObject *args) {
                 const Py_UCS1 *s = PyUnicode_1BYTE_DATA(path);
                 Py_ssize_t len = PyUnicode_GET_LENGTH(path);
                 ok = plain_path(s, len);
+                for (Py_ssize_t j = 0; ok && !capital && j < len; j++) capital = s[j] >= 'A' && s[j] <= 'Z';
                 if (ok && prev) { /* strictly increasing: byte order is code point order for ASCII */
                     Py_ssize_t m = len < prev_len ? len : prev_len;
                     int c = memcmp(prev, s, (size_t)m);
@@ -985,7 +987,7 @@ static PyObject *py_plain_entries(PyObject *self, PyObject *args) {
     }
     Py_XDECREF(prev_obj);
     Py_DECREF(seq);
-    return PyBool_FromLong(ok);
+    return PyLong_FromLong(ok ? (capital ? 1 : 2) : 0);
 }
 
 PyDoc_STRVAR(entries_from_doc,

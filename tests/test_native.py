@@ -25,6 +25,7 @@ from support.vectors import VECTORS, readme_leaves_and_roots
 from merkle._native import native
 from merkle.format import manifest
 from merkle.format.manifest import FileEntry
+from merkle.format.paths import case_collision
 from merkle.tree import rfc6962
 from merkle.tree.hasher import tree_hasher
 
@@ -432,6 +433,9 @@ def test_native_plain_entries_is_sound_and_takes_the_common_case(rows, sort):
         accepted = False
     if fast:
         assert accepted, rows
+    if fast == manifest.NO_CAPITALS:  # its promise: casefold could not make two of these paths one
+        assert len({p.casefold() for p, *_ in rows}) == len(rows), rows
+        assert case_collision(p for p, *_ in rows) is None
     plain = all(p.isascii() and manifest.path_problem(p) is None for p, *_ in rows)
     if accepted and plain and all(h is None for *_, h in rows):
         assert fast, rows
@@ -449,6 +453,10 @@ def test_native_plain_entries_limits():
     assert not native.plain_entries([FileEntry("a", 0, root), FileEntry("a", 0, root)], 4096, 10)  # duplicate
     assert not native.plain_entries([FileEntry("a", 11, root)], 4096, 10)  # size over the limit
     assert native.plain_entries([FileEntry("a", 0, root), FileEntry("a/b", 0, root), FileEntry("ab", 0, root)], 9, 1)
+    no_capitals = [FileEntry("a", 0, root), FileEntry("b", 0, root)]
+    assert native.plain_entries(no_capitals, 9, 1) == manifest.NO_CAPITALS
+    assert native.plain_entries([FileEntry("B", 0, root), FileEntry("b", 0, root)], 9, 1) == 1  # the case check decides
+    assert native.plain_entries([FileEntry("a/Z", 0, root), FileEntry("b", 0, root)], 9, 1) == 1
 
 
 def test_native_entries_json_and_entries_from_equal_the_python_writers():

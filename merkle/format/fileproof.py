@@ -12,7 +12,7 @@ from typing import Any, Final
 from merkle.display import shown
 from merkle.errors import FormatError, IntegrityError, ProofError
 from merkle.format import strictjson
-from merkle.format.manifest import MAX_FILE_SIZE, FileEntry, Manifest, Summary, _hex_digest, dataset_leaves_bytes
+from merkle.format.manifest import MAX_FILE_SIZE, FileEntry, Manifest, Summary, _hex_digest
 from merkle.format.paths import path_problem
 from merkle.tree import rfc6962
 from merkle.tree.hasher import tree_hasher
@@ -97,5 +97,5 @@ def prove_many(manifest: Manifest, paths: Iterable[str]) -> list[FileProof]:
         except KeyError:
             raise IntegrityError("not listed in the manifest", path) from None
     hasher = manifest.hasher
-    tree = rfc6962.flat_levels(hasher, dataset_leaves_bytes(hasher, manifest.chunk_size, files))
+    tree = rfc6962.flat_levels(hasher, manifest.dataset_leaves())
     return [FileProof(files[i], i, len(files), tuple(rfc6962.inclusion_proof_flat(tree, i))) for i in indices]

@@ -122,14 +122,19 @@ def dataset_root_pure(hasher: TreeHasher, chunk_size: int, files: Sequence[FileE
     return builder.root()
 
 
+NO_CAPITALS: Final = 2
+"""ext plain_entries: plain entries, and no path holds a capital letter."""
+
+
 def _check_entries(files: Sequence[FileEntry]) -> None:
     """FormatError naming the first entry that breaks a rule (and paths that
     differ only in case).  The common case, plain ASCII paths and no hub, is
     checked in one C pass (ext plain_entries); anything else, or a failure
     there, entry by entry here, which names the problem."""
-    if native is None or not native.plain_entries(files, MAX_PATH_BYTES, MAX_FILE_SIZE):
+    plain = native.plain_entries(files, MAX_PATH_BYTES, MAX_FILE_SIZE) if native is not None else 0
+    if not plain:
         _check_each_entry(files)
-    clash = case_collision(f.path for f in files)
+    clash = None if plain == NO_CAPITALS else case_collision(f.path for f in files)
     if clash:
         raise FormatError(f"paths {clash[0]!r} and {clash[1]!r} differ only in case")
 
@@ -244,6 +249,9 @@ class Manifest:
     zarr: ZarrLayout | None = None
     """The groups and arrays of a zarr store, each array with its own
     subtree root (docs/zarr.md, Z1-Z2)."""
+    _leaves: bytes = field(default=b"", init=False, compare=False, repr=False)
+    """The files' dataset leaves (D1), concatenated: computed once for the
+    root, kept for proofs (32 bytes a file)."""
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
@@ -254,7 +262,9 @@ class Manifest:
         if not all(isinstance(p, str) and 0 < len(p) <= MAX_PATTERN_LENGTH and "\x00" not in p for p in self.exclude):
             raise FormatError(f"exclude patterns must be non-empty strings of at most {MAX_PATTERN_LENGTH} characters")
         _check_entries(self.files)
-        computed = dataset_root(self.hasher, self.chunk_size, self.files)
+        leaves = dataset_leaves_bytes(self.hasher, self.chunk_size, self.files)
+        object.__setattr__(self, "_leaves", leaves)
+        computed = rfc6962.root_of_bytes(self.hasher, leaves)
         if self.root == b"":  # Manifest.create: the root is ours to compute
             object.__setattr__(self, "root", computed)
         elif computed != self.root:
@@ -272,6 +282,10 @@ class Manifest:
             if not isinstance(self.zarr, ZarrLayout):
                 raise FormatError("zarr is not a ZarrLayout")
             check_ranges(self.zarr, [f.path for f in self.files], self._subtree_root)
+
+    def dataset_leaves(self) -> bytes:
+        """Each file's dataset leaf hash (D1), in order, concatenated."""
+        return self._leaves
 
     @classmethod
     def create(
@@ -410,7 +424,10 @@ class Manifest:
         files = doc["files"]
         if not isinstance(files, list):
             raise FormatError("'files' must be a list")
-        if isinstance(files, ParsedFiles):  # read by files_at: entries already made where they were canonical
+        entries: Sequence[Any]
+        if isinstance(files, ParsedFiles) and not files.others:  # read by files_at: every entry canonical
+            entries = files
+        elif isinstance(files, ParsedFiles):  # entries already made where they were canonical
             entries = [f if type(f) is FileEntry else _entry(f, i, v2) for i, f in enumerate(files)]
         else:
             entries = [_entry(item, i, v2) for i, item in enumerate(files)]
@@ -554,7 +571,10 @@ _HUB_KEYSET: Final = frozenset(_ENTRY_KEYS_HUB)
 class ParsedFiles(list[Any]):
     """A manifest's "files" as `files_at` read it: a FileEntry for each entry
     in the canonical form `to_json` writes, the parsed JSON object for any
-    other (which `Manifest.from_doc` then checks as usual)."""
+    other (which `Manifest.from_doc` then checks as usual), counted in
+    `others`."""
+
+    others = 0
 
 
 # One entry exactly as _entry_json writes it without a hub: a path with no
@@ -594,6 +614,7 @@ def files_at(text: str, pos: int) -> tuple[Any, int]:
         else:
             item, pos = strictjson.value_at(text, pos)
             append(item)
+            out.others += 1
         if text.startswith(",\n{", pos):  # to_json's separator, then the next entry
             pos += 2
             continue

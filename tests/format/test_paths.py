@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from merkle.display import invisible_characters, shown
-from merkle.format.paths import MAX_PATH_BYTES, path_problem, path_problem_by_rules
+from merkle.format.paths import MAX_PATH_BYTES, case_collision, path_problem, path_problem_by_rules
 
 ALPHABET = st.sampled_from(
     list("ab./\\ ~-_") + ["\x00", "\x1f", "\x7f", "\n", "é", "e\u0301", "\udcff", "Ω", "\u200b", "\ufe0f", "\u00a0"]
@@ -74,3 +74,20 @@ def test_shown_escapes_what_could_forge_or_hide():
     assert shown("\ud800") == "\\ud800"
     assert shown("a\\b\r") == "a\\\\b\\r"  # a backslash is doubled when anything is escaped
     assert all(shown(chr(c)).isprintable() and shown(chr(c)).count("\n") == 0 for c in range(0x3000))
+
+
+@pytest.mark.parametrize(
+    ("paths", "clash"),
+    [
+        (["a/B", "a/b"], ("a/B", "a/b")),
+        (["README.md", "readme.md", "x"], ("README.md", "readme.md")),
+        (["stra\u00dfe", "strasse"], ("stra\u00dfe", "strasse")),  # casefold, not lower: sharp s is "ss"
+        (["\u212a", "k"], ("\u212a", "k")),  # KELVIN SIGN folds to k
+        (["a/b", "a/c", "B/a"], None),
+        ([f"d{i:03d}/f{i:05d}.bin" for i in range(2000)], None),  # ASCII, no capital: the fast path
+        (["\u00e9", "\u00c9t\u00e9", "x"], None),
+    ],
+)
+def test_case_collision(paths, clash):
+    assert case_collision(paths) == clash
+    assert case_collision(iter(paths)) == clash
