@@ -78,8 +78,17 @@ def sign_built(args: argparse.Namespace, manifest: Manifest | None) -> Verified:
         inside = os.path.relpath(os.path.realpath(args.output), os.path.realpath(args.path))
         if not inside.startswith(".." + os.sep) and inside != "..":
             ignore.append(inside.replace(os.sep, "/"))
+        if args.follow_symlinks:
+            raise UsageError("--follow-symlinks applies to merkle manifests: an OpenSSF statement signs no links")
         stmt = oms.build(
-            args.path, name=args.name, ignore_paths=ignore, jobs=args.jobs, layout=args.layout, revision=args.revision
+            args.path,
+            name=args.name,
+            ignore_paths=ignore,
+            exclude=args.exclude,
+            default_ignores=not args.no_default_excludes,
+            jobs=args.jobs,
+            layout=args.layout,
+            revision=args.revision,
         )
         bundle = statements.sign_statement(stmt.to_statement(), key, certs)
         return _write(args, bundle, key, None)

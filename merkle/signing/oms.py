@@ -26,7 +26,7 @@ from merkle.report import Outcome, Progress, Report, Status
 from merkle.signing.envelope import Statement
 from merkle.source.layouts import LayoutOptions, choose_layout
 from merkle.source.listing import list_source
-from merkle.source.walk import blocked_by
+from merkle.source.walk import Excluder, blocked_by
 
 PREDICATE_TYPE: Final = "https://model_signing/signature/v1.0"
 DEFAULT_IGNORES: Final = (".git", ".gitignore", ".gitattributes", ".github")
@@ -78,6 +78,8 @@ class OmsStatement:
         if not isinstance(allow_symlinks, bool):
             raise BundleError("OMS allow_symlinks is not a boolean")
         resources = _resources(pred["resources"])
+        if not resources:
+            raise BundleError("OMS statement signs no file: an empty model must be rejected (OMS 6.1)")
         parsed = cls(name, resources, tuple(ignore), allow_symlinks)
         if digests.get("sha256") != parsed.subject_digest.hex():
             raise BundleError("OMS subject digest does not match its resources")
@@ -117,18 +119,37 @@ def build(
     *,
     name: str | None = None,
     ignore_paths: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    default_ignores: bool = True,
     jobs: int | None = None,
     progress: Progress | None = None,
     layout: str | None = None,
     revision: str | None = None,
 ) -> OmsStatement:
-    """Hash a model directory the way `model_signing sign` does.  A
-    local_dir is recognised and its `.cache/huggingface` recorded in
-    `ignore_paths`; a cache folder is read through its snapshot only when
-    `layout` says so ("hf-cache"): an OMS statement cannot record it, so its
-    verifier must be told the same (docs/hf.md, HF10)."""
-    ignores = tuple(dict.fromkeys((*ignore_paths, *DEFAULT_IGNORES)))
-    listing = list_source(path, _excludes(ignores), layout=LayoutOptions(layout, revision))
+    """Hash a model directory the way `model_signing sign` does.
+    `ignore_paths` are paths relative to the model root, recorded as given;
+    `exclude` are merkle's patterns (merkle.source.walk.Excluder), and each
+    file or folder they leave out is recorded in `ignore_paths` by its path
+    (OMS records paths, not patterns: rule O7); `default_ignores` adds
+    OpenSSF's top-level git files (DEFAULT_IGNORES).  A local_dir is
+    recognised and its `.cache/huggingface` recorded in `ignore_paths`; a
+    cache folder is read through its snapshot only when `layout` says so
+    ("hf-cache"): an OMS statement cannot record it, so its verifier must be
+    told the same (docs/hf.md, HF10).  A model with no file to sign is
+    refused (OMS 6.1: rule O8)."""
+    for p in ignore_paths:
+        if path_problem(p):
+            raise UsageError(f"ignore path {p!r} is not a relative path inside the model ({path_problem(p)})")
+    ignores = tuple(dict.fromkeys((*ignore_paths, *(DEFAULT_IGNORES if default_ignores else ()))))
+    listing = list_source(path, (*_excludes(ignores), *exclude), layout=LayoutOptions(layout, revision))
+    if exclude:
+        if listing.pruned is None:
+            raise UsageError(
+                f"{option('exclude')} with an OpenSSF statement applies to plain folders: the paths it leaves "
+                "out are recorded one by one, and this layout is not walked that way",
+                os.fspath(path),
+            )
+        ignores = tuple(dict.fromkeys((*ignores, *listing.pruned)))
     found = listing.found
     if found is not None and found.exclusions is None and layout is None:
         cache = option(f'layout="{found.layout}"')
@@ -144,6 +165,12 @@ def build(
     if listing.problems:
         first = listing.problems[0]
         raise SourceError(first.reason, os.path.join(os.fspath(path), first.path))
+    if not listing.files:
+        raise UsageError(
+            "no file to sign: an OpenSSF model must not be empty"
+            + (" (every file was ignored or excluded)" if listing.pruned else ""),
+            os.fspath(path),
+        )
     digests = digest_files(listing.files, _sha256, jobs, progress, follow_symlinks=False)
     for d in digests:
         if d.error is not None:
@@ -156,6 +183,8 @@ def verify(
     path: str | os.PathLike[str],
     stmt: OmsStatement,
     *,
+    exclude: Sequence[str] = (),
+    allow_extra: bool = False,
     jobs: int | None = None,
     progress: Progress | None = None,
     layout: str | None = None,
@@ -164,9 +193,13 @@ def verify(
     """Rehash the model and compare with an OMS statement (closed world).
     Left out: the statement's `ignore_paths` and OpenSSF's own top-level
     git files (DEFAULT_IGNORES, as model_signing does, unless the statement
-    signs a resource there: that is checked), nothing else.  The
-    tree is read plain unless `layout` (or `revision`, a cache snapshot)
-    says otherwise: the statement records no origin (HF10)."""
+    signs a resource there: that is checked), nothing else.  The verifier's
+    own choices, as model_signing's `--ignore_paths` and
+    `--ignore_unsigned_files`: `exclude` (merkle's patterns) hides files the
+    statement does not sign, and `allow_extra` lets every such file pass; a
+    signed file is always checked, whatever they say (rule O9).  The tree is
+    read plain unless `layout` (or `revision`, a cache snapshot) says
+    otherwise: the statement records no origin (HF10)."""
     started = time.perf_counter()
     signed = [n for n, _ in stmt.resources]
     ignores = tuple(
@@ -183,8 +216,11 @@ def verify(
         raise UsageError(f"{option('revision')} applies to Hugging Face cache folders", os.fspath(path))
     present = {f.path: f for f in listing.files}
     expected = dict(stmt.resources)
+    hidden = Excluder(exclude)  # the verifier's exclusions only hide what is not signed
     outcomes = [
-        Outcome(p.path, Status.ERROR if p.path in expected else Status.EXTRA, p.reason) for p in listing.problems
+        Outcome(p.path, Status.ERROR if p.path in expected else Status.EXTRA, p.reason)
+        for p in listing.problems
+        if p.path in expected or not (exclude and hidden.covers(p.path))
     ]
     problems = {p.path: p for p in listing.problems}
     for p in expected:
@@ -196,7 +232,7 @@ def verify(
             if parent is not None
             else Outcome(p, Status.MISSING)
         )
-    outcomes += [Outcome(p, Status.EXTRA) for p in present if p not in expected]
+    outcomes += [Outcome(p, Status.EXTRA) for p in present if p not in expected and not (exclude and hidden.covers(p))]
     todo = [f for f in listing.files if f.path in expected]
     hashed = 0
     for d in digest_files(todo, _sha256, jobs, progress, follow_symlinks=False):
@@ -209,7 +245,7 @@ def verify(
             hashed += d.size
             outcomes.append(Outcome(d.path, Status.MISMATCH, "sha256 differs"))
     outcomes.sort(key=lambda o: o.path)
-    return Report(stmt.subject_digest, "sha256", tuple(outcomes), False, hashed, time.perf_counter() - started)
+    return Report(stmt.subject_digest, "sha256", tuple(outcomes), allow_extra, hashed, time.perf_counter() - started)
 
 
 def _sha256(_: object) -> hashlib._Hash:

@@ -153,7 +153,11 @@ def sign(
 ) -> Bundle:
     """Sign `manifest` as subject `name`, at `version` when given (verifiers
     then refuse older versions of `name` from this signer: merkle.signing.trust),
-    valid until `expires` when given."""
+    valid until `expires` when given.  A manifest of no file is refused:
+    signing one is a mistake (a wrong path, everything excluded), and its
+    bundle would vouch for any empty folder (docs/signing.md, as OMS 6.1)."""
+    if not manifest.files:
+        raise UsageError("no file to sign: the manifest lists none, and an empty model is not signed")
     return sign_statement(statement(manifest, name, version, expires, compact), key, certificates)
 
 

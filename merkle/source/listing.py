@@ -80,6 +80,10 @@ class Listing:
     """With `list_source(..., stream=True)` on a plain local directory: the
     walk, one directory at a time; `files` and `problems` are complete only
     once it is exhausted (engine.hash_stream hashes as it goes)."""
+    pruned: list[str] | None = None
+    """What `exclude` left out of a plain local directory's walk (each file
+    or directory a pattern matched, walk.Walk.pruned); None where the
+    source was not walked that way (object stores, layouts, `only`)."""
 
 
 def list_source(
@@ -127,6 +131,6 @@ def list_source(
         return Listing(named.files, named.problems, Access(follow_symlinks))
     if stream:
         result, directories = walk_stream(local, exclude, follow_symlinks)
-        return Listing(result.files, result.problems, Access(follow_symlinks), stream=directories)
+        return Listing(result.files, result.problems, Access(follow_symlinks), stream=directories, pruned=result.pruned)
     listing = walk_tree(local, exclude, follow_symlinks)
-    return Listing(listing.files, listing.problems, Access(follow_symlinks))
+    return Listing(listing.files, listing.problems, Access(follow_symlinks), pruned=listing.pruned)

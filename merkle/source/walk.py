@@ -106,6 +106,9 @@ class Walk:
     root: str
     files: list[WalkedFile] = field(default_factory=list)
     problems: list[WalkProblem] = field(default_factory=list)
+    pruned: list[str] = field(default_factory=list)
+    """What the exclusions left out: each file or directory a pattern
+    matched (nothing below a pruned directory is listed)."""
 
 
 def blocked_by(path: str, problems: Mapping[str, WalkProblem]) -> WalkProblem | None:
@@ -301,6 +304,7 @@ def _directories(result: Walk, excluded: Excluder, follow_symlinks: bool, base: 
                     name = entry.name
                     rel = prefix + name
                     if (name in literal) if literal is not None else excluded(rel, name):
+                        result.pruned.append(rel)
                         continue
                     problem = None if plain_name(name) else name_problem(name)
                     if problem is None and len(rel) * 4 > MAX_PATH_BYTES:

@@ -253,6 +253,13 @@ def verify_opened(
         from merkle.signing import oms
 
         report = oms.verify(
-            path, verified.oms, jobs=hashing.jobs, progress=hashing.progress, layout=walk.layout, revision=walk.revision
+            path,
+            verified.oms,
+            exclude=check.exclude,
+            allow_extra=check.allow_extra,
+            jobs=hashing.jobs,
+            progress=hashing.progress,
+            layout=walk.layout,
+            revision=walk.revision,
         )
     return verified, report

@@ -227,3 +227,91 @@ def test_model_signing_bundle_of_another_model_is_rejected(cli, tmp_path, model,
     assert r.returncode == 1, r.stderr
     got = statuses(r.stdout)
     assert got["model.safetensors"] == "*" and got["empty.txt"] == "-"
+
+
+# -- issue 18: exclusions, empty models, the verifier's own ignores ----------------------------
+
+
+def test_exclude_is_recorded_as_ignore_paths_and_both_tools_verify(cli, tmp_path, model, keys):
+    """--exclude with --format oms: each file or folder a pattern left out is
+    recorded in ignore_paths by its path relative to the model root (OMS
+    records paths, not patterns), so model_signing leaves out the same."""
+    (model / "logs").mkdir()
+    (model / "logs" / "run.txt").write_text("step 1\n")
+    (model / "1_Pooling" / "scratch.tmp").write_text("x")
+    (model / "top.tmp").write_text("y")
+    b = tmp_path / "b.json"
+    r = cli("build", str(model), "--sign", str(keys["k1"]), "--format", "oms", "-o", str(b))
+    assert r.returncode == 0, r.stderr
+    assert {"logs/run.txt", "top.tmp"} <= {x["name"] for x in statement(b)["predicate"]["resources"]}
+    r = cli(
+        "build", str(model), "--sign", str(keys["k1"]), "--format", "oms", "-o", str(b),
+        "--exclude", "logs", "--exclude", "*.tmp",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    predicate = statement(b)["predicate"]
+    names = {x["name"] for x in predicate["resources"]}
+    assert not {"logs/run.txt", "top.tmp", "1_Pooling/scratch.tmp"} & names
+    assert names == set(files_of(model)) - {"logs/run.txt", "top.tmp", "1_Pooling/scratch.tmp"}
+    assert {"logs", "top.tmp", "1_Pooling/scratch.tmp"} <= set(predicate["serialization"]["ignore_paths"])
+    r = ms_verify(model, b, keys["k1"])
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = cli("verify", str(model), str(b), "--key", pub(keys["k1"]))
+    assert r.returncode == 0, r.stderr
+    # What was left out stays out for both: changing it changes nothing; a signed file still counts.
+    (model / "logs" / "run.txt").write_text("step 2\n")
+    assert ms_verify(model, b, keys["k1"]).returncode == 0
+    assert cli("verify", str(model), str(b), "--key", pub(keys["k1"])).returncode == 0
+    (model / "empty.txt").write_bytes(b"!")
+    assert ms_verify(model, b, keys["k1"]).returncode != 0
+    assert cli("verify", str(model), str(b), "--key", pub(keys["k1"])).returncode == 1
+
+
+def test_an_empty_model_is_refused_by_both_tools(cli, tmp_path, keys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    # model_signing 1.1.1 signs it (resources: []), against OMS 6.1; merkle refuses that bundle, and with it
+    # --allow-extra, which model_signing's --ignore_unsigned_files would pass on any folder (docs/signing.md O8).
+    ms_empty = tmp_path / "ms.json"
+    r = ms("sign", "key", str(empty), "--private_key", str(keys["k1"]), "--signature", str(ms_empty))
+    assert r.returncode == 0 and statement(ms_empty)["predicate"]["resources"] == []
+    r = cli("verify", str(empty), str(ms_empty), "--key", pub(keys["k1"]))
+    assert r.returncode == 1
+    assert_one_line_error(r, str(ms_empty), "no file")
+    r = cli("verify", str(tmp_path), str(ms_empty), "--key", pub(keys["k1"]), "--allow-extra")
+    assert r.returncode == 1 and r.stdout == ""
+    for fmt in ("oms", "merkle"):
+        b = tmp_path / f"{fmt}.json"
+        r = cli("build", str(empty), "--sign", str(keys["k1"]), "--format", fmt, "-o", str(b))
+        assert r.returncode == 2, r.stderr
+        assert_one_line_error(r, "no file to sign")
+        assert not b.exists()
+    # Everything excluded is as empty, and says why.
+    (empty / "only.bin").write_bytes(b"1")
+    r = cli("build", str(empty), "--sign", str(keys["k1"]), "--format", "oms", "-o", str(b), "--exclude", "*.bin")
+    assert r.returncode == 2 and "excluded" in r.stderr and not b.exists()
+    # An unsigned manifest of an empty folder is still written: its root is defined (D2).
+    (tmp_path / "none").mkdir()
+    r = cli("build", str(tmp_path / "none"), "-o", str(tmp_path / "m.json"))
+    assert r.returncode == 0, r.stderr
+    r = cli("sign", str(tmp_path / "m.json"), "--key", str(keys["k1"]), "-o", str(tmp_path / "s.json"))
+    assert r.returncode == 2 and "no file to sign" in r.stderr and not (tmp_path / "s.json").exists()
+
+
+def test_verifier_ignores_hide_unsigned_files_only(cli, tmp_path, model, keys, ms_bundle):
+    """--exclude and --allow-extra at verify time act on an OMS bundle as
+    model_signing's --ignore_paths and --ignore_unsigned_files do: they hide
+    files the bundle does not sign; a signed file is checked whatever they say."""
+    (model / "ignore-me").write_text("not signed\n")
+    key = pub(keys["k1"])
+    r = cli("verify", str(model), str(ms_bundle), "--key", key)
+    assert r.returncode == 1 and statuses(r.stdout)["ignore-me"] == "+"
+    r = cli("verify", str(model), str(ms_bundle), "--key", key, "--exclude", "ignore-me")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "ignore-me" not in statuses(r.stdout)
+    r = cli("verify", str(model), str(ms_bundle), "--key", key, "--allow-extra")
+    assert r.returncode == 0, r.stdout + r.stderr
+    # An exclusion naming a signed file does not hide a change to it.
+    (model / "empty.txt").write_bytes(b"changed")
+    r = cli("verify", str(model), str(ms_bundle), "--key", key, "--exclude", "empty.txt", "--allow-extra")
+    assert r.returncode == 1 and statuses(r.stdout)["empty.txt"] == "*"
