@@ -92,7 +92,6 @@ class OmsStatement:
             raise BundleError("OMS subject digest does not match its resources")
         return parsed
 
-
     @classmethod
     def from_legacy_statement(cls, stmt: Statement) -> OmsStatement:
         """model-signing 0.2's statement (OMS 11: predicate type
