@@ -35,6 +35,7 @@ FLAGS = {
     "allowed": "--allow-license",
     "audit_fast": "--fast",
     "audit_sample": "--sample",
+    "exclude": "--exclude",
 }
 """How the library's messages name options (merkle.errors.option), as the command line spells them."""
 

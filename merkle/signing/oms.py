@@ -180,6 +180,13 @@ def build(
                 "out are recorded one by one, and this layout is not walked that way",
                 os.fspath(path),
             )
+        for p in listing.pruned:
+            if path_problem(p):
+                raise UsageError(
+                    f"cannot record {ascii(p)[1:-1]} in ignore_paths ({path_problem(p)}): rename it, or leave it "
+                    f"out of {option('exclude')}",
+                    os.fspath(path),
+                )
         ignores = tuple(dict.fromkeys((*ignores, *listing.pruned)))
     found = listing.found
     if found is not None and found.exclusions is None and layout is None:

@@ -315,3 +315,48 @@ def test_verifier_ignores_hide_unsigned_files_only(cli, tmp_path, model, keys, m
     (model / "empty.txt").write_bytes(b"changed")
     r = cli("verify", str(model), str(ms_bundle), "--key", key, "--exclude", "empty.txt", "--allow-extra")
     assert r.returncode == 1 and statuses(r.stdout)["empty.txt"] == "*"
+
+
+def test_an_excluded_name_oms_cannot_record_is_refused(cli, tmp_path, keys):
+    """A name no canonical path can spell cannot go into ignore_paths: one
+    line, exit 2, no bundle (not a traceback, not a bundle model_signing
+    would see an extra file beside)."""
+    m = tmp_path / "m"
+    m.mkdir()
+    (m / "a.bin").write_bytes(b"a")
+    (m / "bad\x01name.tmp").write_bytes(b"b")
+    b = tmp_path / "b.json"
+    r = cli("build", str(m), "--sign", str(keys["k1"]), "--format", "oms", "-o", str(b), "--exclude", "*.tmp")
+    assert r.returncode == 2
+    assert_one_line_error(r, "ignore_paths", "--exclude")
+    assert not b.exists()
+
+
+def test_a_single_file_model_both_ways(cli, tmp_path, keys):
+    """A model that is one file: its resource is '.', as model_signing 1.1.1
+    writes and requires; each tool verifies the other's bundle, and a changed
+    byte fails both."""
+    w = tmp_path / "weights.bin"
+    w.write_bytes(b"weights")
+    mine, theirs = tmp_path / "mine.sig", tmp_path / "theirs.sig"
+    r = cli("build", str(w), "--sign", str(keys["k1"]), "--format", "oms", "-o", str(mine))
+    assert r.returncode == 0, r.stderr
+    st = statement(mine)
+    assert [x["name"] for x in st["predicate"]["resources"]] == ["."]
+    assert st["subject"][0]["name"] == "weights.bin"
+    assert st["subject"][0]["digest"]["sha256"] == hashlib.sha256(hashlib.sha256(b"weights").digest()).hexdigest()
+    ms_sign(w, theirs, keys["k1"])
+    for b in (mine, theirs):
+        assert ms_verify(w, b, keys["k1"]).returncode == 0
+        r = cli("verify", str(w), str(b), "--key", pub(keys["k1"]))
+        assert r.returncode == 0, r.stderr
+    w.write_bytes(b"weightz")
+    for b in (mine, theirs):
+        assert ms_verify(w, b, keys["k1"]).returncode != 0
+        r = cli("verify", str(w), str(b), "--key", pub(keys["k1"]))
+        assert r.returncode == 1 and statuses(r.stdout)["."] == "*"
+    # A folder's bundle does not verify one file, nor a file's bundle a folder.
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "weights.bin").write_bytes(b"weightz")
+    assert cli("verify", str(d), str(mine), "--key", pub(keys["k1"])).returncode == 1
