@@ -16,7 +16,8 @@ if TYPE_CHECKING:
     from typing import Any
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-KEY_TYPES = ("ecdsa-p256", "ecdsa-p384", "ed25519")  # merkle.signing.keys.KeyType; a test keeps them equal
+# merkle.signing.keys.KeyType; a test keeps them equal
+KEY_TYPES = ("ecdsa-p256", "ecdsa-p384", "ecdsa-p521", "ed25519")
 
 FLAGS = {
     "follow_symlinks=True": "--follow-symlinks",

@@ -71,7 +71,7 @@ def sign_built(args: argparse.Namespace, manifest: Manifest | None) -> Verified:
     certs = _certificates(args, key)
     if args.format == "oms":
         if not isinstance(key, ec.EllipticCurvePrivateKey):
-            raise UsageError("OpenSSF model-signing verifies ECDSA keys only: use an ecdsa-p256/p384 key", args.sign)
+            raise UsageError("OpenSSF model-signing verifies ECDSA keys only: a P-256, P-384 or P-521 key", args.sign)
         ignore = []
         # Resolved as build's own exclusions are (commands._output_inside): a
         # PATH named through a link still holds the bundle written below it.

@@ -31,6 +31,17 @@ def pae(payload_type: str, payload: bytes) -> bytes:
     return b"DSSEv1 %d %s %d %s" % (len(t), t, len(payload), payload)
 
 
+LEGACY_PREDICATE_TYPE: Final = "https://model_signing/Digests/v0.1"
+"""The statement of model-signing 0.2 (OMS 11: its files are the subjects)."""
+
+
+def legacy_pae(payload_type: str, payload: bytes) -> bytes:
+    """What model-signing 0.2 signed instead of the PAE (a bug it kept for
+    compatibility, OMS 11.1): "DSSEV1", and the payload as Python's repr of
+    bytes.  Accepted only for statements of LEGACY_PREDICATE_TYPE (rule O11)."""
+    return f"DSSEV1 {len(payload_type)} {payload_type} {len(payload)} {payload!r}".encode()
+
+
 def b64decode(value: Any, where: str) -> bytes:
     if not isinstance(value, str):
         raise BundleError(f"{where} is not a base64 string")
@@ -61,6 +72,14 @@ class Bundle:
 
     def signed_bytes(self) -> bytes:
         return pae(self.payload_type, self.payload)
+
+    def legacy_signed_bytes(self) -> bytes | None:
+        """legacy_pae of a payload that names model-signing 0.2's statement
+        type (a hint only: the statement parsed after the signature checked
+        must be of that type), else None."""
+        if LEGACY_PREDICATE_TYPE.encode() not in self.payload:
+            return None
+        return legacy_pae(self.payload_type, self.payload)
 
     def to_json(self) -> bytes:
         material: dict[str, Any]
@@ -113,7 +132,7 @@ class Bundle:
         sig = sigs[0]
         if not isinstance(sig, dict) or not {"sig"} <= set(sig) <= {"sig", "keyid"}:
             raise BundleError("signature entry must have 'sig' and optionally 'keyid'")
-        keyid = sig.get("keyid", "")
+        keyid = sig.get("keyid") or ""  # absent, "" or null: OMS 11.1 (older model-signing wrote null)
         if not isinstance(keyid, str):
             raise BundleError("signature keyid is not a string")
         signature = b64decode(sig["sig"], "signature")
@@ -139,6 +158,13 @@ def _material(material: Any) -> tuple[str, tuple[bytes, ...]]:
         raise BundleError("tlogEntries is not a list")
     if "publicKey" in material:
         key = material["publicKey"]
+        if isinstance(key, dict) and "rawBytes" in key:
+            # model-signing before 1.1 (OMS 11.1): base64 of the signer's PEM key, and its keyDetails.  Like a
+            # hint, never trusted: the signature is checked against the verifier's own keys.
+            if set(key) - {"rawBytes", "keyDetails"} or not isinstance(key.get("keyDetails", ""), str):
+                raise BundleError("publicKey must hold a string hint, or rawBytes and keyDetails")
+            b64decode(key["rawBytes"], "publicKey rawBytes")
+            return "", ()
         hint = key.get("hint", "") if isinstance(key, dict) else None
         if not isinstance(hint, str) or (isinstance(key, dict) and set(key) - {"hint"}):
             raise BundleError("publicKey must be an object with a string hint")
@@ -194,8 +220,11 @@ class Statement:
         if not isinstance(raw, list) or not raw:
             raise BundleError("statement subject must be a non-empty list", source)
         for i, s in enumerate(raw):
-            if not isinstance(s, dict) or set(s) != {"name", "digest"} or not isinstance(s["name"], str):
-                raise BundleError(f"subject[{i}] must have exactly a string name and a digest", source)
+            # in-toto's resource descriptor may carry annotations (model-signing 0.2 wrote some): never read
+            if not isinstance(s, dict) or not {"name", "digest"} <= set(s) <= {"name", "digest", "annotations"}:
+                raise BundleError(f"subject[{i}] must have a string name and a digest (and only annotations)", source)
+            if not isinstance(s["name"], str) or not isinstance(s.get("annotations", {}), dict):
+                raise BundleError(f"subject[{i}] must have a string name and a digest (and only annotations)", source)
             digest = s["digest"]
             if (
                 not isinstance(digest, dict)

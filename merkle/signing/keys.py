@@ -26,7 +26,7 @@ from merkle.source.local import read_capped, write_atomic
 if TYPE_CHECKING:
     from cryptography import x509
 
-KeyType = Literal["ecdsa-p256", "ecdsa-p384", "ed25519"]
+KeyType = Literal["ecdsa-p256", "ecdsa-p384", "ecdsa-p521", "ed25519"]
 KEY_TYPES: tuple[str, ...] = get_args(KeyType)
 PASSPHRASE_ENV = "MERKLE_KEY_PASSPHRASE"
 MAX_KEY_BYTES = 1 << 20
@@ -72,6 +72,21 @@ def sign_bytes(key: PrivateKey, data: bytes) -> bytes:
     return key.sign(data, ec.ECDSA(_EC_HASHES[key.curve.name]()))
 
 
+def legacy_signature_ok(key: PublicKey, signature: bytes, data: bytes) -> bool:
+    """model-signing 0.2's signatures (over envelope.legacy_pae): ECDSA with
+    the curve's hash or, as its certificate signer did on every curve, SHA-256."""
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        return False
+    choices: tuple[type[hashes.HashAlgorithm], ...] = (_EC_HASHES[key.curve.name], hashes.SHA256)
+    for algorithm in dict.fromkeys(choices):
+        try:
+            key.verify(signature, data, ec.ECDSA(algorithm()))
+            return True
+        except InvalidSignature:
+            pass
+    return False
+
+
 def signature_ok(key: PublicKey, signature: bytes, data: bytes) -> bool:
     try:
         if isinstance(key, ed25519.Ed25519PublicKey):
@@ -91,6 +106,8 @@ def generate(kind: KeyType = "ecdsa-p256") -> PrivateKey:
         return ec.generate_private_key(ec.SECP256R1())
     if kind == "ecdsa-p384":
         return ec.generate_private_key(ec.SECP384R1())
+    if kind == "ecdsa-p521":
+        return ec.generate_private_key(ec.SECP521R1())
     if kind == "ed25519":
         return ed25519.Ed25519PrivateKey.generate()
     raise UsageError(f"unknown key type {kind!r} (expected one of: {', '.join(KEY_TYPES)})")

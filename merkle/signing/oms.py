@@ -14,6 +14,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
+import stat
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,14 +22,19 @@ from typing import Any, Final
 
 from merkle.errors import BundleError, SourceError, UsageError, option
 from merkle.format.paths import path_problem
-from merkle.hashing.engine import digest_files
+from merkle.hashing.engine import FileDigest, digest_files
 from merkle.report import Outcome, Progress, Report, Status
 from merkle.signing.envelope import Statement
 from merkle.source.layouts import LayoutOptions, choose_layout
 from merkle.source.listing import list_source
-from merkle.source.walk import Excluder, blocked_by
+from merkle.source.walk import Excluder, WalkedFile, blocked_by, identity
 
 PREDICATE_TYPE: Final = "https://model_signing/signature/v1.0"
+LEGACY_NAME: Final = "(model-signing 0.2: no model name)"
+SINGLE_FILE: Final = "."
+"""The resource name model-signing 1.1.1 gives the one file of a model that
+is a file (OMS 6.1.2 says its basename, which 1.1.1 fails to verify): merkle
+writes it and accepts both (rule O6)."""
 DEFAULT_IGNORES: Final = (".git", ".gitignore", ".gitattributes", ".github")
 _SERIALIZATION_KEYS: Final = {"method", "hash_type", "allow_symlinks", "ignore_paths"}
 
@@ -71,9 +77,10 @@ class OmsStatement:
             raise BundleError(
                 f"OMS serialization {ser['method']!r}/{ser['hash_type']!r} is not supported (files/sha256 only)"
             )
-        ignore = ser.get("ignore_paths", [])
-        if not isinstance(ignore, list) or not all(isinstance(p, str) and not path_problem(p) for p in ignore):
-            raise BundleError("OMS ignore_paths must be a list of canonical relative paths")
+        ignore = ser.get("ignore_paths", [])  # absent in bundles of model-signing before 1.1 (OMS 11.1)
+        if not isinstance(ignore, list) or not all(isinstance(p, str) for p in ignore):
+            raise BundleError("OMS ignore_paths must be a list of strings")
+        ignore = [q for q in map(_recorded_ignore, ignore) if q is not None]
         allow_symlinks = ser.get("allow_symlinks", False)
         if not isinstance(allow_symlinks, bool):
             raise BundleError("OMS allow_symlinks is not a boolean")
@@ -84,6 +91,28 @@ class OmsStatement:
         if digests.get("sha256") != parsed.subject_digest.hex():
             raise BundleError("OMS subject digest does not match its resources")
         return parsed
+
+    @classmethod
+    def from_legacy_statement(cls, stmt: Statement) -> OmsStatement:
+        """model-signing 0.2's statement (OMS 11: predicate type
+        https://model_signing/Digests/v0.1): each file a subject with its
+        SHA-256, no model name, no serialization, no ignore paths (so only the
+        default ones apply), no root digest (rule O11)."""
+        raw = [{"name": n, "digest": d.get("sha256"), "algorithm": "sha256"} for n, d in stmt.subjects]
+        return cls(LEGACY_NAME, _resources(raw), ())
+
+
+def _recorded_ignore(path: str) -> str | None:
+    """A recorded ignore path as model_signing applies it (joined to the
+    model root, compared component by component): `./a`, `a//b` and `a/`
+    name `a` and `a/b`; one that cannot name anything under the root (`..`,
+    absolute, empty, or written relative to another implementation's working
+    directory and so absent) matches nothing, as there (rule O10)."""
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if path.startswith("/") or not parts or ".." in parts:
+        return None
+    joined = "/".join(parts)
+    return None if path_problem(joined) else joined
 
 
 def _resources(raw: Any) -> tuple[tuple[str, bytes], ...]:
@@ -97,7 +126,7 @@ def _resources(raw: Any) -> tuple[tuple[str, bytes], ...]:
         name, digest = r["name"], r["digest"]
         if r["algorithm"] != "sha256":
             raise BundleError(f"resources[{i}]: algorithm {r['algorithm']!r} is not allowed (sha256 only)")
-        if not isinstance(name, str) or path_problem(name):
+        if not isinstance(name, str) or (path_problem(name) and not (name == SINGLE_FILE and len(raw) == 1)):
             raise BundleError(f"resources[{i}]: name {name!r} is not a canonical relative path")
         if name in seen:
             raise BundleError(f"resources[{i}]: duplicate name {name!r}")
@@ -137,6 +166,8 @@ def build(
     ("hf-cache"): an OMS statement cannot record it, so its verifier must be
     told the same (docs/hf.md, HF10).  A model with no file to sign is
     refused (OMS 6.1: rule O8)."""
+    if _is_file(path):
+        return _build_file(os.fspath(path), name, DEFAULT_IGNORES if default_ignores else (), jobs, progress)
     for p in ignore_paths:
         if path_problem(p):
             raise UsageError(f"ignore path {p!r} is not a relative path inside the model ({path_problem(p)})")
@@ -179,6 +210,50 @@ def build(
     return OmsStatement(model, tuple((d.path, d.root) for d in digests), ignores)
 
 
+def _is_file(path: str | os.PathLike[str]) -> bool:
+    """A model that is one regular file (never through a link: OMS signs no links)."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def _digest_file(path: str, jobs: int | None, progress: Progress | None) -> FileDigest:
+    st = os.lstat(path)
+    (d,) = digest_files([WalkedFile(SINGLE_FILE, path, st.st_size, identity(st))], _sha256, jobs, progress)
+    return d
+
+
+def _build_file(
+    path: str, name: str | None, ignores: Sequence[str], jobs: int | None, progress: Progress | None
+) -> OmsStatement:
+    d = _digest_file(path, jobs, progress)
+    if d.error is not None:
+        raise SourceError(d.error.message, path)
+    return OmsStatement(name or os.path.basename(os.path.abspath(path)), ((SINGLE_FILE, d.root),), tuple(ignores))
+
+
+def _verify_file(path: str, stmt: OmsStatement, jobs: int | None, progress: Progress | None) -> Report:
+    """A model that is one file: the statement must sign one resource, named
+    "." (as model-signing writes it) or the file's name (as OMS 6.1.2 says)."""
+    started = time.perf_counter()
+    base = os.path.basename(os.path.abspath(path))
+    if len(stmt.resources) != 1 or stmt.resources[0][0] not in (SINGLE_FILE, base):
+        outcomes = [Outcome(n, Status.MISSING) for n, _ in stmt.resources]
+        outcomes.append(Outcome(base, Status.EXTRA, "the model is one file; the statement signs a folder"))
+        return Report(stmt.subject_digest, "sha256", tuple(outcomes), False, 0, time.perf_counter() - started)
+    signed, digest = stmt.resources[0]
+    d = _digest_file(path, jobs, progress)
+    if d.error is not None:
+        outcome = Outcome(signed, Status.ERROR, d.error.message)
+    elif d.root == digest:
+        outcome = Outcome(signed, Status.OK)
+    else:
+        outcome = Outcome(signed, Status.MISMATCH, "sha256 differs")
+    hashed = d.size if d.error is None else 0
+    return Report(stmt.subject_digest, "sha256", (outcome,), False, hashed, time.perf_counter() - started)
+
+
 def verify(
     path: str | os.PathLike[str],
     stmt: OmsStatement,
@@ -200,6 +275,8 @@ def verify(
     signed file is always checked, whatever they say (rule O9).  The tree is
     read plain unless `layout` (or `revision`, a cache snapshot) says
     otherwise: the statement records no origin (HF10)."""
+    if _is_file(path) and layout is None and revision is None:
+        return _verify_file(os.fspath(path), stmt, jobs, progress)
     started = time.perf_counter()
     signed = [n for n, _ in stmt.resources]
     ignores = tuple(

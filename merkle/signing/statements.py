@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Final
 from merkle.errors import BundleError, UsageError
 from merkle.format.manifest import Manifest, Summary
 from merkle.format.timestamps import format_time, parse_time
-from merkle.signing.envelope import PAYLOAD_TYPE, Bundle, Statement, pae
+from merkle.signing.envelope import LEGACY_PREDICATE_TYPE, PAYLOAD_TYPE, Bundle, Statement, pae
 from merkle.signing.keys import PrivateKey, key_id, sign_bytes
 
 if TYPE_CHECKING:
@@ -168,9 +168,12 @@ def interpret(stmt: Statement, signers: tuple[Signer, ...], payload: bytes) -> V
     if stmt.predicate_type != PREDICATE_TYPE:
         from merkle.signing import oms  # OpenSSF statements only: it brings the whole-file hashing
 
-        if stmt.predicate_type != oms.PREDICATE_TYPE:
+        if stmt.predicate_type == LEGACY_PREDICATE_TYPE:
+            parsed = oms.OmsStatement.from_legacy_statement(stmt)
+        elif stmt.predicate_type != oms.PREDICATE_TYPE:
             raise BundleError(f"unsupported predicateType {stmt.predicate_type!r}")
-        parsed = oms.OmsStatement.from_statement(stmt)
+        else:
+            parsed = oms.OmsStatement.from_statement(stmt)
         return Verified(parsed.name, None, None, signers, payload, OmsSigned(parsed))
     if len(stmt.subjects) != 1:
         raise BundleError("a merkle statement has exactly one subject")

@@ -40,8 +40,8 @@ from typing import TYPE_CHECKING, Any
 
 from merkle.errors import BundleError, FormatError, PolicyError, SignatureError, UsageError
 from merkle.format.timestamps import format_time
-from merkle.signing.envelope import Bundle, Statement
-from merkle.signing.keys import PublicKey, algorithm_name, check_public, key_id, signature_ok
+from merkle.signing.envelope import LEGACY_PREDICATE_TYPE, Bundle, Statement
+from merkle.signing.keys import PublicKey, algorithm_name, check_public, key_id, legacy_signature_ok, signature_ok
 from merkle.signing.statements import Verified, interpret
 
 if TYPE_CHECKING:
@@ -64,6 +64,9 @@ class Signer:
     certificate carries, and ..."""
     pinned_issuers: tuple[str, ...] = ()
     """... the pinned issuers it carries."""
+    legacy: bool = field(default=False, compare=False)
+    """The signature verified over model-signing 0.2's encoding
+    (envelope.legacy_pae): its statement must be of that release's type."""
 
     @property
     def identity(self) -> str:
@@ -116,19 +119,26 @@ class TrustPolicy:
 
             leaf = certificates.verify_chain(bundle.certificates, self.roots, source, now)
             key = check_public(leaf.public_key(), source)
+            legacy = False
             if not signature_ok(key, bundle.signature, data):
-                raise SignatureError("signature does not verify with the certificate's key", source)
+                legacy = _legacy_ok(bundle, key)
+                if not legacy:
+                    raise SignatureError("signature does not verify with the certificate's key", source)
             signer = Signer(
                 key_id(key),
                 algorithm_name(key),
                 leaf.subject.rfc4514_string(),
                 leaf.issuer.rfc4514_string(),
                 certificates.alternative_names(leaf),
+                legacy=legacy,
             )
             return self._check_identity(signer, leaf, source)
         for key in self.keys:
             if signature_ok(key, bundle.signature, data):
                 return Signer(key_id(key), algorithm_name(key))
+        for key in self.keys:
+            if _legacy_ok(bundle, key):
+                return Signer(key_id(key), algorithm_name(key), legacy=True)
         if not self.keys:
             raise SignatureError("bundle is signed with a bare key; verify it with a trusted public key", source)
         raise SignatureError("signature does not verify with any trusted key", source)
@@ -150,6 +160,11 @@ class TrustPolicy:
                     f"certificate issuer is not a trusted one (it has: {', '.join(sorted(issuers))})", source
                 )
         return dataclasses.replace(signer, pinned=tuple(sorted(pinned)), pinned_issuers=tuple(sorted(pinned_issuers)))
+
+
+def _legacy_ok(bundle: Bundle, key: PublicKey) -> bool:
+    legacy = bundle.legacy_signed_bytes()
+    return legacy is not None and legacy_signature_ok(key, bundle.signature, legacy)
 
 
 @dataclass(frozen=True)
@@ -286,6 +301,8 @@ def decide(
         raise SignatureError(f"{len(distinct)} distinct trusted signer(s), {policy.threshold} required", bundles[-1][1])
     source = bundles[0][1]
     stmt = Statement.from_payload(payload, source)  # V5
+    if any(s.legacy for s in signers) and stmt.predicate_type != LEGACY_PREDICATE_TYPE:
+        raise SignatureError("signature does not verify with any trusted key", source)  # 0.2's encoding: 0.2 only
     try:
         verified = interpret(stmt, tuple(signers), payload)
     except FormatError as e:
