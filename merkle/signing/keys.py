@@ -170,6 +170,12 @@ def load_public_key(path: str) -> PublicKey:
     try:
         key = serialization.load_pem_public_key(data)
     except (ValueError, UnsupportedAlgorithm) as e:
+        if b"-----BEGIN CERTIFICATE-----" in data:
+            # Trusting the key inside would skip the chain, its validity and its usage: a signature
+            # question, answered as model_signing answers it (exit 1), with what to do instead.
+            raise SignatureError(
+                "a certificate, not a public key: verify certificate-signed bundles with a trusted CA", path
+            ) from e
         raise FormatError("not a PEM public key", path) from e
     return check_public(key, path)
 

@@ -16,7 +16,7 @@ Each cell asserts both tools' exit codes and that their verdicts agree, except
 the cells of DELIBERATE, where merkle knowingly differs from model-signing 1.1.1:
 there the actual behaviour of each tool is asserted.
 
-Flags on each side (see /work/wt/oms-research.md for model-signing 1.1.1):
+Flags on each side (docs/signing.md O1-O14 says what each does in merkle):
 sign-time ignores are merkle `--exclude` and model_signing `--ignore-paths`
 (given as absolute paths: model_signing resolves them against its CWD);
 verify-time ignores the same; unsigned extra files are accepted with merkle
