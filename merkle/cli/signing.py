@@ -72,6 +72,8 @@ def sign_built(args: argparse.Namespace, manifest: Manifest | None) -> Verified:
     if args.format == "oms":
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise UsageError("OpenSSF model-signing verifies ECDSA keys only: a P-256, P-384 or P-521 key", args.sign)
+        if os.path.realpath(args.output) == os.path.realpath(args.path):
+            raise UsageError("the bundle would replace the model it signs: write it elsewhere with -o", args.output)
         ignore = []
         # Resolved as build's own exclusions are (commands._output_inside): a
         # PATH named through a link still holds the bundle written below it.

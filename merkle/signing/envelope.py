@@ -33,6 +33,9 @@ def pae(payload_type: str, payload: bytes) -> bytes:
 
 LEGACY_PREDICATE_TYPE: Final = "https://model_signing/Digests/v0.1"
 """The statement of model-signing 0.2 (OMS 11: its files are the subjects)."""
+MAX_LEGACY_PAYLOAD: Final = 16 << 20
+"""0.2's encoding is tried on payloads up to this size (a file list; its
+repr costs up to four times the payload, for each trusted key)."""
 
 
 def legacy_pae(payload_type: str, payload: bytes) -> bytes:
@@ -77,7 +80,7 @@ class Bundle:
         """legacy_pae of a payload that names model-signing 0.2's statement
         type (a hint only: the statement parsed after the signature checked
         must be of that type), else None."""
-        if LEGACY_PREDICATE_TYPE.encode() not in self.payload:
+        if len(self.payload) > MAX_LEGACY_PAYLOAD or LEGACY_PREDICATE_TYPE.encode() not in self.payload:
             return None
         return legacy_pae(self.payload_type, self.payload)
 
@@ -132,7 +135,8 @@ class Bundle:
         sig = sigs[0]
         if not isinstance(sig, dict) or not {"sig"} <= set(sig) <= {"sig", "keyid"}:
             raise BundleError("signature entry must have 'sig' and optionally 'keyid'")
-        keyid = sig.get("keyid") or ""  # absent, "" or null: OMS 11.1 (older model-signing wrote null)
+        keyid = sig.get("keyid")
+        keyid = "" if keyid is None else keyid  # absent, "" or null: OMS 11.1 (older model-signing wrote null)
         if not isinstance(keyid, str):
             raise BundleError("signature keyid is not a string")
         signature = b64decode(sig["sig"], "signature")

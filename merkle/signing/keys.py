@@ -72,19 +72,21 @@ def sign_bytes(key: PrivateKey, data: bytes) -> bytes:
     return key.sign(data, ec.ECDSA(_EC_HASHES[key.curve.name]()))
 
 
-def legacy_signature_ok(key: PublicKey, signature: bytes, data: bytes) -> bool:
+def legacy_signature(key: PublicKey, signature: bytes, data: bytes) -> str | None:
     """model-signing 0.2's signatures (over envelope.legacy_pae): ECDSA with
-    the curve's hash or, as its certificate signer did on every curve, SHA-256."""
+    the curve's hash or, as its certificate signer did on every curve,
+    SHA-256.  The algorithm that verified, named as algorithm_name names
+    them, else None."""
     if not isinstance(key, ec.EllipticCurvePublicKey):
-        return False
+        return None
     choices: tuple[type[hashes.HashAlgorithm], ...] = (_EC_HASHES[key.curve.name], hashes.SHA256)
     for algorithm in dict.fromkeys(choices):
         try:
             key.verify(signature, data, ec.ECDSA(algorithm()))
-            return True
+            return f"{algorithm_name(key).rsplit('-', 1)[0]}-{algorithm.name}"
         except InvalidSignature:
             pass
-    return False
+    return None
 
 
 def signature_ok(key: PublicKey, signature: bytes, data: bytes) -> bool:

@@ -45,6 +45,8 @@ class OmsStatement:
     resources: tuple[tuple[str, bytes], ...]
     ignore_paths: tuple[str, ...] = DEFAULT_IGNORES
     allow_symlinks: bool = False
+    legacy: bool = False
+    """model-signing 0.2's statement: it names no model (`name` is LEGACY_NAME)."""
 
     @property
     def subject_digest(self) -> bytes:
@@ -99,7 +101,7 @@ class OmsStatement:
         SHA-256, no model name, no serialization, no ignore paths (so only the
         default ones apply), no root digest (rule O11)."""
         raw = [{"name": n, "digest": d.get("sha256"), "algorithm": "sha256"} for n, d in stmt.subjects]
-        return cls(LEGACY_NAME, _resources(raw), ())
+        return cls(LEGACY_NAME, _resources(raw), (), legacy=True)
 
 
 def _recorded_ignore(path: str) -> str | None:
@@ -167,6 +169,8 @@ def build(
     told the same (docs/hf.md, HF10).  A model with no file to sign is
     refused (OMS 6.1: rule O8)."""
     if _is_file(path):
+        if exclude:
+            raise UsageError(f"{option('exclude')} applies to a model folder; this model is one file", os.fspath(path))
         return _build_file(os.fspath(path), name, DEFAULT_IGNORES if default_ignores else (), jobs, progress)
     for p in ignore_paths:
         if path_problem(p):

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from merkle.errors import BundleError, FormatError, PolicyError, SignatureError, UsageError
 from merkle.format.timestamps import format_time
 from merkle.signing.envelope import LEGACY_PREDICATE_TYPE, Bundle, Statement
-from merkle.signing.keys import PublicKey, algorithm_name, check_public, key_id, legacy_signature_ok, signature_ok
+from merkle.signing.keys import PublicKey, algorithm_name, check_public, key_id, legacy_signature, signature_ok
 from merkle.signing.statements import Verified, interpret
 
 if TYPE_CHECKING:
@@ -119,14 +119,16 @@ class TrustPolicy:
 
             leaf = certificates.verify_chain(bundle.certificates, self.roots, source, now)
             key = check_public(leaf.public_key(), source)
+            algorithm = algorithm_name(key)
             legacy = False
             if not signature_ok(key, bundle.signature, data):
-                legacy = _legacy_ok(bundle, key)
-                if not legacy:
+                old = _legacy(bundle.legacy_signed_bytes(), bundle, key)
+                if old is None:
                     raise SignatureError("signature does not verify with the certificate's key", source)
+                algorithm, legacy = old, True
             signer = Signer(
                 key_id(key),
-                algorithm_name(key),
+                algorithm,
                 leaf.subject.rfc4514_string(),
                 leaf.issuer.rfc4514_string(),
                 certificates.alternative_names(leaf),
@@ -136,9 +138,11 @@ class TrustPolicy:
         for key in self.keys:
             if signature_ok(key, bundle.signature, data):
                 return Signer(key_id(key), algorithm_name(key))
+        legacy_bytes = bundle.legacy_signed_bytes()  # made once: it may be large
         for key in self.keys:
-            if _legacy_ok(bundle, key):
-                return Signer(key_id(key), algorithm_name(key), legacy=True)
+            old = _legacy(legacy_bytes, bundle, key)
+            if old is not None:
+                return Signer(key_id(key), old, legacy=True)
         if not self.keys:
             raise SignatureError("bundle is signed with a bare key; verify it with a trusted public key", source)
         raise SignatureError("signature does not verify with any trusted key", source)
@@ -162,9 +166,13 @@ class TrustPolicy:
         return dataclasses.replace(signer, pinned=tuple(sorted(pinned)), pinned_issuers=tuple(sorted(pinned_issuers)))
 
 
-def _legacy_ok(bundle: Bundle, key: PublicKey) -> bool:
-    legacy = bundle.legacy_signed_bytes()
-    return legacy is not None and legacy_signature_ok(key, bundle.signature, legacy)
+def _legacy(legacy: bytes | None, bundle: Bundle, key: PublicKey) -> str | None:
+    """The algorithm of a model-signing 0.2 signature over `legacy`
+    (bundle.legacy_signed_bytes), marked as such, else None."""
+    if legacy is None:
+        return None
+    algorithm = legacy_signature(key, bundle.signature, legacy)
+    return None if algorithm is None else f"{algorithm} (model-signing 0.2 encoding)"
 
 
 @dataclass(frozen=True)
@@ -201,7 +209,18 @@ class History:
         statement published for this subject, the same version with another
         root (freeze, or mix), and an unversioned statement where versioned
         ones were seen.  An OpenSSF statement carries no version: it is an
-        unversioned statement like any other, never a way around the records."""
+        unversioned statement like any other, never a way around the records;
+        model-signing 0.2's names no model, so it could stand for any: it is
+        refused once any versioned statement from its signer was verified."""
+        if verified.oms is not None and verified.oms.legacy:
+            for signer in verified.signers:
+                names = sorted(self.records.get(signer.identity, {}))
+                if names:
+                    raise PolicyError(
+                        "rollback: a model-signing 0.2 statement names no model, and versioned statements "
+                        f"from the same signer were verified before ({', '.join(map(repr, names[:3]))})",
+                        source,
+                    )
         for signer in verified.signers:
             held = self.seen(signer, verified.name)
             if held is None:

@@ -360,3 +360,17 @@ def test_a_single_file_model_both_ways(cli, tmp_path, keys):
     d.mkdir()
     (d / "weights.bin").write_bytes(b"weightz")
     assert cli("verify", str(d), str(mine), "--key", pub(keys["k1"])).returncode == 1
+
+
+def test_a_single_file_model_refuses_exclude_and_an_output_over_itself(cli, tmp_path, keys):
+    w = tmp_path / "model.bin"
+    w.write_bytes(b"precious")
+    r = cli(
+        "build", str(w), "--sign", str(keys["k1"]), "--format", "oms", "-o", str(tmp_path / "b"), "--exclude", "*.bin"
+    )
+    assert r.returncode == 2 and not (tmp_path / "b").exists()
+    assert_one_line_error(r, "--exclude", "one file")
+    r = cli("build", str(w), "--sign", str(keys["k1"]), "--format", "oms", "-o", str(w))
+    assert r.returncode == 2
+    assert_one_line_error(r, "replace the model")
+    assert w.read_bytes() == b"precious"

@@ -104,3 +104,50 @@ def test_legacy_encoding_is_accepted_for_legacy_statements_only(tmp_path):
         else:
             assert r.returncode == code
             assert_one_line_error(r, "b.json", "signature does not verify")
+
+
+def test_a_legacy_statement_is_no_way_around_rollback_records(tmp_path):
+    """model-signing 0.2's statement names no model, so it could stand for
+    any: once a versioned statement from the same key was verified, it is
+    refused (V6), as an unversioned OpenSSF 1.0 statement is."""
+    case = next(c for c in CASES if c["predicate_type"] == LEGACY_PREDICATE_TYPE and c["kind"] == "key")
+    model = make_model.write_model(tmp_path / "tiny-model")
+    store = tmp_path / "store"
+    legacy = [str(model), str(FIXTURES / case["file"]), "--key", str(FIXTURES / case["public_key"])]
+    r = run_cli("verify", *legacy, "--store", str(store))
+    assert r.returncode == 0, r.stderr
+    assert "model-signing 0.2 encoding" in r.stderr  # the signer line says what verified
+    private = FIXTURES / "keys" / "TEST-ONLY-ec-p256-private.pem"
+    v2 = tmp_path / "v2.json"
+    r = run_cli("build", str(model), "--sign", str(private), "--version", "2", "-o", str(v2), "--store", str(store))
+    assert r.returncode == 0, r.stderr
+    r = run_cli("verify", str(model), str(v2), "--key", str(FIXTURES / case["public_key"]), "--store", str(store))
+    assert r.returncode == 0, r.stderr
+    r = run_cli("verify", *legacy, "--store", str(store))
+    assert r.returncode == 1
+    assert_one_line_error(r, "rollback", "0.2")
+
+
+def test_a_large_payload_is_not_tried_with_the_legacy_encoding(tmp_path):
+    """0.2's encoding costs up to four times the payload per trusted key: a
+    forged bundle carrying its type string in a large payload is refused
+    without building it."""
+    from merkle.signing.envelope import MAX_LEGACY_PAYLOAD, Bundle
+
+    big = b'{"predicateType":"' + LEGACY_PREDICATE_TYPE.encode() + b'","x":"' + b"a" * MAX_LEGACY_PAYLOAD + b'"}'
+    assert Bundle(big, PAYLOAD_TYPE, b"sig").legacy_signed_bytes() is None
+    small = big[:1000] + b'"}'
+    assert Bundle(small, PAYLOAD_TYPE, b"sig").legacy_signed_bytes() == legacy_pae(PAYLOAD_TYPE, small)
+
+
+@pytest.mark.parametrize("keyid", [0, False, [], {}, 1])
+def test_a_keyid_must_be_a_string_or_null(tmp_path, keyid):
+    case = CASES[0]
+    doc = json.loads((FIXTURES / case["file"]).read_text())
+    doc["dsseEnvelope"]["signatures"][0]["keyid"] = keyid
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps(doc))
+    make_model.write_model(tmp_path / "tiny-model")
+    r = run_cli("verify", str(tmp_path / case["model_path"]), str(path), *_trust(case), "--no-store")
+    assert r.returncode == 1
+    assert_one_line_error(r, "b.json", "keyid")
