@@ -75,14 +75,14 @@ def parse_expiry(text: str) -> datetime.datetime:
     """'2027-01-31T00:00:00Z', or a duration from now: '90d', '12h', '30m'."""
     import datetime
 
-    from merkle.errors import BundleError
-    from merkle.format.timestamps import parse_time
+    from merkle.errors import BundleError, FormatError
+    from merkle.format.timestamps import parse_duration, parse_time
 
-    m = re.fullmatch(r"(\d+)([dhm])", text.strip())
     now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
-    if m:
-        unit = {"d": "days", "h": "hours", "m": "minutes"}[m.group(2)]
-        return now + datetime.timedelta(**{unit: int(m.group(1))})
+    try:
+        return now + datetime.timedelta(seconds=parse_duration(text))
+    except FormatError:
+        pass
     try:
         return parse_time(text, "--expires")
     except BundleError as e:

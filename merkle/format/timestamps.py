@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime
+import re
 from typing import Any, Final
 
-from merkle.errors import BundleError
+from merkle.errors import BundleError, FormatError
 
 TIME_FORMAT: Final = "%Y-%m-%dT%H:%M:%SZ"
 
@@ -21,3 +22,15 @@ def parse_time(text: Any, where: str) -> datetime.datetime:
         return datetime.datetime.strptime(text, TIME_FORMAT).replace(tzinfo=datetime.timezone.utc)
     except ValueError as e:
         raise BundleError(f"{where} {text!r} is not a UTC time like 2027-01-31T00:00:00Z") from e
+
+
+_DURATION: Final = re.compile(r"(\d{1,9})([dhm])")
+_UNIT_SECONDS: Final = {"d": 86400, "h": 3600, "m": 60}
+
+
+def parse_duration(text: str) -> int:
+    """'90d', '12h', '30m' -> seconds; FormatError otherwise."""
+    m = _DURATION.fullmatch(text.strip())
+    if m is None:
+        raise FormatError(f"{text!r} is not a duration such as 90d, 12h or 30m")
+    return int(m.group(1)) * _UNIT_SECONDS[m.group(2)]

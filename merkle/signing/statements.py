@@ -65,6 +65,9 @@ class Verified:
     signers: tuple[Signer, ...]
     payload: bytes
     content: MerkleSigned | OmsSigned
+    signed: datetime.datetime | None = None
+    """When the signer says it signed (the statement's `signed`, G7): as
+    trustworthy as its key, no more; None when the statement does not say."""
 
     @property
     def manifest(self) -> Manifest | None:
@@ -104,10 +107,12 @@ def statement(
     version: int | None = None,
     expires: datetime.datetime | None = None,
     compact: bool = False,
+    signed: datetime.datetime | None = None,
 ) -> Statement:
     """The statement to sign.  `compact` signs the summary (root and
     parameters) instead of every entry: small for a million files; the
-    manifest then travels beside the bundle, authenticated by the root."""
+    manifest then travels beside the bundle, authenticated by the root.
+    `signed`: the signing time it records (G7; default now)."""
     if not name:
         raise UsageError("a signed manifest needs a subject name")
     if version is not None and version < 1:
@@ -118,6 +123,7 @@ def statement(
         predicate["version"] = version
     if expires is not None:
         predicate["expires"] = format_time(expires)
+    predicate["signed"] = format_time(signed or datetime.datetime.now(datetime.timezone.utc))
     return Statement(((name, {digest_key(manifest.algorithm): manifest.root.hex()}),), PREDICATE_TYPE, predicate)
 
 
@@ -180,12 +186,13 @@ def interpret(stmt: Statement, signers: tuple[Signer, ...], payload: bytes) -> V
     name, digests = stmt.subjects[0]
     pred = stmt.predicate
     body = {"manifest", "summary"} & set(pred)
-    if len(body) != 1 or not set(pred) - body <= {"version", "expires"}:
-        raise BundleError("predicate must have manifest or summary, and optionally version and expires")
+    if len(body) != 1 or not set(pred) - body <= {"version", "expires", "signed"}:
+        raise BundleError("predicate must have manifest or summary, and optionally version, expires and signed")
     version = pred.get("version")
     if "version" in pred and (type(version) is not int or version < 1):
         raise BundleError("predicate version must be a positive integer")
     expires = parse_time(pred["expires"], "predicate expires") if "expires" in pred else None
+    signed = parse_time(pred["signed"], "predicate signed") if "signed" in pred else None
     manifest = Manifest.from_doc(pred["manifest"]) if "manifest" in pred else None  # 5. recomputes the root
     summary = manifest.summary if manifest is not None else Summary.from_doc(pred["summary"])
     want = digests.get(digest_key(summary.algorithm))
@@ -193,4 +200,4 @@ def interpret(stmt: Statement, signers: tuple[Signer, ...], payload: bytes) -> V
         raise BundleError(f"subject digest {digest_key(summary.algorithm)} does not match the manifest root")
     if not name:
         raise BundleError("subject name is empty")
-    return Verified(name, version, expires, signers, payload, MerkleSigned(summary, manifest))
+    return Verified(name, version, expires, signers, payload, MerkleSigned(summary, manifest), signed)

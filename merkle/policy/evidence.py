@@ -1,0 +1,232 @@
+"""The evidence a policy sees: only what verified (docs/policy.md, P6).
+
+`gather` runs after the signatures and the tree verified (a Report that is
+ok); every byte it reads of a file is checked again as it is read: through
+the chunk leaves (`merkle.open`'s VerifiedReader) where the manifest has
+them, else in one pass whose digest must equal the signed one before any of
+it is used.  So a file swapped after the tree check is an error, never
+evidence.  The input document of Rego policies (`Evidence.to_input`) is
+described in docs/policy.md and kept stable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from merkle.errors import IntegrityError, MerkleError, PolicyError, SourceError
+from merkle.format.manifest import Manifest
+from merkle.format.timestamps import format_time
+from merkle.policy.kinds import HEAD, classify
+from merkle.signing.oms import SINGLE_FILE, OmsStatement
+from merkle.signing.statements import Verified
+from merkle.source.readers import open_file
+
+MAX_TAIL = 16 << 20
+"""Bytes kept from a file's end when it is read in one pass (a zip's central directory)."""
+README = "README.md"
+
+
+@dataclass(frozen=True)
+class FileFact:
+    path: str
+    size: int
+    kind: str
+    """merkle.policy.kinds.KINDS, or "unreadable" (`problem` says why)."""
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class Evidence:
+    verified: Verified
+    files: tuple[FileFact, ...]
+    model_card: dict[str, Any] | None
+    card_problem: str | None
+    licenses: tuple[str, ...] | None
+    license_problem: str | None
+    statement: dict[str, Any] = field(repr=False)
+
+    def to_input(self) -> dict[str, Any]:
+        """The Rego input document (docs/policy.md, "input")."""
+        v = self.verified
+        manifest = v.manifest
+        origin = manifest.origin if manifest is not None else None
+        summary = v.summary
+        return {
+            "subject": v.name,
+            "format": "merkle" if summary is not None else "oms",
+            "root": v.root_hex,
+            "algorithm": summary.algorithm if summary is not None else "sha256",
+            "chunk_size": summary.chunk_size if summary is not None else None,
+            "version": v.version,
+            "expires": format_time(v.expires) if v.expires is not None else None,
+            "files": [{"path": f.path, "size": f.size, "kind": f.kind} for f in self.files],
+            "license": self.licenses[0] if self.licenses and len(self.licenses) == 1 else None,
+            "licenses": list(self.licenses or ()),
+            "model_card": self.model_card,
+            "signers": [{"keyid": s.key_id, "identity": s.identity, "algorithm": s.algorithm} for s in v.signers],
+            "origin": (
+                {"repo_id": origin.repo, "repo_type": origin.repo_type, "revision": origin.revision}
+                if origin is not None
+                else None
+            ),
+            "statement": self.statement,
+        }
+
+
+def gather(path: str | os.PathLike[str], verified: Verified, kinds: bool = True) -> Evidence:
+    """The evidence of a tree that verified against `verified`: each file's
+    kind (when `kinds`), the model card's front matter and licenses."""
+    import json
+
+    root = os.fspath(path)
+    files = tuple(_facts(root, verified, kinds))
+    card, card_problem, licenses, license_problem = _card(root, verified)
+    statement = json.loads(verified.payload)
+    return Evidence(verified, files, card, card_problem, licenses, license_problem, statement)
+
+
+def _listed(verified: Verified) -> list[tuple[str, int | None]]:
+    if verified.manifest is not None:
+        return [(f.path, f.size) for f in verified.manifest.files]
+    assert verified.oms is not None
+    return [(name, None) for name, _ in verified.oms.resources]
+
+
+def _facts(root: str, verified: Verified, kinds: bool) -> list[FileFact]:
+    out = []
+    for name, size in _listed(verified):
+        if not kinds:
+            out.append(FileFact(name, size or 0, "other"))
+            continue
+        try:
+            got_size, read_at = _verified_bytes(root, verified, name)
+            out.append(FileFact(name, got_size, classify(got_size, read_at)))
+        except (MerkleError, OSError) as e:
+            out.append(FileFact(name, size or 0, "unreadable", getattr(e, "message", None) or str(e)))
+    return out
+
+
+def _card(
+    root: str, verified: Verified
+) -> tuple[dict[str, Any] | None, str | None, tuple[str, ...] | None, str | None]:
+    """The front matter of README.md and its licenses, each with the reason
+    it could not be established."""
+    from merkle.hf.license import MAX_README_BYTES, card_licenses, front_matter
+
+    listed = dict(_listed(verified))
+    if README not in listed:
+        why = "README.md is not signed: there is no verified model card"
+        return None, why, None, why
+    try:
+        size, read_at = _verified_bytes(root, verified, README)
+        if size > MAX_README_BYTES:
+            raise PolicyError(f"README.md is larger than {MAX_README_BYTES} bytes")
+        meta = front_matter(read_at(0, size), README)
+    except (MerkleError, OSError) as e:
+        why = f"README.md: {getattr(e, 'message', None) or e}"
+        return None, why, None, why
+    try:
+        return meta, None, card_licenses(meta, README), None
+    except MerkleError as e:
+        return meta, None, None, e.message
+
+
+def _verified_bytes(root: str, verified: Verified, name: str) -> tuple[int, Callable[[int, int], bytes]]:
+    """(size, read_at) over file `name`'s signed bytes."""
+    manifest = verified.manifest
+    if manifest is not None:
+        return _through_leaves(root, manifest, name)
+    assert verified.oms is not None
+    return _one_pass(root, verified.oms, name)
+
+
+def _through_leaves(root: str, manifest: Manifest, name: str) -> tuple[int, Callable[[int, int], bytes]]:
+    from merkle.verifying.ranges import FileAuth
+    from merkle.verifying.reader import VerifiedReader
+
+    entry = manifest.entry(name)
+    if entry is None:
+        raise IntegrityError("not listed in the manifest", name)
+    if entry.size > manifest.chunk_size and manifest.layers is None:  # no leaves to check a part: read it whole
+        from merkle.hashing.files import hash_stream
+
+        return _captured(
+            root, name, entry.size, lambda f: hash_stream(f, manifest.algorithm, manifest.chunk_size), entry.root
+        )
+    reader = VerifiedReader(open_file(root, name, False, None), FileAuth.of(manifest, name))
+
+    def read_at(offset: int, length: int) -> bytes:
+        reader.seek(offset)
+        out = bytearray()
+        while len(out) < length:
+            got = reader.read(length - len(out))
+            if not got:
+                break
+            out += got
+        return bytes(out)
+
+    return entry.size, read_at
+
+
+def _one_pass(root: str, stmt: OmsStatement, name: str) -> tuple[int, Callable[[int, int], bytes]]:
+    digest = dict(stmt.resources)[name]
+    reader = open_file(root, name, False, None) if name != SINGLE_FILE else open_file(root, os.path.basename(root))
+    with reader:
+        size = reader.size()
+
+    def sha256(f: Any) -> bytes:
+        return hashlib.file_digest(f, "sha256").digest()
+
+    return _captured(root, name, size, sha256, digest)
+
+
+def _captured(
+    root: str, name: str, size: int, digest: Callable[[Any], bytes], want: bytes
+) -> tuple[int, Callable[[int, int], bytes]]:
+    """One pass over a file: its digest must be `want`; what is kept of it
+    (the first HEAD bytes and the last MAX_TAIL) is what read_at serves."""
+    head = bytearray()
+    tail = bytearray()
+    reader = open_file(root, name, False, None) if name != SINGLE_FILE else open_file(root, os.path.basename(root))
+
+    class Capture(io.RawIOBase):
+        pos = 0
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, b: Any) -> int:
+            view = memoryview(b).cast("B")
+            n = reader.read_into(self.pos, view[: max(0, min(len(view), size - self.pos))]) if self.pos < size else 0
+            self.pos += n
+            data = bytes(view[:n])
+            if len(head) < HEAD:
+                head.extend(data[: HEAD - len(head)])
+            tail.extend(data)
+            if len(tail) > MAX_TAIL:
+                del tail[: len(tail) - MAX_TAIL]
+            return n
+
+    with reader:
+        if reader.size() != size:
+            raise IntegrityError("changed since it verified: not examined", name)
+        got = digest(io.BufferedReader(Capture(), 1 << 20))
+        reader.check_end()
+    if got != want:
+        raise IntegrityError("changed since it verified: not examined", name)
+    start = size - len(tail)
+
+    def read_at(offset: int, length: int) -> bytes:
+        end = min(offset + length, size)
+        if end <= len(head):
+            return bytes(head[offset:end])
+        if offset >= start:
+            return bytes(tail[offset - start : end - start])
+        raise SourceError(f"bytes {offset}-{end} lie outside what was kept of it in one pass", name)
+
+    return size, read_at

@@ -1,0 +1,131 @@
+"""What a file is, from its bytes, never its name (docs/policy.md, P5).
+
+- `pickle`: Python's pickle (protocol 2 to 5 open with 0x80 and the protocol;
+  0 and 1 with an opcode such as `(` or `]` and end with the STOP opcode
+  `.`), and the formats that wrap it: a zip archive holding a `.pkl` member
+  (PyTorch's `torch.save` archives `NAME/data.pkl`, whatever the file is
+  called: `.bin`, `.pt`, `.pth`, `.ckpt`), a NumPy `.npy` of object dtype
+  (its data is a pickle);
+- `safetensors`: an 8-byte little-endian header length, then the header's JSON;
+- `zip`: any other zip archive;
+- `executable`: ELF, PE (`MZ`), Mach-O, or a script with a `#!` line;
+- `other`: anything else.
+
+`classify` reads only through the `read_at` it is given: the caller hands
+bytes that were verified against the signed tree, so a kind is a fact about
+signed bytes.
+"""
+
+from __future__ import annotations
+
+import ast
+import struct
+from collections.abc import Callable
+from typing import Final
+
+KINDS: Final = ("pickle", "safetensors", "zip", "executable", "other")
+HEAD: Final = 64
+"""Bytes of a file's start that `sniff` needs."""
+MAX_CENTRAL_DIRECTORY: Final = 64 << 20
+MAX_SAFETENSORS_HEADER: Final = 100_000_000
+"""The largest header the safetensors reader accepts."""
+_PICKLE_0_1_OPENERS: Final = frozenset(b"(]})")
+_EXECUTABLE: Final = (
+    b"\x7fELF",
+    b"MZ",
+    b"\xfe\xed\xfa\xce",
+    b"\xfe\xed\xfa\xcf",
+    b"\xce\xfa\xed\xfe",
+    b"\xcf\xfa\xed\xfe",
+    b"\xca\xfe\xba\xbe",
+    b"#!",
+)
+_EOCD: Final = b"PK\x05\x06"
+_CENTRAL: Final = b"PK\x01\x02"
+
+
+def sniff(head: bytes, size: int, last: bytes = b"") -> str:
+    """The kind told by a file's first bytes (`head`, at least HEAD of them
+    or the whole file) and its last byte (`last`): "zip" and "npy" still
+    need `classify` to look inside."""
+    if size >= 10 and head[8:9] == b"{":  # first: a header length may itself start 0x80 0x02
+        (length,) = struct.unpack_from("<Q", head)
+        if 2 <= length <= min(size - 8, MAX_SAFETENSORS_HEADER):
+            return "safetensors"
+    if size >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return "pickle"
+    if size >= 2 and head[0] in _PICKLE_0_1_OPENERS and last == b".":
+        return "pickle"
+    if head.startswith((b"PK\x03\x04", _EOCD)):
+        return "zip"
+    if head.startswith(b"\x93NUMPY"):
+        return "npy"
+    if head.startswith(_EXECUTABLE):
+        return "executable"
+    return "other"
+
+
+def classify(size: int, read_at: Callable[[int, int], bytes]) -> str:
+    """One of KINDS, reading what it needs with `read_at(offset, length)`."""
+    head = read_at(0, min(size, HEAD)) if size else b""
+    last = read_at(size - 1, 1) if size else b""
+    kind = sniff(head, size, last)
+    if kind == "zip":
+        return "pickle" if any(name.endswith(".pkl") for name in zip_members(size, read_at)) else "zip"
+    if kind == "npy":
+        return "pickle" if _npy_objects(size, read_at) else "other"
+    return kind
+
+
+def zip_members(size: int, read_at: Callable[[int, int], bytes]) -> list[str]:
+    """The member names of a zip archive's central directory (ZIP64 too);
+    [] when the archive has none that can be read (a damaged archive opens
+    in no loader either)."""
+    tail_len = min(size, 22 + 0xFFFF)
+    tail = read_at(size - tail_len, tail_len)
+    at = tail.rfind(_EOCD)
+    if at < 0 or len(tail) - at < 22:
+        return []
+    count, cd_size, cd_offset = struct.unpack_from("<HII", tail, at + 10)
+    if 0xFFFFFFFF in (cd_size, cd_offset) or count == 0xFFFF:
+        locator = tail.rfind(b"PK\x06\x07", 0, at)
+        if locator < 0 or len(tail) - locator < 20:
+            return []
+        (eocd64,) = struct.unpack_from("<Q", tail, locator + 8)
+        record = read_at(eocd64, 56) if eocd64 + 56 <= size else b""
+        if not record.startswith(b"PK\x06\x06"):
+            return []
+        count, cd_size, cd_offset = struct.unpack_from("<QQQ", record, 32)
+    if cd_size > MAX_CENTRAL_DIRECTORY or cd_offset + cd_size > size:
+        return []
+    directory = read_at(cd_offset, cd_size)
+    names = []
+    pos = 0
+    while pos + 46 <= len(directory) and directory.startswith(_CENTRAL, pos):
+        name_len, extra_len, comment_len = struct.unpack_from("<HHH", directory, pos + 28)
+        names.append(directory[pos + 46 : pos + 46 + name_len].decode("utf-8", "replace"))
+        pos += 46 + name_len + extra_len + comment_len
+    return names
+
+
+def _npy_objects(size: int, read_at: Callable[[int, int], bytes]) -> bool:
+    """Whether a .npy file's dtype holds Python objects (its data is then a pickle)."""
+    head = read_at(0, min(size, 12))
+    if len(head) < 10:
+        return False
+    major = head[6]
+    if major == 1:
+        (length,) = struct.unpack_from("<H", head, 8)
+        start = 10
+    elif len(head) >= 12:
+        (length,) = struct.unpack_from("<I", head, 8)
+        start = 12
+    else:
+        return False
+    text = read_at(start, min(length, 1 << 16, max(0, size - start)))
+    try:
+        header = ast.literal_eval(text.decode("latin-1").strip())
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return True  # a header numpy could not read either: not trusted to be plain
+    descr = header.get("descr") if isinstance(header, dict) else None
+    return "O" in repr(descr)

@@ -1,0 +1,86 @@
+"""What a file is, from its bytes (merkle.policy.kinds): real files made by
+the libraries that make them (pickle, numpy, safetensors, zipfile) and real
+executables, named so that a name would mislead."""
+
+from __future__ import annotations
+
+import io
+import pickle
+import shutil
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.numpy import save as save_safetensors
+from support import hf_layout
+
+from merkle.policy.kinds import classify, sniff, zip_members
+
+
+def kind(data: bytes) -> str:
+    return classify(len(data), lambda offset, length: data[offset : offset + length])
+
+
+@pytest.mark.parametrize("protocol", [0, 1, 2, 3, 4, 5])
+def test_pickles_of_every_protocol(protocol):
+    data = pickle.dumps({"weights": [1, 2, 3], "name": "x"}, protocol=protocol)
+    assert kind(data) == "pickle"
+
+
+def test_a_torch_style_zip_holding_data_pkl_is_pickle_whatever_its_name():
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("pytorch_model/data.pkl", pickle.dumps({"a": 1}, protocol=2))
+        z.writestr("pytorch_model/byteorder", "little")
+        z.writestr("pytorch_model/data/0", b"\x00" * 64)
+    data = buf.getvalue()
+    assert zip_members(len(data), lambda o, n: data[o : o + n])[0] == "pytorch_model/data.pkl"
+    assert kind(data) == "pickle"
+
+
+def test_a_plain_zip_is_zip():
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("notes.txt", "hello")
+    assert kind(buf.getvalue()) == "zip"
+
+
+def test_numpy_object_arrays_are_pickle_plain_arrays_are_not():
+    plain, objects = io.BytesIO(), io.BytesIO()
+    np.save(plain, np.arange(10))
+    np.save(objects, np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
+    assert kind(plain.getvalue()) == "other"
+    assert kind(objects.getvalue()) == "pickle"
+
+
+def test_safetensors_even_when_its_header_length_starts_like_a_pickle():
+    data = save_safetensors({"w": np.zeros((4, 4), dtype=np.float32)})
+    assert kind(data) == "safetensors"
+    # A header of 0x0280 bytes: the file starts 80 02, a pickle's protocol-2 opening.
+    padded = save_safetensors({"w" + "x" * 600: np.zeros((1,), dtype=np.uint8)})
+    length = int.from_bytes(padded[:8], "little")
+    header = padded[8 : 8 + length].rstrip(b" ") + b" " * (0x0280 - len(padded[8 : 8 + length].rstrip(b" ")))
+    crafted = (0x0280).to_bytes(8, "little") + header + padded[8 + length :]
+    assert crafted[:2] == b"\x80\x02"
+    assert kind(crafted) == "safetensors"
+
+
+def test_executables():
+    elf = Path(sys.executable).resolve().read_bytes()[:4096]
+    assert kind(elf) == "executable"
+    assert kind(b"#!/bin/sh\necho hi\n") == "executable"
+    sh = shutil.which("sh")
+    assert sh is not None and kind(Path(sh).resolve().read_bytes()[:64]) == "executable"
+
+
+@pytest.mark.parametrize("data", [b"", b"x", b"hello world.", b'{"a": 1}\n', b"PK", bytes(100)])
+def test_other(data):
+    assert kind(data) in ("other",)
+
+
+def test_the_real_models_safetensors():
+    data = (hf_layout.model_dir() / "model.safetensors").read_bytes()
+    assert kind(data) == "safetensors"
+    assert sniff(data[:64], len(data), data[-1:]) == "safetensors"
