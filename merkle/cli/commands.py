@@ -209,7 +209,8 @@ def _output_inside(tree: str, output: str) -> list[str]:
 def _documents(args: argparse.Namespace) -> tuple[list[Manifest], list[BundleFile]]:
     """The sources of verify, audit and prove: one unsigned manifest, or one
     or more bundles with the keys or CAs that must have signed them."""
-    trusted = bool(args.key or args.ca)
+    loaded = getattr(args, "loaded_policy", None)
+    trusted = bool(args.key or args.ca or (loaded is not None and loaded.signers is not None))
     docs = [load_document(p, bundle=trusted) for p in args.sources]
     bundles = [d for d in docs if not isinstance(d, Manifest)]
     manifests = [d for d in docs if isinstance(d, Manifest)]
@@ -223,7 +224,14 @@ def _documents(args: argparse.Namespace) -> tuple[list[Manifest], list[BundleFil
 
 
 def verify(args: argparse.Namespace) -> int:
+    from merkle.cli import policy as policy_cli
+
+    policy = policy_cli.load(args)  # a bad policy is a usage error before anything is read
+    if policy is not None and (args.file or args.proof or args.files or args.sparse):
+        raise UsageError("--policy applies to a whole tree: drop --file, --proof, --files and --sparse")
     manifests, bundles = _documents(args)
+    if policy is not None and not bundles:
+        raise UsageError("a policy reads verified evidence: give a signed bundle (and --key, --ca or policy signers)")
     if (args.range or args.tensor or args.repair) and not args.file:
         raise UsageError("--range, --tensor and --repair need --file NAME")
     if args.file and (args.sparse or args.files):
@@ -278,6 +286,11 @@ def verify(args: argparse.Namespace) -> int:
 
         signed = (verified.manifest or verified.oms) if verified is not None else manifests[0]
         code, extra, note = verify_license(args, report, signed)
+    policy_lines: list[str] = []
+    if policy is not None:
+        policy_code, policy_doc, policy_lines = policy_cli.apply(args, policy, report, verified, bundles)
+        code = max(code, policy_code)
+        extra.update(policy_doc)
     head = None
     if verified is not None:
         from merkle.cli.trust import describe, verified_dict
@@ -287,6 +300,9 @@ def verify(args: argparse.Namespace) -> int:
     print_report(args, report, extra, head)
     if note and not args.json:
         print(f"merkle: {shown(note)}", file=sys.stderr)
+    if not args.json:
+        for line in policy_lines:
+            print(f"merkle: {line}", file=sys.stderr)
     return code
 
 

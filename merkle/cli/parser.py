@@ -179,6 +179,11 @@ def _verify(p: argparse.ArgumentParser) -> None:
         help="check the single file PATH with a file proof ('merkle prove') against the bundle's root",
     )
     options.add_license_option(p)
+    p.add_argument(
+        "--policy",
+        metavar="FILE",
+        help="after the tree verified, evaluate this policy (YAML, JSON or .rego) on its evidence (docs/policy.md)",
+    )
     options.add_revision_option(p)
     options.add_layout_option(p, build=False)
     options.add_trust_options(p)
@@ -186,6 +191,20 @@ def _verify(p: argparse.ArgumentParser) -> None:
     _walk_options(p)
     _common(p, hashing=False)
     p.set_defaults(run=_run("commands", "verify"))
+
+
+def _policy(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="policy_command", metavar="ACTION", required=True)
+    q = sub.add_parser(
+        "check",
+        help="verify PATH against signed bundles, then evaluate a policy on the evidence "
+        "(the trust comes from --key/--ca or, without them, from the policy's signers)",
+    )
+    _verify(q)
+    q.set_defaults(file=None, proof=None, files=None, sparse=False, range=None, tensor=None, repair=False)
+    for action in q._actions:
+        if action.dest == "policy":
+            action.required = True
 
 
 def _audit(p: argparse.ArgumentParser) -> None:
@@ -326,6 +345,7 @@ COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None]], ...]
     ("verify", "check a directory against a manifest or signed bundles", _verify),
     ("audit", "what was added, removed or changed in a dataset since it was signed", _audit),
     ("prove", "write the proof that a file belongs to a manifest's dataset root", _prove),
+    ("policy", "evaluate a policy on the verified evidence of a signed tree", _policy),
     ("keygen", "write a new signing key pair: KEY and KEY.pub", _keygen),
     ("sign", "sign a manifest, or co-sign a bundle's statement", _sign),
     ("store", "list or show attestations kept in the store", _store),

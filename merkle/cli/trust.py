@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 def trust_policy(args: argparse.Namespace, prefix: str = "") -> TrustPolicy:
     keys, cas = getattr(args, f"{prefix}key"), getattr(args, f"{prefix}ca")
     flag = f"--{prefix.replace('_', '-')}"
+    loaded = getattr(args, "loaded_policy", None) if not prefix else None
+    if not keys and not cas and loaded is not None and loaded.signers is not None:  # the policy names its signers
+        s = loaded.signers
+        return policy_from_files(s.keys, s.cas, threshold=s.threshold, identities=s.identities, issuers=s.issuers)
     if not keys and not cas:
         raise UsageError(f"no trusted key or CA given (use {flag}key PUB or {flag}ca CERT)")
     if (args.cert_identity or args.cert_issuer) and not cas:

@@ -212,9 +212,9 @@ class _Reader:
         value = self.get(key, _string_list, f"a list of {what}")
         if value is None:
             return None
-        bad = [v for v in value if pattern is not None and not pattern.fullmatch(v)]
+        bad = [v for v in value if pattern is not None and not pattern.fullmatch(v.lower())]
         if bad:
-            raise self.fail(key, f"{key}: {bad[0]!r} is not {what[:-1] if what.endswith('s') else what}")
+            raise self.fail(key, f"{key}: {bad[0]!r} is not one of the {what}")
         return tuple(value)
 
     def section(self, key: str) -> _Reader | None:

@@ -1,0 +1,52 @@
+"""`merkle verify --policy FILE` and `merkle policy check`: a policy on the
+evidence of a tree that verified (docs/policy.md)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from merkle.display import shown
+from merkle.policy.document import Policy, load_policy
+from merkle.report import Report
+from merkle.signing.envelope import BundleFile
+from merkle.signing.statements import Verified
+
+
+def load(args: argparse.Namespace) -> Policy | None:
+    """The policy named by --policy, read before anything else is (a bad
+    policy is exit 2 before any byte is hashed)."""
+    name = getattr(args, "policy", None)
+    if not name:
+        return None
+    policy = load_policy(name)
+    args.loaded_policy = policy
+    return policy
+
+
+def apply(
+    args: argparse.Namespace, policy: Policy, report: Report, verified: Verified | None, bundles: list[BundleFile]
+) -> tuple[int, dict[str, Any], list[str]]:
+    """Evaluate `policy` when the tree verified: (exit code, JSON part,
+    lines for people: one per violation, then the verdict)."""
+    from merkle.policy.evidence import gather
+    from merkle.policy.rules import evaluate
+
+    if not report.ok or verified is None:
+        why = "the tree did not verify" if verified is not None else "a policy needs a signed bundle"
+        doc = {"name": policy.name, "evaluated": False, "reason": why}
+        return (report.exit_code or 1), {"policy": doc}, [f"policy {shown(policy.name)} not evaluated: {why}"]
+    evidence = gather(args.path, verified, kinds=policy.files is not None)
+    results = evaluate(policy, evidence, [(b.bundle, b.path) for b in bundles])
+    violations = [(r.rule, v) for r in results for v in r.violations]
+    lines = [f"policy {shown(policy.name)}: {rule}: {shown(v)}" for rule, v in violations]
+    passed = sum(r.ok for r in results)
+    verdict = "passed" if not violations else f"FAILED ({len(violations)} violations)"
+    lines.append(f"policy {shown(policy.name)} {verdict}: {passed} of {len(results)} rules pass")
+    doc = {
+        "name": policy.name,
+        "evaluated": True,
+        "passed": not violations,
+        "results": [{"rule": r.rule, "passed": r.ok, "violations": list(r.violations)} for r in results],
+    }
+    return (1 if violations else 0), {"policy": doc}, lines
