@@ -20,6 +20,10 @@ def load(args: argparse.Namespace) -> Policy | None:
     if not name:
         return None
     policy = load_policy(name)
+    if policy.rego:  # a module that does not compile is exit 2 before anything is hashed
+        from merkle.policy import rego
+
+        rego.evaluate(policy.rego, {})
     args.loaded_policy = policy
     return policy
 
@@ -30,14 +34,14 @@ def apply(
     """Evaluate `policy` when the tree verified: (exit code, JSON part,
     lines for people: one per violation, then the verdict)."""
     from merkle.policy.evidence import gather
-    from merkle.policy.rules import evaluate
+    from merkle.policy.rules import evaluate, evaluate_rego
 
     if not report.ok or verified is None:
         why = "the tree did not verify" if verified is not None else "a policy needs a signed bundle"
         doc = {"name": policy.name, "evaluated": False, "reason": why}
         return (report.exit_code or 1), {"policy": doc}, [f"policy {shown(policy.name)} not evaluated: {why}"]
-    evidence = gather(args.path, verified, kinds=policy.files is not None)
-    results = evaluate(policy, evidence, [(b.bundle, b.path) for b in bundles])
+    evidence = gather(args.path, verified, kinds=policy.files is not None or bool(policy.rego))
+    results = evaluate(policy, evidence, [(b.bundle, b.path) for b in bundles]) + evaluate_rego(policy, evidence)
     violations = [(r.rule, v) for r in results for v in r.violations]
     lines = [f"policy {shown(policy.name)}: {rule}: {shown(v)}" for rule, v in violations]
     passed = sum(r.ok for r in results)

@@ -20,6 +20,7 @@ from merkle.errors import FormatError, UsageError, install_hint
 from merkle.format import strictjson
 from merkle.format.timestamps import parse_duration
 from merkle.policy.kinds import KINDS
+from merkle.policy.rego import check_module
 from merkle.source.local import read_capped
 
 SCHEMA_VERSION: Final = 1
@@ -106,7 +107,9 @@ def load_policy(path: str | os.PathLike[str]) -> Policy:
     name = os.fspath(path)
     data = read_capped(name, MAX_POLICY_BYTES)
     if name.endswith(".rego"):
-        return Policy(name, os.path.basename(name), rego=((name, _text(data, name)),))
+        text = _text(data, name)
+        check_module(name, text)
+        return Policy(name, os.path.basename(name), rego=((name, text),))
     doc = _parse(data, name)
     return _policy(doc, name)
 
@@ -312,8 +315,10 @@ def _policy(doc: Lines, name: str) -> Policy:
     rules.done()
     top.done()
     rego = tuple(
-        (p, _text(read_capped(p, MAX_POLICY_BYTES), p)) for p in (_relative(here, f) for f in rego_files or ())
+        (p, _text(read_capped(p, MAX_POLICY_BYTES), p)) for p in [_relative(here, f) for f in rego_files or ()]
     )
+    for p, text in rego:
+        check_module(p, text)
     policy = Policy(name, title, rego=rego, lines=dict(rules.doc.lines), **out)
     if not policy.rules and not policy.rego:
         raise top.fail("rules", "the policy states no rule")

@@ -58,6 +58,23 @@ def evaluate(
     return [Result(rule, tuple(checks[rule]()), policy.lines.get(rule, 0)) for rule in policy.rules]
 
 
+def evaluate_rego(policy: Policy, evidence: Evidence, now: datetime.datetime | None = None) -> list[Result]:
+    """Each Rego module of the policy on the evidence document: one result per module."""
+    if not policy.rego:
+        return []
+    import os
+
+    from merkle.format.timestamps import format_time
+    from merkle.policy import rego
+
+    document = evidence.to_input()
+    document["evaluated_at"] = format_time(now or datetime.datetime.now(datetime.timezone.utc))
+    denies = rego.evaluate(policy.rego, document)
+    return [
+        Result(f"rego:{os.path.basename(name)}", tuple(d)) for (name, _), d in zip(policy.rego, denies, strict=True)
+    ]
+
+
 def _signers(policy: Policy, bundles: Sequence[tuple[Bundle, str]], now: datetime.datetime) -> list[str]:
     """The policy's signers decide again, with the one trust decision
     (merkle.signing.trust.decide), over the same bundles."""

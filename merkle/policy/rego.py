@@ -1,0 +1,125 @@
+"""Custom rules in Rego (docs/policy.md, P7-P9), evaluated with regopy (the
+`[policy]` extra) in a child process.
+
+A policy module is `package merkle` with a `deny` set of strings (Rego v1:
+`deny contains msg if {...}`); its input is the evidence document
+(merkle.policy.evidence.Evidence.to_input).  Each module is evaluated in a
+child process with a minimal environment and a time limit: regopy can end
+the process that runs it (a C++ exception it does not translate), and a
+policy must not read the machine, so built-ins that do (`opa.runtime`, the
+clock, randomness, `print`) are refused before anything runs.  regopy has
+no network built-ins.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Sequence
+from typing import Any, Final
+
+from merkle.errors import UsageError, install_hint
+
+TIMEOUT: Final = 60.0
+QUERY: Final = "data.merkle.deny"
+FORBIDDEN: Final = {
+    "opa.runtime": "it reads the process environment",
+    "time.now_ns": "it reads the clock (use input.evaluated_at)",
+    "rand.intn": "it is random",
+    "uuid.rfc4122": "it is random",
+    "print": "it writes to the output",
+    "http.send": "it reaches the network",
+}
+_TOKEN: Final = re.compile(r"\b(opa\.runtime|time\.now_ns|rand\.intn|uuid\.rfc4122|http\.send|print)\s*\(")
+_PACKAGE: Final = re.compile(r"^\s*package\s+merkle\s*$", re.MULTILINE)
+
+
+def check_module(name: str, text: str) -> None:
+    """UsageError naming the file and line for what is refused before running."""
+    code = _without_comments(text)
+    if not _PACKAGE.search(code):
+        raise UsageError("a merkle policy module is `package merkle`", name)
+    m = _TOKEN.search(code)
+    if m is not None:
+        line = code.count("\n", 0, m.start()) + 1
+        raise UsageError(
+            f"line {line}: built-in {m.group(1)} is not allowed in a policy: {FORBIDDEN[m.group(1)]}", name
+        )
+    if not re.search(r"\bdeny\b", code):
+        raise UsageError("the module defines no deny rule (deny contains msg if {...})", name)
+
+
+def _without_comments(text: str) -> str:
+    """`text` with each `#` comment cut and each string's contents blanked,
+    lines unchanged (what is left is code)."""
+    out = []
+    for line in text.split("\n"):
+        quote = None
+        kept = []
+        i = 0
+        while i < len(line):
+            c = line[i]
+            if quote is not None:
+                if c == "\\" and quote == '"':  # an escape: it and what it escapes are string
+                    kept.append("  ")
+                    i += 2
+                    continue
+                if c == quote:
+                    quote = None
+                else:
+                    c = " "
+            elif c in '"`':
+                quote = c
+            elif c == "#":
+                break
+            kept.append(c)
+            i += 1
+        out.append("".join(kept))
+    return "\n".join(out)
+
+
+def evaluate(modules: Sequence[tuple[str, str]], document: dict[str, Any], timeout: float = TIMEOUT) -> list[list[str]]:
+    """Each module's violations (`deny`), in order.  UsageError (exit 2) for
+    a module with an error, naming its file and line."""
+    for name, text in modules:
+        check_module(name, text)
+    try:
+        import regopy  # noqa: F401 - only to say how to install it
+    except ImportError as e:
+        raise UsageError(f"Rego policies need regopy: {install_hint('policy')}", modules[0][0]) from e
+    out = []
+    for name, text in modules:
+        out.append(_run(name, text, document, timeout))
+    return out
+
+
+def _run(name: str, text: str, document: dict[str, Any], timeout: float) -> list[str]:
+    request = json.dumps({"name": name, "text": text, "input": document, "query": QUERY}, ensure_ascii=False)
+    env = {"PATH": os.defpath, "LANG": "C.UTF-8", "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "merkle.policy._rego_child"],
+            input=request.encode("utf-8"),
+            capture_output=True,
+            timeout=timeout,
+            env=env,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as e:
+        raise UsageError(f"evaluating the policy took longer than {timeout:g} s", name) from e
+    if done.returncode < 0:
+        raise UsageError(f"the Rego interpreter crashed (signal {-done.returncode}) evaluating this module", name)
+    try:
+        reply = json.loads(done.stdout.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        tail = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no reply"]
+        raise UsageError(f"the Rego interpreter failed: {tail[0]}", name) from e
+    if "error" in reply:
+        raise UsageError(str(reply["error"]), name)
+    deny = reply.get("deny")
+    if not isinstance(deny, list) or not all(isinstance(d, str) for d in deny):
+        raise UsageError("deny must be a set of strings", name)
+    return sorted(deny)
