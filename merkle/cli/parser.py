@@ -184,6 +184,7 @@ def _verify(p: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="after the tree verified, evaluate this policy (YAML, JSON or .rego) on its evidence (docs/policy.md)",
     )
+    p.add_argument("--sarif", metavar="FILE", help="with --policy: write the results as SARIF 2.1.0 to FILE")
     options.add_revision_option(p)
     options.add_layout_option(p, build=False)
     options.add_trust_options(p)

@@ -47,6 +47,16 @@ def apply(
     passed = sum(r.ok for r in results)
     verdict = "passed" if not violations else f"FAILED ({len(violations)} violations)"
     lines.append(f"policy {shown(policy.name)} {verdict}: {passed} of {len(results)} rules pass")
+    if getattr(args, "sarif", None):
+        import json
+
+        from merkle import __version__
+        from merkle.policy.sarif import to_sarif
+        from merkle.source.local import write_atomic
+
+        log = to_sarif(policy, results, verified.name, verified.root_hex, __version__)
+        write_atomic(args.sarif, (json.dumps(log, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+        lines.append(f"policy results (SARIF) -> {shown(args.sarif)}")
     doc = {
         "name": policy.name,
         "evaluated": True,

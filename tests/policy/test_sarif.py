@@ -1,0 +1,76 @@
+"""--sarif FILE: the policy's results as SARIF 2.1.0, valid against the
+official schema (tests/fixtures/sarif), one result per rule."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import jsonschema
+import pytest
+from support import hf_layout
+from support.cli import run_cli
+
+SCHEMA = json.loads((Path(__file__).parents[1] / "fixtures" / "sarif" / "sarif-schema-2.1.0.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def signed(tmp_path_factory):
+    d = tmp_path_factory.mktemp("sarif")
+    model = d / "model"
+    shutil.copytree(hf_layout.model_dir(), model)
+    assert run_cli("keygen", "-o", str(d / "k")).returncode == 0
+    r = run_cli("build", str(model), "--sign", str(d / "k"), "-o", str(d / "b.json"), "--no-store")
+    assert r.returncode == 0, r.stderr
+    (d / "deny.rego").write_text('package merkle\n\ndeny contains "no README license" if not input.license\n')
+    (d / "p.yaml").write_text(
+        "version: 1\nname: gate\nrules:\n  licenses:\n    allow: [mit]\n  hashing:\n    algorithms: [blake3]\n"
+        "  rego: [deny.rego]\n"
+    )
+    return d, model
+
+
+def test_sarif_is_valid_and_has_one_result_per_rule(signed):
+    d, model = signed
+    out = d / "results.sarif"
+    r = run_cli("verify", str(model), str(d / "b.json"), "--key", str(d / "k.pub"), "--policy", str(d / "p.yaml"),
+                "--sarif", str(out), "--no-store")  # fmt: skip
+    assert r.returncode == 1, r.stderr
+    log = json.loads(out.read_text())
+    jsonschema.Draft4Validator(SCHEMA).validate(log)
+    (run,) = log["runs"]
+    assert [x["id"] for x in run["tool"]["driver"]["rules"]] == [
+        "merkle/licenses",
+        "merkle/hashing",
+        "merkle/rego:deny.rego",
+    ]
+    kinds = {x["ruleId"]: (x["kind"], x["level"]) for x in run["results"]}
+    assert kinds == {
+        "merkle/licenses": ("fail", "error"),
+        "merkle/hashing": ("pass", "none"),
+        "merkle/rego:deny.rego": ("pass", "none"),
+    }
+    failed = next(x for x in run["results"] if x["kind"] == "fail")
+    assert "license 'apache-2.0' is not allowed" in failed["message"]["text"]
+    assert failed["locations"][0]["physicalLocation"]["region"]["startLine"] == 4  # where the policy states it
+    assert "AML.T0010.003" in run["tool"]["driver"]["rules"][0]["properties"]["tags"]
+    # The same run again: the same fingerprints (dashboards follow the alert).
+    again = d / "again.sarif"
+    run_cli("verify", str(model), str(d / "b.json"), "--key", str(d / "k.pub"), "--policy", str(d / "p.yaml"),
+            "--sarif", str(again), "--no-store")  # fmt: skip
+    prints = [x["partialFingerprints"] for x in json.loads(again.read_text())["runs"][0]["results"]]
+    assert prints == [x["partialFingerprints"] for x in run["results"]]
+
+
+def test_no_sarif_when_the_policy_was_not_evaluated(signed, tmp_path):
+    d, model = signed
+    changed = tmp_path / "model"
+    shutil.copytree(model, changed)
+    (changed / "config.json").write_text("{}")
+    out = tmp_path / "r.sarif"
+    r = run_cli("verify", str(changed), str(d / "b.json"), "--key", str(d / "k.pub"), "--policy", str(d / "p.yaml"),
+                "--sarif", str(out), "--no-store")  # fmt: skip
+    assert r.returncode == 1 and not out.exists()
+    r = run_cli("verify", str(model), str(d / "b.json"), "--key", str(d / "k.pub"), "--sarif", str(out))
+    assert r.returncode == 2 and "--policy" in r.stderr and not out.exists()
