@@ -224,11 +224,13 @@ def _documents(args: argparse.Namespace) -> tuple[list[Manifest], list[BundleFil
 
 
 def verify(args: argparse.Namespace) -> int:
-    from merkle.cli import policy as policy_cli
-
     if getattr(args, "sarif", None) and not getattr(args, "policy", None):
         raise UsageError("--sarif writes a policy's results: add --policy FILE")
-    policy = policy_cli.load(args)  # a bad policy is a usage error before anything is read
+    policy = None
+    if getattr(args, "policy", None):
+        from merkle.cli import policy as policy_cli
+
+        policy = policy_cli.load(args)  # a bad policy is a usage error before anything is read
     if policy is not None and (args.file or args.proof or args.files or args.sparse):
         raise UsageError("--policy applies to a whole tree: drop --file, --proof, --files and --sparse")
     manifests, bundles = _documents(args)

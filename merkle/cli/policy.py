@@ -4,13 +4,15 @@ evidence of a tree that verified (docs/policy.md)."""
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from merkle.display import shown
 from merkle.policy.document import Policy, load_policy
 from merkle.report import Report
-from merkle.signing.envelope import BundleFile
-from merkle.signing.statements import Verified
+
+if TYPE_CHECKING:
+    from merkle.signing.envelope import BundleFile
+    from merkle.signing.statements import Verified
 
 
 def load(args: argparse.Namespace) -> Policy | None:
