@@ -36,6 +36,7 @@ FLAGS = {
     "audit_fast": "--fast",
     "audit_sample": "--sample",
     "exclude": "--exclude",
+    "results=True": "merkle policy show",
 }
 """How the library's messages name options (merkle.errors.option), as the command line spells them."""
 

@@ -202,10 +202,17 @@ def _policy(p: argparse.ArgumentParser) -> None:
         "(the trust comes from --key/--ca or, without them, from the policy's signers)",
     )
     _verify(q)
+    q.add_argument("--sign", metavar="KEY", help="sign the result (a SARIF in-toto statement) with KEY; needs -o")
+    q.add_argument("-o", "--output", metavar="RESULT", help="where --sign writes the signed result")
     q.set_defaults(file=None, proof=None, files=None, sparse=False, range=None, tensor=None, repair=False)
     for action in q._actions:
         if action.dest == "policy":
             action.required = True
+    q = sub.add_parser("show", help="verify a signed policy result and show its verdict")
+    q.add_argument("result", metavar="RESULT", help="a result signed by 'merkle policy check --sign'")
+    options.add_trust_options(q)
+    q.add_argument("--json", action="store_true", help="print the verified SARIF log on stdout")
+    q.set_defaults(run=_run("policy", "show"))
 
 
 def _audit(p: argparse.ArgumentParser) -> None:

@@ -59,6 +59,8 @@ def apply(
         log = to_sarif(policy, results, verified.name, verified.root_hex, __version__)
         write_atomic(args.sarif, (json.dumps(log, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
         lines.append(f"policy results (SARIF) -> {shown(args.sarif)}")
+    if getattr(args, "sign", None):
+        lines.append(_sign(args, policy, results, verified))
     doc = {
         "name": policy.name,
         "evaluated": True,
@@ -66,3 +68,60 @@ def apply(
         "results": [{"rule": r.rule, "passed": r.ok, "violations": list(r.violations)} for r in results],
     }
     return (1 if violations else 0), {"policy": doc}, lines
+
+
+def _sign(args: argparse.Namespace, policy: Policy, results: list[Any], verified: Verified) -> str:
+    """The result as a signed in-toto statement (predicate: the SARIF log),
+    written to -o and kept in the store (docs/policy.md P11)."""
+    from merkle import __version__
+    from merkle.cli.trust import store_for
+    from merkle.errors import UsageError
+    from merkle.policy.sarif import to_sarif
+    from merkle.signing import statements
+    from merkle.signing.keys import load_private_key
+    from merkle.signing.writing import write_signed
+
+    if not args.output:
+        raise UsageError("--sign writes a signed result: add -o RESULT")
+    key = load_private_key(args.sign)
+    summary = verified.summary
+    digest_key = statements.digest_key(summary.algorithm) if summary is not None else "sha256"
+    log = to_sarif(policy, results, verified.name, verified.root_hex, __version__)
+    stmt = statements.result_statement(verified.name, digest_key, verified.root_hex, log)
+    write_signed(args.output, statements.sign_statement(stmt, key), key, None, store_for(args))
+    return f"policy result signed -> {shown(args.output)}"
+
+
+def show(args: argparse.Namespace) -> int:
+    """`merkle policy show RESULT --key PUB`: verify a signed policy result
+    through the one trust path and print its verdict."""
+    import json
+    import sys
+
+    from merkle.cli.trust import describe, store_for, trust_policy
+    from merkle.signing.envelope import BundleFile
+    from merkle.verifying.signed import open_signed
+
+    verified = open_signed([BundleFile.read(args.result)], trust_policy(args), store_for(args), results=True)
+    result = verified.result
+    if result is None:
+        from merkle.errors import UsageError
+
+        raise UsageError("not a signed policy result (merkle policy check --sign writes them)", args.result)
+    (run,) = result.log["runs"]
+    if args.json:
+        json.dump(result.log, sys.stdout, indent=2, ensure_ascii=False)
+        print()
+        return 1 if any(r.get("kind") != "pass" for r in run["results"]) else 0
+    print(f"merkle: {describe(verified)}", file=sys.stderr)
+    failed = 0
+    for r in run["results"]:
+        verdict = "pass" if r.get("kind") == "pass" else "FAIL"
+        failed += verdict == "FAIL"
+        print(f"{verdict}  {shown(str(r.get('ruleId')))}  {shown(str(r.get('message', {}).get('text', '')))}")
+    print(
+        f"merkle: policy result for {shown(verified.name)} (root {result.digest[:16]}...): "
+        f"{len(run['results']) - failed} of {len(run['results'])} rules pass",
+        file=sys.stderr,
+    )
+    return 1 if failed else 0

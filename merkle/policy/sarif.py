@@ -6,6 +6,7 @@ rule, policy and subject, so code-scanning dashboards follow an alert."""
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import os
 from collections.abc import Sequence
@@ -31,8 +32,18 @@ ATLAS: Final = {
 _DESCRIPTIONS: Final = dict(RULES)
 
 
-def to_sarif(policy: Policy, results: Sequence[Result], subject: str, root_hex: str, version: str) -> dict[str, Any]:
-    """The SARIF log of one policy evaluation on one verified subject."""
+def to_sarif(
+    policy: Policy,
+    results: Sequence[Result],
+    subject: str,
+    root_hex: str,
+    version: str,
+    when: datetime.datetime | None = None,
+) -> dict[str, Any]:
+    """The SARIF log of one policy evaluation on one verified subject, at `when` (default now)."""
+    from merkle.format.timestamps import format_time
+
+    ended = format_time(when or datetime.datetime.now(datetime.timezone.utc))
     policy_uri = os.path.basename(policy.source)
     rules = []
     out = []
@@ -87,6 +98,7 @@ def to_sarif(policy: Policy, results: Sequence[Result], subject: str, root_hex: 
                     }
                 },
                 "automationDetails": {"id": f"merkle-policy/{policy.name}"},
+                "invocations": [{"executionSuccessful": True, "endTimeUtc": ended}],
                 "results": out,
             }
         ],

@@ -112,7 +112,7 @@ class Store:
             "name": verified.name,
             "root": verified.root_hex,
             "version": verified.version,
-            "kind": "merkle" if verified.summary is not None else "oms",
+            "kind": "merkle" if verified.summary is not None else "policy-result" if verified.result else "oms",
             "signers": [s.key_id for s in verified.signers],
         }
 
@@ -191,7 +191,7 @@ def _is_bundle_record(record: object) -> bool:
         isinstance(record["name"], str)
         and isinstance(record["root"], str)
         and _HEX64.fullmatch(record["root"]) is not None
-        and record["kind"] in ("merkle", "oms")
+        and record["kind"] in ("merkle", "oms", "policy-result")
         and isinstance(signers, list)
         and all(isinstance(s, str) for s in signers)
         and (version is None or (type(version) is int and version >= 0))

@@ -52,6 +52,20 @@ class OmsSigned:
     statement: oms.OmsStatement
 
 
+RESULT_PREDICATE_TYPE: Final = "https://docs.oasis-open.org/sarif/sarif/v2.1.0"
+"""A signed policy result: the predicate is a SARIF 2.1.0 log (docs/policy.md P11)."""
+
+
+@dataclass(frozen=True)
+class ResultSigned:
+    """What a signed policy result signs: its subject (the tree the policy
+    ran on, by its signed root) and the SARIF log."""
+
+    digest_key: str
+    digest: str
+    log: dict[str, Any]
+
+
 @dataclass(frozen=True)
 class Verified:
     """A statement whose signatures checked out, parsed and shape-checked.
@@ -64,7 +78,7 @@ class Verified:
     expires: datetime.datetime | None
     signers: tuple[Signer, ...]
     payload: bytes
-    content: MerkleSigned | OmsSigned
+    content: MerkleSigned | OmsSigned | ResultSigned
     signed: datetime.datetime | None = None
     """When the signer says it signed (the statement's `signed`, G7): as
     trustworthy as its key, no more; None when the statement does not say."""
@@ -91,9 +105,16 @@ class Verified:
         return dataclasses.replace(self, content=MerkleSigned(self.content.summary, manifest))
 
     @property
+    def result(self) -> ResultSigned | None:
+        """Set for a signed policy result (it describes no files)."""
+        return self.content if isinstance(self.content, ResultSigned) else None
+
+    @property
     def root_hex(self) -> str:
         if isinstance(self.content, MerkleSigned):
             return self.content.summary.root.hex()
+        if isinstance(self.content, ResultSigned):
+            return self.content.digest
         return self.content.statement.subject_digest.hex()
 
     @property
@@ -171,6 +192,8 @@ def interpret(stmt: Statement, signers: tuple[Signer, ...], payload: bytes) -> V
     """V5: the statement of a payload whose signatures verified (merkle.signing.trust
     decides that), parsed and checked: a merkle statement's subject digest
     must equal its manifest's recomputed root."""
+    if stmt.predicate_type == RESULT_PREDICATE_TYPE:
+        return _result(stmt, signers, payload)
     if stmt.predicate_type != PREDICATE_TYPE:
         from merkle.signing import oms  # OpenSSF statements only: it brings the whole-file hashing
 
@@ -201,3 +224,22 @@ def interpret(stmt: Statement, signers: tuple[Signer, ...], payload: bytes) -> V
     if not name:
         raise BundleError("subject name is empty")
     return Verified(name, version, expires, signers, payload, MerkleSigned(summary, manifest), signed)
+
+
+def result_statement(name: str, digest_key: str, digest: str, log: dict[str, Any]) -> Statement:
+    """The statement of a policy result: subject the tree it ran on, the SARIF log its predicate."""
+    return Statement(((name, {digest_key: digest}),), RESULT_PREDICATE_TYPE, log)
+
+
+def _result(stmt: Statement, signers: tuple[Signer, ...], payload: bytes) -> Verified:
+    if len(stmt.subjects) != 1 or len(stmt.subjects[0][1]) != 1:
+        raise BundleError("a policy result has exactly one subject with one digest")
+    name, digests = stmt.subjects[0]
+    ((key, digest),) = digests.items()
+    log = stmt.predicate
+    runs = log.get("runs")
+    if log.get("version") != "2.1.0" or not isinstance(runs, list) or len(runs) != 1 or not isinstance(runs[0], dict):
+        raise BundleError("a policy result's predicate is a SARIF 2.1.0 log of one run")
+    if not isinstance(runs[0].get("results"), list):
+        raise BundleError("a policy result's run has no results")
+    return Verified(name, None, None, signers, payload, ResultSigned(key, digest, log))

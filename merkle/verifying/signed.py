@@ -25,7 +25,7 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from merkle.errors import BundleError, FormatError, MerkleError, UsageError
+from merkle.errors import BundleError, FormatError, MerkleError, UsageError, option
 from merkle.format.manifest import MANIFEST_SUFFIX, SIDECAR_SUFFIX, Manifest, Summary
 from merkle.signing import trust
 from merkle.signing.attestations import Store, StoreChoice, as_store
@@ -79,6 +79,7 @@ def open_signed(
     now: datetime.datetime | None = None,
     *,
     with_manifest: bool = True,
+    results: bool = False,
 ) -> Verified:
     """The trust decision for `bundles` (merkle.signing.trust.decide, with the
     store's history when a store is given; the bundles are then kept in it).
@@ -93,6 +94,12 @@ def open_signed(
         verified = trust.decide(shaped, policy, None, now)
     else:
         verified = store.decide([b.data for b in bundles], lambda history: trust.decide(shaped, policy, history, now))
+    if verified.result is not None and not results:
+        raise UsageError(
+            "a signed policy result: it attests a verdict on a tree, not the tree's files (read it with "
+            f"{option('results=True')})",
+            bundles[0].path,
+        )
     if not with_manifest:
         return verified
     first = bundles[0].path

@@ -74,3 +74,41 @@ def test_no_sarif_when_the_policy_was_not_evaluated(signed, tmp_path):
     assert r.returncode == 1 and not out.exists()
     r = run_cli("verify", str(model), str(d / "b.json"), "--key", str(d / "k.pub"), "--sarif", str(out))
     assert r.returncode == 2 and "--policy" in r.stderr and not out.exists()
+
+
+def test_a_signed_result_is_kept_in_the_store_and_verifies(signed, tmp_path):
+    """--sign: the SARIF log as an in-toto statement about the tree's signed
+    root, kept in the store; `merkle policy show` verifies it (exit 1: the
+    verdict it carries failed); another key, a changed byte, or using it as a
+    statement of files each fail with one line."""
+    d, model = signed
+    store = tmp_path / "store"
+    result = tmp_path / "result.json"
+    r = run_cli("policy", "check", str(model), str(d / "b.json"), "--key", str(d / "k.pub"), "--policy",
+                str(d / "p.yaml"), "--store", str(store), "--sign", str(d / "k"), "-o", str(result))  # fmt: skip
+    assert r.returncode == 1 and result.exists(), r.stderr
+    r = run_cli("store", "list", "--store", str(store), "--json")
+    assert sorted(b["kind"] for b in json.loads(r.stdout)) == ["merkle", "policy-result"]
+    r = run_cli("policy", "show", str(result), "--key", str(d / "k.pub"), "--store", str(store), "--json")
+    assert r.returncode == 1, r.stderr
+    log = json.loads(r.stdout)
+    jsonschema.Draft4Validator(SCHEMA).validate(log)
+    assert {x["ruleId"]: x["kind"] for x in log["runs"][0]["results"]}["merkle/licenses"] == "fail"
+    statement = json.loads(__import__("base64").b64decode(json.loads(result.read_text())["dsseEnvelope"]["payload"]))
+    assert statement["predicateType"] == "https://docs.oasis-open.org/sarif/sarif/v2.1.0"
+    manifest_root = json.loads(run_cli("verify", str(model), str(d / "b.json"), "--key", str(d / "k.pub"),
+                                       "--no-store", "--json").stdout)["root"]  # fmt: skip
+    assert statement["subject"][0]["digest"] == {"merkle-blake3": manifest_root}
+    assert run_cli("keygen", "-o", str(tmp_path / "other")).returncode == 0
+    r = run_cli("policy", "show", str(result), "--key", str(tmp_path / "other.pub"), "--no-store")
+    assert r.returncode == 1 and "signature does not verify" in r.stderr
+    r = run_cli("verify", str(model), str(result), "--key", str(d / "k.pub"), "--no-store")
+    assert r.returncode == 2 and "merkle policy show" in r.stderr and r.stderr.count("\n") == 1
+    doc = json.loads(result.read_text())
+    payload = bytearray(__import__("base64").b64decode(doc["dsseEnvelope"]["payload"]))
+    payload[payload.index(b'"fail"') + 1] = ord("p")  # "fail" -> "pail": the verdict edited
+    doc["dsseEnvelope"]["payload"] = __import__("base64").b64encode(bytes(payload)).decode()
+    forged = tmp_path / "forged.json"
+    forged.write_text(json.dumps(doc))
+    r = run_cli("policy", "show", str(forged), "--key", str(d / "k.pub"), "--no-store")
+    assert r.returncode == 1 and "signature does not verify" in r.stderr
