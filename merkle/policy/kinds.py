@@ -1,8 +1,11 @@
 """What a file is, from its bytes, never its name (docs/policy.md, P5).
 
-- `pickle`: Python's pickle (protocol 2 to 5 open with 0x80 and the protocol;
-  0 and 1 with an opcode such as `(` or `]` and end with the STOP opcode
-  `.`), and the formats that wrap it: a zip archive holding a `.pkl` member
+- `pickle`: Python's pickle, of any protocol: the file's first bytes parse as
+  pickle opcodes (`pickletools.genops`, which reads and never runs them) up to
+  a STOP after at least one other opcode, or through all of the HEAD bytes
+  read (a pickle has no magic number: this is what tells one from other
+  bytes that happen to start with 0x80 0x02 or `(`), and the formats that
+  wrap it: a zip archive holding a `.pkl` member
   (PyTorch's `torch.save` archives `NAME/data.pkl`, whatever the file is
   called: `.bin`, `.pt`, `.pth`, `.ckpt`), a NumPy `.npy` of object dtype
   (its data is a pickle);
@@ -24,12 +27,15 @@ from collections.abc import Callable
 from typing import Final
 
 KINDS: Final = ("pickle", "safetensors", "zip", "executable", "other")
-HEAD: Final = 64
-"""Bytes of a file's start that `sniff` needs."""
+HEAD: Final = 4096
+"""Bytes of a file's start that `sniff` reads."""
 MAX_CENTRAL_DIRECTORY: Final = 64 << 20
 MAX_SAFETENSORS_HEADER: Final = 100_000_000
 """The largest header the safetensors reader accepts."""
-_PICKLE_0_1_OPENERS: Final = frozenset(b"(]})")
+_PICKLE_FIRST: Final = frozenset(b"\x80(}])cILSVNFJKMXUTGP")
+"""Opcodes a pickle starts with: PROTO (protocol 2 and later always opens
+with it), MARK, the empty containers, GLOBAL, and the value opcodes."""
+_TRUNCATED: Final = ("not enough data", "no newline found", "exhausted before seeing STOP")
 _EXECUTABLE: Final = (
     b"\x7fELF",
     b"MZ",
@@ -44,17 +50,14 @@ _EOCD: Final = b"PK\x05\x06"
 _CENTRAL: Final = b"PK\x01\x02"
 
 
-def sniff(head: bytes, size: int, last: bytes = b"") -> str:
-    """The kind told by a file's first bytes (`head`, at least HEAD of them
-    or the whole file) and its last byte (`last`): "zip" and "npy" still
-    need `classify` to look inside."""
+def sniff(head: bytes, size: int) -> str:
+    """The kind told by a file's first bytes (`head`: HEAD of them, or the
+    whole file): "zip" and "npy" still need `classify` to look inside."""
     if size >= 10 and head[8:9] == b"{":  # first: a header length may itself start 0x80 0x02
         (length,) = struct.unpack_from("<Q", head)
         if 2 <= length <= min(size - 8, MAX_SAFETENSORS_HEADER):
             return "safetensors"
-    if size >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
-        return "pickle"
-    if size >= 2 and head[0] in _PICKLE_0_1_OPENERS and last == b".":
+    if size >= 2 and is_pickle(head, whole=len(head) >= size):
         return "pickle"
     if head.startswith((b"PK\x03\x04", _EOCD)):
         return "zip"
@@ -65,11 +68,65 @@ def sniff(head: bytes, size: int, last: bytes = b"") -> str:
     return "other"
 
 
+def is_pickle(data: bytes, whole: bool) -> bool:
+    """Whether `data` (a file's start, or with `whole` all of it) reads as a
+    pickle.  A pickle has no magic number, so its opcodes are read
+    (`pickletools`, which reads and never runs them): the first must be one
+    a pickle starts with; then either a STOP ends the pickle (the file's
+    last byte, or, as in PyTorch's legacy files, followed by another pickle)
+    with the pickle machine's stack and memo consistent (`pickletools.dis`
+    checks them), or, when the file goes on past `data`, nothing is wrong
+    before `data` ends."""
+    import io
+    import pickletools
+    import warnings
+
+    if not data or data[0] not in _PICKLE_FIRST:
+        return False
+    stop = -1
+    count = 0
+    with warnings.catch_warnings():  # pickletools decodes STRING arguments with warnings of its own
+        warnings.simplefilter("ignore")
+        try:
+            for opcode, _, pos in pickletools.genops(io.BytesIO(data)):
+                count += 1
+                if opcode.name == "STOP":
+                    stop = pos
+        except ValueError as e:
+            truncated = any(t in str(e) for t in _TRUNCATED)
+            # One opcode cut off: only a text argument longer than `data` (a long string pickled by protocol 0)
+            enough = count >= 2 or data[0] in b"VS"
+            return not whole and truncated and enough and _consistent(data, None)
+        except Exception:  # noqa: BLE001 - anything else the reader meets is not a pickle it can read
+            return False
+    if stop < 0 or count < 2:
+        return False
+    ends = stop == len(data) - 1 if whole else (stop == len(data) - 1 or data[stop + 1 : stop + 2] == b"\x80")
+    return ends and _consistent(data[: stop + 1], stop)
+
+
+def _consistent(data: bytes, stop: int | None) -> bool:
+    """`pickletools.dis` finds the stack and memo consistent up to STOP
+    (or, with `stop` None, up to where `data` is cut off)."""
+    import io
+    import pickletools
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            pickletools.dis(io.BytesIO(data), out=io.StringIO())
+        except ValueError as e:
+            return stop is None and any(t in str(e) for t in _TRUNCATED)
+        except Exception:  # noqa: BLE001
+            return False
+    return True
+
+
 def classify(size: int, read_at: Callable[[int, int], bytes]) -> str:
     """One of KINDS, reading what it needs with `read_at(offset, length)`."""
     head = read_at(0, min(size, HEAD)) if size else b""
-    last = read_at(size - 1, 1) if size else b""
-    kind = sniff(head, size, last)
+    kind = sniff(head, size)
     if kind == "zip":
         return "pickle" if any(name.endswith(".pkl") for name in zip_members(size, read_at)) else "zip"
     if kind == "npy":
