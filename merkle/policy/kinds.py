@@ -91,7 +91,7 @@ def is_pickle(data: bytes, whole: bool) -> bool:
             for opcode, _, pos in pickletools.genops(io.BytesIO(data)):
                 count += 1
                 if opcode.name == "STOP":
-                    stop = pos
+                    stop = pos if pos is not None else -1
         except ValueError as e:
             truncated = any(t in str(e) for t in _TRUNCATED)
             # One opcode cut off: only a text argument longer than `data` (a long string pickled by protocol 0)
