@@ -30,6 +30,23 @@ def _error_line(message: str, text: str) -> str:
     return f"line {line}, column {column}: {text_of}"
 
 
+def _plain(value: Any) -> bool:
+    """No string in `value` holds a quote, a backslash or a control
+    character (regopy's item-by-item conversion misreads those)."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            if '"' in v or "\\" in v or any(ord(c) < 32 for c in v):
+                return False
+        elif isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return True
+
+
 def main() -> int:
     reply_fd = os.dup(1)
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -46,7 +63,10 @@ def main() -> int:
         except RegoError as e:
             reply = {"error": _error_line(str(e), request["text"])}
         else:
-            rego.set_input_term(json.dumps(request["input"], ensure_ascii=False))
+            if _plain(request["input"]):  # linear in the input's size; the term parser is not
+                rego.set_input(request["input"])
+            else:  # strings regopy's converter would misread: parsed as a term, exactly
+                rego.set_input_term(json.dumps(request["input"], ensure_ascii=False))
             try:
                 out = rego.query(request["query"])
             except (RegoError, json.JSONDecodeError) as e:

@@ -96,7 +96,19 @@ def evaluate(modules: Sequence[tuple[str, str]], document: dict[str, Any], timeo
     return out
 
 
+def referenced(text: str, document: dict[str, Any]) -> dict[str, Any]:
+    """The part of the input document a module can read: the fields it
+    names as `input.FIELD`, or all of it where it uses `input` otherwise
+    (building a large input costs the interpreter more than evaluating)."""
+    code = _without_comments(text)
+    named = set(re.findall(r"\binput\.([A-Za-z_][A-Za-z0-9_]*)", code))
+    if len(re.findall(r"\binput\b", code)) != len(re.findall(r"\binput\.[A-Za-z_]", code)):
+        return document
+    return {k: v for k, v in document.items() if k in named}
+
+
 def _run(name: str, text: str, document: dict[str, Any], timeout: float) -> list[str]:
+    document = referenced(text, document)
     request = json.dumps({"name": name, "text": text, "input": document, "query": QUERY}, ensure_ascii=False)
     env = {"PATH": os.defpath, "LANG": "C.UTF-8", "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     try:
