@@ -335,6 +335,8 @@ typedef struct {
     unsigned long long size, dev, ino;
     long long mtime_ns, ctime_ns;
     uint8_t *leaves; /* out: one digest per chunk */
+    uint8_t *head;   /* out, when asked for: the first head_len bytes, as read for the first chunk */
+    size_t head_len;
     char error[160];
 } listed_file;
 
@@ -428,6 +430,7 @@ static void hash_one(listed_file *f, int alg, size_t chunk_size, int follow, uin
             have += (size_t)got;
         }
         hash2(alg, 0, buf, want, NULL, 0, f->leaves + index * DIGEST);
+        if (index == 0 && f->head) memcpy(f->head, buf, f->head_len); /* head_len <= the first chunk */
         offset += want;
         index++;
     }
@@ -435,16 +438,20 @@ static void hash_one(listed_file *f, int alg, size_t chunk_size, int follow, uin
 }
 
 PyDoc_STRVAR(files_doc,
-             "hash_files(alg, chunk_size, follow_symlinks, files) -> list: for each (dirfd, name: bytes, size, (dev, "
-             "ino, size, mtime_ns, ctime_ns)), its chunk leaf hashes (bytes) or an error message (str).  name is "
-             "opened relative to dirfd without following a link; with dirfd -1 it is a path opened as named "
-             "(following a last link only with follow_symlinks).  Twin: merkle.engine.hash_run with LocalReader.");
+             "hash_files(alg, chunk_size, follow_symlinks, files, head=0) -> list: for each (dirfd, name: bytes, size, "
+             "(dev, ino, size, mtime_ns, ctime_ns)), its chunk leaf hashes (bytes) or an error message (str); with "
+             "head > 0, a (leaves or error, first bytes) pair: the first min(head, size, chunk_size) bytes as they "
+             "were read and hashed.  name is opened relative to dirfd without following a link; with dirfd -1 it "
+             "is a path opened as named (following a last link only with follow_symlinks).  Twin: "
+             "merkle.engine.hash_run with LocalReader.");
 
 static PyObject *py_hash_files(PyObject *self, PyObject *args) {
     int alg, follow;
     unsigned long long chunk_size;
     PyObject *files;
-    if (!PyArg_ParseTuple(args, "iKpO", &alg, &chunk_size, &follow, &files)) return NULL;
+    Py_ssize_t head = 0;
+    if (!PyArg_ParseTuple(args, "iKpO|n", &alg, &chunk_size, &follow, &files, &head)) return NULL;
+    if (head < 0) head = 0;
     if (!parse_alg(alg)) return NULL;
     if (chunk_size < 1024 || chunk_size > (1ULL << 30) || (chunk_size & (chunk_size - 1))) {
         PyErr_SetString(PyExc_ValueError, "chunk size must be a power of two from 1K to 1G");
@@ -474,6 +481,13 @@ static PyObject *py_hash_files(PyObject *self, PyObject *args) {
         }
         size_t want = fs[i].size < chunk_size ? (size_t)fs[i].size : (size_t)chunk_size;
         if (want > largest) largest = want;
+        if (head > 0) {
+            fs[i].head_len = want < (size_t)head ? want : (size_t)head;
+            if (!(fs[i].head = PyMem_Malloc(fs[i].head_len ? fs[i].head_len : 1))) {
+                PyErr_NoMemory();
+                goto done;
+            }
+        }
     }
     if (posix_memalign((void **)&buf, 4096, largest ? largest : 1) != 0) {
         buf = NULL;
@@ -489,6 +503,15 @@ static PyObject *py_hash_files(PyObject *self, PyObject *args) {
         PyObject *item = fs[i].error[0] ? PyUnicode_DecodeUTF8(fs[i].error, (Py_ssize_t)strlen(fs[i].error), "replace")
                                         : PyBytes_FromStringAndSize((const char *)fs[i].leaves,
                                                                     (Py_ssize_t)(chunks * DIGEST));
+        if (item && head > 0) {
+            PyObject *first = fs[i].error[0] ? Py_NewRef(Py_None)
+                                             : PyBytes_FromStringAndSize((const char *)fs[i].head,
+                                                                         (Py_ssize_t)fs[i].head_len);
+            PyObject *pair = first ? PyTuple_Pack(2, item, first) : NULL;
+            Py_XDECREF(first);
+            Py_DECREF(item);
+            item = pair;
+        }
         if (!item) {
             Py_CLEAR(out);
             goto done;
@@ -498,7 +521,10 @@ static PyObject *py_hash_files(PyObject *self, PyObject *args) {
 done:
     free(buf);
     if (fs)
-        for (Py_ssize_t i = 0; i < n; i++) PyMem_Free(fs[i].leaves);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyMem_Free(fs[i].leaves);
+            PyMem_Free(fs[i].head);
+        }
     PyMem_Free(fs);
     Py_DECREF(seq);
     return out;

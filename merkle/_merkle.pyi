@@ -3,7 +3,7 @@ has a pure-Python twin with identical results (tests/test_native.py);
 `alg` is an algorithm code, merkle.tree.hasher.TreeHasher.code."""
 
 from collections.abc import Sequence
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 _T = TypeVar("_T")
 
@@ -41,7 +41,8 @@ def hash_files(
     chunk_size: int,
     follow_symlinks: bool,
     files: Sequence[tuple[int, bytes, int, tuple[int, int, int, int, int]]],
-) -> list[bytes | str]: ...
+    head: int = 0,
+) -> list[Any]: ...
 def hash_range(
     alg: int,
     chunk_size: int,

@@ -7,7 +7,7 @@ them side by side); MERKLE_PURE=1 forces the pure path.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Final, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 PURE_ENV: Final = "MERKLE_PURE"
 
@@ -43,7 +43,8 @@ class Native(Protocol):
         chunk_size: int,
         follow_symlinks: bool,
         files: Sequence[tuple[int, bytes, int, tuple[int, int, int, int, int]]],
-    ) -> list[bytes | str]: ...
+        head: int = 0,
+    ) -> list[Any]: ...
     def hash_range(
         self,
         alg: int,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +67,9 @@ class Report:
     counts: Counter[Status] = field(init=False, compare=False, repr=False)
     failures: tuple[Outcome, ...] = field(init=False, compare=False, repr=False)
     """Outcomes that make the report fail (allowed extras do not), in order."""
+    heads: Mapping[str, bytes] = field(default_factory=dict, compare=False, repr=False)
+    """With HashOptions(head=N): each file that verified, by path: its first
+    bytes as they were hashed (what a policy reads of them, P6)."""
 
     def __post_init__(self) -> None:
         counts = Counter(o.status for o in self.outcomes)

@@ -270,7 +270,12 @@ def verify(args: argparse.Namespace) -> int:
     only = args.files or None
     try:
         check = CheckOptions(args.allow_extra, tuple(args.exclude), args.sparse, only)
-        walk, hashing = _walk(args), HashOptions(args.jobs, progress)
+        first_bytes = 0
+        if policy is not None and policy_cli.needs_kinds(policy):
+            from merkle.policy.kinds import HEAD
+
+            first_bytes = HEAD  # each file's first bytes, kept as they are hashed: what the policy reads of them
+        walk, hashing = _walk(args), HashOptions(args.jobs, progress, head=first_bytes)
         if bundles:
             from merkle.cli.trust import store_for, trust_policy
             from merkle.verifying.signed import verify_opened

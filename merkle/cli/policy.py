@@ -30,6 +30,11 @@ def load(args: argparse.Namespace) -> Policy | None:
     return policy
 
 
+def needs_kinds(policy: Policy | None) -> bool:
+    """Whether evaluating `policy` reads what each file is (P5)."""
+    return policy is not None and (policy.files is not None or bool(policy.rego))
+
+
 def apply(
     args: argparse.Namespace, policy: Policy, report: Report, verified: Verified | None, bundles: list[BundleFile]
 ) -> tuple[int, dict[str, Any], list[str]]:
@@ -42,7 +47,7 @@ def apply(
         why = "the tree did not verify" if verified is not None else "a policy needs a signed bundle"
         doc = {"name": policy.name, "evaluated": False, "reason": why}
         return (report.exit_code or 1), {"policy": doc}, [f"policy {shown(policy.name)} not evaluated: {why}"]
-    evidence = gather(args.path, verified, kinds=policy.files is not None or bool(policy.rego))
+    evidence = gather(args.path, verified, kinds=needs_kinds(policy), heads=report.heads)
     results = evaluate(policy, evidence, [(b.bundle, b.path) for b in bundles]) + evaluate_rego(policy, evidence)
     violations = [(r.rule, v) for r in results for v in r.violations]
     lines = [f"policy {shown(policy.name)}: {rule}: {shown(v)}" for rule, v in violations]

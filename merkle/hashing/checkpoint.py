@@ -306,12 +306,14 @@ def hash_resumable(
     jobs: int | None = None,
     progress: Progress | None = None,
     opener: Opener | None = None,
+    head: int = 0,
 ) -> list[FileDigest]:
     """`hash_files`, reusing what `state` holds (when resuming; counted in
     `progress.resumed_files` and `resumed_bytes`) and recording what it
-    hashes.  The caller ends the checkpoint (keep or discard)."""
+    hashes.  The caller ends the checkpoint (keep or discard).  `head`: as
+    hash_files (a digest the checkpoint gave has none)."""
     if state is None:
-        return hash_files(files, hasher, chunk_size, jobs, progress, opener=opener)
+        return hash_files(files, hasher, chunk_size, jobs, progress, opener=opener, head=head)
     reused = {i: d for i, f in enumerate(files) if (d := state.reusable(f)) is not None} if state.done else {}
     _count_reused(progress, reused.values())
     todo = [f for i, f in enumerate(files) if i not in reused]
@@ -320,7 +322,7 @@ def hash_resumable(
     def on_done(d: FileDigest) -> None:
         state.record(by_path[d.path], d)
 
-    fresh = iter(hash_files(todo, hasher, chunk_size, jobs, progress, opener=opener, on_done=on_done))
+    fresh = iter(hash_files(todo, hasher, chunk_size, jobs, progress, opener=opener, on_done=on_done, head=head))
     return [reused[i] if i in reused else next(fresh) for i in range(len(files))]
 
 

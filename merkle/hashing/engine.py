@@ -28,7 +28,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, TypeVar
 
 from merkle._native import bulk, native
@@ -72,6 +72,10 @@ class FileDigest:
     root: bytes = b""
     leaves: bytes = b""
     error: SourceError | None = None
+    head: bytes | None = field(default=None, compare=False, repr=False)
+    """With `head=N` asked of the engine: the file's first min(N, size)
+    bytes, as they were read and hashed (None where the run did not keep
+    them: a mapped large file, a checkpoint's)."""
 
 
 def hash_files(
@@ -83,13 +87,15 @@ def hash_files(
     follow_symlinks: bool = False,
     opener: Opener | None = None,
     on_done: Callable[[FileDigest], None] | None = None,
+    head: int = 0,
 ) -> list[FileDigest]:
     """Hash every file into chunk leaves and a root, in parallel.
 
     Per-file problems come back as FileDigest.error; only bugs raise.
     `opener` reads one listed object (default: local files, refusing
-    symlinks unless `follow_symlinks`)."""
-    job = _Job(hasher, chunk_size, opener or local_opener(follow_symlinks), progress or Progress(), on_done)
+    symlinks unless `follow_symlinks`).  `head`: keep each file's first
+    bytes as they are hashed (FileDigest.head), up to this many."""
+    job = _Job(hasher, chunk_size, opener or local_opener(follow_symlinks), progress or Progress(), on_done, head)
     items = job.plan(files)
     job.progress.total_bytes = sum(f.size for f in files)
     job.progress.total_files = len(files)
@@ -141,7 +147,10 @@ class _Job:
         opener: Opener,
         progress: Progress,
         on_done: Callable[[FileDigest], None] | None,
+        head: int = 0,
     ) -> None:
+        self.head = head
+        self.heads: dict[int, bytes] = {}
         self.hasher = hasher
         self.chunk_size = chunk_size
         self.opener = opener
@@ -212,7 +221,7 @@ class _Job:
             result = FileDigest(src.path, src.size, error=error)
         else:
             root = data if self.counts[i] == 1 else rfc6962.root_of_bytes(self.hasher, data)
-            result = FileDigest(src.path, src.size, root, data)
+            result = FileDigest(src.path, src.size, root, data, head=self.heads.pop(i, None) if self.head else None)
         self.results[i] = result
         self.progress.files += 1
         if self.on_done is not None:
@@ -249,10 +258,13 @@ class _Job:
                     continue
                 args.append((fd, os.fsencode(name), f.size, f.identity))
                 todo.append(i)
-            got_all = native.hash_files(self.hasher.code, self.chunk_size, self.local_follow, args)
+            got_all = native.hash_files(self.hasher.code, self.chunk_size, self.local_follow, args, self.head)
         finally:
             for fd in opened:
                 os.close(fd)
+        if self.head:
+            got_all, firsts = [g for g, _ in got_all], [h for _, h in got_all]
+            self.heads.update((i, h) for i, h in zip(todo, firsts, strict=True) if h is not None)
         for i, got in zip(todo, got_all, strict=True):
             if isinstance(got, str):
                 self.errors[i] = SourceError(got, files[i].path)
@@ -297,9 +309,15 @@ class _Job:
             mapped = self.run_mapped(src, first, count)
             if mapped is not None:
                 return mapped
-        return hash_run(
-            self.opener(src), src, first, count, self.counts[i], self.hasher, self.chunk_size, view, self.progress
+        kept: list[bytes] | None = [] if self.head and first == 0 else None
+        got = hash_run(
+            self.opener(src), src, first, count, self.counts[i], self.hasher, self.chunk_size, view, self.progress, kept
         )
+        if kept:
+            self.heads[i] = kept[0][: self.head]
+        elif kept is not None and src.size == 0:
+            self.heads[i] = b""
+        return got
 
     def run_mapped(self, src: Listed, first: int, count: int) -> bytes | None:
         """hash_run's twin in the extension: the file opened relative to its
@@ -421,8 +439,10 @@ def hash_run(
     chunk_size: int,
     view: memoryview,
     progress: Progress,
+    kept: list[bytes] | None = None,
 ) -> bytes:
-    """Leaf hashes of chunks [first, first + count) of one file."""
+    """Leaf hashes of chunks [first, first + count) of one file; `kept`, when
+    given, gets the first chunk's bytes as hashed, up to the buffer's size."""
     with reader:
         offset = first * chunk_size
         out = []
@@ -430,6 +450,8 @@ def hash_run(
             h = hasher.leaf_hasher()
             length = min(chunk_size, src.size - offset)
             feed_hasher(reader, src, offset, length, h, view)
+            if kept is not None and not kept and length <= len(view):  # the chunk was read into `view` whole
+                kept.append(bytes(view[:length]))
             offset += length
             out.append(h.digest())
         if first + count == chunks:

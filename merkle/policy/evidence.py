@@ -14,14 +14,14 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from merkle.errors import IntegrityError, MerkleError, PolicyError, SourceError
 from merkle.format.manifest import Manifest
 from merkle.format.timestamps import format_time
-from merkle.policy.kinds import HEAD, classify
+from merkle.policy.kinds import HEAD, classify, sniff
 from merkle.signing.oms import SINGLE_FILE, OmsStatement
 from merkle.signing.statements import Verified
 from merkle.source.readers import open_file
@@ -78,13 +78,17 @@ class Evidence:
         }
 
 
-def gather(path: str | os.PathLike[str], verified: Verified, kinds: bool = True) -> Evidence:
+def gather(
+    path: str | os.PathLike[str], verified: Verified, kinds: bool = True, heads: Mapping[str, bytes] | None = None
+) -> Evidence:
     """The evidence of a tree that verified against `verified`: each file's
-    kind (when `kinds`), the model card's front matter and licenses."""
+    kind (when `kinds`), the model card's front matter and licenses.
+    `heads`: files' first bytes kept as the verification hashed them
+    (Report.heads): a kind they decide needs no second read."""
     import json
 
     root = os.fspath(path)
-    files = tuple(_facts(root, verified, kinds))
+    files = tuple(_facts(root, verified, kinds, heads or {}))
     card, card_problem, licenses, license_problem = _card(root, verified)
     statement = json.loads(verified.payload)
     return Evidence(verified, files, card, card_problem, licenses, license_problem, statement)
@@ -97,12 +101,18 @@ def _listed(verified: Verified) -> list[tuple[str, int | None]]:
     return [(name, None) for name, _ in verified.oms.resources]
 
 
-def _facts(root: str, verified: Verified, kinds: bool) -> list[FileFact]:
+def _facts(root: str, verified: Verified, kinds: bool, heads: Mapping[str, bytes]) -> list[FileFact]:
     out = []
     for name, size in _listed(verified):
         if not kinds:
             out.append(FileFact(name, size or 0, "other"))
             continue
+        head = heads.get(name)
+        if head is not None and size is not None and len(head) >= min(size, HEAD):
+            kind = sniff(head, size)
+            if kind not in ("zip", "npy"):  # those look further in: a verified read
+                out.append(FileFact(name, size, kind))
+                continue
         try:
             got_size, read_at = _verified_bytes(root, verified, name)
             out.append(FileFact(name, got_size, classify(got_size, read_at)))

@@ -109,6 +109,7 @@ def verify_with(
     outcomes, to_hash = _compare(manifest, listing, check)
     digests = _hash(path, manifest, listing, [w for _, w in to_hash], walk, hashing)
     hashed = 0
+    heads: dict[str, bytes] = {}
     for (entry, _), digest in zip(to_hash, digests, strict=True):
         if digest.error is not None:
             outcomes.append(Outcome(entry.path, Status.ERROR, digest.error.message))
@@ -116,6 +117,8 @@ def verify_with(
         hashed += entry.size
         if digest.root == entry.root:
             outcomes.append(Outcome(entry.path, Status.OK))
+            if digest.head is not None:
+                heads[entry.path] = digest.head
         else:
             outcomes.append(Outcome(entry.path, Status.MISMATCH, _diff_detail(manifest, entry, digest.leaves)))
     outcomes.sort(key=lambda o: o.path)
@@ -126,6 +129,7 @@ def verify_with(
         check.allow_extra,
         hashed,
         time.perf_counter() - started,
+        heads=heads,
     )
 
 
@@ -208,6 +212,7 @@ def _hash(
             hashing.jobs or listing.jobs,
             hashing.progress,
             listing.access.opener(),
+            hashing.head,
         )
     except BaseException:  # interrupted: what was finished stays for a resume
         if state is not None:

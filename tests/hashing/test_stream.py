@@ -123,3 +123,26 @@ def test_checkpoint_records_reach_the_file_when_kept_not_when_discarded(tmp_path
     again = Checkpoint.open(cp_job, resume=True)
     assert all(again.reusable(f) is not None for f in files)
     again.discard()
+
+
+@pytest.mark.parametrize("pure", [False, True])
+def test_the_engine_keeps_each_files_first_bytes_as_hashed(tmp_path, pure, monkeypatch):
+    """hash_files(..., head=N): each file's first min(N, size) bytes, the
+    bytes hashed (the C batch path for small local files, the read path for
+    the rest, and with MERKLE_PURE-like settings the read path for all)."""
+    import os
+
+    from merkle.hashing import engine
+    from merkle.source.walk import walk
+    from merkle.tree.hasher import tree_hasher
+
+    if pure:
+        monkeypatch.setattr(engine, "bulk", lambda code: None)
+    files = {"small.bin": os.urandom(100), "empty.bin": b"", "big.bin": os.urandom(5 * 1024 + 7), "x.bin": b"x" * 64}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    listing = walk(tmp_path, ())
+    digests = engine.hash_files(listing.files, tree_hasher("blake3"), 1024, head=64)
+    got = {d.path: d.head for d in digests}
+    assert got == {name: data[:64] for name, data in files.items()}
+    assert all(d.head is None for d in engine.hash_files(listing.files, tree_hasher("blake3"), 1024))
