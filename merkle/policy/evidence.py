@@ -11,11 +11,12 @@ described in docs/policy.md and kept stable.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from merkle.errors import IntegrityError, MerkleError, PolicyError, SourceError
@@ -48,34 +49,49 @@ class Evidence:
     card_problem: str | None
     licenses: tuple[str, ...] | None
     license_problem: str | None
-    statement: dict[str, Any] = field(repr=False)
 
-    def to_input(self) -> dict[str, Any]:
-        """The Rego input document (docs/policy.md, "input")."""
+    @functools.cached_property
+    def statement(self) -> dict[str, Any]:
+        """The verified statement, as signed (parsed when asked for: a million-file one is large)."""
+        import json
+
+        doc: dict[str, Any] = json.loads(self.verified.payload)
+        return doc
+
+    def to_input(self, fields: Collection[str] | None = None) -> dict[str, Any]:
+        """The Rego input document (docs/policy.md, "input"); with `fields`,
+        only those of its members."""
+        members = self._input()
+        return {k: make() for k, make in members.items() if fields is None or k in fields}
+
+    def _input(self) -> dict[str, Any]:
         v = self.verified
         manifest = v.manifest
         origin = manifest.origin if manifest is not None else None
         summary = v.summary
-        return {
-            "subject": v.name,
-            "format": "merkle" if summary is not None else "oms",
-            "root": v.root_hex,
-            "algorithm": summary.algorithm if summary is not None else "sha256",
-            "chunk_size": summary.chunk_size if summary is not None else None,
-            "version": v.version,
-            "expires": format_time(v.expires) if v.expires is not None else None,
-            "files": [{"path": f.path, "size": f.size, "kind": f.kind} for f in self.files],
-            "license": self.licenses[0] if self.licenses and len(self.licenses) == 1 else None,
-            "licenses": list(self.licenses or ()),
-            "model_card": self.model_card,
-            "signers": [{"keyid": s.key_id, "identity": s.identity, "algorithm": s.algorithm} for s in v.signers],
-            "origin": (
+        members: dict[str, Callable[[], Any]] = {
+            "subject": lambda: v.name,
+            "format": lambda: "merkle" if summary is not None else "oms",
+            "root": lambda: v.root_hex,
+            "algorithm": lambda: summary.algorithm if summary is not None else "sha256",
+            "chunk_size": lambda: summary.chunk_size if summary is not None else None,
+            "version": lambda: v.version,
+            "expires": lambda: format_time(v.expires) if v.expires is not None else None,
+            "files": lambda: [{"path": f.path, "size": f.size, "kind": f.kind} for f in self.files],
+            "license": lambda: self.licenses[0] if self.licenses and len(self.licenses) == 1 else None,
+            "licenses": lambda: list(self.licenses or ()),
+            "model_card": lambda: self.model_card,
+            "signers": lambda: [
+                {"keyid": s.key_id, "identity": s.identity, "algorithm": s.algorithm} for s in v.signers
+            ],
+            "origin": lambda: (
                 {"repo_id": origin.repo, "repo_type": origin.repo_type, "revision": origin.revision}
                 if origin is not None
                 else None
             ),
-            "statement": self.statement,
+            "statement": lambda: self.statement,
         }
+        return members
 
 
 def gather(
@@ -85,13 +101,11 @@ def gather(
     kind (when `kinds`), the model card's front matter and licenses.
     `heads`: files' first bytes kept as the verification hashed them
     (Report.heads): a kind they decide needs no second read."""
-    import json
 
     root = os.fspath(path)
     files = tuple(_facts(root, verified, kinds, heads or {}))
     card, card_problem, licenses, license_problem = _card(root, verified)
-    statement = json.loads(verified.payload)
-    return Evidence(verified, files, card, card_problem, licenses, license_problem, statement)
+    return Evidence(verified, files, card, card_problem, licenses, license_problem)
 
 
 def _listed(verified: Verified) -> list[tuple[str, int | None]]:

@@ -96,15 +96,20 @@ def evaluate(modules: Sequence[tuple[str, str]], document: dict[str, Any], timeo
     return out
 
 
-def referenced(text: str, document: dict[str, Any]) -> dict[str, Any]:
-    """The part of the input document a module can read: the fields it
-    names as `input.FIELD`, or all of it where it uses `input` otherwise
-    (building a large input costs the interpreter more than evaluating)."""
+def fields_read(text: str) -> set[str] | None:
+    """The input document's members a module names as `input.FIELD`; None
+    when it uses `input` otherwise (then it gets all of them)."""
     code = _without_comments(text)
-    named = set(re.findall(r"\binput\.([A-Za-z_][A-Za-z0-9_]*)", code))
     if len(re.findall(r"\binput\b", code)) != len(re.findall(r"\binput\.[A-Za-z_]", code)):
-        return document
-    return {k: v for k, v in document.items() if k in named}
+        return None
+    return set(re.findall(r"\binput\.([A-Za-z_][A-Za-z0-9_]*)", code))
+
+
+def referenced(text: str, document: dict[str, Any]) -> dict[str, Any]:
+    """The part of the input document a module can read (building a large
+    input costs the interpreter more than evaluating it)."""
+    names = fields_read(text)
+    return document if names is None else {k: v for k, v in document.items() if k in names}
 
 
 def _run(name: str, text: str, document: dict[str, Any], timeout: float) -> list[str]:

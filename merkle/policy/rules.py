@@ -67,7 +67,11 @@ def evaluate_rego(policy: Policy, evidence: Evidence, now: datetime.datetime | N
     from merkle.format.timestamps import format_time
     from merkle.policy import rego
 
-    document = evidence.to_input()
+    wanted: set[str] | None = set()
+    for _, text in policy.rego:
+        names = rego.fields_read(text)
+        wanted = None if names is None or wanted is None else wanted | names
+    document = evidence.to_input(wanted)
     document["evaluated_at"] = format_time(now or datetime.datetime.now(datetime.timezone.utc))
     denies = rego.evaluate(policy.rego, document)
     return [
