@@ -275,13 +275,20 @@ def verify(args: argparse.Namespace) -> int:
             from merkle.policy.kinds import HEAD
 
             first_bytes = HEAD  # each file's first bytes, kept as they are hashed: what the policy reads of them
-        walk, hashing = _walk(args), HashOptions(args.jobs, progress, head=first_bytes)
+        walk, hashing = _walk(args), HashOptions(args.jobs, progress)
         if bundles:
             from merkle.cli.trust import store_for, trust_policy
             from merkle.verifying.signed import verify_opened
 
             verified, report = verify_opened(  # the one trust path: open_signed
-                args.path, bundles, trust_policy(args), store=store_for(args), check=check, walk=walk, hashing=hashing
+                args.path,
+                bundles,
+                trust_policy(args),
+                store=store_for(args),
+                check=check,
+                walk=walk,
+                hashing=hashing,
+                head=first_bytes,
             )
         else:
             report = verify_with(args.path, manifests[0], check, walk, hashing)

@@ -28,9 +28,6 @@ class HashOptions:
     checkpoint: bool = False
     resume: bool = False
     cluster: Cluster | None = None
-    head: int = 0
-    """Keep each file's first bytes, up to this many, as they are hashed
-    (a verification's Report.heads: what a policy reads of them)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.checkpoint, bool) or not isinstance(self.resume, bool):

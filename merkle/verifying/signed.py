@@ -230,11 +230,12 @@ def verify_opened(
     check: CheckOptions | None = None,
     walk: WalkOptions | None = None,
     hashing: HashOptions | None = None,
+    head: int = 0,
 ) -> tuple[Verified, Report]:
     """Check signatures and policy, then the content under `path` (as
     `merkle.verifying.tree.verify_with` does, or for an OpenSSF statement as
     merkle.signing.oms.verify does: whole, with `hashing.jobs`).  An option
-    left out is its class's default.
+    left out is its class's default; `head` as verify_with's.
 
     Raises SignatureError/BundleError/PolicyError (exit 1) before any byte of
     content is read when the bundles cannot be trusted."""
@@ -252,7 +253,7 @@ def verify_opened(
             "check single files with a file proof"
         )
     if verified.manifest is not None:
-        report = verify_with(path, verified.manifest, check, walk, hashing)
+        report = verify_with(path, verified.manifest, check, walk, hashing, head=head)
     else:
         assert verified.oms is not None
         if check.sparse or check.only is not None:

@@ -78,9 +78,13 @@ def verify_with(
     check: CheckOptions = CheckOptions(),
     walk: WalkOptions = WalkOptions(),
     hashing: HashOptions = HashOptions(),
+    *,
+    head: int = 0,
 ) -> Report:
     """Check every file under `path` against `manifest` (a Manifest or the
-    path of a manifest file), as `check` says.  Never raises for a bad file;
+    path of a manifest file), as `check` says.  `head`: keep each file
+    that verified's first bytes, up to this many, as they were hashed
+    (Report.heads: what a policy reads of them, docs/policy.md P6).  Never raises for a bad file;
     it is reported.  Raises FormatError for a bad manifest, SourceError when
     `path` itself cannot be read.
 
@@ -107,7 +111,7 @@ def verify_with(
     if listing.found is None and walk.revision:
         raise UsageError(f"{option('revision')} applies to Hugging Face cache folders", os.fspath(path))
     outcomes, to_hash = _compare(manifest, listing, check)
-    digests = _hash(path, manifest, listing, [w for _, w in to_hash], walk, hashing)
+    digests = _hash(path, manifest, listing, [w for _, w in to_hash], walk, hashing, head)
     hashed = 0
     heads: dict[str, bytes] = {}
     for (entry, _), digest in zip(to_hash, digests, strict=True):
@@ -197,6 +201,7 @@ def _hash(
     files: Sequence[Listed],
     walk: WalkOptions,
     hashing: HashOptions,
+    head: int = 0,
 ) -> list[FileDigest]:
     if hashing.cluster is not None:
         return hashing.cluster.hash_files(files, manifest.algorithm, manifest.chunk_size, listing.access)
@@ -212,7 +217,7 @@ def _hash(
             hashing.jobs or listing.jobs,
             hashing.progress,
             listing.access.opener(),
-            hashing.head,
+            head,
         )
     except BaseException:  # interrupted: what was finished stays for a resume
         if state is not None:
