@@ -1,7 +1,8 @@
-"""The child process of merkle.policy.rego: one module, one query, one JSON
-reply on stdout.  Output the interpreter writes (Rego's `print` is refused
-before this runs, but regopy also logs) goes to /dev/null: the reply has its
-own descriptor."""
+"""The child process of merkle.policy.rego, run as a script, isolated
+(`python -I`), in an empty folder with an empty environment: one module,
+one query, one JSON reply on stdout.  It imports nothing of merkle.
+Output the interpreter writes (Rego's `print` is refused before this runs,
+but regopy also logs) goes to /dev/null: the reply has its own descriptor."""
 
 from __future__ import annotations
 

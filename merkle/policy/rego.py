@@ -53,32 +53,39 @@ def check_module(name: str, text: str) -> None:
 
 
 def _without_comments(text: str) -> str:
-    """`text` with each `#` comment cut and each string's contents blanked,
-    lines unchanged (what is left is code)."""
+    """`text` with each `#` comment cut and each string's contents blanked
+    (a raw string in backticks may span lines), newlines kept: what is left
+    is code, line for line."""
     out = []
-    for line in text.split("\n"):
-        quote = None
-        kept = []
-        i = 0
-        while i < len(line):
-            c = line[i]
-            if quote is not None:
-                if c == "\\" and quote == '"':  # an escape: it and what it escapes are string
-                    kept.append("  ")
-                    i += 2
-                    continue
-                if c == quote:
+    quote = None
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if quote is not None:
+            if c == "\\" and quote == '"':  # an escape: it and what it escapes are string
+                out.append("  " if i + 1 < len(text) and text[i + 1] != "\n" else " ")
+                i += 2
+                continue
+            if c == quote:
+                quote = None
+                out.append(c)
+            elif c == "\n":
+                out.append(c)
+                if quote == '"':  # a plain string does not span lines: Rego's parser refuses it
                     quote = None
-                else:
-                    c = " "
-            elif c in '"`':
-                quote = c
-            elif c == "#":
-                break
-            kept.append(c)
-            i += 1
-        out.append("".join(kept))
-    return "\n".join(out)
+            else:
+                out.append(" ")
+        elif c in '"`':
+            quote = c
+            out.append(c)
+        elif c == "#":
+            end = text.find("\n", i)
+            i = len(text) if end < 0 else end
+            continue
+        else:
+            out.append(c)
+        i += 1
+    return "".join(out)
 
 
 def evaluate(modules: Sequence[tuple[str, str]], document: dict[str, Any], timeout: float = TIMEOUT) -> list[list[str]]:
@@ -112,23 +119,67 @@ def referenced(text: str, document: dict[str, Any]) -> dict[str, Any]:
     return document if names is None else {k: v for k, v in document.items() if k in names}
 
 
+CHILD: Final = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_rego_child.py")
+MEMORY_LIMIT: Final = 4 << 30
+"""Resident memory the child may use: watched from here (regopy's allocator
+reserves address space at start, so an address-space limit stops it cold)."""
+
+
+def _limits(timeout: float) -> None:  # in the child, before it runs anything of the policy's
+    import resource
+
+    cpu = int(timeout) + 5
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
+
+
+def _resident(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def _run(name: str, text: str, document: dict[str, Any], timeout: float) -> list[str]:
+    import tempfile
+    import threading
+    import time
+
     document = referenced(text, document)
     request = json.dumps({"name": name, "text": text, "input": document, "query": QUERY}, ensure_ascii=False)
-    env = {"PATH": os.defpath, "LANG": "C.UTF-8", "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", "merkle.policy._rego_child"],
-            input=request.encode("utf-8"),
-            capture_output=True,
-            timeout=timeout,
-            env=env,
-            check=False,
+    # The child script by its absolute path, isolated (-I: no current directory, no PYTHONPATH, no user
+    # site) and run in an empty folder with an empty environment: nothing of the tree being checked, or of
+    # the folder merkle runs in, can stand in for it or be read by it.
+    with tempfile.TemporaryDirectory(prefix="merkle-rego-") as empty:
+        child = subprocess.Popen(
+            [sys.executable, "-I", CHILD],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={"LANG": "C.UTF-8"},
+            cwd=empty,
+            preexec_fn=lambda: _limits(timeout),  # noqa: PLW1509 - no threads are started in between
         )
-    except subprocess.TimeoutExpired as e:
-        raise UsageError(f"evaluating the policy took longer than {timeout:g} s", name) from e
+        got: list[tuple[bytes, bytes]] = []
+        talk = threading.Thread(target=lambda: got.append(child.communicate(request.encode("utf-8"))), daemon=True)
+        talk.start()
+        deadline = time.monotonic() + timeout
+        why = None
+        while talk.is_alive():
+            talk.join(0.05)
+            if time.monotonic() > deadline:
+                why = f"evaluating the policy took longer than {timeout:g} s"
+            elif _resident(child.pid) > MEMORY_LIMIT:
+                why = f"evaluating the policy used more than {MEMORY_LIMIT >> 30} GiB of memory"
+            if why is not None:
+                child.kill()
+                talk.join()
+                raise UsageError(why, name)
+    stdout, stderr = got[0]
+    done = subprocess.CompletedProcess(child.args, child.returncode, stdout, stderr)
     if done.returncode < 0:
-        raise UsageError(f"the Rego interpreter crashed (signal {-done.returncode}) evaluating this module", name)
+        what = "ran out of time" if -done.returncode == 24 else f"crashed (signal {-done.returncode})"  # SIGXCPU
+        raise UsageError(f"the Rego interpreter {what} evaluating this module", name)
     try:
         reply = json.loads(done.stdout.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:

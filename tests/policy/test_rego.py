@@ -116,3 +116,29 @@ def test_the_child_sees_no_environment_and_its_output_is_not_ours(monkeypatch):
     monkeypatch.setenv("MERKLE_TEST_SECRET", "s3cr3t")
     (deny,) = rego.evaluate([("p.rego", "package merkle\ndeny contains x if { x := input.a }\n")], {"a": 'é " \\ ok'})
     assert deny == ['é " \\ ok']
+
+
+def test_a_merkle_package_in_the_current_folder_does_not_stand_in_for_the_child(tmp_path, monkeypatch):
+    """The child runs by its absolute path, isolated, in an empty folder: a
+    `merkle/` package where merkle runs (a model folder, a checkout) is not
+    imported in its place."""
+    fake = tmp_path / "merkle" / "policy"
+    fake.mkdir(parents=True)
+    (tmp_path / "merkle" / "__init__.py").write_text("")
+    (fake / "__init__.py").write_text("")
+    marker = tmp_path / "HIJACKED"
+    (fake / "_rego_child.py").write_text(f'open({str(marker)!r}, "w").write("x")\nprint(\'{{"deny": []}}\')\n')
+    monkeypatch.chdir(tmp_path)
+    (deny,) = rego.evaluate([("p.rego", 'package merkle\ndeny contains "always" if true\n')], {})
+    assert deny == ["always"] and not marker.exists()
+
+
+def test_a_raw_string_across_lines_does_not_hide_a_refused_built_in():
+    with pytest.raises(UsageError, match="line 3: built-in opa.runtime"):
+        rego.check_module("p.rego", 'package merkle\ns := `\n`; t := opa.runtime()\ndeny contains "x" if false\n')
+
+
+def test_a_module_that_runs_too_long_is_stopped_with_one_line():
+    slow = 'package merkle\nimport rego.v1\ndeny contains "x" if { count(numbers.range(1, 100000000)) > 0 }\n'
+    with pytest.raises(UsageError, match="longer than 1 s|more than"):
+        rego.evaluate([("slow.rego", slow)], {}, timeout=1)
