@@ -38,6 +38,32 @@ def parse_allowed(allowed: str | Iterable[str]) -> tuple[str, ...]:
     return ids
 
 
+def _card_loader(yaml: Any) -> Any:
+    """PyYAML's safe loader, refusing what a model card has no use for and an
+    attacker has: aliases (a few hundred bytes that expand without bound)
+    and a key given twice (`license: gpl-3.0` then `license: mit`: a reader
+    sees the first, a loader keeps the last)."""
+
+    class Loader(yaml.SafeLoader):  # type: ignore[misc]
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                raise yaml.MarkedYAMLError(None, None, "aliases are not allowed", self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if not isinstance(key, (str, int, float, bool)) and key is not None:
+                    raise yaml.MarkedYAMLError(None, None, "a key that is not a scalar", key_node.start_mark)
+                if key in seen:
+                    raise yaml.MarkedYAMLError(None, None, f"{key!r} is given twice", key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep)
+
+    return Loader
+
+
 def front_matter(data: bytes, source: str = README) -> dict[str, Any]:
     """The model card's YAML metadata; {} when it has none.  FormatError,
     naming `source`, when the front matter is not YAML or not a mapping."""
@@ -51,9 +77,8 @@ def front_matter(data: bytes, source: str = README) -> dict[str, Any]:
         import yaml
     except ImportError as e:
         raise UsageError(f"reading a model card's license needs PyYAML: {install_hint('hf')}") from e
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        meta = yaml.load(block.decode("utf-8"), Loader=loader)  # noqa: S506 - a safe loader
+        meta = yaml.load(block.decode("utf-8"), Loader=_card_loader(yaml))  # noqa: S506 - a safe loader
     except UnicodeDecodeError as e:
         raise FormatError(f"front matter is not UTF-8 (byte {e.start})", source) from e
     except yaml.YAMLError as e:

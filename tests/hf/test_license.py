@@ -242,3 +242,20 @@ def test_parse_allowed():
     for bad in ("", " , ", "mit;rm", "MIT License", "-mit"):
         with pytest.raises(UsageError):
             parse_allowed(bad)
+
+
+@pytest.mark.parametrize(
+    ("card", "needle"),
+    [
+        (b"---\nlicense: gpl-3.0\nlicense: mit\n---\n", "'license' is given twice"),
+        (b"---\na: &x [1, 2]\nb: [*x, *x, *x]\n---\n", "aliases are not allowed"),
+    ],
+)
+def test_a_card_a_reader_and_a_loader_would_read_differently_is_refused(card, needle):
+    """A key given twice (a reader sees the first, a loader keeps the last)
+    and aliases (a few hundred bytes that expand without bound) are refused."""
+    from merkle.errors import FormatError
+    from merkle.hf.license import front_matter
+
+    with pytest.raises(FormatError, match=needle):
+        front_matter(card)
