@@ -231,6 +231,8 @@ def verify(args: argparse.Namespace) -> int:
         from merkle.cli import policy as policy_cli
 
         policy = policy_cli.load(args)  # a bad policy is a usage error before anything is read
+    if policy is not None and policy.files is not None and policy.files.forbid and args.allow_extra:
+        raise UsageError("--allow-extra lets unsigned files pass, which a policy's forbidden kinds never see: drop it")
     if policy is not None and (args.file or args.proof or args.files or args.sparse):
         raise UsageError("--policy applies to a whole tree: drop --file, --proof, --files and --sparse")
     manifests, bundles = _documents(args)

@@ -22,19 +22,32 @@ signed bytes.
 from __future__ import annotations
 
 import ast
+import functools
+import re
 import struct
 from collections.abc import Callable
 from typing import Final
 
-KINDS: Final = ("pickle", "safetensors", "zip", "executable", "other")
+KINDS: Final = ("pickle", "safetensors", "zip", "archive", "executable", "other")
 HEAD: Final = 4096
 """Bytes of a file's start that `sniff` reads."""
 MAX_CENTRAL_DIRECTORY: Final = 64 << 20
 MAX_SAFETENSORS_HEADER: Final = 100_000_000
 """The largest header the safetensors reader accepts."""
-_PICKLE_FIRST: Final = frozenset(b"\x80(}])cILSVNFJKMXUTGP")
-"""Opcodes a pickle starts with: PROTO (protocol 2 and later always opens
-with it), MARK, the empty containers, GLOBAL, and the value opcodes."""
+_ARCHIVES: Final = (
+    b"\x1f\x8b",
+    b"BZh",
+    b"\xfd7zXZ\x00",
+    b"\x28\xb5\x2f\xfd",
+    b"\x04\x22\x4d\x18",
+    b"7z\xbc\xaf\x27\x1c",
+)
+"""gzip, bzip2, xz, zstd, lz4 and 7z: compressed, so their contents (a
+joblib dump is a compressed pickle) are not examined: kind `archive`."""
+_NESTED: Final = (".npy", ".npz", ".zip", ".pt", ".pth", ".bin", ".ckpt", ".pkl.gz", ".joblib", ".gz", ".tar")
+"""Members of a zip that hold what the zip's listing cannot tell: the zip is an `archive`."""
+_PLAIN_NPY: Final = re.compile(r"[<>|=]?(?:[biufc?]\d*|[SUV]\d+|[mM]8(?:\[\w+\])?)")
+"""A .npy dtype of plain values; anything else (objects, structures) may hold a pickle."""
 _TRUNCATED: Final = ("not enough data", "no newline found", "exhausted before seeing STOP")
 _EXECUTABLE: Final = (
     b"\x7fELF",
@@ -53,18 +66,22 @@ _CENTRAL: Final = b"PK\x01\x02"
 def sniff(head: bytes, size: int) -> str:
     """The kind told by a file's first bytes (`head`: HEAD of them, or the
     whole file): "zip" and "npy" still need `classify` to look inside."""
-    if size >= 10 and head[8:9] == b"{":  # first: a header length may itself start 0x80 0x02
+    if size >= 2 and is_pickle(head, whole=len(head) >= size):  # first: a pickle may dress as another format
+        return "pickle"
+    if size >= 10 and head[8:9] == b"{":
         (length,) = struct.unpack_from("<Q", head)
         if 2 <= length <= min(size - 8, MAX_SAFETENSORS_HEADER):
             return "safetensors"
-    if size >= 2 and is_pickle(head, whole=len(head) >= size):
-        return "pickle"
+    if head.startswith(_ARCHIVES) or head[257:262] == b"ustar":
+        return "archive"
     if head.startswith((b"PK\x03\x04", _EOCD)):
         return "zip"
     if head.startswith(b"\x93NUMPY"):
         return "npy"
     if head.startswith(_EXECUTABLE):
         return "executable"
+    if len(head) >= size and _EOCD in head[-(22 + 0xFFFF) :]:  # a zip with bytes before it: zip readers open it
+        return "zip"
     return "other"
 
 
@@ -81,7 +98,7 @@ def is_pickle(data: bytes, whole: bool) -> bool:
     import pickletools
     import warnings
 
-    if not data or data[0] not in _PICKLE_FIRST:
+    if not data or data[0] not in _pickle_first():
         return False
     stop = -1
     count = 0
@@ -99,10 +116,44 @@ def is_pickle(data: bytes, whole: bool) -> bool:
             return not whole and truncated and enough and _consistent(data, None)
         except Exception:  # noqa: BLE001 - anything else the reader meets is not a pickle it can read
             return False
-    if stop < 0 or count < 2:
+    if stop < 0 or count < 3:  # a lone value and STOP (two opcodes) runs nothing, and random bytes make many
         return False
-    ends = stop == len(data) - 1 if whole else (stop == len(data) - 1 or data[stop + 1 : stop + 2] == b"\x80")
-    return ends and _consistent(data[: stop + 1], stop)
+    # What follows a STOP, pickle.load never reads; up to it, the pickle machine must end with one object.
+    return _consistent(data[: stop + 1], stop) and _one_object(data[: stop + 1])
+
+
+def _one_object(data: bytes) -> bool:
+    """The pickle machine's stack, by each opcode's declared effect, never
+    pops what is not there and holds exactly one object at STOP."""
+    import io
+    import pickletools
+
+    mark = pickletools.markobject
+    stack: list[object] = []
+    for opcode, _, _ in pickletools.genops(io.BytesIO(data)):
+        before = opcode.stack_before
+        if mark in before:  # pops everything down to the topmost mark, and the mark
+            if mark not in stack:
+                return False
+            while stack.pop() is not mark:
+                pass
+            before = before[: before.index(mark)]
+        if len(before) > len(stack) or any(x is mark for x in stack[len(stack) - len(before) :]):
+            return False
+        del stack[len(stack) - len(before) :]
+        if opcode.name == "STOP":
+            return not stack
+        stack.extend(mark if x is mark else object() for x in opcode.stack_after)
+    return False
+
+
+@functools.cache
+def _pickle_first() -> frozenset[int]:
+    """Opcodes a pickle can start with: those that take nothing from the
+    stack (PROTO and FRAME included)."""
+    import pickletools
+
+    return frozenset(op.code.encode("latin-1")[0] for op in pickletools.opcodes if not op.stack_before)
 
 
 def _consistent(data: bytes, stop: int | None) -> bool:
@@ -127,35 +178,52 @@ def classify(size: int, read_at: Callable[[int, int], bytes]) -> str:
     """One of KINDS, reading what it needs with `read_at(offset, length)`."""
     head = read_at(0, min(size, HEAD)) if size else b""
     kind = sniff(head, size)
+    if kind == "other" and size > len(head):  # a zip may have anything before it: look for its end record
+        tail_len = min(size, 22 + 0xFFFF)
+        if _EOCD in read_at(size - tail_len, tail_len):
+            kind = "zip"
     if kind == "zip":
-        return "pickle" if any(name.endswith(".pkl") for name in zip_members(size, read_at)) else "zip"
+        members = zip_members(size, read_at)
+        if members is None:
+            return "archive"  # a directory that cannot be read (or a zip too large to list here)
+        names = [m.lower() for m in members]
+        if any(n.endswith((".pkl", ".pickle")) or n.rsplit("/", 1)[-1] == "data.pkl" for n in names):
+            return "pickle"
+        return "archive" if any(n.endswith(_NESTED) for n in names) else "zip"
     if kind == "npy":
         return "pickle" if _npy_objects(size, read_at) else "other"
     return kind
 
 
-def zip_members(size: int, read_at: Callable[[int, int], bytes]) -> list[str]:
+def zip_members(size: int, read_at: Callable[[int, int], bytes]) -> list[str] | None:
     """The member names of a zip archive's central directory (ZIP64 too);
-    [] when the archive has none that can be read (a damaged archive opens
-    in no loader either)."""
+    None when it cannot be read here (damaged, or larger than
+    MAX_CENTRAL_DIRECTORY): the caller fails closed."""
     tail_len = min(size, 22 + 0xFFFF)
     tail = read_at(size - tail_len, tail_len)
     at = tail.rfind(_EOCD)
     if at < 0 or len(tail) - at < 22:
-        return []
+        return None
     count, cd_size, cd_offset = struct.unpack_from("<HII", tail, at + 10)
     if 0xFFFFFFFF in (cd_size, cd_offset) or count == 0xFFFF:
         locator = tail.rfind(b"PK\x06\x07", 0, at)
         if locator < 0 or len(tail) - locator < 20:
-            return []
+            return None
         (eocd64,) = struct.unpack_from("<Q", tail, locator + 8)
         record = read_at(eocd64, 56) if eocd64 + 56 <= size else b""
         if not record.startswith(b"PK\x06\x06"):
-            return []
+            return None
         count, cd_size, cd_offset = struct.unpack_from("<QQQ", record, 32)
-    if cd_size > MAX_CENTRAL_DIRECTORY or cd_offset + cd_size > size:
-        return []
-    directory = read_at(cd_offset, cd_size)
+    if cd_size > MAX_CENTRAL_DIRECTORY:
+        return None
+    directory = read_at(cd_offset, cd_size) if cd_offset + cd_size <= size else b""
+    if cd_size and not directory.startswith(_CENTRAL):
+        # a zip with bytes before it: its offsets count from the zip's start, the directory ends where the
+        # end record begins (zip readers find it so)
+        start = size - (len(tail) - at) - cd_size
+        directory = read_at(start, cd_size) if start >= 0 else b""
+        if not directory.startswith(_CENTRAL):
+            return None
     names = []
     pos = 0
     while pos + 46 <= len(directory) and directory.startswith(_CENTRAL, pos):
@@ -185,4 +253,4 @@ def _npy_objects(size: int, read_at: Callable[[int, int], bytes]) -> bool:
     except (ValueError, SyntaxError, MemoryError, RecursionError):
         return True  # a header numpy could not read either: not trusted to be plain
     descr = header.get("descr") if isinstance(header, dict) else None
-    return "O" in repr(descr)
+    return not (isinstance(descr, str) and _PLAIN_NPY.fullmatch(descr))

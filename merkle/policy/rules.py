@@ -4,6 +4,7 @@ it finds, never only the first."""
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -11,7 +12,6 @@ from merkle.errors import MerkleError
 from merkle.policy.document import Policy
 from merkle.policy.evidence import Evidence
 from merkle.signing.envelope import Bundle
-from merkle.source.walk import Excluder
 
 RULES: tuple[tuple[str, str], ...] = (
     ("signers", "signed by the policy's keys or certificate identities, as many as its threshold"),
@@ -126,16 +126,42 @@ def _age(policy: Policy, evidence: Evidence, now: datetime.datetime) -> list[str
 def _files(policy: Policy, evidence: Evidence) -> list[str]:
     f = policy.files
     assert f is not None
-    allowed = Excluder(f.allow)
+    allowed = [_path_glob(p) for p in f.allow]
     out = []
     for fact in evidence.files:
+        if f.allow and any(a.fullmatch(fact.path) for a in allowed):
+            continue
         if fact.kind == "unreadable" and f.forbid:
             out.append(f"{fact.path}: its kind cannot be established ({fact.problem})")
-        elif fact.kind in f.forbid and not (f.allow and allowed.covers(fact.path)):
+        elif fact.kind == "archive" and "pickle" in f.forbid and "archive" not in f.forbid:
+            out.append(f"{fact.path}: an archive whose contents are not examined, so it may hold a pickle")
+        elif fact.kind in f.forbid:
             out.append(f"{fact.path}: a {fact.kind} file, which the policy forbids")
     listed = {fact.path for fact in evidence.files}
     out += [f"{name}: required, and not signed" for name in f.require if name not in listed]
     return out
+
+
+def _path_glob(pattern: str) -> re.Pattern[str]:
+    """An `allow` pattern matched against a whole path: `*` and `?` stay in
+    one name, `**` crosses folders (a pattern never covers what lies below
+    a folder it names)."""
+    out = []
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out))
 
 
 def _model_card(policy: Policy, evidence: Evidence) -> list[str]:

@@ -171,3 +171,15 @@ def test_origin_pinned_to_the_signed_repository_and_revision(tmp_path):
     code, violations = run({"repo_id": "org/other", "revision": "0" * 40})
     assert code == 1 and len(violations) == 2
     assert "repository 'org/tiny', pinned 'org/other'" in violations[0]
+
+
+def test_allow_patterns_match_whole_paths():
+    """`allow: ["legacy/*.bin"]` exempts legacy/w.bin, never what lies below
+    a folder that happens to match (a review found legacy/a.bin/model.pkl
+    passing)."""
+    from merkle.policy.rules import _path_glob
+
+    g = _path_glob("legacy/*.bin")
+    assert g.fullmatch("legacy/w.bin")
+    assert not g.fullmatch("legacy/a.bin/model.pkl") and not g.fullmatch("legacy/sub/evil.bin")
+    assert _path_glob("legacy/**").fullmatch("legacy/sub/evil.bin")
