@@ -211,6 +211,13 @@ def _policy(p: argparse.ArgumentParser) -> None:
     q = sub.add_parser("show", help="verify a signed policy result and show its verdict")
     q.add_argument("result", metavar="RESULT", help="a result signed by 'merkle policy check --sign'")
     options.add_trust_options(q)
+    q.add_argument("--policy", metavar="FILE", help="the result must be of this policy (its file, modules and keys)")
+    q.add_argument(
+        "--root", metavar="HEX", help="the result must be about this signed root (a bundle's subject digest)"
+    )
+    q.add_argument(
+        "--max-age", metavar="DURATION", help="the result must have been made within this long (90d, 12h, 30m)"
+    )
     q.add_argument("--json", action="store_true", help="print the verified SARIF log on stdout")
     q.set_defaults(run=_run("policy", "show"))
 

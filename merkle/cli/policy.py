@@ -7,6 +7,7 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from merkle.display import shown
+from merkle.errors import MerkleError
 from merkle.policy.document import Policy, load_policy
 from merkle.report import Report
 
@@ -97,6 +98,42 @@ def _sign(args: argparse.Namespace, policy: Policy, results: list[Any], verified
     return f"policy result signed -> {shown(args.output)}"
 
 
+def _show_problems(args: argparse.Namespace, log: dict[str, Any], root: str) -> list[str]:
+    """Why a verified result does not answer the question asked of it."""
+    import datetime
+
+    from merkle.errors import FormatError, UsageError
+    from merkle.format.timestamps import parse_duration, parse_time
+
+    (run,) = log["runs"]
+    props: dict[str, Any] = run["properties"] if isinstance(run.get("properties"), dict) else {}
+    signed_policy: dict[str, Any] = props["policy"] if isinstance(props.get("policy"), dict) else {}
+    out = []
+    if not run["results"]:
+        out.append("the result holds no rule's result")
+    if args.policy:
+        wanted = load_policy(args.policy)
+        if signed_policy.get("sha256") != wanted.digest:
+            out.append(f"the result is of another policy than {shown(args.policy)} (or of another version of it)")
+    if args.root and args.root.lower() != root:
+        out.append(f"the result is about root {root[:16]}..., not {shown(args.root[:16])}...")
+    if args.max_age:
+        try:
+            limit = parse_duration(args.max_age)
+        except FormatError as e:
+            raise UsageError(f"--max-age: {e.message}") from e
+        invocations = run.get("invocations") or [{}]
+        try:
+            ended = parse_time(invocations[0].get("endTimeUtc"), "endTimeUtc")
+        except MerkleError:
+            out.append("the result does not say when it was made")
+        else:
+            age = (datetime.datetime.now(datetime.timezone.utc) - ended).total_seconds()
+            if age > limit:
+                out.append(f"the result was made {age / 86400:.1f} days ago, more than --max-age {args.max_age}")
+    return out
+
+
 def show(args: argparse.Namespace) -> int:
     """`merkle policy show RESULT --key PUB`: verify a signed policy result
     through the one trust path and print its verdict."""
@@ -114,6 +151,11 @@ def show(args: argparse.Namespace) -> int:
 
         raise UsageError("not a signed policy result (merkle policy check --sign writes them)", args.result)
     (run,) = result.log["runs"]
+    problems = _show_problems(args, result.log, result.digest)
+    for problem in problems:
+        print(f"merkle: {args.result}: {problem}", file=sys.stderr)
+    if problems:
+        return 1
     if args.json:
         json.dump(result.log, sys.stdout, indent=2, ensure_ascii=False)
         print()
@@ -124,8 +166,12 @@ def show(args: argparse.Namespace) -> int:
         verdict = "pass" if r.get("kind") == "pass" else "FAIL"
         failed += verdict == "FAIL"
         print(f"{verdict}  {shown(str(r.get('ruleId')))}  {shown(str(r.get('message', {}).get('text', '')))}")
+    props: dict[str, Any] = run["properties"] if isinstance(run.get("properties"), dict) else {}
+    named: dict[str, Any] = props["policy"] if isinstance(props.get("policy"), dict) else {}
+    when = (run.get("invocations") or [{}])[0].get("endTimeUtc", "an unknown time")
     print(
-        f"merkle: policy result for {shown(verified.name)} (root {result.digest[:16]}...): "
+        f"merkle: policy {shown(str(named.get('name', '?')))} (sha256 {shown(str(named.get('sha256', '?'))[:16])}...)"
+        f" on {shown(verified.name)} (root {result.digest[:16]}...) at {shown(str(when))}: "
         f"{len(run['results']) - failed} of {len(run['results'])} rules pass",
         file=sys.stderr,
     )

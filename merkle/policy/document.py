@@ -86,6 +86,9 @@ class Policy:
     """(file, text) of each Rego module."""
     lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
     """Where each rule is stated (for results that point at the policy)."""
+    digest: str = ""
+    """SHA-256 over what the policy is: its file, its Rego modules and the
+    signer files it names, so a signed result names exactly the policy."""
 
     @property
     def rules(self) -> tuple[str, ...]:
@@ -104,14 +107,24 @@ class Policy:
 
 def load_policy(path: str | os.PathLike[str]) -> Policy:
     """Read and check a policy file (UsageError naming it and the line)."""
+    import dataclasses
+    import hashlib
+
     name = os.fspath(path)
     data = read_capped(name, MAX_POLICY_BYTES)
     if name.endswith(".rego"):
         text = _text(data, name)
         check_module(name, text)
-        return Policy(name, os.path.basename(name), rego=((name, text),))
-    doc = _parse(data, name)
-    return _policy(doc, name)
+        policy = Policy(name, os.path.basename(name), rego=((name, text),))
+    else:
+        policy = _policy(_parse(data, name), name)
+    h = hashlib.sha256(b"merkle policy v1\0" + data)
+    for _, text in policy.rego:
+        h.update(b"\0rego\0" + text.encode("utf-8"))
+    if policy.signers is not None:
+        for p in (*policy.signers.keys, *policy.signers.cas):
+            h.update(b"\0signer\0" + read_capped(p, MAX_POLICY_BYTES))
+    return dataclasses.replace(policy, digest=h.hexdigest())
 
 
 def _text(data: bytes, name: str) -> str:

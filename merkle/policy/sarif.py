@@ -99,6 +99,11 @@ def to_sarif(
                 },
                 "automationDetails": {"id": f"merkle-policy/{policy.name}"},
                 "invocations": [{"executionSuccessful": True, "endTimeUtc": ended}],
+                "properties": {
+                    "policy": {"name": policy.name, "sha256": policy.digest},
+                    "subject": subject,
+                    "root": root_hex,
+                },
                 "results": out,
             }
         ],

@@ -40,6 +40,8 @@ rules:
 
 
 def write(tmp_path: Path, text: str, name: str = "p.yaml") -> Path:
+    for key in ("k1.pub", "k2.pub"):  # the signer files a policy names are part of what it is (its digest)
+        (tmp_path / key).write_text(f"{key}\n")
     p = tmp_path / name
     p.write_text(text)
     return p
@@ -105,3 +107,13 @@ def test_cli_a_bad_policy_is_exit_2_before_anything_is_read(cli, tmp_path, model
     r = cli("verify", str(model_dir), str(tmp_path / "missing-bundle.json"), "--key", "k.pub", "--policy", str(bad))
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and "licences" in r.stderr and str(bad) in r.stderr and r.stdout == ""
+
+
+def test_the_digest_is_what_the_policy_is(tmp_path):
+    """A signed result names its policy by this digest: the file, its Rego
+    modules and its signer files all count."""
+    path = write(tmp_path, GOOD)
+    first = load_policy(path).digest
+    assert len(first) == 64 and load_policy(path).digest == first
+    (tmp_path / "k2.pub").write_text("another key\n")
+    assert load_policy(path).digest != first

@@ -112,3 +112,25 @@ def test_a_signed_result_is_kept_in_the_store_and_verifies(signed, tmp_path):
     forged.write_text(json.dumps(doc))
     r = run_cli("policy", "show", str(forged), "--key", str(d / "k.pub"), "--no-store")
     assert r.returncode == 1 and "signature does not verify" in r.stderr
+
+
+def test_policy_show_answers_only_the_question_asked(signed, tmp_path):
+    """A verified result of another policy, another tree or an old run does
+    not pass `policy show --policy/--root/--max-age` (a review found any
+    passing result passing)."""
+    d, model = signed
+    passing = tmp_path / "passing.yaml"
+    passing.write_text("version: 1\nrules:\n  hashing:\n    algorithms: [blake3]\n")
+    result = tmp_path / "r.json"
+    r = run_cli("policy", "check", str(model), str(d / "b.json"), "--key", str(d / "k.pub"), "--policy", str(passing),
+                "--no-store", "--sign", str(d / "k"), "-o", str(result), "--json")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    root = json.loads(r.stdout)["root"]
+    show = ["policy", "show", str(result), "--key", str(d / "k.pub"), "--no-store"]
+    assert run_cli(*show, "--policy", str(passing), "--root", root, "--max-age", "1d").returncode == 0
+    r = run_cli(*show, "--policy", str(d / "p.yaml"))
+    assert r.returncode == 1 and "another policy" in r.stderr
+    r = run_cli(*show, "--root", "00" * 32)
+    assert r.returncode == 1 and "not 0000000000000000" in r.stderr
+    r = run_cli(*show, "--max-age", "0m")
+    assert r.returncode == 1 and "more than --max-age" in r.stderr
