@@ -191,6 +191,8 @@ def _yaml(text: str, name: str) -> Lines:
         raise UsageError(f"{where}{e.problem or e.context or 'not YAML'}", name) from e
     except yaml.YAMLError as e:
         raise UsageError(f"not YAML: {e}", name) from e
+    except RecursionError as e:
+        raise UsageError("nested too deeply", name) from e
     if not isinstance(doc, Lines):
         raise UsageError("a policy is a mapping of rules", name)
     lines: Lines = doc
@@ -241,7 +243,8 @@ class _Reader:
         unknown = [k for k in self.doc if k not in self.read]
         if unknown:
             known = ", ".join(sorted(self.read))
-            raise self.fail(unknown[0], f"unknown key {unknown[0]!r} (known here: {known})")
+            key = unknown[0] if len(unknown[0]) <= 60 else unknown[0][:60] + "..."
+            raise self.fail(unknown[0], f"unknown key {key!r} (known here: {known})")
 
 
 def _string_list(v: Any) -> bool:
