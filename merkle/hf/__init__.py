@@ -85,6 +85,19 @@ def readme_license(
     the manifest's origin, `layout`, `revision`).  Fails closed: PolicyError
     when README.md is not in the manifest or not on disk, IntegrityError
     when it does not match."""
+    return check_license(verified_readme(path, manifest, revision, layout), allowed)
+
+
+def verified_readme(
+    path: str | os.PathLike[str],
+    manifest: Manifest | OmsStatement,
+    revision: str | None = None,
+    layout: str | None = None,
+) -> bytes:
+    """README.md's bytes under `path`, found the way the tree check reads
+    `path` (a cache folder's snapshot too), and checked against `manifest`
+    before they are returned: PolicyError when it is not signed or not
+    there, IntegrityError when it does not match."""
     name = os.fspath(path)
     if isinstance(manifest, OmsStatement):
         digest = dict(manifest.resources).get(README)
@@ -107,7 +120,7 @@ def readme_license(
         good = len(data) == size and hash_stream(io.BytesIO(data), manifest.algorithm, manifest.chunk_size) == digest
     if not good:
         raise IntegrityError("README.md does not match the manifest: its license is not read", name)
-    return check_license(data, allowed)
+    return data
 
 
 def hub_readme_license(checkout: Checkout, allowed: Sequence[str]) -> tuple[str, ...]:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from merkle.errors import IntegrityError, MerkleError, PolicyError, SourceError
+from merkle.errors import IntegrityError, MerkleError, SourceError
 from merkle.format.manifest import Manifest
 from merkle.format.timestamps import format_time
 from merkle.policy.kinds import HEAD, classify, sniff
@@ -140,17 +140,17 @@ def _card(
 ) -> tuple[dict[str, Any] | None, str | None, tuple[str, ...] | None, str | None]:
     """The front matter of README.md and its licenses, each with the reason
     it could not be established."""
-    from merkle.hf.license import MAX_README_BYTES, card_licenses, front_matter
+    from merkle.hf import verified_readme
+    from merkle.hf.license import card_licenses, front_matter
 
     listed = dict(_listed(verified))
     if README not in listed:
         why = "README.md is not signed: there is no verified model card"
         return None, why, None, why
+    signed = verified.manifest if verified.manifest is not None else verified.oms
     try:
-        size, read_at = _verified_bytes(root, verified, README)
-        if size > MAX_README_BYTES:
-            raise PolicyError(f"README.md is larger than {MAX_README_BYTES} bytes")
-        meta = front_matter(read_at(0, size), README)
+        assert signed is not None
+        meta = front_matter(verified_readme(root, signed), README)  # found as the tree check found it
     except (MerkleError, OSError) as e:
         why = f"README.md: {getattr(e, 'message', None) or e}"
         return None, why, None, why

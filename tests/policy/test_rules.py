@@ -168,6 +168,12 @@ def test_origin_pinned_to_the_signed_repository_and_revision(tmp_path):
         return r.returncode, result["violations"]
 
     assert run({"repo_id": "org/tiny", "repo_type": "model", "revision": layout.commit}) == (0, [])
+    # The model card of a cache folder is read where the tree check read it: in the snapshot.
+    policy = tmp_path / "lic.json"
+    policy.write_text(json.dumps({"version": 1, "rules": {"licenses": {"allow": ["mit"]}}}))
+    r = run_cli("verify", str(layout.repo_folder), str(bundle), "--key", str(tmp_path / "k.pub"),
+                "--policy", str(policy), "--no-store")  # fmt: skip
+    assert r.returncode == 0, r.stderr
     code, violations = run({"repo_id": "org/other", "revision": "0" * 40})
     assert code == 1 and len(violations) == 2
     assert "repository 'org/tiny', pinned 'org/other'" in violations[0]
