@@ -29,8 +29,9 @@ from collections.abc import Callable
 from typing import Final
 
 KINDS: Final = ("pickle", "safetensors", "zip", "archive", "executable", "other")
-HEAD: Final = 4096
-"""Bytes of a file's start that `sniff` reads."""
+HEAD: Final = 512
+"""Bytes of a file's start that `sniff` reads (kept for every file while a tree is
+verified for a policy: a few hundred bytes each)."""
 MAX_CENTRAL_DIRECTORY: Final = 64 << 20
 MAX_SAFETENSORS_HEADER: Final = 100_000_000
 """The largest header the safetensors reader accepts."""
@@ -112,7 +113,7 @@ def is_pickle(data: bytes, whole: bool) -> bool:
         except ValueError as e:
             truncated = any(t in str(e) for t in _TRUNCATED)
             # One opcode cut off: only a text argument longer than `data` (a long string pickled by protocol 0)
-            enough = count >= 2 or data[0] in b"VS"
+            enough = count >= 2 or (data[0] in b"VS" and _text(data[1:]))
             return not whole and truncated and enough and _consistent(data, None)
         except Exception:  # noqa: BLE001 - anything else the reader meets is not a pickle it can read
             return False
@@ -145,6 +146,11 @@ def _one_object(data: bytes) -> bool:
             return not stack
         stack.extend(mark if x is mark else object() for x in opcode.stack_after)
     return False
+
+
+def _text(data: bytes) -> bool:
+    """No control character but tab and carriage return: a protocol-0 string argument, not random bytes."""
+    return not any(b < 32 and b not in (9, 13) or b == 127 for b in data)
 
 
 @functools.cache
