@@ -23,13 +23,12 @@ from merkle.errors import IntegrityError, MerkleError, SourceError
 from merkle.format.manifest import Manifest
 from merkle.format.timestamps import format_time
 from merkle.policy.kinds import HEAD, classify, sniff
-from merkle.signing.oms import SINGLE_FILE, OmsStatement
+from merkle.signing.oms import SINGLE_FILE
 from merkle.signing.statements import Verified
 from merkle.source.readers import open_file
 
 MAX_TAIL = 16 << 20
 """Bytes kept from a file's end when it is read in one pass (a zip's central directory)."""
-README = "README.md"
 
 
 @dataclass(frozen=True)
@@ -117,6 +116,7 @@ def _listed(verified: Verified) -> list[tuple[str, int | None]]:
 
 def _facts(root: str, verified: Verified, kinds: bool, heads: Mapping[str, bytes]) -> list[FileFact]:
     out = []
+    digests = dict(verified.oms.resources) if verified.oms is not None else {}  # once, not per file
     for name, size in _listed(verified):
         if not kinds:
             out.append(FileFact(name, size or 0, "other"))
@@ -128,7 +128,7 @@ def _facts(root: str, verified: Verified, kinds: bool, heads: Mapping[str, bytes
                 out.append(FileFact(name, size, kind))
                 continue
         try:
-            got_size, read_at = _verified_bytes(root, verified, name)
+            got_size, read_at = _verified_bytes(root, verified, name, digests)
             out.append(FileFact(name, got_size, classify(got_size, read_at)))
         except (MerkleError, OSError) as e:
             out.append(FileFact(name, size or 0, "unreadable", getattr(e, "message", None) or str(e)))
@@ -141,12 +141,8 @@ def _card(
     """The front matter of README.md and its licenses, each with the reason
     it could not be established."""
     from merkle.hf import verified_readme
-    from merkle.hf.license import card_licenses, front_matter
+    from merkle.hf.license import README, card_licenses, front_matter
 
-    listed = dict(_listed(verified))
-    if README not in listed:
-        why = "README.md is not signed: there is no verified model card"
-        return None, why, None, why
     signed = verified.manifest if verified.manifest is not None else verified.oms
     try:
         assert signed is not None
@@ -160,13 +156,19 @@ def _card(
         return meta, None, None, e.message
 
 
-def _verified_bytes(root: str, verified: Verified, name: str) -> tuple[int, Callable[[int, int], bytes]]:
-    """(size, read_at) over file `name`'s signed bytes."""
+def _verified_bytes(
+    root: str, verified: Verified, name: str, oms_digests: Mapping[str, bytes]
+) -> tuple[int, Callable[[int, int], bytes]]:
+    """(size, read_at) over file `name`'s signed bytes (`oms_digests`: an
+    OpenSSF statement's resources, by name)."""
     manifest = verified.manifest
     if manifest is not None:
         return _through_leaves(root, manifest, name)
-    assert verified.oms is not None
-    return _one_pass(root, verified.oms, name)
+
+    def sha256(f: Any) -> bytes:
+        return hashlib.file_digest(f, "sha256").digest()
+
+    return _captured(root, name, None, sha256, oms_digests[name])
 
 
 def _through_leaves(root: str, manifest: Manifest, name: str) -> tuple[int, Callable[[int, int], bytes]]:
@@ -197,60 +199,54 @@ def _through_leaves(root: str, manifest: Manifest, name: str) -> tuple[int, Call
     return entry.size, read_at
 
 
-def _one_pass(root: str, stmt: OmsStatement, name: str) -> tuple[int, Callable[[int, int], bytes]]:
-    digest = dict(stmt.resources)[name]
-    reader = open_file(root, name, False, None) if name != SINGLE_FILE else open_file(root, os.path.basename(root))
-    with reader:
-        size = reader.size()
-
-    def sha256(f: Any) -> bytes:
-        return hashlib.file_digest(f, "sha256").digest()
-
-    return _captured(root, name, size, sha256, digest)
-
-
 def _captured(
-    root: str, name: str, size: int, digest: Callable[[Any], bytes], want: bytes
+    root: str, name: str, size: int | None, digest: Callable[[Any], bytes], want: bytes
 ) -> tuple[int, Callable[[int, int], bytes]]:
-    """One pass over a file: its digest must be `want`; what is kept of it
-    (the first HEAD bytes and the last MAX_TAIL) is what read_at serves."""
+    """One pass over a file (of `size` bytes when the statement says): its
+    digest must be `want`; what is kept of it (the first HEAD bytes and the
+    last MAX_TAIL) is what read_at serves."""
     head = bytearray()
     tail = bytearray()
     reader = open_file(root, name, False, None) if name != SINGLE_FILE else open_file(root, os.path.basename(root))
-
-    class Capture(io.RawIOBase):
-        pos = 0
-
-        def readable(self) -> bool:
-            return True
-
-        def readinto(self, b: Any) -> int:
-            view = memoryview(b).cast("B")
-            n = reader.read_into(self.pos, view[: max(0, min(len(view), size - self.pos))]) if self.pos < size else 0
-            self.pos += n
-            data = bytes(view[:n])
-            if len(head) < HEAD:
-                head.extend(data[: HEAD - len(head)])
-            tail.extend(data)
-            if len(tail) > MAX_TAIL:
-                del tail[: len(tail) - MAX_TAIL]
-            return n
-
     with reader:
-        if reader.size() != size:
+        total = reader.size()
+        if size is not None and total != size:
             raise IntegrityError("changed since it verified: not examined", name)
+
+        class Capture(io.RawIOBase):
+            pos = 0
+
+            def readable(self) -> bool:
+                return True
+
+            def readinto(self, b: Any) -> int:
+                view = memoryview(b).cast("B")
+                n = (
+                    reader.read_into(self.pos, view[: max(0, min(len(view), total - self.pos))])
+                    if self.pos < total
+                    else 0
+                )
+                self.pos += n
+                data = bytes(view[:n])
+                if len(head) < HEAD:
+                    head.extend(data[: HEAD - len(head)])
+                tail.extend(data)
+                if len(tail) > MAX_TAIL:
+                    del tail[: len(tail) - MAX_TAIL]
+                return n
+
         got = digest(io.BufferedReader(Capture(), 1 << 20))
         reader.check_end()
     if got != want:
         raise IntegrityError("changed since it verified: not examined", name)
-    start = size - len(tail)
+    start = total - len(tail)
 
     def read_at(offset: int, length: int) -> bytes:
-        end = min(offset + length, size)
+        end = min(offset + length, total)
         if end <= len(head):
             return bytes(head[offset:end])
         if offset >= start:
             return bytes(tail[offset - start : end - start])
         raise SourceError(f"bytes {offset}-{end} lie outside what was kept of it in one pass", name)
 
-    return size, read_at
+    return total, read_at

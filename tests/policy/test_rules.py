@@ -189,3 +189,25 @@ def test_allow_patterns_match_whole_paths():
     assert g.fullmatch("legacy/w.bin")
     assert not g.fullmatch("legacy/a.bin/model.pkl") and not g.fullmatch("legacy/sub/evil.bin")
     assert _path_glob("legacy/**").fullmatch("legacy/sub/evil.bin")
+
+
+def test_a_policy_on_an_openssf_bundle_reads_its_files_in_one_verified_pass(signed, tmp_path):
+    """An OpenSSF statement has whole-file digests, no chunk leaves: each
+    file is read once, its SHA-256 checked, before its kind counts."""
+    from support.cli import run_cli
+
+    d, model, _ = signed
+    oms = tmp_path / "oms.sig"
+    assert run_cli("build", str(model), "--sign", str(d / "k1"), "--format", "oms", "-o", str(oms)).returncode == 0
+    policy = tmp_path / "p.json"
+    policy.write_text(
+        json.dumps({"version": 1, "rules": {"files": {"forbid": ["pickle"]}, "licenses": {"allow": ["apache-2.0"]}}})
+    )
+    r = run_cli(
+        "verify", str(model), str(oms), "--key", str(d / "k1.pub"), "--policy", str(policy), "--no-store", "--json"
+    )
+    results = {x["rule"]: x["violations"] for x in json.loads(r.stdout)["policy"]["results"]}
+    assert r.returncode == 1 and results == {
+        "files": ["legacy/weights.bin: a pickle file, which the policy forbids"],
+        "licenses": [],
+    }
