@@ -142,3 +142,41 @@ def test_a_module_that_runs_too_long_is_stopped_with_one_line():
     slow = 'package merkle\nimport rego.v1\ndeny contains "x" if { count(numbers.range(1, 100000000)) > 0 }\n'
     with pytest.raises(UsageError, match="longer than 1 s|more than"):
         rego.evaluate([("slow.rego", slow)], {}, timeout=1)
+
+
+AWKWARD = ['a"b', "a\\b", 'a\\"b', "line\nbreak", "tab\there", "\x01", "nul\x00byte", "é✓", "\u2028", "a/b", ""]
+
+
+def test_every_string_reaches_the_policy_as_written():
+    """Each string of the input document is the string a module's literal
+    spells (the input is built item by item, JSON-escaped as rego-cpp keeps
+    strings): equal to the literal, and back out unchanged."""
+    document = {"files": [{"path": s, "size": i, "kind": "other"} for i, s in enumerate(AWKWARD)]}
+    literals = ", ".join(json.dumps(s, ensure_ascii=False) for s in AWKWARD)
+    module = f"""package merkle
+import rego.v1
+expected := [{literals}]
+deny contains sprintf("out %s", [f.path]) if some f in input.files
+deny contains sprintf("equal %d", [f.size]) if {{
+    some f in input.files
+    f.path == expected[f.size]
+}}
+"""
+    (deny,) = rego.evaluate([("p.rego", module)], document)
+    assert sorted(deny) == sorted([f"out {s}" for s in AWKWARD] + [f"equal {i}" for i in range(len(AWKWARD))])
+
+
+def test_numbers_booleans_null_and_nesting_keep_their_types():
+    document = {"a": [1, -(1 << 62), 2.5, True, False, None, {"b": {"c": []}}], 'k"ey': 1}
+    module = """package merkle
+import rego.v1
+deny contains "int" if input.a[0] + 1 == 2
+deny contains "big" if input.a[1] < 0
+deny contains "float" if input.a[2] * 2 == 5
+deny contains "bools" if { input.a[3] == true; input.a[4] == false }
+deny contains "null" if is_null(input.a[5])
+deny contains "nested" if count(input.a[6].b.c) == 0
+deny contains "key" if input["k\\"ey"] == 1
+"""
+    (deny,) = rego.evaluate([("p.rego", module)], document)
+    assert sorted(deny) == sorted(["int", "big", "float", "bools", "null", "nested", "key"])
