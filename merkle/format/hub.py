@@ -22,10 +22,12 @@ if TYPE_CHECKING:
 
 SHA256: Final = "sha256"
 GIT_BLOB: Final = "gitBlob"
-HUB_KINDS: Final = {SHA256: 64, GIT_BLOB: 40}
+GIT_BLOB_SHA256: Final = "gitBlobSha256"
+HUB_KINDS: Final = {SHA256: 64, GIT_BLOB: 40, GIT_BLOB_SHA256: 64}
 """A file's identity on the Hub, by kind: the LFS object id (SHA-256 of the
-content) or the git blob id (SHA-1 of "blob N\\0" + content), and its
-length in hex digits."""
+content) or the git blob id (SHA-1 of "blob N\\0" + content; SHA-256 of
+the same in a repository of git's SHA-256 object format, which the Hub does
+not use but a git clone may), and its length in hex digits."""
 HubId = tuple[str, str]
 """(kind, lower-case hex): ("sha256", 64 hex) or ("gitBlob", 40 hex)."""
 
@@ -53,11 +55,12 @@ def check_hub(value: Any, where: str) -> HubId:
     return kind, digest
 
 
-def git_blob_hasher(size: int) -> Hasher:
-    """A hasher that, fed exactly `size` bytes, gives their git blob id."""
+def git_blob_hasher(size: int, kind: str = GIT_BLOB) -> Hasher:
+    """A hasher that, fed exactly `size` bytes, gives their git blob id
+    (`kind` GIT_BLOB_SHA256: in git's SHA-256 object format)."""
     import hashlib  # OpenSSL: only Hub identities need it
 
-    h = hashlib.sha1(usedforsecurity=False)
+    h = hashlib.sha256() if kind == GIT_BLOB_SHA256 else hashlib.sha1(usedforsecurity=False)
     h.update(b"blob %d\0" % size)
     return h
 
@@ -65,7 +68,7 @@ def git_blob_hasher(size: int) -> Hasher:
 def new_hasher(kind: str, size: int) -> Hasher:
     import hashlib
 
-    return hashlib.sha256() if kind == SHA256 else git_blob_hasher(size)
+    return hashlib.sha256() if kind == SHA256 else git_blob_hasher(size, kind)
 
 
 def git_blob_id(data: bytes) -> str:

@@ -16,14 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from merkle.errors import IntegrityError, MerkleError, SourceError, UsageError, install_hint, option
-from merkle.format.hub import GIT_BLOB, MAX_POINTER_SIZE, SHA256, HubId, new_hasher, parse_lfs_pointer
+from merkle.format.hub import GIT_BLOB, GIT_BLOB_SHA256, MAX_POINTER_SIZE, SHA256, HubId, new_hasher, parse_lfs_pointer
 from merkle.hashing.engine import FileDigest, digest_files
 from merkle.hf.layout import Checkout, HfFile, hub_id_of_etag, open_checkout
 from merkle.report import Outcome, Progress, Report, Status
 from merkle.source.layouts import LayoutOptions
 from merkle.source.walk import WalkedFile, blocked_by
 
-_KIND_NAMES = {SHA256: "sha256", GIT_BLOB: "git blob id"}
+_KIND_NAMES = {SHA256: "sha256", GIT_BLOB: "git blob id", GIT_BLOB_SHA256: "git blob id (sha256)"}
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,9 @@ def _precheck(checkout: Checkout, f: HfFile, absent: Status) -> Outcome | tuple[
         return claimed, where
     entry = checkout.tree.get(f.path)
     if entry is None:
-        return Outcome(f.path, Status.EXTRA, f"not in the tree listing of {checkout.revision}")
+        git = checkout.kind == "git"
+        where = f"{checkout.listing} (untracked)" if git else f"the tree listing of {checkout.revision}"
+        return Outcome(f.path, Status.EXTRA, f"not in {where}")
     problem = entry.inconsistency()
     if problem:
         return Outcome(f.path, Status.ERROR, problem)
@@ -149,8 +151,8 @@ def _precheck(checkout: Checkout, f: HfFile, absent: Status) -> Outcome | tuple[
                 absent if pointer else Status.MISMATCH,
                 "git-lfs pointer: content not downloaded" if pointer else "git-lfs pointer to other content",
             )
-        return Outcome(f.path, Status.MISMATCH, f"size {f.walked.size}, the tree listing says {entry.size}")
-    return entry.hub_id, "the tree listing"
+        return Outcome(f.path, Status.MISMATCH, f"size {f.walked.size}, {checkout.listing} says {entry.size}")
+    return entry.hub_id, checkout.listing
 
 
 def _pointer(f: HfFile, hub: HubId, size: int | None) -> bool | None:
@@ -206,6 +208,8 @@ def _not_present(checkout: Checkout, absent: Status) -> list[Outcome]:
         out.append(
             Outcome(path, Status.ERROR, f"{parent.path}: {parent.reason}")
             if parent is not None
+            else Outcome(path, Status.MISSING, f"in {checkout.listing}, not in the work tree")
+            if checkout.kind == "git"  # a clone checks out every file: one that is gone was removed
             else Outcome(path, absent, "not downloaded")
         )
     return out

@@ -29,7 +29,7 @@ from typing import Any, Final, Literal
 
 from merkle.errors import FormatError, SourceError, UnsupportedError, UsageError, option
 from merkle.format import strictjson
-from merkle.format.hub import GIT_BLOB, SHA256, HubId, git_blob_id, lfs_pointer
+from merkle.format.hub import GIT_BLOB, GIT_BLOB_SHA256, SHA256, HubId, git_blob_id, lfs_pointer
 from merkle.format.origin import Origin
 from merkle.format.paths import name_problem, path_problem
 from merkle.source.layouts import LayoutOptions, check_repo
@@ -101,7 +101,9 @@ class TreeEntry:
 
     @property
     def hub_id(self) -> HubId:
-        return (SHA256, self.lfs_sha256) if self.lfs_sha256 else (GIT_BLOB, self.blob_id)
+        if self.lfs_sha256:
+            return SHA256, self.lfs_sha256
+        return (GIT_BLOB if len(self.blob_id) == 40 else GIT_BLOB_SHA256), self.blob_id
 
     def inconsistency(self) -> str | None:
         """The listing checked against itself: an LFS file's blob_id is the git
@@ -146,7 +148,7 @@ class Checkout:
     files (for the cache, opened through their blobs), `tree` the Hub's
     listing of the revision when the checkout keeps one."""
 
-    kind: Literal["cache", "local_dir"]
+    kind: Literal["cache", "local_dir", "git"]
     root: str
     repo: str | None
     repo_type: str
@@ -166,10 +168,14 @@ class Checkout:
     """Present files whose download metadata is unusable: path -> reason."""
     bases: dict[str, Root] = field(default_factory=dict, repr=False)
     """The folders blobs are opened from (blobs/, the shared Xet store)."""
+    remote_url: str | None = None
+    """git: the clone's remote, without credentials."""
+    listing: str = "the tree listing"
+    """Who names each file's identity, in messages: the Hub's tree listing, or a git commit."""
 
     @property
     def origin(self) -> Origin | None:
-        if self.revision is None:
+        if self.revision is None or not COMMIT.fullmatch(self.revision):
             return None
         return Origin(self.revision, self.repo, self.repo_type)
 
@@ -181,9 +187,10 @@ class Checkout:
         return hub_id_of_etag(f.etag) if f.etag else None
 
     def describe(self) -> str:
-        what = "cache snapshot" if self.kind == "cache" else "local_dir checkout"
-        repo = self.repo or f"(unnamed {self.repo_type} repo)"
-        return f"Hugging Face {what} of {repo} at {self.revision or 'an unknown revision'}"
+        what = {"cache": "cache snapshot", "local_dir": "local_dir checkout", "git": "git clone"}[self.kind]
+        repo = self.repo or (self.remote_url if self.kind == "git" else None) or f"(unnamed {self.repo_type} repo)"
+        hub = "Hugging Face " if self.kind != "git" or self.repo else ""
+        return f"{hub}{what} of {repo} at {self.revision or 'an unknown revision'}"
 
 
 def open_checkout(path: str, options: LayoutOptions | None = None) -> Checkout | None:
@@ -220,6 +227,8 @@ def open_checkout(path: str, options: LayoutOptions | None = None) -> Checkout |
         )
     elif _real_dir(os.path.join(name, ".cache")) and _real_dir(os.path.join(name, HF_DIR)):
         return _open_local_dir(name, opts)
+    elif opts.bookkeeping and os.path.lexists(os.path.join(name, ".git")):
+        return _open_clone(name, opts)
     else:
         return None
     return _open_cache(name, folder, revision, opts)
@@ -518,6 +527,46 @@ def _open_local_dir(root: str, opts: LayoutOptions) -> Checkout:
         checkout.tree = read_tree(checkout.tree_path, root)
     if opts.bookkeeping and _real_dir(download):
         _local_partials(checkout, download)
+    return checkout
+
+
+def _open_clone(root: str, opts: LayoutOptions) -> Checkout:
+    """A git clone, checked against its commit (HEAD, or `opts.revision`):
+    the commit's files, read and checked from the repository's objects
+    (merkle.git), are its tree listing; an LFS file's identity is its
+    pointer's SHA-256 and size.  The repository is a Hub one when its remote
+    is a Hub URL (or `opts.repo_id` says so)."""
+    from merkle.git import hub_repo_of_url, open_repo
+
+    repo = open_repo(root, opts.revision)
+    assert repo is not None  # the caller saw a .git
+    hub = hub_repo_of_url(repo.remote_url)
+    repo_id, repo_type = (opts.repo_id, opts.repo_type or "model") if opts.repo_id else (hub or (None, "model"))
+    tree: dict[str, TreeEntry] = {}
+    problems: list[WalkProblem] = []
+    skip = []
+    for e in repo.entries.values():
+        if e.kind == "submodule":
+            problems.append(WalkProblem(e.path, f"a submodule (commit {e.blob_id}): its files are not checked"))
+            skip.append(e.path)
+        elif e.lfs is not None:
+            oid, size = e.lfs
+            tree[e.path] = TreeEntry(e.path, size, git_blob_id(lfs_pointer(oid, size)), oid, size)
+        else:
+            tree[e.path] = TreeEntry(e.path, e.size, e.blob_id)
+    listing = walk(root, (*opts.exclude, *skip), opts.follow_symlinks)
+    checkout = Checkout(
+        "git",
+        root,
+        repo_id,
+        repo_type,
+        repo.commit,
+        [HfFile(f) for f in listing.files],
+        tree,
+        problems=sorted(listing.problems + problems, key=lambda p: p.path),
+        remote_url=repo.remote_url,
+        listing=f"commit {repo.commit[:12]}",
+    )
     return checkout
 
 

@@ -360,14 +360,13 @@ def test_malformed_metadata_gives_one_verdict_per_path(tmp_path, repo):
     assert verdicts == ["error"], verdicts
 
 
-def test_not_a_checkout(tmp_path, repo, clone, cache):
+def test_not_a_checkout(tmp_path, repo, cache):
     (tmp_path / "plain").mkdir()
     (tmp_path / "plain" / "config.json").write_text("{}")
     for path in (
         tmp_path / "plain",
         tmp_path / "missing",
         tmp_path / "plain" / "config.json",
-        clone,
         cache.repo_folder / "blobs",
     ):
         r = hf(path)

@@ -5,7 +5,7 @@ Every import of every module is read with `ast`: at the top, inside
 functions and under `if TYPE_CHECKING:`.  Three rules:
 
 1. No core module (LEVELS up to `verifying`) imports an integration
-   (merkle.hf, merkle.zarr, merkle.dask), the CLI, or the dask/distributed
+   (merkle.git, merkle.hf, merkle.zarr, merkle.dask), the CLI, or the dask/distributed
    libraries, in any of those places.  Integrations plug in through the
    registries the core keeps (merkle.source.layouts.KNOWN_LAYOUTS) and the
    objects callers pass (merkle.hashing.cluster.Cluster).
@@ -40,7 +40,7 @@ LEVELS: tuple[tuple[str, ...], ...] = (
     ("signing",),
     ("building",),
     ("verifying",),
-    ("hf", "zarr", "dask"),
+    ("git", "hf", "zarr", "dask"),
     ("policy",),  # the evidence flow's middle step: above the integrations whose evidence it reads (model cards)
     ("",),  # the package itself: the public face over everything below
     ("cli", "__main__"),
@@ -49,7 +49,7 @@ LEVELS: tuple[tuple[str, ...], ...] = (
 the first component below the package ("" for the package `__init__`)."""
 CORE_TOP = "verifying"
 """The highest level of the core; everything above it is an integration or the CLI."""
-FORBIDDEN_IN_CORE = ("hf", "zarr", "dask", "cli")
+FORBIDDEN_IN_CORE = ("git", "hf", "zarr", "dask", "cli")
 """Parts of the package no core module may import."""
 FORBIDDEN_LIBRARIES = ("dask", "distributed")
 """Libraries no core module may import."""
