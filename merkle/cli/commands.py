@@ -133,7 +133,10 @@ def build(args: argparse.Namespace) -> int:
         if args.resume:
             print(f"merkle: {_resumed_line(progress, files)}", file=sys.stderr)
         named = sum(1 for f in manifest.files if f.hub) if manifest is not None else 0
-        if manifest is not None and (manifest.origin is not None or named):
+        if manifest is not None and manifest.origin is not None and manifest.origin.type == "git":
+            clean = "" if getattr(manifest.origin, "dirty", False) else ": the files are that commit's"
+            print(f"merkle: from git {manifest.origin.describe()}{clean}", file=sys.stderr)
+        elif manifest is not None and (manifest.origin is not None or named):
             where = manifest.origin.describe() if manifest.origin else "an unknown revision"
             print(
                 f"merkle: Hugging Face {where}: {named} of {len(manifest.files)} files carry their Hub identity",

@@ -177,7 +177,8 @@ def add_layout_option(p: argparse.ArgumentParser, build: bool) -> None:
     from merkle.source.layouts import LAYOUTS
 
     default = (
-        "recognise a Hugging Face cache folder, snapshot or local_dir and record it in the manifest"
+        "recognise a Hugging Face cache folder, snapshot or local_dir, or a git work tree, and record "
+        "it in the manifest"
         if build
         else "from the manifest: with a recorded Hugging Face origin, its cache folder or a snapshot (by "
         "name) as the cache and any other folder as a local_dir; without one, plain. Never from what "
@@ -187,8 +188,10 @@ def add_layout_option(p: argparse.ArgumentParser, build: bool) -> None:
         "--layout",
         choices=LAYOUTS,
         default=None,
+        metavar="LAYOUT",
         help=f"how to read PATH: plain (every file under it), hf-cache (a cache folder's snapshot), "
-        f"hf-local-dir (without .cache/huggingface) (default: {default})",
+        f"hf-local-dir (without .cache/huggingface), git (a work tree without .git, its commit recorded) "
+        f"(default: {default})",
     )
 
 

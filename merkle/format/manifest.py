@@ -52,7 +52,7 @@ from merkle.tree.hasher import (
 if TYPE_CHECKING:
     from merkle.format.hub import HubId
     from merkle.format.leaves import LeafLayers
-    from merkle.format.origin import Origin
+    from merkle.format.origin import AnyOrigin
     from merkle.format.zarr import ZarrLayout
 
 FORMAT: Final = "merkle-manifest-v1"
@@ -167,10 +167,10 @@ def _check_hub(value: Any, where: str) -> HubId:
     return check_hub(value, where)
 
 
-def _origin(doc: Any) -> Origin:
-    from merkle.format.origin import Origin
+def _origin(doc: Any) -> AnyOrigin:
+    from merkle.format.origin import origin_from_doc
 
-    return Origin.from_doc(doc)
+    return origin_from_doc(doc)
 
 
 @dataclass(frozen=True)
@@ -185,7 +185,7 @@ class Summary:
     root: bytes
     files: int
     total_size: int
-    origin: Origin | None = None
+    origin: AnyOrigin | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -244,7 +244,7 @@ class Manifest:
     metadata: Mapping[str, Mapping[str, Any]] | None = field(default=None, compare=False, repr=False)
     """Object-store metadata seen at build time (size, ETag, VersionId) by
     path: unsigned, for `audit --fast` only (MANIFEST.objects.json)."""
-    origin: Origin | None = None
+    origin: AnyOrigin | None = None
     """The Hugging Face repository and commit the files come from (M6)."""
     zarr: ZarrLayout | None = None
     """The groups and arrays of a zarr store, each array with its own
@@ -272,9 +272,9 @@ class Manifest:
         if self.layers is not None:
             self.layers.check(self)
         if self.origin is not None:
-            from merkle.format.origin import Origin
+            from merkle.format.origin import GitOrigin, Origin
 
-            if not isinstance(self.origin, Origin):
+            if not isinstance(self.origin, Origin | GitOrigin):
                 raise FormatError("origin is not an Origin")
         if self.zarr is not None:
             from merkle.format.zarr import ZarrLayout, check_ranges
@@ -295,7 +295,7 @@ class Manifest:
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         exclude: Sequence[str] = DEFAULT_EXCLUDES,
         layers: LeafLayers | None = None,
-        origin: Origin | None = None,
+        origin: AnyOrigin | None = None,
         zarr: ZarrLayout | None = None,
     ) -> Manifest:
         """A manifest over `files` (any order), computing the dataset root

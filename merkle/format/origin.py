@@ -1,5 +1,6 @@
-"""Where a manifest's files come from (docs/hf.md, rule M6): the `origin`
-record of a v2 manifest, a Hugging Face Hub repository at one commit.
+"""Where a manifest's files come from (docs/hf.md, rules M6 and G1): the
+`origin` record of a v2 manifest, a Hugging Face Hub repository at one
+commit, or a git repository at one commit (a work tree `merkle build` read).
 
 The record is part of the manifest format, so its rules live here, with the
 one check of a Hub repository id (`ORG/NAME`) that the builder's `repo_id`,
@@ -17,6 +18,9 @@ from merkle.errors import FormatError, UnsupportedError
 from merkle.format.strictjson import exact_keys
 
 ORIGIN_KEYS: Final = ("type", "repo", "repo_type", "revision")
+GIT_ORIGIN_KEYS: Final = ("type", "url", "revision", "dirty")
+MAX_URL: Final = 2048
+_GIT_REVISION: Final = re.compile("[0-9a-f]{40}|[0-9a-f]{64}")
 REPO_TYPES: Final = ("model", "dataset", "space")
 _REVISION: Final = re.compile("[0-9a-f]{40}")
 _REPO_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?")
@@ -69,3 +73,54 @@ class Origin:
 
     def describe(self) -> str:
         return f"{self.repo or '(unnamed ' + self.repo_type + ' repo)'}@{self.revision}"
+
+
+@dataclass(frozen=True)
+class GitOrigin:
+    """A git repository at one commit (docs/hf.md, G1): the work tree a
+    build read, its remote's URL (without credentials; None when it has
+    none) and whether the files differed from the commit (`dirty`: a file
+    changed, added or removed)."""
+
+    revision: str
+    url: str | None
+    dirty: bool
+    type: str = "git"
+
+    def __post_init__(self) -> None:
+        if self.type != "git":
+            raise UnsupportedError(f"unsupported origin type {self.type!r}")
+        if not isinstance(self.revision, str) or not _GIT_REVISION.fullmatch(self.revision):
+            raise FormatError(f"origin revision {self.revision!r} is not a 40- or 64-digit lower-case commit hash")
+        if self.url is not None and (
+            not isinstance(self.url, str)
+            or not 0 < len(self.url) <= MAX_URL
+            or any(ord(c) < 32 or ord(c) == 127 for c in self.url)
+        ):
+            raise FormatError(f"origin url {str(self.url)[:80]!r} is not a URL of at most {MAX_URL} characters")
+        if not isinstance(self.dirty, bool):
+            raise FormatError("origin dirty is not true or false")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "url": self.url, "revision": self.revision, "dirty": self.dirty}
+
+    @classmethod
+    def from_doc(cls, doc: Any) -> GitOrigin:
+        if not isinstance(doc, dict):
+            raise FormatError("origin is not an object")
+        exact_keys(doc, GIT_ORIGIN_KEYS, "origin")
+        return cls(doc["revision"], doc["url"], doc["dirty"], doc["type"])
+
+    def describe(self) -> str:
+        return f"{self.url or '(a git repository)'}@{self.revision}" + (" (dirty)" if self.dirty else "")
+
+
+AnyOrigin = Origin | GitOrigin
+"""What a manifest's `origin` may be."""
+
+
+def origin_from_doc(doc: Any) -> AnyOrigin:
+    """The origin record `doc`, by its `type`."""
+    if isinstance(doc, dict) and doc.get("type") == "git":
+        return GitOrigin.from_doc(doc)
+    return Origin.from_doc(doc)

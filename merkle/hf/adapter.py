@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import os
 
-from merkle.format.origin import Origin
+from merkle.format.origin import AnyOrigin
 from merkle.hf.check import hub_identities
 from merkle.hf.layout import HF_DIR, excluded, layout_for, open_checkout
 from merkle.source.layouts import Found, LayoutOptions
@@ -43,7 +43,7 @@ class HuggingFace:
             functools.partial(hub_identities, checkout),
         )
 
-    def layout_for(self, path: str, origin: Origin | None, revision: str | None) -> str | None:
+    def layout_for(self, path: str, origin: AnyOrigin | None, revision: str | None) -> str | None:
         return layout_for(os.fspath(path), origin, revision)
 
 

@@ -64,7 +64,7 @@ def verify_checkout(
     files the tree listing gives a Xet hash are also checked with hf_xet."""
     started = time.perf_counter()
     name = os.fspath(path)
-    checkout = open_checkout(name, LayoutOptions(revision=revision))
+    checkout = open_checkout(name, LayoutOptions(revision=revision), clones=True)
     if checkout is None:
         raise UsageError("not a Hugging Face cache folder, snapshot or local_dir checkout", name)
     if xet:
@@ -306,6 +306,41 @@ def hub_identities(checkout: Checkout, jobs: int | None = None, progress: Progre
             raise _refusal(outcome)
         found[f.path] = hub
     return found
+
+
+def clone_identities(
+    checkout: Checkout, jobs: int | None = None, progress: Progress | None = None
+) -> tuple[dict[str, HubId], bool]:
+    """A git clone's files' identities, recomputed from content (as
+    `hub_identities`), for the files that match the commit, and whether the
+    work tree differs from it (dirty: a file changed, added or removed).
+    A git-lfs pointer where the commit has the content is refused
+    (IntegrityError): the pointer is not the file."""
+    dirty = bool(checkout.tree is not None and set(checkout.tree) - {f.path for f in checkout.files})
+    todo = []
+    for f in checkout.files:
+        outcome = _precheck(checkout, f, Status.MISSING)
+        if isinstance(outcome, Outcome):
+            if outcome.status is Status.MISSING or outcome.status is Status.ERROR:
+                raise _refusal(outcome)
+            dirty = True
+            continue
+        todo.append((f, *outcome))
+    todo.sort(key=lambda item: -item[0].walked.size)
+    kinds = {f.path: hub[0] for f, hub, _ in todo}
+    digests = digest_files(
+        [f.walked for f, _, _ in todo], lambda src: new_hasher(kinds[src.path], src.size), jobs, progress
+    )
+    found: dict[str, HubId] = {}
+    for (f, hub, source), d in zip(todo, digests, strict=True):
+        outcome = _judge(f, hub, source, d, Status.MISSING)
+        if outcome.status is Status.OK:
+            found[f.path] = hub
+        elif outcome.status is Status.MISSING or outcome.status is Status.ERROR:
+            raise _refusal(outcome)
+        else:
+            dirty = True
+    return found, dirty
 
 
 def _refusal(outcome: Outcome) -> MerkleError:

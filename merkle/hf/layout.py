@@ -30,7 +30,7 @@ from typing import Any, Final, Literal
 from merkle.errors import FormatError, SourceError, UnsupportedError, UsageError, option
 from merkle.format import strictjson
 from merkle.format.hub import GIT_BLOB, GIT_BLOB_SHA256, SHA256, HubId, git_blob_id, lfs_pointer
-from merkle.format.origin import Origin
+from merkle.format.origin import AnyOrigin, Origin
 from merkle.format.paths import name_problem, path_problem
 from merkle.source.layouts import LayoutOptions, check_repo
 from merkle.source.local import Root, descend, kind_of, read_capped
@@ -54,7 +54,7 @@ CACHE_PARTS: Final = frozenset({"blobs", "refs", "snapshots", "trees", ".no_exis
 """All that huggingface_hub keeps in a cache repo folder."""
 
 
-def layout_for(path: str, origin: Origin | None, revision: str | None) -> str | None:
+def layout_for(path: str, origin: AnyOrigin | None, revision: str | None) -> str | None:
     """The Hugging Face layout a verifier reads `path` with (docs/hf.md,
     HF10): under a Hugging Face `origin`, the cache when `path` is named as
     that repository's cache folder (`models--ORG--NAME`) or one of its
@@ -62,7 +62,7 @@ def layout_for(path: str, origin: Origin | None, revision: str | None) -> str | 
     `revision` asks for one, else none (the plain tree)."""
     if origin is None:
         return None if revision is None else "hf-cache"
-    if origin.type != "huggingface":
+    if not isinstance(origin, Origin):  # a git origin: its work tree is read plain
         return None
     return "hf-cache" if _names_cache_of(path, origin) else "hf-local-dir"
 
@@ -193,7 +193,7 @@ class Checkout:
         return f"{hub}{what} of {repo} at {self.revision or 'an unknown revision'}"
 
 
-def open_checkout(path: str, options: LayoutOptions | None = None) -> Checkout | None:
+def open_checkout(path: str, options: LayoutOptions | None = None, clones: bool = False) -> Checkout | None:
     """The checkout at `path` (a cache repo folder, one of its snapshots, or a
     local_dir), or None when `path` is none of these or is to be read plain.
     With `options.layout` None the folder's shape decides; "hf-cache" and
@@ -227,8 +227,8 @@ def open_checkout(path: str, options: LayoutOptions | None = None) -> Checkout |
         )
     elif _real_dir(os.path.join(name, ".cache")) and _real_dir(os.path.join(name, HF_DIR)):
         return _open_local_dir(name, opts)
-    elif opts.bookkeeping and os.path.lexists(os.path.join(name, ".git")):
-        return _open_clone(name, opts)
+    elif clones and opts.layout is None and os.path.lexists(os.path.join(name, ".git")):
+        return open_clone(name, opts)
     else:
         return None
     return _open_cache(name, folder, revision, opts)
@@ -530,7 +530,7 @@ def _open_local_dir(root: str, opts: LayoutOptions) -> Checkout:
     return checkout
 
 
-def _open_clone(root: str, opts: LayoutOptions) -> Checkout:
+def open_clone(root: str, opts: LayoutOptions) -> Checkout:
     """A git clone, checked against its commit (HEAD, or `opts.revision`):
     the commit's files, read and checked from the repository's objects
     (merkle.git), are its tree listing; an LFS file's identity is its

@@ -17,7 +17,7 @@ import io
 import os
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from merkle.errors import IntegrityError, MerkleError, SourceError
 from merkle.format.manifest import Manifest
@@ -26,6 +26,9 @@ from merkle.policy.kinds import HEAD, classify, sniff
 from merkle.signing.oms import SINGLE_FILE
 from merkle.signing.statements import Verified
 from merkle.source.readers import open_file
+
+if TYPE_CHECKING:
+    from merkle.format.origin import AnyOrigin
 
 MAX_TAIL = 16 << 20
 """Bytes kept from a file's end when it is read in one pass (a zip's central directory)."""
@@ -83,11 +86,7 @@ class Evidence:
             "signers": lambda: [
                 {"keyid": s.key_id, "identity": s.identity, "algorithm": s.algorithm} for s in v.signers
             ],
-            "origin": lambda: (
-                {"repo_id": origin.repo, "repo_type": origin.repo_type, "revision": origin.revision}
-                if origin is not None
-                else None
-            ),
+            "origin": lambda: _origin_input(origin),
             "statement": lambda: self.statement,
         }
         return members
@@ -250,3 +249,15 @@ def _captured(
         raise SourceError(f"bytes {offset}-{end} lie outside what was kept of it in one pass", name)
 
     return total, read_at
+
+
+def _origin_input(origin: AnyOrigin | None) -> dict[str, Any] | None:
+    """`input.origin`: a Hub repository's id, type and revision, or a git
+    repository's URL, commit and dirtiness (with `type` saying which)."""
+    from merkle.format.origin import GitOrigin
+
+    if origin is None:
+        return None
+    if isinstance(origin, GitOrigin):
+        return {"type": "git", "url": origin.url, "revision": origin.revision, "dirty": origin.dirty}
+    return {"type": "huggingface", "repo_id": origin.repo, "repo_type": origin.repo_type, "revision": origin.revision}

@@ -181,7 +181,9 @@ def _origin(policy: Policy, evidence: Evidence) -> list[str]:
     assert pinned is not None
     manifest = evidence.verified.manifest
     origin = manifest.origin if manifest is not None else None
-    if origin is None:
+    from merkle.format.origin import GitOrigin
+
+    if origin is None or isinstance(origin, GitOrigin):
         return ["origin: the statement records no Hugging Face origin"]
     out = []
     if pinned.repo_id is not None and origin.repo != pinned.repo_id:

@@ -29,7 +29,7 @@ from merkle.source.remote import is_url
 
 if TYPE_CHECKING:
     from merkle.format.hub import HubId
-    from merkle.format.origin import Origin
+    from merkle.format.origin import AnyOrigin
     from merkle.report import Progress
     from merkle.source.walk import WalkedFile, WalkProblem
 
@@ -37,6 +37,7 @@ PLAIN: Final = "plain"
 KNOWN_LAYOUTS: Final[Mapping[str, str]] = {
     "hf-cache": "merkle.hf.adapter:PROVIDER",
     "hf-local-dir": "merkle.hf.adapter:PROVIDER",
+    "git": "merkle.git.adapter:PROVIDER",
 }
 """Layout name -> "module:attribute" of its LayoutProvider, in the order
 `open_layout` asks them to recognise a path."""
@@ -79,7 +80,7 @@ class Found:
     """The folder the files' paths are relative to (a cache snapshot), for messages."""
     files: list[WalkedFile]
     problems: list[WalkProblem]
-    origin: Origin | None = None
+    origin: AnyOrigin | None = None
     """The repository and revision a build records (M6), when known."""
     exclusions: tuple[str, ...] | None = ()
     """What a plain reading of the same path must leave out to read the same
@@ -101,7 +102,7 @@ class LayoutProvider(Protocol):
         None when it shows none.  `options.exclude` is applied."""
         ...
 
-    def layout_for(self, path: str, origin: Origin | None, revision: str | None) -> str | None:
+    def layout_for(self, path: str, origin: AnyOrigin | None, revision: str | None) -> str | None:
         """The layout of this provider a verifier reads `path` with when the
         signed statement records `origin` and the caller gives `revision`,
         decided by names the user chose, never by what the tree holds; None
@@ -135,7 +136,7 @@ def check_layout(layout: str | None) -> str | None:
 
 
 def choose_layout(
-    path: str | os.PathLike[str], origin: Origin | None, layout: str | None = None, revision: str | None = None
+    path: str | os.PathLike[str], origin: AnyOrigin | None, layout: str | None = None, revision: str | None = None
 ) -> str:
     """How a verifier reads `path` (docs/hf.md, HF10), decided by the signed
     statement and the caller, never by what the tree holds: an explicit

@@ -106,7 +106,12 @@ def _mutations(doc):
     yield "v1-with-hub", "unknown key 'hub'", with_files(lambda fs: fs[0].__setitem__("hub", {"sha256": sha}))
     yield "v2-missing-origin", "missing key 'origin'", v2(top={"origin": None}).replace(b'"origin": null, ', b"")
     yield "v2-nothing-new", "without an origin, a zarr layout or any hub", v2(top={"origin": None})
-    yield "v2-origin-type", "unsupported origin type", v2(top={"origin": {**origin, "type": "git"}})
+    yield "v2-origin-type", "unsupported origin type", v2(top={"origin": {**origin, "type": "svn"}})
+    git = {"type": "git", "url": "https://example.com/r.git", "revision": "ab" * 20, "dirty": False}
+    yield "v2-git-origin-hub-keys", "origin", v2(top={"origin": {**origin, "type": "git"}})
+    yield "v2-git-origin-revision", "commit hash", v2(top={"origin": {**git, "revision": "main"}})
+    yield "v2-git-origin-url", "url", v2(top={"origin": {**git, "url": "https://x/\n"}})
+    yield "v2-git-origin-dirty", "dirty", v2(top={"origin": {**git, "dirty": "no"}})
     yield "v2-origin-revision", "commit hash", v2(top={"origin": {**origin, "revision": "main"}})
     yield "v2-origin-repo", "repository id", v2(top={"origin": {**origin, "repo": "../../etc"}})
     yield "v2-origin-repo-type", "repo_type", v2(top={"origin": {**origin, "repo_type": "bucket"}})

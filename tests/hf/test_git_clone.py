@@ -212,3 +212,88 @@ def test_the_clone_verifies_against_a_bundle_signed_over_the_cache(full, bundle,
     r = run_cli("verify", str(clone), str(bundle), "--key", f"{key}.pub", "--no-store", "--sparse")
     assert r.returncode == 0, r.stdout + r.stderr
     assert statuses(r.stdout) == {**all_ok(repo), LFS: "~"}
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# `merkle build` of a git work tree records where its files come from (docs/hf.md G1-G3)
+
+
+def build(path: Path, out: Path, *args: str):
+    return run_cli("build", str(path), "-o", str(out), *args)
+
+
+def origin_of(manifest: Path) -> dict | None:
+    return json.loads(manifest.read_text()).get("origin")
+
+
+def test_a_build_of_a_clone_records_its_commit_and_verifies(full, repo, tmp_path):
+    out = tmp_path / "m.json"
+    r = build(full, out)
+    assert r.returncode == 0, r.stderr
+    url = "file://" + str(repo.repo.path)
+    assert origin_of(out) == {"type": "git", "url": url, "revision": repo.commit, "dirty": False}
+    assert all("hub" not in f for f in json.loads(out.read_text())["files"])  # not a Hub repository
+    r = run_cli("verify", str(full), str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("change", ["edit", "add", "remove"])
+def test_a_changed_work_tree_is_recorded_dirty(full, repo, tmp_path, change):
+    work = copy(full, tmp_path)
+    if change == "edit":
+        (work / CONFIG).write_text("{}\n")
+    elif change == "add":
+        (work / "mine.txt").write_text("mine\n")
+    else:
+        (work / "vocab.txt").unlink()
+    out = tmp_path / "m.json"
+    r = build(work, out)
+    assert r.returncode == 0, r.stderr
+    assert origin_of(out) == {"type": "git", "url": "file://" + str(repo.repo.path), "revision": repo.commit,
+                              "dirty": True}  # fmt: skip
+    assert "(dirty)" in r.stderr
+
+
+def test_a_clean_hub_clone_records_the_hub_origin_and_identities(full, repo, cache, tmp_path):
+    """Its remote a Hub URL (credentials and all): the same origin and identities as the cache's own build, so the
+    cache snapshot verifies against it, and no credential is written."""
+    work = copy(full, tmp_path)
+    git(repo, work, "remote", "set-url", "origin", f"https://me:s3cret@huggingface.co/{REPO_ID}")
+    out = tmp_path / "m.json"
+    r = build(work, out)
+    assert r.returncode == 0, r.stderr
+    text = out.read_text()
+    assert "s3cret" not in text and "s3cret" not in r.stderr
+    assert origin_of(out) == {"type": "huggingface", "repo": REPO_ID, "repo_type": "model", "revision": repo.commit}
+    hubs = {f["path"]: f["hub"] for f in json.loads(text)["files"]}
+    assert hubs == {
+        p: ({"sha256": f.lfs_sha256} if f.is_lfs else {"gitBlob": f.blob_id}) for p, f in repo.files.items()
+    }
+    r = run_cli("verify", str(cache.repo_folder), str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_a_build_refuses_a_pointer_where_the_commit_has_content(clone, tmp_path):
+    out = tmp_path / "m.json"
+    r = build(clone, out)
+    assert r.returncode == 1
+    assert_one_line_error(r, LFS, "pointer")
+    assert not out.exists()
+
+
+def test_a_linked_worktree_or_a_stray_git_folder_is_built_plain(full, repo, tmp_path):
+    work = copy(full, tmp_path)
+    git(repo, work, "worktree", "add", "-q", str(tmp_path / "wt"))
+    stray = tmp_path / "stray"
+    (stray / ".git").mkdir(parents=True)
+    (stray / "a.txt").write_text("a\n")
+    for path in (tmp_path / "wt", stray):
+        out = tmp_path / f"{path.name}.json"
+        r = build(path, out)
+        assert r.returncode == 0, r.stderr
+        assert origin_of(out) is None
+    r = build(stray, tmp_path / "x.json", "--layout", "git")
+    assert r.returncode == 2
+    r = build(tmp_path / "wt", tmp_path / "x.json", "--layout", "git")
+    assert r.returncode == 2
+    assert_one_line_error(r, ".git file")
