@@ -297,3 +297,21 @@ def test_a_linked_worktree_or_a_stray_git_folder_is_built_plain(full, repo, tmp_
     r = build(tmp_path / "wt", tmp_path / "x.json", "--layout", "git")
     assert r.returncode == 2
     assert_one_line_error(r, ".git file")
+
+
+def test_a_corrupt_index_changes_nothing_and_an_empty_repository_is_one_line(full, repo, tmp_path):
+    """The index is never read (the commit's trees are): garbage in it changes no verdict."""
+    work = copy(full, tmp_path)
+    (work / ".git" / "index").write_bytes(b"DIRC garbage" * 10)
+    r = hf(work)
+    assert r.returncode == 0, r.stdout + r.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    git(repo, empty, "init", "-q")
+    (empty / "a.txt").write_text("a\n")
+    r = hf(empty)
+    assert r.returncode == 2
+    assert_one_line_error(r, "no commit")
+    out = tmp_path / "m.json"
+    assert build(empty, out).returncode == 0  # nothing committed: built as the plain tree, no origin claimed
+    assert origin_of(out) is None
