@@ -286,26 +286,7 @@ def hub_identities(checkout: Checkout, jobs: int | None = None, progress: Progre
     required to equal what the checkout claims for it (a signed manifest
     vouches only for identities checked this way).  IntegrityError names the
     first file that does not match; files the Hub does not name get none."""
-    todo = []
-    for f in checkout.files:
-        outcome = _precheck(checkout, f, Status.MISSING)
-        if isinstance(outcome, Outcome):
-            if outcome.status is Status.EXTRA and checkout.kind == "local_dir":
-                continue  # a file of the user's, not of the repository: signed without a Hub identity
-            raise _refusal(outcome)
-        todo.append((f, *outcome))
-    todo.sort(key=lambda item: -item[0].walked.size)
-    kinds = {f.path: hub[0] for f, hub, _ in todo}
-    digests = digest_files(
-        [f.walked for f, _, _ in todo], lambda src: new_hasher(kinds[src.path], src.size), jobs, progress
-    )
-    found: dict[str, HubId] = {}
-    for (f, hub, source), d in zip(todo, digests, strict=True):
-        outcome = _judge(f, hub, source, d, Status.MISSING)
-        if outcome.status is not Status.OK:
-            raise _refusal(outcome)
-        found[f.path] = hub
-    return found
+    return _identities(checkout, False, jobs, progress)[0]
 
 
 def clone_identities(
@@ -316,17 +297,33 @@ def clone_identities(
     work tree differs from it (dirty: a file changed, added or removed).
     A git-lfs pointer where the commit has the content is refused
     (IntegrityError): the pointer is not the file."""
-    dirty = bool(checkout.tree is not None and set(checkout.tree) - {f.path for f in checkout.files})
+    return _identities(checkout, True, jobs, progress)
+
+
+def _identities(
+    checkout: Checkout, tolerant: bool, jobs: int | None, progress: Progress | None
+) -> tuple[dict[str, HubId], bool]:
+    """(identities of the files that match, whether any file differs): with
+    `tolerant`, a file that differs, is extra or is gone is counted, not
+    refused; a pointer where content should be, or an error, always is."""
+    present = {f.path for f in checkout.files}
+    differs = bool(tolerant and checkout.tree is not None and set(checkout.tree) - present)
+
+    def refused(outcome: Outcome) -> bool:
+        return not tolerant or outcome.status is Status.MISSING or outcome.status is Status.ERROR
+
     todo = []
     for f in checkout.files:
         outcome = _precheck(checkout, f, Status.MISSING)
         if isinstance(outcome, Outcome):
-            if outcome.status is Status.MISSING or outcome.status is Status.ERROR:
+            if outcome.status is Status.EXTRA and checkout.kind == "local_dir":
+                continue  # a file of the user's, not of the repository: signed without a Hub identity
+            if refused(outcome):
                 raise _refusal(outcome)
-            dirty = True
+            differs = True
             continue
         todo.append((f, *outcome))
-    todo.sort(key=lambda item: -item[0].walked.size)
+    todo.sort(key=lambda item: -item[0].walked.size)  # largest first: the long hashes start early
     kinds = {f.path: hub[0] for f, hub, _ in todo}
     digests = digest_files(
         [f.walked for f, _, _ in todo], lambda src: new_hasher(kinds[src.path], src.size), jobs, progress
@@ -336,11 +333,11 @@ def clone_identities(
         outcome = _judge(f, hub, source, d, Status.MISSING)
         if outcome.status is Status.OK:
             found[f.path] = hub
-        elif outcome.status is Status.MISSING or outcome.status is Status.ERROR:
+        elif refused(outcome):
             raise _refusal(outcome)
         else:
-            dirty = True
-    return found, dirty
+            differs = True
+    return found, differs
 
 
 def _refusal(outcome: Outcome) -> MerkleError:
