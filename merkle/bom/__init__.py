@@ -1,6 +1,7 @@
 """ML bills of materials (docs/bom.md): CycloneDX documents of what verified.
 
-    tree that verified (or that this run hashed) -> Facts (facts)
+    tree hashed here, tree verified against bundles, or bundles alone (describing)
+      -> Facts (facts)
       -> model card front matter, read from verified bytes (card)
       -> CycloneDX JSON, validated (writing)
       -> optionally signed as an in-toto statement (merkle.signing.statements)

@@ -12,12 +12,10 @@ from typing import TYPE_CHECKING, Any
 from merkle.cli.output import emit_json, print_report
 from merkle.cli.progress import close, make_progress
 from merkle.display import shown
-from merkle.errors import SourceError, UsageError
+from merkle.errors import IntegrityError, SourceError, UsageError
 
 if TYPE_CHECKING:
-    from merkle.bom.digests import SameRead
     from merkle.bom.facts import Facts
-    from merkle.hashing.options import HashOptions
     from merkle.signing.envelope import BundleFile
     from merkle.signing.statements import Verified
 
@@ -57,18 +55,6 @@ def bom(args: argparse.Namespace) -> int:
     return 0
 
 
-def _hashing(args: argparse.Namespace) -> tuple[HashOptions, SameRead | None, Any]:
-    from merkle.hashing.options import HashOptions
-
-    progress = make_progress("hashing", args.quiet or args.json)
-    same = None
-    if args.sha256:
-        from merkle.bom.digests import SameRead
-
-        same = SameRead(args.jobs, progress)
-    return HashOptions(args.jobs, progress, cluster=same), same, progress
-
-
 def _bundles(args: argparse.Namespace, paths: list[str]) -> list[BundleFile]:
     from merkle.format.manifest import Manifest
     from merkle.signing.documents import load_document
@@ -87,69 +73,47 @@ def _bundles(args: argparse.Namespace, paths: list[str]) -> list[BundleFile]:
 def _of_tree(args: argparse.Namespace, path: str, bundle_paths: list[str]) -> Facts:
     """PATH alone: built here (every hash computed by this run); PATH and
     bundles: the bundles verified, then the tree against them."""
-    from merkle.bom.facts import of_manifest, of_oms, with_card
+    from merkle.bom import describing
     from merkle.cli.commands import _output_inside, _walk
     from merkle.cli.trust import store_for, trust_policy
 
-    if not bundle_paths:
-        if args.key or args.ca:
-            raise UsageError("--key/--ca check a signed bundle: give PATH BUNDLE, or drop them")
-        from merkle.building import BuildOptions, build_with
+    if not bundle_paths and (args.key or args.ca):
+        raise UsageError("--key/--ca check a signed bundle: give PATH BUNDLE, or drop them")
+    if bundle_paths:
+        _no_build_options(args, "checks PATH against the bundle's own parameters")
+    bundles = _bundles(args, bundle_paths) if bundle_paths else []
+    progress = make_progress("hashing", args.quiet or args.json)
+    if not bundles:
+        from merkle.building import BuildOptions
 
         exclude = list(args.exclude)
         if args.output not in (None, "-"):
             exclude += _output_inside(path, args.output)
-        hashing, same, progress = _hashing(args)
+        options = BuildOptions(
+            args.algorithm, args.chunk_size, tuple(exclude), not args.no_default_excludes, args.repo_id, args.repo_type
+        )
         try:
-            options = BuildOptions(
-                args.algorithm,
-                args.chunk_size,
-                tuple(exclude),
-                not args.no_default_excludes,
-                args.repo_id,
-                args.repo_type,
-            )
-            manifest = build_with(path, options, _walk(args), hashing)
+            return describing.of_tree(
+                path, options, _walk(args), sha256=args.sha256, jobs=args.jobs, progress=progress, name=args.name,
+                kind=args.type,
+            )  # fmt: skip
         finally:
             close(progress)
-        name = args.name or os.path.basename(os.path.abspath(path))
-        facts = of_manifest(manifest, name, "built", same.whole if same else None, kind=args.type)
-        return with_card(facts, path, manifest, args.revision, args.layout)
-    _no_build_options(args, "checks PATH against the bundle's own parameters")
-    from merkle.verifying.signed import verify_opened
     from merkle.verifying.tree import CheckOptions
 
-    bundles = _bundles(args, bundle_paths)
-    hashing, same, progress = _hashing(args)
     try:
-        verified, report = verify_opened(
-            path,
-            bundles,
-            trust_policy(args),
-            store=store_for(args),
-            check=CheckOptions(exclude=tuple(args.exclude)),
-            walk=_walk(args),
-            hashing=hashing,
-        )
+        facts, report = describing.of_verified_tree(
+            path, bundles, trust_policy(args), store_for(args), check=CheckOptions(exclude=tuple(args.exclude)),
+            walk=_walk(args), sha256=args.sha256, jobs=args.jobs, progress=progress, kind=args.type,
+        )  # fmt: skip
     finally:
         close(progress)
-    if not report.ok:
+    if facts is None:
         for outcome in report.failures:
             print(outcome.line())
         print(f"merkle: {report.summary()}", file=sys.stderr)
-        from merkle.errors import IntegrityError
-
         raise IntegrityError("the tree did not verify against the bundle: no BOM written", path)
-    signers = tuple(s.key_id for s in verified.signers)
-    if verified.manifest is not None:
-        facts = of_manifest(
-            verified.manifest, verified.name, "verified", same.whole if same else None, signers, args.type
-        )
-        return with_card(facts, path, verified.manifest, args.revision, args.layout)
-    assert verified.oms is not None
-    return with_card(
-        of_oms(verified.oms, "verified", signers, args.type), path, verified.oms, args.revision, args.layout
-    )
+    return facts
 
 
 def _no_build_options(args: argparse.Namespace, why: str) -> None:
@@ -171,23 +135,13 @@ def _no_build_options(args: argparse.Namespace, why: str) -> None:
 
 def _of_bundles(args: argparse.Namespace, paths: list[str]) -> Facts:
     """Bundles alone: what they sign, and nothing read from any tree."""
-    import dataclasses
-
-    from merkle.bom.facts import of_manifest, of_oms
-    from merkle.cli.trust import open_bundles
+    from merkle.bom.describing import of_bundles
+    from merkle.cli.trust import store_for, trust_policy
 
     if args.sha256:
         raise UsageError("--sha256 reads every file: give the tree too (merkle bom PATH BUNDLE)")
     _no_build_options(args, "describes what the bundle signs")
-    verified = open_bundles(args, _bundles(args, paths))
-    signers = tuple(s.key_id for s in verified.signers)
-    if verified.oms is not None:
-        facts = of_oms(verified.oms, "signed", signers, args.type)
-    elif verified.manifest is not None:
-        facts = of_manifest(verified.manifest, verified.name, "signed", None, signers, args.type)
-    else:
-        raise UsageError("a compact bundle signs only a root: the BOM needs its manifest beside it (BUNDLE.manifest)")
-    return dataclasses.replace(facts, card_problem="no tree given: README.md was not read")
+    return of_bundles(_bundles(args, paths), trust_policy(args), store_for(args), kind=args.type)
 
 
 def _sign(args: argparse.Namespace, facts: Facts, doc: dict[str, Any]) -> None:

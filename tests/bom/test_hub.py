@@ -64,3 +64,15 @@ def test_a_dataset_repository_is_data_without_a_model_purl(hub):
     assert tree["type"] == "data" and "purl" not in tree and "modelCard" not in tree
     props = {p["name"]: p["value"] for p in tree["properties"]}
     assert props["merkle:origin:repo"] == "org/rows" and props["merkle:origin:repoType"] == "dataset"
+
+
+def test_a_signed_bom_of_a_cache_folder_checks_its_snapshot(hub):
+    """The BOM records the origin, so --check reads the cache folder as the tree check did (its snapshot)."""
+    d, _, model, _ = hub
+    signed = d / "cache-bom.bundle"
+    r = run_cli("bom", str(model.repo_folder), "--sha256", "--sign", str(d / "k"), "-o", str(signed), "--no-store")
+    assert r.returncode == 0, r.stderr
+    r = run_cli("bom", str(model.repo_folder), "--check", str(signed), "--key", str(d / "k.pub"), "--no-store")
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert sorted(r.stdout.split()) == sorted(["=", ".gitattributes", "=", "README.md", "=", "config.json", "=",
+                                               "weights.bin"])  # fmt: skip
