@@ -61,6 +61,9 @@ class Facts:
     licenses: tuple[str, ...] | None = None
     card: Mapping[str, Any] | None = None
     card_problem: str | None = None
+    """Why the model card is not described (absent, unsigned, broken front matter, no tree read)."""
+    license_problem: str | None = None
+    """Why no license is given though the card was read (it declares none, or not as ids)."""
 
 
 def kind_of(manifest: Manifest | None, chosen: str | None = None) -> ComponentKind:
@@ -147,7 +150,8 @@ def with_card(
     """`facts` with the model card's front matter and licenses, read from
     README.md under `path` only once its bytes matched `signed` (B4).  A
     card that is absent, unsigned or whose front matter is broken leaves
-    them out and says why (`card_problem`); README.md changed since it
+    them out and says why (`card_problem`; a card without license ids,
+    `license_problem`); README.md changed since it
     verified is an IntegrityError: the tree is no longer the one described."""
     import dataclasses
 
@@ -167,4 +171,4 @@ def with_card(
         problem = None
     except MerkleError as e:
         licenses, problem = None, f"README.md: {e.message}"
-    return dataclasses.replace(facts, card=meta, licenses=licenses, card_problem=problem)
+    return dataclasses.replace(facts, card=meta, licenses=licenses, license_problem=problem)

@@ -73,6 +73,8 @@ def _tree_properties(facts: Facts) -> list[tuple[str, str]]:
     props += [("signer", keyid) for keyid in facts.signers]
     if facts.card_problem is not None:
         props.append(("modelCard", f"not described: {facts.card_problem}"))
+    if facts.license_problem is not None:
+        props.append(("licenses", f"not described: {facts.license_problem}"))
     return [(NS + k, v) for k, v in props]
 
 

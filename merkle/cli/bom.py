@@ -158,6 +158,8 @@ def _sign(args: argparse.Namespace, facts: Facts, doc: dict[str, Any]) -> None:
 
 
 def _summary(args: argparse.Namespace, facts: Facts) -> None:
+    from merkle.bom.card import model_card
+
     with_sha = sum(f.sha256 is not None for f in facts.files)
     with_b3 = sum(f.blake3 is not None for f in facts.files)
     info = {
@@ -171,15 +173,19 @@ def _summary(args: argparse.Namespace, facts: Facts) -> None:
         "sha256": with_sha,
         "blake3": with_b3,
         "licenses": list(facts.licenses) if facts.licenses is not None else None,
-        "model_card": facts.card_problem is None and facts.card is not None,
+        "model_card": facts.kind == "machine-learning-model"
+        and facts.card is not None
+        and model_card(facts.card) is not None,
         "model_card_problem": facts.card_problem,
+        "license_problem": facts.license_problem,
     }
     if args.json:
         emit_json(info)
         return
     if args.quiet:
-        if facts.card_problem:
-            print(f"merkle: model card not described: {shown(facts.card_problem)}", file=sys.stderr)
+        for what, problem in (("model card", facts.card_problem), ("licenses", facts.license_problem)):
+            if problem:
+                print(f"merkle: {what} not described: {shown(problem)}", file=sys.stderr)
         return
     where = f" -> {shown(args.output)}" if args.output not in (None, "-") else ""
     print(
@@ -192,6 +198,8 @@ def _summary(args: argparse.Namespace, facts: Facts) -> None:
         print(f"merkle: licenses from the verified model card: {shown(', '.join(facts.licenses))}", file=sys.stderr)
     if facts.card_problem:
         print(f"merkle: model card not described: {shown(facts.card_problem)}", file=sys.stderr)
+    if facts.license_problem:
+        print(f"merkle: licenses not described: {shown(facts.license_problem)}", file=sys.stderr)
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -196,3 +196,20 @@ def test_broken_front_matter_writes_the_bom_without_card_and_says_why(signed, tm
     (why,) = _props(tree)["merkle:modelCard"]
     assert why.startswith("not described: README.md: front matter is not valid YAML")
     assert "model card not described" in r.stderr
+
+
+def test_a_card_without_a_license_keeps_its_model_card_and_says_why_there_is_no_license(signed, tmp_path):
+    model, _, _ = signed
+    copy = tmp_path / "model"
+    shutil.copytree(model, copy)
+    (copy / "README.md").write_text("---\npipeline_tag: fill-mask\n---\n# card\n")
+    out = tmp_path / "bom.json"
+    r = run_cli("bom", str(copy), "-o", str(out), "--json")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["model_card"] is True and summary["licenses"] is None
+    assert "declares no license" in summary["license_problem"]
+    tree = _tree(json.loads(out.read_text()))
+    assert tree["modelCard"]["modelParameters"] == {"task": "fill-mask"} and "licenses" not in tree
+    props = _props(tree)
+    assert "merkle:modelCard" not in props and props["merkle:licenses"][0].startswith("not described: README.md")
