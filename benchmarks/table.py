@@ -45,6 +45,7 @@ REFERENCES = {
     "zarr column slice": ZARR_PLAIN,
     **dict.fromkeys(BLAKE3_CASES, PACKAGE),
     COLD: DD,
+    "bom: model dir": "merkle build",
 }
 # test_peers.py's cases: every tool there is also compared with merkle itself.
 PEER_FILE = "peers: one file"

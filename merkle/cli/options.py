@@ -37,6 +37,7 @@ FLAGS = {
     "audit_sample": "--sample",
     "exclude": "--exclude",
     "results=True": "merkle policy show",
+    "boms=True": "merkle bom --check",
 }
 """How the library's messages name options (merkle.errors.option), as the command line spells them."""
 

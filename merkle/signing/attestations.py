@@ -112,7 +112,7 @@ class Store:
             "name": verified.name,
             "root": verified.root_hex,
             "version": verified.version,
-            "kind": "merkle" if verified.summary is not None else "policy-result" if verified.result else "oms",
+            "kind": _kind(verified),
             "signers": [s.key_id for s in verified.signers],
         }
 
@@ -183,6 +183,16 @@ class Store:
         return [e for e in self.entries() if e.name == ref or e.root == ref or (len(ref) >= 8 and e.id.startswith(ref))]
 
 
+KINDS = ("merkle", "oms", "policy-result", "bom")
+"""What a kept bundle signs: a merkle manifest, an OpenSSF statement, a policy result, an ML-BOM."""
+
+
+def _kind(verified: Verified) -> str:
+    if verified.summary is not None:
+        return "merkle"
+    return "policy-result" if verified.result else "bom" if verified.bom else "oms"
+
+
 def _is_bundle_record(record: object) -> bool:
     if not isinstance(record, dict) or set(record) != {"name", "root", "version", "kind", "signers"}:
         return False
@@ -191,7 +201,7 @@ def _is_bundle_record(record: object) -> bool:
         isinstance(record["name"], str)
         and isinstance(record["root"], str)
         and _HEX64.fullmatch(record["root"]) is not None
-        and record["kind"] in ("merkle", "oms", "policy-result")
+        and record["kind"] in KINDS
         and isinstance(signers, list)
         and all(isinstance(s, str) for s in signers)
         and (version is None or (type(version) is int and version >= 0))

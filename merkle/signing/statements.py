@@ -66,6 +66,21 @@ class ResultSigned:
     log: dict[str, Any]
 
 
+BOM_PREDICATE_TYPE: Final = "https://cyclonedx.org/bom"
+"""A signed ML-BOM: the predicate is a CycloneDX BOM (in-toto's CycloneDX
+predicate; docs/bom.md B9)."""
+
+
+@dataclass(frozen=True)
+class BomSigned:
+    """What a signed BOM signs: its subject (the tree it describes, by its
+    signed root) and the CycloneDX document."""
+
+    digest_key: str
+    digest: str
+    bom: dict[str, Any]
+
+
 @dataclass(frozen=True)
 class Verified:
     """A statement whose signatures checked out, parsed and shape-checked.
@@ -78,7 +93,7 @@ class Verified:
     expires: datetime.datetime | None
     signers: tuple[Signer, ...]
     payload: bytes
-    content: MerkleSigned | OmsSigned | ResultSigned
+    content: MerkleSigned | OmsSigned | ResultSigned | BomSigned
     signed: datetime.datetime | None = None
     """When the signer says it signed (the statement's `signed`, G7): as
     trustworthy as its key, no more; None when the statement does not say."""
@@ -110,10 +125,15 @@ class Verified:
         return self.content if isinstance(self.content, ResultSigned) else None
 
     @property
+    def bom(self) -> BomSigned | None:
+        """Set for a signed BOM (it describes files, it is not their manifest)."""
+        return self.content if isinstance(self.content, BomSigned) else None
+
+    @property
     def root_hex(self) -> str:
         if isinstance(self.content, MerkleSigned):
             return self.content.summary.root.hex()
-        if isinstance(self.content, ResultSigned):
+        if isinstance(self.content, (ResultSigned, BomSigned)):
             return self.content.digest
         return self.content.statement.subject_digest.hex()
 
@@ -194,6 +214,8 @@ def interpret(stmt: Statement, signers: tuple[Signer, ...], payload: bytes) -> V
     must equal its manifest's recomputed root."""
     if stmt.predicate_type == RESULT_PREDICATE_TYPE:
         return _result(stmt, signers, payload)
+    if stmt.predicate_type == BOM_PREDICATE_TYPE:
+        return _bom(stmt, signers, payload)
     if stmt.predicate_type != PREDICATE_TYPE:
         from merkle.signing import oms  # OpenSSF statements only: it brings the whole-file hashing
 
@@ -243,3 +265,19 @@ def _result(stmt: Statement, signers: tuple[Signer, ...], payload: bytes) -> Ver
     if not isinstance(runs[0].get("results"), list):
         raise BundleError("a policy result's run has no results")
     return Verified(name, None, None, signers, payload, ResultSigned(key, digest, log))
+
+
+def bom_statement(name: str, digest_key: str, digest: str, bom: dict[str, Any]) -> Statement:
+    """The statement of a BOM: subject the tree it describes, the CycloneDX document its predicate."""
+    return Statement(((name, {digest_key: digest}),), BOM_PREDICATE_TYPE, bom)
+
+
+def _bom(stmt: Statement, signers: tuple[Signer, ...], payload: bytes) -> Verified:
+    if len(stmt.subjects) != 1 or len(stmt.subjects[0][1]) != 1:
+        raise BundleError("a signed BOM has exactly one subject with one digest")
+    name, digests = stmt.subjects[0]
+    ((key, digest),) = digests.items()
+    bom = stmt.predicate
+    if bom.get("bomFormat") != "CycloneDX" or not isinstance(bom.get("specVersion"), str):
+        raise BundleError("a signed BOM's predicate is a CycloneDX document (bomFormat, specVersion)")
+    return Verified(name, None, None, signers, payload, BomSigned(key, digest, bom))

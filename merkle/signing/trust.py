@@ -212,7 +212,7 @@ class History:
         unversioned statement like any other, never a way around the records;
         model-signing 0.2's names no model, so it could stand for any: it is
         refused once any versioned statement from its signer was verified."""
-        if verified.result is not None:  # a verdict on a tree, not a version of it
+        if verified.result is not None or verified.bom is not None:  # about a tree, not a version of it
             return
         if verified.oms is not None and verified.oms.legacy:
             for signer in verified.signers:

@@ -80,13 +80,15 @@ def open_signed(
     *,
     with_manifest: bool = True,
     results: bool = False,
+    boms: bool = False,
 ) -> Verified:
     """The trust decision for `bundles` (merkle.signing.trust.decide, with the
     store's history when a store is given; the bundles are then kept in it).
     With `with_manifest`, a merkle statement's manifest comes back with the
     leaf sidecar beside the first bundle when it authenticates, and a
     compact statement's manifest is the one beside the bundle (None if there
-    is none).  Raises SignatureError/BundleError/PolicyError (exit 1)."""
+    is none).  A signed policy result is refused unless `results`, a signed
+    BOM unless `boms`.  Raises SignatureError/BundleError/PolicyError (exit 1)."""
     if not bundles:
         raise UsageError("no bundle given")
     shaped = [(b.bundle, b.path) for b in bundles]
@@ -98,6 +100,12 @@ def open_signed(
         raise UsageError(
             "a signed policy result: it attests a verdict on a tree, not the tree's files (read it with "
             f"{option('results=True')})",
+            bundles[0].path,
+        )
+    if verified.bom is not None and not boms:
+        raise UsageError(
+            "a signed BOM: it describes a tree's files, it is not their manifest (check it with "
+            f"{option('boms=True')})",
             bundles[0].path,
         )
     if not with_manifest:

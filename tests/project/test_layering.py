@@ -41,7 +41,7 @@ LEVELS: tuple[tuple[str, ...], ...] = (
     ("building",),
     ("verifying",),
     ("git", "hf", "zarr", "dask"),
-    ("policy",),  # the evidence flow's middle step: above the integrations whose evidence it reads (model cards)
+    ("policy", "bom"),  # the evidence flow's middle step: above the integrations whose evidence it reads (model cards)
     ("",),  # the package itself: the public face over everything below
     ("cli", "__main__"),
 )
