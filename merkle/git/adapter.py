@@ -1,16 +1,18 @@
 """The "git" layout as the core reads it: merkle.source.layouts names this
 module's PROVIDER in KNOWN_LAYOUTS (docs/hf.md, G1-G3).
 
-A git work tree's files are its plain tree without `.git` (and without a
-submodule's folder, whose files are another repository's: recorded in the
-manifest's exclusions so every verifier leaves it out too).  What a build
+A git work tree's files are its plain tree without `.git` (a submodule's
+files are built as plain files: this commit does not vouch for them, so they
+make the tree dirty).  What a build
 records is where they come from: the commit, the remote's URL without
 credentials and whether the files differ from the commit, which is known
 only once every file's git identity was recomputed from its content (a
 second read, as for the Hugging Face layouts' M7 identities; `--layout
 plain` reads the tree without it).  A clean clone of a Hub repository (its
 remote a Hub URL, or `--repo-id`) records the Hub origin and identities, as
-a local_dir of the same commit does; any other clone a git origin.  A
+a local_dir of the same commit does, when the commit is a tip of the
+remote's branches as last fetched (not a local commit); any other clone a
+git origin.  A
 verifier reads a git origin's tree plain: the git layout is chosen only by a
 build that recognises the folder, or by `--layout git`.
 """
@@ -27,15 +29,13 @@ from merkle.report import Progress
 from merkle.source.layouts import Found, LayoutOptions
 from merkle.source.walk import Excluder
 
-SUBMODULE: str = "a submodule"
-
 
 class Git:
     """The LayoutProvider of git work trees."""
 
     def open(self, path: str, options: LayoutOptions) -> Found | None:
         from merkle.hf.check import clone_identities
-        from merkle.hf.layout import COMMIT, excluded, open_clone
+        from merkle.hf.layout import COMMIT, SUBMODULE, excluded, open_clone
 
         name = os.fspath(path).removeprefix("file://")
         try:
@@ -57,20 +57,21 @@ class Git:
         skip = Excluder(options.exclude)
         if checkout.tree is not None:
             checkout.tree = {p: e for p, e in checkout.tree.items() if not skip.covers(p)}
-        submodules = tuple(p.path for p in checkout.problems if p.reason.startswith(SUBMODULE))
+        # A submodule's files, when checked out, are built as the plain files they are; this commit does not
+        # vouch for them, so they make the tree dirty.
         checkout.problems = [p for p in checkout.problems if not p.reason.startswith(SUBMODULE)]
         assert checkout.revision is not None
         commit = checkout.revision
 
         def origin(dirty: bool) -> AnyOrigin:
-            if checkout.repo is not None and not dirty and COMMIT.fullmatch(commit):
+            if checkout.repo is not None and checkout.on_remote and not dirty and COMMIT.fullmatch(commit):
                 return Origin(commit, checkout.repo, checkout.repo_type)
             return GitOrigin(commit, checkout.remote_url, dirty)
 
         # The origin as if the tree were clean, until the identities say whether it is: the build reads
         # it after them.
         found = Found("git", "git clone", checkout.root, [f.walked for f in checkout.files], checkout.problems,
-                      origin(False), submodules)  # fmt: skip
+                      origin(False), ())  # fmt: skip
 
         def identities(jobs: int | None, progress: Progress | None) -> dict[str, HubId]:
             ids, dirty = clone_identities(checkout, jobs, progress)

@@ -50,6 +50,7 @@ _XET_NAME: Final = re.compile("[0-9a-f]{64}")
 _ETAG: Final = re.compile("[0-9a-f]{64}|[0-9a-f]{40}")
 
 
+SUBMODULE: Final = "a submodule"
 CACHE_PARTS: Final = frozenset({"blobs", "refs", "snapshots", "trees", ".no_exist"})
 """All that huggingface_hub keeps in a cache repo folder."""
 
@@ -170,6 +171,8 @@ class Checkout:
     """The folders blobs are opened from (blobs/, the shared Xet store)."""
     remote_url: str | None = None
     """git: the clone's remote, without credentials."""
+    on_remote: bool = False
+    """git: the commit is a tip of the remote's branches as last fetched (not a local commit)."""
     listing: str = "the tree listing"
     """Who names each file's identity, in messages: the Hub's tree listing, or a git commit."""
 
@@ -544,17 +547,15 @@ def open_clone(root: str, opts: LayoutOptions) -> Checkout:
     repo_id, repo_type = (opts.repo_id, opts.repo_type or "model") if opts.repo_id else (hub or (None, "model"))
     tree: dict[str, TreeEntry] = {}
     problems: list[WalkProblem] = []
-    skip = []
     for e in repo.entries.values():
-        if e.kind == "submodule":
-            problems.append(WalkProblem(e.path, f"a submodule (commit {e.blob_id}): its files are not checked"))
-            skip.append(e.path)
+        if e.kind == "submodule":  # its files, when checked out, are another repository's: untracked here
+            problems.append(WalkProblem(e.path, f"{SUBMODULE} (commit {e.blob_id}): its files are not this commit's"))
         elif e.lfs is not None:
             oid, size = e.lfs
             tree[e.path] = TreeEntry(e.path, size, git_blob_id(lfs_pointer(oid, size)), oid, size)
         else:
             tree[e.path] = TreeEntry(e.path, e.size, e.blob_id)
-    listing = walk(root, (*opts.exclude, *skip), opts.follow_symlinks)
+    listing = walk(root, opts.exclude, opts.follow_symlinks)
     checkout = Checkout(
         "git",
         root,
@@ -565,6 +566,7 @@ def open_clone(root: str, opts: LayoutOptions) -> Checkout:
         tree,
         problems=sorted(listing.problems + problems, key=lambda p: p.path),
         remote_url=repo.remote_url,
+        on_remote=repo.on_remote,
         listing=f"commit {repo.commit[:12]}",
     )
     return checkout
