@@ -40,7 +40,7 @@ LEVELS: tuple[tuple[str, ...], ...] = (
     ("signing",),
     ("building",),
     ("verifying",),
-    ("git", "hf", "zarr", "dask"),
+    ("git", "hf", "image", "zarr", "dask"),
     ("policy", "bom"),  # the evidence flow's middle step: above the integrations whose evidence it reads (model cards)
     ("",),  # the package itself: the public face over everything below
     ("cli", "__main__"),
@@ -49,7 +49,7 @@ LEVELS: tuple[tuple[str, ...], ...] = (
 the first component below the package ("" for the package `__init__`)."""
 CORE_TOP = "verifying"
 """The highest level of the core; everything above it is an integration or the CLI."""
-FORBIDDEN_IN_CORE = ("git", "hf", "zarr", "dask", "cli")
+FORBIDDEN_IN_CORE = ("git", "hf", "image", "zarr", "dask", "cli")
 """Parts of the package no core module may import."""
 FORBIDDEN_LIBRARIES = ("dask", "distributed")
 """Libraries no core module may import."""
