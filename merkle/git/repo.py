@@ -266,7 +266,7 @@ def open_repo(root: str, revision: str | None = None) -> GitRepo | None:
     import tempfile
 
     shown = root
-    git_dir = git_dir_of(root)
+    git_dir = git_dir_of(os.path.abspath(root))  # git runs in other folders: the clone by its absolute path
     if git_dir is None:
         return None
     if os.path.lexists(os.path.join(git_dir, "commondir")):

@@ -201,3 +201,13 @@ def test_a_tree_listing_a_name_twice_is_refused(tmp_path):
     r = run_cli("hf", "verify", str(repo))
     assert r.returncode == 2
     assert_one_line_error(r, "twice")
+
+
+def test_a_clone_named_by_a_relative_path(tmp_path):
+    repo = small_repo(tmp_path / "r")
+    out = tmp_path / "m.json"
+    r = run_cli("build", "r", "-o", str(out), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(out.read_text())["origin"]["revision"] == git(repo, "rev-parse", "HEAD")
+    r = run_cli("hf", "verify", "r", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
