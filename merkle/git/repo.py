@@ -180,7 +180,10 @@ def _config(git_dir: str, shown: str) -> dict[str, list[str]]:
     if data is None:
         return {}
     out: dict[str, list[str]] = {}
-    for item in _git(None, shown, "config", "--file", "-", "--list", "-z", stdin=data, cwd=git_dir).split(b"\0"):
+    # git parses the bytes with no repository of its own (none is found at a path that cannot exist), so the
+    # clone's config is never read as configuration.
+    nowhere = "/nonexistent/merkle-no-repository"
+    for item in _git(nowhere, shown, "config", "--file", "-", "--list", "-z", stdin=data, cwd="/").split(b"\0"):
         if item:
             key, _, value = item.decode("utf-8", "replace").partition("\n")
             out.setdefault(key, []).append(value)  # git lists section and name in lower case
