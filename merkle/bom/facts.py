@@ -10,6 +10,7 @@ verified read.
 
 from __future__ import annotations
 
+import datetime
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -64,6 +65,11 @@ class Facts:
     """Why the model card is not described (absent, unsigned, broken front matter, no tree read)."""
     license_problem: str | None = None
     """Why no license is given though the card was read (it declares none, or not as ids)."""
+    version: int | None = None
+    """The signed statement's version, when it has one: the BOM records it, and is refused as the
+    statement would be once a newer version was verified (rollback, B9)."""
+    expires: datetime.datetime | None = None
+    """The signed statement's expiry, when it has one: the signed BOM expires with it."""
 
 
 def kind_of(manifest: Manifest | None, chosen: str | None = None) -> ComponentKind:

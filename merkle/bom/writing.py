@@ -16,6 +16,7 @@ from merkle.bom.card import model_card
 from merkle.bom.facts import Facts, FileFacts
 from merkle.errors import FormatError, UsageError, install_hint
 from merkle.format.origin import GitOrigin, Origin
+from merkle.format.timestamps import format_time
 
 if TYPE_CHECKING:
     from cyclonedx.model.component import Component
@@ -77,6 +78,10 @@ def _tree_properties(facts: Facts) -> list[tuple[str, str]]:
         if origin.repo is not None:
             props.append(("origin:repo", origin.repo))
     props += [("signer", keyid) for keyid in facts.signers]
+    if facts.version is not None:
+        props.append(("version", str(facts.version)))
+    if facts.expires is not None:
+        props.append(("expires", format_time(facts.expires)))
     if facts.card_problem is not None:
         props.append(("modelCard", f"not described: {facts.card_problem}"))
     if facts.license_problem is not None:

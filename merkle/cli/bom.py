@@ -205,7 +205,7 @@ def _summary(args: argparse.Namespace, facts: Facts) -> None:
 def _check(args: argparse.Namespace) -> int:
     """`merkle bom PATH --check SIGNED_BOM --key PUB`: the BOM's signature,
     then the tree against every claim it makes."""
-    from merkle.bom.checking import check, expected
+    from merkle.bom.checking import Expected, check, expected
     from merkle.cli.trust import describe, store_for, trust_policy, verified_dict
     from merkle.signing.envelope import BundleFile
     from merkle.verifying.signed import open_signed
@@ -218,12 +218,19 @@ def _check(args: argparse.Namespace) -> int:
     path = args.inputs[0]
     if not os.path.isdir(path):
         raise SourceError("cannot read: not a directory", path)
+    found: list[Expected] = []
+
+    def claims_of(verified: Verified) -> None:
+        """The BOM's claims, read before the store keeps it: a BOM whose claims do not hold is never kept."""
+        if verified.bom is None:
+            raise UsageError("not a signed BOM (merkle bom --sign writes them)", args.check)
+        found.append(expected(verified.bom, verified.name))
+
     verified: Verified = open_signed(
-        [BundleFile.read(args.check)], trust_policy(args), store_for(args), with_manifest=False, boms=True
-    )
-    if verified.bom is None:
-        raise UsageError("not a signed BOM (merkle bom --sign writes them)", args.check)
-    claims = expected(verified.bom, verified.name)
+        [BundleFile.read(args.check)], trust_policy(args), store_for(args), with_manifest=False, boms=True,
+        accept=claims_of,
+    )  # fmt: skip
+    (claims,) = found
     report = check(path, claims, args.layout, args.revision, args.jobs)
     print_report(args, report, {"signature": verified_dict(verified)}, describe(verified) + " (a signed BOM)")
     return report.exit_code

@@ -1,0 +1,170 @@
+"""The attacker review of `merkle bom` (docs/threat-model.md, "The ML-BOM"): each finding's attack, run
+through the CLI or the library, and what now refuses it."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from support.cli import assert_one_line_error, run_cli
+
+
+def _payload(bundle: Path) -> dict:
+    return json.loads(base64.b64decode(json.loads(bundle.read_text())["dsseEnvelope"]["payload"]))
+
+
+def _sign(statement: dict, key: Path, out: Path) -> Path:
+    from merkle.signing import statements
+    from merkle.signing.envelope import Statement
+    from merkle.signing.keys import load_private_key
+
+    stmt = Statement(
+        tuple((s["name"], s["digest"]) for s in statement["subject"]),
+        statement["predicateType"],
+        statement["predicate"],
+    )
+    out.write_bytes(statements.sign_statement(stmt, load_private_key(str(key))).to_json())
+    return out
+
+
+def _kinds(store: Path) -> list[str]:
+    r = run_cli("store", "list", "--store", str(store), "--json")
+    assert r.returncode == 0, r.stderr
+    return sorted(b["kind"] for b in json.loads(r.stdout))
+
+
+@pytest.fixture(scope="module")
+def signed_bom(signed, tmp_path_factory) -> Path:
+    """A signed BOM of the model verified against its (unversioned) bundle, with --sha256."""
+    model, key, bundle = signed
+    out = tmp_path_factory.mktemp("review") / "bom.bundle"
+    r = run_cli("bom", str(model), str(bundle), "--key", f"{key}.pub", "--sha256", "--sign", str(key),
+                "-o", str(out), "--no-store")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def _check(model: Path, key: Path, bom: Path, *more: str):
+    return run_cli("bom", str(model), "--check", str(bom), "--key", f"{key}.pub", *more)
+
+
+# Finding 3: a subject digest that is not lower-case hex poisoned the store's index.
+
+
+@pytest.mark.parametrize("mutation", ["upper-case-digest", "short-digest", "unknown-digest-key"], ids=lambda m: m)
+def test_a_bom_subject_digest_that_is_not_a_root_is_refused_and_not_kept(signed, signed_bom, tmp_path, mutation):
+    model, key, _ = signed
+    statement = _payload(signed_bom)
+    ((dkey, digest),) = statement["subject"][0]["digest"].items()
+    if mutation == "upper-case-digest":
+        statement["subject"][0]["digest"] = {dkey: digest.upper()}
+    elif mutation == "short-digest":
+        statement["subject"][0]["digest"] = {dkey: digest[:62]}
+    else:
+        statement["subject"][0]["digest"] = {"sha512": digest}
+    store = tmp_path / "store"
+    r = _check(model, key, _sign(statement, key, tmp_path / "odd.bundle"), "--store", str(store))
+    assert r.returncode == 1
+    assert_one_line_error(r, "subject digest")
+    assert _kinds(store) == []  # the index still loads, and holds nothing of it
+
+
+def test_a_policy_result_subject_digest_is_checked_too():
+    from merkle.errors import BundleError
+    from merkle.signing import statements
+
+    log = {"version": "2.1.0", "runs": [{"results": []}]}
+    good = statements.result_statement("m", "merkle-blake3", "ab" * 32, log)
+    assert statements.interpret(good, (), b"").root_hex == "ab" * 32
+    for key, digest in (("merkle-blake3", "AB" * 32), ("merkle-blake3", "ab" * 31), ("md5", "ab" * 32)):
+        with pytest.raises(BundleError, match="subject digest"):
+            statements.interpret(statements.result_statement("m", key, digest, log), (), b"")
+
+
+def test_a_bom_whose_claims_do_not_hold_is_not_kept(signed, signed_bom, tmp_path):
+    """The claims are read before the store keeps the bundle: a BOM that does not describe its subject is
+    refused and leaves nothing behind."""
+    model, key, _ = signed
+    statement = _payload(signed_bom)
+    for p in statement["predicate"]["components"][0]["components"][0]["properties"]:
+        if p["name"] == "merkle:root":
+            p["value"] = "00" * 32
+    store = tmp_path / "store"
+    r = _check(model, key, _sign(statement, key, tmp_path / "bad.bundle"), "--store", str(store))
+    assert r.returncode == 1
+    assert_one_line_error(r, "do not add up to its merkle:root")
+    assert _kinds(store) == []
+    r = _check(model, key, signed_bom, "--store", str(store))
+    assert r.returncode == 0, r.stderr
+    assert _kinds(store) == ["bom"]
+
+
+# Finding 2: an old signed BOM re-validated a rolled-back tree.
+
+
+@pytest.fixture(scope="module")
+def versions(signed, tmp_path_factory) -> tuple[Path, Path, Path, Path, Path]:
+    """(v1 tree, key, store that verified v2, signed BOM of v1, v1 bundle): the attacker restored v1."""
+    model, key, _ = signed
+    d = tmp_path_factory.mktemp("rollback")
+    v1, v2, store = d / "v1", d / "v2", d / "store"
+    shutil.copytree(model, v1)
+    shutil.copytree(model, v2)
+    (v2 / "config.json").write_text('{"patched": true}\n')
+    for tree, version in ((v1, "1"), (v2, "2")):
+        r = run_cli("build", str(tree), "--sign", str(key), "--version", version, "--name", "model",
+                    "-o", str(d / f"v{version}.bundle"), "--no-store")  # fmt: skip
+        assert r.returncode == 0, r.stderr
+    bom = d / "bom-v1.bundle"
+    r = run_cli("bom", str(v1), str(d / "v1.bundle"), "--key", f"{key}.pub", "--sign", str(key), "-o", str(bom),
+                "--no-store")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    r = run_cli("verify", str(v2), str(d / "v2.bundle"), "--key", f"{key}.pub", "--store", str(store))
+    assert r.returncode == 0, r.stderr
+    return v1, key, store, bom, d / "v1.bundle"
+
+
+def test_a_bom_records_the_version_and_expiry_it_restates(versions, tmp_path):
+    v1, key, _, bom, _ = versions
+    props = {p["name"]: p["value"] for p in _payload(bom)["predicate"]["components"][0]["properties"]}
+    assert props["merkle:version"] == "1" and "merkle:expires" not in props
+    bundle, out = tmp_path / "v3.bundle", tmp_path / "bom.bundle"
+    r = run_cli("build", str(v1), "--sign", str(key), "--version", "3", "--expires", "2999-01-31T00:00:00Z",
+                "-o", str(bundle), "--no-store")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    r = run_cli("bom", str(bundle), "--key", f"{key}.pub", "--sign", str(key), "-o", str(out), "--no-store")
+    assert r.returncode == 0, r.stderr
+    props = {p["name"]: p["value"] for p in _payload(out)["predicate"]["components"][0]["properties"]}
+    assert props["merkle:version"] == "3" and props["merkle:expires"] == "2999-01-31T00:00:00Z"
+    statement = _payload(out)
+    for p in statement["predicate"]["components"][0]["properties"]:
+        if p["name"] == "merkle:expires":
+            p["value"] = "2001-01-31T00:00:00Z"
+    r = _check(v1, key, _sign(statement, key, tmp_path / "expired.bundle"), "--no-store")
+    assert r.returncode == 1
+    assert_one_line_error(r, "expired")
+
+
+def test_an_old_signed_bom_is_refused_as_its_version_is(versions):
+    v1, key, store, bom, v1_bundle = versions
+    r = run_cli("verify", str(v1), str(v1_bundle), "--key", f"{key}.pub", "--store", str(store))
+    assert r.returncode == 1 and "rollback" in r.stderr
+    r = _check(v1, key, bom, "--store", str(store))
+    assert r.returncode == 1
+    assert_one_line_error(r, "rollback", "version 1", "version 2")
+    r = _check(v1, key, bom, "--no-store")  # no records, no rollback check: the claims hold
+    assert r.returncode == 0, r.stderr
+
+
+def test_an_unversioned_bom_of_another_root_is_refused_once_a_version_was_verified(versions, tmp_path):
+    """A BOM made before BOMs recorded the version (or with it cut out) names v1's root: refused."""
+    v1, key, store, bom, _ = versions
+    statement = _payload(bom)
+    tree = statement["predicate"]["components"][0]
+    tree["properties"] = [p for p in tree["properties"] if p["name"] != "merkle:version"]
+    r = _check(v1, key, _sign(statement, key, tmp_path / "unversioned.bundle"), "--store", str(store))
+    assert r.returncode == 1
+    assert_one_line_error(r, "rollback", "no version")
