@@ -226,11 +226,13 @@ def _check(args: argparse.Namespace) -> int:
             raise UsageError("not a signed BOM (merkle bom --sign writes them)", args.check)
         found.append(expected(verified.bom, verified.name))
 
+    bundle, policy, store = BundleFile.read(args.check), trust_policy(args), store_for(args)
     verified: Verified = open_signed(
-        [BundleFile.read(args.check)], trust_policy(args), store_for(args), with_manifest=False, boms=True,
-        accept=claims_of,
+        [bundle], policy, store, with_manifest=False, boms=True, accept=claims_of, keep=False
     )  # fmt: skip
     (claims,) = found
-    report = check(path, claims, args.layout, args.revision, args.jobs)
+    report = check(path, claims, args.layout, args.revision, args.jobs, args.follow_symlinks)
+    if report.ok and store is not None:  # kept only once every claim held, the records checked again under the lock
+        open_signed([bundle], policy, store, with_manifest=False, boms=True)
     print_report(args, report, {"signature": verified_dict(verified)}, describe(verified) + " (a signed BOM)")
     return report.exit_code

@@ -82,6 +82,7 @@ def open_signed(
     results: bool = False,
     boms: bool = False,
     accept: Callable[[Verified], object] | None = None,
+    keep: bool = True,
 ) -> Verified:
     """The trust decision for `bundles` (merkle.signing.trust.decide, with the
     store's history when a store is given; the bundles are then kept in it).
@@ -91,7 +92,9 @@ def open_signed(
     is none).  A signed policy result is refused unless `results`, a signed
     BOM unless `boms`.  `accept`, when given, runs on the verified statement
     before the store keeps anything (a signed BOM's claims, merkle.bom.checking):
-    what it raises keeps the bundle out of the store.  Raises
+    what it raises keeps the bundle out of the store.  `keep` False: the
+    store's records are checked, nothing is kept (a caller that keeps the
+    bundle only once more checks held opens it again with `keep`).  Raises
     SignatureError/BundleError/PolicyError (exit 1)."""
     if not bundles:
         raise UsageError("no bundle given")
@@ -103,7 +106,12 @@ def open_signed(
             accept(verified)
         return verified
 
-    verified = decide(None) if store is None else store.decide([b.data for b in bundles], decide)
+    if store is None:
+        verified = decide(None)
+    elif not keep:
+        verified = decide(store.history())
+    else:
+        verified = store.decide([b.data for b in bundles], decide)
     if verified.result is not None and not results:
         raise UsageError(
             "a signed policy result: it attests a verdict on a tree, not the tree's files (read it with "

@@ -168,3 +168,147 @@ def test_an_unversioned_bom_of_another_root_is_refused_once_a_version_was_verifi
     r = _check(v1, key, _sign(statement, key, tmp_path / "unversioned.bundle"), "--store", str(store))
     assert r.returncode == 1
     assert_one_line_error(r, "rollback", "no version")
+
+
+# Finding 1: claims --check never checked.  Finding 7: wrong JSON types.
+
+
+def _file(tree: dict, name: str) -> dict:
+    return next(f for f in tree["components"] if f["name"] == name)
+
+
+def _extra_component(bom: dict) -> None:
+    bom["components"].append({"type": "file", "name": "evil.bin", "bom-ref": "file:evil.bin"})
+
+
+def _nested(bom: dict) -> None:
+    _file(bom["components"][0], "config.json")["components"] = [{"type": "file", "name": "hidden.bin"}]
+
+
+def _two_sha256(bom: dict) -> None:
+    _file(bom["components"][0], "config.json")["hashes"].insert(0, {"alg": "SHA-256", "content": "22" * 32})
+
+
+def _hash(alg: str, size: int):
+    def mutate(bom: dict) -> None:
+        _file(bom["components"][0], "config.json")["hashes"].append({"alg": alg, "content": "33" * size})
+
+    return mutate
+
+
+def _set(key: str, value):
+    def mutate(bom: dict) -> None:
+        bom["components"][0][key] = value
+
+    return mutate
+
+
+def _model_card(bom: dict) -> None:
+    bom["components"][0]["modelCard"]["modelParameters"]["task"] = "text-generation"
+
+
+def _property(bom: dict) -> None:
+    bom["components"][0]["properties"].append({"name": "merkle:reviewed", "value": "true"})
+
+
+def _metadata_component(bom: dict) -> None:
+    bom["metadata"]["component"] = {"type": "application", "name": "evil"}
+
+
+def _wrong_type(where: str):
+    def mutate(bom: dict) -> None:
+        tree = bom["components"][0]
+        if where == "document-components":
+            bom["components"] = 7
+        elif where == "tree-components":
+            tree["components"] = 7
+        elif where == "tree-properties":
+            tree["properties"] = 7
+        else:
+            _file(tree, "config.json")["hashes" if where == "file-hashes" else "properties"] = 7
+
+    return mutate
+
+
+FORGERIES = {
+    "extra-top-level-component": (_extra_component, "components"),
+    "nested-component-under-a-file": (_nested, "'components'"),
+    "two-sha256-first-wrong": (_two_sha256, "two SHA-256"),
+    "sha512-of-other-bytes": (_hash("SHA-512", 64), "cannot check"),
+    "md5-of-other-bytes": (_hash("MD5", 16), "cannot check"),
+    "forged-purl": (_set("purl", "pkg:huggingface/evil/other@" + "a" * 40), "purl"),
+    "forged-version": (_set("version", "a" * 40), "purl"),
+    "forged-name": (_set("name", "other-model"), "purl"),
+    "licenses-not-the-readme": (_set("licenses", [{"license": {"id": "MIT"}}]), "licenses"),
+    "model-card-not-the-readme": (_model_card, "modelCard"),
+    "unchecked-property": (_property, "merkle:reviewed"),
+    "metadata-component": (_metadata_component, "'component'"),
+    "document-components-int": (_wrong_type("document-components"), "not a list"),
+    "tree-components-int": (_wrong_type("tree-components"), "not a list"),
+    "tree-properties-int": (_wrong_type("tree-properties"), "not a list"),
+    "file-hashes-int": (_wrong_type("file-hashes"), "not a list"),
+    "file-properties-int": (_wrong_type("file-properties"), "not a list"),
+}
+
+
+@pytest.mark.parametrize("forgery", sorted(FORGERIES), ids=lambda f: f)
+def test_a_claim_check_does_not_read_is_refused(signed, signed_bom, tmp_path, forgery):
+    """A trusted-signed BOM whose every claim the tree does not bear out, or that --check cannot check:
+    refused (exit 1, one line) instead of "every claim holds"; nothing of it kept."""
+    model, key, _ = signed
+    mutate, needle = FORGERIES[forgery]
+    statement = _payload(signed_bom)
+    mutate(statement["predicate"])
+    store = tmp_path / "store"
+    r = _check(model, key, _sign(statement, key, tmp_path / "forged.bundle"), "--store", str(store))
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert_one_line_error(r, needle)
+    assert r.stdout == "" and _kinds(store) == []
+
+
+def test_the_unforged_bom_passes_with_its_card_and_licenses_checked(signed, signed_bom):
+    model, key, _ = signed
+    tree = _payload(signed_bom)["predicate"]["components"][0]
+    assert tree["licenses"] == [{"license": {"id": "Apache-2.0"}}] and "modelCard" in tree
+    r = _check(model, key, signed_bom, "--no-store")
+    assert r.returncode == 0, r.stderr
+
+
+# Finding 4: BLAKE3 claims in the BOM of an OpenSSF statement were never checked.
+
+
+def test_blake3_claims_in_an_openssf_bom_are_refused(signed, tmp_path):
+    model, key, _ = signed
+    oms, bom = tmp_path / "oms.sig", tmp_path / "bom.bundle"
+    r = run_cli("build", str(model), "--sign", str(key), "--format", "oms", "-o", str(oms), "--no-store")
+    assert r.returncode == 0, r.stderr
+    r = run_cli("bom", str(model), str(oms), "--key", f"{key}.pub", "--sign", str(key), "-o", str(bom), "--no-store")
+    assert r.returncode == 0, r.stderr
+    assert _check(model, key, bom, "--no-store").returncode == 0
+    statement = _payload(bom)
+    for f in statement["predicate"]["components"][0]["components"]:
+        f["hashes"].append({"alg": "BLAKE3", "content": "00" * 32})
+    r = _check(model, key, _sign(statement, key, tmp_path / "b3.bundle"), "--no-store")
+    assert r.returncode == 1
+    assert_one_line_error(r, "BLAKE3", "SHA-256 only")
+
+
+# Finding 5: --check dropped --follow-symlinks.
+
+
+def test_check_reads_the_tree_as_the_bom_was_made_with_follow_symlinks(signed, tmp_path):
+    model, key, _ = signed
+    tree, bundle, bom = tmp_path / "linked", tmp_path / "b.json", tmp_path / "bom.bundle"
+    shutil.copytree(model, tree)
+    (tree / "shards").mkdir()
+    (tree / "config.json").rename(tree / "shards" / "config.json")
+    (tree / "config.json").symlink_to("shards/config.json")
+    r = run_cli("build", str(tree), "--follow-symlinks", "--sign", str(key), "-o", str(bundle), "--no-store")
+    assert r.returncode == 0, r.stderr
+    r = run_cli("bom", str(tree), str(bundle), "--key", f"{key}.pub", "--follow-symlinks", "--sha256",
+                "--sign", str(key), "-o", str(bom), "--no-store")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    r = _check(tree, key, bom, "--no-store", "--follow-symlinks")
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = _check(tree, key, bom, "--no-store")  # without it, the link is refused, as verify refuses it
+    assert r.returncode == 2 and "config.json" in r.stdout, r.stdout + r.stderr
