@@ -11,6 +11,7 @@ verified read.
 from __future__ import annotations
 
 import datetime
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -174,6 +175,10 @@ def with_card(
         return dataclasses.replace(facts, card_problem=f"README.md: {e.message}")
     except OSError as e:
         return dataclasses.replace(facts, card_problem=f"README.md: {e.strerror or e}")
+    try:
+        json.dumps(meta, ensure_ascii=False).encode("utf-8")
+    except (UnicodeEncodeError, TypeError, ValueError):  # a lone surrogate ("\ud83d") is no UTF-8 a BOM can hold
+        return dataclasses.replace(facts, card_problem="README.md: its front matter is not valid Unicode text")
     try:
         licenses: tuple[str, ...] | None = card_licenses(meta, README)
         problem = None

@@ -41,6 +41,8 @@ def bom(args: argparse.Namespace) -> int:
     from merkle import __version__
     from merkle.bom.writing import to_bytes, to_cyclonedx
 
+    if args.sign and not facts.files:  # as merkle sign refuses an empty manifest
+        raise UsageError("no file to sign: the BOM lists none, and an empty model is not signed", first)
     doc = to_cyclonedx(facts, args.spec_version, __version__)
     if args.sign:
         _sign(args, facts, doc)
@@ -109,9 +111,12 @@ def _of_tree(args: argparse.Namespace, path: str, bundle_paths: list[str]) -> Fa
     finally:
         close(progress)
     if facts is None:
-        for outcome in report.failures:
-            print(outcome.line())
-        print(f"merkle: {report.summary()}", file=sys.stderr)
+        if args.json:  # as verify --json prints a failure: the report, on stdout, as JSON
+            emit_json({**report.to_dict(), "bom": None})
+        else:
+            for outcome in report.failures:
+                print(outcome.line())
+            print(f"merkle: {report.summary()}", file=sys.stderr)
         raise IntegrityError("the tree did not verify against the bundle: no BOM written", path)
     return facts
 

@@ -312,3 +312,39 @@ def test_check_reads_the_tree_as_the_bom_was_made_with_follow_symlinks(signed, t
     assert r.returncode == 0, r.stdout + r.stderr
     r = _check(tree, key, bom, "--no-store")  # without it, the link is refused, as verify refuses it
     assert r.returncode == 2 and "config.json" in r.stdout, r.stdout + r.stderr
+
+
+# Finding 6: a lone surrogate in the card.  Finding 8: an empty tree signed.  Finding 9: --json on a failure.
+
+
+def test_a_card_value_that_is_no_unicode_text_leaves_the_card_out(tmp_path):
+    tree, out = tmp_path / "m", tmp_path / "bom.json"
+    tree.mkdir()
+    (tree / "a.bin").write_bytes(b"hello")
+    (tree / "README.md").write_text('---\nlicense: mit\nlibrary_name: "\\ud83d"\n---\n# card\n')
+    r = run_cli("bom", str(tree), "-o", str(out))
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    (component,) = json.loads(out.read_text())["components"]
+    assert "modelCard" not in component and "licenses" not in component
+    assert "not valid Unicode text" in r.stderr
+
+
+def test_an_empty_tree_is_not_signed(tmp_path, signed):
+    _, key, _ = signed
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "e.bundle"
+    r = run_cli("bom", str(tmp_path / "empty"), "--sign", str(key), "-o", str(out), "--no-store")
+    assert r.returncode == 2 and not out.exists()
+    assert_one_line_error(r, "no file to sign", "empty model is not signed")
+
+
+def test_json_prints_a_tree_that_does_not_verify_as_json(signed, tmp_path):
+    model, key, bundle = signed
+    copy, out = tmp_path / "model", tmp_path / "bom.json"
+    shutil.copytree(model, copy)
+    (copy / "config.json").write_text("{}\n")
+    r = run_cli("bom", str(copy), str(bundle), "--key", f"{key}.pub", "--json", "-o", str(out), "--no-store")
+    assert r.returncode == 1 and not out.exists()
+    doc = json.loads(r.stdout)
+    assert doc["bom"] is None and "config.json" in r.stdout
+    assert_one_line_error(r, "did not verify")
