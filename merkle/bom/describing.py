@@ -76,6 +76,7 @@ def of_verified_tree(
     signers = tuple(s.key_id for s in verified.signers)
     if verified.manifest is not None:
         facts = of_manifest(verified.manifest, verified.name, "verified", same.whole if same else None, signers, kind)
+        facts = dataclasses.replace(facts, version=verified.version, expires=verified.expires)
         return with_card(facts, path, verified.manifest, walk.revision, walk.layout), report
     assert verified.oms is not None
     facts = of_oms(verified.oms, "verified", signers, kind)
@@ -98,4 +99,6 @@ def of_bundles(
             "a compact bundle signs only a root: a BOM needs its manifest beside it (BUNDLE.manifest)",
             bundles[0].path,
         )
-    return dataclasses.replace(facts, card_problem="no tree given: README.md was not read")
+    return dataclasses.replace(
+        facts, card_problem="no tree given: README.md was not read", version=verified.version, expires=verified.expires
+    )

@@ -10,6 +10,8 @@ verified read.
 
 from __future__ import annotations
 
+import datetime
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -64,6 +66,11 @@ class Facts:
     """Why the model card is not described (absent, unsigned, broken front matter, no tree read)."""
     license_problem: str | None = None
     """Why no license is given though the card was read (it declares none, or not as ids)."""
+    version: int | None = None
+    """The signed statement's version, when it has one: the BOM records it, and is refused as the
+    statement would be once a newer version was verified (rollback, B9)."""
+    expires: datetime.datetime | None = None
+    """The signed statement's expiry, when it has one: the signed BOM expires with it."""
 
 
 def kind_of(manifest: Manifest | None, chosen: str | None = None) -> ComponentKind:
@@ -168,6 +175,10 @@ def with_card(
         return dataclasses.replace(facts, card_problem=f"README.md: {e.message}")
     except OSError as e:
         return dataclasses.replace(facts, card_problem=f"README.md: {e.strerror or e}")
+    try:
+        json.dumps(meta, ensure_ascii=False).encode("utf-8")
+    except (UnicodeEncodeError, TypeError, ValueError):  # a lone surrogate ("\ud83d") is no UTF-8 a BOM can hold
+        return dataclasses.replace(facts, card_problem="README.md: its front matter is not valid Unicode text")
     try:
         licenses: tuple[str, ...] | None = card_licenses(meta, README)
         problem = None

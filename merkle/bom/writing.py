@@ -15,7 +15,8 @@ from merkle.bom.card import licenses as card_licenses
 from merkle.bom.card import model_card
 from merkle.bom.facts import Facts, FileFacts
 from merkle.errors import FormatError, UsageError, install_hint
-from merkle.format.origin import GitOrigin, Origin
+from merkle.format.origin import AnyOrigin, GitOrigin, Origin
+from merkle.format.timestamps import format_time
 
 if TYPE_CHECKING:
     from cyclonedx.model.component import Component
@@ -77,6 +78,10 @@ def _tree_properties(facts: Facts) -> list[tuple[str, str]]:
         if origin.repo is not None:
             props.append(("origin:repo", origin.repo))
     props += [("signer", keyid) for keyid in facts.signers]
+    if facts.version is not None:
+        props.append(("version", str(facts.version)))
+    if facts.expires is not None:
+        props.append(("expires", format_time(facts.expires)))
     if facts.card_problem is not None:
         props.append(("modelCard", f"not described: {facts.card_problem}"))
     if facts.license_problem is not None:
@@ -95,6 +100,22 @@ def _purl(facts: Facts) -> Any:
 
     org, _, name = origin.repo.rpartition("/")
     return PackageURL("huggingface", org or None, name, origin.revision.lower())
+
+
+def identity(name: str, origin: AnyOrigin | None) -> dict[str, str]:
+    """The tree component's name, group, version and purl as to_cyclonedx
+    writes them for subject `name` and `origin` (B10 derives them again)."""
+    out = {"name": name}
+    if isinstance(origin, Origin) and origin.repo is not None:
+        group, _, out["name"] = origin.repo.rpartition("/")
+        if group:
+            out["group"] = group
+    if origin is not None:
+        out["version"] = origin.revision
+    purl = _purl(Facts(name, "", "", None, None, (), (), origin, "machine-learning-model", "built"))
+    if purl is not None:
+        out["purl"] = purl.to_string()
+    return out
 
 
 def to_cyclonedx(facts: Facts, spec: str = DEFAULT_SPEC, tool_version: str = "") -> dict[str, Any]:

@@ -41,6 +41,8 @@ def bom(args: argparse.Namespace) -> int:
     from merkle import __version__
     from merkle.bom.writing import to_bytes, to_cyclonedx
 
+    if args.sign and not facts.files:  # as merkle sign refuses an empty manifest
+        raise UsageError("no file to sign: the BOM lists none, and an empty model is not signed", first)
     doc = to_cyclonedx(facts, args.spec_version, __version__)
     if args.sign:
         _sign(args, facts, doc)
@@ -109,9 +111,12 @@ def _of_tree(args: argparse.Namespace, path: str, bundle_paths: list[str]) -> Fa
     finally:
         close(progress)
     if facts is None:
-        for outcome in report.failures:
-            print(outcome.line())
-        print(f"merkle: {report.summary()}", file=sys.stderr)
+        if args.json:  # as verify --json prints a failure: the report, on stdout, as JSON
+            emit_json({**report.to_dict(), "bom": None})
+        else:
+            for outcome in report.failures:
+                print(outcome.line())
+            print(f"merkle: {report.summary()}", file=sys.stderr)
         raise IntegrityError("the tree did not verify against the bundle: no BOM written", path)
     return facts
 
@@ -205,7 +210,7 @@ def _summary(args: argparse.Namespace, facts: Facts) -> None:
 def _check(args: argparse.Namespace) -> int:
     """`merkle bom PATH --check SIGNED_BOM --key PUB`: the BOM's signature,
     then the tree against every claim it makes."""
-    from merkle.bom.checking import check, expected
+    from merkle.bom.checking import Expected, check, expected
     from merkle.cli.trust import describe, store_for, trust_policy, verified_dict
     from merkle.signing.envelope import BundleFile
     from merkle.verifying.signed import open_signed
@@ -218,12 +223,21 @@ def _check(args: argparse.Namespace) -> int:
     path = args.inputs[0]
     if not os.path.isdir(path):
         raise SourceError("cannot read: not a directory", path)
+    found: list[Expected] = []
+
+    def claims_of(verified: Verified) -> None:
+        """The BOM's claims, read before the store keeps it: a BOM whose claims do not hold is never kept."""
+        if verified.bom is None:
+            raise UsageError("not a signed BOM (merkle bom --sign writes them)", args.check)
+        found.append(expected(verified.bom, verified.name))
+
+    bundle, policy, store = BundleFile.read(args.check), trust_policy(args), store_for(args)
     verified: Verified = open_signed(
-        [BundleFile.read(args.check)], trust_policy(args), store_for(args), with_manifest=False, boms=True
-    )
-    if verified.bom is None:
-        raise UsageError("not a signed BOM (merkle bom --sign writes them)", args.check)
-    claims = expected(verified.bom, verified.name)
-    report = check(path, claims, args.layout, args.revision, args.jobs)
+        [bundle], policy, store, with_manifest=False, boms=True, accept=claims_of, keep=False
+    )  # fmt: skip
+    (claims,) = found
+    report = check(path, claims, args.layout, args.revision, args.jobs, args.follow_symlinks)
+    if report.ok and store is not None:  # kept only once every claim held, the records checked again under the lock
+        open_signed([bundle], policy, store, with_manifest=False, boms=True)
     print_report(args, report, {"signature": verified_dict(verified)}, describe(verified) + " (a signed BOM)")
     return report.exit_code

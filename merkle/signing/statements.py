@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import hashlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
     from merkle.signing.trust import Signer
 
 PREDICATE_TYPE: Final = "https://merkle.dev/manifest/v1"
+SUBJECT_KEYS: Final = ("merkle-blake3", "merkle-sha256", "sha256")
+"""The digest keys a policy result's or a BOM's subject may have: a merkle
+root (digest_key) or an OpenSSF statement's subject digest."""
 
 
 def digest_key(algorithm: str) -> str:
@@ -248,16 +252,31 @@ def interpret(stmt: Statement, signers: tuple[Signer, ...], payload: bytes) -> V
     return Verified(name, version, expires, signers, payload, MerkleSigned(summary, manifest), signed)
 
 
+def _subject(stmt: Statement, what: str) -> tuple[str, str, str]:
+    """The one subject of a policy result or a BOM: (name, digest key, digest),
+    the key one a tree's root is signed under and the digest 64 lower-case hex
+    digits, as every merkle root is kept (the attestation store's index
+    refuses anything else, so nothing else may reach it)."""
+    if len(stmt.subjects) != 1 or len(stmt.subjects[0][1]) != 1:
+        raise BundleError(f"{what} has exactly one subject with one digest")
+    name, digests = stmt.subjects[0]
+    ((key, digest),) = digests.items()
+    if key not in SUBJECT_KEYS:
+        raise BundleError(f"{what}'s subject digest key {key[:40]!r} is not one of {', '.join(SUBJECT_KEYS)}")
+    if not isinstance(digest, str) or re.fullmatch("[0-9a-f]{64}", digest) is None:
+        raise BundleError(f"{what}'s subject digest is not 64 lower-case hex digits")
+    if not name:
+        raise BundleError("subject name is empty")
+    return name, key, digest
+
+
 def result_statement(name: str, digest_key: str, digest: str, log: dict[str, Any]) -> Statement:
     """The statement of a policy result: subject the tree it ran on, the SARIF log its predicate."""
     return Statement(((name, {digest_key: digest}),), RESULT_PREDICATE_TYPE, log)
 
 
 def _result(stmt: Statement, signers: tuple[Signer, ...], payload: bytes) -> Verified:
-    if len(stmt.subjects) != 1 or len(stmt.subjects[0][1]) != 1:
-        raise BundleError("a policy result has exactly one subject with one digest")
-    name, digests = stmt.subjects[0]
-    ((key, digest),) = digests.items()
+    name, key, digest = _subject(stmt, "a policy result")
     log = stmt.predicate
     runs = log.get("runs")
     if log.get("version") != "2.1.0" or not isinstance(runs, list) or len(runs) != 1 or not isinstance(runs[0], dict):
@@ -273,11 +292,41 @@ def bom_statement(name: str, digest_key: str, digest: str, bom: dict[str, Any]) 
 
 
 def _bom(stmt: Statement, signers: tuple[Signer, ...], payload: bytes) -> Verified:
-    if len(stmt.subjects) != 1 or len(stmt.subjects[0][1]) != 1:
-        raise BundleError("a signed BOM has exactly one subject with one digest")
-    name, digests = stmt.subjects[0]
-    ((key, digest),) = digests.items()
+    name, key, digest = _subject(stmt, "a signed BOM")
     bom = stmt.predicate
     if bom.get("bomFormat") != "CycloneDX" or not isinstance(bom.get("specVersion"), str):
         raise BundleError("a signed BOM's predicate is a CycloneDX document (bomFormat, specVersion)")
-    return Verified(name, None, None, signers, payload, BomSigned(key, digest, bom))
+    version, expires = _bom_version(bom)
+    return Verified(name, version, expires, signers, payload, BomSigned(key, digest, bom))
+
+
+BOM_TREE_REF: Final = "merkle:tree"
+"""The bom-ref of a BOM's tree component (merkle.bom.writing.TREE_REF)."""
+
+
+def _bom_version(bom: dict[str, Any]) -> tuple[int | None, datetime.datetime | None]:
+    """The version and expiry of the statement a BOM restates (its tree
+    component's `merkle:version` and `merkle:expires`, docs/bom.md B9): a BOM
+    of version 1 is refused as version 1 is once version 2 was verified, and
+    expires with its source (V6).  Anything malformed is a BundleError."""
+    components = bom.get("components")
+    trees = (
+        [c for c in components if isinstance(c, dict) and c.get("bom-ref") == BOM_TREE_REF]
+        if isinstance(components, list)
+        else []
+    )
+    props = trees[0].get("properties") if len(trees) == 1 else None
+    found: dict[str, list[Any]] = {}
+    for p in props if isinstance(props, list) else []:
+        if isinstance(p, dict) and p.get("name") in ("merkle:version", "merkle:expires"):
+            found.setdefault(p["name"], []).append(p.get("value"))
+    if any(len(v) != 1 or not isinstance(v[0], str) for v in found.values()):
+        raise BundleError("a signed BOM has at most one merkle:version and one merkle:expires, as strings")
+    version = None
+    if "merkle:version" in found:
+        text = found["merkle:version"][0]
+        if not text.isascii() or not text.isdigit() or int(text) < 1 or len(text) > 18:
+            raise BundleError("a signed BOM's merkle:version is not a positive integer")
+        version = int(text)
+    expires = parse_time(found["merkle:expires"][0], "merkle:expires") if "merkle:expires" in found else None
+    return version, expires

@@ -212,7 +212,10 @@ class History:
         unversioned statement like any other, never a way around the records;
         model-signing 0.2's names no model, so it could stand for any: it is
         refused once any versioned statement from its signer was verified."""
-        if verified.result is not None or verified.bom is not None:  # about a tree, not a version of it
+        if verified.result is not None:  # a verdict on a tree, not a version of it
+            return
+        if verified.bom is not None:
+            self._check_bom(verified, source)
             return
         if verified.oms is not None and verified.oms.legacy:
             for signer in verified.signers:
@@ -244,6 +247,35 @@ class History:
                 raise PolicyError(
                     f"version {verified.version} of {verified.name!r} from the same signer was "
                     "verified before with another root",
+                    source,
+                )
+
+    def _check_bom(self, verified: Verified, source: str) -> None:
+        """A signed BOM restates a version of its subject (merkle:version,
+        statements._bom_version): refused as that version would be; a BOM
+        that gives no version (one of a tree hashed by its signer, or made
+        before BOMs recorded it) only when it names the root this signer's
+        newest verified version has.  BOMs leave no record (`after`)."""
+        for signer in verified.signers:
+            held = self.seen(signer, verified.name)
+            if held is None:
+                continue
+            if verified.version is None and verified.root_hex != held.root:
+                raise PolicyError(
+                    f"rollback: the BOM for {verified.name!r} has no version and names another root than "
+                    f"version {held.version} from the same signer, verified before",
+                    source,
+                )
+            if verified.version is not None and verified.version < held.version:
+                raise PolicyError(
+                    f"rollback: the BOM of version {verified.version} of {verified.name!r} is older than "
+                    f"version {held.version} from the same signer, verified before",
+                    source,
+                )
+            if verified.version == held.version and verified.root_hex != held.root:
+                raise PolicyError(
+                    f"version {verified.version} of {verified.name!r} from the same signer was "
+                    "verified before with another root than the BOM's",
                     source,
                 )
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from merkle.errors import BundleError, FormatError, MerkleError, UsageError, option
@@ -81,6 +81,8 @@ def open_signed(
     with_manifest: bool = True,
     results: bool = False,
     boms: bool = False,
+    accept: Callable[[Verified], object] | None = None,
+    keep: bool = True,
 ) -> Verified:
     """The trust decision for `bundles` (merkle.signing.trust.decide, with the
     store's history when a store is given; the bundles are then kept in it).
@@ -88,14 +90,28 @@ def open_signed(
     leaf sidecar beside the first bundle when it authenticates, and a
     compact statement's manifest is the one beside the bundle (None if there
     is none).  A signed policy result is refused unless `results`, a signed
-    BOM unless `boms`.  Raises SignatureError/BundleError/PolicyError (exit 1)."""
+    BOM unless `boms`.  `accept`, when given, runs on the verified statement
+    before the store keeps anything (a signed BOM's claims, merkle.bom.checking):
+    what it raises keeps the bundle out of the store.  `keep` False: the
+    store's records are checked, nothing is kept (a caller that keeps the
+    bundle only once more checks held opens it again with `keep`).  Raises
+    SignatureError/BundleError/PolicyError (exit 1)."""
     if not bundles:
         raise UsageError("no bundle given")
     shaped = [(b.bundle, b.path) for b in bundles]
+
+    def decide(history: trust.History | None) -> Verified:
+        verified = trust.decide(shaped, policy, history, now)
+        if accept is not None:
+            accept(verified)
+        return verified
+
     if store is None:
-        verified = trust.decide(shaped, policy, None, now)
+        verified = decide(None)
+    elif not keep:
+        verified = decide(store.history())
     else:
-        verified = store.decide([b.data for b in bundles], lambda history: trust.decide(shaped, policy, history, now))
+        verified = store.decide([b.data for b in bundles], decide)
     if verified.result is not None and not results:
         raise UsageError(
             "a signed policy result: it attests a verdict on a tree, not the tree's files (read it with "
