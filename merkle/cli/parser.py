@@ -396,6 +396,26 @@ def _hash(p: argparse.ArgumentParser) -> None:
     p.set_defaults(run=_run("sums", "hash_"))
 
 
+def _runcmd(p: argparse.ArgumentParser) -> None:
+    p.add_argument("bundle", metavar="BUNDLE", help="the signed bundle PATH must verify against")
+    p.add_argument("path", metavar="PATH", help="the tree to check (options go before it)")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]",
+                   help="the command to start, in place of merkle, once PATH verified")  # fmt: skip
+    p.add_argument("--sparse", action="store_true", help="listed files absent on disk are absent (~), not a failure")
+    options.add_license_option(p)
+    p.add_argument("--policy", metavar="FILE", help="after the tree verified, this policy must pass (docs/policy.md)")
+    options.add_revision_option(p)
+    options.add_layout_option(p, build=False)
+    options.add_trust_options(p)
+    _storage_option(p)
+    _walk_options(p)
+    _common(p, hashing=False)
+    p.set_defaults(
+        run=_run("run", "run"), allow_extra=False, files=None, file=None, range=None, tensor=None, repair=False,
+        proof=None, sarif=None,
+    )  # fmt: skip
+
+
 def _doctor(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     p.set_defaults(run=_run("doctor", "doctor"))
@@ -413,6 +433,7 @@ COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None]], ...]
     ("prove", "write the proof that a file belongs to a manifest's dataset root", _prove),
     ("policy", "evaluate a policy on the verified evidence of a signed tree", _policy),
     ("bom", "write a CycloneDX ML-BOM of a tree that verified, or check a signed one", _bom),
+    ("run", "verify a tree against a signed bundle, then start a command (nothing starts if it fails)", _runcmd),
     ("keygen", "write a new signing key pair: KEY and KEY.pub", _keygen),
     ("sign", "sign a manifest, or co-sign a bundle's statement", _sign),
     ("store", "list or show attestations kept in the store", _store),
