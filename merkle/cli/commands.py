@@ -227,6 +227,12 @@ def _documents(args: argparse.Namespace) -> tuple[list[Manifest], list[BundleFil
 
 
 def verify(args: argparse.Namespace) -> int:
+    if args.path.startswith(("oci:", "docker-archive:")):
+        from merkle.cli import image
+
+        return image.verify(args)
+    if getattr(args, "model", None):
+        raise UsageError("--model names a folder inside an image: PATH must be oci:DIR[:TAG] or docker-archive:FILE")
     if getattr(args, "sarif", None) and not getattr(args, "policy", None):
         raise UsageError("--sarif writes a policy's results: add --policy FILE")
     policy = None

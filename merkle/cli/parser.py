@@ -148,7 +148,7 @@ def _build(p: argparse.ArgumentParser) -> None:
 
 
 def _verify(p: argparse.ArgumentParser) -> None:
-    p.add_argument("path", metavar="PATH", help="directory to check")
+    p.add_argument("path", metavar="PATH", help="directory to check, or an image: oci:DIR[:TAG], docker-archive:FILE")
     p.add_argument(
         "sources",
         nargs="+",
@@ -159,6 +159,7 @@ def _verify(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--sparse", action="store_true", help="listed files absent on disk are reported absent (~), not a failure"
     )
+    p.add_argument("--model", metavar="PATH", help="with an image: the folder in it holding the signed model")
     p.add_argument("--files", nargs="+", metavar="NAME", help="check only these listed paths")
     p.add_argument("--file", metavar="NAME", help="check one listed file (PATH is the tree or the file itself)")
     p.add_argument(

@@ -221,7 +221,7 @@ def _poison(view: dict[str, InImage], layer: int, why: str) -> None:
     view[""] = InImage(0, b"", layer, why)
 
 
-def verify_model(image: Image, path: str, manifest: Manifest) -> Report:
+def verify_model(image: Image, path: str, manifest: Manifest, allow_extra: bool = False) -> Report:
     """The files under `path` in `image` against `manifest` (which verified
     its own signature): each entry OK, MISMATCH (naming the layer it comes
     from), MISSING or ERROR, each other file EXTRA (unless the manifest's
@@ -254,5 +254,5 @@ def verify_model(image: Image, path: str, manifest: Manifest) -> Report:
     for rel, got in sorted(view.items()):
         if not skip.covers(rel):
             outcomes.append(Outcome(rel, Status.EXTRA, got.problem or f"in layer {got.layer}, not signed"))
-    return Report(manifest.root, manifest.algorithm, tuple(outcomes), bytes_hashed=hashed,
+    return Report(manifest.root, manifest.algorithm, tuple(outcomes), allow_extra, bytes_hashed=hashed,
                   seconds=time.perf_counter() - started)  # fmt: skip
