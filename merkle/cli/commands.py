@@ -230,7 +230,7 @@ def verify(args: argparse.Namespace) -> int:
     if args.path.startswith(("oci:", "docker-archive:")):
         from merkle.cli import image
 
-        return image.verify(args)
+        return image.verify(args, *_documents(args))
     if getattr(args, "model", None):
         raise UsageError("--model names a folder inside an image: PATH must be oci:DIR[:TAG] or docker-archive:FILE")
     if getattr(args, "sarif", None) and not getattr(args, "policy", None):

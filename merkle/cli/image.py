@@ -6,12 +6,17 @@ files under the path in the image read straight from its layers against it."""
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING, Any
 
 from merkle.errors import UsageError
 
+if TYPE_CHECKING:
+    from merkle.format.manifest import Manifest
+    from merkle.signing.envelope import BundleFile
 
-def verify(args: argparse.Namespace) -> int:
-    from merkle.cli.commands import _documents
+
+def verify(args: argparse.Namespace, manifests: list[Manifest], bundles: list[BundleFile]) -> int:
+    """`args.path` an image; `manifests` and `bundles` the sources verify read."""
     from merkle.cli.output import print_report
     from merkle.cli.trust import describe, open_bundles, verified_dict
     from merkle.image import open_image
@@ -22,8 +27,7 @@ def verify(args: argparse.Namespace) -> int:
     for flag in ("file", "files", "proof", "range", "tensor", "repair", "policy", "allow_license", "sparse"):
         if getattr(args, flag, None):
             raise UsageError(f"--{flag.replace('_', '-')} does not apply to an image")
-    manifests, bundles = _documents(args)
-    extra = {}
+    extra: dict[str, Any] = {}
     head = None
     if bundles:
         verified = open_bundles(args, bundles)
