@@ -402,7 +402,6 @@ def _runcmd(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", metavar="PATH", help="the tree to check (options go before it)")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]",
                    help="the command to start, in place of merkle, once PATH verified")  # fmt: skip
-    p.add_argument("--sparse", action="store_true", help="listed files absent on disk are absent (~), not a failure")
     options.add_license_option(p)
     p.add_argument("--policy", metavar="FILE", help="after the tree verified, this policy must pass (docs/policy.md)")
     options.add_revision_option(p)
@@ -412,8 +411,8 @@ def _runcmd(p: argparse.ArgumentParser) -> None:
     _walk_options(p)
     _common(p, hashing=False)
     p.set_defaults(
-        run=_run("run", "run"), allow_extra=False, files=None, file=None, range=None, tensor=None, repair=False,
-        proof=None, sarif=None,
+        run=_run("run", "run"), allow_extra=False, sparse=False, files=None, file=None, range=None, tensor=None,
+        repair=False, proof=None, sarif=None,
     )  # fmt: skip
 
 

@@ -122,6 +122,7 @@ class Image:
     layers: list[Layer]
     config: dict[str, Any]
     close: Callable[[], None] = field(repr=False, default=lambda: None)
+    config_digest: str = ""
 
     def __enter__(self) -> Image:
         return self
@@ -215,7 +216,7 @@ class _Archive(_Blobs):
         for count, m in enumerate(self.tar):
             if count > 1_000_000:
                 raise FormatError("more than 1,000,000 entries: not an image archive", path)
-            name = m.name.removeprefix("./")
+            name = "/".join(part for part in m.name.split("/") if part not in ("", "."))
             if name in self.members:
                 doubled.add(name)
             if m.isfile():
@@ -255,6 +256,8 @@ def open_image(target: str, tag: str | None = None) -> Image:
         try:
             if archive.exists("index.json") and archive.exists("oci-layout"):
                 image = _open_oci(target, archive, tag)
+                if archive.exists("manifest.json"):  # docker load reads this one: it must name the same image
+                    _same_image(archive, image)
             else:
                 image = _open_docker(target, archive)
         except BaseException:
@@ -296,7 +299,7 @@ def _open_oci(target: str, blobs: _Blobs, tag: str | None) -> Image:
             raise UnsupportedError(f"layer {i} ({d.digest}): media type {d.media_type!r} is not a tar layer", shown)
         name = blobs.blob(d.digest)
         layers.append(Layer(i, d.digest, d.size, LAYER_TYPES[d.media_type], name, _opener(blobs, name)))
-    return Image(target, "oci", chosen.digest, tag, layers, config)
+    return Image(target, "oci", chosen.digest, tag, layers, config, config_digest=config_d.digest)
 
 
 def _opener(blobs: _Blobs, name: str) -> Callable[[], IO[bytes]]:
@@ -343,6 +346,20 @@ def _by_platform(index: dict[str, Any], digest: str, shown: str) -> Descriptor:
     return found[0]
 
 
+def _same_image(archive: _Archive, image: Image) -> None:
+    """An archive with both forms (Docker 25 and later write both) must name
+    the same config and layers in each: `docker load` reads manifest.json."""
+    from merkle.format import strictjson
+
+    doc = strictjson.loads(archive.read("manifest.json"), "manifest.json", MAX_JSON)
+    names = [layer.name for layer in image.layers]
+    ok = isinstance(doc, list) and len(doc) == 1 and isinstance(doc[0], dict)
+    config = image.config_digest.replace(":", "/", 1) if ok else ""
+    if not ok or doc[0].get("Layers") != names or doc[0].get("Config") != f"blobs/{config}":
+        raise IntegrityError("manifest.json names another image than index.json: docker load would read that one",
+                             archive.shown)  # fmt: skip
+
+
 def _open_docker(target: str, archive: _Archive) -> Image:
     shown = archive.shown
     from merkle.format import strictjson
@@ -377,7 +394,7 @@ def _open_docker(target: str, archive: _Archive) -> Image:
         if not archive.exists(name):
             raise IntegrityError(f"layer {i} ({name}) is missing from the archive", shown)
         layers.append(Layer(i, diff, None, None, name, _opener(archive, name)))
-    return Image(target, "docker-archive", config_digest, None, layers, config)
+    return Image(target, "docker-archive", config_digest, None, layers, config, config_digest=config_digest)
 
 
 class HashingReader(io.RawIOBase):

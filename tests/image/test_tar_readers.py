@@ -1,0 +1,97 @@
+"""Layers that Python's tar reader and a container runtime's (Go's archive/tar) would read differently are refused,
+never read one way (the attacker review of issue 21: each of these made `merkle verify` pass while the runtime
+unpacked other bytes at the model path): a checksum or a size with a NUL before its digits, a name prefix outside a
+POSIX ustar header, a global PAX header, bytes after the end of the archive; and a docker archive whose two
+manifests name different images, or that holds a member twice under spellings `./` hides."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+from support import oci as o
+
+from merkle.errors import IntegrityError
+from merkle.format.manifest import FileEntry, Manifest
+from merkle.hashing.files import hash_stream
+from merkle.image import open_image
+from merkle.image.layers import verify_model
+from merkle.report import Status
+
+GOOD = b"GOOD weights\n"
+
+
+def signed() -> Manifest:
+    return Manifest.create([FileEntry("w.bin", len(GOOD), hash_stream(io.BytesIO(GOOD)))], "blake3", 1 << 20, ())
+
+
+def layer() -> bytearray:
+    return bytearray(o.tar_of([("models/m/w.bin", GOOD, {}), ("tmp/x", b"x", {})]))
+
+
+def header_at(data: bytearray, index: int) -> int:
+    """The offset of the `index`-th header (files of under 512 bytes: header, one data block)."""
+    return index * 1024
+
+
+def reseal(data: bytearray, at: int) -> None:
+    data[at + 148 : at + 156] = b" " * 8
+    data[at + 148 : at + 156] = b"%06o\0 " % sum(data[at : at + 512])
+
+
+def check(tmp_path: Path, data: bytes) -> list:
+    o.write_layout(tmp_path / "img", [bytes(data)])
+    with open_image(f"oci:{tmp_path / 'img'}:v1") as img:
+        report = verify_model(img, "/models/m", signed())
+    return [x for x in report.outcomes if x.status is not Status.OK]
+
+
+def test_an_ordinary_layer_verifies(tmp_path):
+    assert check(tmp_path, layer()) == []
+
+
+@pytest.mark.parametrize("case", ["checksum-nul", "size-nul", "prefix-v7", "trailing-bytes"])
+def test_headers_read_differently_are_refused(tmp_path, case):
+    data = layer()
+    at = header_at(data, 1)
+    if case == "checksum-nul":
+        data[at + 148 : at + 156] = b"\0" + bytes(data[at + 148 : at + 155])
+    elif case == "size-nul":
+        data[at + 124 : at + 136] = b"\0" + bytes(data[at + 124 : at + 135])
+        reseal(data, at)
+    elif case == "prefix-v7":
+        data[at + 257 : at + 265] = bytes(8)
+        data[at + 345 : at + 350] = b"other"
+        reseal(data, at)
+    else:
+        data += b"\1" * 512
+    bad = check(tmp_path, data)
+    assert bad and all(x.status is Status.ERROR or x.status is Status.MISMATCH for x in bad)
+    assert any(x.path.startswith("layer 0") for x in bad)
+
+
+def test_a_global_pax_header_is_refused(tmp_path):
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT, pax_headers={"comment": "x"}) as tar:
+        info = tarfile.TarInfo("models/m/w.bin")
+        info.size = len(GOOD)
+        tar.addfile(info, io.BytesIO(GOOD))
+    bad = check(tmp_path, bytearray(out.getvalue()))
+    assert any("global PAX" in x.detail for x in bad)
+
+
+def test_a_docker_archive_whose_two_manifests_differ(tmp_path):
+    o.write_layout(tmp_path / "img", [bytes(layer())])
+    archive = tmp_path / "both.tar"
+    with tarfile.open(archive, "w") as tar:
+        for path in sorted((tmp_path / "img").rglob("*")):
+            tar.add(path, arcname=path.relative_to(tmp_path / "img").as_posix(), recursive=False)
+        doc = json.dumps([{"Config": "blobs/sha256/" + "0" * 64, "Layers": []}]).encode()
+        info = tarfile.TarInfo("manifest.json")
+        info.size = len(doc)
+        tar.addfile(info, io.BytesIO(doc))
+    with pytest.raises(IntegrityError, match="another image"):
+        open_image(f"docker-archive:{archive}")
