@@ -46,6 +46,12 @@ def build(args: argparse.Namespace) -> int:
     from merkle.building import BuildOptions, build_resumable
     from merkle.hashing.options import HashOptions
 
+    if args.path.startswith(("oci:", "docker-archive:")):
+        from merkle.cli import image
+
+        return image.build(args)
+    if args.models or args.model_key or args.model_ca:
+        raise UsageError("--model checks a model inside an image: PATH must be oci:DIR[:TAG] or docker-archive:FILE")
     if args.chunk_size is not None:
         check_chunk_size(args.chunk_size)
     if args.format == "oms" and not args.sign:

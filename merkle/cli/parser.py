@@ -100,7 +100,9 @@ def _walk_options(p: argparse.ArgumentParser) -> None:
 
 
 def _build(p: argparse.ArgumentParser) -> None:
-    p.add_argument("path", metavar="PATH", help="directory to hash")
+    p.add_argument(
+        "path", metavar="PATH", help="directory to hash, or an image to sign: oci:DIR[:TAG], docker-archive:FILE"
+    )
     p.add_argument(
         "-o",
         "--output",
@@ -128,6 +130,17 @@ def _build(p: argparse.ArgumentParser) -> None:
     )
     options.add_sign_options(p)
     options.add_store_option(p, no_store=True)
+    p.add_argument(
+        "--model",
+        nargs=2,
+        action="append",
+        default=[],
+        dest="models",
+        metavar=("PATH", "BUNDLE"),
+        help="with an image and --sign: first verify the model at PATH inside it against its signed BUNDLE "
+        "(trusted through --model-key or --model-ca), and name it in the image's statement; repeatable",
+    )
+    options.add_trust_options(p, prefix="model-")
     options.add_revision_option(p)
     options.add_layout_option(p, build=True)
     p.add_argument(

@@ -42,9 +42,17 @@ def store_for(args: argparse.Namespace) -> Store | None:
     return None if getattr(args, "no_store", False) else Store(args.store)
 
 
-def open_bundles(args: argparse.Namespace, bundles: list[BundleFile], *, with_manifest: bool = True) -> Verified:
+def open_bundles(
+    args: argparse.Namespace,
+    bundles: list[BundleFile],
+    *,
+    with_manifest: bool = True,
+    images: bool = False,
+    prefix: str = "",
+) -> Verified:
     """The one trust path (merkle.verifying.signed.open_signed) with the command line's policy and store."""
-    return open_signed(bundles, trust_policy(args), store_for(args), with_manifest=with_manifest)
+    policy = trust_policy(args, prefix)
+    return open_signed(bundles, policy, store_for(args), with_manifest=with_manifest, images=images)
 
 
 def describe(verified: Verified) -> str:

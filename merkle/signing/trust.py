@@ -194,7 +194,7 @@ class History:
         return self.records.get(signer.identity, {}).get(name)
 
     def after(self, verified: Verified) -> History:
-        if verified.version is None or verified.summary is None:
+        if verified.version is None or (verified.summary is None and verified.image is None):
             return self  # unversioned and OpenSSF statements leave no record
         records = {identity: dict(names) for identity, names in self.records.items()}
         for signer in verified.signers:
@@ -231,7 +231,7 @@ class History:
             if held is None:
                 continue
             if verified.version is None:
-                what = "OpenSSF statement" if verified.summary is None else "statement"
+                what = "OpenSSF statement" if verified.oms is not None else "statement"
                 raise PolicyError(
                     f"rollback: the {what} for {verified.name!r} has no version, and version "
                     f"{held.version} from the same signer was verified before",

@@ -81,6 +81,7 @@ def open_signed(
     with_manifest: bool = True,
     results: bool = False,
     boms: bool = False,
+    images: bool = False,
     accept: Callable[[Verified], object] | None = None,
     keep: bool = True,
 ) -> Verified:
@@ -90,7 +91,7 @@ def open_signed(
     leaf sidecar beside the first bundle when it authenticates, and a
     compact statement's manifest is the one beside the bundle (None if there
     is none).  A signed policy result is refused unless `results`, a signed
-    BOM unless `boms`.  `accept`, when given, runs on the verified statement
+    BOM unless `boms`, a signed container image unless `images`.  `accept`, when given, runs on the verified statement
     before the store keeps anything (a signed BOM's claims, merkle.bom.checking):
     what it raises keeps the bundle out of the store.  `keep` False: the
     store's records are checked, nothing is kept (a caller that keeps the
@@ -122,6 +123,12 @@ def open_signed(
         raise UsageError(
             "a signed BOM: it describes a tree's files, it is not their manifest (check it with "
             f"{option('boms=True')})",
+            bundles[0].path,
+        )
+    if verified.image is not None and not images:
+        raise UsageError(
+            "a signed container image: it names an image's manifest digest, not a tree's files (check it with "
+            f"{option('images=True')})",
             bundles[0].path,
         )
     if not with_manifest:
