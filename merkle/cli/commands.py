@@ -50,8 +50,8 @@ def build(args: argparse.Namespace) -> int:
         from merkle.cli import image
 
         return image.build(args)
-    if args.models or args.model_key or args.model_ca:
-        raise UsageError("--model checks a model inside an image: PATH must be oci:DIR[:TAG] or docker-archive:FILE")
+    if args.models or args.model_key or args.model_ca or args.platform:
+        raise UsageError("--model and --platform apply to an image: PATH must be oci:DIR[:TAG] or docker-archive:FILE")
     if args.chunk_size is not None:
         check_chunk_size(args.chunk_size)
     if args.format == "oms" and not args.sign:
@@ -237,8 +237,8 @@ def verify(args: argparse.Namespace) -> int:
         from merkle.cli import image
 
         return image.verify(args, *_documents(args))
-    if getattr(args, "model", None):
-        raise UsageError("--model names a folder inside an image: PATH must be oci:DIR[:TAG] or docker-archive:FILE")
+    if getattr(args, "model", None) or getattr(args, "platform", None):
+        raise UsageError("--model and --platform apply to an image: PATH must be oci:DIR[:TAG] or docker-archive:FILE")
     if getattr(args, "sarif", None) and not getattr(args, "policy", None):
         raise UsageError("--sarif writes a policy's results: add --policy FILE")
     policy = None

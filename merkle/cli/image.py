@@ -60,7 +60,7 @@ def _verify_model(args: argparse.Namespace, manifest: Manifest, verified: Verifi
     extra: dict[str, Any] = {}
     if verified is not None:
         extra["signature"] = verified_dict(verified)
-    with open_image(args.path) as image:
+    with open_image(args.path, platform=args.platform) as image:
         report = verify_model(image, args.model, manifest, args.allow_extra)
         extra["image"] = _image_dict(image) | {"model": args.model}
         head = (head + "; " if head else "") + f"image {image.digest}, model at {args.model}"
@@ -75,7 +75,7 @@ def _verify_image(args: argparse.Namespace, verified: Verified) -> int:
     from merkle.image.attest import check_image
 
     assert verified.image is not None
-    with open_image(args.path) as image:
+    with open_image(args.path, platform=args.platform, manifest=verified.image.digest) as image:
         report = check_image(image, verified.image)
         extra = {"signature": verified_dict(verified), "image": _image_dict(image)}
     models = [m.to_dict() for m in verified.image.models]
@@ -129,7 +129,7 @@ def build(args: argparse.Namespace) -> int:
     for path, bundle in args.models:
         verified = open_bundles(args, [BundleFile.read(bundle)], prefix="model_")
         pairs.append((path, verified))
-    with open_image(args.path) as image:
+    with open_image(args.path, platform=args.platform) as image:
         checks = find_models(image, pairs)
         reports: list[tuple[str, Report]] = [(f"model {c.path}", c.report) for c in checks]
         reports.append((f"image {image.digest}", check_image(image)))

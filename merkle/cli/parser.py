@@ -141,6 +141,11 @@ def _build(p: argparse.ArgumentParser) -> None:
         "(trusted through --model-key or --model-ca), and name it in the image's statement; repeatable",
     )
     options.add_trust_options(p, prefix="model-")
+    p.add_argument(
+        "--platform",
+        metavar="OS/ARCH",
+        help="with an image of several platforms: the one to sign (default: this machine's, e.g. linux/amd64)",
+    )
     options.add_revision_option(p)
     options.add_layout_option(p, build=True)
     p.add_argument(
@@ -173,6 +178,12 @@ def _verify(p: argparse.ArgumentParser) -> None:
         "--sparse", action="store_true", help="listed files absent on disk are reported absent (~), not a failure"
     )
     p.add_argument("--model", metavar="PATH", help="with an image: the folder in it holding the signed model")
+    p.add_argument(
+        "--platform",
+        metavar="OS/ARCH",
+        help="with an image of several platforms: the one to check (default: the one its signed bundle names, "
+        "else this machine's)",
+    )
     p.add_argument("--files", nargs="+", metavar="NAME", help="check only these listed paths")
     p.add_argument("--file", metavar="NAME", help="check one listed file (PATH is the tree or the file itself)")
     p.add_argument(

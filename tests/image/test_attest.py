@@ -209,3 +209,63 @@ def test_the_library_entry_points_refuse_an_image_bundle(signed, tmp_path):
         merkle.verify_signed(model, [out], keys=[pub], attestations=False)
     with pytest.raises(UsageError, match="container image"):
         merkle.open(model / "config.json", out, name="config.json", keys=[pub], attestations=False)
+
+
+def _two_platforms(root: Path, amd64: bytes, arm64: bytes, nested: bool) -> dict[str, str]:
+    """One image for linux/amd64 and linux/arm64 (each one uncompressed layer), listed by a nested index or in
+    index.json itself; {platform: manifest digest}."""
+    root.mkdir(parents=True)
+    (root / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    entries, digests = [], {}
+    for arch, layer in (("amd64", amd64), ("arm64", arm64)):
+        config = json.dumps({"architecture": arch, "os": "linux", "rootfs": {"type": "layers",
+                             "diff_ids": ["sha256:" + hashlib.sha256(layer).hexdigest()]}}).encode()  # fmt: skip
+        manifest = json.dumps({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **o.blob(root, config)},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", **o.blob(root, layer)}],
+        }).encode()  # fmt: skip
+        d = o.blob(root, manifest)
+        digests[f"linux/{arch}"] = d["digest"]
+        entries.append({"mediaType": "application/vnd.oci.image.manifest.v1+json", **d,
+                        "platform": {"os": "linux", "architecture": arch}})  # fmt: skip
+    tag = {"annotations": {"org.opencontainers.image.ref.name": "v1"}}
+    if nested:
+        index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                            "manifests": entries}).encode()  # fmt: skip
+        top = [{"mediaType": "application/vnd.oci.image.index.v1+json", **o.blob(root, index), **tag}]
+    else:
+        top = [{**e, **tag} for e in entries]
+    (root / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": top}))
+    return digests
+
+
+@pytest.mark.parametrize("nested", [True, False], ids=["nested-index", "index-json"])
+def test_an_image_of_two_platforms_is_checked_on_either_machine(signed, tmp_path, nested):
+    """Signed for linux/arm64 and checked on this machine: the signed digest picks the manifest, not the
+    machine; --platform picks it for a model's check."""
+    model, model_bundle, key, pub, _ = signed
+    files = sorted(p for p in model.rglob("*") if p.is_file())
+    good = o.tar_of([(MODEL[1:] + "/" + p.relative_to(model).as_posix(), p.read_bytes(), {}) for p in files])
+    bad = o.tar_of([(MODEL[1:] + "/" + p.relative_to(model).as_posix(),
+                     p.read_bytes() + (b" " if p.name == "config.json" else b""), {}) for p in files])  # fmt: skip
+    root = tmp_path / "multi"
+    digests = _two_platforms(root, bad, good, nested)
+    out = tmp_path / "arm.json"
+    r = sign_image(f"oci:{root}:v1", key, out, "--platform", "linux/arm64", "--model", MODEL, str(model_bundle),
+                   "--model-key", str(pub))  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert statement_of(out)["subject"][0]["digest"]["sha256"] == digests["linux/arm64"].split(":")[1]
+    r = run_cli("verify", f"oci:{root}:v1", str(out), "--key", str(pub), "--no-store", "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert json.loads(r.stdout)["image"]["digest"] == digests["linux/arm64"]
+    r = sign_image(f"oci:{root}:v1", key, tmp_path / "amd.json", "--platform", "linux/amd64", "--model", MODEL,
+                   str(model_bundle), "--model-key", str(pub))  # fmt: skip
+    assert r.returncode == 1 and statuses(r.stdout)["config.json"] == "*"
+    assert not (tmp_path / "amd.json").exists()
+    model_check = ("verify", f"oci:{root}:v1", str(model_bundle), "--key", str(pub), "--no-store", "--model", MODEL)
+    assert run_cli(*model_check, "--platform", "linux/arm64").returncode == 0
+    assert run_cli(*model_check, "--platform", "linux/amd64").returncode == 1
+    r = run_cli(*model_check, "--platform", "linux")
+    assert r.returncode == 2
+    assert_one_line_error(r, "OS/ARCH")
