@@ -188,12 +188,14 @@ class _Directory(_Blobs):
         self.root = root
 
     def open(self, name: str) -> IO[bytes]:
-        from merkle.source.local import NotFound, open_below
+        from merkle.source.local import open_below
 
         try:
             fd, _ = open_below(self.root, name)
-        except NotFound as e:
-            raise IntegrityError(f"{name} is missing", self.shown) from e
+        except SourceError as e:  # not there, or a link or special file: never read through it (I5)
+            there = os.path.lexists(os.path.join(self.root, name))
+            why = "is not a regular file of the layout (blobs are never read through a link)" if there else "is missing"
+            raise IntegrityError(f"{name} {why}", self.shown) from e
         return os.fdopen(fd, "rb")
 
     def exists(self, name: str) -> bool:
