@@ -214,9 +214,7 @@ class History:
         refused once any versioned statement from its signer was verified."""
         if verified.result is not None:  # a verdict on a tree, not a version of it
             return
-        if verified.bom is not None:
-            self._check_bom(verified, source)
-            return
+        bom = verified.bom is not None
         if verified.oms is not None and verified.oms.legacy:
             for signer in verified.signers:
                 names = sorted(self.records.get(signer.identity, {}))
@@ -226,56 +224,34 @@ class History:
                         f"from the same signer were verified before ({', '.join(map(repr, names[:3]))})",
                         source,
                     )
+        what = "the BOM" if bom else "the OpenSSF statement" if verified.oms is not None else "the statement"
+        other = "another root than the BOM's" if bom else "another root"
         for signer in verified.signers:
             held = self.seen(signer, verified.name)
             if held is None:
                 continue
             if verified.version is None:
-                what = "OpenSSF statement" if verified.oms is not None else "statement"
+                # A signed BOM restates a version of its subject (merkle:version, statements._bom_version); one
+                # that gives none (of a tree hashed by its signer, or made before BOMs recorded it) is accepted
+                # when it names the root of this signer's newest verified version.  BOMs leave no record.
+                if bom and verified.root_hex == held.root:
+                    continue
+                names = " and names another root than" if bom else ", and"
                 raise PolicyError(
-                    f"rollback: the {what} for {verified.name!r} has no version, and version "
+                    f"rollback: {what} for {verified.name!r} has no version{names} version "
                     f"{held.version} from the same signer was verified before",
                     source,
                 )
             if verified.version < held.version:
                 raise PolicyError(
-                    f"rollback: version {verified.version} of {verified.name!r} is older than version "
-                    f"{held.version} from the same signer, verified before",
+                    f"rollback: version {verified.version} of {verified.name!r}{' (a BOM)' if bom else ''} is older "
+                    f"than version {held.version} from the same signer, verified before",
                     source,
                 )
             if verified.version == held.version and verified.root_hex != held.root:
                 raise PolicyError(
                     f"version {verified.version} of {verified.name!r} from the same signer was "
-                    "verified before with another root",
-                    source,
-                )
-
-    def _check_bom(self, verified: Verified, source: str) -> None:
-        """A signed BOM restates a version of its subject (merkle:version,
-        statements._bom_version): refused as that version would be; a BOM
-        that gives no version (one of a tree hashed by its signer, or made
-        before BOMs recorded it) only when it names the root this signer's
-        newest verified version has.  BOMs leave no record (`after`)."""
-        for signer in verified.signers:
-            held = self.seen(signer, verified.name)
-            if held is None:
-                continue
-            if verified.version is None and verified.root_hex != held.root:
-                raise PolicyError(
-                    f"rollback: the BOM for {verified.name!r} has no version and names another root than "
-                    f"version {held.version} from the same signer, verified before",
-                    source,
-                )
-            if verified.version is not None and verified.version < held.version:
-                raise PolicyError(
-                    f"rollback: the BOM of version {verified.version} of {verified.name!r} is older than "
-                    f"version {held.version} from the same signer, verified before",
-                    source,
-                )
-            if verified.version == held.version and verified.root_hex != held.root:
-                raise PolicyError(
-                    f"version {verified.version} of {verified.name!r} from the same signer was "
-                    "verified before with another root than the BOM's",
+                    f"verified before with {other}",
                     source,
                 )
 
