@@ -103,6 +103,22 @@ class Guard:
             raise UsageError("reading safetensors files needs safetensors: pip install safetensors") from e
         return safe_open(self.path(name), framework=framework, **kwargs)
 
+    def tensors(self, name: str) -> dict[str, Any]:
+        """Every tensor of the safetensors file `name` as a read-only numpy
+        array over the sealed copy itself: no second copy of the weights
+        (the arrays keep the sealed memory alive after the guard closes).
+        Sealed mode only: a pinned file's mapping would show later writes."""
+        held = self._get(name)
+        if not held.sealed:
+            raise UsageError(f"arrays over the held bytes need {option('mode')} 'sealed' (a pinned file can change)")
+        try:
+            import numpy as np
+        except ImportError as e:
+            raise UsageError("tensors() needs numpy: pip install numpy") from e
+        from merkle.guarding.tensors import arrays
+
+        return arrays(held, np)
+
     def directory(self) -> str:
         """A private directory (mode 0700, removed when the guard closes)
         holding every verified file at its signed path, as a link to the

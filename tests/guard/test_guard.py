@@ -112,6 +112,16 @@ def test_the_loaders_get_the_signed_tensors(release, work, mode):
         assert g.open("vocab.txt").read() == (release["tree"] / "vocab.txt").read_bytes()
 
 
+def test_sealed_tensors_are_read_only_views_of_the_sealed_copy(release, work):
+    want = original_tensors(release)
+    with guard(release, work, only=[WEIGHTS]) as g:
+        got = g.tensors(WEIGHTS)
+    assert_same_tensors(got, want)  # still readable after the guard closed: the arrays keep the sealed memory
+    assert all(a.shape == want[k].shape and not a.flags.writeable for k, a in got.items())
+    with guard(release, work, mode="pinned", only=[WEIGHTS]) as g, pytest.raises(UsageError, match="sealed"):
+        g.tensors(WEIGHTS)
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_a_directory_loader_sees_exactly_the_signed_files(release, work, mode):
     (work / "planted.py").write_text("import os\n")
