@@ -236,9 +236,9 @@ class History:
                 # when it names the root of this signer's newest verified version.  BOMs leave no record.
                 if bom and verified.root_hex == held.root:
                     continue
-                names = " and names another root than" if bom else ", and"
+                tail = " and names another root than" if bom else ", and"
                 raise PolicyError(
-                    f"rollback: {what} for {verified.name!r} has no version{names} version "
+                    f"rollback: {what} for {verified.name!r} has no version{tail} version "
                     f"{held.version} from the same signer was verified before",
                     source,
                 )
