@@ -75,7 +75,7 @@ def _verify_image(args: argparse.Namespace, verified: Verified) -> int:
     from merkle.image.attest import check_image
 
     assert verified.image is not None
-    with open_image(args.path, platform=args.platform, manifest=verified.image.digest) as image:
+    with open_image(args.path, platform=args.platform) as image:
         report = check_image(image, verified.image)
         extra = {"signature": verified_dict(verified), "image": _image_dict(image)}
     models = [m.to_dict() for m in verified.image.models]

@@ -38,6 +38,7 @@ FLAGS = {
     "exclude": "--exclude",
     "results=True": "merkle policy show",
     "boms=True": "merkle bom --check",
+    "platform": "--platform",
     "images=True": "merkle verify oci:DIR[:TAG] BUNDLE or docker-archive:FILE BUNDLE",
 }
 """How the library's messages name options (merkle.errors.option), as the command line spells them."""

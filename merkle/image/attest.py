@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from merkle.errors import UsageError
+from merkle.errors import UsageError, option
 from merkle.image.layers import model_path, verify_model
 from merkle.image.oci import Image, check_blobs, parse_target
 from merkle.report import Outcome, Report, Status
@@ -80,7 +80,10 @@ def check_image(image: Image, signed: ImageSigned | None = None) -> Report:
     if signed is None or signed.digest == image.digest:
         outcomes.append(Outcome(head, Status.OK))
     else:
-        outcomes.append(Outcome(head, Status.MISMATCH, f"signed digest {signed.digest}: another image"))
+        why = f"signed digest {signed.digest}: another image"
+        if image.platform is not None:
+            why += f" (this is the {image.platform} manifest of its index; another platform's: {option('platform')})"
+        outcomes.append(Outcome(head, Status.MISMATCH, why))
     outcomes += check_blobs(image)
     size = sum(layer.size or 0 for layer in image.layers)
     return Report(bytes.fromhex(image.digest.split(":", 1)[1]), "sha256", tuple(outcomes), bytes_hashed=size,
@@ -89,8 +92,11 @@ def check_image(image: Image, signed: ImageSigned | None = None) -> Report:
 
 def image_name(target: str, image: Image) -> str:
     """The subject name an image is signed as, unless one is given: the
-    file or folder name of the target, with its tag (`img:v1`)."""
+    file or folder name of the target, with its tag and, when picked from
+    an index of platforms, the platform (`img:v1 (linux/arm64)`): each
+    platform's manifest is signed on its own, under its own name."""
     parsed = parse_target(target)
     path = parsed[1] if parsed is not None else target
     base = os.path.basename(os.path.normpath(path)) or "image"
-    return f"{base}:{image.tag}" if image.tag else base
+    name = f"{base}:{image.tag}" if image.tag else base
+    return f"{name} ({image.platform})" if image.platform else name

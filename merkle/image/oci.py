@@ -123,6 +123,8 @@ class Image:
     config: dict[str, Any]
     close: Callable[[], None] = field(repr=False, default=lambda: None)
     config_digest: str = ""
+    platform: str | None = None
+    """`os/arch` when the manifest was picked from an index of platforms."""
 
     def __enter__(self) -> Image:
         return self
@@ -238,14 +240,12 @@ class _Archive(_Blobs):
         return name in self.members
 
 
-def open_image(
-    target: str, tag: str | None = None, *, platform: str | None = None, manifest: str | None = None
-) -> Image:
+def open_image(target: str, tag: str | None = None, *, platform: str | None = None) -> Image:
     """The image `target` names (`oci:DIR[:TAG]`, `docker-archive:FILE`),
     its index, manifest and config checked against their digests and sizes.
     From an index of platforms: `platform`'s (`os/arch`, default this
-    machine's), or the manifest whose digest is `manifest` when the index
-    lists it (a signed image statement's subject, whatever this machine is).
+    machine's), as a runtime on that machine picks it; never by what a
+    bundle signs (the index is not signed).
     UsageError for a target of neither kind; FormatError, IntegrityError or
     SourceError naming the target for what does not hold."""
     parsed = parse_target(target)
@@ -257,12 +257,12 @@ def open_image(
         if not os.path.isdir(path):
             raise SourceError("not a directory (an OCI image layout)", path)
         blobs: _Blobs = _Directory(path)
-        image = _open_oci(target, blobs, tag, platform, manifest)
+        image = _open_oci(target, blobs, tag, platform)
     else:
         archive = _Archive(path)
         try:
             if archive.exists("index.json") and archive.exists("oci-layout"):
-                image = _open_oci(target, archive, tag, platform, manifest)
+                image = _open_oci(target, archive, tag, platform)
                 if archive.exists("manifest.json"):  # docker load reads this one: it must name the same image
                     _same_image(archive, image)
             else:
@@ -275,16 +275,17 @@ def open_image(
     return image
 
 
-def _open_oci(target: str, blobs: _Blobs, tag: str | None, platform: str | None, wanted: str | None) -> Image:
+def _open_oci(target: str, blobs: _Blobs, tag: str | None, platform: str | None) -> Image:
     shown = blobs.shown
     layout = _json(blobs.read("oci-layout"), "oci-layout", shown)
     if layout.get("imageLayoutVersion") != "1.0.0":
         raise UnsupportedError(f"oci-layout: imageLayoutVersion {layout.get('imageLayoutVersion')!r}", shown)
     index = _json(blobs.read("index.json"), "index.json", shown)
-    chosen = _choose(index, "index.json", tag, shown, platform, wanted)
+    chosen = _choose(index, "index.json", tag, shown)
+    picked = None
     while chosen.media_type in INDEX_TYPES:  # an index of platforms: this machine's
         nested = _json(_checked(blobs.read(blobs.blob(chosen.digest)), chosen, "image index", shown), "index", shown)
-        chosen = _by_platform(nested, chosen.digest, shown, platform, wanted)
+        chosen, picked = _by_platform(nested, chosen.digest, shown, platform)
     if chosen.media_type not in MANIFEST_TYPES:
         raise UnsupportedError(f"{chosen.digest}: media type {chosen.media_type!r} is not an image manifest", shown)
     manifest = _json(
@@ -306,16 +307,14 @@ def _open_oci(target: str, blobs: _Blobs, tag: str | None, platform: str | None,
             raise UnsupportedError(f"layer {i} ({d.digest}): media type {d.media_type!r} is not a tar layer", shown)
         name = blobs.blob(d.digest)
         layers.append(Layer(i, d.digest, d.size, LAYER_TYPES[d.media_type], name, _opener(blobs, name)))
-    return Image(target, "oci", chosen.digest, tag, layers, config, config_digest=config_d.digest)
+    return Image(target, "oci", chosen.digest, tag, layers, config, config_digest=config_d.digest, platform=picked)
 
 
 def _opener(blobs: _Blobs, name: str) -> Callable[[], IO[bytes]]:
     return lambda: blobs.open(name)
 
 
-def _choose(
-    index: dict[str, Any], where: str, tag: str | None, shown: str, platform: str | None, manifest: str | None
-) -> Descriptor:
+def _choose(index: dict[str, Any], where: str, tag: str | None, shown: str) -> Descriptor:
     if index.get("schemaVersion") != 2:
         raise UnsupportedError(f"{where}: schemaVersion is not 2", shown)
     docs = index.get("manifests")
@@ -326,8 +325,6 @@ def _choose(
         found = [d for d in found if d.annotations.get(REF_NAME) == tag]
         if not found:
             raise UsageError(f"no image is tagged {tag!r} here", shown)
-    if len(found) > 1 and all(d.platform for d in found):  # one image's platforms, listed in index.json itself
-        return _pick(found, where, shown, platform, manifest)
     if len(found) != 1:
         tags = sorted({d.annotations.get(REF_NAME, "(untagged)") for d in found})
         what = "no image" if not found else f"{len(found)} images ({', '.join(tags)[:200]})"
@@ -340,20 +337,14 @@ def machine_platform() -> tuple[str, str]:
     return "linux", arch
 
 
-def _by_platform(
-    index: dict[str, Any], digest: str, shown: str, platform: str | None, manifest: str | None
-) -> Descriptor:
+def _by_platform(index: dict[str, Any], digest: str, shown: str, platform: str | None) -> tuple[Descriptor, str]:
+    """The manifest for `platform` (default this machine's) in a nested
+    index, and the platform, as `os/arch`."""
     docs = index.get("manifests")
     if index.get("schemaVersion") != 2 or not isinstance(docs, list):
         raise FormatError(f"image index {digest}: not a schemaVersion 2 index with manifests", shown)
     listed = [Descriptor.from_doc(doc, f"index {digest} manifest {i}") for i, doc in enumerate(docs)]
-    return _pick(listed, f"image index {digest}", shown, platform, manifest)
-
-
-def _pick(listed: list[Descriptor], where: str, shown: str, platform: str | None, manifest: str | None) -> Descriptor:
-    named = [d for d in listed if d.digest == manifest]
-    if named:
-        return named[0]
+    where = f"image index {digest}"
     want = machine_platform()
     if platform is not None:
         os_name, sep, arch = platform.partition("/")
@@ -368,7 +359,7 @@ def _pick(listed: list[Descriptor], where: str, shown: str, platform: str | None
     if len(found) != 1:
         what = "no manifest" if not found else f"{len(found)} manifests"
         raise IntegrityError(f"{where} has {what} for {'/'.join(want)}", shown)
-    return found[0]
+    return found[0], "/".join(want)
 
 
 def _same_image(archive: _Archive, image: Image) -> None:

@@ -17,6 +17,8 @@ from support import hf_layout
 from support import oci as o
 from support.cli import assert_one_line_error, run_cli, statuses
 
+from merkle.image.oci import machine_platform
+
 MODEL = "/models/minilm"
 
 
@@ -211,13 +213,14 @@ def test_the_library_entry_points_refuse_an_image_bundle(signed, tmp_path):
         merkle.open(model / "config.json", out, name="config.json", keys=[pub], attestations=False)
 
 
-def _two_platforms(root: Path, amd64: bytes, arm64: bytes, nested: bool) -> dict[str, str]:
-    """One image for linux/amd64 and linux/arm64 (each one uncompressed layer), listed by a nested index or in
-    index.json itself; {platform: manifest digest}."""
+def _two_platforms(root: Path, layers: dict[str, bytes], nested: bool) -> dict[str, str]:
+    """One image for two platforms (each one uncompressed layer), listed by a nested index or in index.json
+    itself; {platform: manifest digest}."""
     root.mkdir(parents=True)
     (root / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
     entries, digests = [], {}
-    for arch, layer in (("amd64", amd64), ("arm64", arm64)):
+    for plat, layer in layers.items():
+        arch = plat.split("/")[1]
         config = json.dumps({"architecture": arch, "os": "linux", "rootfs": {"type": "layers",
                              "diff_ids": ["sha256:" + hashlib.sha256(layer).hexdigest()]}}).encode()  # fmt: skip
         manifest = json.dumps({
@@ -226,7 +229,7 @@ def _two_platforms(root: Path, amd64: bytes, arm64: bytes, nested: bool) -> dict
             "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", **o.blob(root, layer)}],
         }).encode()  # fmt: skip
         d = o.blob(root, manifest)
-        digests[f"linux/{arch}"] = d["digest"]
+        digests[plat] = d["digest"]
         entries.append({"mediaType": "application/vnd.oci.image.manifest.v1+json", **d,
                         "platform": {"os": "linux", "architecture": arch}})  # fmt: skip
     tag = {"annotations": {"org.opencontainers.image.ref.name": "v1"}}
@@ -240,32 +243,52 @@ def _two_platforms(root: Path, amd64: bytes, arm64: bytes, nested: bool) -> dict
     return digests
 
 
-@pytest.mark.parametrize("nested", [True, False], ids=["nested-index", "index-json"])
-def test_an_image_of_two_platforms_is_checked_on_either_machine(signed, tmp_path, nested):
-    """Signed for linux/arm64 and checked on this machine: the signed digest picks the manifest, not the
-    machine; --platform picks it for a model's check."""
+def test_an_image_of_two_platforms_is_signed_per_platform(signed, tmp_path):
+    """Each platform's manifest is signed on its own (its name says which); checked on a machine of another
+    platform, the bundle fails unless --platform names the one it signs: a runtime here would run this machine's
+    manifest, which nobody signed."""
     model, model_bundle, key, pub, _ = signed
+    here = "/".join(machine_platform())
+    other = "linux/s390x"
     files = sorted(p for p in model.rglob("*") if p.is_file())
     good = o.tar_of([(MODEL[1:] + "/" + p.relative_to(model).as_posix(), p.read_bytes(), {}) for p in files])
     bad = o.tar_of([(MODEL[1:] + "/" + p.relative_to(model).as_posix(),
                      p.read_bytes() + (b" " if p.name == "config.json" else b""), {}) for p in files])  # fmt: skip
     root = tmp_path / "multi"
-    digests = _two_platforms(root, bad, good, nested)
-    out = tmp_path / "arm.json"
-    r = sign_image(f"oci:{root}:v1", key, out, "--platform", "linux/arm64", "--model", MODEL, str(model_bundle),
+    digests = _two_platforms(root, {here: bad, other: good}, nested=True)
+    out = tmp_path / "other.json"
+    r = sign_image(f"oci:{root}:v1", key, out, "--platform", other, "--model", MODEL, str(model_bundle),
                    "--model-key", str(pub))  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
-    assert statement_of(out)["subject"][0]["digest"]["sha256"] == digests["linux/arm64"].split(":")[1]
-    r = run_cli("verify", f"oci:{root}:v1", str(out), "--key", str(pub), "--no-store", "--json")
+    assert statement_of(out)["subject"][0] == {"name": f"multi:v1 ({other})",
+                                               "digest": {"sha256": digests[other].split(":")[1]}}  # fmt: skip
+    check = ("verify", f"oci:{root}:v1", str(out), "--key", str(pub), "--no-store")
+    r = run_cli(*check)
+    assert r.returncode == 1
+    (line,) = [ln for ln in r.stdout.splitlines() if ln.startswith("* manifest")]
+    assert digests[here] in line and "--platform" in line
+    r = run_cli(*check, "--platform", other, "--json")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert json.loads(r.stdout)["image"]["digest"] == digests["linux/arm64"]
-    r = sign_image(f"oci:{root}:v1", key, tmp_path / "amd.json", "--platform", "linux/amd64", "--model", MODEL,
-                   str(model_bundle), "--model-key", str(pub))  # fmt: skip
+    assert json.loads(r.stdout)["image"]["digest"] == digests[other]
+    r = sign_image(f"oci:{root}:v1", key, tmp_path / "here.json", "--model", MODEL, str(model_bundle),
+                   "--model-key", str(pub))  # fmt: skip
     assert r.returncode == 1 and statuses(r.stdout)["config.json"] == "*"
-    assert not (tmp_path / "amd.json").exists()
+    assert not (tmp_path / "here.json").exists()
     model_check = ("verify", f"oci:{root}:v1", str(model_bundle), "--key", str(pub), "--no-store", "--model", MODEL)
-    assert run_cli(*model_check, "--platform", "linux/arm64").returncode == 0
-    assert run_cli(*model_check, "--platform", "linux/amd64").returncode == 1
+    assert run_cli(*model_check, "--platform", other).returncode == 0
+    assert run_cli(*model_check).returncode == 1
     r = run_cli(*model_check, "--platform", "linux")
     assert r.returncode == 2
     assert_one_line_error(r, "OS/ARCH")
+
+
+def test_a_tag_named_twice_in_index_json_is_refused(signed, tmp_path):
+    """Runtimes differ on it (skopeo takes the first, umoci refuses): so does merkle, whatever the platforms."""
+    model, _, key, _, _ = signed
+    root = tmp_path / "multi"
+    layer = o.tar_of([(MODEL[1:] + "/a", b"a", {})])
+    _two_platforms(root, {"/".join(machine_platform()): layer, "linux/s390x": layer}, nested=False)
+    r = sign_image(f"oci:{root}:v1", key, tmp_path / "x.json")
+    assert r.returncode == 2
+    assert_one_line_error(r, "2 images")
+    assert not (tmp_path / "x.json").exists()
