@@ -91,6 +91,8 @@ IMAGE_PREDICATE_TYPE: Final = "https://merkle.dev/image/v1"
 models found inside it when it was signed (docs/images.md I11)."""
 
 _DIGEST = re.compile("sha256:[0-9a-f]{64}")
+_IMAGE_PATH = re.compile(r"(/(?!\.?/|\.?$)[^/]+)+")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True)
@@ -125,13 +127,17 @@ class ImageModel:
         if not isinstance(doc, dict) or not keys <= set(doc) or not set(doc) <= keys | {"version"}:
             raise BundleError("an image's model has path, name, digest, files, size and optionally version")
         path, name, digest, files, size = (doc[k] for k in ("path", "name", "digest", "files", "size"))
-        if not isinstance(path, str) or not path.startswith("/") or not isinstance(name, str) or not name:
-            raise BundleError("an image's model has an absolute path and a subject name")
+        if not isinstance(path, str) or _IMAGE_PATH.fullmatch(path) is None or ".." in path.split("/"):
+            raise BundleError("an image's model path is absolute and canonical (no '.', '..', '//' or trailing '/')")
+        if not isinstance(name, str) or not name or _CONTROL.search(name + path):
+            raise BundleError("an image's model has a subject name, and no control character in it or its path")
         if not isinstance(digest, dict) or len(digest) != 1:
             raise BundleError("an image's model has one digest")
         ((key, root),) = digest.items()
-        if key not in SUBJECT_KEYS or not isinstance(root, str) or re.fullmatch("[0-9a-f]{64}", root) is None:
-            raise BundleError("an image's model digest is a merkle root or a sha256 of 64 lower-case hex digits")
+        if key not in (digest_key("blake3"), digest_key("sha256")) or not isinstance(root, str):
+            raise BundleError("an image's model digest is a merkle root (merkle-blake3 or merkle-sha256)")
+        if re.fullmatch("[0-9a-f]{64}", root) is None:
+            raise BundleError("an image's model digest is 64 lower-case hex digits")
         counts = (files, size, doc.get("version", 1))
         if any(type(n) is not int or n < 0 for n in counts) or doc.get("version", 1) < 1:
             raise BundleError("an image's model has whole numbers of files and bytes, and a positive version")

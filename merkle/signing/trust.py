@@ -36,7 +36,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from merkle.errors import BundleError, FormatError, PolicyError, SignatureError, UsageError
 from merkle.format.timestamps import format_time
@@ -183,6 +183,17 @@ class Seen:
     root: str
 
 
+IMAGE_RECORDS: Final = "image\x00"
+"""Prefix of the subject names of image statements in the records: an
+image and a model signed under one name are versioned apart (a model's
+version 3 does not make its image's version 1 a rollback)."""
+
+
+def record_name(verified: Verified) -> str:
+    """The name `verified`'s version is recorded and checked under."""
+    return IMAGE_RECORDS + verified.name if verified.image is not None else verified.name
+
+
 @dataclass(frozen=True)
 class History:
     """What this machine verified before: signer identity -> subject name ->
@@ -199,9 +210,9 @@ class History:
         records = {identity: dict(names) for identity, names in self.records.items()}
         for signer in verified.signers:
             names = records.setdefault(signer.identity, {})
-            held = names.get(verified.name)
+            held = names.get(record_name(verified))
             if held is None or verified.version > held.version:
-                names[verified.name] = Seen(verified.version, verified.root_hex)
+                names[record_name(verified)] = Seen(verified.version, verified.root_hex)
         return History(records)
 
     def check(self, verified: Verified, source: str) -> None:
@@ -227,7 +238,7 @@ class History:
         what = "the BOM" if bom else "the OpenSSF statement" if verified.oms is not None else "the statement"
         other = "another root than the BOM's" if bom else "another root"
         for signer in verified.signers:
-            held = self.seen(signer, verified.name)
+            held = self.seen(signer, record_name(verified))
             if held is None:
                 continue
             if verified.version is None:
@@ -298,7 +309,7 @@ def check_reuse(history: History, verified: Verified, source: str) -> None:
     if verified.version is None:
         return
     for signer in verified.signers:
-        held = history.seen(signer, verified.name)
+        held = history.seen(signer, record_name(verified))
         if held is not None and held.version == verified.version and held.root != verified.root_hex:
             raise PolicyError(
                 f"version {verified.version} of {verified.name!r} was signed or verified before with "

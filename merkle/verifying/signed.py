@@ -103,6 +103,7 @@ def open_signed(
 
     def decide(history: trust.History | None) -> Verified:
         verified = trust.decide(shaped, policy, history, now)
+        _refuse_kind(verified, bundles[0].path, results=results, boms=boms, images=images)  # before it is kept
         if accept is not None:
             accept(verified)
         return verified
@@ -113,24 +114,6 @@ def open_signed(
         verified = decide(store.history())
     else:
         verified = store.decide([b.data for b in bundles], decide)
-    if verified.result is not None and not results:
-        raise UsageError(
-            "a signed policy result: it attests a verdict on a tree, not the tree's files (read it with "
-            f"{option('results=True')})",
-            bundles[0].path,
-        )
-    if verified.bom is not None and not boms:
-        raise UsageError(
-            "a signed BOM: it describes a tree's files, it is not their manifest (check it with "
-            f"{option('boms=True')})",
-            bundles[0].path,
-        )
-    if verified.image is not None and not images:
-        raise UsageError(
-            "a signed container image: it names an image's manifest digest, not a tree's files (check it with "
-            f"{option('images=True')})",
-            bundles[0].path,
-        )
     if not with_manifest:
         return verified
     first = bundles[0].path
@@ -141,6 +124,29 @@ def open_signed(
         layered = manifest.with_sidecar(first + SIDECAR_SUFFIX).with_metadata_from(first)
         verified = verified.with_manifest(layered)
     return verified
+
+
+def _refuse_kind(verified: Verified, path: str, *, results: bool, boms: bool, images: bool) -> None:
+    """A signed policy result, BOM or container image where the caller did not ask for one: refused before the
+    store keeps the bundle or records its version."""
+    if verified.result is not None and not results:
+        raise UsageError(
+            "a signed policy result: it attests a verdict on a tree, not the tree's files (read it with "
+            f"{option('results=True')})",
+            path,
+        )
+    if verified.bom is not None and not boms:
+        raise UsageError(
+            "a signed BOM: it describes a tree's files, it is not their manifest (check it with "
+            f"{option('boms=True')})",
+            path,
+        )
+    if verified.image is not None and not images:
+        raise UsageError(
+            "a signed container image: it names an image's manifest digest, not a tree's files (check it with "
+            f"{option('images=True')})",
+            path,
+        )
 
 
 def _beside(summary: Summary, path: str) -> Manifest | None:

@@ -292,3 +292,66 @@ def test_a_tag_named_twice_in_index_json_is_refused(signed, tmp_path):
     assert r.returncode == 2
     assert_one_line_error(r, "2 images")
     assert not (tmp_path / "x.json").exists()
+
+
+def test_an_image_and_its_model_under_one_name_are_versioned_apart(signed, tmp_path):
+    """A publisher's model 'minilm' at version 3 and its first image 'minilm' at version 1: both verify on one
+    machine, in either order (the review found the image refused as a rollback of the model)."""
+    model, _, key, pub, image = signed
+    m3, i1 = tmp_path / "m3.json", tmp_path / "i1.json"
+    r = run_cli("build", str(model), "--sign", str(key), "-o", str(m3), "--name", "minilm", "--version", "3",
+                "--no-store")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    r = sign_image(f"oci:{image}:v1", key, i1, "--name", "minilm", "--version", "1")
+    assert r.returncode == 0, r.stderr
+    store = ("--store", str(tmp_path / "verifier"))
+    assert run_cli("verify", str(model), str(m3), "--key", str(pub), *store).returncode == 0
+    r = run_cli("verify", f"oci:{image}:v1", str(i1), "--key", str(pub), *store)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert run_cli("verify", str(model), str(m3), "--key", str(pub), *store).returncode == 0
+
+
+def test_a_refused_image_bundle_is_not_kept(signed, tmp_path):
+    """Handed to a tree's check, an image bundle is refused before the store keeps it or records its version."""
+    model, _, key, pub, image = signed
+    out = tmp_path / "i9.json"
+    assert sign_image(f"oci:{image}:v1", key, out, "--name", "minilm", "--version", "9").returncode == 0
+    store = tmp_path / "verifier"
+    r = run_cli("verify", str(model), str(out), "--key", str(pub), "--store", str(store))
+    assert r.returncode == 2
+    r = run_cli("store", "list", "--store", str(store), "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == []
+
+
+BAD_MODELS = {
+    "trailing-slash": {"path": "/models/minilm/"},
+    "doubled-slash": {"path": "//models/minilm"},
+    "dot": {"path": "/models/./minilm"},
+    "dotdot": {"path": "/models/../etc"},
+    "relative": {"path": "models/minilm"},
+    "newline-in-name": {"name": "minilm\n= forged.bin"},
+    "escape-in-path": {"path": "/models/\x1b[2Jminilm"},
+    "sha256-digest": {"digest_key": "sha256"},
+    "bool-files": {"files": True},
+    "negative-size": {"size": -1},
+}
+
+
+@pytest.mark.parametrize("change", BAD_MODELS.values(), ids=BAD_MODELS.keys())
+def test_a_signed_statement_with_a_malformed_model_is_refused(signed, tmp_path, change):
+    """Signed by the trusted key and still refused: what build never writes is never read."""
+    from merkle.signing import statements
+    from merkle.signing.keys import load_private_key
+
+    *_, key, pub, image = signed
+    digest = json.loads(o.run("skopeo", "inspect", f"oci:{image}:v1"))["Digest"]
+    fields = {"path": MODEL, "name": "minilm", "digest_key": "merkle-blake3", "root": "ab" * 32, "files": 1,
+              "size": 1} | change  # fmt: skip
+    stmt = statements.image_statement("img", digest, [statements.ImageModel(**fields)])
+    out = tmp_path / "bad.json"
+    out.write_bytes(statements.sign_statement(stmt, load_private_key(str(key))).to_json())
+    r = run_cli("verify", f"oci:{image}:v1", str(out), "--key", str(pub), "--no-store")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert_one_line_error(r, "model")
+    assert r.stdout == ""
