@@ -227,6 +227,8 @@ def _documents(args: argparse.Namespace) -> tuple[list[Manifest], list[BundleFil
         raise UsageError("give one manifest, or one or more bundles")
     if manifests and trusted:
         raise UsageError(f"{args.sources[0]} is an unsigned manifest: --key/--ca apply to signed bundles")
+    if manifests and (getattr(args, "expect_name", None) or getattr(args, "min_version", None)):
+        raise UsageError(f"{args.sources[0]} is an unsigned manifest: --name/--min-version apply to signed bundles")
     if bundles and not trusted:
         raise UsageError("a signed bundle is only as good as the key that checks it: add --key PUB or --ca CERT")
     return manifests, bundles

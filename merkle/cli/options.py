@@ -167,6 +167,23 @@ def add_trust_options(p: argparse.ArgumentParser, prefix: str = "") -> None:
         add_store_option(p, no_store=True)
 
 
+def add_expect_options(p: argparse.ArgumentParser) -> None:
+    """--name and --min-version: what the signed statement must be (TrustPolicy.subjects, .min_version)."""
+    p.add_argument(
+        "--name",
+        dest="expect_name",
+        metavar="NAME",
+        help="the bundle must be for this subject (the --name it was signed with): another model's valid bundle "
+        "from the same signer is refused",
+    )
+    p.add_argument(
+        "--min-version",
+        type=int,
+        metavar="N",
+        help="the bundle must carry version N or later (where no rollback record can say so: a fresh container)",
+    )
+
+
 def add_revision_option(p: argparse.ArgumentParser) -> None:
     """--revision, which build and verify share for Hugging Face cache folders."""
     p.add_argument(

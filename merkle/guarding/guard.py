@@ -27,7 +27,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from merkle.errors import IntegrityError, PolicyError, UnsupportedError, UsageError, option
+from merkle.errors import IntegrityError, UnsupportedError, UsageError, option
 from merkle.format.manifest import MANIFEST_SUFFIX, FileEntry, Manifest
 from merkle.format.paths import check_path
 from merkle.guarding.holding import Held, Mode, hold
@@ -221,18 +221,14 @@ def guard(
     `only`: hold just these signed files (no extras check, as verify's
     `only`); `allow_extra` and `exclude` as `merkle.verify`'s."""
     started = time.perf_counter()
-    chosen = chosen_policy(keys, cas, policy)
+    chosen = chosen_policy(keys, cas, policy, name, min_version)
     if chosen is None:
         raise UsageError("a signed bundle needs keys=, cas= or policy= to be trusted")
     paths = [bundles] if isinstance(bundles, (str, os.PathLike)) else list(bundles)
     # 1. The one trust path.
     verified = open_signed(read_bundles(paths), chosen, as_store(attestations))
-    # 2. This model, this release.
-    if verified.name != name:
-        raise PolicyError(f"statement is for {verified.name!r}, not {name!r}", os.fspath(paths[0]))
-    if min_version is not None and (verified.version is None or verified.version < min_version):
-        got = "no version" if verified.version is None else f"version {verified.version}"
-        raise PolicyError(f"statement for {name!r} has {got}, {min_version} or later required", os.fspath(paths[0]))
+    # 2. This model, this release: checked on the trust path (TrustPolicy.subjects, .min_version), and again here.
+    assert verified.name == name and (min_version is None or (verified.version or 0) >= min_version)
     manifest = _manifest_of(verified, os.fspath(paths[0]))
     root = os.fspath(path)
     entries, outcomes = _listed(root, manifest, only, allow_extra, tuple(exclude))

@@ -97,8 +97,17 @@ class TrustPolicy:
     threshold: int = 1
     identities: tuple[str, ...] = ()
     issuers: tuple[str, ...] = ()
+    subjects: tuple[str, ...] = ()
+    """When given, the statement must be for one of these subject names (the
+    name it was signed as): another model's valid bundle from the same
+    signer is refused, whatever its files."""
+    min_version: int | None = None
+    """When given, the statement must carry this version or a later one,
+    where no rollback record can say so (a fresh machine or container)."""
 
     def __post_init__(self) -> None:
+        if self.min_version is not None and self.min_version < 1:
+            raise UsageError("the lowest version accepted must be a positive integer")
         if not self.keys and not self.roots:
             raise UsageError("no trusted key or CA given")
         if self.threshold < 1:
@@ -349,6 +358,15 @@ def decide(
         raise BundleError(e.message, source) from e
     if verified.expires is not None and moment > verified.expires:  # V6
         raise PolicyError(f"statement for {verified.name!r} expired at {format_time(verified.expires)}", source)
+    if policy.subjects and verified.name not in policy.subjects:
+        want = " or ".join(repr(n) for n in policy.subjects[:3])
+        raise PolicyError(f"the statement is for {verified.name!r}, not {want}", source)
+    if policy.min_version is not None and (verified.version is None or verified.version < policy.min_version):
+        got = "no version" if verified.version is None else f"version {verified.version}"
+        raise PolicyError(
+            f"the statement for {verified.name!r} has {got}; version {policy.min_version} or later is required",
+            source,
+        )
     if history is not None:
         history.check(verified, source)
     return verified

@@ -52,6 +52,8 @@ def policy_from_files(
     threshold: int = 1,
     identities: Sequence[str] = (),
     issuers: Sequence[str] = (),
+    subjects: Sequence[str] = (),
+    min_version: int | None = None,
 ) -> TrustPolicy:
     """A TrustPolicy from public key files and CA certificate files."""
     return TrustPolicy(
@@ -60,16 +62,28 @@ def policy_from_files(
         threshold,
         tuple(identities),
         tuple(issuers),
+        tuple(subjects),
+        min_version,
     )
 
 
 def chosen_policy(
-    keys: Sequence[str | os.PathLike[str]], cas: Sequence[str | os.PathLike[str]], policy: TrustPolicy | None
+    keys: Sequence[str | os.PathLike[str]],
+    cas: Sequence[str | os.PathLike[str]],
+    policy: TrustPolicy | None,
+    subject: str | None = None,
+    min_version: int | None = None,
 ) -> TrustPolicy | None:
-    """The policy of the keyword arguments `keys`/`cas`, or `policy` (not both); None if neither."""
+    """The policy of the keyword arguments `keys`/`cas`, or `policy` (not
+    both); None if neither.  `subject` and `min_version`, when given, are
+    added to it (TrustPolicy.subjects, .min_version)."""
     if policy is not None and (keys or cas):
         raise UsageError("give policy= or keys=/cas=, not both")
-    return policy_from_files(keys, cas) if keys or cas else policy
+    chosen = policy_from_files(keys, cas) if keys or cas else policy
+    if chosen is None or (subject is None and min_version is None):
+        return chosen
+    subjects = (subject,) if subject is not None else chosen.subjects
+    return dataclasses.replace(chosen, subjects=subjects, min_version=min_version or chosen.min_version)
 
 
 def open_signed(
@@ -221,18 +235,23 @@ def verify_signed(
     cas: Sequence[str | os.PathLike[str]] = (),
     policy: TrustPolicy | None = None,
     attestations: StoreChoice = True,
+    subject: str | None = None,
+    min_version: int | None = None,
     **options: Any,
 ) -> tuple[Verified, Report]:
     """`merkle.verify_signed`: check the bundle files (signed by `keys`, CA
     certificates `cas`, or as `policy` says), then the tree under `path`, as
     `merkle verify PATH BUNDLE... --key PUB` does.  `attestations` holds the
-    rollback records (True: the default store; False: none).  `options` are
+    rollback records (True: the default store; False: none).  `subject`:
+    the name the statement must be for (a valid bundle of another model from
+    the same signer is refused); `min_version`: the lowest version accepted.
+    `options` are
     merkle.verify's keywords (allow_extra, exclude, sparse, only, jobs...).
 
     Returns the verified statement and the Report of the content; raises
     SignatureError, BundleError or PolicyError (exit 1) before any content
     is read when the bundles cannot be trusted."""
-    chosen = chosen_policy(keys, cas, policy)
+    chosen = chosen_policy(keys, cas, policy, subject, min_version)
     if chosen is None:
         raise UsageError("a signed bundle needs keys=, cas= or policy= to be trusted")
     check, walk, hashing = _split(options)

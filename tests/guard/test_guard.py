@@ -207,7 +207,7 @@ def test_a_valid_bundle_for_another_model_is_refused(release, tmp_path):
 
 
 def test_an_older_release_is_refused_by_min_version_and_by_the_store(release, work):
-    with pytest.raises(PolicyError, match="version 1, 2 or later required"):
+    with pytest.raises(PolicyError, match="version 1; version 2 or later is required"):
         guard(release, work, bundle="v1", min_version=2, attestations=False)
     with guard(release, work, bundle="v1", attestations=False) as g:  # no store, no pin: nothing to compare with
         assert g.verified.version == 1
