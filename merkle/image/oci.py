@@ -262,6 +262,12 @@ def open_image(target: str, tag: str | None = None, *, platform: str | None = No
         archive = _Archive(path)
         try:
             if archive.exists("index.json") and archive.exists("oci-layout"):
+                if archive.exists("repositories") and not archive.exists("manifest.json"):
+                    raise IntegrityError(  # an older docker load reads the legacy image instead
+                        "an OCI layout and a legacy `repositories` file without manifest.json: docker load "
+                        "would read another image than the layout's",
+                        archive.shown,
+                    )
                 image = _open_oci(target, archive, tag, platform)
                 if archive.exists("manifest.json"):  # docker load reads this one: it must name the same image
                     _same_image(archive, image)

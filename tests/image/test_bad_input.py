@@ -133,3 +133,20 @@ def test_a_tar_header_claiming_a_huge_size_is_a_layer_error(manifest, tmp_path, 
     assert "not a readable tar layer" in bad
     assert not any(ln.startswith("= ") for ln in r.stdout.splitlines())
     assert "Traceback" not in r.stderr
+
+
+def test_an_archive_with_a_layout_and_a_legacy_repositories_file_only(manifest, tmp_path):
+    """docker load reads the legacy image when manifest.json is missing (found by the review): refused."""
+    import tarfile
+
+    root = layout(tmp_path / "img")
+    archive = tmp_path / "img.tar"
+    with tarfile.open(archive, "w") as tar:
+        for p in sorted(root.rglob("*")):
+            tar.add(p, p.relative_to(root).as_posix(), recursive=False)
+        legacy = tmp_path / "repositories"
+        legacy.write_text('{"evil": {"latest": "' + "ab" * 32 + '"}}')
+        tar.add(legacy, "repositories")
+    r = run_cli("verify", f"docker-archive:{archive}", str(manifest), "--model", MODEL)
+    assert r.returncode == 1
+    assert_one_line_error(r, "repositories")
