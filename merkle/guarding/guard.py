@@ -27,7 +27,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from merkle.errors import IntegrityError, UnsupportedError, UsageError, option
+from merkle.errors import IntegrityError, SourceError, UnsupportedError, UsageError, option
 from merkle.format.manifest import MANIFEST_SUFFIX, FileEntry, Manifest
 from merkle.format.paths import check_path
 from merkle.guarding.holding import Held, Mode, hold
@@ -154,6 +154,23 @@ class Guard:
             )
 
     def close(self) -> None:
+        """Give the held files back; in pinned mode, first check that none
+        was written while held (IntegrityError after everything is given
+        back, as `check`)."""
+        if self._closed:
+            return
+        try:
+            changed = [h.path for h in self._held.values() if h.changed()]
+        finally:
+            self._release()
+        if changed:
+            raise IntegrityError(
+                f"{len(changed)} file(s) written since they verified: what a loader read of them may not be "
+                "what was signed",
+                changed[0],
+            )
+
+    def _release(self) -> None:
         if self._closed:
             return
         self._closed = True
@@ -166,11 +183,10 @@ class Guard:
         return self
 
     def __exit__(self, kind: object, error: object, tb: object) -> None:
-        try:
-            if error is None and not self._closed:
-                self.check()  # a pinned file written while the loader read it: the with-block's work is suspect
-        finally:
-            self.close()
+        if error is None:
+            self.close()  # a pinned file written while the loader read it: the with-block's work is suspect
+        else:
+            self._release()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -231,11 +247,21 @@ def guard(
     assert verified.name == name and (min_version is None or (verified.version or 0) >= min_version)
     manifest = _manifest_of(verified, os.fspath(paths[0]))
     root = os.fspath(path)
-    entries, outcomes = _listed(root, manifest, only, allow_extra, tuple(exclude))
-    if len(entries) > _free_descriptors():
-        raise UsageError(f"{len(entries)} files to hold, more than free descriptors: hold fewer with {option('only')}")
-    # 4. Open once, hash what is held.
-    held, checked, hashed = hold(root, entries, manifest, mode, jobs)
+    try:  # the root opened once: the listing and the files held are of one folder, whatever is renamed meanwhile
+        root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as e:
+        raise SourceError(f"not a readable directory: {e.strerror or e}", root) from e
+    try:
+        pinned = f"/proc/self/fd/{root_fd}"
+        entries, outcomes = _listed(pinned, manifest, only, allow_extra, tuple(exclude))
+        if len(entries) > _free_descriptors():
+            raise UsageError(
+                f"{len(entries)} files to hold, more than free descriptors: hold fewer with {option('only')}"
+            )
+        # 4. Open once, hash what is held.
+        held, checked, hashed = hold(pinned, entries, manifest, mode, jobs, shown_root=root)
+    finally:
+        os.close(root_fd)
     report = Report(
         manifest.root,
         manifest.algorithm,

@@ -80,14 +80,21 @@ def _read_held(src: object) -> Reader:
 
 
 def hold(
-    root_path: str, entries: Sequence[FileEntry], manifest: Manifest, mode: Mode, jobs: int | None
+    root_path: str,
+    entries: Sequence[FileEntry],
+    manifest: Manifest,
+    mode: Mode,
+    jobs: int | None,
+    shown_root: str | None = None,
 ) -> tuple[dict[str, Held], list[Outcome], int]:
     """Open, (copy and seal,) hash and compare every entry; return what
     verified (held open: the caller closes them), every outcome, and the
-    bytes hashed.  Nothing that failed stays open."""
+    bytes hashed.  Nothing that failed stays open.  `shown_root`: the root
+    as messages name it (default `root_path`)."""
     if mode not in MODES:
         raise UnsupportedError(f"unknown guard mode {mode!r} (known: {', '.join(MODES)})")
     root_fd, root = Root.open(root_path)
+    root_path = shown_root or root_path
     os.close(root_fd)
     opened: dict[str, tuple[int, tuple[int, int, int, int, int]]] = {}
     outcomes: list[Outcome] = []

@@ -248,7 +248,10 @@ def test_a_file_swapped_after_verification_never_reaches_the_loader(release, wor
             # Unlinking the verified file moves its ctime: pinned mode cannot tell that from a write, and refuses.
             with pytest.raises(IntegrityError, match="written since it verified"):
                 g.path(WEIGHTS)
-            g.close()
+            with pytest.raises(IntegrityError, match="written since they verified"):
+                g.close()  # the files are given back, and the change is said once more
+            with pytest.raises(UsageError, match="closed"):
+                g.path("config.json")
             return
         assert_same_tensors(stn.load_file(g.path(WEIGHTS)), want)  # not on the guard
         assert_same_tensors(stn.load_file(os.path.join(folder, WEIGHTS)), want)
