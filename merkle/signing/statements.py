@@ -314,11 +314,7 @@ def interpret(stmt: Statement, signers: tuple[Signer, ...], payload: bytes) -> V
     body = {"manifest", "summary"} & set(pred)
     if len(body) != 1 or not set(pred) - body <= {"version", "expires", "signed"}:
         raise BundleError("predicate must have manifest or summary, and optionally version, expires and signed")
-    version = pred.get("version")
-    if "version" in pred and (type(version) is not int or version < 1):
-        raise BundleError("predicate version must be a positive integer")
-    expires = parse_time(pred["expires"], "predicate expires") if "expires" in pred else None
-    signed = parse_time(pred["signed"], "predicate signed") if "signed" in pred else None
+    version, expires, signed = _release_fields(pred)
     manifest = Manifest.from_doc(pred["manifest"]) if "manifest" in pred else None  # 5. recomputes the root
     summary = manifest.summary if manifest is not None else Summary.from_doc(pred["summary"])
     want = digests.get(digest_key(summary.algorithm))
@@ -327,6 +323,16 @@ def interpret(stmt: Statement, signers: tuple[Signer, ...], payload: bytes) -> V
     if not name:
         raise BundleError("subject name is empty")
     return Verified(name, version, expires, signers, payload, MerkleSigned(summary, manifest), signed)
+
+
+def _release_fields(pred: dict[str, Any]) -> tuple[int | None, datetime.datetime | None, datetime.datetime | None]:
+    """A predicate's optional `version` (a positive integer), `expires` and `signed` (times)."""
+    version = pred.get("version")
+    if "version" in pred and (type(version) is not int or version < 1):
+        raise BundleError("predicate version must be a positive integer")
+    expires = parse_time(pred["expires"], "predicate expires") if "expires" in pred else None
+    signed = parse_time(pred["signed"], "predicate signed") if "signed" in pred else None
+    return version, expires, signed
 
 
 def _subject(stmt: Statement, what: str) -> tuple[str, str, str]:
@@ -451,9 +457,5 @@ def _image(stmt: Statement, signers: tuple[Signer, ...], payload: bytes) -> Veri
     models = tuple(ImageModel.from_doc(m) for m in pred["models"])
     if len({m.path for m in models}) != len(models):
         raise BundleError("a signed image names one path twice among its models")
-    version = pred.get("version")
-    if "version" in pred and (type(version) is not int or version < 1):
-        raise BundleError("predicate version must be a positive integer")
-    expires = parse_time(pred["expires"], "predicate expires") if "expires" in pred else None
-    signed = parse_time(pred["signed"], "predicate signed") if "signed" in pred else None
+    version, expires, signed = _release_fields(pred)
     return Verified(name, version, expires, signers, payload, ImageSigned(digest, models), signed)

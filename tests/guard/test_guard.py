@@ -15,6 +15,7 @@ import pytest
 import safetensors.numpy as stn
 from safetensors import safe_open
 from support.cli import run_cli
+from support.damage import flip
 from support.hf_layout import model_dir
 
 import merkle
@@ -72,14 +73,6 @@ def assert_same_tensors(got, want):
     assert sorted(got) == sorted(want) and len(want) > 100
     for name, array in want.items():
         assert got[name].dtype == array.dtype and np.array_equal(got[name], array), name
-
-
-def flip(path: Path, offset: int) -> None:
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        b = f.read(1)
-        f.seek(offset)
-        f.write(bytes([b[0] ^ 0x01]))
 
 
 def directory_loader(folder: str) -> dict[str, object]:
