@@ -1,10 +1,17 @@
 """The files under one path of an image's final file system, read straight
 from its layer tars (docs/images.md, I6-I9): layers in order, whiteouts
-applied (`.wh.NAME` hides NAME of the layers below, `.wh..wh..opq` the whole
-folder's), nothing extracted.  Each layer is read once, as a stream: its
-blob is checked against its digest while its tar is read, and every regular
-file under the path is hashed as it passes (a file a later layer replaces
-was hashed for nothing; the alternative is a second read of every layer).
+applied (merkle.image.view), nothing extracted.
+
+Each layer's blob is checked against its digest, and its tar against the
+config's diff_id, over every byte (I7).  An uncompressed layer in place (a
+blob file, a member of a docker archive) has its headers read by seeking
+over the files' data; its blob is checked on a thread of its own while the
+files under the path that the final view keeps are hashed as byte ranges of
+the blob by the engine's workers (two reads of the blob, both from the page
+cache after the first: docs/benchmarks.md, Images).  A compressed layer is
+gunzipped (and checked) on a thread of its own while its tar is read and its
+files hashed as they pass.  Nothing is reported before every check is done,
+and a file is OK only from a layer that is.
 
 A path is matched as the tar names it, `./` and `/` removed.  What is not a
 plain file under the path (a link, a device, a hard link to a file outside
@@ -14,35 +21,35 @@ path or above it is an error for the whole path (its files are elsewhere).
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import gzip
 import io
 import posixpath
 import re
 import tarfile
 import time
-from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any, Final
+import zlib
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import IO, TYPE_CHECKING, Final, cast
 
 from merkle.errors import IntegrityError, SourceError, UnsupportedError
-from merkle.image.oci import HashingReader, Image, Layer, layer_problem
+from merkle.image.oci import HashingReader, Image, Layer, Located, layer_problem
+from merkle.image.streams import Produced, Window, ZeroTail
+from merkle.image.view import InImage, View
 from merkle.report import Outcome, Report, Status
 
 if TYPE_CHECKING:
     from merkle.format.manifest import Manifest
+    from merkle.hashing.spans import Span
+    from merkle.tree.hasher import Algorithm
+
+__all__ = ["MAX_MEMBERS", "InImage", "NotOneTar", "model_path", "read_model", "strict_tarinfo", "verify_model"]
 
 MAX_MEMBERS: Final = 10_000_000
 """Entries one layer may hold (a tar of millions of empty entries is read, not kept)."""
-
-
-@dataclass(frozen=True)
-class InImage:
-    """A file of the final view: its size and Merkle root, or why it cannot
-    be checked, and the layer it comes from."""
-
-    size: int
-    root: bytes
-    layer: int
-    problem: str | None = None
+READ: Final = 4 << 20
 
 
 def model_path(path: str) -> str:
@@ -61,37 +68,6 @@ def _name(raw: str) -> str | None:
 
 def _under(name: str, folder: str) -> bool:
     return name == folder or name.startswith(folder + "/")
-
-
-class _ZeroTail(io.RawIOBase):
-    """`inner`, then one tar record of zeros: a tar need not be padded to
-    its record size, which tarfile's stream reader insists on (what the
-    zeros complete is still checked: the layer's digest covers the bytes
-    read, not the zeros)."""
-
-    def __init__(self, inner: IO[bytes]) -> None:
-        self.inner = inner
-        self.tail = tarfile.RECORDSIZE
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        got = self.inner.readinto(buffer)  # type: ignore[attr-defined]
-        if got:
-            return int(got)
-        n = min(len(buffer), self.tail)
-        buffer[:n] = bytes(n)
-        self.tail -= n
-        return n
-
-
-def _open_layer(layer: Layer, reader: HashingReader) -> IO[bytes]:
-    if layer.compression is None:
-        return _ZeroTail(reader)  # type: ignore[arg-type,return-value]
-    if layer.compression == "gzip":
-        return _ZeroTail(gzip.GzipFile(fileobj=reader, mode="rb"))  # type: ignore[arg-type,return-value]
-    raise UnsupportedError(f"layer {layer.index} ({layer.digest}) is zstd-compressed, which this reader does not read")
 
 
 class NotOneTar(tarfile.TarError):
@@ -143,133 +119,256 @@ def strict_tarinfo() -> type[tarfile.TarInfo]:
     return Strict
 
 
+class _Reading:
+    """One read of an image's layers for the files under `prefix`: the view
+    as entries are applied, the byte ranges still to hash, the digest checks
+    still running, and one outcome per layer that fails."""
+
+    def __init__(self, prefix: str, algorithm: str, chunk_size: int, stack: contextlib.ExitStack) -> None:
+        self.prefix, self.algorithm, self.chunk_size = prefix, algorithm, chunk_size
+        self.stack = stack
+        self.view = View()
+        self.spans: list[Span] = []
+        self.checks: list[tuple[Layer, Future[str | None]]] = []
+        self.failed: dict[int, Outcome] = {}
+        self.hashed = 0
+        self.pool = stack.enter_context(ThreadPoolExecutor(1, "merkle-layer-digest"))
+
+    def read(self, layer: Layer) -> None:
+        name = f"layer {layer.index} ({layer.digest})"
+        if layer.compression not in (None, "gzip"):
+            raise UnsupportedError(f"{name} is {layer.compression}-compressed, which this reader does not read")
+        problems: list[str] = []
+        located = layer.locate() if layer.compression is None else None
+        try:
+            if located is not None:
+                self.stack.callback(located.file.close)
+                self._in_place(layer, located, problems)
+                self.checks.append((layer, self.pool.submit(_check_in_place, layer, located)))
+                problem = None
+            else:
+                problem = self._streamed(layer, problems)
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+            self.failed[layer.index] = Outcome(name, Status.ERROR, f"not a readable tar layer: {e}")
+            return
+        if problem is not None:
+            self.failed[layer.index] = Outcome(name, Status.MISMATCH, problem)
+        elif problems:
+            self.failed[layer.index] = Outcome(name, Status.ERROR, "; ".join(problems[:3]))
+
+    def _in_place(self, layer: Layer, located: Located, problems: list[str]) -> None:
+        """The headers of an uncompressed layer, read by seeking over its
+        files' data; each file under the path becomes a span to hash."""
+        window = Window(located.file.fileno(), located.start, located.length, tarfile.RECORDSIZE)
+        with tarfile.open(fileobj=window, mode="r:", tarinfo=strict_tarinfo()) as tar:
+            self._entries(tar, layer, problems, located)
+            window.seek(tar.offset)
+            _zeros_to_the_end(window)
+
+    def _streamed(self, layer: Layer, problems: list[str]) -> str | None:
+        """A layer read as a stream (gzip, or not in place): the blob read,
+        checked and gunzipped on another thread, the tar read here."""
+        readers: list[HashingReader] = []
+
+        @contextlib.contextmanager
+        def blob() -> Iterator[IO[bytes]]:  # one thread: the blob read, and checked against its digest
+            with layer.open() as raw:
+                reader = HashingReader(raw, layer.digest)
+                readers.append(reader)
+                yield reader  # type: ignore[misc]  # read to its end by Produced
+
+        @contextlib.contextmanager
+        def unzipped() -> Iterator[IO[bytes]]:  # another: gunzipped
+            with contextlib.closing(Produced(blob)) as raw:
+                with gzip.GzipFile(fileobj=io.BufferedReader(raw, 1 << 20), mode="rb") as tar:
+                    yield tar  # type: ignore[misc]
+
+        diff = _needs_diff(layer)
+        produced = Produced(unzipped if layer.compression == "gzip" else blob)
+        try:
+            tarred: IO[bytes] = produced  # type: ignore[assignment]
+            if diff is not None:
+                tarred = HashingReader(tarred, diff)  # type: ignore[assignment]
+            stream = ZeroTail(tarred)
+            with tarfile.open(fileobj=stream, mode="r|", tarinfo=strict_tarinfo(), bufsize=1 << 20) as tar:
+                self._entries(tar, layer, problems, None)
+                ahead = getattr(tar.fileobj, "buf", b"")  # what tarfile's stream reader read past the end
+                if ahead.count(0) != len(ahead):
+                    raise NotOneTar("bytes after the end of the archive (another reader could read them)")
+            _zeros_to_the_end(stream)
+        finally:
+            produced.close()
+        (reader,) = readers
+        problem = layer_problem(layer, reader)
+        if problem is None and diff is not None:
+            assert isinstance(tarred, HashingReader)
+            problem = _diff_problem(diff, tarred)
+        return problem
+
+    def _entries(self, tar: tarfile.TarFile, layer: Layer, problems: list[str], located: Located | None) -> None:
+        count = 0
+        while (member := tar.next()) is not None:
+            tar.members.clear()  # type: ignore[attr-defined]  # tarfile keeps every header it reads; none is needed again (I9)
+            count += 1
+            if count > MAX_MEMBERS:
+                raise IntegrityError(f"layer {layer.index} ({layer.digest}) holds more than {MAX_MEMBERS:,} entries")
+            self._apply(tar, member, layer.index, problems, located)
+
+    def _apply(
+        self, tar: tarfile.TarFile, member: tarfile.TarInfo, layer: int, problems: list[str], located: Located | None
+    ) -> None:
+        prefix, view = self.prefix, self.view
+        name = _name(member.name)
+        if name is None:
+            problems.append(f"entry {member.name[:200]!r} leaves the root")
+            return
+        folder, base = posixpath.split(name)
+        if base.startswith(".wh."):
+            opaque = base == ".wh..wh..opq"  # the folder's entries of the layers below are hidden
+            target = folder if opaque else posixpath.join(folder, base[4:])
+            if _under(prefix, target):  # the model path or a folder above it: all of it, from below
+                conflict = None if opaque else view.hide("", layer)
+                if opaque:
+                    view.opaque("", layer)
+            elif _under(target, prefix):
+                rel = target[len(prefix) + 1 :]
+                conflict = None if opaque else view.hide(rel, layer)
+                if opaque:
+                    view.opaque(rel, layer)
+            else:
+                conflict = None
+            if conflict:
+                problems.append(conflict)
+            return
+        if _under(prefix, name):  # the model path, or a folder above it
+            if (member.issym() or member.islnk()) and name == prefix:
+                problems.append(f"the model path {prefix} is a link: not followed")
+                view.block(layer, f"the model path is a link in layer {layer}: not followed")
+            elif member.issym() or member.islnk():
+                problems.append(f"{name} is a link: the model path {prefix} is not read through it")
+                view.block(layer, f"/{name} is a link in layer {layer}: not followed")
+            elif not member.isdir():
+                conflict = view.clear(layer)  # a file where the folder was: what was below it is gone
+                if conflict:
+                    problems.append(conflict)
+            return
+        if not _under(name, prefix):
+            return
+        rel = name[len(prefix) + 1 :]
+        if member.isdir():
+            view.folder(rel, layer)
+            return
+        if member.isreg():
+            entry = self._file(tar, member, name, layer, located)
+        elif member.islnk():
+            linked = _name(member.linkname)
+            got: InImage | None = None
+            if linked is not None and _under(linked, prefix) and linked != prefix:
+                got = view.get(linked[len(prefix) + 1 :])
+            if got is not None and got.problem is None:
+                entry = dataclasses.replace(got, layer=layer, origin=got.origin if got.origin >= 0 else got.layer)
+            else:
+                entry = InImage(0, b"", layer, f"a hard link to {member.linkname[:200]!r}, outside the model path")
+        else:
+            what = "a symbolic link" if member.issym() else "a special file"
+            entry = InImage(0, b"", layer, f"{what} in layer {layer}: not followed")
+        conflict = view.put(rel, entry)
+        if conflict:
+            problems.append(conflict)
+
+    def _file(
+        self, tar: tarfile.TarFile, member: tarfile.TarInfo, name: str, layer: int, located: Located | None
+    ) -> InImage:
+        """A regular file: a span of the blob to hash later (only if the
+        final view keeps it), or hashed now as the stream passes."""
+        if located is not None and not member.issparse():  # a sparse member's bytes are not its content
+            from merkle.hashing.spans import Span
+
+            self.spans.append(Span(f"/{name}", located.file.fileno(), located.start + member.offset_data, member.size))
+            return InImage(member.size, b"", layer, job=len(self.spans) - 1)
+        from merkle.hashing.files import hash_stream
+
+        f = tar.extractfile(member)
+        assert f is not None
+        root = hash_stream(f, self.algorithm, self.chunk_size)  # type: ignore[arg-type]
+        self.hashed += member.size
+        return InImage(member.size, root, layer)
+
+    def finish(self) -> tuple[dict[str, InImage], list[Outcome]]:
+        """The spans the final view keeps hashed (while the digest checks
+        run), the checks' outcomes, and the view's files, each marked
+        `suspect` when a layer it comes from failed."""
+        from merkle.hashing.spans import hash_spans
+
+        files = dict(self.view.files())
+        jobs = sorted({f.job for f in files.values() if f.job >= 0})
+        algorithm = cast("Algorithm", self.algorithm)  # the manifest's, checked when it was parsed
+        digests = dict(zip(jobs, hash_spans([self.spans[j] for j in jobs], algorithm, self.chunk_size), strict=True))
+        for layer, check in self.checks:
+            problem = check.result()
+            if problem is not None:
+                self.failed[layer.index] = Outcome(f"layer {layer.index} ({layer.digest})", Status.MISMATCH, problem)
+        for rel, f in files.items():
+            if f.job >= 0:
+                d = digests[f.job]
+                if d.error is not None:
+                    f = dataclasses.replace(f, problem=f"not readable in layer {f.layer}: {d.error.message}")
+                else:
+                    f = dataclasses.replace(f, root=d.root)
+                    self.hashed += f.size
+            bad = [i for i in (f.layer, f.origin) if i in self.failed]
+            if bad:
+                f = dataclasses.replace(f, suspect=f"from {self.failed[bad[0]].path}, which fails its checks")
+            files[rel] = f
+        if self.view.blocked is not None:
+            files[""] = self.view.blocked
+        return files, [self.failed[i] for i in sorted(self.failed)]
+
+
+def _zeros_to_the_end(stream: IO[bytes] | io.RawIOBase) -> None:
+    """The end-of-archive blocks and padding: the digest covers them, and another reader could read what is not zero."""
+    while rest := stream.read(READ):
+        if rest.count(0) != len(rest):
+            raise NotOneTar("bytes after the end of the archive (another reader could read them)")
+
+
+def _needs_diff(layer: Layer) -> str | None:
+    """The config's diff_id of `layer`, when its uncompressed tar must be
+    hashed for it (not when the blob's own digest is that digest)."""
+    if layer.diff_id is None or (layer.compression is None and layer.diff_id == layer.digest):
+        return None
+    return layer.diff_id
+
+
+def _diff_problem(diff: str, tarred: HashingReader) -> str | None:
+    got = f"{diff.split(':', 1)[0]}:{tarred.hash.hexdigest()}"
+    return None if got == diff else f"its tar is {got}, not the config's diff_id {diff}"
+
+
+def _check_in_place(layer: Layer, located: Located) -> str | None:
+    """Every byte of a blob in place against its digest, size and diff_id (on the digest thread)."""
+    reader = HashingReader(Window(located.file.fileno(), located.start, located.length), layer.digest)  # type: ignore[arg-type]
+    diff = _needs_diff(layer)
+    outer = HashingReader(reader, diff) if diff is not None else reader  # type: ignore[arg-type]
+    outer.finish()
+    return layer_problem(layer, reader) or (_diff_problem(diff, outer) if diff is not None else None)
+
+
 def read_model(
     image: Image, path: str, algorithm: str, chunk_size: int
 ) -> tuple[dict[str, InImage], list[Outcome], int]:
-    """The final view of the files under `path`: relative path -> InImage;
-    one outcome per layer whose blob does not match its digest, or that
-    holds entries that are refused; and the bytes hashed."""
-    from merkle.hashing.files import hash_stream
-
+    """The final view of the files under `path`: relative path -> InImage
+    (the key "" when a link at the path or above it blocks them all); one
+    outcome per layer whose blob does not match its digest or its diff_id,
+    that cannot be read, or that holds entries that are refused; and the
+    bytes hashed."""
     prefix = model_path(path)
-    view: dict[str, InImage] = {}
-    layer_outcomes: list[Outcome] = []
-    hashed = 0
-    for layer in image.layers:
-        name_of_layer = f"layer {layer.index} ({layer.digest})"
-        problems: list[str] = []
-        with layer.open() as raw:
-            reader = HashingReader(raw, layer.digest)
-            stream = _open_layer(layer, reader)
-            try:
-                with tarfile.open(fileobj=stream, mode="r|", tarinfo=strict_tarinfo()) as tar:
-                    for count, member in enumerate(tar):
-                        if count >= MAX_MEMBERS:
-                            raise IntegrityError(f"{name_of_layer} holds more than {MAX_MEMBERS:,} entries")
-                        hashed += _apply(tar, member, layer.index, prefix, view, problems, algorithm, chunk_size,
-                                         hash_stream)  # fmt: skip
-                while rest := stream.read(1 << 20):  # the end-of-archive blocks and padding: the digest covers them
-                    if rest.count(0) != len(rest):
-                        raise NotOneTar("bytes after the end of the archive (another reader could read them)")
-                reader.finish()
-            except (tarfile.TarError, EOFError, OSError, gzip.BadGzipFile) as e:
-                layer_outcomes.append(Outcome(name_of_layer, Status.ERROR, f"not a readable tar layer: {e}"))
-                continue
-        problem = layer_problem(layer, reader)
-        if problem is not None:
-            layer_outcomes.append(Outcome(name_of_layer, Status.MISMATCH, problem))
-        elif problems:
-            layer_outcomes.append(Outcome(name_of_layer, Status.ERROR, "; ".join(problems[:3])))
-    return view, layer_outcomes, hashed
-
-
-def _apply(
-    tar: tarfile.TarFile,
-    member: tarfile.TarInfo,
-    layer: int,
-    prefix: str,
-    view: dict[str, InImage],
-    problems: list[str],
-    algorithm: str,
-    chunk_size: int,
-    hash_stream: object,
-) -> int:
-    name = _name(member.name)
-    if name is None:
-        problems.append(f"entry {member.name[:200]!r} leaves the root")
-        return 0
-    folder, base = posixpath.split(name)
-    if base == ".wh..wh..opq":  # the folder's entries of the layers below are hidden
-        _hide(view, folder, prefix, layer, opaque=True)
-        return 0
-    if base.startswith(".wh."):
-        _hide(view, posixpath.join(folder, base[4:]), prefix, layer, opaque=False)
-        return 0
-    if _under(prefix, name) and name != prefix:  # an ancestor of the model path
-        if member.issym() or member.islnk():
-            problems.append(f"{name} is a link: the model path {prefix} is not read through it")
-            _poison(view, layer, f"/{name} is a link in layer {layer}: not followed")
-        elif not member.isdir():
-            _clear(view, layer)  # a file where the folder was: what was below it is gone
-        return 0
-    if name == prefix:
-        if member.issym() or member.islnk():
-            problems.append(f"the model path {prefix} is a link: not followed")
-            _poison(view, layer, f"the model path is a link in layer {layer}: not followed")
-        elif not member.isdir():
-            _clear(view, layer)
-        return 0
-    if not _under(name, prefix):
-        return 0
-    rel = name[len(prefix) + 1 :]
-    if member.isreg():
-        f = tar.extractfile(member)
-        assert f is not None
-        root = hash_stream(f, algorithm, chunk_size)  # type: ignore[operator]
-        view[rel] = InImage(member.size, root, layer)
-        for below in [p for p in view if p.startswith(rel + "/")]:  # a file where a folder was
-            del view[below]
-        return member.size
-    if member.isdir():
-        if rel in view and not view[rel].problem:
-            del view[rel]
-        return 0
-    if member.islnk():
-        target = _name(member.linkname)
-        if target is not None and _under(target, prefix) and target != prefix:
-            got = view.get(target[len(prefix) + 1 :])
-            if got is not None and got.problem is None:
-                view[rel] = InImage(got.size, got.root, layer)
-                return 0
-        view[rel] = InImage(0, b"", layer, f"a hard link to {member.linkname[:200]!r}, outside the model path")
-        return 0
-    what = "a symbolic link" if member.issym() else "a special file"
-    view[rel] = InImage(0, b"", layer, f"{what} in layer {layer}: not followed")
-    return 0
-
-
-def _hide(view: dict[str, InImage], target: str, prefix: str, layer: int, opaque: bool) -> None:
-    """A whiteout of `target` (of its contents only, when `opaque`): the
-    files of the layers below it are gone from the view."""
-    if _under(prefix, target):  # the model path or a folder above it: all of it, from below
-        _clear(view, layer)
-        return
-    if not _under(target, prefix):
-        return
-    rel = target[len(prefix) + 1 :]
-    for p in [p for p, f in view.items() if f.layer < layer]:
-        if p.startswith(rel + "/") or (not opaque and p == rel):
-            del view[p]
-
-
-def _clear(view: dict[str, InImage], layer: int) -> None:
-    for p in [p for p, f in view.items() if f.layer < layer]:
-        del view[p]
-
-
-def _poison(view: dict[str, InImage], layer: int, why: str) -> None:
-    _clear(view, layer)
-    view[""] = InImage(0, b"", layer, why)
+    with contextlib.ExitStack() as stack:
+        reading = _Reading(prefix, algorithm, chunk_size, stack)
+        for layer in image.layers:
+            reading.read(layer)
+        files, outcomes = reading.finish()
+    return files, outcomes, reading.hashed
 
 
 def verify_model(image: Image, path: str, manifest: Manifest, allow_extra: bool = False) -> Report:
@@ -299,6 +398,8 @@ def verify_model(image: Image, path: str, manifest: Manifest, allow_extra: bool 
             where = f"layer {got.layer} ({digests[got.layer]})"
             what = f"size {got.size}, signed {entry.size}" if got.size != entry.size else "content differs"
             outcomes.append(Outcome(entry.path, Status.MISMATCH, f"{what}, in {where}"))
+        elif got.suspect is not None:  # never OK from a layer that fails its checks
+            outcomes.append(Outcome(entry.path, Status.ERROR, f"matches, but comes {got.suspect}"))
         else:
             outcomes.append(Outcome(entry.path, Status.OK))
     skip = Excluder(manifest.exclude)

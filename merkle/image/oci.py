@@ -96,6 +96,15 @@ class Descriptor:
 
 
 @dataclass(frozen=True)
+class Located:
+    """A blob in place: bytes [start, start + length) of the open regular file `file` (the caller closes it)."""
+
+    file: IO[bytes]
+    start: int
+    length: int
+
+
+@dataclass(frozen=True)
 class Layer:
     """One layer: `digest` and `size` of the blob as stored (None for the
     size of an older docker archive's layer, named by its uncompressed
@@ -107,6 +116,12 @@ class Layer:
     compression: str | None
     name: str
     open: Callable[[], IO[bytes]] = field(repr=False, compare=False)
+    diff_id: str | None = None
+    """The digest of the uncompressed tar the config's rootfs.diff_ids
+    gives (I4); None where `digest` is that digest already."""
+    locate: Callable[[], Located | None] = field(repr=False, compare=False, default=lambda: None)
+    """The blob in place, to read at offsets: an open regular file and the
+    blob's span in it; None where it is not one (then it is streamed)."""
 
 
 @dataclass
@@ -179,6 +194,9 @@ class _Blobs:
     def exists(self, name: str) -> bool:
         raise NotImplementedError
 
+    def locate(self, name: str) -> Located | None:
+        return None
+
     def blob(self, digest: str) -> str:
         alg, _, hexa = digest.partition(":")
         return f"blobs/{alg}/{hexa}"
@@ -199,6 +217,14 @@ class _Directory(_Blobs):
             why = "is not a regular file of the layout (blobs are never read through a link)" if there else "is missing"
             raise IntegrityError(f"{name} {why}", self.shown) from e
         return os.fdopen(fd, "rb")
+
+    def locate(self, name: str) -> Located | None:
+        f = self.open(name)
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            f.close()
+            return None
+        return Located(f, 0, st.st_size)
 
     def exists(self, name: str) -> bool:
         try:
@@ -235,6 +261,18 @@ class _Archive(_Blobs):
         if f is None:
             raise IntegrityError(f"{name} is missing from the archive", self.shown)
         return f
+
+    def locate(self, name: str) -> Located | None:
+        """A layer member in place: never a sparse member, whose bytes in the archive are not its content."""
+        m = self.members.get(name)
+        fileobj = getattr(self.tar, "fileobj", None)
+        if name in self.doubled or m is None or not m.isreg() or m.issparse() or fileobj is None:
+            return None
+        try:
+            fd = fileobj.fileno()
+        except (AttributeError, OSError, io.UnsupportedOperation):
+            return None
+        return Located(os.fdopen(os.dup(fd), "rb"), m.offset_data, m.size)
 
     def exists(self, name: str) -> bool:
         return name in self.members
@@ -306,18 +344,29 @@ def _open_oci(target: str, blobs: _Blobs, tag: str | None, platform: str | None)
     docs = manifest.get("layers")
     if not isinstance(docs, list) or len(docs) > MAX_LAYERS:
         raise FormatError(f"image manifest: layers is not a list of at most {MAX_LAYERS}", shown)
+    rootfs = config.get("rootfs")
+    diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+    if not isinstance(diff_ids, list) or len(diff_ids) != len(docs):
+        raise FormatError("image config: rootfs.diff_ids does not give one digest per layer of the manifest", shown)
     layers = []
-    for i, doc in enumerate(docs):
+    for i, (doc, diff) in enumerate(zip(docs, diff_ids, strict=True)):
         d = Descriptor.from_doc(doc, f"manifest layer {i}")
         if d.media_type not in LAYER_TYPES:
             raise UnsupportedError(f"layer {i} ({d.digest}): media type {d.media_type!r} is not a tar layer", shown)
+        if not isinstance(diff, str) or not DIGEST.fullmatch(diff):
+            raise FormatError(f"image config: diff_id {i} {str(diff)[:80]!r} is not a digest", shown)
         name = blobs.blob(d.digest)
-        layers.append(Layer(i, d.digest, d.size, LAYER_TYPES[d.media_type], name, _opener(blobs, name)))
+        layers.append(Layer(i, d.digest, d.size, LAYER_TYPES[d.media_type], name, _opener(blobs, name),
+                            diff_id=diff, locate=_locator(blobs, name)))  # fmt: skip
     return Image(target, "oci", chosen.digest, tag, layers, config, config_digest=config_d.digest, platform=picked)
 
 
 def _opener(blobs: _Blobs, name: str) -> Callable[[], IO[bytes]]:
     return lambda: blobs.open(name)
+
+
+def _locator(blobs: _Blobs, name: str) -> Callable[[], Located | None]:
+    return lambda: blobs.locate(name)
 
 
 def _choose(index: dict[str, Any], where: str, tag: str | None, shown: str) -> Descriptor:
@@ -415,7 +464,7 @@ def _open_docker(target: str, archive: _Archive) -> Image:
             raise FormatError(f"layer {i}: a name and a sha256 diff_id are expected", shown)
         if not archive.exists(name):
             raise IntegrityError(f"layer {i} ({name}) is missing from the archive", shown)
-        layers.append(Layer(i, diff, None, None, name, _opener(archive, name)))
+        layers.append(Layer(i, diff, None, None, name, _opener(archive, name), locate=_locator(archive, name)))
     return Image(target, "docker-archive", config_digest, None, layers, config, config_digest=config_digest)
 
 

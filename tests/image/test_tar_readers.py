@@ -42,19 +42,37 @@ def reseal(data: bytearray, at: int) -> None:
     data[at + 148 : at + 156] = b"%06o\0 " % sum(data[at : at + 512])
 
 
-def check(tmp_path: Path, data: bytes) -> list:
-    o.write_layout(tmp_path / "img", [bytes(data)])
-    with open_image(f"oci:{tmp_path / 'img'}:v1") as img:
+@pytest.fixture(params=["gzip", "tar", "archive"])
+def form(request) -> str:
+    """How the layer is stored: gzipped (read as a stream), uncompressed in an OCI layout (read in place), or
+    uncompressed inside a docker archive (read in place, as a span of the archive)."""
+    return request.param
+
+
+def check(tmp_path: Path, data: bytes, form: str = "gzip") -> list:
+    o.write_layout(tmp_path / "img", [bytes(data)], compress=form == "gzip")
+    target = f"oci:{tmp_path / 'img'}:v1"
+    if form == "archive":
+        archive = tmp_path / "img.tar"
+        with tarfile.open(archive, "w") as tar:
+            for path in sorted((tmp_path / "img").rglob("*")):
+                tar.add(path, arcname=path.relative_to(tmp_path / "img").as_posix(), recursive=False)
+        target = f"docker-archive:{archive}"
+    with open_image(target) as img:
+        located = img.layers[0].locate()
+        assert located is not None  # a blob file, or a plain member of the archive
+        located.file.close()
+        assert (img.layers[0].compression is None) == (form != "gzip")
         report = verify_model(img, "/models/m", signed())
     return [x for x in report.outcomes if x.status is not Status.OK]
 
 
-def test_an_ordinary_layer_verifies(tmp_path):
-    assert check(tmp_path, layer()) == []
+def test_an_ordinary_layer_verifies(tmp_path, form):
+    assert check(tmp_path, layer(), form) == []
 
 
 @pytest.mark.parametrize("case", ["checksum-nul", "size-nul", "prefix-v7", "trailing-bytes"])
-def test_headers_read_differently_are_refused(tmp_path, case):
+def test_headers_read_differently_are_refused(tmp_path, case, form):
     data = layer()
     at = header_at(data, 1)
     if case == "checksum-nul":
@@ -68,18 +86,18 @@ def test_headers_read_differently_are_refused(tmp_path, case):
         reseal(data, at)
     else:
         data += b"\1" * 512
-    bad = check(tmp_path, data)
+    bad = check(tmp_path, data, form)
     assert bad and all(x.status is Status.ERROR or x.status is Status.MISMATCH for x in bad)
     assert any(x.path.startswith("layer 0") for x in bad)
 
 
-def test_a_global_pax_header_is_refused(tmp_path):
+def test_a_global_pax_header_is_refused(tmp_path, form):
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT, pax_headers={"comment": "x"}) as tar:
         info = tarfile.TarInfo("models/m/w.bin")
         info.size = len(GOOD)
         tar.addfile(info, io.BytesIO(GOOD))
-    bad = check(tmp_path, bytearray(out.getvalue()))
+    bad = check(tmp_path, bytearray(out.getvalue()), form)
     assert any("global PAX" in x.detail for x in bad)
 
 
