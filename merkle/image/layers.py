@@ -26,7 +26,6 @@ import dataclasses
 import gzip
 import io
 import posixpath
-import re
 import tarfile
 import time
 import zlib
@@ -37,6 +36,7 @@ from typing import IO, TYPE_CHECKING, Final, cast
 from merkle.errors import IntegrityError, SourceError, UnsupportedError
 from merkle.image.oci import HashingReader, Image, Layer, Located, layer_problem
 from merkle.image.streams import Produced, Window, ZeroTail
+from merkle.image.tarheaders import NotOneTar, strict_tarinfo
 from merkle.image.view import InImage, View
 from merkle.report import Outcome, Report, Status
 
@@ -68,55 +68,6 @@ def _name(raw: str) -> str | None:
 
 def _under(name: str, folder: str) -> bool:
     return name == folder or name.startswith(folder + "/")
-
-
-class NotOneTar(tarfile.TarError):
-    """A layer whose headers tar readers read differently (a container runtime's Go reader and Python's)."""
-
-
-_NUMERIC: Final = ((100, 108), (108, 116), (116, 124), (124, 136), (136, 148), (148, 156))
-_OCTAL: Final = re.compile(rb" *[0-7]*")
-
-
-def strict_tarinfo() -> type[tarfile.TarInfo]:
-    """A TarInfo whose every header block is refused (NotOneTar) where
-    Python's reader and Go's (containerd's, docker's) would read it
-    differently: a block that is not a valid header before the end of the
-    archive (Python would stop there, Go might read on), a number with a NUL
-    or another character before its last digit, a ustar prefix under any
-    magic but POSIX ustar's, a global PAX header, and one entry named by
-    both a PAX header and a GNU long name.  One class per layer: it keeps
-    which extension headers came before the entry."""
-
-    class Strict(tarfile.TarInfo):
-        pending: set[str] = set()
-
-        @classmethod
-        def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> Strict:
-            if len(buf) == tarfile.BLOCKSIZE and buf.count(0) != tarfile.BLOCKSIZE:
-                for start, end in _NUMERIC:
-                    field = buf[start:end]
-                    if field[:1] not in (b"\x80", b"\xff") and not _OCTAL.fullmatch(field.rstrip(b" \x00")):
-                        raise NotOneTar(f"a header whose number at byte {start} tar readers read differently")
-                if buf[345:500].strip(b"\x00") and buf[257:265] != b"ustar\x0000":
-                    raise NotOneTar("a name prefix outside a POSIX ustar header (tar readers read it differently)")
-                kind = buf[156:157]
-                if kind == tarfile.XGLTYPE:
-                    raise NotOneTar("a global PAX header (container runtimes ignore it, Python applies it)")
-                pax = kind in (tarfile.XHDTYPE, tarfile.SOLARIS_XHDTYPE)
-                gnu = kind in (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
-                cls.pending.add("pax" if pax else "gnu" if gnu else "entry")
-                if {"pax", "gnu"} <= cls.pending:
-                    raise NotOneTar("an entry named by both a PAX header and a GNU long name")
-                if "entry" in cls.pending:
-                    cls.pending = set()
-                try:
-                    return super().frombuf(buf, encoding, errors)
-                except tarfile.InvalidHeaderError as e:  # type: ignore[attr-defined]  # not in the stubs
-                    raise NotOneTar(f"an invalid header before the end of the archive: {e}") from e
-            return super().frombuf(buf, encoding, errors)
-
-    return Strict
 
 
 class _Reading:

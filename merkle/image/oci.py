@@ -237,20 +237,37 @@ class _Directory(_Blobs):
 class _Archive(_Blobs):
     def __init__(self, path: str) -> None:
         super().__init__(path)
+        from merkle.image.tarheaders import NotOneTar, strict_tarinfo
+
         try:
-            self.tar = tarfile.open(path, "r:")  # noqa: SIM115 - closed by Image.close
+            self.tar = tarfile.open(path, "r:", tarinfo=strict_tarinfo())  # noqa: SIM115 - closed by Image.close
+        except NotOneTar as e:
+            raise IntegrityError(f"an archive tar readers read differently: {e}", path) from e
         except (OSError, tarfile.TarError) as e:
             raise SourceError(f"not a readable tar archive: {e}", path) from e
         self.members: dict[str, tarfile.TarInfo] = {}
+        seen: set[str] = set()
         doubled: set[str] = set()
-        for count, m in enumerate(self.tar):
-            if count > 1_000_000:
-                raise FormatError("more than 1,000,000 entries: not an image archive", path)
-            name = "/".join(part for part in m.name.split("/") if part not in ("", "."))
-            if name in self.members:
-                doubled.add(name)
-            if m.isfile():
-                self.members[name] = m
+        try:
+            for count, m in enumerate(self.tar):
+                if count > 1_000_000:
+                    raise FormatError("more than 1,000,000 entries: not an image archive", path)
+                self.tar.members.clear()  # type: ignore[attr-defined]  # what is kept: `members`, regular files
+                parts = m.name.split("/")
+                if ".." in parts or m.name.startswith("/"):  # readers clean such names differently (I9b)
+                    raise IntegrityError(f"a member named {m.name[:200]!r}: tar readers read it differently", path)
+                name = "/".join(part for part in parts if part not in ("", "."))
+                if name in seen:  # of any kind: a link and a file of one name are read differently too
+                    doubled.add(name)
+                seen.add(name)
+                if m.isfile():
+                    self.members[name] = m
+        except NotOneTar as e:
+            self.tar.close()
+            raise IntegrityError(f"an archive tar readers read differently: {e}", path) from e
+        except BaseException:
+            self.tar.close()
+            raise
         self.doubled = doubled
 
     def open(self, name: str) -> IO[bytes]:
