@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from support import oci as o
 
-from merkle.errors import FormatError
+from merkle.errors import FormatError, IntegrityError
 from merkle.format.manifest import FileEntry, Manifest
 from merkle.hashing.files import hash_stream
 from merkle.image import open_image
@@ -187,3 +187,17 @@ def test_a_hard_link_inside_the_model_path_is_the_file_it_names(tmp_path, compre
     report = verify(tmp_path / "img", [o.tar_of(base()), o.tar_of(later)], compress,
                     {"w.bin": GOOD, "c.json": CONFIG, "w2.bin": GOOD})  # fmt: skip
     assert report.ok, not_ok(report)
+
+
+@pytest.mark.parametrize("compress", [True, False], ids=["gzip", "in-place"])
+def test_a_layer_over_the_entry_cap_fails_in_bounded_time(tmp_path, monkeypatch, compress):
+    """The cap on entries (10,000,000: a tar bomb of millions of empty entries) lowered to 2,000 to be reached
+    here: the check stops at the entry beyond it, naming the layer (exit 1, one line: nothing is reported)."""
+    from merkle.image import layers
+
+    monkeypatch.setattr(layers, "MAX_MEMBERS", 2_000)
+    bomb = [(f"tmp/{i:06d}", b"", {}) for i in range(2_001)]
+    o.write_layout(tmp_path / "img", [o.tar_of(base() + bomb)], compress=compress)
+    with open_image(f"oci:{tmp_path / 'img'}:v1") as img:
+        with pytest.raises(IntegrityError, match=r"layer 0 \(sha256:[0-9a-f]{64}\) holds more than 2,000 entries"):
+            verify_model(img, "/models/m", signed({"w.bin": GOOD, "c.json": CONFIG}))
