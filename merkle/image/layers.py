@@ -35,7 +35,7 @@ from typing import IO, TYPE_CHECKING, Final, cast
 
 from merkle.errors import IntegrityError, SourceError, UnsupportedError
 from merkle.image.oci import HashingReader, Image, Layer, Located, layer_problem
-from merkle.image.streams import Produced, Window, ZeroTail
+from merkle.image.streams import Produced, Window, ZeroTail, unzstd
 from merkle.image.tarheaders import NotOneTar, strict_tarinfo
 from merkle.image.view import InImage, View
 from merkle.report import Outcome, Report, Status
@@ -87,7 +87,7 @@ class _Reading:
 
     def read(self, layer: Layer) -> None:
         name = f"layer {layer.index} ({layer.digest})"
-        if layer.compression not in (None, "gzip"):
+        if layer.compression not in (None, "gzip", "zstd"):
             raise UnsupportedError(f"{name} is {layer.compression}-compressed, which this reader does not read")
         problems: list[str] = []
         located = layer.locate() if layer.compression is None else None
@@ -129,13 +129,17 @@ class _Reading:
                 yield reader  # type: ignore[misc]  # read to its end by Produced
 
         @contextlib.contextmanager
-        def unzipped() -> Iterator[IO[bytes]]:  # another: gunzipped
+        def unzipped() -> Iterator[IO[bytes]]:  # another: gunzipped (or zstd-decompressed)
             with contextlib.closing(Produced(blob)) as raw:
-                with gzip.GzipFile(fileobj=io.BufferedReader(raw, 1 << 20), mode="rb") as tar:
-                    yield tar  # type: ignore[misc]
+                buffered = io.BufferedReader(raw, 1 << 20)
+                opened: IO[bytes] = (
+                    unzstd(buffered) if layer.compression == "zstd" else gzip.GzipFile(fileobj=buffered, mode="rb")  # type: ignore[assignment]
+                )
+                with opened as tar:
+                    yield tar
 
         diff = _needs_diff(layer)
-        produced = Produced(unzipped if layer.compression == "gzip" else blob)
+        produced = Produced(unzipped if layer.compression is not None else blob)
         try:
             tarred: IO[bytes] = produced  # type: ignore[assignment]
             if diff is not None:
