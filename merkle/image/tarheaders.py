@@ -25,8 +25,9 @@ def strict_tarinfo() -> type[tarfile.TarInfo]:
     differently: a block that is not a valid header before the end of the
     archive (Python would stop there, Go might read on), a number with a NUL
     or another character before its last digit, a ustar prefix under any
-    magic but POSIX ustar's, a global PAX header, and one entry named by
-    both a PAX header and a GNU long name.  One class per layer: it keeps
+    magic but POSIX ustar's, bytes in a ustar header's padding (a STAR
+    trailer), a global PAX header, one entry named by both a PAX header and
+    a GNU long name, and any sparse entry (GNU type S, PAX GNU.sparse keys).  One class per layer: it keeps
     which extension headers came before the entry."""
 
     class Strict(tarfile.TarInfo):
@@ -41,7 +42,11 @@ def strict_tarinfo() -> type[tarfile.TarInfo]:
                         raise NotOneTar(f"a header whose number at byte {start} tar readers read differently")
                 if buf[345:500].strip(b"\x00") and buf[257:265] != b"ustar\x0000":
                     raise NotOneTar("a name prefix outside a POSIX ustar header (tar readers read it differently)")
+                if buf[257:265] == b"ustar\x0000" and buf[500:512].strip(b"\x00"):
+                    raise NotOneTar("bytes in a ustar header's padding (a STAR trailer: Go reads a shorter prefix)")
                 kind = buf[156:157]
+                if kind == tarfile.GNUTYPE_SPARSE:
+                    raise NotOneTar("a sparse entry (tar readers lay its bytes out differently)")
                 if kind == tarfile.XGLTYPE:
                     raise NotOneTar("a global PAX header (container runtimes ignore it, Python applies it)")
                 pax = kind in (tarfile.XHDTYPE, tarfile.SOLARIS_XHDTYPE)
@@ -56,5 +61,11 @@ def strict_tarinfo() -> type[tarfile.TarInfo]:
                 except tarfile.InvalidHeaderError as e:  # type: ignore[attr-defined]  # not in the stubs
                     raise NotOneTar(f"an invalid header before the end of the archive: {e}") from e
             return super().frombuf(buf, encoding, errors)
+
+        def _apply_pax_info(self, pax_headers: dict[str, str], encoding: str, errors: str) -> None:
+            # Python applies GNU.sparse.name, .size and .realsize to any entry, Go only to one it reads as sparse.
+            if any(key.startswith("GNU.sparse.") for key in pax_headers):
+                raise NotOneTar("a PAX header with GNU.sparse keys (tar readers read its name and size differently)")
+            super()._apply_pax_info(pax_headers, encoding, errors)  # type: ignore[misc]
 
     return Strict

@@ -201,3 +201,56 @@ def test_a_global_pax_header_in_the_archive_is_refused(tmp_path):
     archive.write_bytes(bytes(glob[:1024]) + bytes(data))
     with pytest.raises(IntegrityError, match="global PAX"):
         open_image(f"docker-archive:{archive}")
+
+
+
+def _pax_layer(extra: list[tuple[str, bytes, dict[str, str]]]) -> bytearray:
+    """`layer()`'s signed file, then entries with PAX records of their own."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("models/m/w.bin")
+        info.size = len(GOOD)
+        tar.addfile(info, io.BytesIO(GOOD))
+        for name, data, pax in extra:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.pax_headers = pax
+            tar.addfile(info, io.BytesIO(data))
+    return bytearray(out.getvalue())
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        [("decoy", GOOD, {"GNU.sparse.name": "models/m/w.bin"})],
+        [("models/m/w.bin", GOOD + b"more bytes Go reads", {"GNU.sparse.realsize": str(len(GOOD))})],
+        [("decoy", b"", {"size": "0", "GNU.sparse.realsize": "1024"})],
+    ],
+    ids=["sparse-name", "sparse-realsize", "sparse-desync"],
+)
+def test_gnu_sparse_pax_records_are_refused(tmp_path, form, extra):
+    """Python applies GNU.sparse.name and .realsize to any entry, Go only to a file it reads as sparse: a name
+    and a size read two ways (found by the third review, confirmed with umoci)."""
+    bad = check(tmp_path, _pax_layer(extra), form)
+    assert any(x.path.startswith("layer 0") and "GNU.sparse" in (x.detail or "") for x in bad), bad
+
+
+def test_a_star_trailer_is_refused(tmp_path, form):
+    """A ustar header with "tar\\0" at byte 508: Go reads it as STAR (a prefix of 131 bytes, then times), Python
+    reads a prefix of 155: two names for one entry (found by the third review, confirmed with umoci)."""
+    data = layer()
+    at = header_at(data, 0)
+    assert data[at + 257 : at + 265] == b"ustar\x0000"
+    data[at + 508 : at + 512] = b"tar\x00"
+    reseal(data, at)
+    bad = check(tmp_path, data, form)
+    assert any(x.path.startswith("layer 0") and "STAR" in (x.detail or "") for x in bad), bad
+
+
+def test_a_gnu_sparse_entry_is_refused(tmp_path, form):
+    data = layer()
+    at = header_at(data, 0)
+    data[at + 156 : at + 157] = tarfile.GNUTYPE_SPARSE
+    reseal(data, at)
+    bad = check(tmp_path, data, form)
+    assert any(x.path.startswith("layer 0") and "sparse" in (x.detail or "") for x in bad), bad
