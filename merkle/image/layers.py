@@ -21,10 +21,12 @@ path or above it is an error for the whole path (its files are elsewhere).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import gzip
 import io
+import os
 import posixpath
 import tarfile
 import time
@@ -84,6 +86,12 @@ class _Reading:
         self.failed: dict[int, Outcome] = {}
         self.hashed = 0
         self.pool = stack.enter_context(ThreadPoolExecutor(1, "merkle-layer-digest"))
+        self.links: dict[str, str] = {}
+        """Every symbolic link of the layers read so far, by path in the image -> its target: a runtime writes
+        an entry below one through it (resolved inside the root, as securejoin does)."""
+        self.in_place: list[tuple[Layer, int, tuple[int, ...]]] = []
+        """Each blob read in place, its descriptor and identity when first read: read three times (headers,
+        digest, spans), it must not change in between."""
 
     def read(self, layer: Layer) -> None:
         name = f"layer {layer.index} ({layer.digest})"
@@ -94,6 +102,7 @@ class _Reading:
         try:
             if located is not None:
                 self.stack.callback(located.file.close)
+                self.in_place.append((layer, located.file.fileno(), _identity(located.file.fileno())))
                 self._in_place(layer, located, problems)
                 self.checks.append((layer, self.pool.submit(_check_in_place, layer, located)))
                 problem = None
@@ -177,7 +186,16 @@ class _Reading:
         if name is None:
             problems.append(f"entry {member.name[:200]!r} leaves the root")
             return
+        if self.links and (through := self._through_link(name, member)) is not None:
+            problems.append(f"{name[:200]} is written to /{through[:200]} through a symbolic link")
+            return
+        if member.issym():
+            self.links[name] = member.linkname
+        elif name in self.links:  # replaced (a folder, a file): entries below it are its own again
+            del self.links[name]
         folder, base = posixpath.split(name)
+        if base.startswith(".wh.") and base != ".wh..wh..opq":
+            self.links.pop(posixpath.join(folder, base[4:]), None)
         if base.startswith(".wh."):
             opaque = base == ".wh..wh..opq"  # the folder's entries of the layers below are hidden
             target = folder if opaque else posixpath.join(folder, base[4:])
@@ -231,6 +249,49 @@ class _Reading:
         if conflict:
             problems.append(conflict)
 
+    def _through_link(self, name: str, member: tarfile.TarInfo) -> str | None:
+        """Where a runtime puts `name` (or, for a hard link in the model path,
+        finds its target) when a folder above it is a symbolic link of the
+        layers so far, if that is the model path, inside it or above it;
+        None otherwise (no link on the way, or one that leads elsewhere)."""
+        paths = [name]
+        if member.islnk() and _under(name, self.prefix) and (target := _name(member.linkname)) is not None:
+            paths.append(target)  # the content of a hard link in the model path is its target's
+        for path in paths:
+            resolved = self._resolve(path)
+            if resolved != path and (
+                resolved is None or _under(resolved, self.prefix) or _under(self.prefix, resolved)
+            ):
+                return resolved or "(a loop of links)"
+        return None
+
+    def _resolve(self, path: str) -> str | None:
+        """`path` with the links among its folders followed inside the root
+        (`..` stops at the root, as securejoin does); None for a loop."""
+        *folders, last = path.split("/")
+        todo = collections.deque(folders)
+        out: list[str] = []
+        hops = 0
+        while todo:
+            part = todo.popleft()
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if out:
+                    out.pop()
+                continue
+            target = self.links.get("/".join([*out, part]))
+            if target is None:
+                out.append(part)
+                continue
+            hops += 1
+            if hops > 255:
+                return None
+            if target.startswith("/"):
+                out = []
+            todo.extendleft(reversed(target.split("/")))
+        return "/".join([*out, last])
+
     def _file(
         self, tar: tarfile.TarFile, member: tarfile.TarInfo, name: str, layer: int, located: Located | None
     ) -> InImage:
@@ -263,6 +324,14 @@ class _Reading:
             problem = check.result()
             if problem is not None:
                 self.failed[layer.index] = Outcome(f"layer {layer.index} ({layer.digest})", Status.MISMATCH, problem)
+        for layer, fd, before in self.in_place:  # after its last read: a write in between moved size, mtime or ctime
+            if _identity(fd) != before and layer.index not in self.failed:
+                self.failed[layer.index] = Outcome(
+                    f"layer {layer.index} ({layer.digest})",
+                    Status.ERROR,
+                    "written while it was read (its size, mtime or ctime moved): what was hashed may not be what "
+                    "its digest covers",
+                )
         for rel, f in files.items():
             if f.job >= 0:
                 d = digests[f.job]
@@ -278,6 +347,11 @@ class _Reading:
         if self.view.blocked is not None:
             files[""] = self.view.blocked
         return files, [self.failed[i] for i in sorted(self.failed)]
+
+
+def _identity(fd: int) -> tuple[int, ...]:
+    st = os.fstat(fd)
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
 def _zeros_to_the_end(stream: IO[bytes] | io.RawIOBase) -> None:

@@ -203,7 +203,6 @@ def test_a_global_pax_header_in_the_archive_is_refused(tmp_path):
         open_image(f"docker-archive:{archive}")
 
 
-
 def _pax_layer(extra: list[tuple[str, bytes, dict[str, str]]]) -> bytearray:
     """`layer()`'s signed file, then entries with PAX records of their own."""
     out = io.BytesIO()
