@@ -15,6 +15,9 @@ class NotOneTar(tarfile.TarError):
     """A layer whose headers tar readers read differently (a container runtime's Go reader and Python's)."""
 
 
+MAX_EXTENSION: Final = 1 << 20
+"""The largest PAX or GNU long-name header read: names and links are at most 4 KiB on Linux, and a huge one
+is work for Python's PAX parser (quadratic in some versions, CVE-2024-6232) and nothing else."""
 _NUMERIC: Final = ((100, 108), (108, 116), (116, 124), (124, 136), (136, 148), (148, 156))
 _OCTAL: Final = re.compile(rb" *[0-7]*")
 
@@ -51,6 +54,8 @@ def strict_tarinfo() -> type[tarfile.TarInfo]:
                     raise NotOneTar("a global PAX header (container runtimes ignore it, Python applies it)")
                 pax = kind in (tarfile.XHDTYPE, tarfile.SOLARIS_XHDTYPE)
                 gnu = kind in (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
+                if (pax or gnu) and tarfile.nti(buf[124:136]) > MAX_EXTENSION:  # type: ignore[attr-defined]
+                    raise NotOneTar(f"an extension header of more than {MAX_EXTENSION:,} bytes")
                 cls.pending.add("pax" if pax else "gnu" if gnu else "entry")
                 if {"pax", "gnu"} <= cls.pending:
                     raise NotOneTar("an entry named by both a PAX header and a GNU long name")

@@ -253,3 +253,10 @@ def test_a_gnu_sparse_entry_is_refused(tmp_path, form):
     reseal(data, at)
     bad = check(tmp_path, data, form)
     assert any(x.path.startswith("layer 0") and "sparse" in (x.detail or "") for x in bad), bad
+
+
+def test_a_huge_pax_header_is_refused_unparsed(tmp_path, form):
+    """A PAX header of 2 MiB (Python's PAX parser has been quadratic on some: CVE-2024-6232) is refused from its
+    header block, before its records are parsed."""
+    bad = check(tmp_path, _pax_layer([("x", b"x", {"comment": "a" * (2 << 20)})]), form)
+    assert any(x.path.startswith("layer 0") and "extension header" in (x.detail or "") for x in bad), bad
