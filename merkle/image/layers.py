@@ -177,6 +177,7 @@ class _Reading:
             if count > MAX_MEMBERS:
                 raise IntegrityError(f"layer {layer.index} ({layer.digest}) holds more than {MAX_MEMBERS:,} entries")
             self._apply(tar, member, layer.index, problems, located)
+            del problems[3:]  # three are said (read): a bomb of refused entries keeps no more
 
     def _apply(
         self, tar: tarfile.TarFile, member: tarfile.TarInfo, layer: int, problems: list[str], located: Located | None
