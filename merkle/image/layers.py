@@ -129,7 +129,7 @@ class _Reading:
         self.stack = stack
         self.view = View()
         self.spans: list[Span] = []
-        self.checks: list[tuple[Layer, Future[str | None]]] = []
+        self.checks: list[tuple[Layer, Future[str | None], Located, tuple[int, ...]]] = []
         self.failed: dict[int, Outcome] = {}
         self.hashed = 0
         self.pool = stack.enter_context(ThreadPoolExecutor(1, "merkle-layer-digest"))
@@ -143,8 +143,9 @@ class _Reading:
         try:
             if located is not None:
                 self.stack.callback(located.file.close)
+                before = located.identity()
                 self._in_place(layer, located, problems)
-                self.checks.append((layer, self.pool.submit(_check_in_place, layer, located)))
+                self.checks.append((layer, self.pool.submit(_check_in_place, layer, located), located, before))
                 problem = None
             else:
                 problem = self._streamed(layer, problems)
@@ -304,8 +305,10 @@ class _Reading:
         jobs = sorted({f.job for f in files.values() if f.job >= 0})
         algorithm = cast("Algorithm", self.algorithm)  # the manifest's, checked when it was parsed
         digests = dict(zip(jobs, hash_spans([self.spans[j] for j in jobs], algorithm, self.chunk_size), strict=True))
-        for layer, check in self.checks:
+        for layer, check, located, before in self.checks:
             problem = check.result()
+            if problem is None and located.identity() != before:  # its headers, files and digest read apart
+                problem = "changed while it was read"
             if problem is not None:
                 self.failed[layer.index] = Outcome(f"layer {layer.index} ({layer.digest})", Status.MISMATCH, problem)
         for rel, f in files.items():

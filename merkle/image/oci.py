@@ -103,6 +103,11 @@ class Located:
     start: int
     length: int
 
+    def identity(self) -> tuple[int, int, int, int, int]:
+        """The file's device, inode, size, mtime and ctime: a file written while it is read shows a change."""
+        st = os.fstat(self.file.fileno())
+        return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
 
 @dataclass(frozen=True)
 class Layer:

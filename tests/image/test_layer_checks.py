@@ -187,3 +187,23 @@ def test_a_hard_link_inside_the_model_path_is_the_file_it_names(tmp_path, compre
     report = verify(tmp_path / "img", [o.tar_of(base()), o.tar_of(later)], compress,
                     {"w.bin": GOOD, "c.json": CONFIG, "w2.bin": GOOD})  # fmt: skip
     assert report.ok, not_ok(report)
+
+
+def test_a_blob_written_while_it_is_read_fails_its_layer(tmp_path, monkeypatch):
+    """Read in place, a layer's headers, files and digest are read apart: a blob whose mtime or ctime moves
+    meanwhile (here touched by a writer while its digest is checked) is not trusted, whatever the reads saw."""
+    import os
+
+    from merkle.image import layers
+
+    checked = layers._check_in_place
+
+    def touched(layer, located):
+        os.utime(located.file.fileno(), ns=(1, 1))
+        return checked(layer, located)
+
+    monkeypatch.setattr(layers, "_check_in_place", touched)
+    report = verify(tmp_path / "img", [o.tar_of(base())], False)
+    bad = not_ok(report)
+    assert bad[layer_name(tmp_path / "img", 0)] == ("MISMATCH", "changed while it was read")
+    assert bad["w.bin"][0] == "ERROR"
