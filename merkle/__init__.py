@@ -7,8 +7,10 @@ The data flow, one folder per arrow (docs/architecture.md)::
       --signing--> bundle (in-toto statement in a DSSE envelope)
       --verifying--> Report (=, *, -, +, ! per file), or one file, a byte range, a reader
 
-building.py and verifying/ are the two flows; hf/, zarr/ and dask.py plug
-into them; cli/ is argparse and printing.
+      --guarding--> a loader handed only the verified bytes (sealed copies or pinned files)
+
+building.py and verifying/ are the two flows, guarding/ the use step after
+them; hf/, zarr/ and dask.py plug into them; cli/ is argparse and printing.
 
 Typical use::
 
@@ -27,6 +29,10 @@ Typical use::
                      name="model.safetensors", keys=["release.pub"]) as f:
         f.seek(1 << 30)
         data = f.read(4096)               # every byte verified before it is returned
+
+    with merkle.guard("model/", "model.bundle.json", name="model", keys=["release.pub"]) as g:
+        tensors = safetensors.numpy.load_file(g.path("model.safetensors"))   # the sealed, verified bytes
+        tokenizer = AutoTokenizer.from_pretrained(g.directory())             # only the files that verified
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ if TYPE_CHECKING:
     from merkle.format.leaves import LeafLayers
     from merkle.format.manifest import FileEntry, Manifest
     from merkle.format.parameters import DEFAULT_CHUNK_SIZE
+    from merkle.guarding.guard import Guard, guard
     from merkle.hashing.engine import FileDigest
     from merkle.hashing.files import hash_file, hash_paths, hash_stream
     from merkle.hashing.options import HashOptions
@@ -84,6 +91,8 @@ _LAZY = {
     "prove": "merkle.format.fileproof",
     "LeafLayers": "merkle.format.leaves",
     "DEFAULT_CHUNK_SIZE": "merkle.format.parameters",
+    "Guard": "merkle.guarding.guard",
+    "guard": "merkle.guarding.guard",
     "FileEntry": "merkle.format.manifest",
     "Manifest": "merkle.format.manifest",
     "FileDigest": "merkle.hashing.engine",
@@ -156,6 +165,7 @@ __all__ = [
     "FileDigest",
     "FileEntry",
     "FormatError",
+    "Guard",
     "IntegrityError",
     "LeafLayers",
     "Manifest",
@@ -171,6 +181,7 @@ __all__ = [
     "UnsupportedError",
     "UsageError",
     "build",
+    "guard",
     "hash_file",
     "hash_paths",
     "hash_stream",

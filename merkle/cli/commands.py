@@ -46,6 +46,12 @@ def build(args: argparse.Namespace) -> int:
     from merkle.building import BuildOptions, build_resumable
     from merkle.hashing.options import HashOptions
 
+    if args.path.startswith(("oci:", "docker-archive:")):
+        from merkle.cli import image
+
+        return image.build(args)
+    if args.models or args.model_key or args.model_ca or args.platform:
+        raise UsageError("--model and --platform apply to an image: PATH must be oci:DIR[:TAG] or docker-archive:FILE")
     if args.chunk_size is not None:
         check_chunk_size(args.chunk_size)
     if args.format == "oms" and not args.sign:
@@ -221,6 +227,8 @@ def _documents(args: argparse.Namespace) -> tuple[list[Manifest], list[BundleFil
         raise UsageError("give one manifest, or one or more bundles")
     if manifests and trusted:
         raise UsageError(f"{args.sources[0]} is an unsigned manifest: --key/--ca apply to signed bundles")
+    if manifests and (getattr(args, "expect_name", None) or getattr(args, "min_version", None)):
+        raise UsageError(f"{args.sources[0]} is an unsigned manifest: --name/--min-version apply to signed bundles")
     if bundles and not trusted:
         raise UsageError("a signed bundle is only as good as the key that checks it: add --key PUB or --ca CERT")
     return manifests, bundles
@@ -231,8 +239,8 @@ def verify(args: argparse.Namespace) -> int:
         from merkle.cli import image
 
         return image.verify(args, *_documents(args))
-    if getattr(args, "model", None):
-        raise UsageError("--model names a folder inside an image: PATH must be oci:DIR[:TAG] or docker-archive:FILE")
+    if getattr(args, "model", None) or getattr(args, "platform", None):
+        raise UsageError("--model and --platform apply to an image: PATH must be oci:DIR[:TAG] or docker-archive:FILE")
     if getattr(args, "sarif", None) and not getattr(args, "policy", None):
         raise UsageError("--sarif writes a policy's results: add --policy FILE")
     policy = None

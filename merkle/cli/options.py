@@ -38,6 +38,8 @@ FLAGS = {
     "exclude": "--exclude",
     "results=True": "merkle policy show",
     "boms=True": "merkle bom --check",
+    "platform": "--platform",
+    "images=True": "merkle verify oci:DIR[:TAG] BUNDLE or docker-archive:FILE BUNDLE",
 }
 """How the library's messages name options (merkle.errors.option), as the command line spells them."""
 
@@ -163,6 +165,23 @@ def add_trust_options(p: argparse.ArgumentParser, prefix: str = "") -> None:
     )
     if not prefix:
         add_store_option(p, no_store=True)
+
+
+def add_expect_options(p: argparse.ArgumentParser) -> None:
+    """--name and --min-version: what the signed statement must be (TrustPolicy.subjects, .min_version)."""
+    p.add_argument(
+        "--name",
+        dest="expect_name",
+        metavar="NAME",
+        help="the bundle must be for this subject (the --name it was signed with): another model's valid bundle "
+        "from the same signer is refused",
+    )
+    p.add_argument(
+        "--min-version",
+        type=int,
+        metavar="N",
+        help="the bundle must carry version N or later (where no rollback record can say so: a fresh container)",
+    )
 
 
 def add_revision_option(p: argparse.ArgumentParser) -> None:

@@ -100,7 +100,9 @@ def _walk_options(p: argparse.ArgumentParser) -> None:
 
 
 def _build(p: argparse.ArgumentParser) -> None:
-    p.add_argument("path", metavar="PATH", help="directory to hash")
+    p.add_argument(
+        "path", metavar="PATH", help="directory to hash, or an image to sign: oci:DIR[:TAG], docker-archive:FILE"
+    )
     p.add_argument(
         "-o",
         "--output",
@@ -128,6 +130,22 @@ def _build(p: argparse.ArgumentParser) -> None:
     )
     options.add_sign_options(p)
     options.add_store_option(p, no_store=True)
+    p.add_argument(
+        "--model",
+        nargs=2,
+        action="append",
+        default=[],
+        dest="models",
+        metavar=("PATH", "BUNDLE"),
+        help="with an image and --sign: first verify the model at PATH inside it against its signed BUNDLE "
+        "(trusted through --model-key or --model-ca), and name it in the image's statement; repeatable",
+    )
+    options.add_trust_options(p, prefix="model-")
+    p.add_argument(
+        "--platform",
+        metavar="OS/ARCH",
+        help="with an image of several platforms: the one to sign (default: this machine's, e.g. linux/amd64)",
+    )
     options.add_revision_option(p)
     options.add_layout_option(p, build=True)
     p.add_argument(
@@ -160,6 +178,12 @@ def _verify(p: argparse.ArgumentParser) -> None:
         "--sparse", action="store_true", help="listed files absent on disk are reported absent (~), not a failure"
     )
     p.add_argument("--model", metavar="PATH", help="with an image: the folder in it holding the signed model")
+    p.add_argument(
+        "--platform",
+        metavar="OS/ARCH",
+        help="with an image of several platforms: the one to check (default: the one its signed bundle names, "
+        "else this machine's)",
+    )
     p.add_argument("--files", nargs="+", metavar="NAME", help="check only these listed paths")
     p.add_argument("--file", metavar="NAME", help="check one listed file (PATH is the tree or the file itself)")
     p.add_argument(
@@ -189,6 +213,7 @@ def _verify(p: argparse.ArgumentParser) -> None:
     options.add_revision_option(p)
     options.add_layout_option(p, build=False)
     options.add_trust_options(p)
+    options.add_expect_options(p)
     _storage_option(p)
     _walk_options(p)
     _common(p, hashing=False)
@@ -407,6 +432,7 @@ def _runcmd(p: argparse.ArgumentParser) -> None:
     options.add_revision_option(p)
     options.add_layout_option(p, build=False)
     options.add_trust_options(p)
+    options.add_expect_options(p)
     _storage_option(p)
     _walk_options(p)
     _common(p, hashing=False)

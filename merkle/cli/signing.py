@@ -35,7 +35,7 @@ from merkle.signing.writing import cosign, write_signed
 from merkle.verifying.signed import open_signed
 
 
-def _certificates(args: argparse.Namespace, key: PrivateKey) -> list[bytes]:
+def certificates_for(args: argparse.Namespace, key: PrivateKey) -> list[bytes]:
     if not args.cert:
         if args.cert_chain:
             raise UsageError("--cert-chain needs --cert")
@@ -68,7 +68,7 @@ def sign_built(args: argparse.Namespace, manifest: Manifest | None) -> Verified:
     """`merkle build --sign`: the manifest (or, with --format oms, the model
     directory) signed in one step."""
     key = load_private_key(args.sign)
-    certs = _certificates(args, key)
+    certs = certificates_for(args, key)
     if args.format == "oms":
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise UsageError("OpenSSF model-signing verifies ECDSA keys only: a P-256, P-384 or P-521 key", args.sign)
@@ -111,7 +111,7 @@ def sign_built(args: argparse.Namespace, manifest: Manifest | None) -> Verified:
 def sign(args: argparse.Namespace) -> int:
     """`merkle sign DOC`: sign a manifest, or co-sign the statement of a bundle."""
     key = load_private_key(args.key)
-    certs = _certificates(args, key)
+    certs = certificates_for(args, key)
     doc = load_document(args.document)
     if isinstance(doc, Manifest):
         name = args.name or _stem(args.document)

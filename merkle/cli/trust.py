@@ -26,15 +26,22 @@ def trust_policy(args: argparse.Namespace, prefix: str = "") -> TrustPolicy:
     keys, cas = getattr(args, f"{prefix}key"), getattr(args, f"{prefix}ca")
     flag = f"--{prefix.replace('_', '-')}"
     loaded = getattr(args, "loaded_policy", None) if not prefix else None
+    name = getattr(args, "expect_name", None) if not prefix else None
+    expect: dict[str, Any] = {
+        "subjects": (name,) if name is not None else (),
+        "min_version": getattr(args, "min_version", None) if not prefix else None,
+    }
     if not keys and not cas and loaded is not None and loaded.signers is not None:  # the policy names its signers
         s = loaded.signers
-        return policy_from_files(s.keys, s.cas, threshold=s.threshold, identities=s.identities, issuers=s.issuers)
+        return policy_from_files(
+            s.keys, s.cas, threshold=s.threshold, identities=s.identities, issuers=s.issuers, **expect
+        )
     if not keys and not cas:
         raise UsageError(f"no trusted key or CA given (use {flag}key PUB or {flag}ca CERT)")
     if (args.cert_identity or args.cert_issuer) and not cas:
         raise UsageError(f"--cert-identity and --cert-issuer apply to certificate chains: add {flag}ca CERT")
     return policy_from_files(
-        keys, cas, threshold=args.threshold, identities=args.cert_identity, issuers=args.cert_issuer
+        keys, cas, threshold=args.threshold, identities=args.cert_identity, issuers=args.cert_issuer, **expect
     )
 
 
@@ -42,9 +49,17 @@ def store_for(args: argparse.Namespace) -> Store | None:
     return None if getattr(args, "no_store", False) else Store(args.store)
 
 
-def open_bundles(args: argparse.Namespace, bundles: list[BundleFile], *, with_manifest: bool = True) -> Verified:
+def open_bundles(
+    args: argparse.Namespace,
+    bundles: list[BundleFile],
+    *,
+    with_manifest: bool = True,
+    images: bool = False,
+    prefix: str = "",
+) -> Verified:
     """The one trust path (merkle.verifying.signed.open_signed) with the command line's policy and store."""
-    return open_signed(bundles, trust_policy(args), store_for(args), with_manifest=with_manifest)
+    policy = trust_policy(args, prefix)
+    return open_signed(bundles, policy, store_for(args), with_manifest=with_manifest, images=images)
 
 
 def describe(verified: Verified) -> str:

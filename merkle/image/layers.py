@@ -21,12 +21,13 @@ path or above it is an error for the whole path (its files are elsewhere).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import gzip
 import io
+import os
 import posixpath
-import re
 import tarfile
 import time
 import zlib
@@ -36,7 +37,8 @@ from typing import IO, TYPE_CHECKING, Final, cast
 
 from merkle.errors import IntegrityError, SourceError, UnsupportedError
 from merkle.image.oci import HashingReader, Image, Layer, Located, layer_problem
-from merkle.image.streams import Produced, Window, ZeroTail
+from merkle.image.streams import Produced, Window, ZeroTail, unzstd
+from merkle.image.tarheaders import NotOneTar, strict_tarinfo
 from merkle.image.view import InImage, View
 from merkle.report import Outcome, Report, Status
 
@@ -70,55 +72,6 @@ def _under(name: str, folder: str) -> bool:
     return name == folder or name.startswith(folder + "/")
 
 
-class NotOneTar(tarfile.TarError):
-    """A layer whose headers tar readers read differently (a container runtime's Go reader and Python's)."""
-
-
-_NUMERIC: Final = ((100, 108), (108, 116), (116, 124), (124, 136), (136, 148), (148, 156))
-_OCTAL: Final = re.compile(rb" *[0-7]*")
-
-
-def strict_tarinfo() -> type[tarfile.TarInfo]:
-    """A TarInfo whose every header block is refused (NotOneTar) where
-    Python's reader and Go's (containerd's, docker's) would read it
-    differently: a block that is not a valid header before the end of the
-    archive (Python would stop there, Go might read on), a number with a NUL
-    or another character before its last digit, a ustar prefix under any
-    magic but POSIX ustar's, a global PAX header, and one entry named by
-    both a PAX header and a GNU long name.  One class per layer: it keeps
-    which extension headers came before the entry."""
-
-    class Strict(tarfile.TarInfo):
-        pending: set[str] = set()
-
-        @classmethod
-        def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> Strict:
-            if len(buf) == tarfile.BLOCKSIZE and buf.count(0) != tarfile.BLOCKSIZE:
-                for start, end in _NUMERIC:
-                    field = buf[start:end]
-                    if field[:1] not in (b"\x80", b"\xff") and not _OCTAL.fullmatch(field.rstrip(b" \x00")):
-                        raise NotOneTar(f"a header whose number at byte {start} tar readers read differently")
-                if buf[345:500].strip(b"\x00") and buf[257:265] != b"ustar\x0000":
-                    raise NotOneTar("a name prefix outside a POSIX ustar header (tar readers read it differently)")
-                kind = buf[156:157]
-                if kind == tarfile.XGLTYPE:
-                    raise NotOneTar("a global PAX header (container runtimes ignore it, Python applies it)")
-                pax = kind in (tarfile.XHDTYPE, tarfile.SOLARIS_XHDTYPE)
-                gnu = kind in (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
-                cls.pending.add("pax" if pax else "gnu" if gnu else "entry")
-                if {"pax", "gnu"} <= cls.pending:
-                    raise NotOneTar("an entry named by both a PAX header and a GNU long name")
-                if "entry" in cls.pending:
-                    cls.pending = set()
-                try:
-                    return super().frombuf(buf, encoding, errors)
-                except tarfile.InvalidHeaderError as e:  # type: ignore[attr-defined]  # not in the stubs
-                    raise NotOneTar(f"an invalid header before the end of the archive: {e}") from e
-            return super().frombuf(buf, encoding, errors)
-
-    return Strict
-
-
 class _Reading:
     """One read of an image's layers for the files under `prefix`: the view
     as entries are applied, the byte ranges still to hash, the digest checks
@@ -129,23 +82,29 @@ class _Reading:
         self.stack = stack
         self.view = View()
         self.spans: list[Span] = []
-        self.checks: list[tuple[Layer, Future[str | None], Located, tuple[int, ...]]] = []
+        self.checks: list[tuple[Layer, Future[str | None]]] = []
         self.failed: dict[int, Outcome] = {}
         self.hashed = 0
         self.pool = stack.enter_context(ThreadPoolExecutor(1, "merkle-layer-digest"))
+        self.links: dict[str, str] = {}
+        """Every symbolic link of the layers read so far, by path in the image -> its target: a runtime writes
+        an entry below one through it (resolved inside the root, as securejoin does)."""
+        self.in_place: list[tuple[Layer, int, tuple[int, ...]]] = []
+        """Each blob read in place, its descriptor and identity when first read: read three times (headers,
+        digest, spans), it must not change in between."""
 
     def read(self, layer: Layer) -> None:
         name = f"layer {layer.index} ({layer.digest})"
-        if layer.compression not in (None, "gzip"):
+        if layer.compression not in (None, "gzip", "zstd"):
             raise UnsupportedError(f"{name} is {layer.compression}-compressed, which this reader does not read")
         problems: list[str] = []
         located = layer.locate() if layer.compression is None else None
         try:
             if located is not None:
                 self.stack.callback(located.file.close)
-                before = located.identity()
+                self.in_place.append((layer, located.file.fileno(), _identity(located.file.fileno())))
                 self._in_place(layer, located, problems)
-                self.checks.append((layer, self.pool.submit(_check_in_place, layer, located), located, before))
+                self.checks.append((layer, self.pool.submit(_check_in_place, layer, located)))
                 problem = None
             else:
                 problem = self._streamed(layer, problems)
@@ -179,13 +138,17 @@ class _Reading:
                 yield reader  # type: ignore[misc]  # read to its end by Produced
 
         @contextlib.contextmanager
-        def unzipped() -> Iterator[IO[bytes]]:  # another: gunzipped
+        def unzipped() -> Iterator[IO[bytes]]:  # another: gunzipped (or zstd-decompressed)
             with contextlib.closing(Produced(blob)) as raw:
-                with gzip.GzipFile(fileobj=io.BufferedReader(raw, 1 << 20), mode="rb") as tar:
-                    yield tar  # type: ignore[misc]
+                buffered = io.BufferedReader(raw, 1 << 20)
+                opened: IO[bytes] = (
+                    unzstd(buffered) if layer.compression == "zstd" else gzip.GzipFile(fileobj=buffered, mode="rb")  # type: ignore[assignment]
+                )
+                with opened as tar:
+                    yield tar
 
         diff = _needs_diff(layer)
-        produced = Produced(unzipped if layer.compression == "gzip" else blob)
+        produced = Produced(unzipped if layer.compression is not None else blob)
         try:
             tarred: IO[bytes] = produced  # type: ignore[assignment]
             if diff is not None:
@@ -223,7 +186,16 @@ class _Reading:
         if name is None:
             problems.append(f"entry {member.name[:200]!r} leaves the root")
             return
+        if self.links and (through := self._through_link(name, member)) is not None:
+            problems.append(f"{name[:200]} is written to /{through[:200]} through a symbolic link")
+            return
+        if member.issym():
+            self.links[name] = member.linkname
+        elif name in self.links:  # replaced (a folder, a file): entries below it are its own again
+            del self.links[name]
         folder, base = posixpath.split(name)
+        if base.startswith(".wh.") and base != ".wh..wh..opq":
+            self.links.pop(posixpath.join(folder, base[4:]), None)
         if base.startswith(".wh."):
             opaque = base == ".wh..wh..opq"  # the folder's entries of the layers below are hidden
             target = folder if opaque else posixpath.join(folder, base[4:])
@@ -277,6 +249,49 @@ class _Reading:
         if conflict:
             problems.append(conflict)
 
+    def _through_link(self, name: str, member: tarfile.TarInfo) -> str | None:
+        """Where a runtime puts `name` (or, for a hard link in the model path,
+        finds its target) when a folder above it is a symbolic link of the
+        layers so far, if that is the model path, inside it or above it;
+        None otherwise (no link on the way, or one that leads elsewhere)."""
+        paths = [name]
+        if member.islnk() and _under(name, self.prefix) and (target := _name(member.linkname)) is not None:
+            paths.append(target)  # the content of a hard link in the model path is its target's
+        for path in paths:
+            resolved = self._resolve(path)
+            if resolved != path and (
+                resolved is None or _under(resolved, self.prefix) or _under(self.prefix, resolved)
+            ):
+                return resolved or "(a loop of links)"
+        return None
+
+    def _resolve(self, path: str) -> str | None:
+        """`path` with the links among its folders followed inside the root
+        (`..` stops at the root, as securejoin does); None for a loop."""
+        *folders, last = path.split("/")
+        todo = collections.deque(folders)
+        out: list[str] = []
+        hops = 0
+        while todo:
+            part = todo.popleft()
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if out:
+                    out.pop()
+                continue
+            target = self.links.get("/".join([*out, part]))
+            if target is None:
+                out.append(part)
+                continue
+            hops += 1
+            if hops > 255:
+                return None
+            if target.startswith("/"):
+                out = []
+            todo.extendleft(reversed(target.split("/")))
+        return "/".join([*out, last])
+
     def _file(
         self, tar: tarfile.TarFile, member: tarfile.TarInfo, name: str, layer: int, located: Located | None
     ) -> InImage:
@@ -305,12 +320,18 @@ class _Reading:
         jobs = sorted({f.job for f in files.values() if f.job >= 0})
         algorithm = cast("Algorithm", self.algorithm)  # the manifest's, checked when it was parsed
         digests = dict(zip(jobs, hash_spans([self.spans[j] for j in jobs], algorithm, self.chunk_size), strict=True))
-        for layer, check, located, before in self.checks:
+        for layer, check in self.checks:
             problem = check.result()
-            if problem is None and located.identity() != before:  # its headers, files and digest read apart
-                problem = "changed while it was read"
             if problem is not None:
                 self.failed[layer.index] = Outcome(f"layer {layer.index} ({layer.digest})", Status.MISMATCH, problem)
+        for layer, fd, before in self.in_place:  # after its last read: a write in between moved size, mtime or ctime
+            if _identity(fd) != before and layer.index not in self.failed:
+                self.failed[layer.index] = Outcome(
+                    f"layer {layer.index} ({layer.digest})",
+                    Status.ERROR,
+                    "written while it was read (its size, mtime or ctime moved): what was hashed may not be what "
+                    "its digest covers",
+                )
         for rel, f in files.items():
             if f.job >= 0:
                 d = digests[f.job]
@@ -326,6 +347,11 @@ class _Reading:
         if self.view.blocked is not None:
             files[""] = self.view.blocked
         return files, [self.failed[i] for i in sorted(self.failed)]
+
+
+def _identity(fd: int) -> tuple[int, ...]:
+    st = os.fstat(fd)
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
 def _zeros_to_the_end(stream: IO[bytes] | io.RawIOBase) -> None:

@@ -103,11 +103,6 @@ class Located:
     start: int
     length: int
 
-    def identity(self) -> tuple[int, int, int, int, int]:
-        """The file's device, inode, size, mtime and ctime: a file written while it is read shows a change."""
-        st = os.fstat(self.file.fileno())
-        return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
-
 
 @dataclass(frozen=True)
 class Layer:
@@ -143,6 +138,8 @@ class Image:
     config: dict[str, Any]
     close: Callable[[], None] = field(repr=False, default=lambda: None)
     config_digest: str = ""
+    platform: str | None = None
+    """`os/arch` when the manifest was picked from an index of platforms."""
 
     def __enter__(self) -> Image:
         return self
@@ -211,12 +208,14 @@ class _Directory(_Blobs):
         self.root = root
 
     def open(self, name: str) -> IO[bytes]:
-        from merkle.source.local import NotFound, open_below
+        from merkle.source.local import open_below
 
         try:
             fd, _ = open_below(self.root, name)
-        except NotFound as e:
-            raise IntegrityError(f"{name} is missing", self.shown) from e
+        except SourceError as e:  # not there, or a link or special file: never read through it (I5)
+            there = os.path.lexists(os.path.join(self.root, name))
+            why = "is not a regular file of the layout (blobs are never read through a link)" if there else "is missing"
+            raise IntegrityError(f"{name} {why}", self.shown) from e
         return os.fdopen(fd, "rb")
 
     def locate(self, name: str) -> Located | None:
@@ -238,20 +237,37 @@ class _Directory(_Blobs):
 class _Archive(_Blobs):
     def __init__(self, path: str) -> None:
         super().__init__(path)
+        from merkle.image.tarheaders import NotOneTar, strict_tarinfo
+
         try:
-            self.tar = tarfile.open(path, "r:")  # noqa: SIM115 - closed by Image.close
+            self.tar = tarfile.open(path, "r:", tarinfo=strict_tarinfo())  # noqa: SIM115 - closed by Image.close
+        except NotOneTar as e:
+            raise IntegrityError(f"an archive tar readers read differently: {e}", path) from e
         except (OSError, tarfile.TarError) as e:
             raise SourceError(f"not a readable tar archive: {e}", path) from e
         self.members: dict[str, tarfile.TarInfo] = {}
+        seen: set[str] = set()
         doubled: set[str] = set()
-        for count, m in enumerate(self.tar):
-            if count > 1_000_000:
-                raise FormatError("more than 1,000,000 entries: not an image archive", path)
-            name = "/".join(part for part in m.name.split("/") if part not in ("", "."))
-            if name in self.members:
-                doubled.add(name)
-            if m.isfile():
-                self.members[name] = m
+        try:
+            for count, m in enumerate(self.tar):
+                if count > 1_000_000:
+                    raise FormatError("more than 1,000,000 entries: not an image archive", path)
+                self.tar.members.clear()  # type: ignore[attr-defined]  # what is kept: `members`, regular files
+                parts = m.name.split("/")
+                if ".." in parts or m.name.startswith("/"):  # readers clean such names differently (I9b)
+                    raise IntegrityError(f"a member named {m.name[:200]!r}: tar readers read it differently", path)
+                name = "/".join(part for part in parts if part not in ("", "."))
+                if name in seen:  # of any kind: a link and a file of one name are read differently too
+                    doubled.add(name)
+                seen.add(name)
+                if m.isfile():
+                    self.members[name] = m
+        except NotOneTar as e:
+            self.tar.close()
+            raise IntegrityError(f"an archive tar readers read differently: {e}", path) from e
+        except BaseException:
+            self.tar.close()
+            raise
         self.doubled = doubled
 
     def open(self, name: str) -> IO[bytes]:
@@ -279,9 +295,12 @@ class _Archive(_Blobs):
         return name in self.members
 
 
-def open_image(target: str, tag: str | None = None) -> Image:
+def open_image(target: str, tag: str | None = None, *, platform: str | None = None) -> Image:
     """The image `target` names (`oci:DIR[:TAG]`, `docker-archive:FILE`),
     its index, manifest and config checked against their digests and sizes.
+    From an index of platforms: `platform`'s (`os/arch`, default this
+    machine's), as a runtime on that machine picks it; never by what a
+    bundle signs (the index is not signed).
     UsageError for a target of neither kind; FormatError, IntegrityError or
     SourceError naming the target for what does not hold."""
     parsed = parse_target(target)
@@ -293,12 +312,18 @@ def open_image(target: str, tag: str | None = None) -> Image:
         if not os.path.isdir(path):
             raise SourceError("not a directory (an OCI image layout)", path)
         blobs: _Blobs = _Directory(path)
-        image = _open_oci(target, blobs, tag)
+        image = _open_oci(target, blobs, tag, platform)
     else:
         archive = _Archive(path)
         try:
             if archive.exists("index.json") and archive.exists("oci-layout"):
-                image = _open_oci(target, archive, tag)
+                if archive.exists("repositories") and not archive.exists("manifest.json"):
+                    raise IntegrityError(  # an older docker load reads the legacy image instead
+                        "an OCI layout and a legacy `repositories` file without manifest.json: docker load "
+                        "would read another image than the layout's",
+                        archive.shown,
+                    )
+                image = _open_oci(target, archive, tag, platform)
                 if archive.exists("manifest.json"):  # docker load reads this one: it must name the same image
                     _same_image(archive, image)
             else:
@@ -311,16 +336,17 @@ def open_image(target: str, tag: str | None = None) -> Image:
     return image
 
 
-def _open_oci(target: str, blobs: _Blobs, tag: str | None) -> Image:
+def _open_oci(target: str, blobs: _Blobs, tag: str | None, platform: str | None) -> Image:
     shown = blobs.shown
     layout = _json(blobs.read("oci-layout"), "oci-layout", shown)
     if layout.get("imageLayoutVersion") != "1.0.0":
         raise UnsupportedError(f"oci-layout: imageLayoutVersion {layout.get('imageLayoutVersion')!r}", shown)
     index = _json(blobs.read("index.json"), "index.json", shown)
     chosen = _choose(index, "index.json", tag, shown)
+    picked = None
     while chosen.media_type in INDEX_TYPES:  # an index of platforms: this machine's
         nested = _json(_checked(blobs.read(blobs.blob(chosen.digest)), chosen, "image index", shown), "index", shown)
-        chosen = _by_platform(nested, chosen.digest, shown)
+        chosen, picked = _by_platform(nested, chosen.digest, shown, platform)
     if chosen.media_type not in MANIFEST_TYPES:
         raise UnsupportedError(f"{chosen.digest}: media type {chosen.media_type!r} is not an image manifest", shown)
     manifest = _json(
@@ -349,7 +375,7 @@ def _open_oci(target: str, blobs: _Blobs, tag: str | None) -> Image:
         name = blobs.blob(d.digest)
         layers.append(Layer(i, d.digest, d.size, LAYER_TYPES[d.media_type], name, _opener(blobs, name),
                             diff_id=diff, locate=_locator(blobs, name)))  # fmt: skip
-    return Image(target, "oci", chosen.digest, tag, layers, config, config_digest=config_d.digest)
+    return Image(target, "oci", chosen.digest, tag, layers, config, config_digest=config_d.digest, platform=picked)
 
 
 def _opener(blobs: _Blobs, name: str) -> Callable[[], IO[bytes]]:
@@ -383,21 +409,29 @@ def machine_platform() -> tuple[str, str]:
     return "linux", arch
 
 
-def _by_platform(index: dict[str, Any], digest: str, shown: str) -> Descriptor:
+def _by_platform(index: dict[str, Any], digest: str, shown: str, platform: str | None) -> tuple[Descriptor, str]:
+    """The manifest for `platform` (default this machine's) in a nested
+    index, and the platform, as `os/arch`."""
     docs = index.get("manifests")
     if index.get("schemaVersion") != 2 or not isinstance(docs, list):
         raise FormatError(f"image index {digest}: not a schemaVersion 2 index with manifests", shown)
+    listed = [Descriptor.from_doc(doc, f"index {digest} manifest {i}") for i, doc in enumerate(docs)]
+    where = f"image index {digest}"
     want = machine_platform()
+    if platform is not None:
+        os_name, sep, arch = platform.partition("/")
+        if not sep or not os_name or not arch or "/" in arch:
+            raise UsageError(f"platform {platform!r} is not OS/ARCH (linux/arm64)")
+        want = (os_name, arch)
     found = []
-    for i, doc in enumerate(docs):
-        d = Descriptor.from_doc(doc, f"index {digest} manifest {i}")
+    for d in listed:
         p = d.platform or {}
         if (p.get("os"), p.get("architecture")) == want:
             found.append(d)
     if len(found) != 1:
         what = "no manifest" if not found else f"{len(found)} manifests"
-        raise IntegrityError(f"image index {digest} has {what} for {'/'.join(want)}", shown)
-    return found[0]
+        raise IntegrityError(f"{where} has {what} for {'/'.join(want)}", shown)
+    return found[0], "/".join(want)
 
 
 def _same_image(archive: _Archive, image: Image) -> None:

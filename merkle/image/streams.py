@@ -147,3 +147,50 @@ class Produced(io.RawIOBase):
         self.free.put(None)  # wakes a producer waiting for a buffer
         self.thread.join()
         super().close()
+
+
+class _Unzstd(io.RawIOBase):
+    """A zstd decompressor's reader whose errors are OSError, as gzip's are
+    (a damaged layer is one outcome, never a traceback)."""
+
+    def __init__(self, inner: Any, errors: tuple[type[BaseException], ...]) -> None:
+        self.inner, self.errors = inner, errors
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            data = self.inner.read(len(buffer))
+        except self.errors as e:
+            raise OSError(f"not a zstd stream: {e}") from e
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self.inner.close()
+        super().close()
+
+
+def unzstd(fileobj: IO[bytes]) -> IO[bytes]:
+    """The decompressed bytes of a zstd stream of one or more frames (as Go's
+    decoder reads a layer; skippable frames skipped): Python 3.14's
+    compression.zstd, else the `zstandard` package (the `image` extra)."""
+    import importlib
+
+    try:
+        zstd = importlib.import_module("compression.zstd")
+    except ImportError:
+        pass
+    else:
+        return io.BufferedReader(_Unzstd(zstd.ZstdFile(fileobj, mode="rb"), (zstd.ZstdError, EOFError)), BUFFER)
+    try:
+        zstandard = importlib.import_module("zstandard")
+    except ImportError as e:
+        from merkle.errors import UnsupportedError
+
+        raise UnsupportedError(
+            "a zstd-compressed layer needs the zstandard package: pip install 'merkle-ml[image]'"
+        ) from e
+    reader = zstandard.ZstdDecompressor().stream_reader(fileobj, read_across_frames=True, closefd=False)
+    return io.BufferedReader(_Unzstd(reader, (zstandard.ZstdError,)), BUFFER)

@@ -183,13 +183,16 @@ class Store:
         return [e for e in self.entries() if e.name == ref or e.root == ref or (len(ref) >= 8 and e.id.startswith(ref))]
 
 
-KINDS = ("merkle", "oms", "policy-result", "bom")
-"""What a kept bundle signs: a merkle manifest, an OpenSSF statement, a policy result, an ML-BOM."""
+KINDS = ("merkle", "oms", "policy-result", "bom", "image")
+"""What a kept bundle signs: a merkle manifest, an OpenSSF statement, a policy result, an ML-BOM, a container
+image."""
 
 
 def _kind(verified: Verified) -> str:
     if verified.summary is not None:
         return "merkle"
+    if verified.image is not None:
+        return "image"
     return "policy-result" if verified.result else "bom" if verified.bom else "oms"
 
 

@@ -85,6 +85,74 @@ class BomSigned:
     bom: dict[str, Any]
 
 
+IMAGE_PREDICATE_TYPE: Final = "https://merkle.dev/image/v1"
+"""A signed container image: the subject is the image's manifest digest
+(`sha256`, the digest other tools name an image by), the predicate the
+models found inside it when it was signed (docs/images.md I11)."""
+
+_DIGEST = re.compile("sha256:[0-9a-f]{64}")
+_IMAGE_PATH = re.compile(r"(/(?!\.?/|\.?$)[^/]+)+")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+@dataclass(frozen=True)
+class ImageModel:
+    """A model the signer verified inside the image (against its own signed
+    bundle) before signing it: where it is, the subject it was signed as,
+    its root, and its size."""
+
+    path: str
+    name: str
+    digest_key: str
+    root: str
+    files: int
+    size: int
+    version: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "path": self.path,
+            "name": self.name,
+            "digest": {self.digest_key: self.root},
+            "files": self.files,
+            "size": self.size,
+        }
+        if self.version is not None:
+            doc["version"] = self.version
+        return doc
+
+    @classmethod
+    def from_doc(cls, doc: object) -> ImageModel:
+        keys = {"path", "name", "digest", "files", "size"}
+        if not isinstance(doc, dict) or not keys <= set(doc) or not set(doc) <= keys | {"version"}:
+            raise BundleError("an image's model has path, name, digest, files, size and optionally version")
+        path, name, digest, files, size = (doc[k] for k in ("path", "name", "digest", "files", "size"))
+        if not isinstance(path, str) or _IMAGE_PATH.fullmatch(path) is None or ".." in path.split("/"):
+            raise BundleError("an image's model path is absolute and canonical (no '.', '..', '//' or trailing '/')")
+        if not isinstance(name, str) or not name or _CONTROL.search(name + path):
+            raise BundleError("an image's model has a subject name, and no control character in it or its path")
+        if not isinstance(digest, dict) or len(digest) != 1:
+            raise BundleError("an image's model has one digest")
+        ((key, root),) = digest.items()
+        if key not in (digest_key("blake3"), digest_key("sha256")) or not isinstance(root, str):
+            raise BundleError("an image's model digest is a merkle root (merkle-blake3 or merkle-sha256)")
+        if re.fullmatch("[0-9a-f]{64}", root) is None:
+            raise BundleError("an image's model digest is 64 lower-case hex digits")
+        counts = (files, size, doc.get("version", 1))
+        if any(type(n) is not int or n < 0 for n in counts) or doc.get("version", 1) < 1:
+            raise BundleError("an image's model has whole numbers of files and bytes, and a positive version")
+        return cls(path, name, key, root, files, size, doc.get("version"))
+
+
+@dataclass(frozen=True)
+class ImageSigned:
+    """What a signed image statement signs: the image's manifest digest
+    (`sha256:<hex>`) and the models the signer found in it."""
+
+    digest: str
+    models: tuple[ImageModel, ...]
+
+
 @dataclass(frozen=True)
 class Verified:
     """A statement whose signatures checked out, parsed and shape-checked.
@@ -97,7 +165,7 @@ class Verified:
     expires: datetime.datetime | None
     signers: tuple[Signer, ...]
     payload: bytes
-    content: MerkleSigned | OmsSigned | ResultSigned | BomSigned
+    content: MerkleSigned | OmsSigned | ResultSigned | BomSigned | ImageSigned
     signed: datetime.datetime | None = None
     """When the signer says it signed (the statement's `signed`, G7): as
     trustworthy as its key, no more; None when the statement does not say."""
@@ -134,7 +202,14 @@ class Verified:
         return self.content if isinstance(self.content, BomSigned) else None
 
     @property
+    def image(self) -> ImageSigned | None:
+        """Set for a signed container image (it names a manifest digest, not files)."""
+        return self.content if isinstance(self.content, ImageSigned) else None
+
+    @property
     def root_hex(self) -> str:
+        if isinstance(self.content, ImageSigned):
+            return self.content.digest.split(":", 1)[1]
         if isinstance(self.content, MerkleSigned):
             return self.content.summary.root.hex()
         if isinstance(self.content, (ResultSigned, BomSigned)):
@@ -220,6 +295,8 @@ def interpret(stmt: Statement, signers: tuple[Signer, ...], payload: bytes) -> V
         return _result(stmt, signers, payload)
     if stmt.predicate_type == BOM_PREDICATE_TYPE:
         return _bom(stmt, signers, payload)
+    if stmt.predicate_type == IMAGE_PREDICATE_TYPE:
+        return _image(stmt, signers, payload)
     if stmt.predicate_type != PREDICATE_TYPE:
         from merkle.signing import oms  # OpenSSF statements only: it brings the whole-file hashing
 
@@ -237,11 +314,7 @@ def interpret(stmt: Statement, signers: tuple[Signer, ...], payload: bytes) -> V
     body = {"manifest", "summary"} & set(pred)
     if len(body) != 1 or not set(pred) - body <= {"version", "expires", "signed"}:
         raise BundleError("predicate must have manifest or summary, and optionally version, expires and signed")
-    version = pred.get("version")
-    if "version" in pred and (type(version) is not int or version < 1):
-        raise BundleError("predicate version must be a positive integer")
-    expires = parse_time(pred["expires"], "predicate expires") if "expires" in pred else None
-    signed = parse_time(pred["signed"], "predicate signed") if "signed" in pred else None
+    version, expires, signed = _release_fields(pred)
     manifest = Manifest.from_doc(pred["manifest"]) if "manifest" in pred else None  # 5. recomputes the root
     summary = manifest.summary if manifest is not None else Summary.from_doc(pred["summary"])
     want = digests.get(digest_key(summary.algorithm))
@@ -250,6 +323,16 @@ def interpret(stmt: Statement, signers: tuple[Signer, ...], payload: bytes) -> V
     if not name:
         raise BundleError("subject name is empty")
     return Verified(name, version, expires, signers, payload, MerkleSigned(summary, manifest), signed)
+
+
+def _release_fields(pred: dict[str, Any]) -> tuple[int | None, datetime.datetime | None, datetime.datetime | None]:
+    """A predicate's optional `version` (a positive integer), `expires` and `signed` (times)."""
+    version = pred.get("version")
+    if "version" in pred and (type(version) is not int or version < 1):
+        raise BundleError("predicate version must be a positive integer")
+    expires = parse_time(pred["expires"], "predicate expires") if "expires" in pred else None
+    signed = parse_time(pred["signed"], "predicate signed") if "signed" in pred else None
+    return version, expires, signed
 
 
 def _subject(stmt: Statement, what: str) -> tuple[str, str, str]:
@@ -330,3 +413,49 @@ def _bom_version(bom: dict[str, Any]) -> tuple[int | None, datetime.datetime | N
         version = int(text)
     expires = parse_time(found["merkle:expires"][0], "merkle:expires") if "merkle:expires" in found else None
     return version, expires
+
+
+def image_statement(
+    name: str,
+    digest: str,
+    models: Sequence[ImageModel] = (),
+    version: int | None = None,
+    expires: datetime.datetime | None = None,
+    signed: datetime.datetime | None = None,
+) -> Statement:
+    """The statement of an image: subject `name` with the manifest digest
+    (`sha256:<hex>`), the predicate the models verified inside it."""
+    if not name:
+        raise UsageError("a signed image needs a subject name")
+    if _DIGEST.fullmatch(digest) is None:
+        raise UsageError(f"an image is signed by its sha256 manifest digest, not {digest[:80]!r}")
+    if version is not None and version < 1:
+        raise UsageError("version must be a positive integer")
+    predicate: dict[str, Any] = {"models": [m.to_dict() for m in models]}
+    if version is not None:
+        predicate["version"] = version
+    if expires is not None:
+        predicate["expires"] = format_time(expires)
+    predicate["signed"] = format_time(signed or datetime.datetime.now(datetime.timezone.utc))
+    return Statement(((name, {"sha256": digest.split(":", 1)[1]}),), IMAGE_PREDICATE_TYPE, predicate)
+
+
+def _image(stmt: Statement, signers: tuple[Signer, ...], payload: bytes) -> Verified:
+    if len(stmt.subjects) != 1 or set(stmt.subjects[0][1]) != {"sha256"}:
+        raise BundleError("a signed image has exactly one subject with one sha256 digest")
+    name, digests = stmt.subjects[0]
+    digest = f"sha256:{digests['sha256']}"
+    if _DIGEST.fullmatch(digest) is None:
+        raise BundleError("a signed image's subject digest is not 64 lower-case hex digits")
+    if not name:
+        raise BundleError("subject name is empty")
+    pred = stmt.predicate
+    if "models" not in pred or not set(pred) <= {"models", "version", "expires", "signed"}:
+        raise BundleError("a signed image's predicate has models, and optionally version, expires and signed")
+    if not isinstance(pred["models"], list) or len(pred["models"]) > 1000:
+        raise BundleError("a signed image's models are a list (at most 1,000)")
+    models = tuple(ImageModel.from_doc(m) for m in pred["models"])
+    if len({m.path for m in models}) != len(models):
+        raise BundleError("a signed image names one path twice among its models")
+    version, expires, signed = _release_fields(pred)
+    return Verified(name, version, expires, signers, payload, ImageSigned(digest, models), signed)

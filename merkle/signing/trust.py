@@ -36,7 +36,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from merkle.errors import BundleError, FormatError, PolicyError, SignatureError, UsageError
 from merkle.format.timestamps import format_time
@@ -97,8 +97,17 @@ class TrustPolicy:
     threshold: int = 1
     identities: tuple[str, ...] = ()
     issuers: tuple[str, ...] = ()
+    subjects: tuple[str, ...] = ()
+    """When given, the statement must be for one of these subject names (the
+    name it was signed as): another model's valid bundle from the same
+    signer is refused, whatever its files."""
+    min_version: int | None = None
+    """When given, the statement must carry this version or a later one,
+    where no rollback record can say so (a fresh machine or container)."""
 
     def __post_init__(self) -> None:
+        if self.min_version is not None and self.min_version < 1:
+            raise UsageError("the lowest version accepted must be a positive integer")
         if not self.keys and not self.roots:
             raise UsageError("no trusted key or CA given")
         if self.threshold < 1:
@@ -183,6 +192,17 @@ class Seen:
     root: str
 
 
+IMAGE_RECORDS: Final = "image\x00"
+"""Prefix of the subject names of image statements in the records: an
+image and a model signed under one name are versioned apart (a model's
+version 3 does not make its image's version 1 a rollback)."""
+
+
+def record_name(verified: Verified) -> str:
+    """The name `verified`'s version is recorded and checked under."""
+    return IMAGE_RECORDS + verified.name if verified.image is not None else verified.name
+
+
 @dataclass(frozen=True)
 class History:
     """What this machine verified before: signer identity -> subject name ->
@@ -194,14 +214,14 @@ class History:
         return self.records.get(signer.identity, {}).get(name)
 
     def after(self, verified: Verified) -> History:
-        if verified.version is None or verified.summary is None:
+        if verified.version is None or (verified.summary is None and verified.image is None):
             return self  # unversioned and OpenSSF statements leave no record
         records = {identity: dict(names) for identity, names in self.records.items()}
         for signer in verified.signers:
             names = records.setdefault(signer.identity, {})
-            held = names.get(verified.name)
+            held = names.get(record_name(verified))
             if held is None or verified.version > held.version:
-                names[verified.name] = Seen(verified.version, verified.root_hex)
+                names[record_name(verified)] = Seen(verified.version, verified.root_hex)
         return History(records)
 
     def check(self, verified: Verified, source: str) -> None:
@@ -214,9 +234,7 @@ class History:
         refused once any versioned statement from its signer was verified."""
         if verified.result is not None:  # a verdict on a tree, not a version of it
             return
-        if verified.bom is not None:
-            self._check_bom(verified, source)
-            return
+        bom = verified.bom is not None
         if verified.oms is not None and verified.oms.legacy:
             for signer in verified.signers:
                 names = sorted(self.records.get(signer.identity, {}))
@@ -226,56 +244,34 @@ class History:
                         f"from the same signer were verified before ({', '.join(map(repr, names[:3]))})",
                         source,
                     )
+        what = "the BOM" if bom else "the OpenSSF statement" if verified.oms is not None else "the statement"
+        other = "another root than the BOM's" if bom else "another root"
         for signer in verified.signers:
-            held = self.seen(signer, verified.name)
+            held = self.seen(signer, record_name(verified))
             if held is None:
                 continue
             if verified.version is None:
-                what = "OpenSSF statement" if verified.summary is None else "statement"
+                # A signed BOM restates a version of its subject (merkle:version, statements._bom_version); one
+                # that gives none (of a tree hashed by its signer, or made before BOMs recorded it) is accepted
+                # when it names the root of this signer's newest verified version.  BOMs leave no record.
+                if bom and verified.root_hex == held.root:
+                    continue
+                tail = " and names another root than" if bom else ", and"
                 raise PolicyError(
-                    f"rollback: the {what} for {verified.name!r} has no version, and version "
+                    f"rollback: {what} for {verified.name!r} has no version{tail} version "
                     f"{held.version} from the same signer was verified before",
                     source,
                 )
             if verified.version < held.version:
                 raise PolicyError(
-                    f"rollback: version {verified.version} of {verified.name!r} is older than version "
-                    f"{held.version} from the same signer, verified before",
+                    f"rollback: version {verified.version} of {verified.name!r}{' (a BOM)' if bom else ''} is older "
+                    f"than version {held.version} from the same signer, verified before",
                     source,
                 )
             if verified.version == held.version and verified.root_hex != held.root:
                 raise PolicyError(
                     f"version {verified.version} of {verified.name!r} from the same signer was "
-                    "verified before with another root",
-                    source,
-                )
-
-    def _check_bom(self, verified: Verified, source: str) -> None:
-        """A signed BOM restates a version of its subject (merkle:version,
-        statements._bom_version): refused as that version would be; a BOM
-        that gives no version (one of a tree hashed by its signer, or made
-        before BOMs recorded it) only when it names the root this signer's
-        newest verified version has.  BOMs leave no record (`after`)."""
-        for signer in verified.signers:
-            held = self.seen(signer, verified.name)
-            if held is None:
-                continue
-            if verified.version is None and verified.root_hex != held.root:
-                raise PolicyError(
-                    f"rollback: the BOM for {verified.name!r} has no version and names another root than "
-                    f"version {held.version} from the same signer, verified before",
-                    source,
-                )
-            if verified.version is not None and verified.version < held.version:
-                raise PolicyError(
-                    f"rollback: the BOM of version {verified.version} of {verified.name!r} is older than "
-                    f"version {held.version} from the same signer, verified before",
-                    source,
-                )
-            if verified.version == held.version and verified.root_hex != held.root:
-                raise PolicyError(
-                    f"version {verified.version} of {verified.name!r} from the same signer was "
-                    "verified before with another root than the BOM's",
+                    f"verified before with {other}",
                     source,
                 )
 
@@ -322,7 +318,7 @@ def check_reuse(history: History, verified: Verified, source: str) -> None:
     if verified.version is None:
         return
     for signer in verified.signers:
-        held = history.seen(signer, verified.name)
+        held = history.seen(signer, record_name(verified))
         if held is not None and held.version == verified.version and held.root != verified.root_hex:
             raise PolicyError(
                 f"version {verified.version} of {verified.name!r} was signed or verified before with "
@@ -362,6 +358,15 @@ def decide(
         raise BundleError(e.message, source) from e
     if verified.expires is not None and moment > verified.expires:  # V6
         raise PolicyError(f"statement for {verified.name!r} expired at {format_time(verified.expires)}", source)
+    if policy.subjects and verified.name not in policy.subjects:
+        want = " or ".join(repr(n) for n in policy.subjects[:3])
+        raise PolicyError(f"the statement is for {verified.name!r}, not {want}", source)
+    if policy.min_version is not None and (verified.version is None or verified.version < policy.min_version):
+        got = "no version" if verified.version is None else f"version {verified.version}"
+        raise PolicyError(
+            f"the statement for {verified.name!r} has {got}; version {policy.min_version} or later is required",
+            source,
+        )
     if history is not None:
         history.check(verified, source)
     return verified

@@ -52,6 +52,8 @@ def policy_from_files(
     threshold: int = 1,
     identities: Sequence[str] = (),
     issuers: Sequence[str] = (),
+    subjects: Sequence[str] = (),
+    min_version: int | None = None,
 ) -> TrustPolicy:
     """A TrustPolicy from public key files and CA certificate files."""
     return TrustPolicy(
@@ -60,16 +62,28 @@ def policy_from_files(
         threshold,
         tuple(identities),
         tuple(issuers),
+        tuple(subjects),
+        min_version,
     )
 
 
 def chosen_policy(
-    keys: Sequence[str | os.PathLike[str]], cas: Sequence[str | os.PathLike[str]], policy: TrustPolicy | None
+    keys: Sequence[str | os.PathLike[str]],
+    cas: Sequence[str | os.PathLike[str]],
+    policy: TrustPolicy | None,
+    subject: str | None = None,
+    min_version: int | None = None,
 ) -> TrustPolicy | None:
-    """The policy of the keyword arguments `keys`/`cas`, or `policy` (not both); None if neither."""
+    """The policy of the keyword arguments `keys`/`cas`, or `policy` (not
+    both); None if neither.  `subject` and `min_version`, when given, are
+    added to it (TrustPolicy.subjects, .min_version)."""
     if policy is not None and (keys or cas):
         raise UsageError("give policy= or keys=/cas=, not both")
-    return policy_from_files(keys, cas) if keys or cas else policy
+    chosen = policy_from_files(keys, cas) if keys or cas else policy
+    if chosen is None or (subject is None and min_version is None):
+        return chosen
+    subjects = (subject,) if subject is not None else chosen.subjects
+    return dataclasses.replace(chosen, subjects=subjects, min_version=min_version or chosen.min_version)
 
 
 def open_signed(
@@ -81,6 +95,7 @@ def open_signed(
     with_manifest: bool = True,
     results: bool = False,
     boms: bool = False,
+    images: bool = False,
     accept: Callable[[Verified], object] | None = None,
     keep: bool = True,
 ) -> Verified:
@@ -90,7 +105,7 @@ def open_signed(
     leaf sidecar beside the first bundle when it authenticates, and a
     compact statement's manifest is the one beside the bundle (None if there
     is none).  A signed policy result is refused unless `results`, a signed
-    BOM unless `boms`.  `accept`, when given, runs on the verified statement
+    BOM unless `boms`, a signed container image unless `images`.  `accept`, when given, runs on the verified statement
     before the store keeps anything (a signed BOM's claims, merkle.bom.checking):
     what it raises keeps the bundle out of the store.  `keep` False: the
     store's records are checked, nothing is kept (a caller that keeps the
@@ -102,6 +117,7 @@ def open_signed(
 
     def decide(history: trust.History | None) -> Verified:
         verified = trust.decide(shaped, policy, history, now)
+        _refuse_kind(verified, bundles[0].path, results=results, boms=boms, images=images)  # before it is kept
         if accept is not None:
             accept(verified)
         return verified
@@ -112,18 +128,6 @@ def open_signed(
         verified = decide(store.history())
     else:
         verified = store.decide([b.data for b in bundles], decide)
-    if verified.result is not None and not results:
-        raise UsageError(
-            "a signed policy result: it attests a verdict on a tree, not the tree's files (read it with "
-            f"{option('results=True')})",
-            bundles[0].path,
-        )
-    if verified.bom is not None and not boms:
-        raise UsageError(
-            "a signed BOM: it describes a tree's files, it is not their manifest (check it with "
-            f"{option('boms=True')})",
-            bundles[0].path,
-        )
     if not with_manifest:
         return verified
     first = bundles[0].path
@@ -134,6 +138,29 @@ def open_signed(
         layered = manifest.with_sidecar(first + SIDECAR_SUFFIX).with_metadata_from(first)
         verified = verified.with_manifest(layered)
     return verified
+
+
+def _refuse_kind(verified: Verified, path: str, *, results: bool, boms: bool, images: bool) -> None:
+    """A signed policy result, BOM or container image where the caller did not ask for one: refused before the
+    store keeps the bundle or records its version."""
+    if verified.result is not None and not results:
+        raise UsageError(
+            "a signed policy result: it attests a verdict on a tree, not the tree's files (read it with "
+            f"{option('results=True')})",
+            path,
+        )
+    if verified.bom is not None and not boms:
+        raise UsageError(
+            "a signed BOM: it describes a tree's files, it is not their manifest (check it with "
+            f"{option('boms=True')})",
+            path,
+        )
+    if verified.image is not None and not images:
+        raise UsageError(
+            "a signed container image: it names an image's manifest digest, not a tree's files (check it with "
+            f"{option('images=True')})",
+            path,
+        )
 
 
 def _beside(summary: Summary, path: str) -> Manifest | None:
@@ -208,18 +235,23 @@ def verify_signed(
     cas: Sequence[str | os.PathLike[str]] = (),
     policy: TrustPolicy | None = None,
     attestations: StoreChoice = True,
+    subject: str | None = None,
+    min_version: int | None = None,
     **options: Any,
 ) -> tuple[Verified, Report]:
     """`merkle.verify_signed`: check the bundle files (signed by `keys`, CA
     certificates `cas`, or as `policy` says), then the tree under `path`, as
     `merkle verify PATH BUNDLE... --key PUB` does.  `attestations` holds the
-    rollback records (True: the default store; False: none).  `options` are
+    rollback records (True: the default store; False: none).  `subject`:
+    the name the statement must be for (a valid bundle of another model from
+    the same signer is refused); `min_version`: the lowest version accepted.
+    `options` are
     merkle.verify's keywords (allow_extra, exclude, sparse, only, jobs...).
 
     Returns the verified statement and the Report of the content; raises
     SignatureError, BundleError or PolicyError (exit 1) before any content
     is read when the bundles cannot be trusted."""
-    chosen = chosen_policy(keys, cas, policy)
+    chosen = chosen_policy(keys, cas, policy, subject, min_version)
     if chosen is None:
         raise UsageError("a signed bundle needs keys=, cas= or policy= to be trusted")
     check, walk, hashing = _split(options)

@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
+from support import damage
 from support.cli import assert_one_line_error
 
 CHUNK = "4K"
@@ -17,11 +18,7 @@ def build(cli, d: Path, out: Path, *extra: str):
 
 
 def flip(path: Path, offset: int) -> None:
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        b = f.read(1)
-        f.seek(offset)
-        f.write(bytes([b[0] ^ 0x80]))
+    damage.flip(path, offset, 0x80)
 
 
 def test_build_then_verify_exits_0(cli, model_dir, tmp_path):

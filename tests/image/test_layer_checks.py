@@ -1,4 +1,4 @@
-"""What the attacker review of issue 21 left over (docs/images.md I4, I7, I9, I9c), on hand-written layers, each
+"""What the attacker review of issue 21 left over (docs/images.md I4, I7, I9, I9d), on hand-written layers, each
 stored gzipped (read as a stream) and uncompressed (read in place): a whiteout naming an entry of its own layer is
 an error for that layer; tens of thousands of entries under the model path are read in linear time and memory; a
 config whose diff_id is not the layer's tar fails the layer; a file is never OK from a layer that fails."""
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from support import oci as o
 
-from merkle.errors import FormatError
+from merkle.errors import FormatError, IntegrityError
 from merkle.format.manifest import FileEntry, Manifest
 from merkle.hashing.files import hash_stream
 from merkle.image import open_image
@@ -205,5 +205,20 @@ def test_a_blob_written_while_it_is_read_fails_its_layer(tmp_path, monkeypatch):
     monkeypatch.setattr(layers, "_check_in_place", touched)
     report = verify(tmp_path / "img", [o.tar_of(base())], False)
     bad = not_ok(report)
-    assert bad[layer_name(tmp_path / "img", 0)] == ("MISMATCH", "changed while it was read")
+    status, detail = bad[layer_name(tmp_path / "img", 0)]
+    assert status == "ERROR" and "written while it was read" in detail
     assert bad["w.bin"][0] == "ERROR"
+
+
+@pytest.mark.parametrize("compress", [True, False], ids=["gzip", "in-place"])
+def test_a_layer_over_the_entry_cap_fails_in_bounded_time(tmp_path, monkeypatch, compress):
+    """The cap on entries (10,000,000: a tar bomb of millions of empty entries) lowered to 2,000 to be reached
+    here: the check stops at the entry beyond it, naming the layer (exit 1, one line: nothing is reported)."""
+    from merkle.image import layers
+
+    monkeypatch.setattr(layers, "MAX_MEMBERS", 2_000)
+    bomb = [(f"tmp/{i:06d}", b"", {}) for i in range(2_001)]
+    o.write_layout(tmp_path / "img", [o.tar_of(base() + bomb)], compress=compress)
+    with open_image(f"oci:{tmp_path / 'img'}:v1") as img:
+        with pytest.raises(IntegrityError, match=r"layer 0 \(sha256:[0-9a-f]{64}\) holds more than 2,000 entries"):
+            verify_model(img, "/models/m", signed({"w.bin": GOOD, "c.json": CONFIG}))

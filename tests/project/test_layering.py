@@ -40,6 +40,7 @@ LEVELS: tuple[tuple[str, ...], ...] = (
     ("signing",),
     ("building",),
     ("verifying",),
+    ("guarding",),  # the use step: verify, then hand a loader only the verified bytes
     ("git", "hf", "image", "zarr", "dask"),
     ("policy", "bom"),  # the evidence flow's middle step: above the integrations whose evidence it reads (model cards)
     ("",),  # the package itself: the public face over everything below
@@ -49,7 +50,7 @@ LEVELS: tuple[tuple[str, ...], ...] = (
 the first component below the package ("" for the package `__init__`)."""
 CORE_TOP = "verifying"
 """The highest level of the core; everything above it is an integration or the CLI."""
-FORBIDDEN_IN_CORE = ("git", "hf", "image", "zarr", "dask", "cli")
+FORBIDDEN_IN_CORE = ("git", "hf", "image", "zarr", "dask", "cli", "guarding")
 """Parts of the package no core module may import."""
 FORBIDDEN_LIBRARIES = ("dask", "distributed")
 """Libraries no core module may import."""

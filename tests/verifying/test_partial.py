@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 from support.cli import assert_one_line_error, run_cli, statuses
+from support.damage import flip
 from support.spec import make_tree
 
 import merkle
@@ -42,14 +43,6 @@ def sign(cli, d: Path, key: Path, out: Path, chunk: str = "64K") -> Path:
     assert r.returncode == 0, r.stderr
     assert Path(str(out) + ".leaves").exists()
     return out
-
-
-def flip(path: Path, offset: int) -> None:
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        b = f.read(1)
-        f.seek(offset)
-        f.write(bytes([b[0] ^ 0x01]))
 
 
 def verify_file(cli, path, bundle, key, name, *extra):

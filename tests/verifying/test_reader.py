@@ -10,6 +10,7 @@ from pathlib import Path
 import fsspec
 import pytest
 from support.cli import run_cli
+from support.damage import flip
 
 import merkle
 from merkle.errors import ChunkError, IntegrityError, SignatureError, UsageError
@@ -70,14 +71,6 @@ def opener(s, kind):
         return merkle.open(path, merkle.Manifest.load(s["manifest"]), name=name, **kw)
 
     return op
-
-
-def flip(path: Path, offset: int) -> None:
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        b = f.read(1)
-        f.seek(offset)
-        f.write(bytes([b[0] ^ 0x01]))
 
 
 # -- reading ---------------------------------------------------------------------
