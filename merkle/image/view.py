@@ -1,5 +1,5 @@
 """The final view of the files under one path of an image, as its layers'
-entries are applied in order (docs/images.md, I6, I9c): pure, no I/O.
+entries are applied in order (docs/images.md, I6, I9d): pure, no I/O.
 
 Folders are indexed as a tree, so each entry costs O(its path's depth),
 whatever the number of files: a whiteout of a folder, or a file where the
@@ -11,7 +11,7 @@ A whiteout hides the entries of the layers below.  One naming an entry of
 its own layer (in either order), or a file above the model path in a layer
 that also puts files under it, is a conflict: runtimes apply such a layer
 differently (containerd and Docker remove what the layer wrote so far, the
-OCI spec keeps it), so the layer is an error (I9c), never read one way.
+OCI spec keeps it), so the layer is an error (I9d), never read one way.
 """
 
 from __future__ import annotations

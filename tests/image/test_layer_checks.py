@@ -1,4 +1,4 @@
-"""What the attacker review of issue 21 left over (docs/images.md I4, I7, I9, I9c), on hand-written layers, each
+"""What the attacker review of issue 21 left over (docs/images.md I4, I7, I9, I9d), on hand-written layers, each
 stored gzipped (read as a stream) and uncompressed (read in place): a whiteout naming an entry of its own layer is
 an error for that layer; tens of thousands of entries under the model path are read in linear time and memory; a
 config whose diff_id is not the layer's tar fails the layer; a file is never OK from a layer that fails."""
@@ -187,6 +187,27 @@ def test_a_hard_link_inside_the_model_path_is_the_file_it_names(tmp_path, compre
     report = verify(tmp_path / "img", [o.tar_of(base()), o.tar_of(later)], compress,
                     {"w.bin": GOOD, "c.json": CONFIG, "w2.bin": GOOD})  # fmt: skip
     assert report.ok, not_ok(report)
+
+
+def test_a_blob_written_while_it_is_read_fails_its_layer(tmp_path, monkeypatch):
+    """Read in place, a layer's headers, files and digest are read apart: a blob whose mtime or ctime moves
+    meanwhile (here touched by a writer while its digest is checked) is not trusted, whatever the reads saw."""
+    import os
+
+    from merkle.image import layers
+
+    checked = layers._check_in_place
+
+    def touched(layer, located):
+        os.utime(located.file.fileno(), ns=(1, 1))
+        return checked(layer, located)
+
+    monkeypatch.setattr(layers, "_check_in_place", touched)
+    report = verify(tmp_path / "img", [o.tar_of(base())], False)
+    bad = not_ok(report)
+    status, detail = bad[layer_name(tmp_path / "img", 0)]
+    assert status == "ERROR" and "written while it was read" in detail
+    assert bad["w.bin"][0] == "ERROR"
 
 
 @pytest.mark.parametrize("compress", [True, False], ids=["gzip", "in-place"])
