@@ -145,13 +145,7 @@ class Guard:
         """IntegrityError if a pinned file was written since it verified (its
         size, mtime or ctime moved); sealed files cannot change."""
         self._check_open()
-        changed = [h.path for h in self._held.values() if h.changed()]
-        if changed:
-            raise IntegrityError(
-                f"{len(changed)} file(s) written since they verified: what a loader read of them may not be "
-                "what was signed",
-                changed[0],
-            )
+        _refuse_changed([h.path for h in self._held.values() if h.changed()])
 
     def close(self) -> None:
         """Give the held files back; in pinned mode, first check that none
@@ -163,12 +157,7 @@ class Guard:
             changed = [h.path for h in self._held.values() if h.changed()]
         finally:
             self._release()
-        if changed:
-            raise IntegrityError(
-                f"{len(changed)} file(s) written since they verified: what a loader read of them may not be "
-                "what was signed",
-                changed[0],
-            )
+        _refuse_changed(changed)
 
     def _release(self) -> None:
         if self._closed:
@@ -203,6 +192,15 @@ class Guard:
         if held.changed():
             raise IntegrityError("written since it verified (pinned mode: size, mtime or ctime moved)", name)
         return held
+
+
+def _refuse_changed(changed: list[str]) -> None:
+    if changed:
+        raise IntegrityError(
+            f"{len(changed)} file(s) written since they verified: what a loader read of them may not be what was "
+            "signed",
+            changed[0],
+        )
 
 
 def guard(
