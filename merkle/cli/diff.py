@@ -31,6 +31,9 @@ def diff(args: argparse.Namespace) -> int:
     if args.json:
         emit_json({**result.to_dict(), "old": _source(args.old, sides[0][1]), "new": _source(args.new, sides[1][1])})
         return code
+    for path, (_, signature) in zip((args.old, args.new), sides, strict=True):
+        if signature is not None:
+            print(f"merkle: {shown(path)}: {signature['described']}", file=sys.stderr)
     for line in lines(result):
         print(line)
     for array in result.arrays:
@@ -48,7 +51,7 @@ def _side(args: argparse.Namespace, path: str, doc: Any) -> tuple[Manifest, dict
         return doc, None
     if not (args.key or args.ca):
         raise UsageError("a signed bundle is only as good as the key that checks it: add --key PUB or --ca CERT", path)
-    from merkle.cli.trust import trust_policy, verified_dict
+    from merkle.cli.trust import describe, trust_policy, verified_dict
     from merkle.signing.attestations import Store
     from merkle.verifying.signed import open_signed
 
@@ -63,10 +66,12 @@ def _side(args: argparse.Namespace, path: str, doc: Any) -> tuple[Manifest, dict
         if verified.summary is not None:
             raise UsageError(f"a compact bundle needs its manifest beside it ({path}{MANIFEST_SUFFIX})", path)
         raise UsageError("an OpenSSF bundle lists whole-file digests, not a merkle manifest: nothing to diff", path)
-    return verified.manifest, verified_dict(verified)
+    return verified.manifest, {**verified_dict(verified), "described": describe(verified)}
 
 
 def _source(path: str, signature: dict[str, Any] | None) -> dict[str, Any]:
+    if signature is not None:
+        signature = {k: v for k, v in signature.items() if k != "described"}
     return {"path": path, "signature": signature}
 
 

@@ -162,21 +162,32 @@ def diff(a: Manifest, b: Manifest) -> Diff:
     arrays_of = _ArrayIndex(a, b)
     if a.root == b.root and a.chunk_size == b.chunk_size:  # the dataset root commits to every entry (D1)
         return Diff((), (), (), (), len(a.files), sizes)
-    old = {f.path: f for f in a.files}
-    new = {f.path: f for f in b.files}
-    added = [f for f in b.files if f.path not in old]
-    removed = [f for f in a.files if f.path not in new]
+    added: list[FileEntry] = []
+    removed: list[FileEntry] = []
     changed: list[Change] = []
     unchanged = 0
-    for f in a.files:
-        g = new.get(f.path)
-        if g is None:
-            continue
-        change = _compare(f, g, a, b)
-        if change is None:
-            unchanged += 1
+    olds, news = a.files, b.files
+    i = j = 0
+    same_chunking = a.chunk_size == b.chunk_size
+    while i < len(olds) and j < len(news):  # both sorted by path (P5): one merge, no dict of either
+        f, g = olds[i], news[j]
+        if f.path == g.path:
+            if same_chunking and f.root == g.root and f.size == g.size:
+                unchanged += 1
+            elif (change := _compare(f, g, a, b)) is None:
+                unchanged += 1
+            else:
+                changed.append(change)
+            i += 1
+            j += 1
+        elif f.path < g.path:
+            removed.append(f)
+            i += 1
         else:
-            changed.append(change)
+            added.append(g)
+            j += 1
+    removed += olds[i:]
+    added += news[j:]
     moves = _moves(removed, added, a.chunk_size, b.chunk_size)
     if moves:
         gone = {m.old for m in moves}
