@@ -34,6 +34,8 @@ def diff(args: argparse.Namespace) -> int:
     for path, (_, signature) in zip((args.old, args.new), sides, strict=True):
         if signature is not None:
             print(f"merkle: {shown(path)}: {signature['described']}", file=sys.stderr)
+        elif trusted:  # the other side is signed: say that this one is not
+            print(f"merkle: {shown(path)}: unsigned manifest, compared as given", file=sys.stderr)
     for line in lines(result):
         print(line)
     for array in result.arrays:

@@ -290,6 +290,22 @@ def test_a_bundle_and_an_unsigned_manifest(pair, tmp_path, keys):
     code, doc = run_diff(a, b, "--key", f"{keys['trusted']}.pub")
     assert code == 0
     assert doc["new"]["signature"] is None and doc["old"]["signature"]["format"] == "merkle"
+    r = run_cli("diff", "--key", f"{keys['trusted']}.pub", str(a), str(b))
+    assert r.returncode == 0
+    assert "a.bundle: signature ok" in r.stderr and "b.json: unsigned manifest" in r.stderr
+
+
+def test_a_compact_bundle_uses_the_manifest_beside_it(pair, tmp_path, keys):
+    edit(pair[1] / "model.bin", 5 * CS + 1)
+    a = build(pair[0], tmp_path / "a.bundle", "--sign", str(keys["trusted"]), "--compact")
+    b = build(pair[1], tmp_path / "b.json")
+    code, doc = run_diff(a, b, "--key", f"{keys['trusted']}.pub")
+    assert code == 1
+    assert changed_of(doc, "model.bin")["ranges"] == [{"kind": "changed", "chunks": [5, 5], "bytes": [5 * CS, 6 * CS]}]
+    os.unlink(f"{a}.manifest")
+    r = run_cli("diff", "--key", f"{keys['trusted']}.pub", str(a), str(b))
+    assert r.returncode == 2
+    assert_one_line_error(r, "a.bundle.manifest")
 
 
 def test_a_bundle_signed_by_an_untrusted_key_exits_1(pair, tmp_path, keys):
