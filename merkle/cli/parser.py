@@ -351,6 +351,14 @@ def _prove(p: argparse.ArgumentParser) -> None:
     p.set_defaults(run=_run("commands", "prove"))
 
 
+def _diff(p: argparse.ArgumentParser) -> None:
+    p.add_argument("old", metavar="A", help="the old side: a manifest, or a bundle (with --key or --ca)")
+    p.add_argument("new", metavar="B", help="the new side: a manifest, or a bundle (with --key or --ca)")
+    options.add_trust_options(p)
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    p.set_defaults(run=_run("diff", "diff"))
+
+
 def _keygen(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, metavar="KEY", help="private key file (public key: KEY.pub)")
     p.add_argument("--type", choices=options.KEY_TYPES, default="ecdsa-p256", help="key type (default: %(default)s)")
@@ -457,6 +465,7 @@ COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None]], ...]
     ("verify", "check a directory against a manifest or signed bundles", _verify),
     ("audit", "what was added, removed or changed in a dataset since it was signed", _audit),
     ("prove", "write the proof that a file belongs to a manifest's dataset root", _prove),
+    ("diff", "what changed between two manifests or bundles: files, and the chunk ranges of changed files", _diff),
     ("policy", "evaluate a policy on the verified evidence of a signed tree", _policy),
     ("bom", "write a CycloneDX ML-BOM of a tree that verified, or check a signed one", _bom),
     ("run", "verify a tree against a signed bundle, then start a command (nothing starts if it fails)", _runcmd),

@@ -6,4 +6,5 @@
 - `ranges`: a byte range of one file against its chunk tree.
 - `reader`: `merkle.open`, a file object that returns only verified bytes.
 - `audit`: a dataset in an object store, against its manifest.
+- `diffing`: what changed between two manifests (files, chunk ranges).
 """
