@@ -17,10 +17,12 @@ from merkle.format.zarr import MAX_DOC_BYTES, ROOT_DOCS, ZARR_CHUNK_SIZE, ZarrLa
 from merkle.hashing.checkpoint import Checkpoint, hash_resumable, hash_stream_resumable, job
 from merkle.hashing.cluster import Cluster
 from merkle.hashing.engine import FileDigest
+from merkle.hashing.identities import Identities
 from merkle.hashing.options import HashOptions
 from merkle.report import Progress
 from merkle.source.layouts import LayoutOptions
 from merkle.source.listing import Listing, WalkOptions, list_source
+from merkle.source.remote import is_url
 from merkle.source.walk import WalkedFile
 from merkle.tree import rfc6962
 from merkle.tree.hasher import DEFAULT_ALGORITHM, Algorithm, TreeHasher, tree_hasher
@@ -168,13 +170,43 @@ def build_resumable(
             ),
             hashing.resume,
         )
+    identities = _identities(root, hasher.name, chunk_size, state, hashing)
     try:
-        manifest = _hash_and_describe(listing, root, hasher, chunk_size, patterns, zarr_store, state, walk, hashing)
+        manifest = _hash_and_describe(
+            listing, root, hasher, chunk_size, patterns, zarr_store, identities or state, walk, hashing
+        )
     except BaseException:  # refused, failed or interrupted: what was finished stays for a resume
+        if identities is not None:
+            identities.keep()
         if state is not None:
             state.keep()
         raise
+    if identities is not None:
+        identities.save()
+        if hashing.progress is not None:
+            hashing.progress.updated_files = identities.reused_files
+            hashing.progress.updated_bytes = identities.reused_bytes
     return manifest, state
+
+
+def _identities(
+    root: str, algorithm: str, chunk_size: int, state: Checkpoint | None, hashing: HashOptions
+) -> Identities | None:
+    """The identity records of a local tree hashed here (merkle.hashing.identities):
+    read for `update`, written by every such build."""
+    old = hashing.update
+    if hashing.cluster is not None or is_url(root):
+        if old is not None:
+            raise UsageError(f"{option('update')} applies to a local tree hashed on this machine", root)
+        return None
+    if old is not None and (old.algorithm != algorithm or old.chunk_size != chunk_size):
+        raise UsageError(
+            f"{option('update')}: OLD was built with {old.algorithm} and {old.chunk_size}-byte chunks, this build "
+            f"uses {algorithm} and {chunk_size}-byte chunks (pass {option('algorithm')} and {option('chunk_size')})",
+            root,
+        )
+    roots = {f.path: f.root for f in old.files} if old is not None else None
+    return Identities.open_for(root, algorithm, chunk_size, roots, state)
 
 
 def _hash_and_describe(
