@@ -76,6 +76,7 @@ def build(
     repo_id: str | None = None,
     repo_type: str | None = None,
     layout: str | None = None,
+    update: Manifest | None = None,
 ) -> Manifest:
     """Hash every file under directory `path` (or every object under an
     fsspec URL such as s3://bucket/prefix) into a Manifest, with its leaf
@@ -98,10 +99,18 @@ def build(
     `path` ("plain", "hf-cache", "hf-local-dir"); what was found is recorded
     in the manifest (its origin, and a local_dir's `.cache/huggingface` in
     its exclusions), since a verifier never looks at the shape (docs/hf.md,
-    HF10)."""
+    HF10).
+
+    `update` (OLD, a manifest of this tree with the same algorithm and chunk
+    size): each file whose identity (device, inode, size, mtime, ctime) is
+    unchanged since a build or verify of this tree on this machine recorded
+    it, and whose recorded root OLD lists, is taken from those records
+    (merkle.hashing.identities, `progress.updated_files`) instead of read.
+    The manifest is the same as without it."""
     hashing = HashOptions(jobs, progress, checkpoint, resume, cluster)
     options = BuildOptions(algorithm, chunk_size, tuple(exclude), default_excludes, repo_id, repo_type)
-    return build_with(path, options, WalkOptions(follow_symlinks, storage_options, layout, revision), hashing)
+    walk = WalkOptions(follow_symlinks, storage_options, layout, revision)
+    return build_with(path, options, walk, hashing, update=update)
 
 
 def build_with(
@@ -109,9 +118,11 @@ def build_with(
     options: BuildOptions = BuildOptions(),
     walk: WalkOptions = WalkOptions(),
     hashing: HashOptions = HashOptions(),
+    *,
+    update: Manifest | None = None,
 ) -> Manifest:
     """`build`, with its options as objects."""
-    manifest, state = build_resumable(path, options, walk, hashing)
+    manifest, state = build_resumable(path, options, walk, hashing, update=update)
     if state is not None:
         state.discard()
     return manifest
@@ -123,6 +134,8 @@ def build_resumable(
     options: BuildOptions = BuildOptions(),
     walk: WalkOptions = WalkOptions(),
     hashing: HashOptions = HashOptions(),
+    *,
+    update: Manifest | None = None,
 ) -> tuple[Manifest, Checkpoint | None]:
     """`build_with`, with the checkpoint left open: the caller discards it
     once the manifest is safely written (or keeps it if that fails)."""
@@ -170,7 +183,7 @@ def build_resumable(
             ),
             hashing.resume,
         )
-    identities = _identities(root, hasher.name, chunk_size, state, hashing)
+    identities = _identities(root, hasher.name, chunk_size, state, hashing, update)
     try:
         manifest = _hash_and_describe(
             listing, root, hasher, chunk_size, patterns, zarr_store, identities or state, walk, hashing
@@ -190,11 +203,12 @@ def build_resumable(
 
 
 def _identities(
-    root: str, algorithm: str, chunk_size: int, state: Checkpoint | None, hashing: HashOptions
+    root: str, algorithm: str, chunk_size: int, state: Checkpoint | None, hashing: HashOptions, old: Manifest | None
 ) -> Identities | None:
     """The identity records of a local tree hashed here (merkle.hashing.identities):
     read for `update`, written by every such build."""
-    old = hashing.update
+    if old is not None and hashing.resume:
+        raise UsageError(f"{option('update')} and {option('resume')} do not go together", root)
     if hashing.cluster is not None or is_url(root):
         if old is not None:
             raise UsageError(f"{option('update')} applies to a local tree hashed on this machine", root)

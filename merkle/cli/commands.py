@@ -91,9 +91,8 @@ def build(args: argparse.Namespace) -> int:
                         args.repo_type,
                     ),
                     _walk(args),
-                    HashOptions(
-                        args.jobs, progress, checkpoint=True, resume=args.resume, cluster=_cluster(args), update=old
-                    ),
+                    HashOptions(args.jobs, progress, checkpoint=True, resume=args.resume, cluster=_cluster(args)),
+                    update=old,
                 )
             finally:
                 close(progress)

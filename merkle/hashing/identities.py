@@ -37,7 +37,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from merkle.hashing.checkpoint import Checkpoint, Job, job
@@ -153,3 +153,22 @@ class Identities(Checkpoint):
 
     def keep(self) -> None:
         self._close()
+
+
+def remember(
+    root: str,
+    algorithm: str,
+    chunk_size: int,
+    started_ns: int,
+    verified: Iterable[tuple[Listed, FileDigest]],
+) -> None:
+    """A verify that passed records what it read (it never reads records):
+    its files' identities and digests, for a later `--update`.  `started_ns`:
+    time.time_ns() before the walk (rule 5)."""
+    state = Identities.open_for(root, algorithm, chunk_size, None, None)
+    if state is None:
+        return
+    state.started_ns = started_ns
+    for item, digest in verified:
+        state.record(item, digest)
+    state.save()

@@ -4,14 +4,10 @@ changes a digest, so none of it is recorded in a manifest."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from merkle.errors import UsageError
 from merkle.hashing.cluster import Cluster
 from merkle.report import Progress
-
-if TYPE_CHECKING:
-    from merkle.format.manifest import Manifest
 
 
 @dataclass(frozen=True)
@@ -25,18 +21,13 @@ class HashOptions:
     checkpoint holds whose identity is unchanged (`progress.resumed_files`,
     `resumed_bytes`); without it no checkpoint is read.  With `cluster`
     (merkle.dask.DaskCluster(client)), hashing runs there and keeps no
-    checkpoint; the digests are the same.  With `update` (OLD, a manifest
-    of the same tree, algorithm and chunk size), a local build takes each
-    file whose identity is unchanged since a build of this tree on this
-    machine recorded it, with the root OLD lists, from those records
-    (merkle.hashing.identities) instead of reading it."""
+    checkpoint; the digests are the same."""
 
     jobs: int | None = None
     progress: Progress | None = None
     checkpoint: bool = False
     resume: bool = False
     cluster: Cluster | None = None
-    update: Manifest | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.checkpoint, bool) or not isinstance(self.resume, bool):
@@ -46,8 +37,6 @@ class HashOptions:
             )
         if self.resume and self.cluster is not None:
             raise UsageError("resume: hashing on a cluster keeps no checkpoint")
-        if self.update is not None and (self.cluster is not None or self.resume):
-            raise UsageError("update: not with a cluster or resume")
 
     @property
     def keeps_checkpoint(self) -> bool:

@@ -53,7 +53,7 @@ def full(d: Path, out: Path, options: BuildOptions = OPTIONS) -> Manifest:
 
 def update(d: Path, old: Manifest, out: Path, options: BuildOptions = OPTIONS) -> Progress:
     progress = Progress()
-    build_with(d, options, WalkOptions(), HashOptions(progress=progress, update=old)).save(out)
+    build_with(d, options, WalkOptions(), HashOptions(progress=progress), update=old).save(out)
     return progress
 
 
@@ -222,3 +222,17 @@ def test_cli_update_says_what_it_reused(tmp_path):
     assert json.loads(r.stdout)["reused"] == {"files": 3, "bytes": BIG + 4000}
     r = run_cli("build", str(d), "--update", str(tmp_path / "old.json"), "--algorithm", "sha256")
     assert_one_line_error(r, "OLD was built with")
+
+
+def test_a_verify_that_passed_records_what_it_read(tmp_path):
+    d = tree(tmp_path / "t")
+    old = full(d, tmp_path / "old.json")
+    for state in records(os.environ["MERKLE_IDENTITIES"]):
+        state.unlink()
+    assert verify(d, old)
+    assert same_as_full(d, tmp_path, old).updated_files == 4
+    edit_byte(d)
+    for state in records(os.environ["MERKLE_IDENTITIES"]):
+        state.unlink()
+    assert not verify(d, old)  # a verify that failed records nothing
+    assert records(os.environ["MERKLE_IDENTITIES"]) == []
