@@ -17,10 +17,12 @@ from merkle.format.zarr import MAX_DOC_BYTES, ROOT_DOCS, ZARR_CHUNK_SIZE, ZarrLa
 from merkle.hashing.checkpoint import Checkpoint, hash_resumable, hash_stream_resumable, job
 from merkle.hashing.cluster import Cluster
 from merkle.hashing.engine import FileDigest
+from merkle.hashing.identities import Identities
 from merkle.hashing.options import HashOptions
 from merkle.report import Progress
 from merkle.source.layouts import LayoutOptions
 from merkle.source.listing import Listing, WalkOptions, list_source
+from merkle.source.remote import is_url
 from merkle.source.walk import WalkedFile
 from merkle.tree import rfc6962
 from merkle.tree.hasher import DEFAULT_ALGORITHM, Algorithm, TreeHasher, tree_hasher
@@ -74,6 +76,7 @@ def build(
     repo_id: str | None = None,
     repo_type: str | None = None,
     layout: str | None = None,
+    update: Manifest | None = None,
 ) -> Manifest:
     """Hash every file under directory `path` (or every object under an
     fsspec URL such as s3://bucket/prefix) into a Manifest, with its leaf
@@ -96,10 +99,18 @@ def build(
     `path` ("plain", "hf-cache", "hf-local-dir"); what was found is recorded
     in the manifest (its origin, and a local_dir's `.cache/huggingface` in
     its exclusions), since a verifier never looks at the shape (docs/hf.md,
-    HF10)."""
+    HF10).
+
+    `update` (OLD, a manifest of this tree with the same algorithm and chunk
+    size): each file whose identity (device, inode, size, mtime, ctime) is
+    unchanged since a build or verify of this tree on this machine recorded
+    it, and whose recorded root OLD lists, is taken from those records
+    (merkle.hashing.identities, `progress.updated_files`) instead of read.
+    The manifest is the same as without it."""
     hashing = HashOptions(jobs, progress, checkpoint, resume, cluster)
     options = BuildOptions(algorithm, chunk_size, tuple(exclude), default_excludes, repo_id, repo_type)
-    return build_with(path, options, WalkOptions(follow_symlinks, storage_options, layout, revision), hashing)
+    walk = WalkOptions(follow_symlinks, storage_options, layout, revision)
+    return build_with(path, options, walk, hashing, update=update)
 
 
 def build_with(
@@ -107,9 +118,11 @@ def build_with(
     options: BuildOptions = BuildOptions(),
     walk: WalkOptions = WalkOptions(),
     hashing: HashOptions = HashOptions(),
+    *,
+    update: Manifest | None = None,
 ) -> Manifest:
     """`build`, with its options as objects."""
-    manifest, state = build_resumable(path, options, walk, hashing)
+    manifest, state = build_resumable(path, options, walk, hashing, update=update)
     if state is not None:
         state.discard()
     return manifest
@@ -121,6 +134,8 @@ def build_resumable(
     options: BuildOptions = BuildOptions(),
     walk: WalkOptions = WalkOptions(),
     hashing: HashOptions = HashOptions(),
+    *,
+    update: Manifest | None = None,
 ) -> tuple[Manifest, Checkpoint | None]:
     """`build_with`, with the checkpoint left open: the caller discards it
     once the manifest is safely written (or keeps it if that fails)."""
@@ -168,13 +183,44 @@ def build_resumable(
             ),
             hashing.resume,
         )
+    identities = _identities(root, hasher.name, chunk_size, state, hashing, update)
     try:
-        manifest = _hash_and_describe(listing, root, hasher, chunk_size, patterns, zarr_store, state, walk, hashing)
+        manifest = _hash_and_describe(
+            listing, root, hasher, chunk_size, patterns, zarr_store, identities or state, walk, hashing
+        )
     except BaseException:  # refused, failed or interrupted: what was finished stays for a resume
+        if identities is not None:
+            identities.keep()
         if state is not None:
             state.keep()
         raise
+    if identities is not None:
+        identities.save()
+        if hashing.progress is not None:
+            hashing.progress.updated_files = identities.reused_files
+            hashing.progress.updated_bytes = identities.reused_bytes
     return manifest, state
+
+
+def _identities(
+    root: str, algorithm: str, chunk_size: int, state: Checkpoint | None, hashing: HashOptions, old: Manifest | None
+) -> Identities | None:
+    """The identity records of a local tree hashed here (merkle.hashing.identities):
+    read for `update`, written by every such build."""
+    if old is not None and hashing.resume:
+        raise UsageError(f"{option('update')} and {option('resume')} do not go together", root)
+    if hashing.cluster is not None or is_url(root):
+        if old is not None:
+            raise UsageError(f"{option('update')} applies to a local tree hashed on this machine", root)
+        return None
+    if old is not None and (old.algorithm != algorithm or old.chunk_size != chunk_size):
+        raise UsageError(
+            f"{option('update')}: OLD was built with {old.algorithm} and {old.chunk_size}-byte chunks, this build "
+            f"uses {algorithm} and {chunk_size}-byte chunks (pass {option('algorithm')} and {option('chunk_size')})",
+            root,
+        )
+    roots = {f.path: f.root for f in old.files} if old is not None else None
+    return Identities.open_for(root, algorithm, chunk_size, roots, state)
 
 
 def _hash_and_describe(

@@ -150,6 +150,9 @@ class Progress:
         self.resumed_bytes = 0
         """Taken from a checkpoint, not read (merkle.hashing.checkpoint); not in
         `bytes`, `files` or the totals."""
+        self.updated_files = 0
+        self.updated_bytes = 0
+        """Of those, taken from identity records for `update` (merkle.hashing.identities)."""
 
     def tick(self) -> None:
         """Called from the main thread about ten times a second."""

@@ -15,7 +15,7 @@ import pytest
 pytest.register_assert_rewrite("support")  # before it is imported
 from support.cli import run_cli  # noqa: E402
 
-_HOME_VARIABLES = ("XDG_CACHE_HOME", "HF_HOME", "MERKLE_STORE", "MERKLE_CHECKPOINTS")
+_HOME_VARIABLES = ("XDG_CACHE_HOME", "HF_HOME", "MERKLE_STORE", "MERKLE_CHECKPOINTS", "MERKLE_IDENTITIES")
 _home = pytest.StashKey[tuple[str, dict[str, str | None]]]()
 
 
@@ -31,6 +31,7 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["HF_HOME"] = os.path.join(home, "cache", "huggingface")
     os.environ["MERKLE_STORE"] = os.path.join(home, "store")
     os.environ["MERKLE_CHECKPOINTS"] = os.path.join(home, "checkpoints")
+    os.environ["MERKLE_IDENTITIES"] = os.path.join(home, "identities")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -54,6 +55,7 @@ def private_store(tmp_path, tmp_path_factory, monkeypatch):
     monkeypatch.setenv("MERKLE_STORE", str(store))
     # Not under tmp_path: tests that a failed build leaves nothing beside its output list tmp_path.
     monkeypatch.setenv("MERKLE_CHECKPOINTS", str(tmp_path_factory.mktemp("checkpoints")))
+    monkeypatch.setenv("MERKLE_IDENTITIES", str(tmp_path_factory.mktemp("identities")))
     monkeypatch.delenv("MERKLE_KEY_PASSPHRASE", raising=False)
     return store
 

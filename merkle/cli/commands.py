@@ -15,7 +15,7 @@ from merkle.cli.options import parse_storage_options
 from merkle.cli.output import emit_json, print_report
 from merkle.cli.progress import close, make_progress
 from merkle.display import shown
-from merkle.errors import SourceError, UsageError
+from merkle.errors import FormatError, SourceError, UsageError
 from merkle.format.manifest import (
     MANIFEST_SUFFIX,
     METADATA_SUFFIX,
@@ -67,6 +67,12 @@ def build(args: argparse.Namespace) -> int:
         _writable(args.output)
     if args.resume and (args.dask or args.format != "merkle"):
         raise UsageError("--resume applies to merkle manifests built on this machine (not --dask, not --format oms)")
+    if args.update is not None and (args.dask or args.format != "merkle" or args.resume or is_url(args.path)):
+        raise UsageError(
+            "--update applies to merkle manifests of a local tree built on this machine (not --dask, --resume, "
+            "--format oms or a URL)"
+        )
+    old = _old_manifest(args.update) if args.update is not None else None
     started = time.perf_counter()
     manifest = state = None
     progress = make_progress("hashing", args.quiet or args.json)
@@ -86,6 +92,7 @@ def build(args: argparse.Namespace) -> int:
                     ),
                     _walk(args),
                     HashOptions(args.jobs, progress, checkpoint=True, resume=args.resume, cluster=_cluster(args)),
+                    update=old,
                 )
             finally:
                 close(progress)
@@ -126,6 +133,7 @@ def build(args: argparse.Namespace) -> int:
                 "seconds": round(seconds, 6),
                 "signed": bool(args.sign),
                 "resumed": _resumed(args, progress),
+                "reused": _reused(args, progress),
             }
         )
     elif not args.quiet:
@@ -138,6 +146,12 @@ def build(args: argparse.Namespace) -> int:
         )
         if args.resume:
             print(f"merkle: {_resumed_line(progress, files)}", file=sys.stderr)
+        if args.update is not None:
+            print(
+                f"merkle: --update: reused {progress.updated_files} files ({progress.updated_bytes / 1e9:.2f} GB) "
+                f"of {files}",
+                file=sys.stderr,
+            )
         named = sum(1 for f in manifest.files if f.hub) if manifest is not None else 0
         if manifest is not None and manifest.origin is not None and manifest.origin.type == "git":
             clean = "" if getattr(manifest.origin, "dirty", False) else ": the files are that commit's"
@@ -167,6 +181,32 @@ def build(args: argparse.Namespace) -> int:
 def _resumed(args: argparse.Namespace, progress: Progress) -> dict[str, int] | None:
     """For --json: what came from a checkpoint (null without --resume)."""
     return {"files": progress.resumed_files, "bytes": progress.resumed_bytes} if args.resume else None
+
+
+def _reused(args: argparse.Namespace, progress: Progress) -> dict[str, int] | None:
+    """For --json: what --update took from identity records (null without it)."""
+    return {"files": progress.updated_files, "bytes": progress.updated_bytes} if args.update is not None else None
+
+
+def _old_manifest(path: str) -> Manifest:
+    """OLD for --update: a manifest, or the manifest a bundle carries.  Its
+    signature is not checked: OLD only narrows which of this user's own
+    authenticated identity records are reused (merkle.hashing.identities)."""
+    document = load_document(path)
+    if isinstance(document, Manifest):
+        return document
+    from merkle.signing.envelope import Statement
+    from merkle.signing.statements import interpret
+
+    try:
+        manifest = interpret(
+            Statement.from_payload(document.bundle.payload, path), (), document.bundle.payload
+        ).manifest
+    except (FormatError, UsageError) as e:
+        raise UsageError(f"--update: {e.message}", path) from e
+    if manifest is None:
+        raise UsageError("--update: the bundle carries no manifest (a compact one: pass its BUNDLE.manifest)", path)
+    return manifest
 
 
 def _resumed_line(progress: Progress, files: int | None) -> str:

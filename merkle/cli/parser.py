@@ -128,6 +128,13 @@ def _build(p: argparse.ArgumentParser) -> None:
         help="reuse the files an interrupted or failed run of the same build finished (kept in a private "
         "per-user checkpoint directory); the summary says how many",
     )
+    p.add_argument(
+        "--update",
+        metavar="OLD",
+        help="reuse the digests of files unchanged (device, inode, size, mtime, ctime) since a build of this tree "
+        "on this machine, where OLD (a manifest or bundle of it) lists them; trusts this machine's file "
+        "metadata (docs/threat-model.md); the summary says how many",
+    )
     options.add_sign_options(p)
     options.add_store_option(p, no_store=True)
     p.add_argument(

@@ -209,6 +209,11 @@ class Checkpoint:
                     done[record[0]] = record
         return done
 
+    @property
+    def reading(self) -> bool:
+        """Whether `reusable` can give anything."""
+        return bool(self.done)
+
     def reusable(self, item: Listed) -> FileDigest | None:
         record = self.done.get(item.path)
         if record is None or record[1] != _identity(item):
@@ -314,7 +319,7 @@ def hash_resumable(
     hash_files (a digest the checkpoint gave has none)."""
     if state is None:
         return hash_files(files, hasher, chunk_size, jobs, progress, opener=opener, head=head)
-    reused = {i: d for i, f in enumerate(files) if (d := state.reusable(f)) is not None} if state.done else {}
+    reused = {i: d for i, f in enumerate(files) if (d := state.reusable(f)) is not None} if state.reading else {}
     _count_reused(progress, reused.values())
     todo = [f for i, f in enumerate(files) if i not in reused]
     by_path = {f.path: f for f in todo}
@@ -346,7 +351,7 @@ def hash_stream_resumable(
         for group in groups:
             fresh = []
             for f in group:
-                d = state.reusable(f) if state.done else None
+                d = state.reusable(f) if state.reading else None
                 if d is None:
                     by_path[f.path] = f
                     fresh.append(f)

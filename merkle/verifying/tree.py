@@ -20,6 +20,7 @@ from merkle.report import Outcome, Progress, Report, Status
 from merkle.source.layouts import LayoutOptions, choose_layout
 from merkle.source.listing import Listing, WalkOptions, list_source
 from merkle.source.readers import Listed
+from merkle.source.remote import is_url
 from merkle.source.walk import Excluder, WalkedFile, blocked_by
 from merkle.tree.hasher import DIGEST_SIZE
 
@@ -103,6 +104,7 @@ def verify_with(
     A checkpoint (`hashing.checkpoint`, `resume`) records the files hashed,
     as for a build; it is deleted once every file is hashed."""
     started = time.perf_counter()
+    started_ns = time.time_ns()
     if not isinstance(manifest, Manifest):
         manifest = Manifest.load(manifest)
     chosen = choose_layout(path, manifest.origin, walk.layout, walk.revision)
@@ -126,7 +128,7 @@ def verify_with(
         else:
             outcomes.append(Outcome(entry.path, Status.MISMATCH, _diff_detail(manifest, entry, digest.leaves)))
     outcomes.sort(key=lambda o: o.path)
-    return Report(
+    report = Report(
         manifest.root,
         manifest.algorithm,
         tuple(outcomes),
@@ -135,6 +137,12 @@ def verify_with(
         time.perf_counter() - started,
         heads=heads,
     )
+    if report and check.only is None and hashing.cluster is None and not is_url(os.fspath(path)):
+        from merkle.hashing.identities import remember  # written, never read, by a verify
+
+        files = [w for _, w in to_hash]
+        remember(os.fspath(path), manifest.algorithm, manifest.chunk_size, started_ns, zip(files, digests, strict=True))
+    return report
 
 
 def _compare(
