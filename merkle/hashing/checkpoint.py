@@ -124,6 +124,9 @@ class Checkpoint:
     threads) and, when resuming, hands back those still valid.  Open it with
     `Checkpoint.open`; end it with `keep` or `discard`."""
 
+    KEPT: str = "checkpoint"
+    """What a warning says is not kept when the directory cannot be used."""
+
     def __init__(self, directory: PrivateDir, fd: int, key: bytes, job: Job) -> None:
         self.directory = directory
         self.job = job
@@ -143,7 +146,8 @@ class Checkpoint:
         `resume`, else emptied.  None, with a CheckpointWarning saying why,
         when it cannot be used: an unsafe directory or file, an I/O error,
         another run of the same job holding it.  The job goes on without."""
-        what = "nothing resumed, no checkpoint kept" if resume else "no checkpoint kept"
+        kept = cls.KEPT
+        what = f"nothing resumed, no {kept} kept" if resume else f"no {kept} kept"
         try:
             private = PrivateDir(directory or default_dir())
         except MerkleError as e:

@@ -68,6 +68,7 @@ class Identities(Checkpoint):
     it with `save` (the build succeeded) or `keep` (it did not: what the
     file held is kept, read with --update, else emptied by `open_for`)."""
 
+    KEPT = "identity record"
     old: Mapping[str, bytes] = {}
     inner: Checkpoint | None = None
     started_ns: int = 0
