@@ -117,6 +117,10 @@ def build(args: argparse.Namespace) -> int:
         ("--layout", args.layout),
         ("--exclude", args.exclude),
         ("--follow-symlinks", args.follow_symlinks),
+        ("--update", getattr(args, "update", None)),
+        ("--no-default-excludes", args.no_default_excludes),
+        ("--storage-option", args.storage_option),
+        ("--repo-type", args.repo_type),
     ):
         if value:
             raise UsageError(f"{flag} does not apply to an image")

@@ -188,8 +188,7 @@ def _verify(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--platform",
         metavar="OS/ARCH",
-        help="with an image of several platforms: the one to check (default: the one its signed bundle names, "
-        "else this machine's)",
+        help="with an image of several platforms: the one to check (default: this machine's, e.g. linux/amd64)",
     )
     p.add_argument("--files", nargs="+", metavar="NAME", help="check only these listed paths")
     p.add_argument("--file", metavar="NAME", help="check one listed file (PATH is the tree or the file itself)")

@@ -241,8 +241,7 @@ def guard(
     paths = [bundles] if isinstance(bundles, (str, os.PathLike)) else list(bundles)
     # 1. The one trust path.
     verified = open_signed(read_bundles(paths), chosen, as_store(attestations))
-    # 2. This model, this release: checked on the trust path (TrustPolicy.subjects, .min_version), and again here.
-    assert verified.name == name and (min_version is None or (verified.version or 0) >= min_version)
+    # 2. This model, this release: checked on the trust path (TrustPolicy.subjects, .min_version).
     manifest = _manifest_of(verified, os.fspath(paths[0]))
     root = os.fspath(path)
     try:  # the root opened once: the listing and the files held are of one folder, whatever is renamed meanwhile

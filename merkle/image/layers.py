@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 __all__ = ["MAX_MEMBERS", "InImage", "NotOneTar", "model_path", "read_model", "strict_tarinfo", "verify_model"]
 
 MAX_MEMBERS: Final = 10_000_000
+TRUNCATED: Final = "a file's data runs past the end of the layer (a runtime's reader fails it)"
 """Entries one layer may hold (a tar of millions of empty entries is read, not kept)."""
 READ: Final = 4 << 20
 
@@ -121,7 +122,8 @@ class _Reading:
         files' data; each file under the path becomes a span to hash."""
         window = Window(located.file.fileno(), located.start, located.length, tarfile.RECORDSIZE)
         with tarfile.open(fileobj=window, mode="r:", tarinfo=strict_tarinfo()) as tar:
-            self._entries(tar, layer, problems, located)
+            if self._entries(tar, layer, problems, located) > located.length:
+                raise NotOneTar(TRUNCATED)
             window.seek(tar.offset)
             _zeros_to_the_end(window)
 
@@ -155,7 +157,8 @@ class _Reading:
                 tarred = HashingReader(tarred, diff)  # type: ignore[assignment]
             stream = ZeroTail(tarred)
             with tarfile.open(fileobj=stream, mode="r|", tarinfo=strict_tarinfo(), bufsize=1 << 20) as tar:
-                self._entries(tar, layer, problems, None)
+                if self._entries(tar, layer, problems, None) > stream.real:
+                    raise NotOneTar(TRUNCATED)
                 ahead = getattr(tar.fileobj, "buf", b"")  # what tarfile's stream reader read past the end
                 if ahead.count(0) != len(ahead):
                     raise NotOneTar("bytes after the end of the archive (another reader could read them)")
@@ -169,15 +172,19 @@ class _Reading:
             problem = _diff_problem(diff, tarred)
         return problem
 
-    def _entries(self, tar: tarfile.TarFile, layer: Layer, problems: list[str], located: Located | None) -> None:
-        count = 0
+    def _entries(self, tar: tarfile.TarFile, layer: Layer, problems: list[str], located: Located | None) -> int:
+        """Apply every entry; the offset where the last entry's data ends,
+        padding included (a runtime's reader needs every byte up to it)."""
+        count = end = 0
         while (member := tar.next()) is not None:
             tar.members.clear()  # type: ignore[attr-defined]  # tarfile keeps every header it reads; none is needed again (I9)
             count += 1
             if count > MAX_MEMBERS:
                 raise IntegrityError(f"layer {layer.index} ({layer.digest}) holds more than {MAX_MEMBERS:,} entries")
+            end = max(end, member.offset_data + -(-member.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE)
             self._apply(tar, member, layer.index, problems, located)
             del problems[3:]  # three are said (read): a bomb of refused entries keeps no more
+        return end
 
     def _apply(
         self, tar: tarfile.TarFile, member: tarfile.TarInfo, layer: int, problems: list[str], located: Located | None

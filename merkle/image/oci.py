@@ -265,6 +265,9 @@ class _Archive(_Blobs):
         except NotOneTar as e:
             self.tar.close()
             raise IntegrityError(f"an archive tar readers read differently: {e}", path) from e
+        except (OSError, tarfile.TarError, EOFError) as e:
+            self.tar.close()
+            raise SourceError(f"not a readable tar archive: {e}", path) from e
         except BaseException:
             self.tar.close()
             raise

@@ -72,6 +72,8 @@ class ZeroTail(io.RawIOBase):
     def __init__(self, inner: IO[bytes]) -> None:
         self.inner = inner
         self.tail = tarfile.RECORDSIZE
+        self.real = 0
+        """Bytes of `inner` read so far (the zeros after them are not)."""
 
     def readable(self) -> bool:
         return True
@@ -79,6 +81,7 @@ class ZeroTail(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         got = self.inner.readinto(buffer)  # type: ignore[attr-defined]
         if got:
+            self.real += got
             return int(got)
         n = min(len(buffer), self.tail)
         buffer[:n] = bytes(n)

@@ -82,8 +82,11 @@ def chosen_policy(
     chosen = policy_from_files(keys, cas) if keys or cas else policy
     if chosen is None or (subject is None and min_version is None):
         return chosen
+    if subject is not None and chosen.subjects and subject not in chosen.subjects:
+        raise UsageError(f"subject {subject!r} is not one the policy accepts ({', '.join(chosen.subjects)[:200]})")
     subjects = (subject,) if subject is not None else chosen.subjects
-    return dataclasses.replace(chosen, subjects=subjects, min_version=min_version or chosen.min_version)
+    floor = max((v for v in (min_version, chosen.min_version) if v is not None), default=None)  # never lowered
+    return dataclasses.replace(chosen, subjects=subjects, min_version=floor)
 
 
 def open_signed(

@@ -91,3 +91,16 @@ def test_an_unsigned_manifest_has_no_name_to_check(tmp_path):
     result = run_cli("verify", str(tmp_path / "t"), str(tmp_path / "m.json"), "--name", "t")
     assert result.returncode == 2
     assert_one_line_error(result, "--name")
+
+
+def test_a_keyword_never_loosens_a_given_policy(releases):
+    """Found by the read-through: subject= replaced the policy's subjects, a lower min_version= its floor."""
+    from merkle.errors import UsageError
+    from merkle.verifying.signed import policy_from_files
+
+    pub, r = releases
+    policy = policy_from_files([pub], subjects=["base"], min_version=2)
+    with pytest.raises(UsageError, match="'other'"):
+        merkle.verify_signed(*r["other"][:1], [r["other"][1]], policy=policy, attestations=False, subject="other")
+    with pytest.raises(PolicyError, match="version 2 or later"):
+        merkle.verify_signed(r["v1"][0], [r["v1"][1]], policy=policy, attestations=False, min_version=1)

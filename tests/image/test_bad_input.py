@@ -150,3 +150,19 @@ def test_an_archive_with_a_layout_and_a_legacy_repositories_file_only(manifest, 
     r = run_cli("verify", f"docker-archive:{archive}", str(manifest), "--model", MODEL)
     assert r.returncode == 1
     assert_one_line_error(r, "repositories")
+
+
+def test_a_truncated_docker_archive_is_one_line(manifest, tmp_path):
+    """Found by the read-through: tarfile's error escaped as an internal error."""
+    import tarfile
+
+    root = layout(tmp_path / "img")
+    archive = tmp_path / "img.tar"
+    with tarfile.open(archive, "w") as tar:
+        for p in sorted(root.rglob("*")):
+            tar.add(p, p.relative_to(root).as_posix(), recursive=False)
+    data = archive.read_bytes()
+    archive.write_bytes(data[: len(data) // 2 + 100])
+    r = run_cli("verify", f"docker-archive:{archive}", str(manifest), "--model", MODEL)
+    assert r.returncode == 2
+    assert_one_line_error(r, "not a readable tar archive")

@@ -260,3 +260,20 @@ def test_a_huge_pax_header_is_refused_unparsed(tmp_path, form):
     header block, before its records are parsed."""
     bad = check(tmp_path, _pax_layer([("x", b"x", {"comment": "a" * (2 << 20)})]), form)
     assert any(x.path.startswith("layer 0") and "extension header" in (x.detail or "") for x in bad), bad
+
+
+def test_a_layer_cut_inside_a_file_is_refused(tmp_path, form):
+    """A tar cut off inside its last file's data (its digest that of the cut bytes): Go's reader fails it with
+    an unexpected EOF, Python's completed it with zeros and read on (found by the read-through); in a docker
+    archive the bytes after the member were hashed as the file's."""
+    content = b"hello" + bytes(3000)
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("models/m/w.bin")
+        info.size = len(content)
+        tar.addfile(info, io.BytesIO(content))
+    data = out.getvalue()
+    (member,) = tarfile.open(fileobj=io.BytesIO(data)).getmembers()
+    cut = bytearray(data[: member.offset_data + 5])
+    bad = check(tmp_path, cut, form)
+    assert any(x.path.startswith("layer 0") and "runs past the end" in (x.detail or "") for x in bad), bad
