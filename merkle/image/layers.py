@@ -173,15 +173,17 @@ class _Reading:
         return problem
 
     def _entries(self, tar: tarfile.TarFile, layer: Layer, problems: list[str], located: Located | None) -> int:
-        """Apply every entry; the offset where the last entry's data ends,
-        padding included (a runtime's reader needs every byte up to it)."""
+        """Apply every entry; the offset where the last entry's data ends (a
+        runtime's reader fails a file whose data ends early, but takes a tar
+        that ends there, without the padding and end blocks, as umoci writes
+        them)."""
         count = end = 0
         while (member := tar.next()) is not None:
             tar.members.clear()  # type: ignore[attr-defined]  # tarfile keeps every header it reads; none is needed again (I9)
             count += 1
             if count > MAX_MEMBERS:
                 raise IntegrityError(f"layer {layer.index} ({layer.digest}) holds more than {MAX_MEMBERS:,} entries")
-            end = max(end, member.offset_data + -(-member.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE)
+            end = max(end, member.offset_data + member.size)
             self._apply(tar, member, layer.index, problems, located)
             del problems[3:]  # three are said (read): a bomb of refused entries keeps no more
         return end
