@@ -15,7 +15,7 @@ from merkle.cli.options import parse_storage_options
 from merkle.cli.output import emit_json, print_report
 from merkle.cli.progress import close, make_progress
 from merkle.display import shown
-from merkle.errors import FormatError, SourceError, UsageError
+from merkle.errors import MerkleError, SourceError, UsageError
 from merkle.format.manifest import (
     MANIFEST_SUFFIX,
     METADATA_SUFFIX,
@@ -196,13 +196,13 @@ def _old_manifest(path: str) -> Manifest:
     if isinstance(document, Manifest):
         return document
     from merkle.signing.envelope import Statement
-    from merkle.signing.statements import interpret
+    from merkle.signing.statements import PREDICATE_TYPE
 
-    try:
-        manifest = interpret(
-            Statement.from_payload(document.bundle.payload, path), (), document.bundle.payload
-        ).manifest
-    except (FormatError, UsageError) as e:
+    try:  # parsed, not trusted (no trust decision: merkle.signing.trust makes them all)
+        stmt = Statement.from_payload(document.bundle.payload, path)
+        body = stmt.predicate.get("manifest") if stmt.predicate_type == PREDICATE_TYPE else None
+        manifest = Manifest.from_doc(body) if body is not None else None
+    except MerkleError as e:
         raise UsageError(f"--update: {e.message}", path) from e
     if manifest is None:
         raise UsageError("--update: the bundle carries no manifest (a compact one: pass its BUNDLE.manifest)", path)
