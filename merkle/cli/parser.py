@@ -172,6 +172,18 @@ def _build(p: argparse.ArgumentParser) -> None:
     p.set_defaults(run=_run("commands", "build"))
 
 
+def _check_options(p: argparse.ArgumentParser) -> None:
+    """What verify and run share after their own options: how PATH is read, whom to trust, what the bundle
+    must be."""
+    options.add_revision_option(p)
+    options.add_layout_option(p, build=False)
+    options.add_trust_options(p)
+    options.add_expect_options(p)
+    _storage_option(p)
+    _walk_options(p)
+    _common(p, hashing=False)
+
+
 def _verify(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", metavar="PATH", help="directory to check, or an image: oci:DIR[:TAG], docker-archive:FILE")
     p.add_argument(
@@ -216,13 +228,7 @@ def _verify(p: argparse.ArgumentParser) -> None:
         help="after the tree verified, evaluate this policy (YAML, JSON or .rego) on its evidence (docs/policy.md)",
     )
     p.add_argument("--sarif", metavar="FILE", help="with --policy: write the results as SARIF 2.1.0 to FILE")
-    options.add_revision_option(p)
-    options.add_layout_option(p, build=False)
-    options.add_trust_options(p)
-    options.add_expect_options(p)
-    _storage_option(p)
-    _walk_options(p)
-    _common(p, hashing=False)
+    _check_options(p)
     p.set_defaults(run=_run("commands", "verify"))
 
 
@@ -443,13 +449,7 @@ def _runcmd(p: argparse.ArgumentParser) -> None:
                    help="the command to start, in place of merkle, once PATH verified")  # fmt: skip
     options.add_license_option(p)
     p.add_argument("--policy", metavar="FILE", help="after the tree verified, this policy must pass (docs/policy.md)")
-    options.add_revision_option(p)
-    options.add_layout_option(p, build=False)
-    options.add_trust_options(p)
-    options.add_expect_options(p)
-    _storage_option(p)
-    _walk_options(p)
-    _common(p, hashing=False)
+    _check_options(p)
     p.set_defaults(
         run=_run("run", "run"), allow_extra=False, sparse=False, files=None, file=None, range=None, tensor=None,
         repair=False, proof=None, sarif=None,
