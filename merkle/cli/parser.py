@@ -363,6 +363,21 @@ def _prove(p: argparse.ArgumentParser) -> None:
     p.set_defaults(run=_run("commands", "prove"))
 
 
+def _sync(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", metavar="SOURCE", help="where the signed version is: a folder or a URL (s3://...)")
+    p.add_argument("dest", metavar="DEST", help="the local folder to bring to the signed version (made if absent)")
+    p.add_argument("bundle", metavar="BUNDLE", help="the signed bundle (its leaf sidecar BUNDLE.leaves beside it)")
+    p.add_argument(
+        "--allow-extra", action="store_true", help="files DEST holds that the bundle does not list are no failure"
+    )
+    p.add_argument("--delete", action="store_true", help="remove the files DEST holds that the bundle does not list")
+    options.add_trust_options(p)
+    options.add_expect_options(p)
+    _storage_option(p)
+    _common(p, hashing=False)
+    p.set_defaults(run=_run("sync", "sync"))
+
+
 def _diff(p: argparse.ArgumentParser) -> None:
     p.add_argument("old", metavar="A", help="the old side: a manifest, or a bundle (with --key or --ca)")
     p.add_argument("new", metavar="B", help="the new side: a manifest, or a bundle (with --key or --ca)")
@@ -472,6 +487,7 @@ COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None]], ...]
     ("audit", "what was added, removed or changed in a dataset since it was signed", _audit),
     ("prove", "write the proof that a file belongs to a manifest's dataset root", _prove),
     ("diff", "what changed between two manifests or bundles: files, and the chunk ranges of changed files", _diff),
+    ("sync", "bring a local copy to a signed version, fetching only the chunks it lacks", _sync),
     ("policy", "evaluate a policy on the verified evidence of a signed tree", _policy),
     ("bom", "write a CycloneDX ML-BOM of a tree that verified, or check a signed one", _bom),
     ("run", "verify a tree against a signed bundle, then start a command (nothing starts if it fails)", _runcmd),

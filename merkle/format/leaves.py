@@ -11,7 +11,9 @@ leaves; a sidecar that disagrees with the manifest is rejected whole.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import io
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
@@ -25,6 +27,10 @@ if TYPE_CHECKING:
 MAGIC: Final = b"MRKLLEAF"
 VERSION: Final = 1
 HEADER_SIZE: Final = 16 + DIGEST_SIZE
+MAX_SIDECAR: Final = 4 << 30
+"""The largest sidecar loaded (128 Mi chunks: 128 TiB at 1 MiB chunks).  The
+length a sidecar must have comes from the manifest, which need not be signed:
+one claiming an exabyte file must not make a load read (and hold) that much."""
 
 
 @dataclass(frozen=True)
@@ -80,24 +86,67 @@ class LeafLayers:
         return MAGIC + bytes([VERSION, alg, log2]) + bytes(5) + manifest.root
 
     @classmethod
+    def read(cls, fd: int, file_size: int, manifest: Manifest, source: str = "sidecar") -> LeafLayers:
+        """Read and authenticate the sidecar open as `fd` (`file_size` bytes),
+        layer by layer: the first layer that does not rebuild its root ends the
+        read, and nothing past MAX_SIDECAR is read at all."""
+
+        def take(n: int) -> bytes:
+            return _read_exactly(fd, n)
+
+        layers = cls._load(take, file_size, manifest, source)
+        if os.read(fd, 1):
+            raise FormatError("sidecar grew while it was read", source)
+        return layers
+
+    @classmethod
     def from_bytes(cls, data: bytes, manifest: Manifest, source: str = "sidecar") -> LeafLayers:
         """Parse a sidecar for `manifest`; FormatError unless it authenticates."""
+        view = io.BytesIO(data)
+        return cls._load(view.read, len(data), manifest, source)
+
+    @classmethod
+    def _load(cls, take: Callable[[int], bytes], size: int, manifest: Manifest, source: str) -> LeafLayers:
+        """The layers `take` gives, `size` bytes in all (format rules S1-S3)."""
+        expected = 0
         try:
-            if data[:8] != MAGIC:
-                raise FormatError("not a merkle leaf sidecar (bad magic)")
-            if data[:HEADER_SIZE] != cls._header(manifest):
-                raise FormatError("sidecar header does not match the manifest (version, algorithm, chunk size or root)")
             layered = cls._layered(manifest)
             expected = cls.expected_size(manifest, layered)
-            if len(data) != expected:
-                raise FormatError(f"sidecar is {len(data)} bytes, want {expected}")
+            if expected > MAX_SIDECAR:
+                raise FormatError(
+                    f"the manifest's files need a {expected}-byte sidecar, over the {MAX_SIDECAR}-byte limit"
+                )
+            header = take(min(size, HEADER_SIZE))
+            if header[:8] != MAGIC:
+                raise FormatError("not a merkle leaf sidecar (bad magic)")
+            if header != cls._header(manifest):
+                raise FormatError("sidecar header does not match the manifest (version, algorithm, chunk size or root)")
+            if size != expected:
+                raise FormatError(f"sidecar is {size} bytes, want {expected}")
+            hasher = manifest.hasher
             leaves = {}
-            offset = HEADER_SIZE
             for entry, n in layered:
-                leaves[entry.path] = data[offset : offset + n * DIGEST_SIZE]
-                offset += n * DIGEST_SIZE
-            layers = cls(leaves)
-            layers.check(manifest, layered)
-            return layers
+                data = take(n * DIGEST_SIZE)
+                if rfc6962.root_of_bytes(hasher, data) != entry.root:
+                    raise FormatError(f"leaf layer of {entry.path!r} does not match its root")
+                leaves[entry.path] = data
+            return cls(leaves)
         except FormatError as e:
             raise FormatError(e.message, source) from e
+        except MemoryError:
+            raise FormatError(f"{expected} bytes of leaf layers do not fit in memory", source) from None
+
+
+def _read_exactly(fd: int, n: int) -> bytes:
+    """`n` bytes from `fd`; FormatError if the file ends first."""
+    data = os.read(fd, n)
+    if len(data) == n:
+        return data
+    parts, got = [data], len(data)
+    while got < n:
+        more = os.read(fd, min(n - got, 1 << 30))
+        if not more:
+            raise FormatError("sidecar ends early (was it cut while being read?)")
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)

@@ -37,7 +37,7 @@ from merkle.format.parameters import DEFAULT_EXCLUDES as DEFAULT_EXCLUDES
 from merkle.format.parameters import check_chunk_size as check_chunk_size
 from merkle.format.paths import _PLAIN_PATH, MAX_PATH_BYTES, case_collision, path_problem
 from merkle.format.strictjson import exact_keys
-from merkle.source.local import check_output, read_capped, write_atomic
+from merkle.source.local import check_output, open_regular, read_capped, write_atomic
 from merkle.tree import rfc6962
 from merkle.tree.hasher import (
     ALGORITHMS,
@@ -503,8 +503,13 @@ class Manifest:
         from merkle.format.leaves import LeafLayers
 
         try:
-            data = read_capped(sidecar, LeafLayers.expected_size(self))
-            loaded = LeafLayers.from_bytes(data, self, sidecar)
+            fd, st = open_regular(sidecar)
+            try:
+                loaded = LeafLayers.read(fd, st.st_size, self, sidecar)
+            except OSError as e:
+                raise SourceError(os.strerror(e.errno or 0), sidecar) from e
+            finally:
+                os.close(fd)
         except (FormatError, SourceError) as e:
             # Derived data: a stale or damaged sidecar costs detail, not the check.
             warnings.warn(SidecarWarning(f"{e} (ignored)"), stacklevel=2)

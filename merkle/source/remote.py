@@ -238,6 +238,18 @@ class RemoteReader:
             raise SourceError(f"server returned {len(data)} bytes for a {end - offset}-byte range", self.obj.path)
         return data
 
+    def fetch_exactly(self, start: int, end: int) -> bytes:
+        """Bytes [start, end), in as many ranged GETs as a server that cuts
+        bodies short needs; SourceError if the object ends before `end`."""
+        parts, got = [], start
+        while got < end:
+            if got >= self.obj.size:
+                raise SourceError(f"ends at byte {got}; {self.obj.size} bytes were expected", self.obj.path)
+            data = self._fetch(got, end)
+            parts.append(data)
+            got += len(data)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
     def check_end(self) -> None:
         """Nothing to do: the listed size bounds every read, and each unit
         compares the object's metadata when it ends."""
@@ -257,7 +269,7 @@ class RemoteReader:
             try:
                 return call()
             except FileNotFoundError as e:
-                raise SourceError("object deleted while hashing", self.obj.path) from e
+                raise SourceError("no such object (deleted since it was listed?)", self.obj.path) from e
             except Exception as e:  # transient: connection reset, 5xx, timeouts
                 if attempt == RETRIES:
                     raise SourceError(

@@ -197,3 +197,46 @@ def test_stale_sidecar_after_rebuild_to_stdout(cli, model_dir, tmp_path):
     m.write_text(r.stdout)
     r = cli("verify", str(model_dir), str(m))
     assert r.returncode == 0 and "(ignored)" in r.stderr
+
+
+def _claiming(tmp_path, sizes):
+    """An unsigned manifest whose files claim `sizes` (4 KiB chunks), saved
+    as claims.json: nothing on disk backs the claims."""
+    from merkle.format.manifest import FileEntry, Manifest
+
+    files = [FileEntry(f"f{i}.bin", size, bytes([i]) * 32) for i, size in enumerate(sizes)]
+    m = tmp_path / "claims.json"
+    Manifest.create(files, chunk_size=4096).save(m)
+    return m
+
+
+def test_a_manifest_claiming_an_exabyte_file_does_not_make_its_sidecar_read(tmp_path):
+    """A sidecar's length comes from the manifest, which need not be signed:
+    a claim of 2**60 bytes (8 TiB of leaf hashes) beside a sparse sidecar
+    must be refused before a byte of it is read, not read into memory."""
+    m = _claiming(tmp_path, [1 << 60])
+    side = tmp_path / "claims.json.leaves"
+    with open(side, "wb") as f:
+        f.truncate(5 << 30)  # sparse: costs no disk, would cost 5 GiB of reads
+    with pytest.warns(merkle.errors.SidecarWarning, match=r"over the \d+-byte limit \(ignored\)"):
+        assert merkle.Manifest.load(m).layers is None
+
+
+def test_a_wrong_first_layer_ends_the_sidecar_read(tmp_path, monkeypatch):
+    """Layers are checked as they are read: a sidecar whose first layer does
+    not rebuild its root is refused without reading the rest."""
+    from merkle.format import leaves
+
+    m = _claiming(tmp_path, [3 * 4096, 64 << 20])
+    side = tmp_path / "claims.json.leaves"
+    want = leaves.HEADER_SIZE + 32 * (3 + (64 << 20) // 4096)
+    loaded = merkle.Manifest.load(m, layers=False)
+    with open(side, "wb") as f:
+        f.write(leaves.LeafLayers._header(loaded))
+        f.truncate(want)
+    asked = []
+    real = leaves._read_exactly
+    monkeypatch.setattr(leaves, "_read_exactly", lambda fd, n: asked.append(n) or real(fd, n))
+    with pytest.warns(merkle.errors.SidecarWarning, match="leaf layer of 'f0.bin' does not match its root"):
+        assert merkle.Manifest.load(m).layers is None
+    assert asked == [leaves.HEADER_SIZE, 3 * 32]

@@ -40,7 +40,7 @@ LEVELS: tuple[tuple[str, ...], ...] = (
     ("signing",),
     ("building",),
     ("verifying",),
-    ("guarding",),  # the use step: verify, then hand a loader only the verified bytes
+    ("guarding", "syncing"),  # the use step: verify, then hand a loader only the verified bytes; or fetch them
     ("git", "hf", "image", "zarr", "dask"),
     ("policy", "bom"),  # the evidence flow's middle step: above the integrations whose evidence it reads (model cards)
     ("",),  # the package itself: the public face over everything below
@@ -50,7 +50,7 @@ LEVELS: tuple[tuple[str, ...], ...] = (
 the first component below the package ("" for the package `__init__`)."""
 CORE_TOP = "verifying"
 """The highest level of the core; everything above it is an integration or the CLI."""
-FORBIDDEN_IN_CORE = ("git", "hf", "image", "zarr", "dask", "cli", "guarding")
+FORBIDDEN_IN_CORE = ("git", "hf", "image", "zarr", "dask", "cli", "guarding", "syncing")
 """Parts of the package no core module may import."""
 FORBIDDEN_LIBRARIES = ("dask", "distributed")
 """Libraries no core module may import."""

@@ -1,0 +1,104 @@
+"""Where `merkle sync` fetches chunks from: a local folder or any fsspec URL.
+
+Nothing read here is trusted: every chunk is checked against the signed
+leaf hashes before it is written (merkle.syncing.sync).  A source only has to
+answer "bytes [start, end) of this listed path", exactly, or fail with one
+line; it never lists anything, so the paths read are the signed manifest's.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any, Protocol
+
+from merkle.errors import SourceError
+from merkle.source.local import Root, open_regular
+from merkle.source.remote import RemoteObject, RemoteReader, filesystem, is_url
+
+
+class ChunkSource(Protocol):
+    name: str
+
+    def read(self, path: str, size: int, start: int, end: int) -> bytes:
+        """Bytes [start, end) of `path` (a file of `size` bytes, as signed):
+        exactly that many, or SourceError naming the path."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class LocalSource:
+    """A folder: every file opened down from the folder, never through a
+    link, and only if it is a regular file (a FIFO or device planted under a
+    signed name is refused, not read)."""
+
+    def __init__(self, path: str) -> None:
+        self.name = path
+        fd, self._root = Root.open(path)
+        os.close(fd)
+        self._fds: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def _fd(self, path: str) -> int:
+        with self._lock:
+            fd = self._fds.get(path)
+            if fd is None:
+                fd, _ = self._root.open_file(path)
+                self._fds[path] = fd
+            return fd
+
+    def read(self, path: str, size: int, start: int, end: int) -> bytes:
+        fd = self._fd(path)
+        parts, got = [], start
+        try:
+            while got < end:
+                data = os.pread(fd, end - got, got)
+                if not data:
+                    raise SourceError(f"ends at byte {got}; the bundle says {size} bytes", self.shown(path))
+                parts.append(data)
+                got += len(data)
+        except OSError as e:
+            raise SourceError(f"read error: {e.strerror or e}", self.shown(path)) from e
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def shown(self, path: str) -> str:
+        return os.path.join(self.name, *path.split("/"))
+
+    def close(self) -> None:
+        with self._lock:
+            for fd in self._fds.values():
+                os.close(fd)
+            self._fds.clear()
+
+
+class RemoteSource:
+    """An object store prefix (or any fsspec URL): ranged GETs of exactly the
+    bytes asked for, each retried with backoff as every object read is
+    (merkle.source.remote)."""
+
+    def __init__(self, url: str, storage_options: dict[str, Any] | None) -> None:
+        self.name = url
+        self._fs, self._base = filesystem(url, storage_options)
+
+    def read(self, path: str, size: int, start: int, end: int) -> bytes:
+        obj = RemoteObject(path, f"{self._base}/{path}", size, None, None)
+        return RemoteReader(self._fs, obj).fetch_exactly(start, end)
+
+    def close(self) -> None:
+        """Nothing held: every read is a request of its own."""
+
+
+def open_source(source: str, storage_options: dict[str, Any] | None) -> ChunkSource:
+    """The source named by `source`: a URL, or a local folder."""
+    if is_url(source):
+        return RemoteSource(source, storage_options)
+    if storage_options:
+        from merkle.errors import UsageError, option
+
+        raise UsageError(f"{option('storage_options')} applies to URLs", source)
+    if not os.path.isdir(source):
+        fd, _ = open_regular(source)  # one clear reason: absent, a file, unreadable
+        os.close(fd)
+        raise SourceError("not a directory", source)
+    return LocalSource(source)
