@@ -45,6 +45,7 @@ REFERENCES = {
     "zarr column slice": ZARR_PLAIN,
     **dict.fromkeys(BLAKE3_CASES, PACKAGE),
     COLD: DD,
+    "sync: one shard 1% changed": "s3fs ranged read (changed chunks)",
     "bom: model dir": "merkle build",
 }
 # test_peers.py's cases: every tool there is also compared with merkle itself.

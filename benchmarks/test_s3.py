@@ -28,11 +28,7 @@ readers alike.
 
 from __future__ import annotations
 
-import inspect
-import io
 import json
-import logging
-import os
 import random
 import threading
 from collections.abc import Callable, Iterator
@@ -45,7 +41,7 @@ import pytest
 
 import merkle
 
-from . import datasets
+from . import datasets, s3server
 from .procs import merkle_cli, peak_memory
 from .settings import SEED, Settings
 from .table import S3FS_READ, Memory
@@ -81,54 +77,12 @@ class Store:
         return {"client_kwargs": {"endpoint_url": self.endpoint}}
 
 
-def _cheap_ranges(mp: pytest.MonkeyPatch) -> None:
-    """GET hands out the stored bytes object (BytesIO.getvalue() shares it once
-    the buffer is trimmed) instead of a fresh copy of the whole object."""
-    from moto.s3.models import FakeKey
-
-    copying: property = inspect.getattr_static(FakeKey, "value")
-    assert copying.fget is not None and copying.fset is not None
-
-    def shared(key: FakeKey) -> bytes:
-        held = getattr(key._value_buffer, "_file", None)
-        if isinstance(held, io.BytesIO):
-            with key.lock:
-                return held.getvalue()
-        assert copying.fget is not None
-        copied: bytes = copying.fget(key)
-        return copied
-
-    mp.setattr(FakeKey, "value", property(shared, copying.fset))
-
-
 @pytest.fixture(scope="module")
 def store(settings: Settings) -> Iterator[Store]:
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }.items():
-            mp.setenv(key, value)
-        for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
-            mp.delenv(key, raising=False)
-        if os.environ.get("MERKLE_BENCH_MOTO_AS_IS", "") in ("", "0"):
-            mp.setenv("MOTO_S3_DEFAULT_KEY_BUFFER_SIZE", str(1 << 40))  # objects stay in memory
-            _cheap_ranges(mp)
-        werkzeug = logging.getLogger("werkzeug")  # logs every request, even with verbose=False
-        level = werkzeug.level
-        werkzeug.setLevel(logging.ERROR)
-        server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        try:
-            host, port = server.get_host_and_port()
-            endpoint = f"http://{host}:{port}"
-            fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": endpoint}, skip_instance_cache=True)
-            fs.mkdir(BUCKET)
-            yield _upload(fs, endpoint, settings)
-        finally:
-            server.stop()
-            werkzeug.setLevel(level)
+    with s3server.running() as endpoint:
+        fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": endpoint}, skip_instance_cache=True)
+        fs.mkdir(BUCKET)
+        yield _upload(fs, endpoint, settings)
 
 
 def _upload(fs: Any, endpoint: str, settings: Settings) -> Store:

@@ -87,6 +87,11 @@ def _describe(e: BaseException) -> str:
     return str(e) or name
 
 
+def _lasting(e: BaseException) -> bool:
+    """A failure that no retry mends: no credentials, access denied."""
+    return isinstance(e, PermissionError) or type(e).__name__ in ("NoCredentialsError", "PartialCredentialsError")
+
+
 def list_objects(
     url: str, exclude: Sequence[str], storage_options: dict[str, Any] | None = None
 ) -> tuple[Any, list[RemoteObject], list[WalkProblem]]:
@@ -271,10 +276,9 @@ class RemoteReader:
             except FileNotFoundError as e:
                 raise SourceError("no such object (deleted since it was listed?)", self.obj.path) from e
             except Exception as e:  # transient: connection reset, 5xx, timeouts
-                if attempt == RETRIES:
-                    raise SourceError(
-                        f"{what} failed after {RETRIES + 1} attempts: {_describe(e)}", self.obj.path
-                    ) from e
+                if attempt == RETRIES or _lasting(e):
+                    tries = "" if _lasting(e) else f" after {RETRIES + 1} attempts"
+                    raise SourceError(f"{what} failed{tries}: {_describe(e)}", self.obj.path) from e
                 time.sleep(delay)
                 delay *= 2
         raise AssertionError("unreachable")
