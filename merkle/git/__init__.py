@@ -11,6 +11,22 @@ found; trust still starts at the commit, which is HEAD (what the clone says
 it is) unless the caller pins one.
 """
 
-from merkle.git.repo import GitEntry, GitRepo, hub_repo_of_url, open_repo, public_url
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from merkle.git.repo import GitEntry, GitRepo, hub_repo_of_url, open_repo, public_url
 
 __all__ = ["GitEntry", "GitRepo", "hub_repo_of_url", "open_repo", "public_url"]
+
+
+def __getattr__(name: str) -> Any:
+    """The names of merkle.git.repo, imported on first use: the core's layout
+    registry imports merkle.git.adapter, and a build of a folder without
+    .git must not pay for the rest (PEP 562)."""
+    if name not in __all__:
+        raise AttributeError(f"module 'merkle.git' has no attribute {name!r}")
+    from merkle.git import repo
+
+    return getattr(repo, name)

@@ -24,7 +24,6 @@ import os
 from merkle.errors import SourceError, UsageError
 from merkle.format.hub import HubId
 from merkle.format.origin import AnyOrigin, GitOrigin, Origin
-from merkle.git.repo import git_dir_of
 from merkle.report import Progress
 from merkle.source.layouts import Found, LayoutOptions
 from merkle.source.walk import Excluder
@@ -34,10 +33,13 @@ class Git:
     """The LayoutProvider of git work trees."""
 
     def open(self, path: str, options: LayoutOptions) -> Found | None:
+        name = os.fspath(path).removeprefix("file://")
+        if options.layout is None and not os.path.lexists(os.path.join(name, ".git")):
+            return None  # no git here (git_dir_of would say so): the git code is not even imported
+        from merkle.git.repo import git_dir_of
         from merkle.hf.check import clone_identities
         from merkle.hf.layout import COMMIT, SUBMODULE, excluded, open_clone
 
-        name = os.fspath(path).removeprefix("file://")
         try:
             git_dir = git_dir_of(name)
         except SourceError:

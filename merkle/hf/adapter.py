@@ -13,16 +13,36 @@ import functools
 import os
 
 from merkle.format.origin import AnyOrigin
-from merkle.hf.check import hub_identities
-from merkle.hf.layout import HF_DIR, excluded, layout_for, open_checkout
 from merkle.source.layouts import Found, LayoutOptions
 from merkle.source.walk import WalkProblem
+
+_CACHE_PREFIXES = ("models--", "datasets--", "spaces--")
+
+
+def _may_be_checkout(name: str) -> bool:
+    """Whether `name` has a shape `open_checkout` recognises when no layout
+    is asked for (a cache repo folder, one of its snapshots, a local_dir
+    with .cache): a look costing a few system calls, so that building a plain
+    folder never imports the layouts' code.  A superset of what is
+    recognised: anything it passes is looked at again, fully."""
+    real = os.path.realpath(name)
+    parent = os.path.dirname(real)
+    return (
+        os.path.basename(real).startswith(_CACHE_PREFIXES)
+        or os.path.basename(parent) == "snapshots"
+        or os.path.lexists(os.path.join(name, ".cache"))
+    )
 
 
 class HuggingFace:
     """The LayoutProvider of Hugging Face checkouts."""
 
     def open(self, path: str, options: LayoutOptions) -> Found | None:
+        if options.layout is None and not _may_be_checkout(os.fspath(path).removeprefix("file://")):
+            return None
+        from merkle.hf.check import hub_identities
+        from merkle.hf.layout import HF_DIR, excluded, open_checkout
+
         checkout = open_checkout(path, options)
         if checkout is None:
             return None
@@ -44,6 +64,8 @@ class HuggingFace:
         )
 
     def layout_for(self, path: str, origin: AnyOrigin | None, revision: str | None) -> str | None:
+        from merkle.hf.layout import layout_for
+
         return layout_for(os.fspath(path), origin, revision)
 
 

@@ -352,12 +352,11 @@ def check_output(path: str) -> None:
 def write_atomic(path: str, data: bytes, mode: int = 0o666) -> None:
     """Write `data` to `path` through a temporary file and a rename
     (`mode` is masked by the umask, as open() would)."""
-    import tempfile  # only writers need it, and it costs `merkle hash` more than its own run
-
     check_output(path)
     directory = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    tmp = os.path.join(directory, f".{os.path.basename(path)[:200]}.{os.urandom(6).hex()}.tmp")
+    try:  # as tempfile.mkstemp makes it (a new file, 0600, no link followed), without importing tempfile
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o600)
     except OSError as e:
         raise SourceError(f"cannot write: {e.strerror or e}", path) from e
     try:
