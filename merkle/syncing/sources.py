@@ -9,7 +9,6 @@ line; it never lists anything, so the paths read are the signed manifest's.
 from __future__ import annotations
 
 import os
-import threading
 from typing import Any, Protocol
 
 from merkle.errors import SourceError
@@ -37,19 +36,9 @@ class LocalSource:
         self.name = path
         fd, self._root = Root.open(path)
         os.close(fd)
-        self._fds: dict[str, int] = {}
-        self._lock = threading.Lock()
-
-    def _fd(self, path: str) -> int:
-        with self._lock:
-            fd = self._fds.get(path)
-            if fd is None:
-                fd, _ = self._root.open_file(path)
-                self._fds[path] = fd
-            return fd
 
     def read(self, path: str, size: int, start: int, end: int) -> bytes:
-        fd = self._fd(path)
+        fd, _ = self._root.open_file(path)  # per range: a million files never hold a million descriptors
         parts, got = [], start
         try:
             while got < end:
@@ -60,16 +49,15 @@ class LocalSource:
                 got += len(data)
         except OSError as e:
             raise SourceError(f"read error: {e.strerror or e}", self.shown(path)) from e
+        finally:
+            os.close(fd)
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def shown(self, path: str) -> str:
         return os.path.join(self.name, *path.split("/"))
 
     def close(self) -> None:
-        with self._lock:
-            for fd in self._fds.values():
-                os.close(fd)
-            self._fds.clear()
+        """Nothing held: every range opens its file."""
 
 
 class RemoteSource:
