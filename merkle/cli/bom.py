@@ -152,12 +152,12 @@ def _of_bundles(args: argparse.Namespace, paths: list[str]) -> Facts:
 def _sign(args: argparse.Namespace, facts: Facts, doc: dict[str, Any]) -> None:
     """The BOM as a signed in-toto statement (predicate type
     https://cyclonedx.org/bom), written to -o and kept in the store."""
+    from merkle.cli.signing import signing_key
     from merkle.cli.trust import store_for
     from merkle.signing import statements
-    from merkle.signing.keys import load_private_key
     from merkle.signing.writing import write_signed
 
-    key = load_private_key(args.sign)
+    key = signing_key(args)
     stmt = statements.bom_statement(facts.name, facts.digest_key, facts.root, doc)
     write_signed(args.output, statements.sign_statement(stmt, key), key, None, store_for(args))
 

@@ -58,6 +58,10 @@ def build(args: argparse.Namespace) -> int:
         raise UsageError("--format oms writes a signed bundle: add --sign KEY")
     if args.compact and (not args.sign or args.format != "merkle"):
         raise UsageError("--compact signs a merkle summary: it needs --sign and --format merkle")
+    if args.sign:
+        from merkle.cli.signing import signing_key
+
+        signing_key(args)  # a wrong PIN or a disabled KMS key is said before hours of hashing, not after
     if args.json and args.output in (None, "-"):
         raise UsageError("--json prints a summary on stdout: write the manifest with -o FILE")
     exclude = list(args.exclude)

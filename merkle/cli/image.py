@@ -96,13 +96,12 @@ def _image_dict(image: Image) -> dict[str, Any]:
 def build(args: argparse.Namespace) -> int:
     """`merkle build IMAGE --sign KEY -o BUNDLE [--model PATH BUNDLE]...`."""
     from merkle.cli.output import emit_json, print_report
-    from merkle.cli.signing import certificates_for
+    from merkle.cli.signing import certificates_for, signing_key
     from merkle.cli.trust import open_bundles, store_for
     from merkle.image import open_image
     from merkle.image.attest import check_image, find_models, image_name
     from merkle.signing import statements
     from merkle.signing.envelope import BundleFile
-    from merkle.signing.keys import load_private_key
     from merkle.signing.writing import write_signed
 
     if not args.sign or args.output in (None, "-"):
@@ -127,7 +126,7 @@ def build(args: argparse.Namespace) -> int:
     if (args.model_key or args.model_ca) and not args.models:
         raise UsageError("--model-key and --model-ca check the bundles of --model PATH BUNDLE: add one")
     started = time.perf_counter()
-    key = load_private_key(args.sign)
+    key = signing_key(args)
     certs = certificates_for(args, key)
     pairs = []
     for path, bundle in args.models:

@@ -96,6 +96,16 @@ def parse_expiry(text: str) -> datetime.datetime:
         raise argparse.ArgumentTypeError(f"not a time or duration: {text!r} (2027-01-31T00:00:00Z or 90d)") from e
 
 
+def add_signer_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--signer-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="for a KMS key: endpoint_url, region_name, connect_timeout, read_timeout, max_attempts; repeatable",
+    )
+
+
 def add_sign_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="subject name (default: the directory or manifest name)")
     p.add_argument(

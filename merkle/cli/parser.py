@@ -110,7 +110,12 @@ def _build(p: argparse.ArgumentParser) -> None:
         help="manifest file to write (default: stdout); the leaf sidecar goes to MANIFEST.leaves",
     )
     p.add_argument("--no-default-excludes", action="store_true", help="do not skip .git")
-    p.add_argument("--sign", metavar="KEY", help="sign with this private key; -o then names the bundle")
+    p.add_argument(
+        "--sign",
+        metavar="KEY",
+        help="sign with this key: a PEM key file, pkcs11:URI (a token) or awskms:///KEY (AWS KMS); -o names the bundle",
+    )
+    options.add_signer_option(p)
     p.add_argument(
         "--format",
         choices=("merkle", "oms"),
@@ -241,6 +246,7 @@ def _policy(p: argparse.ArgumentParser) -> None:
     )
     _verify(q)
     q.add_argument("--sign", metavar="KEY", help="sign the result (a SARIF in-toto statement) with KEY; needs -o")
+    options.add_signer_option(q)
     q.add_argument("-o", "--output", metavar="RESULT", help="where --sign writes the signed result")
     q.set_defaults(file=None, proof=None, files=None, sparse=False, range=None, tensor=None, repair=False)
     for action in q._actions:
@@ -292,6 +298,7 @@ def _bom(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--sign", metavar="KEY", help="sign the BOM as an in-toto statement (CycloneDX predicate); -o names the bundle"
     )
+    options.add_signer_option(p)
     p.add_argument(
         "--check",
         metavar="SIGNED_BOM",
@@ -397,9 +404,21 @@ def _keygen(p: argparse.ArgumentParser) -> None:
     p.set_defaults(run=_run("signing", "keygen"))
 
 
+def _key(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="key_command", metavar="ACTION", required=True)
+    q = sub.add_parser("export", help="write the public key of a key file, a PKCS#11 token's key or a KMS key")
+    q.add_argument("key_spec", metavar="KEY", help="a PEM private key file, pkcs11:URI or awskms:///KEY")
+    q.add_argument(
+        "-o", "--output", required=True, metavar="PUB", help="where to write the PEM public key ('-': stdout)"
+    )
+    options.add_signer_option(q)
+    q.set_defaults(run=_run("signing", "key_export"))
+
+
 def _sign(p: argparse.ArgumentParser) -> None:
     p.add_argument("document", metavar="MANIFEST|BUNDLE")
-    p.add_argument("--key", required=True, metavar="KEY", help="private key")
+    p.add_argument("--key", required=True, metavar="KEY", help="private key: a PEM file, pkcs11:URI or awskms:///KEY")
+    options.add_signer_option(p)
     p.add_argument("-o", "--output", required=True, metavar="BUNDLE", help="bundle to write")
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     options.add_sign_options(p)
@@ -492,6 +511,7 @@ COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None]], ...]
     ("bom", "write a CycloneDX ML-BOM of a tree that verified, or check a signed one", _bom),
     ("run", "verify a tree against a signed bundle, then start a command (nothing starts if it fails)", _runcmd),
     ("keygen", "write a new signing key pair: KEY and KEY.pub", _keygen),
+    ("key", "export the public key of a key file, a PKCS#11 token's key or an AWS KMS key", _key),
     ("sign", "sign a manifest, or co-sign a bundle's statement", _sign),
     ("store", "list or show attestations kept in the store", _store),
     ("hf", "Hugging Face checkouts: verify a cache folder, snapshot or local_dir offline", _hf),

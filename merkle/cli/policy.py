@@ -80,16 +80,16 @@ def _sign(args: argparse.Namespace, policy: Policy, results: list[Any], verified
     """The result as a signed in-toto statement (predicate: the SARIF log),
     written to -o and kept in the store (docs/policy.md P11)."""
     from merkle import __version__
+    from merkle.cli.signing import signing_key
     from merkle.cli.trust import store_for
     from merkle.errors import UsageError
     from merkle.policy.sarif import to_sarif
     from merkle.signing import statements
-    from merkle.signing.keys import load_private_key
     from merkle.signing.writing import write_signed
 
     if not args.output:
         raise UsageError("--sign writes a signed result: add -o RESULT")
-    key = load_private_key(args.sign)
+    key = signing_key(args)
     summary = verified.summary
     digest_key = statements.digest_key(summary.algorithm) if summary is not None else "sha256"
     log = to_sarif(policy, results, verified.name, verified.root_hex, __version__)

@@ -22,11 +22,11 @@ from merkle.signing.attestations import Store
 from merkle.signing.documents import load_document
 from merkle.signing.envelope import Bundle, BundleFile
 from merkle.signing.keys import (
-    PrivateKey,
+    SigningKey,
     generate,
     key_id,
     load_certificates,
-    load_private_key,
+    open_signing_key,
     passphrase_from_environment,
     write_keypair,
 )
@@ -35,7 +35,20 @@ from merkle.signing.writing import cosign, write_signed
 from merkle.verifying.signed import open_signed
 
 
-def certificates_for(args: argparse.Namespace, key: PrivateKey) -> list[bytes]:
+def signing_key(args: argparse.Namespace, spec: str | None = None) -> SigningKey:
+    """The key of --sign (`spec` for `merkle sign --key`): a PEM key file, a
+    key on a PKCS#11 token or in AWS KMS (keys.open_signing_key), opened once
+    per command, before any content is read where the command can."""
+    opened: SigningKey | None = getattr(args, "opened_signing_key", None)
+    if opened is None:
+        from merkle.cli.options import parse_storage_options
+
+        opened = open_signing_key(spec or args.sign, parse_storage_options(getattr(args, "signer_option", [])))
+        args.opened_signing_key = opened
+    return opened
+
+
+def certificates_for(args: argparse.Namespace, key: SigningKey) -> list[bytes]:
     if not args.cert:
         if args.cert_chain:
             raise UsageError("--cert-chain needs --cert")
@@ -59,7 +72,7 @@ def _output(args: argparse.Namespace) -> str:
 
 
 def _write(
-    args: argparse.Namespace, bundle: Bundle, key: PrivateKey, manifest: Manifest | None, compact: bool = False
+    args: argparse.Namespace, bundle: Bundle, key: SigningKey, manifest: Manifest | None, compact: bool = False
 ) -> Verified:
     return write_signed(_output(args), bundle, key, manifest, store_for(args), compact=compact)
 
@@ -67,10 +80,10 @@ def _write(
 def sign_built(args: argparse.Namespace, manifest: Manifest | None) -> Verified:
     """`merkle build --sign`: the manifest (or, with --format oms, the model
     directory) signed in one step."""
-    key = load_private_key(args.sign)
+    key = signing_key(args)
     certs = certificates_for(args, key)
     if args.format == "oms":
-        if not isinstance(key, ec.EllipticCurvePrivateKey):
+        if not isinstance(key.public_key(), ec.EllipticCurvePublicKey):
             raise UsageError("OpenSSF model-signing verifies ECDSA keys only: a P-256, P-384 or P-521 key", args.sign)
         if os.path.realpath(args.output) == os.path.realpath(args.path):
             raise UsageError("the bundle would replace the model it signs: write it elsewhere with -o", args.output)
@@ -110,7 +123,7 @@ def sign_built(args: argparse.Namespace, manifest: Manifest | None) -> Verified:
 
 def sign(args: argparse.Namespace) -> int:
     """`merkle sign DOC`: sign a manifest, or co-sign the statement of a bundle."""
-    key = load_private_key(args.key)
+    key = signing_key(args, args.key)
     certs = certificates_for(args, key)
     doc = load_document(args.document)
     if isinstance(doc, Manifest):
@@ -125,7 +138,7 @@ def sign(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cosign(args: argparse.Namespace, doc: BundleFile, key: PrivateKey, certs: list[bytes]) -> Verified:
+def _cosign(args: argparse.Namespace, doc: BundleFile, key: SigningKey, certs: list[bytes]) -> Verified:
     """Co-sign what the bundle's own signers signed, and only that: the
     bundle is opened through the one trust path first (with --verify-key or
     --verify-ca naming its signers, and the store's rollback records), so a
@@ -205,4 +218,21 @@ def _print_entries(args: argparse.Namespace, entries: list[Any]) -> int:
         # The index is local state anyone with the store's rights can edit.
         version = "-" if e.version is None else e.version
         print("  ".join(shown(str(x)) for x in (e.id[:16], e.name, f"v{version}", e.kind, f"root {e.root}", e.path)))
+    return 0
+
+
+def key_export(args: argparse.Namespace) -> int:
+    """`merkle key export KEY -o PUB`: the public key of any key merkle signs
+    with, as PEM (what verifiers give as --key)."""
+    from merkle.signing.keys import algorithm_name, public_pem
+    from merkle.source.local import write_atomic
+
+    key = signing_key(args, args.key_spec)
+    public = key.public_key()
+    pem = public_pem(public)
+    if args.output == "-":
+        sys.stdout.write(pem.decode())
+    else:
+        write_atomic(args.output, pem)
+    print(f"merkle: {algorithm_name(public)} key {key_id(public)[:16]} -> {shown(args.output)}", file=sys.stderr)
     return 0

@@ -10,11 +10,12 @@ a trust decision.
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import os
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal, get_args
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -66,7 +67,46 @@ def key_id(key: PublicKey) -> str:
     return hashlib.sha256(public_pem(key)).hexdigest()
 
 
-def sign_bytes(key: PrivateKey, data: bytes) -> bytes:
+class RemoteKey(abc.ABC):
+    """A private key kept where it cannot be read (a PKCS#11 token, a cloud
+    KMS): it signs and tells its public key, and nothing of it is ever on
+    this machine's disk (merkle.signing.pkcs11, merkle.signing.kms)."""
+
+    name: str
+    """What messages call it (its URI, without secrets)."""
+
+    @abc.abstractmethod
+    def public_key(self) -> PublicKey:
+        """The public key, of an allowed type (check_public)."""
+
+    @abc.abstractmethod
+    def sign_data(self, data: bytes) -> bytes:
+        """A signature of `data` as sign_bytes makes one with a key file:
+        ECDSA with the curve's hash, DER-encoded, or Ed25519."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Let go of the session or client (idempotent)."""
+
+
+SigningKey = PrivateKey | RemoteKey
+"""What signs: a key file's private key, or a key that stays in its token or service."""
+
+
+def curve_hash(key: ec.EllipticCurvePublicKey) -> hashes.HashAlgorithm:
+    """The hash ECDSA uses with this key's curve (SHA-256, -384, -512)."""
+    return _EC_HASHES[key.curve.name]()
+
+
+def sign_bytes(key: SigningKey, data: bytes) -> bytes:
+    if isinstance(key, RemoteKey):
+        # A token or a service answers with bytes of its own: they are a
+        # signature of `data` by this key only if they verify (a wrong
+        # mechanism, a KMS that hashed a digest again, a swapped key).
+        signature = key.sign_data(data)
+        if not signature_ok(key.public_key(), signature, data):
+            raise SignatureError("the signature it made does not verify with its public key", key.name)
+        return signature
     if isinstance(key, ed25519.Ed25519PrivateKey):
         return key.sign(data)
     return key.sign(data, ec.ECDSA(_EC_HASHES[key.curve.name]()))
@@ -165,6 +205,26 @@ def load_private_key(path: str) -> PrivateKey:
         raise SignatureError(f"key type {type(key).__name__} is not allowed", path)
     check_public(key.public_key(), path)
     return key
+
+
+def open_signing_key(spec: str, options: Mapping[str, Any] | None = None) -> SigningKey:
+    """The key `spec` names: `pkcs11:...` (an RFC 7512 URI: a key on a
+    token), `awskms://[HOST]/KEY` (an AWS KMS key, as cosign names them), or
+    a PEM private key file.  `options` apply to a KMS key (endpoint_url,
+    region_name, timeouts)."""
+    if spec.startswith("pkcs11:"):
+        if options:
+            raise UsageError("signer options apply to KMS keys, not to a PKCS#11 token", spec)
+        from merkle.signing.pkcs11 import open_pkcs11_key
+
+        return open_pkcs11_key(spec)
+    if spec.startswith("awskms:"):
+        from merkle.signing.kms import open_aws_kms_key
+
+        return open_aws_kms_key(spec, options or {})
+    if options:
+        raise UsageError("signer options apply to KMS keys, not to a key file", spec)
+    return load_private_key(spec)
 
 
 def load_public_key(path: str) -> PublicKey:

@@ -18,7 +18,7 @@ from merkle.errors import BundleError, UsageError
 from merkle.format.manifest import Manifest, Summary
 from merkle.format.timestamps import format_time, parse_time
 from merkle.signing.envelope import LEGACY_PREDICATE_TYPE, PAYLOAD_TYPE, Bundle, Statement, pae
-from merkle.signing.keys import PrivateKey, key_id, sign_bytes
+from merkle.signing.keys import SigningKey, key_id, sign_bytes
 
 if TYPE_CHECKING:
     from merkle.signing import oms
@@ -247,12 +247,12 @@ def statement(
     return Statement(((name, {digest_key(manifest.algorithm): manifest.root.hex()}),), PREDICATE_TYPE, predicate)
 
 
-def sign_statement(stmt: Statement, key: PrivateKey, certificates: Sequence[bytes] = ()) -> Bundle:
+def sign_statement(stmt: Statement, key: SigningKey, certificates: Sequence[bytes] = ()) -> Bundle:
     payload = stmt.to_payload()
     return sign_payload(payload, key, certificates)
 
 
-def sign_payload(payload: bytes, key: PrivateKey, certificates: Sequence[bytes] = ()) -> Bundle:
+def sign_payload(payload: bytes, key: SigningKey, certificates: Sequence[bytes] = ()) -> Bundle:
     """A bundle over exactly these payload bytes (co-signers sign the same bytes)."""
     signature = sign_bytes(key, pae(PAYLOAD_TYPE, payload))
     public = key.public_key()
@@ -269,7 +269,7 @@ def sign_payload(payload: bytes, key: PrivateKey, certificates: Sequence[bytes] 
 
 def sign(
     manifest: Manifest,
-    key: PrivateKey,
+    key: SigningKey,
     *,
     name: str,
     version: int | None = None,

@@ -19,13 +19,13 @@ from merkle.format.manifest import MANIFEST_SUFFIX, SIDECAR_SUFFIX, Manifest
 from merkle.signing import statements, trust
 from merkle.signing.attestations import Store, StoreChoice, as_store
 from merkle.signing.envelope import Bundle, BundleFile
-from merkle.signing.keys import PrivateKey, load_private_key
+from merkle.signing.keys import SigningKey, open_signing_key
 from merkle.signing.statements import Verified
 from merkle.signing.trust import History, TrustPolicy
 from merkle.source.local import write_atomic
 
 
-def self_check(bundle: Bundle, key: PrivateKey, output: str, store: Store | None = None) -> Verified:
+def self_check(bundle: Bundle, key: SigningKey, output: str, store: Store | None = None) -> Verified:
     """Open what was just signed, as a verifier would (catches a bad key or
     statement before anyone else meets it); the chain is the verifier's
     business, and no history applies, except that a version this key
@@ -41,7 +41,7 @@ def self_check(bundle: Bundle, key: PrivateKey, output: str, store: Store | None
 def write_signed(
     output: str,
     bundle: Bundle,
-    key: PrivateKey,
+    key: SigningKey,
     manifest: Manifest | None,
     store: Store | None,
     *,
@@ -57,7 +57,7 @@ def write_signed(
 
 def cosign(
     original: BundleFile,
-    key: PrivateKey,
+    key: SigningKey,
     output: str,
     store: Store | None,
     certificates: Sequence[bytes] = (),
@@ -94,7 +94,7 @@ def _save(
 
 def sign(
     manifest: Manifest,
-    key: PrivateKey | str | os.PathLike[str],
+    key: SigningKey | str | os.PathLike[str],
     output: str | os.PathLike[str],
     *,
     name: str,
@@ -107,8 +107,9 @@ def sign(
     """Sign `manifest` as subject `name` and write the bundle to `output`
     (with OUTPUT.leaves, and OUTPUT.manifest when `compact`).  `version`,
     when given, makes verifiers refuse older versions of `name` from this
-    signer; `key` is a private key or a PEM key file."""
-    private = load_private_key(os.fspath(key)) if isinstance(key, (str, os.PathLike)) else key
+    signer; `key` is a private key, a key in a token or KMS (keys.RemoteKey), or
+    what keys.open_signing_key opens: a PEM key file, `pkcs11:...`, `awskms://...`."""
+    private = open_signing_key(os.fspath(key)) if isinstance(key, (str, os.PathLike)) else key
     out = os.fspath(output)
     bundle = statements.sign(
         manifest, private, name=name, version=version, expires=expires, certificates=certificates, compact=compact
