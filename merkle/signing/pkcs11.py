@@ -25,7 +25,7 @@ from urllib.parse import unquote
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
-from merkle.errors import SignatureError, UsageError, install_hint
+from merkle.errors import UsageError, install_hint
 from merkle.signing.keys import MAX_KEY_BYTES, PublicKey, RemoteKey, check_public, curve_hash
 from merkle.source.local import read_capped
 
@@ -236,7 +236,8 @@ def _public_of(obj: Any, pkcs11: Any, where: str) -> PublicKey:
         if len(point) != 32:
             raise UsageError(f"an Ed25519 public key of {len(point)} bytes", where)
         return ed25519.Ed25519PublicKey.from_public_bytes(point)
-    raise SignatureError(f"key type {kind!r} is not allowed (ECDSA P-256/P-384/P-521 or Ed25519 only)", where)
+    name = getattr(kind, "name", kind)
+    raise UsageError(f"key type {name} is not allowed (ECDSA P-256/P-384/P-521 or Ed25519 only)", where)
 
 
 class Pkcs11Key(RemoteKey):
