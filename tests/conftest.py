@@ -97,3 +97,30 @@ def endpoint():
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def direct(endpoint):
+    """s3fs straight to moto, for setting up and for changing objects behind merkle's back."""
+    s3fs = pytest.importorskip("s3fs")
+    return s3fs.S3FileSystem(client_kwargs={"endpoint_url": endpoint}, skip_instance_cache=True)
+
+
+@pytest.fixture(scope="module")
+def proxy(endpoint):
+    """The fault-injecting proxy (support.s3proxy) in front of moto's server."""
+    from support.s3proxy import FaultProxy
+
+    p = FaultProxy(endpoint)
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def faults(proxy):
+    """The proxy, with no rule and an empty log, checked for its own failures after the test."""
+    proxy.reset()
+    yield proxy
+    errors = list(proxy.errors)
+    proxy.reset()
+    assert not errors, errors[0]

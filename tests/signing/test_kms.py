@@ -13,14 +13,10 @@ key never yields a bundle."""
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from support.cli import assert_one_line_error
-from support.s3proxy import FaultProxy
+from support.cli import assert_one_line_error, run_model_signing
 
 boto3 = pytest.importorskip("boto3")
 pytest.importorskip("moto.server")
@@ -29,13 +25,6 @@ pytest.importorskip("moto.server")
 @pytest.fixture(scope="module")
 def kms(endpoint):
     return boto3.client("kms", endpoint_url=endpoint, region_name="us-east-1")
-
-
-@pytest.fixture(scope="module")
-def proxy(endpoint):
-    p = FaultProxy(endpoint)
-    yield p
-    p.close()
 
 
 def new_key(kms, spec: str = "ECC_NIST_P256", usage: str = "SIGN_VERIFY") -> str:
@@ -86,14 +75,7 @@ def test_openssf_bundle_signed_by_kms_verifies_with_model_signing(cli, kms, endp
     bundle = tmp_path / "oms.sig"
     r = cli("build", str(model_dir), "--sign", key, "--format", "oms", "-o", str(bundle), "-q", *at(endpoint))
     assert r.returncode == 0, r.stderr
-    exe = shutil.which("model_signing", path=os.path.dirname(sys.executable))
-    assert exe is not None, "model-signing's CLI is a test extra"
-    done = subprocess.run(
-        [exe, "verify", "key", "--signature", str(bundle), "--public_key", str(pub), str(model_dir)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_model_signing("verify", "key", "--signature", str(bundle), "--public_key", str(pub), str(model_dir))
     assert done.returncode == 0, done.stdout + done.stderr
 
 

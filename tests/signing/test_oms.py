@@ -6,13 +6,11 @@ import base64
 import hashlib
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from support.cli import assert_one_line_error, run_cli, statuses
+from support.cli import assert_one_line_error, run_cli, run_model_signing, statuses
 
-MODEL_SIGNING = Path(sys.executable).parent / "model_signing"
 OMS_PREDICATE = "https://model_signing/signature/v1.0"
 
 
@@ -42,10 +40,7 @@ def pub(key: Path) -> str:
 
 
 def ms(*args: str) -> subprocess.CompletedProcess[str]:
-    assert MODEL_SIGNING.exists(), MODEL_SIGNING
-    return subprocess.run(
-        [str(MODEL_SIGNING), *args], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
-    )
+    return run_model_signing(*args)
 
 
 def ms_verify(model: Path, bundle: Path, key: Path) -> subprocess.CompletedProcess[str]:

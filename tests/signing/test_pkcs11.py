@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from support.cli import assert_one_line_error
+from support.cli import assert_one_line_error, run_model_signing
 
 pytest.importorskip("pkcs11")
 
@@ -126,14 +126,7 @@ def test_openssf_bundle_signed_on_the_token_verifies_with_model_signing(cli, tok
     bundle = tmp_path / "oms.sig"
     r = cli("build", str(model_dir), "--sign", uri(pin), "--format", "oms", "-o", str(bundle), "-q")
     assert r.returncode == 0, r.stderr
-    exe = shutil.which("model_signing", path=os.path.dirname(sys.executable))
-    assert exe is not None, "model-signing's CLI is a test extra"
-    done = subprocess.run(
-        [exe, "verify", "key", "--signature", str(bundle), "--public_key", str(pub), str(model_dir)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_model_signing("verify", "key", "--signature", str(bundle), "--public_key", str(pub), str(model_dir))
     assert done.returncode == 0, done.stdout + done.stderr
     assert cli("verify", str(model_dir), str(bundle), "--key", str(pub)).returncode == 0
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 from support.cli import assert_one_line_error, statuses
-from support.s3proxy import FaultProxy, Request, get_of, head_of, listing, object_get
+from support.s3proxy import Request, get_of, head_of, listing, object_get
 
 s3fs = pytest.importorskip("s3fs")
 moto_server = pytest.importorskip("moto.server")
@@ -50,28 +50,6 @@ recovers there is merkle's RemoteReader; child processes keep it."""
 
 # --------------------------------------------------------------------------
 # Fixtures
-
-
-@pytest.fixture(scope="module")
-def direct(endpoint):
-    """s3fs straight to moto, for setting up and for mutating behind merkle's back."""
-    return s3fs.S3FileSystem(client_kwargs={"endpoint_url": endpoint}, skip_instance_cache=True)
-
-
-@pytest.fixture(scope="module")
-def proxy(endpoint):
-    p = FaultProxy(endpoint)
-    yield p
-    p.close()
-
-
-@pytest.fixture
-def faults(proxy):
-    proxy.reset()
-    yield proxy
-    errors = list(proxy.errors)
-    proxy.reset()
-    assert not errors, errors[0]
 
 
 @dataclass

@@ -38,3 +38,15 @@ def statuses(stdout: str) -> dict[str, str]:
         symbol, _, rest = line.partition(" ")
         out[rest.split("  (")[0]] = symbol
     return out
+
+
+MODEL_SIGNING = Path(sys.executable).parent / "model_signing"
+"""OpenSSF model-signing's own CLI (a test extra), beside this interpreter."""
+
+
+def run_model_signing(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """The real model-signing CLI in a child process."""
+    assert MODEL_SIGNING.exists(), MODEL_SIGNING
+    return subprocess.run(
+        [str(MODEL_SIGNING), *args], capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, cwd=cwd
+    )

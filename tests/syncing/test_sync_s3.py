@@ -30,27 +30,6 @@ CS = 64 * 1024
 NO_CLIENT_RETRIES = {"config_kwargs": {"retries": {"max_attempts": 0}}}
 
 
-@pytest.fixture(scope="module")
-def direct(endpoint):
-    return s3fs.S3FileSystem(client_kwargs={"endpoint_url": endpoint}, skip_instance_cache=True)
-
-
-@pytest.fixture(scope="module")
-def proxy(endpoint):
-    p = FaultProxy(endpoint)
-    yield p
-    p.close()
-
-
-@pytest.fixture
-def faults(proxy):
-    proxy.reset()
-    yield proxy
-    errors = list(proxy.errors)
-    proxy.reset()
-    assert not errors, errors[0]
-
-
 @pytest.fixture(autouse=True)
 def quick(monkeypatch):
     """s3fs's own retries off (what recovers is merkle's), merkle's backoff short."""
