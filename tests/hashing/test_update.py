@@ -248,3 +248,20 @@ def test_a_verify_of_a_tree_never_built_here_writes_nothing(tmp_path):
         state.unlink()
     assert verify(d, old)
     assert records(os.environ["MERKLE_IDENTITIES"]) == []
+
+
+def test_a_verify_says_nothing_of_records_it_may_not_use(tmp_path):
+    """Records another user could write are refused, and a build --update
+    warns of them; a verify, which never reads records, passes in silence
+    (it only skips refreshing them), while the next build still warns."""
+    import warnings
+
+    d = tree(tmp_path / "t")
+    old = full(d, tmp_path / "old.json")
+    (state,) = records(os.environ["MERKLE_IDENTITIES"])
+    os.chown(state, OTHER_UID, OTHER_UID)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert verify(d, old)
+    with pytest.warns(CheckpointWarning):
+        assert same_as_full(d, tmp_path, old).updated_files == 0
