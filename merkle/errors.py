@@ -142,5 +142,9 @@ class SidecarWarning(UserWarning):
     """A leaf sidecar was stale or damaged and has been ignored."""
 
 
+class KeyWarning(UserWarning):
+    """A signing key or its secret is kept less safely than it should be (a PIN file others can read)."""
+
+
 class CheckpointWarning(UserWarning):
     """A checkpoint could not be kept or read: the job goes on without it."""

@@ -27,6 +27,10 @@ def bom(args: argparse.Namespace) -> int:
         raise UsageError("--sign writes a signed BOM: add -o BUNDLE")
     if args.json and args.output in (None, "-"):
         raise UsageError("--json prints a summary on stdout: write the BOM with -o FILE")
+    if args.sign:  # a wrong PIN or a disabled KMS key is said before the tree is hashed
+        from merkle.cli.signing import signing_key
+
+        signing_key(args)
     if args.output not in (None, "-"):
         from merkle.cli.commands import _writable
 

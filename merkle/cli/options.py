@@ -244,7 +244,7 @@ def add_store_option(p: argparse.ArgumentParser, no_store: bool = False) -> None
         p.add_argument("--no-store", action="store_true", help="neither read nor update the attestation store")
 
 
-def parse_storage_options(pairs: Sequence[str]) -> dict[str, Any]:
+def parse_storage_options(pairs: Sequence[str], flag: str = "--storage-option") -> dict[str, Any]:
     """`key=value` pairs; a value that parses as JSON (numbers, true, objects
     like {"endpoint_url": ...}) is taken as JSON, anything else as text."""
     import json
@@ -255,7 +255,7 @@ def parse_storage_options(pairs: Sequence[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise UsageError(f"--storage-option wants KEY=VALUE, got {pair!r}")
+            raise UsageError(f"{flag} wants KEY=VALUE, got {pair!r}")
         try:
             out[key] = json.loads(value)
         except ValueError:

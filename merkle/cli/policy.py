@@ -28,6 +28,10 @@ def load(args: argparse.Namespace) -> Policy | None:
 
         rego.evaluate(policy.rego, {})
     args.loaded_policy = policy
+    if getattr(args, "sign", None):  # policy check --sign: a wrong PIN is said before the tree is hashed
+        from merkle.cli.signing import signing_key
+
+        signing_key(args)
     return policy
 
 

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from merkle.cli.output import emit_json
 from merkle.cli.trust import describe, store_for, trust_policy
 from merkle.display import shown
-from merkle.errors import UsageError
+from merkle.errors import MerkleError, UsageError
 from merkle.format.manifest import Manifest
 from merkle.signing import oms, statements
 from merkle.signing.attestations import Store
@@ -43,7 +43,8 @@ def signing_key(args: argparse.Namespace, spec: str | None = None) -> SigningKey
     if opened is None:
         from merkle.cli.options import parse_storage_options
 
-        opened = open_signing_key(spec or args.sign, parse_storage_options(getattr(args, "signer_option", [])))
+        options = parse_storage_options(getattr(args, "signer_option", []), "--signer-option")
+        opened = open_signing_key(spec or args.sign, options)
         args.opened_signing_key = opened
     return opened
 
@@ -224,11 +225,17 @@ def _print_entries(args: argparse.Namespace, entries: list[Any]) -> int:
 def key_export(args: argparse.Namespace) -> int:
     """`merkle key export KEY -o PUB`: the public key of any key merkle signs
     with, as PEM (what verifiers give as --key)."""
-    from merkle.signing.keys import algorithm_name, public_pem
+    from merkle.signing.keys import RemoteKey, algorithm_name, public_pem, sign_bytes
     from merkle.source.local import write_atomic
 
+    if args.output != "-":
+        _check_export_target(args.output, args.key_spec)
     key = signing_key(args, args.key_spec)
     public = key.public_key()
+    if isinstance(key, RemoteKey):
+        # The step that publishes the key proves the pair first: a stale public key object beside a
+        # token's key, or a service's wrong answer, would hand verifiers a key no signature matches.
+        sign_bytes(key, os.urandom(32))
     pem = public_pem(public)
     if args.output == "-":
         sys.stdout.write(pem.decode())
@@ -236,3 +243,22 @@ def key_export(args: argparse.Namespace) -> int:
         write_atomic(args.output, pem)
     print(f"merkle: {algorithm_name(public)} key {key_id(public)[:16]} -> {shown(args.output)}", file=sys.stderr)
     return 0
+
+
+def _check_export_target(output: str, spec: str) -> None:
+    """`key export -o` replaces only a PEM public key: never the key file
+    it reads, a private key, or anything else (keygen never overwrites
+    either)."""
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    from merkle.signing.keys import MAX_KEY_BYTES
+    from merkle.source.local import read_capped
+
+    if not os.path.lexists(output):
+        return
+    if os.path.exists(spec) and os.path.realpath(output) == os.path.realpath(spec):
+        raise UsageError("is the key being exported: write the public key elsewhere", output)
+    try:
+        load_pem_public_key(read_capped(output, MAX_KEY_BYTES, follow_symlinks=False))
+    except (ValueError, UsageError, MerkleError):
+        raise UsageError("exists and is not a PEM public key: not overwriting it", output) from None

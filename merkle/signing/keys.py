@@ -88,6 +88,12 @@ class RemoteKey(abc.ABC):
     def close(self) -> None:
         """Let go of the session or client (idempotent)."""
 
+    def __enter__(self) -> RemoteKey:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 SigningKey = PrivateKey | RemoteKey
 """What signs: a key file's private key, or a key that stays in its token or service."""

@@ -47,7 +47,28 @@ def parse_uri(uri: str) -> tuple[str | None, str]:
     host, slash, key = uri[len("awskms://") :].partition("/")
     if not slash or not key:
         raise UsageError("no key in the URI (awskms:///KEY-ID, alias/NAME or a key ARN)", uri)
+    if host and host != "localhost" and "." not in host and ":" not in host:
+        # awskms://alias/NAME (two slashes) reads "alias" as a host: say so rather than call https://alias.
+        raise UsageError(f"{host!r} is not an endpoint host: did you mean awskms:///{host}/{key}?", uri)
     return (host or None), key
+
+
+def _seconds(options: Mapping[str, Any], name: str, default: float, uri: str) -> float:
+    value = options.get(name, default)
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if not 0 < seconds < 3600:  # also NaN and infinity
+        raise UsageError(f"{name} wants a number of seconds above 0 and below 3600, got {value!r}", uri)
+    return seconds
+
+
+def _attempts(options: Mapping[str, Any], uri: str) -> int:
+    value = options.get("max_attempts", 3)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 20:
+        raise UsageError(f"max_attempts wants a whole number from 1 to 20, got {value!r}", uri)
+    return value
 
 
 def open_aws_kms_key(uri: str, options: Mapping[str, Any]) -> AwsKmsKey:
@@ -62,15 +83,17 @@ def open_aws_kms_key(uri: str, options: Mapping[str, Any]) -> AwsKmsKey:
     unknown = set(options) - OPTIONS
     if unknown:
         raise UsageError(f"unknown signer option {sorted(unknown)[0]!r} (known: {', '.join(sorted(OPTIONS))})", uri)
+    if host and options.get("endpoint_url"):
+        raise UsageError("the URI names an endpoint (awskms://HOST/...) and so does endpoint_url: give one", uri)
     region = options.get("region_name")
     if region is None and key.startswith("arn:"):
         parts = key.split(":")
         region = parts[3] if len(parts) > 3 and parts[3] else None
     endpoint = options.get("endpoint_url") or (f"https://{host}" if host else None)
     config = Config(
-        connect_timeout=float(options.get("connect_timeout", 10)),
-        read_timeout=float(options.get("read_timeout", 30)),
-        retries={"max_attempts": int(options.get("max_attempts", 3)), "mode": "standard"},
+        connect_timeout=_seconds(options, "connect_timeout", 10, uri),
+        read_timeout=_seconds(options, "read_timeout", 30, uri),
+        retries={"max_attempts": _attempts(options, uri), "mode": "standard"},
     )
     try:
         client = boto3.client("kms", region_name=region, endpoint_url=endpoint, config=config)
@@ -85,6 +108,7 @@ def open_aws_kms_key(uri: str, options: Mapping[str, Any]) -> AwsKmsKey:
             raise UsageError(f"key spec {spec} is not allowed (ECC_NIST_P256, ECC_NIST_P384 or ECC_NIST_P521)", uri)
         if meta.get("KeyState") != "Enabled" or meta.get("Enabled") is False:
             raise UsageError(f"the key is {str(meta.get('KeyState', 'not enabled')).lower()}, not enabled", uri)
+        key = str(meta.get("Arn") or key)  # an alias is resolved once: every later call names this key
         der = _call(client.get_public_key, uri, KeyId=key)["PublicKey"]
         try:
             public = check_public(load_der_public_key(der), uri)

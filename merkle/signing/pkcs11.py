@@ -25,17 +25,16 @@ from urllib.parse import unquote
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
-from merkle.errors import UsageError, install_hint
+from merkle.errors import KeyWarning, UsageError, install_hint
 from merkle.signing.keys import MAX_KEY_BYTES, PublicKey, RemoteKey, check_public, curve_hash
-from merkle.source.local import read_capped
 
 PIN_ENV: Final = "MERKLE_PKCS11_PIN"
 MODULE_ENV: Final = "MERKLE_PKCS11_MODULE"
-PATH_ATTRIBUTES: Final = frozenset(
-    {"token", "object", "id", "type", "serial", "manufacturer", "model", "library-manufacturer",
-     "library-description", "library-version", "slot-id", "slot-description", "slot-manufacturer"}
-)  # fmt: skip
-QUERY_ATTRIBUTES: Final = frozenset({"module-path", "module-name", "pin-source", "pin-value"})
+PATH_ATTRIBUTES: Final = frozenset({"token", "object", "id", "type", "serial", "manufacturer", "model", "slot-id"})
+QUERY_ATTRIBUTES: Final = frozenset({"module-path", "pin-source", "pin-value"})
+"""The attributes merkle matches on (RFC 7512's others, such as slot-description,
+library-* or module-name, are refused: an attribute that is accepted and not
+checked would let a URI name one key and sign with another)."""
 _ED25519_OID: Final = bytes.fromhex("06032b6570")  # 1.3.101.112, DER
 
 
@@ -79,7 +78,10 @@ class Pkcs11Uri:
                 raise UsageError(f"unknown PKCS#11 URI attribute {name!r}", _shown(uri))
             if name in out:
                 raise UsageError(f"attribute {name!r} given twice", _shown(uri))
-            out[name] = unquote(value, errors="strict") if name != "id" else value
+            try:
+                out[name] = unquote(value, errors="strict") if name != "id" else value
+            except UnicodeDecodeError:
+                raise UsageError(f"attribute {name!r} is not percent-encoded UTF-8", _shown(uri)) from None
         return out
 
     @property
@@ -94,11 +96,17 @@ class Pkcs11Uri:
 
 
 def _shown(uri: str) -> str:
-    """The URI for messages, with any pin-value's value left out (a PIN
-    given in the URI is refused, and never repeated into a log)."""
+    """The URI for messages, with the value of every attribute merkle does
+    not read left out: a PIN given in the URI, under any spelling, is
+    refused and never repeated into a log."""
     import re
 
-    return re.sub(r"(pin-value=)[^&]*", r"\1...", uri)
+    shown = {"module-path", "pin-source", *PATH_ATTRIBUTES}
+
+    def mask(m: re.Match[str]) -> str:
+        return m[0] if m[2] in shown else f"{m[1]}{m[2]}=..."
+
+    return re.sub(r"([;?&:])([^;?&=]*)=[^;?&]*", mask, uri)
 
 
 def open_pkcs11_key(uri: str) -> Pkcs11Key:
@@ -111,6 +119,7 @@ def open_pkcs11_key(uri: str) -> Pkcs11Key:
     except ImportError as e:
         raise UsageError(f"signing with a PKCS#11 token needs python-pkcs11: {install_hint('pkcs11')}") from e
     parsed = Pkcs11Uri.parse(uri)
+    uri = _shown(uri)
     module = parsed.query.get("module-path") or os.environ.get(MODULE_ENV)
     if not module:
         raise UsageError(f"which PKCS#11 module? add ?module-path=/path/to/module.so, or set ${MODULE_ENV}", uri)
@@ -129,7 +138,12 @@ def open_pkcs11_key(uri: str) -> Pkcs11Key:
     except p11e.PKCS11Error as e:
         raise UsageError(f"cannot log in to token {token.label!r}: {_reason(e)}", uri) from e
     try:
-        return Pkcs11Key(uri, session, *_objects(session, parsed, pkcs11, p11e))
+        key, public = _objects(session, parsed, pkcs11, p11e)
+        try:
+            always = bool(key[pkcs11.Attribute.ALWAYS_AUTHENTICATE])
+        except p11e.PKCS11Error:
+            always = False
+        return Pkcs11Key(uri, session, key, public, pin if always else None)
     except BaseException:
         session.close()
         raise
@@ -143,8 +157,13 @@ def _token(lib: Any, uri: Pkcs11Uri, p11e: Any) -> Any:
     match = {"token": "label", "serial": "serial", "manufacturer": "manufacturer_id", "model": "model"}
     wanted = {attr: uri.path[name] for name, attr in match.items() if name in uri.path}
     found = []
+    initialized = pkcs11_flag("TOKEN_INITIALIZED")
     try:
         for token in lib.get_tokens():
+            if initialized and not token.flags & initialized:
+                continue  # an empty slot's token (SoftHSM always shows one): it holds no key
+            if "slot-id" in uri.path and str(token.slot.slot_id) != uri.path["slot-id"]:
+                continue
             values = {
                 "label": token.label,
                 "serial": token.serial.decode(errors="replace") if isinstance(token.serial, bytes) else token.serial,
@@ -166,12 +185,7 @@ def _token(lib: Any, uri: Pkcs11Uri, p11e: Any) -> Any:
 def _pin(uri: Pkcs11Uri, label: str) -> str:
     source = uri.query.get("pin-source")
     if source is not None:
-        if not source.startswith("file:"):
-            raise UsageError("pin-source must be a file: URI (pin-source=file:/path/to/pin)", uri.text)
-        path = source[len("file:") :]
-        path = path[2:] if path.startswith("//") else path
-        data = read_capped(path, MAX_KEY_BYTES)
-        return data.decode("utf-8", errors="strict").rstrip("\r\n")
+        return _pin_file(source, uri.text)
     value = os.environ.get(PIN_ENV)
     if value is not None:
         return value
@@ -182,9 +196,58 @@ def _pin(uri: Pkcs11Uri, label: str) -> str:
     return getpass.getpass(f"PIN for token {label!r}: ")
 
 
+def _pin_file(source: str, shown: str) -> str:
+    """The PIN in the file a `pin-source` names: a local absolute path
+    (`file:/P`, `file:///P`, `file://localhost/P`, RFC 8089), a regular file
+    no other user can write; one that others can read is used with a
+    warning (container secrets are often mounted 0444)."""
+    import stat
+    import warnings
+    from urllib.parse import urlsplit
+
+    from merkle.errors import SourceError
+    from merkle.source.local import open_regular
+
+    parts = urlsplit(source)
+    path = unquote(parts.path)
+    if parts.scheme != "file" or parts.netloc not in ("", "localhost") or parts.query or parts.fragment:
+        raise UsageError("pin-source must name a local file: pin-source=file:/absolute/path", shown)
+    if not os.path.isabs(path):
+        raise UsageError(
+            "pin-source must be an absolute path (file:/absolute/path), never the working directory's", shown
+        )
+    fd, st = open_regular(path)
+    try:
+        if st.st_uid not in (os.geteuid(), 0):
+            raise UsageError("the PIN file belongs to another user", path)
+        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise UsageError("the PIN file can be written by other users: chmod 600 it", path)
+        if st.st_mode & (stat.S_IRGRP | stat.S_IROTH):
+            warnings.warn(KeyWarning(f"{path}: the PIN file can be read by other users (chmod 600 it)"), stacklevel=2)
+        data = os.read(fd, MAX_KEY_BYTES + 1)
+    except OSError as e:
+        raise SourceError(e.strerror or str(e), path) from e
+    finally:
+        os.close(fd)
+    if len(data) > MAX_KEY_BYTES:
+        raise UsageError("the PIN file is too large", path)
+    try:
+        return data.decode("utf-8", errors="strict").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise UsageError("the PIN file is not UTF-8 text", path) from None
+
+
+def pkcs11_flag(name: str) -> int:
+    import pkcs11
+
+    return int(getattr(pkcs11.TokenFlag, name, 0))
+
+
 def _objects(session: Any, uri: Pkcs11Uri, pkcs11: Any, p11e: Any) -> tuple[Any, PublicKey]:
-    """The private key object and its public key (from the public key
-    object, else the certificate, of the same label and id)."""
+    """The private key object and its public key: from the public key
+    object, else the certificate, with the key's CKA_ID (tokens such as a
+    YubiKey's PIV module label each object its own way), or with its label
+    when it has no id; sign_bytes checks the pair whenever it signs."""
     attrs: dict[Any, Any] = {}
     if "object" in uri.path:
         attrs[pkcs11.Attribute.LABEL] = uri.path["object"]
@@ -200,11 +263,11 @@ def _objects(session: Any, uri: Pkcs11Uri, pkcs11: Any, p11e: Any) -> tuple[Any,
     if len(private) > 1:
         raise UsageError(f"{len(private)} private keys match: name one with object= and id=", uri.text)
     key = private[0]
-    same = {pkcs11.Attribute.LABEL: key.label}
     try:
-        same[pkcs11.Attribute.ID] = key[pkcs11.Attribute.ID]
+        key_id = bytes(key[pkcs11.Attribute.ID])
     except p11e.PKCS11Error:
-        pass
+        key_id = b""
+    same = {pkcs11.Attribute.ID: key_id} if key_id else {pkcs11.Attribute.LABEL: key.label}
     public = list(session.get_objects({**same, pkcs11.Attribute.CLASS: ObjectClass.PUBLIC_KEY}))
     if len(public) == 1:
         return key, _public_of(public[0], pkcs11, uri.text)
@@ -213,9 +276,9 @@ def _objects(session: Any, uri: Pkcs11Uri, pkcs11: Any, p11e: Any) -> tuple[Any,
         from cryptography import x509
 
         cert = x509.load_der_x509_certificate(certificates[0][pkcs11.Attribute.VALUE])
-        return key, check_public(cert.public_key(), uri.text)
+        return key, _allowed(cert.public_key(), uri.text)
     raise UsageError(
-        "the token holds no public key or certificate of the same label and id: the public key cannot be read",
+        "the token holds no public key or certificate of the key's id (or label): the public key cannot be read",
         uri.text,
     )
 
@@ -225,7 +288,11 @@ def _public_of(obj: Any, pkcs11: Any, where: str) -> PublicKey:
 
     kind = obj.key_type
     if kind == pkcs11.KeyType.EC:
-        return check_public(load_der_public_key(encode_ec_public_key(obj)), where)
+        try:
+            der = encode_ec_public_key(obj)
+        except Exception as e:  # the EC helpers know the named curves of their tables only
+            raise UsageError(f"the key's curve is not one merkle signs with: {_reason(e)}", where) from e
+        return _allowed(load_der_public_key(der), where)
     if kind == getattr(pkcs11.KeyType, "EC_EDWARDS", None):
         params = bytes(obj[pkcs11.Attribute.EC_PARAMS])
         if params != _ED25519_OID and b"edwards25519" not in params:
@@ -240,14 +307,28 @@ def _public_of(obj: Any, pkcs11: Any, where: str) -> PublicKey:
     raise UsageError(f"key type {name} is not allowed (ECDSA P-256/P-384/P-521 or Ed25519 only)", where)
 
 
-class Pkcs11Key(RemoteKey):
-    """A private key on a token, in a logged-in session kept for the command."""
+def _allowed(key: object, where: str) -> PublicKey:
+    """check_public, as a usage error: a token key of a type merkle does not
+    sign with is bad input (K3), not a signature that failed."""
+    from merkle.errors import SignatureError
 
-    def __init__(self, uri: str, session: Any, key: Any, public: PublicKey) -> None:
+    try:
+        return check_public(key, where)
+    except SignatureError as e:
+        raise UsageError(e.message, where) from None
+
+
+class Pkcs11Key(RemoteKey):
+    """A private key on a token, in a logged-in session kept for the command.
+    `pin`: kept only for a key that wants it for every signature
+    (CKA_ALWAYS_AUTHENTICATE: smart cards' signature keys)."""
+
+    def __init__(self, uri: str, session: Any, key: Any, public: PublicKey, pin: str | None = None) -> None:
         self.name = uri
         self._session = session
         self._key = key
         self._public = public
+        self._pin = pin
         self._closer = weakref.finalize(self, session.close)
 
     def public_key(self) -> PublicKey:
@@ -260,11 +341,12 @@ class Pkcs11Key(RemoteKey):
 
         public = self._public
         try:
+            login = {"pin": self._pin} if self._pin is not None else {}
             if isinstance(public, ed25519.Ed25519PublicKey):
-                return bytes(self._key.sign(data, mechanism=pkcs11.Mechanism.EDDSA))
+                return bytes(self._key.sign(data, mechanism=pkcs11.Mechanism.EDDSA, **login))
             assert isinstance(public, ec.EllipticCurvePublicKey)
             digest = hashlib.new(curve_hash(public).name, data).digest()
-            raw = bytes(self._key.sign(digest, mechanism=pkcs11.Mechanism.ECDSA))
+            raw = bytes(self._key.sign(digest, mechanism=pkcs11.Mechanism.ECDSA, **login))
         except p11e.PKCS11Error as e:
             raise UsageError(f"the token did not sign: {_reason(e)}", self.name) from e
         return bytes(encode_ecdsa_signature(raw))

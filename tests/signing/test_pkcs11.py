@@ -161,6 +161,7 @@ def test_bad_keys_are_one_line_and_nothing_is_written(cli, token, model_dir, tmp
     home, pin = token
     bad_pin = tmp_path / "bad-pin"
     bad_pin.write_text("000000\n")
+    bad_pin.chmod(0o600)
     key = {
         "wrong-pin": uri(bad_pin),
         "no-token": uri(pin, token_label="absent"),
