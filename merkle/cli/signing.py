@@ -26,10 +26,10 @@ from merkle.signing.keys import (
     generate,
     key_id,
     load_certificates,
-    open_signing_key,
     passphrase_from_environment,
     write_keypair,
 )
+from merkle.signing.signers import open_signing_key
 from merkle.signing.statements import Verified
 from merkle.signing.writing import cosign, write_signed
 from merkle.verifying.signed import open_signed
@@ -37,7 +37,7 @@ from merkle.verifying.signed import open_signed
 
 def signing_key(args: argparse.Namespace, spec: str | None = None) -> SigningKey:
     """The key of --sign (`spec` for `merkle sign --key`): a PEM key file, a
-    key on a PKCS#11 token or in AWS KMS (keys.open_signing_key), opened once
+    key on a PKCS#11 token or in AWS KMS (signers.open_signing_key), opened once
     per command, before any content is read where the command can."""
     opened: SigningKey | None = getattr(args, "opened_signing_key", None)
     if opened is None:

@@ -14,8 +14,8 @@ import abc
 import hashlib
 import os
 import sys
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal, get_args
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -211,26 +211,6 @@ def load_private_key(path: str) -> PrivateKey:
         raise SignatureError(f"key type {type(key).__name__} is not allowed", path)
     check_public(key.public_key(), path)
     return key
-
-
-def open_signing_key(spec: str, options: Mapping[str, Any] | None = None) -> SigningKey:
-    """The key `spec` names: `pkcs11:...` (an RFC 7512 URI: a key on a
-    token), `awskms://[HOST]/KEY` (an AWS KMS key, as cosign names them), or
-    a PEM private key file.  `options` apply to a KMS key (endpoint_url,
-    region_name, timeouts)."""
-    if spec.startswith("pkcs11:"):
-        if options:
-            raise UsageError("signer options apply to KMS keys, not to a PKCS#11 token", spec)
-        from merkle.signing.pkcs11 import open_pkcs11_key
-
-        return open_pkcs11_key(spec)
-    if spec.startswith("awskms:"):
-        from merkle.signing.kms import open_aws_kms_key
-
-        return open_aws_kms_key(spec, options or {})
-    if options:
-        raise UsageError("signer options apply to KMS keys, not to a key file", spec)
-    return load_private_key(spec)
 
 
 def load_public_key(path: str) -> PublicKey:

@@ -19,7 +19,8 @@ from merkle.format.manifest import MANIFEST_SUFFIX, SIDECAR_SUFFIX, Manifest
 from merkle.signing import statements, trust
 from merkle.signing.attestations import Store, StoreChoice, as_store
 from merkle.signing.envelope import Bundle, BundleFile
-from merkle.signing.keys import SigningKey, open_signing_key
+from merkle.signing.keys import SigningKey
+from merkle.signing.signers import open_signing_key
 from merkle.signing.statements import Verified
 from merkle.signing.trust import History, TrustPolicy
 from merkle.source.local import write_atomic
@@ -108,7 +109,7 @@ def sign(
     (with OUTPUT.leaves, and OUTPUT.manifest when `compact`).  `version`,
     when given, makes verifiers refuse older versions of `name` from this
     signer; `key` is a private key, a key in a token or KMS (keys.RemoteKey), or
-    what keys.open_signing_key opens: a PEM key file, `pkcs11:...`, `awskms://...`."""
+    what signers.open_signing_key opens: a PEM key file, `pkcs11:...`, `awskms://...`."""
     private = open_signing_key(os.fspath(key)) if isinstance(key, (str, os.PathLike)) else key
     out = os.fspath(output)
     bundle = statements.sign(
