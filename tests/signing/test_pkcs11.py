@@ -180,3 +180,42 @@ def test_bad_keys_are_one_line_and_nothing_is_written(cli, token, model_dir, tmp
     assert_one_line_error(r, needle)
     assert PIN not in r.stderr  # a PIN is never repeated into a log
     assert list(out.iterdir()) == []
+
+
+def test_the_pin_is_asked_for_on_a_terminal_and_never_echoed(token, tmp_path, monkeypatch):
+    """No pin-source and no $MERKLE_PKCS11_PIN: on a terminal (a real
+    pseudo-terminal here) merkle prompts, reads the PIN without echo, and
+    signs; what the terminal shows never holds the PIN."""
+    import pty
+    import select
+    import time
+
+    monkeypatch.delenv("MERKLE_PKCS11_PIN", raising=False)
+    pub = tmp_path / "tty.pub"
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the real program, its stdin and stdout the terminal
+        os.execv(sys.executable, [sys.executable, "-m", "merkle", "key", "export", uri(None), "-o", str(pub)])
+    seen = b""
+    answered = False
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(fd, 4096)
+                except OSError:  # the child closed the terminal: it has ended
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+            if not answered and b"PIN for token 'merkle-test'" in seen:
+                os.write(fd, PIN.encode() + b"\n")
+                answered = True
+        _, status = os.waitpid(pid, 0)
+    finally:
+        os.close(fd)
+    assert answered, seen
+    assert os.waitstatus_to_exitcode(status) == 0, seen
+    assert PIN.encode() not in seen
+    assert pub.read_text().startswith("-----BEGIN PUBLIC KEY-----")
