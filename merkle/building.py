@@ -188,6 +188,8 @@ def build_resumable(
         manifest = _hash_and_describe(
             listing, root, hasher, chunk_size, patterns, zarr_store, identities or state, walk, hashing
         )
+        if identities is not None:
+            identities.check_unchanged()
     except BaseException:  # refused, failed or interrupted: what was finished stays for a resume
         if identities is not None:
             identities.keep()

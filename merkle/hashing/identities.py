@@ -77,6 +77,7 @@ class Identities(Checkpoint):
     reused_bytes: int = 0
     _hasher_name: str = ""
     _records: dict[str, tuple[str, Sequence[Any], bytes, bytes]]
+    _reused: list[Listed]
 
     @property
     def reading(self) -> bool:
@@ -103,6 +104,7 @@ class Identities(Checkpoint):
         state.started_ns = started
         state._hasher_name = algorithm
         state._records = {}
+        state._reused = []
         return state
 
     def reusable(self, item: Listed) -> FileDigest | None:
@@ -111,6 +113,8 @@ class Identities(Checkpoint):
             self.reused_files += 1
             self.reused_bytes += digest.size
             self._records[item.path] = (item.path, self.done[item.path][1], digest.root, digest.leaves)
+            with self._lock:
+                self._reused.append(item)
             return digest
         if self.inner is not None and self.inner.reading:
             return self.inner.reusable(item)
@@ -136,6 +140,23 @@ class Identities(Checkpoint):
             return
         with self._lock:  # worker threads
             self._records[item.path] = (item.path, identity, digest.root, digest.leaves)
+
+    def check_unchanged(self) -> None:
+        """SourceError unless every file taken from a record is still the
+        file it was when listed: one changed while the build ran would
+        otherwise keep the root of bytes it no longer holds (a full build
+        would have read it, or failed on it)."""
+        from merkle.errors import SourceError
+        from merkle.source.walk import identity
+
+        for item in self._reused:
+            listed = getattr(item, "identity", None)
+            try:
+                now = identity(os.lstat(getattr(item, "abspath", item.path)))
+            except OSError:
+                now = None
+            if now != listed:
+                raise SourceError("changed while the build ran (it was taken from its identity record)", item.path)
 
     def save(self) -> None:
         """The build succeeded: its records replace the file's."""

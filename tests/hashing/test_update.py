@@ -265,3 +265,28 @@ def test_a_verify_says_nothing_of_records_it_may_not_use(tmp_path):
         assert verify(d, old)
     with pytest.warns(CheckpointWarning):
         assert same_as_full(d, tmp_path, old).updated_files == 0
+
+
+def test_a_file_changed_while_the_update_runs_is_an_error_not_its_old_root(tmp_path, monkeypatch):
+    """A reused file is not read: its root is the record's, true when it was
+    listed.  A writer that edits it after the listing, before the build
+    ends (here: at the last moment, just before the build checks), must
+    not leave a manifest claiming the old root: one error naming the file,
+    and nothing written.  The writer is injected at that moment by wrapping
+    the check, which then runs as it always does."""
+    from merkle.errors import SourceError
+
+    d = tree(tmp_path / "t")
+    old = full(d, tmp_path / "old.json")
+    real = identities.Identities.check_unchanged
+
+    def writer_then_check(self):
+        with open(d / "big.bin", "r+b") as f:  # same size; ctime moves
+            f.write(b"edited while the build ran")
+        return real(self)
+
+    monkeypatch.setattr(identities.Identities, "check_unchanged", writer_then_check)
+    with pytest.raises(SourceError, match="changed while the build ran") as caught:
+        update(d, old, tmp_path / "new.json")
+    assert caught.value.path == "big.bin"
+    assert not (tmp_path / "new.json").exists()
