@@ -103,10 +103,12 @@ class View:
         return None
 
     def folder(self, rel: str, layer: int) -> None:
-        """A folder entry at `rel`: a file that was there is gone."""
+        """A folder entry at `rel`: a file (or a link, a special file) that a
+        layer below put there is gone; one of this layer is kept, with its
+        problem (a layer holding both decides nothing)."""
         self._enter(layer)
         got = self.get(rel)
-        if got is not None and got.problem is None:
+        if got is not None and (got.problem is None or got.layer < layer):
             *parents, name = rel.split("/")
             node = self._folder(parents)
             assert node is not None

@@ -222,3 +222,19 @@ def test_a_layer_over_the_entry_cap_fails_in_bounded_time(tmp_path, monkeypatch,
     with open_image(f"oci:{tmp_path / 'img'}:v1") as img:
         with pytest.raises(IntegrityError, match=r"layer 0 \(sha256:[0-9a-f]{64}\) holds more than 2,000 entries"):
             verify_model(img, "/models/m", signed({"w.bin": GOOD, "c.json": CONFIG}))
+
+
+def test_a_folder_that_replaces_a_link_of_a_lower_layer_is_no_failure(tmp_path, compress):
+    """Layer 0 has a symbolic link at models/m/extra; layer 1 puts a folder
+    there (with a signed file in it).  In the final image the link is gone:
+    it must not be reported (it was, as a link not followed), and the file
+    in the folder is checked as any other."""
+    files = {"w.bin": GOOD, "c.json": CONFIG, "extra/notes.txt": b"notes\n"}
+    lower = [*base(), ("models/m/extra", None, {"type": tarfile.SYMTYPE, "linkname": "/etc"})]
+    upper = [("models/m/extra", None, {}), ("models/m/extra/notes.txt", b"notes\n", {})]
+    report = verify(tmp_path / "img", [o.tar_of(lower), o.tar_of(upper)], compress, files)
+    assert not_ok(report) == {}, not_ok(report)
+    assert report.ok
+    # The link is still refused where it stays: a folder in the same layer as the link decides nothing.
+    report = verify(tmp_path / "img2", [o.tar_of(lower)], compress, {"w.bin": GOOD, "c.json": CONFIG})
+    assert "extra" in not_ok(report)
