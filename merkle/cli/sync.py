@@ -36,10 +36,10 @@ def sync(args: argparse.Namespace) -> int:
         source.close()
     stats = result.stats
     notes = []
-    if manifest.layers is None and any(f.size > manifest.chunk_size for f in manifest.files):
+    if stats.whole_files:
         notes.append(
-            f"no leaf sidecar beside {shown(args.bundle)}: a changed multi-chunk file was fetched whole "
-            "and checked whole before it took its name"
+            f"no leaf sidecar beside {shown(args.bundle)}: {stats.whole_files} changed multi-chunk file(s) "
+            "fetched whole, each checked whole before it took its name"
         )
     notes.append(
         f"synced {shown(args.dest)} from {shown(args.source)}: {stats.in_place} files in place, "

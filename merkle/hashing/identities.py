@@ -25,6 +25,10 @@ they reuse:
    hashed but not recorded (git's "racily clean" entries): timestamps come
    from a coarse clock, and a same-size rewrite in the same tick as the read
    would leave the identity unchanged.
+6. At the end of the build every reused file is looked at again (lstat):
+   one whose identity moved since it was listed changed while the build ran,
+   and the build fails naming it, nothing written, rather than keep the root
+   of bytes it no longer holds.
 
 OLD only narrows what is reused: every reused digest comes from this user's
 authenticated records, never from OLD's bytes, so OLD's signature is not

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import sys
 import weakref
 from dataclasses import dataclass
@@ -78,6 +79,8 @@ class Pkcs11Uri:
                 raise UsageError(f"unknown PKCS#11 URI attribute {name!r}", _shown(uri))
             if name in out:
                 raise UsageError(f"attribute {name!r} given twice", _shown(uri))
+            if name == "id" and not re.fullmatch(r"(%[0-9A-Fa-f]{2}|[A-Za-z0-9._~-])*", value):
+                raise UsageError("attribute 'id' is not percent-encoded bytes (id=%01%02...)", _shown(uri))
             try:
                 out[name] = unquote(value, errors="strict") if name != "id" else value
             except UnicodeDecodeError:
@@ -175,7 +178,8 @@ def _token(lib: Any, uri: Pkcs11Uri, p11e: Any) -> Any:
     except p11e.PKCS11Error as e:
         raise UsageError(f"cannot list the module's tokens: {_reason(e)}", uri.text) from e
     if not found:
-        what = ", ".join(f"{k}={v!r}" for k, v in wanted.items()) or "any"
+        named = {**wanted, **({"slot-id": uri.path["slot-id"]} if "slot-id" in uri.path else {})}
+        what = ", ".join(f"{k}={v!r}" for k, v in named.items()) or "any"
         raise UsageError(f"no token matching {what}", uri.text)
     if len(found) > 1:
         raise UsageError(f"{len(found)} tokens match: name one with token=, serial=...", uri.text)
@@ -268,15 +272,22 @@ def _objects(session: Any, uri: Pkcs11Uri, pkcs11: Any, p11e: Any) -> tuple[Any,
     except p11e.PKCS11Error:
         key_id = b""
     same = {pkcs11.Attribute.ID: key_id} if key_id else {pkcs11.Attribute.LABEL: key.label}
-    public = list(session.get_objects({**same, pkcs11.Attribute.CLASS: ObjectClass.PUBLIC_KEY}))
-    if len(public) == 1:
-        return key, _public_of(public[0], pkcs11, uri.text)
-    certificates = list(session.get_objects({**same, pkcs11.Attribute.CLASS: ObjectClass.CERTIFICATE}))
-    if len(certificates) == 1:
-        from cryptography import x509
+    try:
+        public = list(session.get_objects({**same, pkcs11.Attribute.CLASS: ObjectClass.PUBLIC_KEY}))
+        if len(public) == 1:
+            return key, _public_of(public[0], pkcs11, uri.text)
+        certificates = list(session.get_objects({**same, pkcs11.Attribute.CLASS: ObjectClass.CERTIFICATE}))
+        if len(certificates) == 1:
+            from cryptography import x509
 
-        cert = x509.load_der_x509_certificate(certificates[0][pkcs11.Attribute.VALUE])
-        return key, _allowed(cert.public_key(), uri.text)
+            cert = x509.load_der_x509_certificate(bytes(certificates[0][pkcs11.Attribute.VALUE]))
+            return key, _allowed(cert.public_key(), uri.text)
+    except (p11e.PKCS11Error, ValueError) as e:
+        raise UsageError(f"cannot read the key's public key from the token: {_reason(e)}", uri.text) from e
+    if len(public) > 1:
+        raise UsageError(
+            f"{len(public)} public keys share the key's id (or label): which is its own is unknown", uri.text
+        )
     raise UsageError(
         "the token holds no public key or certificate of the key's id (or label): the public key cannot be read",
         uri.text,

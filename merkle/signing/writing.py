@@ -19,7 +19,7 @@ from merkle.format.manifest import MANIFEST_SUFFIX, SIDECAR_SUFFIX, Manifest
 from merkle.signing import statements, trust
 from merkle.signing.attestations import Store, StoreChoice, as_store
 from merkle.signing.envelope import Bundle, BundleFile
-from merkle.signing.keys import SigningKey
+from merkle.signing.keys import RemoteKey, SigningKey
 from merkle.signing.signers import open_signing_key
 from merkle.signing.statements import Verified
 from merkle.signing.trust import History, TrustPolicy
@@ -110,9 +110,14 @@ def sign(
     when given, makes verifiers refuse older versions of `name` from this
     signer; `key` is a private key, a key in a token or KMS (keys.RemoteKey), or
     what signers.open_signing_key opens: a PEM key file, `pkcs11:...`, `awskms://...`."""
-    private = open_signing_key(os.fspath(key)) if isinstance(key, (str, os.PathLike)) else key
-    out = os.fspath(output)
-    bundle = statements.sign(
-        manifest, private, name=name, version=version, expires=expires, certificates=certificates, compact=compact
-    )
-    return write_signed(out, bundle, private, manifest, as_store(attestations), compact=compact)
+    opened = open_signing_key(os.fspath(key)) if isinstance(key, (str, os.PathLike)) else None
+    private = opened if opened is not None else key
+    assert not isinstance(private, (str, os.PathLike))
+    try:
+        bundle = statements.sign(
+            manifest, private, name=name, version=version, expires=expires, certificates=certificates, compact=compact
+        )
+        return write_signed(os.fspath(output), bundle, private, manifest, as_store(attestations), compact=compact)
+    finally:
+        if isinstance(opened, RemoteKey):
+            opened.close()  # a session or client this call opened; one the caller passed is the caller's

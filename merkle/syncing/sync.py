@@ -85,6 +85,8 @@ class SyncStats:
     resumed_bytes: int = 0
     """Bytes of written files an earlier, interrupted sync had fetched."""
     hashed_bytes: int = 0
+    whole_files: int = 0
+    """Multi-chunk files fetched whole and checked whole (no leaf sidecar)."""
     deleted: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -97,6 +99,7 @@ class SyncStats:
             "copied_bytes": self.copied_bytes,
             "resumed_bytes": self.resumed_bytes,
             "hashed_bytes": self.hashed_bytes,
+            "whole_files": self.whole_files,
             "deleted": list(self.deleted),
         }
 
@@ -174,9 +177,13 @@ class _Stage:
         return WalkedFile(rel, os.path.join(self.shown, name), st.st_size, identity(st), self.root, rel)
 
     def remove(self, name: str) -> None:
+        """Remove a file or link here; anything else (a folder someone made
+        here) is left alone: a new partial of that name then fails to be
+        made, one per-file error, not the run."""
         try:
-            os.unlink(name, dir_fd=self.fd)
-        except FileNotFoundError:
+            if not stat.S_ISDIR(os.stat(name, dir_fd=self.fd, follow_symlinks=False).st_mode):
+                os.unlink(name, dir_fd=self.fd)
+        except OSError:
             pass
 
     def close(self, root_fd: int) -> None:
@@ -236,7 +243,7 @@ def sync(
     try:
         stage = _Stage(root, root_fd)
         try:
-            run = _Run(source, dest, manifest, root, stage, jobs or DEFAULT_JOBS)
+            run = _Run(source, dest, manifest, root, stage, jobs)
             outcomes = run.run(allow_extra, delete)
         finally:
             stage.close(root_fd)
@@ -248,7 +255,7 @@ def sync(
 
 
 class _Run:
-    def __init__(self, source: ChunkSource, dest: str, manifest: Manifest, root: Root, stage: _Stage, jobs: int):
+    def __init__(self, source: ChunkSource, dest: str, manifest: Manifest, root: Root, stage: _Stage, jobs: int | None):
         self.source, self.dest, self.manifest, self.root, self.stage = source, dest, manifest, root, stage
         self.jobs = jobs
         self.cs = manifest.chunk_size
@@ -273,6 +280,7 @@ class _Run:
             outcomes += self._delete(present, problems, listed)
             present, problems = self._list()
         holding = _directories(list(present) + list(problems))
+        holding |= self._empty_folders_at(manifest.files, present, problems, holding, delete)
         partials = {n: st for n, st in self.stage.names().items() if _PARTIAL.fullmatch(n) and stat.S_ISREG(st.st_mode)}
         entries: list[FileEntry] = []
         for entry in manifest.files:
@@ -281,8 +289,8 @@ class _Run:
                 outcomes.append(Outcome(entry.path, Status.ERROR, why))
             else:
                 entries.append(entry)
-        wanted = {partial_name(e.path): e for e in entries}
-        for name in set(self.stage.names()) - set(wanted):
+        wanted = {partial_name(e.path) for e in manifest.files}  # a blocked file's partial is kept for next time
+        for name in set(self.stage.names()) - wanted:
             self.stage.remove(name)  # an earlier run's, for a path no longer signed here (or not a partial at all)
         for i in range(0, len(entries), BATCH):
             outcomes += self._batch(entries[i : i + BATCH], present, partials)
@@ -303,10 +311,42 @@ class _Run:
             return f"sync keeps its partial files in {STAGE}/: a signed file there cannot be synced"
         problem = problems.get(entry.path) or blocked_by(entry.path, problems)
         if problem is not None:
-            return f"{problem.reason}: sync replaces only regular files (--delete removes what is in the way)"
+            reason = problem.reason.replace(" (use --follow-symlinks)", "")  # verify's advice; sync follows no link
+            return f"{reason}: sync replaces only regular files (--delete removes what is in the way)"
         if entry.path in holding:
             return "a directory is in the way: sync replaces only regular files (--delete removes what is in it)"
         return None
+
+    def _empty_folders_at(
+        self,
+        entries: Sequence[FileEntry],
+        present: dict[str, WalkedFile],
+        problems: dict[str, WalkProblem],
+        holding: set[str],
+        delete: bool,
+    ) -> set[str]:
+        """Signed paths where DEST has a folder that holds no listed file
+        (the walk names none of it): found here, before anything is fetched;
+        with `delete`, removed when it is empty folders only."""
+        found = set()
+        for entry in entries:
+            path = entry.path
+            if path in present or path in problems or path in holding or blocked_by(path, problems):
+                continue
+            parent, _, name = path.rpartition("/")
+            try:
+                fd = self.root.open_dir(parent)
+            except SourceError:
+                continue  # no such folder yet: nothing in the way
+            try:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode) and not (delete and _remove_empty_tree(fd, name)):
+                    found.add(path)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+        return found
 
     def _delete(
         self, present: dict[str, WalkedFile], problems: dict[str, WalkProblem], listed: set[str]
@@ -444,7 +484,7 @@ class _Run:
         written; a file's first failure stops its other ranges."""
         if not tasks:
             return
-        workers = max(1, min(self.jobs, MAX_IN_FLIGHT // max(MAX_RANGE, self.cs)))
+        workers = max(1, min(self.jobs or DEFAULT_JOBS, MAX_IN_FLIGHT // max(MAX_RANGE, self.cs)))
         with ThreadPoolExecutor(workers) as pool:
             for _ in pool.map(self._fetch, tasks):
                 pass
@@ -520,6 +560,7 @@ class _Run:
                 outcomes.append(Outcome(entry.path, Status.ERROR, f"cannot write: {e.strerror or e}"))
                 continue
             self.stats.written += 1
+            self.stats.whole_files += plan.leaves is None
             self.stats.copied_bytes += plan.copied
             self.stats.resumed_bytes += plan.resumed
             outcomes.append(Outcome(entry.path, Status.OK))
@@ -647,6 +688,29 @@ def _copy_range(src: int, dst: int, start: int, end: int, shown: str) -> int:
             raise SourceError("ended while it was copied", shown)
         offset += n
     return end - start
+
+
+def _remove_empty_tree(dir_fd: int, name: str) -> bool:
+    """Remove folder `name` of `dir_fd` if it holds only empty folders
+    (opened without following links); whether it is gone."""
+    try:
+        fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+    except OSError:
+        return False
+    try:
+        for child in os.listdir(fd):
+            st = os.stat(child, dir_fd=fd, follow_symlinks=False)
+            if not stat.S_ISDIR(st.st_mode) or not _remove_empty_tree(fd, child):
+                return False
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    try:
+        os.rmdir(name, dir_fd=dir_fd)
+    except OSError:
+        return False
+    return True
 
 
 def _unlink(root: Root, path: str) -> None:

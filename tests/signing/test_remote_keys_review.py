@@ -1,10 +1,12 @@
 """Review of issue 23 (keys that stay in a PKCS#11 token or AWS KMS): each
-test shows one problem found by reading merkle/signing/{keys,pkcs11,kms}.py
-and merkle/cli/signing.py as an attacker and as a demanding user.  A real
-SoftHSM2 token, initialised here as tests/signing/test_pkcs11.py does (keys
-generated on it), moto's KMS through the `endpoint` fixture, and the real
-CLI; nothing of merkle is mocked.  Tests that fail show the problem; the
-review's report names the fix."""
+test guards against one problem an attacker review found by reading
+merkle/signing/{keys,pkcs11,kms}.py and merkle/cli/signing.py as an attacker
+and as a demanding user; all are fixed.  Where a docstring tells how the
+first version broke (unchecked attributes, a label-only lookup...), that is
+what the test keeps from coming back.  A real SoftHSM2 token, initialised
+here as tests/signing/test_pkcs11.py does (keys generated on it), moto's
+KMS through the `endpoint` fixture, and the real CLI; nothing of merkle is
+mocked."""
 
 from __future__ import annotations
 
@@ -406,3 +408,17 @@ def test_a_secp256k1_kms_key_is_refused(cli, kms, endpoint, tmp_path):
     assert r.returncode == 2, r.stderr
     assert_one_line_error(r, "ECC_SECG_P256K1 is not allowed")
     assert not (tmp_path / "pub").exists()
+
+
+def test_a_slot_id_that_matches_no_token_is_named_in_the_message(cli, token, tmp_path):
+    _, pin = token
+    r = cli("key", "export", uri(pin, "token=merkle-review;slot-id=424242;object=p256"), "-o", str(tmp_path / "pub"))
+    assert r.returncode == 2
+    assert_one_line_error(r, "slot-id='424242'")
+
+
+def test_an_id_that_is_not_percent_encoded_is_a_usage_error(cli, token, tmp_path):
+    _, pin = token
+    r = cli("key", "export", uri(pin, "token=merkle-review;id=%zz"), "-o", str(tmp_path / "pub"))
+    assert r.returncode == 2
+    assert_one_line_error(r, "attribute 'id' is not percent-encoded")

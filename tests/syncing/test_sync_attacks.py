@@ -1,7 +1,11 @@
 """`merkle sync` read as an attacker (and as an unlucky user): each test here
-shows one way the feature does not keep a promise of docs/sync.md (nothing
-unsigned under a manifest name, a verdict that is the truth, ordinary use
-never failing falsely, every failure one line or one per-file outcome).
+guards a promise of docs/sync.md (nothing unsigned under a manifest name, a
+verdict that is the truth, ordinary use never failing falsely, every
+failure one line or one per-file outcome) that an attacker review found
+broken in the first version.  Where a docstring tells how it broke (three
+descriptors per file, partials beside their files, a directory found only
+after the fetch...), that is the design it replaced; the test asserts what
+holds now.
 
 Real files and the real program throughout (the `cli` fixture); the two
 tests that must act while a sync runs start the same program with
@@ -109,13 +113,14 @@ def test_many_files_sync_under_the_usual_open_file_limit(cli, tmp_path):
 # 2. A local user who can write in DEST races the rename.
 
 IN_CLOSE_NOWRITE = 0x10
+IN_CREATE = 0x100
 
 
 def _inotify(directory: Path) -> int:
     libc = ctypes.CDLL(None, use_errno=True)
     fd = libc.inotify_init1(os.O_CLOEXEC | os.O_NONBLOCK)
     assert fd >= 0, os.strerror(ctypes.get_errno())
-    assert libc.inotify_add_watch(fd, os.fsencode(directory), IN_CLOSE_NOWRITE) >= 0
+    assert libc.inotify_add_watch(fd, os.fsencode(directory), IN_CLOSE_NOWRITE | IN_CREATE) >= 0
     return fd
 
 
@@ -132,76 +137,96 @@ def _events(fd: int, timeout: float):
         yield mask, name
 
 
-def _as_nobody(action) -> BaseException | None:
-    """Run `action` in a child process as user nobody (65534): another local
-    user of a shared DEST.  What it raised, or None."""
+def _as_nobody(steps) -> list[str]:
+    """Run `steps` (callables) in a child process as user nobody (65534),
+    another local user of a shared DEST, one after another until one fails:
+    for each, "ok" or "ErrorName:errno"."""
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: drop to nobody, try, report, exit without cleanup
         os.close(read)
+        said = []
         try:
             os.setgid(65534)
             os.setuid(65534)
-            action()
-            os.write(write, b"ok")
-        except BaseException as e:  # noqa: BLE001  # reported to the parent
-            os.write(write, f"{type(e).__name__}: {e}".encode())
-        os._exit(0)
+            for step in steps:
+                try:
+                    step()
+                    said.append("ok")
+                except OSError as e:
+                    said.append(f"{type(e).__name__}:{e.errno}")
+                    break
+        finally:
+            os.write(write, ",".join(said).encode())
+            os._exit(0)
     os.close(write)
     with os.fdopen(read, "rb") as f:
         said = f.read().decode()
     os.waitpid(pid, 0)
-    return None if said == "ok" else PermissionError(said)
+    return said.split(",") if said else []
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user (CI runs as root)")
-def test_another_user_cannot_swap_a_checked_partial_before_its_rename(cli, tmp_path):
-    """A shared, world-writable DEST: between a.bin's final check and its
-    rename (the time b.bin's check takes) another user tries to put a file
-    of their own under a.bin's partial name.  Partials live in DEST's
-    staging folder, which is this user's alone (0700): the swap is refused,
-    and a.bin ends with the signed bytes."""
-    src = tmp_path / "src"
-    src.mkdir()
-    signed_a = os.urandom(9 << 20)
-    (src / "a.bin").write_bytes(signed_a)
-    with open(src / "b.bin", "wb") as f:
-        for _ in range(40):
-            f.write(os.urandom(4 << 20))  # 160 MiB: its check is the window
-    priv, pub = keypair(cli, tmp_path)
-    bundle = build(cli, src, priv, tmp_path / "b.json")
-    dest = tmp_path / "dest"
-    dest.mkdir()
-    os.chmod(tmp_path, 0o755)
-    os.chmod(dest, 0o777)  # anyone may write in DEST itself
-    (dest / STAGE).mkdir(mode=0o700)
-    watch = _inotify(dest / STAGE)
-    env = dict(os.environ, PYTHONWARNINGS="error::ResourceWarning")
-    args = [sys.executable, "-m", "merkle", "sync", str(src), str(dest), str(bundle), "--key", pub, "--jobs", "1"]
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    attempts: list[BaseException | None] = []
+def test_another_user_cannot_swap_a_checked_partial_before_its_rename(cli):
+    """A shared, world-writable DEST: while a sync runs (a.bin's partial just
+    made, b.bin's 160 MiB still to write and check) another user writes a
+    file of their own in DEST (allowed: DEST is shared) and renames it onto
+    a.bin's partial.  Partials live in DEST's staging folder, this user's alone
+    (0700): the write succeeds, the rename is refused by the kernel
+    (EACCES), and a.bin ends with the signed bytes.  Everything is under a
+    folder every user can enter (pytest's own temporary folders are 0700,
+    which would stop the other user before the staging folder is reached)."""
+    import errno
+    import shutil
+    import tempfile
 
-    def swap() -> None:
-        planted = dest / "planted"
-        planted.write_bytes(os.urandom(len(signed_a)))
-        os.rename(planted, dest / STAGE / partial_name("a.bin"))
-
+    top = Path(tempfile.mkdtemp(dir="/tmp", prefix="merkle-shared-"))
     try:
-        deadline = time.monotonic() + 120
-        while not attempts and proc.poll() is None and time.monotonic() < deadline:
-            for mask, name in _events(watch, 0.5):
-                if mask & IN_CLOSE_NOWRITE and name == partial_name("b.bin") and not attempts:
-                    attempts.append(_as_nobody(swap))
-        out, err = proc.communicate(timeout=120)
+        os.chmod(top, 0o755)
+        src = top / "src"
+        src.mkdir()
+        signed_a = os.urandom(9 << 20)
+        (src / "a.bin").write_bytes(signed_a)
+        with open(src / "b.bin", "wb") as f:
+            for _ in range(40):
+                f.write(os.urandom(4 << 20))  # 160 MiB: its check is the window
+        priv, pub = keypair(cli, top)
+        bundle = build(cli, src, priv, top / "b.json")
+        dest = top / "dest"
+        dest.mkdir()
+        os.chmod(dest, 0o777)  # anyone may write in DEST itself
+        (dest / STAGE).mkdir(mode=0o700)
+        watch = _inotify(dest / STAGE)
+        env = dict(os.environ, PYTHONWARNINGS="error::ResourceWarning")
+        args = [sys.executable, "-m", "merkle", "sync", str(src), str(dest), str(bundle), "--key", pub, "--jobs", "1"]
+        proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        attempts: list[list[str]] = []
+        planted = dest / "planted"
+
+        def write() -> None:
+            planted.write_bytes(os.urandom(len(signed_a)))
+
+        def rename() -> None:
+            os.rename(planted, dest / STAGE / partial_name("a.bin"))
+
+        try:
+            deadline = time.monotonic() + 120
+            while not attempts and proc.poll() is None and time.monotonic() < deadline:
+                for mask, name in _events(watch, 0.5):
+                    if mask & IN_CREATE and name == partial_name("a.bin") and not attempts:
+                        attempts.append(_as_nobody([write, rename]))
+            out, err = proc.communicate(timeout=120)
+        finally:
+            os.close(watch)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert "Traceback" not in err, err
+        assert proc.returncode == 0, err
+        assert attempts == [["ok", f"PermissionError:{errno.EACCES}"]], attempts  # wrote in DEST, could not swap
+        assert (dest / "a.bin").read_bytes() == signed_a
     finally:
-        os.close(watch)
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert "Traceback" not in err, err
-    assert proc.returncode == 0, err
-    assert attempts and isinstance(attempts[0], PermissionError), attempts
-    assert (dest / "a.bin").read_bytes() == signed_a
+        shutil.rmtree(top, ignore_errors=True)
 
 
 def test_a_staging_folder_of_another_user_or_a_link_is_refused(cli, signed, tmp_path):
@@ -283,7 +308,7 @@ def test_delete_brings_a_dest_with_a_directory_where_a_file_goes_to_the_signed_v
 
 
 def test_delete_removes_an_extra_link_and_fifo_never_their_target(cli, signed, tmp_path):
-    """_extras says --delete removes "files and links, never what a link
+    """--delete removes "files and links, never what a link
     points to", but links and FIFOs are listing problems, which _extras only
     reports: --delete never converges (exit 1 on every run)."""
     src, bundle, pub, _ = signed
@@ -376,3 +401,70 @@ def test_resume_works_when_the_manifest_excludes_hidden_files(cli, tmp_path):
     assert r.returncode == 0, r.stderr
     assert doc["sync"]["resumed_bytes"] == 15 * CS, doc["sync"]
     assert doc["sync"]["fetched_bytes"] == CS, doc["sync"]
+
+
+# 7. Found by the read-through after the review.
+
+
+def test_an_empty_folder_where_a_file_goes_is_found_before_the_fetch(cli, signed, tmp_path):
+    """An empty folder (or a tree of empty folders) at a signed file's path
+    holds nothing the walk lists: it is still found before anything is
+    fetched, and --delete removes it and the file is synced."""
+    src, bundle, pub, _ = signed
+    dest = tmp_path / "dest"
+    (dest / "model.bin" / "a" / "b").mkdir(parents=True)
+    r, doc = run_sync(cli, src, dest, bundle, pub)
+    assert r.returncode == 2, r.stderr
+    assert "a directory is in the way" in by_path(doc)["model.bin"]["detail"]
+    assert doc["sync"]["fetched_bytes"] == (src / "exact.bin").stat().st_size + len(b'{"a": 1}\n')
+    r, doc = run_sync(cli, src, dest, bundle, pub, "--delete")
+    assert r.returncode == 0, r.stderr
+    assert files_of(dest) == files_of(src) and not partials(dest)
+
+
+def test_a_folder_planted_in_the_staging_folder_does_not_stop_the_sync(cli, signed, tmp_path):
+    src, bundle, pub, _ = signed
+    dest = tmp_path / "dest"
+    (dest / STAGE / "junk").mkdir(parents=True)
+    (dest / STAGE / partial_name("model.bin")).mkdir()  # even under a partial's own name
+    r, doc = run_sync(cli, src, dest, bundle, pub)
+    assert "Traceback" not in r.stderr and doc is not None, r.stderr
+    files = by_path(doc)
+    assert files["model.bin"]["status"] == "error"  # its partial cannot be made: that file only
+    assert all(files[p]["status"] == "ok" for p in ("exact.bin", "empty.txt", "sub/config.json"))
+
+
+def test_a_blocked_file_keeps_its_partial_for_the_next_run(cli, signed, tmp_path):
+    """A sync that failed for model.bin left its checked chunks; next run a
+    link stands where model.bin goes (an error for it), and its partial must
+    still be there for the run after, once the link is gone."""
+    src, bundle, pub, _ = signed
+    good = (src / "model.bin").read_bytes()
+    bad = bytearray(good)
+    bad[3 * CS] ^= 1
+    (src / "model.bin").write_bytes(bytes(bad))
+    dest = tmp_path / "dest"
+    assert run_sync(cli, src, dest, bundle, pub)[0].returncode == 1
+    partial = dest / STAGE / partial_name("model.bin")
+    assert partial.exists()
+    os.symlink("/etc/hostname", dest / "model.bin")
+    r, doc = run_sync(cli, src, dest, bundle, pub)
+    detail = by_path(doc)["model.bin"]["detail"]
+    assert r.returncode != 0 and "--follow-symlinks" not in detail, detail
+    assert partial.exists()
+    (dest / "model.bin").unlink()
+    (src / "model.bin").write_bytes(good)
+    r, doc = run_sync(cli, src, dest, bundle, pub)
+    assert r.returncode == 0, r.stderr
+    assert doc["sync"]["resumed_bytes"] == 4 * CS + 17 and doc["sync"]["fetched_bytes"] == CS  # chunk 3 only
+
+
+def test_the_whole_file_note_is_given_only_when_a_file_was_fetched_whole(cli, signed, tmp_path):
+    src, bundle, pub, _ = signed
+    os.rename(f"{bundle}.leaves", tmp_path / "aside.leaves")
+    dest = tmp_path / "dest"
+    r, doc = run_sync(cli, src, dest, bundle, pub)
+    sidecar = lambda d: [n for n in d["sync"]["notes"] if "no leaf sidecar" in n]  # noqa: E731
+    assert r.returncode == 0 and doc["sync"]["whole_files"] == 1 and len(sidecar(doc)) == 1, r.stderr
+    r, doc = run_sync(cli, src, dest, bundle, pub)
+    assert r.returncode == 0 and doc["sync"]["whole_files"] == 0 and sidecar(doc) == [], doc["sync"]
