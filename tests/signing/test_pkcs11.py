@@ -10,22 +10,17 @@ nothing written."""
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from support import softhsm
 from support.cli import assert_one_line_error, run_model_signing
 
 pytest.importorskip("pkcs11")
 
-MODULE = next(
-    (p for p in ("/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-                 "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so") if os.path.exists(p)),
-    None,
-)  # fmt: skip
-if MODULE is None or shutil.which("softhsm2-util") is None:
+MODULE = softhsm.MODULE
+if not softhsm.AVAILABLE:
     pytest.skip(
         "SoftHSM2 is not installed (scripts/test installs it: apt-get install softhsm2)", allow_module_level=True
     )
@@ -62,28 +57,9 @@ def token(tmp_path_factory):
     """A SoftHSM2 token of this module's own, with keys made on it; the
     environment (SOFTHSM2_CONF) every child process of these tests reads."""
     home = tmp_path_factory.mktemp("softhsm")
-    (home / "tokens").mkdir()
-    conf = home / "softhsm2.conf"
-    conf.write_text(f"directories.tokendir = {home / 'tokens'}\nobjectstore.backend = file\nlog.level = ERROR\n")
-    saved = os.environ.get("SOFTHSM2_CONF")
-    os.environ["SOFTHSM2_CONF"] = str(conf)
-    try:
-        subprocess.run(
-            ["softhsm2-util", "--init-token", "--free", "--label", "merkle-test", "--pin", PIN, "--so-pin", "13579"],
-            check=True,
-            capture_output=True,
-        )
-        made = subprocess.run([sys.executable, "-c", KEYGEN, MODULE, PIN], check=True, capture_output=True, text=True)
-        assert made.stdout.strip() == "sealed", made.stdout  # the private keys cannot leave the token
-        pin = home / "pin"
-        pin.write_text(PIN + "\n")
-        pin.chmod(0o600)
+    with softhsm.token(home, "merkle-test", PIN, KEYGEN) as (pin, said):
+        assert said == "sealed", said  # the private keys cannot leave the token
         yield home, pin
-    finally:
-        if saved is None:
-            os.environ.pop("SOFTHSM2_CONF", None)
-        else:
-            os.environ["SOFTHSM2_CONF"] = saved
 
 
 def uri(pin: Path | None, label: str = "p256", token_label: str = "merkle-test", **query: str) -> str:

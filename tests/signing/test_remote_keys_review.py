@@ -10,23 +10,16 @@ mocked."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from support import softhsm
 from support.cli import assert_one_line_error
 
 pytest.importorskip("pkcs11")
 
-MODULE = next(
-    (p for p in ("/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-                 "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so") if os.path.exists(p)),
-    None,
-)  # fmt: skip
-if MODULE is None or shutil.which("softhsm2-util") is None:
+MODULE = softhsm.MODULE
+if not softhsm.AVAILABLE:
     pytest.skip("SoftHSM2 is not installed (apt-get install softhsm2)", allow_module_level=True)
 
 PIN = "975312"
@@ -72,29 +65,12 @@ print("ok")
 
 @pytest.fixture(scope="module")
 def token(tmp_path_factory):
-    home = tmp_path_factory.mktemp("softhsm-review")
-    (home / "tokens").mkdir()
-    conf = home / "softhsm2.conf"
-    conf.write_text(f"directories.tokendir = {home / 'tokens'}\nobjectstore.backend = file\nlog.level = ERROR\n")
-    saved = os.environ.get("SOFTHSM2_CONF")
-    os.environ["SOFTHSM2_CONF"] = str(conf)
-    try:
-        subprocess.run(
-            ["softhsm2-util", "--init-token", "--free", "--label", "merkle-review", "--pin", PIN, "--so-pin", "86420"],
-            check=True,
-            capture_output=True,
-        )
-        made = subprocess.run([sys.executable, "-c", KEYGEN, MODULE, PIN], capture_output=True, text=True)
-        assert made.returncode == 0 and made.stdout.strip() == "ok", made.stdout + made.stderr
-        pin = home / "pin"
-        pin.write_text(PIN + "\n")
-        pin.chmod(0o600)
+    """A SoftHSM2 token of this module's own, with keys made on it; the
+    environment (SOFTHSM2_CONF) every child process of these tests reads."""
+    home = tmp_path_factory.mktemp("softhsm")
+    with softhsm.token(home, "merkle-review", PIN, KEYGEN) as (pin, said):
+        assert said == "ok", said
         yield home, pin
-    finally:
-        if saved is None:
-            os.environ.pop("SOFTHSM2_CONF", None)
-        else:
-            os.environ["SOFTHSM2_CONF"] = saved
 
 
 def uri(pin: Path | None, path: str = "token=merkle-review;object=p256", **query: str) -> str:
