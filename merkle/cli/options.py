@@ -158,7 +158,7 @@ def add_trust_options(p: argparse.ArgumentParser, prefix: str = "") -> None:
         action="append",
         default=[],
         metavar="ID",
-        help="with --ca: the signing certificate's subject (RFC 4514) or a subject alternative name "
+        help=f"with --{prefix}ca: the signing certificate's subject (RFC 4514) or a subject alternative name "
         "(email, URI, DNS) must be one of these; repeatable",
     )
     p.add_argument(
@@ -166,7 +166,7 @@ def add_trust_options(p: argparse.ArgumentParser, prefix: str = "") -> None:
         action="append",
         default=[],
         metavar="ISSUER",
-        help="with --ca: the signing certificate's issuer (RFC 4514) or its Fulcio OIDC issuer must be "
+        help=f"with --{prefix}ca: the signing certificate's issuer (RFC 4514) or its Fulcio OIDC issuer must be "
         "one of these; repeatable",
     )
     p.add_argument(
@@ -174,7 +174,7 @@ def add_trust_options(p: argparse.ArgumentParser, prefix: str = "") -> None:
         type=int,
         default=1,
         metavar="K",
-        help="require K distinct trusted signers across the bundles (default: 1)",
+        help=f"require K distinct signers trusted by --{prefix}key/--{prefix}ca across the bundles (default: 1)",
     )
     if not prefix:
         add_store_option(p, no_store=True)
