@@ -14,7 +14,7 @@ import abc
 import hashlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Literal, get_args
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -70,23 +70,29 @@ def key_id(key: PublicKey) -> str:
 class RemoteKey(abc.ABC):
     """A private key kept where it cannot be read (a PKCS#11 token, a cloud
     KMS): it signs and tells its public key, and nothing of it is ever on
-    this machine's disk (merkle.signing.pkcs11, merkle.signing.kms)."""
+    this machine's disk (merkle.signing.pkcs11, merkle.signing.kms).
+    `name`: what messages call it (its URI, without secrets); `public`: its
+    public key, of an allowed type (check_public); `close`: what lets go of
+    the session or client, called by `close()` or when the key is collected."""
 
-    name: str
-    """What messages call it (its URI, without secrets)."""
+    def __init__(self, name: str, public: PublicKey, close: Callable[[], object]) -> None:
+        import weakref
 
-    @abc.abstractmethod
+        self.name = name
+        self._public = public
+        self._closer = weakref.finalize(self, close)
+
     def public_key(self) -> PublicKey:
-        """The public key, of an allowed type (check_public)."""
+        return self._public
 
     @abc.abstractmethod
     def sign_data(self, data: bytes) -> bytes:
         """A signature of `data` as sign_bytes makes one with a key file:
         ECDSA with the curve's hash, DER-encoded, or Ed25519."""
 
-    @abc.abstractmethod
     def close(self) -> None:
         """Let go of the session or client (idempotent)."""
+        self._closer()
 
     def __enter__(self) -> RemoteKey:
         return self

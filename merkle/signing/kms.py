@@ -20,7 +20,6 @@ connect_timeout, read_timeout (seconds), max_attempts.
 from __future__ import annotations
 
 import hashlib
-import weakref
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -160,15 +159,10 @@ class AwsKmsKey(RemoteKey):
     """A KMS signing key, through a boto3 client kept for the command."""
 
     def __init__(self, uri: str, client: Any, key: str, algorithm: str, public: PublicKey) -> None:
-        self.name = uri
+        super().__init__(uri, public, client.close)
         self._client = client
         self._key = key
         self._algorithm = algorithm
-        self._public = public
-        self._closer = weakref.finalize(self, client.close)
-
-    def public_key(self) -> PublicKey:
-        return self._public
 
     def sign_data(self, data: bytes) -> bytes:
         public = self._public
@@ -182,6 +176,3 @@ class AwsKmsKey(RemoteKey):
             SigningAlgorithm=self._algorithm,
         )  # fmt: skip
         return bytes(answer["Signature"])
-
-    def close(self) -> None:
-        self._closer()

@@ -18,7 +18,6 @@ import hashlib
 import os
 import re
 import sys
-import weakref
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import unquote
@@ -335,15 +334,9 @@ class Pkcs11Key(RemoteKey):
     (CKA_ALWAYS_AUTHENTICATE: smart cards' signature keys)."""
 
     def __init__(self, uri: str, session: Any, key: Any, public: PublicKey, pin: str | None = None) -> None:
-        self.name = uri
-        self._session = session
+        super().__init__(uri, public, session.close)
         self._key = key
-        self._public = public
         self._pin = pin
-        self._closer = weakref.finalize(self, session.close)
-
-    def public_key(self) -> PublicKey:
-        return self._public
 
     def sign_data(self, data: bytes) -> bytes:
         import pkcs11
@@ -361,6 +354,3 @@ class Pkcs11Key(RemoteKey):
         except p11e.PKCS11Error as e:
             raise UsageError(f"the token did not sign: {_reason(e)}", self.name) from e
         return bytes(encode_ecdsa_signature(raw))
-
-    def close(self) -> None:
-        self._closer()
