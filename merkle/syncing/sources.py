@@ -13,13 +13,14 @@ from typing import Any, Protocol
 
 from merkle.errors import SourceError
 from merkle.source.local import Root, open_regular
+from merkle.source.readers import LocalFile
 from merkle.source.remote import RemoteObject, RemoteReader, filesystem, is_url
 
 
 class ChunkSource(Protocol):
     name: str
 
-    def read(self, path: str, size: int, start: int, end: int) -> bytes:
+    def read(self, path: str, size: int, start: int, end: int) -> bytes | bytearray:
         """Bytes [start, end) of `path` (a file of `size` bytes, as signed):
         exactly that many, or SourceError naming the path."""
         ...
@@ -37,21 +38,14 @@ class LocalSource:
         fd, self._root = Root.open(path)
         os.close(fd)
 
-    def read(self, path: str, size: int, start: int, end: int) -> bytes:
-        fd, _ = self._root.open_file(path)  # per range: a million files never hold a million descriptors
-        parts, got = [], start
-        try:
-            while got < end:
-                data = os.pread(fd, end - got, got)
-                if not data:
-                    raise SourceError(f"ends at byte {got}; the bundle says {size} bytes", self.shown(path))
-                parts.append(data)
-                got += len(data)
-        except OSError as e:
-            raise SourceError(f"read error: {e.strerror or e}", self.shown(path)) from e
-        finally:
-            os.close(fd)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+    def read(self, path: str, size: int, start: int, end: int) -> bytes | bytearray:
+        shown = self.shown(path)
+        data = bytearray(end - start)
+        with LocalFile(shown, self._root.open_file(path)) as f:  # per range: a million files never hold a million fds
+            got = f.read_into(start, memoryview(data))
+        if got < len(data):
+            raise SourceError(f"ends at byte {start + got}; the bundle says {size} bytes", shown)
+        return data
 
     def shown(self, path: str) -> str:
         return os.path.join(self.name, *path.split("/"))

@@ -28,6 +28,7 @@ descriptors at a time, not three per file.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import os
@@ -90,18 +91,7 @@ class SyncStats:
     deleted: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "in_place": self.in_place,
-            "written": self.written,
-            "fetched_bytes": self.fetched_bytes,
-            "fetched_chunks": self.fetched_chunks,
-            "requests": self.requests,
-            "copied_bytes": self.copied_bytes,
-            "resumed_bytes": self.resumed_bytes,
-            "hashed_bytes": self.hashed_bytes,
-            "whole_files": self.whole_files,
-            "deleted": list(self.deleted),
-        }
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
@@ -281,7 +271,8 @@ class _Run:
             present, problems = self._list()
         holding = _directories(list(present) + list(problems))
         holding |= self._empty_folders_at(manifest.files, present, problems, holding, delete)
-        partials = {n: st for n, st in self.stage.names().items() if _PARTIAL.fullmatch(n) and stat.S_ISREG(st.st_mode)}
+        staged = self.stage.names()
+        partials = {n: st for n, st in staged.items() if _PARTIAL.fullmatch(n) and stat.S_ISREG(st.st_mode)}
         entries: list[FileEntry] = []
         for entry in manifest.files:
             why = self._blocked(entry, problems, holding)
@@ -290,7 +281,7 @@ class _Run:
             else:
                 entries.append(entry)
         wanted = {partial_name(e.path) for e in manifest.files}  # a blocked file's partial is kept for next time
-        for name in set(self.stage.names()) - wanted:
+        for name in set(staged) - wanted:
             self.stage.remove(name)  # an earlier run's, for a path no longer signed here (or not a partial at all)
         for i in range(0, len(entries), BATCH):
             outcomes += self._batch(entries[i : i + BATCH], present, partials)
