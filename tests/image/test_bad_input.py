@@ -135,18 +135,23 @@ def test_a_tar_header_claiming_a_huge_size_is_a_layer_error(manifest, tmp_path, 
     assert "Traceback" not in r.stderr
 
 
-def test_an_archive_with_a_layout_and_a_legacy_repositories_file_only(manifest, tmp_path):
-    """docker load reads the legacy image when manifest.json is missing (found by the review): refused."""
+def _archive_of(root: Path, archive: Path, extra: dict[str, Path] | None = None) -> Path:
+    """A tar of the layout at `root` (every entry, as `docker save` names them), and `extra` files by name."""
     import tarfile
 
-    root = layout(tmp_path / "img")
-    archive = tmp_path / "img.tar"
     with tarfile.open(archive, "w") as tar:
         for p in sorted(root.rglob("*")):
             tar.add(p, p.relative_to(root).as_posix(), recursive=False)
-        legacy = tmp_path / "repositories"
-        legacy.write_text('{"evil": {"latest": "' + "ab" * 32 + '"}}')
-        tar.add(legacy, "repositories")
+        for name, path in (extra or {}).items():
+            tar.add(path, name)
+    return archive
+
+
+def test_an_archive_with_a_layout_and_a_legacy_repositories_file_only(manifest, tmp_path):
+    """docker load reads the legacy image when manifest.json is missing (found by the review): refused."""
+    legacy = tmp_path / "repositories"
+    legacy.write_text('{"evil": {"latest": "' + "ab" * 32 + '"}}')
+    archive = _archive_of(layout(tmp_path / "img"), tmp_path / "img.tar", {"repositories": legacy})
     r = run_cli("verify", f"docker-archive:{archive}", str(manifest), "--model", MODEL)
     assert r.returncode == 1
     assert_one_line_error(r, "repositories")
@@ -154,13 +159,7 @@ def test_an_archive_with_a_layout_and_a_legacy_repositories_file_only(manifest, 
 
 def test_a_truncated_docker_archive_is_one_line(manifest, tmp_path):
     """Found by the read-through: tarfile's error escaped as an internal error."""
-    import tarfile
-
-    root = layout(tmp_path / "img")
-    archive = tmp_path / "img.tar"
-    with tarfile.open(archive, "w") as tar:
-        for p in sorted(root.rglob("*")):
-            tar.add(p, p.relative_to(root).as_posix(), recursive=False)
+    archive = _archive_of(layout(tmp_path / "img"), tmp_path / "img.tar")
     data = archive.read_bytes()
     archive.write_bytes(data[: len(data) // 2 + 100])
     r = run_cli("verify", f"docker-archive:{archive}", str(manifest), "--model", MODEL)
