@@ -6,13 +6,12 @@ write bytes nobody signed or write outside DEST (docs/sync.md)."""
 
 from __future__ import annotations
 
-import json
 import os
 import stat
-from pathlib import Path
 
 import pytest
 from support.cli import assert_one_line_error, statuses
+from support.sync import run_sync, same_tree
 
 from merkle.syncing.sync import STAGE, partial_name
 
@@ -34,18 +33,6 @@ def signed(cli, tmp_path):
     r = cli("build", str(src), "--chunk-size", "64K", "--sign", str(tmp_path / "k"), "-o", str(bundle), "-q")
     assert r.returncode == 0, r.stderr
     return src, bundle, str(tmp_path / "k.pub")
-
-
-def run_sync(cli, src, dest, bundle, key, *extra):
-    r = cli("sync", str(src), str(dest), str(bundle), "--key", key, "--json", *extra)
-    assert "Traceback" not in r.stderr, r.stderr
-    doc = json.loads(r.stdout) if r.stdout.strip() else None
-    return r, doc
-
-
-def same_tree(a: Path, b: Path) -> bool:
-    files = lambda root: {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}  # noqa: E731
-    return files(a) == files(b)
 
 
 def test_an_empty_dest_is_filled_and_verified(cli, signed, tmp_path):

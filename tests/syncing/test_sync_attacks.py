@@ -15,7 +15,6 @@ inotify, as another local user could."""
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import resource
 import select
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import pytest
 from support.cli import assert_one_line_error
+from support.sync import by_path, files_of, run_sync
 
 from merkle.syncing.sync import STAGE, partial_name
 
@@ -43,21 +43,6 @@ def build(cli, src: Path, key: str, out: Path, *extra: str) -> Path:
     r = cli("build", str(src), "--chunk-size", "64K", "--sign", key, "-o", str(out), "-q", *extra)
     assert r.returncode == 0, r.stderr
     return out
-
-
-def run_sync(cli, src, dest, bundle, key, *extra):
-    r = cli("sync", str(src), str(dest), str(bundle), "--key", key, "--json", *extra)
-    assert "Traceback" not in r.stderr, r.stderr
-    doc = json.loads(r.stdout) if r.stdout.strip() else None
-    return r, doc
-
-
-def by_path(doc) -> dict[str, dict]:
-    return {f["path"]: f for f in doc["files"]}
-
-
-def files_of(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file() and not p.is_symlink()}
 
 
 def partials(root: Path) -> list[Path]:

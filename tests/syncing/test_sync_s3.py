@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from support.s3proxy import FaultProxy, Request, get_of
+from support.sync import same_tree
 
 s3fs = pytest.importorskip("s3fs")
 pytest.importorskip("moto.server")
@@ -91,11 +92,6 @@ def wire_bytes(proxy: FaultProxy, action: str = "pass") -> int:
             first, last = map(int, re.fullmatch(r"bytes=(\d+)-(\d+)", req.range).groups())
             total += last - first + 1
     return total
-
-
-def same_tree(a: Path, b: Path) -> bool:
-    files = lambda root: {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}  # noqa: E731
-    return files(a) == files(b)
 
 
 def test_a_changed_shard_moves_only_its_changed_chunks(capsys, model, faults, tmp_path):
